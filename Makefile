@@ -1,0 +1,48 @@
+# The README's commands. Everything installs into .venv; nothing outside it is assumed
+# but a Python 3.11 interpreter and make.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SEEDS  ?= 1000
+JOBS   ?= 2
+
+.PHONY: venv test lint typecheck layers unit sim run clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict paxos
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -n $(JOBS)
+
+## make test: lint, mypy --strict on paxos/, import-layer contracts, then the whole pytest suite
+## (unit, property, golden scenarios, planted bugs, and the CI sweep of simulator seeds).
+test: lint typecheck layers unit
+
+## make sim SEEDS=N: N simulator seeds with faults; ends with "N seeds, V violations".
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --jobs $(JOBS)
+
+## make run: until the networked cluster lands, a narrated simulated 3-DC group.
+run: $(STAMP)
+	$(BIN)/python -m tests.sim --seed 1 --narrate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

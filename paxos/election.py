@@ -1,0 +1,67 @@
+"""Failure detection in ticks, randomized election timeouts, and the follower's lease guard.
+
+Rules:
+- A follower that hears the leader of a ballot >= its promise (an Accept or a Heartbeat)
+  resets its timer and *guards* that leader: for ``election_ticks_min`` ticks it promises no
+  other node (the sticky leader, and the follower half of the lease). The leader itself may
+  re-prepare, and a ``Prepare`` marked as a transfer from the guarded ballot may pass.
+- A replica that just started (or restarted, having forgotten whom it guarded) guards
+  "nobody in particular" for the same time: it promises no other node at all.
+- Election timeouts are drawn uniformly from ``[election_ticks_min, election_ticks_max]``
+  with the injected ``Rng``, anew for every attempt, so dueling candidates separate.
+
+Clock assumption: each replica's tick lasts within ``clock_drift_max_permille`` of nominal.
+``paxos.config`` states the inequality that makes the lease safe under that bound.
+"""
+
+from __future__ import annotations
+
+from paxos.config import Config
+from paxos.ids import Ballot, NodeId
+from paxos.messages import Prepare
+from paxos.ports import Rng
+
+
+class Election:
+    def __init__(self, cfg: Config, rng: Rng) -> None:
+        self._cfg = cfg
+        self._rng = rng
+        self.ticks_since_leader = 0
+        self.leader: NodeId | None = None
+        self.leader_ballot = Ballot.ZERO
+        self.elapsed = 0
+        self.timeout = self._draw()
+
+    def _draw(self) -> int:
+        return self._rng.randrange(self._cfg.election_ticks_min, self._cfg.election_ticks_max + 1)
+
+    def heard_leader(self, ballot: Ballot) -> None:
+        self.ticks_since_leader = 0
+        self.elapsed = 0
+        if ballot >= self.leader_ballot:
+            self.leader = ballot.node_id
+            self.leader_ballot = ballot
+
+    def forget_leader(self) -> None:
+        self.leader = None
+
+    def restart_timer(self) -> None:
+        self.elapsed = 0
+        self.timeout = self._draw()
+
+    def tick(self) -> bool:
+        """One tick; True when the timeout ran out (campaign, or retry the campaign)."""
+        self.ticks_since_leader += 1
+        self.elapsed += 1
+        return self.elapsed >= self.timeout
+
+    def guarded(self) -> bool:
+        return self.ticks_since_leader < self._cfg.election_ticks_min
+
+    def may_promise(self, msg: Prepare) -> bool:
+        """Whether the guard lets us promise ``msg`` at all (the ballot rule comes after)."""
+        if msg.src == self._cfg.node_id or not self.guarded():
+            return True
+        if self.leader is not None and msg.src == self.leader:
+            return True
+        return msg.transfer_of is not None and msg.transfer_of == self.leader_ballot

@@ -1,0 +1,208 @@
+"""The learner: which slots are chosen, handing them out in order, and catching up.
+
+Rules:
+- A slot is known chosen in three ways: (1) the leader counted a quorum of ``Accepted`` at
+  its ballot; (2) a leader's commit point at ballot B covers a slot whose local entry was
+  accepted at B (that leader proposed one value per slot, and only chosen-consistent ones);
+  (3) a peer sent the chosen value (``CatchUp``) or a snapshot covering it.
+- Values are handed to the state machine (``Ready.chosen``) strictly in slot order, each
+  exactly once per replica incarnation, starting after what the caller says it applied.
+- The durable ``chosen_through`` never runs ahead of the entries that back it: the record
+  that raises it also writes any chosen value the local log did not hold.
+- Any replica serves catch-up from its chosen prefix, or sends its snapshot when the asked
+  slot was compacted away, so a laggard can learn from whoever is reachable.
+"""
+
+from __future__ import annotations
+
+from paxos.config import Config
+from paxos.ids import Ballot, NodeId, Slot
+from paxos.log import ReplicaLog
+from paxos.messages import CatchUp, CatchUpRequest, InstallSnapshot, LogEntry, Value
+from paxos.outbox import Outbox
+from paxos.ports import Logger
+from paxos.ready import ChosenEntry, DurableRecord, Snapshot
+
+
+class Learner:
+    def __init__(
+        self,
+        cfg: Config,
+        log: ReplicaLog,
+        outbox: Outbox,
+        logger: Logger,
+        applied_through: Slot,
+    ) -> None:
+        self._cfg = cfg
+        self._log = log
+        self._out = outbox
+        self._logger = logger
+        # What the state machine has been given. After a restart the caller tells us what it
+        # had applied durably; a snapshot newer than that is handed over first.
+        self.emitted_through: Slot = applied_through
+        if log.snapshot is not None and log.snapshot.slot > applied_through:
+            self._out.snapshot = log.snapshot
+            self.emitted_through = log.snapshot.slot
+        self._catchup_target = Slot(0)
+        self._catchup_peer: NodeId | None = None
+        self._catchup_sent_tick: int | None = None
+        self._now = 0
+        self._emit()
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, slot: Slot, value: Value) -> None:
+        """``value`` is chosen for ``slot`` (known for certain by the caller)."""
+        log = self._log
+        if slot <= log.snapshot_slot:
+            return
+        if slot <= log.chosen_through:
+            assert log.entries[slot].value == value, ("chosen value changed", slot)
+            return
+        log.chosen_ahead[slot] = value
+        self._advance()
+
+    def learn_commit(self, ballot: Ballot, commit: Slot, src: NodeId) -> None:
+        """The leader of ``ballot`` says every slot <= ``commit`` is chosen."""
+        log = self._log
+        start = log.chosen_through
+        slot = Slot(start + 1)
+        while slot <= commit:
+            entry = log.entries.get(slot)
+            if entry is not None and entry.ballot == ballot:
+                log.chosen_ahead.setdefault(slot, entry.value)
+            elif slot not in log.chosen_ahead:
+                break
+            slot = Slot(slot + 1)
+        self._advance()
+        self.note_peer_progress(commit, src)
+
+    def note_peer_progress(self, peer_chosen_through: Slot, peer: NodeId) -> None:
+        """``peer`` knows slots up to ``peer_chosen_through`` are chosen; fetch what we lack."""
+        if peer_chosen_through <= self._log.chosen_through or peer == self._cfg.node_id:
+            return
+        if peer_chosen_through > self._catchup_target or self._catchup_peer is None:
+            self._catchup_target = peer_chosen_through
+            self._catchup_peer = peer
+        self._request_catchup(force=False)
+
+    def _advance(self) -> None:
+        log = self._log
+        fixed: list[LogEntry] = []
+        before = log.chosen_through
+        while (nxt := Slot(log.chosen_through + 1)) in log.chosen_ahead:
+            value = log.chosen_ahead.pop(nxt)
+            entry = log.entries.get(nxt)
+            if entry is None or entry.value != value:
+                # Never accepted here, or accepted a value that lost: keep the chosen one.
+                entry = LogEntry(slot=nxt, ballot=Ballot.ZERO, value=value)
+                log.entries[nxt] = entry
+                fixed.append(entry)
+            log.chosen_through = nxt
+        if log.chosen_through > before:
+            self._out.persist(
+                DurableRecord(entries=tuple(fixed), chosen_through=log.chosen_through)
+            )
+            self._emit()
+
+    def _emit(self) -> None:
+        log = self._log
+        while self.emitted_through < log.chosen_through:
+            slot = Slot(self.emitted_through + 1)
+            self._out.chosen.append(ChosenEntry(slot=slot, value=log.entries[slot].value))
+            self.emitted_through = slot
+
+    # ------------------------------------------------------------------ catch-up
+
+    def tick(self, now: int) -> None:
+        self._now = now
+        self._request_catchup(force=False)
+
+    def _request_catchup(self, *, force: bool) -> None:
+        log = self._log
+        if self._catchup_peer is None or self._catchup_target <= log.chosen_through:
+            self._catchup_peer = None
+            self._catchup_sent_tick = None
+            return
+        sent = self._catchup_sent_tick
+        if not force and sent is not None and self._now - sent < self._cfg.retransmit_ticks:
+            return
+        self._catchup_sent_tick = self._now
+        self._out.send(
+            CatchUpRequest(
+                src=self._cfg.node_id,
+                dst=self._catchup_peer,
+                from_slot=Slot(log.chosen_through + 1),
+            )
+        )
+
+    def on_catchup_request(self, msg: CatchUpRequest) -> None:
+        log = self._log
+        if msg.from_slot <= log.snapshot_slot and log.snapshot is not None:
+            self._out.send(
+                InstallSnapshot(
+                    src=self._cfg.node_id,
+                    dst=msg.src,
+                    slot=log.snapshot.slot,
+                    data=log.snapshot.data,
+                )
+            )
+            return
+        last = min(log.chosen_through, msg.from_slot + self._cfg.catchup_slots_max - 1)
+        values = tuple(log.entries[Slot(s)].value for s in range(msg.from_slot, last + 1))
+        self._out.send(
+            CatchUp(
+                src=self._cfg.node_id,
+                dst=msg.src,
+                first_slot=msg.from_slot,
+                values=values,
+                chosen_through=log.chosen_through,
+            )
+        )
+
+    def on_catchup(self, msg: CatchUp) -> None:
+        log = self._log
+        for offset, value in enumerate(msg.values):
+            slot = Slot(msg.first_slot + offset)
+            if slot > log.chosen_through:
+                log.chosen_ahead.setdefault(slot, value)
+        self._advance()
+        self._catchup_sent_tick = None  # answered: ask again at once if still behind
+        self.note_peer_progress(msg.chosen_through, msg.src)
+
+    def on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        log = self._log
+        if msg.slot <= log.chosen_through:
+            self._catchup_sent_tick = None
+            self._request_catchup(force=True)
+            return  # install only forward
+        snap = Snapshot(slot=msg.slot, data=msg.data)
+        self._install(snap)
+        self._out.persist(DurableRecord(snapshot=snap, chosen_through=snap.slot))
+        self._logger.info("snapshot_installed", slot=snap.slot, src=msg.src)
+        self._catchup_sent_tick = None
+        self._advance()
+        self._request_catchup(force=True)
+
+    def _install(self, snap: Snapshot) -> None:
+        log = self._log
+        log.snapshot = snap
+        log.drop_through(snap.slot)
+        log.chosen_through = snap.slot
+        # Whatever this Ready already held for slots the snapshot covers is superseded.
+        self._out.chosen = [c for c in self._out.chosen if c.slot > snap.slot]
+        self._out.snapshot = snap
+        self.emitted_through = snap.slot
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self, slot: Slot, data: bytes) -> bool:
+        """The state machine's state through ``slot`` is ``data``: drop the log up to it."""
+        log = self._log
+        if slot <= log.snapshot_slot or slot > self.emitted_through:
+            return False
+        snap = Snapshot(slot=slot, data=data)
+        log.snapshot = snap
+        log.drop_through(slot)
+        self._out.persist(DurableRecord(snapshot=snap))
+        return True

@@ -1,0 +1,399 @@
+"""``Replica``: one member of one Multi-Paxos group. Deterministic; performs no I/O.
+
+It composes the roles (it *has* an acceptor, a learner, an election timer and, while it
+campaigns or leads, a leader) and routes every input to them with one exhaustive ``match``.
+Inputs are verbs (``step``, ``tick``, ``propose``, ``read``, ``transfer_leadership``,
+``compact``), completions are past participles (``write_done``), and everything the caller
+owes the replica comes out of ``take_ready()``. Invariants are asserted after every input.
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from paxos.acceptor import Acceptor
+from paxos.config import Config
+from paxos.election import Election
+from paxos.ids import Ballot, NodeId, Slot
+from paxos.leader import Leader, Phase
+from paxos.learner import Learner
+from paxos.log import ReplicaLog
+from paxos.messages import (
+    Accept,
+    Accepted,
+    CatchUp,
+    CatchUpRequest,
+    Heartbeat,
+    HeartbeatAck,
+    InstallSnapshot,
+    LogEntry,
+    Message,
+    Prepare,
+    Promise,
+    Reject,
+    TimeoutNow,
+)
+from paxos.outbox import Outbox
+from paxos.ports import Logger, NullLogger, Rng
+from paxos.ready import (
+    DurableState,
+    NotLeader,
+    ProposeOutcome,
+    ReadOutcome,
+    Ready,
+    Role,
+    RoleChange,
+)
+
+
+class Replica:
+    """One member of one group. See the driver contract in ``paxos/__init__.py``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        rng: Rng,
+        logger: Logger | None = None,
+        durable: DurableState | None = None,
+        applied_through: Slot = Slot(0),
+    ) -> None:
+        state = durable if durable is not None else DurableState()
+        self._cfg = config
+        self._logger: Logger = logger if logger is not None else NullLogger()
+        self._out = Outbox(config.node_id)
+        self._log = ReplicaLog(state)
+        self._acceptor = Acceptor(config.node_id, state.promised, self._log, self._out)
+        self._learner = Learner(config, self._log, self._out, self._logger, applied_through)
+        self._election = Election(config, rng)
+        self._leader: Leader | None = None
+        self._role = Role.FOLLOWER
+        self._now = 0
+        self._max_seen = state.promised
+
+    # ================================================================== inspection
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._cfg.node_id
+
+    @property
+    def config(self) -> Config:
+        return self._cfg
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def now(self) -> int:
+        return self._now
+
+    @property
+    def promised(self) -> Ballot:
+        return self._acceptor.promised
+
+    @property
+    def leader_ballot(self) -> Ballot | None:
+        """Our ballot while we lead (phase 2 running), else None."""
+        leader = self._leader
+        return leader.ballot if leader is not None and leader.phase is Phase.LEADING else None
+
+    @property
+    def leader_hint(self) -> NodeId | None:
+        if self._role is Role.LEADER:
+            return self.node_id
+        return self._election.leader
+
+    @property
+    def chosen_through(self) -> Slot:
+        return self._log.chosen_through
+
+    @property
+    def applied_through(self) -> Slot:
+        """The last slot handed to the state machine (``Ready.chosen`` or a snapshot)."""
+        return self._learner.emitted_through
+
+    @property
+    def snapshot_slot(self) -> Slot:
+        return self._log.snapshot_slot
+
+    def log_entry(self, slot: Slot) -> LogEntry | None:
+        return self._log.entries.get(slot)
+
+    def lease_valid(self) -> bool:
+        """We may serve linearizable reads locally right now (call ``tick`` for elapsed time first)."""
+        leader = self._leader
+        return leader is not None and leader.lease_valid(self._now)
+
+    def lease_expiry_tick(self) -> int | None:
+        leader = self._leader
+        return leader.lease_expiry() if leader is not None else None
+
+    @property
+    def writes_outstanding(self) -> int:
+        return self._out.writes_outstanding
+
+    # ================================================================== inputs
+
+    def step(self, msg: Message) -> None:
+        """A peer's message arrived."""
+        assert msg.dst == self.node_id, (msg.dst, self.node_id)
+        if msg.src not in self._cfg.voters:
+            self._logger.info("message_from_non_voter_dropped", src=msg.src)
+            return
+        self._dispatch(msg)
+        self._process()
+
+    def tick(self) -> None:
+        """One tick of this replica's clock passed."""
+        self._now += 1
+        now = self._now
+        self._learner.tick(now)
+        leader = self._leader
+        if leader is not None and leader.phase is Phase.LEADING:
+            self._election.heard_leader(leader.ballot)  # we guard ourselves
+            if not leader.tick(now):
+                self._step_down()
+        else:
+            if leader is not None:
+                leader.tick(now)
+            if self._election.tick():
+                self._campaign(transfer_of=None)
+        self._process()
+
+    def propose(self, command: bytes) -> ProposeOutcome:
+        """Propose one client command; it is batched with others proposed in this turn."""
+        leader = self._leader
+        if leader is None:
+            return NotLeader(self._election.leader)
+        return leader.propose(command)
+
+    def read(self, request_id: int) -> ReadOutcome:
+        """Ask for a linearizable read point; a ``ReadState`` (or failure) follows in ``Ready``."""
+        leader = self._leader
+        if leader is None:
+            return NotLeader(self._election.leader)
+        outcome = leader.read(request_id)
+        self._process()
+        return outcome
+
+    def transfer_leadership(self, to: NodeId) -> bool:
+        """Hand leadership to ``to`` once it is caught up. False if we are not leading."""
+        leader = self._leader
+        ok = leader is not None and leader.transfer(to)
+        self._process()
+        return ok
+
+    def campaign(self) -> None:
+        """Start an election now (tests and operators; normally the timer does this)."""
+        if self._role is not Role.LEADER:
+            self._campaign(transfer_of=None)
+            self._process()
+
+    def write_done(self, seq: int) -> None:
+        """``DiskWrite`` #seq is durable (report in the order the writes were handed out)."""
+        self._out.write_done(seq)
+        self._process()
+
+    def compact(self, slot: Slot, snapshot: bytes) -> bool:
+        """The state machine state through ``slot`` (<= applied) is ``snapshot``: truncate."""
+        ok = self._learner.compact(slot, snapshot)
+        self._process()
+        return ok
+
+    def take_ready(self) -> Ready:
+        leader = self._leader
+        if leader is not None:
+            leader.flush()
+            self._process()
+        return self._out.take()
+
+    # ================================================================== routing
+
+    def _dispatch(self, msg: Message) -> None:
+        self._max_seen = max(self._max_seen, _ballot_of(msg))
+        match msg:
+            case Prepare():
+                self._on_prepare(msg)
+            case Promise():
+                if self._leader is not None:
+                    self._leader.on_promise(msg)
+            case Accept():
+                self._on_accept(msg)
+            case Accepted():
+                if self._leader is not None:
+                    self._leader.on_accepted(msg)
+            case Reject():
+                self._on_reject(msg)
+            case Heartbeat():
+                self._on_heartbeat(msg)
+            case HeartbeatAck():
+                if self._leader is not None:
+                    self._leader.on_heartbeat_ack(msg)
+            case CatchUpRequest():
+                self._learner.on_catchup_request(msg)
+            case CatchUp():
+                self._learner.on_catchup(msg)
+            case InstallSnapshot():
+                self._learner.on_install_snapshot(msg)
+            case TimeoutNow():
+                self._on_timeout_now(msg)
+            case _:
+                assert_never(msg)
+
+    def _on_prepare(self, msg: Prepare) -> None:
+        if not self._election.may_promise(msg):
+            self._logger.debug("prepare_ignored_leader_guarded", src=msg.src, ballot=str(msg.ballot))
+            return
+        if self._acceptor.on_prepare(msg):
+            self._yield_to(msg.ballot)
+
+    def _on_accept(self, msg: Accept) -> None:
+        from_peer = msg.src != self.node_id
+        if from_peer and msg.ballot >= self._acceptor.promised:
+            self._yield_to(msg.ballot)
+            self._election.heard_leader(msg.ballot)
+        if self._acceptor.on_accept(msg) and from_peer:
+            self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        if msg.ballot < self._acceptor.promised:
+            self._out.send(
+                Reject(
+                    src=self.node_id,
+                    dst=msg.src,
+                    ballot=msg.ballot,
+                    promised=self._acceptor.promised,
+                    chosen_through=self._log.chosen_through,
+                )
+            )
+            return
+        self._yield_to(msg.ballot)
+        self._election.heard_leader(msg.ballot)
+        self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
+        self._out.send(
+            HeartbeatAck(
+                src=self.node_id,
+                dst=msg.src,
+                ballot=msg.ballot,
+                sent_tick=msg.sent_tick,
+                round=msg.round,
+                chosen_through=self._log.chosen_through,
+            )
+        )
+
+    def _on_reject(self, msg: Reject) -> None:
+        self._max_seen = max(self._max_seen, msg.promised)
+        self._learner.note_peer_progress(msg.chosen_through, msg.src)
+        leader = self._leader
+        if leader is None or msg.ballot != leader.ballot or msg.promised <= leader.ballot:
+            return
+        was_leading = leader.phase is Phase.LEADING
+        self._logger.info("ballot_rejected", ballot=str(leader.ballot), promised=str(msg.promised))
+        self._step_down()
+        if was_leading:
+            # Usually a rejoining replica that campaigned alone: followers still guard us,
+            # so re-preparing at once keeps the group available.
+            self._campaign(transfer_of=None)
+
+    def _on_timeout_now(self, msg: TimeoutNow) -> None:
+        election = self._election
+        if self._leader is None and msg.src == election.leader and msg.ballot == election.leader_ballot:
+            self._logger.info("leader_transfer_received", src=msg.src, ballot=str(msg.ballot))
+            self._campaign(transfer_of=msg.ballot)
+
+    # ================================================================== role changes
+
+    def _campaign(self, *, transfer_of: Ballot | None) -> None:
+        if self._leader is not None:
+            self._leader.abandon()
+        ballot = max(self._max_seen, self._acceptor.promised).successor(self.node_id)
+        self._max_seen = ballot
+        leader = Leader(
+            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
+        )
+        self._leader = leader
+        self._election.restart_timer()
+        self._election.forget_leader()
+        self._set_role(Role.CANDIDATE, ballot)
+        prepares = leader.prepare_messages(transfer_of)
+        own = next(p for p in prepares if p.dst == self.node_id)
+        others = tuple(p for p in prepares if p.dst != self.node_id)
+        # The peers' Prepares ride our own promise's write: the ballot is durable before use.
+        promised = self._acceptor.on_prepare(own, also_send=others)
+        assert promised, (ballot, self._acceptor.promised)
+
+    def _yield_to(self, ballot: Ballot) -> None:
+        """Someone else's ``ballot`` is at least ours: stop campaigning or leading."""
+        leader = self._leader
+        if leader is not None and ballot > leader.ballot and ballot.node_id != self.node_id:
+            self._step_down()
+
+    def _step_down(self) -> None:
+        leader = self._leader
+        if leader is None:
+            return
+        leader.abandon()
+        self._leader = None
+        self._election.restart_timer()
+        self._set_role(Role.FOLLOWER, self._acceptor.promised)
+
+    def _set_role(self, role: Role, ballot: Ballot) -> None:
+        if role is self._role:
+            return
+        self._role = role
+        self._out.role_change = RoleChange(role=role, ballot=ballot, leader_hint=self.leader_hint)
+        self._logger.info("role_changed", role=role.value, ballot=str(ballot))
+
+    # ================================================================== the turn
+
+    def _process(self) -> None:
+        """Run local follow-ups (our own messages, leader progress) until nothing is left."""
+        out = self._out
+        while True:
+            self._advance_leader()
+            if not out.local_inbox:
+                break
+            self._dispatch(out.local_inbox.popleft())
+        self._check_invariants()
+
+    def _advance_leader(self) -> None:
+        leader = self._leader
+        if leader is None:
+            return
+        if leader.phase is Phase.CATCHING_UP:
+            leader.try_finish_catch_up()
+        if leader.phase is Phase.LEADING:
+            if not leader.settle():
+                self._step_down()
+                return
+            self._set_role(Role.LEADER, leader.ballot)
+
+    def _check_invariants(self) -> None:
+        log = self._log
+        assert log.snapshot_slot <= log.chosen_through, (log.snapshot_slot, log.chosen_through)
+        assert self._learner.emitted_through <= log.chosen_through
+        leader = self._leader
+        if leader is not None:
+            assert leader.ballot <= self._acceptor.promised
+            if leader.phase is Phase.LEADING:
+                assert leader.ballot == self._acceptor.promised, (
+                    "leading below our own promise",
+                    leader.ballot,
+                    self._acceptor.promised,
+                )
+
+
+def _ballot_of(msg: Message) -> Ballot:
+    match msg:
+        case Prepare() | Promise() | Accept() | Accepted() | Heartbeat() | HeartbeatAck():
+            return msg.ballot
+        case Reject():
+            return msg.promised
+        case TimeoutNow():
+            return msg.ballot
+        case CatchUpRequest() | CatchUp() | InstallSnapshot():
+            return Ballot.ZERO
+        case _:
+            assert_never(msg)
