@@ -81,8 +81,9 @@ class Learner:
         """``peer`` knows slots up to ``peer_chosen_through`` are chosen; fetch what we lack."""
         if peer_chosen_through <= self._log.chosen_through or peer == self._cfg.node_id:
             return
-        if peer_chosen_through > self._catchup_target or self._catchup_peer is None:
-            self._catchup_target = peer_chosen_through
+        if peer_chosen_through >= self._catchup_target or self._catchup_peer is None:
+            # Ties go to the latest reporter: it has just shown that it can reach us.
+            self._catchup_target = max(self._catchup_target, peer_chosen_through)
             self._catchup_peer = peer
         self._request_catchup(force=False)
 
@@ -166,16 +167,19 @@ class Learner:
             slot = Slot(msg.first_slot + offset)
             if slot > log.chosen_through:
                 log.chosen_ahead.setdefault(slot, value)
+        before = log.chosen_through
         self._advance()
-        self._catchup_sent_tick = None  # answered: ask again at once if still behind
+        if log.chosen_through > before:
+            # Progress: ask for the next piece at once. A reply that taught us nothing (a
+            # duplicate, or an answer to an older request) must not, or duplicated messages
+            # would multiply requests without bound.
+            self._catchup_sent_tick = None
         self.note_peer_progress(msg.chosen_through, msg.src)
 
     def on_install_snapshot(self, msg: InstallSnapshot) -> None:
         log = self._log
         if msg.slot <= log.chosen_through:
-            self._catchup_sent_tick = None
-            self._request_catchup(force=True)
-            return  # install only forward
+            return  # install only forward; a stale or duplicated snapshot teaches nothing
         snap = Snapshot(slot=msg.slot, data=msg.data)
         self._install(snap)
         self._out.persist(DurableRecord(snapshot=snap, chosen_through=snap.slot))

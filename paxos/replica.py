@@ -310,9 +310,7 @@ class Replica:
             self._leader.abandon()
         ballot = max(self._max_seen, self._acceptor.promised).successor(self.node_id)
         self._max_seen = ballot
-        leader = Leader(
-            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
-        )
+        leader = self._new_leader(ballot)
         self._leader = leader
         self._election.restart_timer()
         self._election.forget_leader()
@@ -323,6 +321,11 @@ class Replica:
         # The peers' Prepares ride our own promise's write: the ballot is durable before use.
         promised = self._acceptor.on_prepare(own, also_send=others)
         assert promised, (ballot, self._acceptor.promised)
+
+    def _new_leader(self, ballot: Ballot) -> Leader:
+        return Leader(
+            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
+        )
 
     def _yield_to(self, ballot: Ballot) -> None:
         """Someone else's ``ballot`` is at least ours: stop campaigning or leading."""

@@ -1,0 +1,90 @@
+"""Deliberately broken replicas, to prove the checkers catch what they claim to catch.
+
+These live in the tests only; production code has no switch for any of them. Each is the
+classic mistake named in ``../shared/reference/reliability-anchors.md`` §3.
+"""
+
+from __future__ import annotations
+
+from paxos import (
+    NOOP,
+    Accept,
+    Ballot,
+    Config,
+    DurableState,
+    Prepare,
+    Replica,
+    Rng,
+)
+from paxos.acceptor import Acceptor
+from paxos.leader import Leader, Phase
+
+
+class EarlyReplyAcceptor(Acceptor):
+    """Replies before its write is durable (the fsync-before-ack bug)."""
+
+    def on_prepare(self, msg: Prepare, *, also_send: tuple[object, ...] = ()) -> bool:  # type: ignore[override]
+        out = self._out
+        promised = super().on_prepare(msg, also_send=also_send)  # type: ignore[arg-type]
+        _release_early(out)
+        return promised
+
+    def on_accept(self, msg: Accept) -> bool:
+        out = self._out
+        accepted = super().on_accept(msg)
+        _release_early(out)
+        return accepted
+
+
+def _release_early(out: object) -> None:
+    """Move the replies of the newest write out of its then_send, into send_now."""
+    writes = out._writes  # type: ignore[attr-defined]
+    if not writes:
+        return
+    write = writes[-1]
+    held = out._held_for_self.pop(write.seq, [])  # type: ignore[attr-defined]
+    for msg in (*write.then_send, *held):
+        out.send(msg)  # type: ignore[attr-defined]
+    writes[-1] = type(write)(seq=write.seq, record=write.record, then_send=())
+
+
+class ForgetfulLeader(Leader):
+    """Skips phase 1's adoption: proposes no-ops where promisers had accepted values."""
+
+    def try_finish_catch_up(self) -> bool:
+        if self.phase is Phase.CATCHING_UP and self._log.chosen_through >= self._need_chosen_through:
+            for promise in self._promises.values():
+                object.__setattr__(promise, "entries", tuple(
+                    type(e)(slot=e.slot, ballot=e.ballot, value=NOOP) for e in promise.entries
+                ))
+        return super().try_finish_catch_up()
+
+
+class ForgetfulReplica(Replica):
+    def _new_leader(self, ballot: Ballot) -> Leader:
+        return ForgetfulLeader(
+            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
+        )
+
+
+def early_reply_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+    replica = Replica(config, rng=rng, durable=durable)
+    replica._acceptor.__class__ = EarlyReplyAcceptor
+    return replica
+
+
+def forgetful_leader_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+    return ForgetfulReplica(config, rng=rng, durable=durable)
+
+
+def no_drift_margin_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+    """``lease <= guard - 1``: right about tick rounding, but no allowance for clock drift."""
+    object.__setattr__(config, "lease_ticks", config.election_ticks_min - 1)
+    return Replica(config, rng=rng, durable=durable)
+
+
+def unguarded_follower_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+    """Leases without the follower half: followers promise anyone at once (no sticky guard)."""
+    replica = Replica(config, rng=rng, durable=durable)
+    replica._election.may_promise = lambda msg: True  # type: ignore[method-assign]
+    return replica

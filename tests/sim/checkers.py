@@ -1,0 +1,112 @@
+"""What must never happen, checked continuously from what the world observes.
+
+- **Agreement** (ground truth): from every *durable* acceptance (slot, ballot, value) we know
+  which values a quorum accepted at one ballot, i.e. which values were chosen, independently
+  of any replica's opinion. Two chosen values for one slot is a violation.
+- **Learned only what is chosen**: a replica that hands the state machine a value for a slot
+  must hand over the value a durable quorum accepted (never earlier, never another).
+- **Prefix**: every replica applies slots in order with no gap, and the same value per slot
+  as every other replica, so each applied log is a prefix of the longest.
+- **Acknowledged proposals survive**: every command a client was told is chosen is in the
+  chosen log at that slot, and in every replica's applied log once it has caught up.
+- **Lease safety**: at no instant do two replicas believe they hold the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from paxos import Ballot, DurableRecord, NodeId, Slot, Value, quorum_size
+
+
+@dataclass
+class Violation:
+    kind: str
+    detail: str
+    time_us: int
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] at t={self.time_us}us: {self.detail}"
+
+
+@dataclass
+class Checker:
+    voters: tuple[NodeId, ...]
+    violations: list[Violation] = field(default_factory=list)
+    chosen: dict[Slot, Value] = field(default_factory=dict)
+    _accepts: dict[tuple[Slot, Ballot], tuple[Value, set[NodeId]]] = field(default_factory=dict)
+    _applied: dict[Slot, Value] = field(default_factory=dict)
+    acked: dict[bytes, Slot] = field(default_factory=dict)
+    now_us: int = 0
+
+    def _fail(self, kind: str, detail: str) -> None:
+        if len(self.violations) < 50:
+            self.violations.append(Violation(kind, detail, self.now_us))
+
+    # ------------------------------------------------------------------ observations
+
+    def on_durable(self, node: NodeId, record: DurableRecord) -> None:
+        quorum = quorum_size(len(self.voters))
+        for entry in record.entries:
+            if entry.ballot == Ballot.ZERO:
+                continue  # a learned (already chosen) value, not an acceptance
+            key = (entry.slot, entry.ballot)
+            seen = self._accepts.get(key)
+            if seen is None:
+                seen = (entry.value, set())
+                self._accepts[key] = seen
+            if seen[0] != entry.value:
+                self._fail("one-value-per-ballot", f"slot {entry.slot} ballot {entry.ballot}")
+                continue
+            seen[1].add(node)
+            if len(seen[1]) >= quorum:
+                prior = self.chosen.get(entry.slot)
+                if prior is None:
+                    self.chosen[entry.slot] = entry.value
+                elif prior != entry.value:
+                    self._fail(
+                        "agreement",
+                        f"slot {entry.slot}: {_short(prior)} and {_short(entry.value)} both chosen",
+                    )
+
+    def on_applied(self, node: NodeId, slot: Slot, value: Value) -> None:
+        truth = self.chosen.get(slot)
+        if truth is None:
+            self._fail("learned-unchosen", f"n{node} applied slot {slot} before a quorum held it")
+        elif truth != value:
+            self._fail("learned-wrong", f"n{node} applied {_short(value)} at slot {slot}")
+        prior = self._applied.setdefault(slot, value)
+        if prior != value:
+            self._fail("prefix", f"n{node} applied a different value at slot {slot}")
+
+    def on_ack(self, command: bytes, slot: Slot) -> None:
+        self.acked[command] = slot
+
+    def on_lease_holders(self, holders: Iterable[NodeId]) -> None:
+        held = sorted(holders)
+        if len(held) > 1:
+            self._fail("lease", f"replicas {held} all believe they hold the lease")
+
+    # ------------------------------------------------------------------ final checks
+
+    def check_acked_survive(self, applied_logs: dict[NodeId, list[Value]]) -> None:
+        for command, slot in sorted(self.acked.items()):
+            value = self.chosen.get(slot)
+            if value is None or command not in value:
+                self._fail("acked-lost", f"{command!r} acknowledged at slot {slot} is not chosen")
+                continue
+            for node, log in sorted(applied_logs.items()):
+                if len(log) >= slot and command not in log[slot - 1]:
+                    self._fail("acked-lost", f"n{node} lacks {command!r} at slot {slot}")
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def _short(value: Value) -> str:
+    if not value:
+        return "noop"
+    head = b",".join(value[:2]).decode(errors="replace")
+    return f"[{head}{',...' if len(value) > 2 else ''}]"

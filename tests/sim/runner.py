@@ -1,0 +1,156 @@
+"""One seed, end to end: draw the world from the seed, run faults, then demand liveness.
+
+Phase 1 (safety): clients propose while the nemesis injects faults for ``SAFETY_US``.
+Phase 2 (liveness): the nemesis stops and heals a random quorum; within
+``LIVENESS_TICKS_MAX`` nominal ticks a leader must exist in that quorum, every client must
+have every one of its commands acknowledged, and the quorum's replicas must have applied the
+same chosen prefix. Then the final checks run (acknowledged commands survive everywhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from paxos import NodeId
+from tests.sim.nemesis import Nemesis, NemesisPlan
+from tests.sim.rng import sub_rng
+from tests.sim.workload import Workload
+from tests.sim.world import ReplicaFactory, World, WorldParams, default_factory
+
+SAFETY_US = 10_000_000
+LIVENESS_TICKS_MAX = 1_500  # nominal ticks (15 s of simulated time at 10 ms a tick)
+CLIENTS = 8
+OPS_PER_CLIENT = 26  # 208 acknowledged commands a seed, more proposals with retries
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    replicas: int
+    violations: list[str]
+    digest: str
+    proposals: int
+    acks: int
+    chosen_slots: int
+    events: int
+    faults: tuple[str, ...]
+    liveness_ticks: int | None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def draw_params(seed: int, replicas: int | None) -> WorldParams:
+    rng = sub_rng(seed, "params")
+    n = replicas if replicas is not None else rng.choice((3, 3, 3, 5))
+    one_way: dict[tuple[int, int], int] = {}
+    for a in range(3):
+        for b in range(a, 3):
+            one_way[(a, b)] = rng.randrange(100, 800) if a == b else rng.randrange(2_000, 30_000)
+    compact = rng.random() < 0.5
+    return WorldParams(
+        replicas=n,
+        dcs=3,
+        tick_us=10_000,
+        drift_permille=100,
+        one_way_us=one_way,
+        jitter_us=rng.choice((200, 2_000, 8_000)),
+        disk_latency_us=(100, rng.choice((500, 2_000, 8_000))),
+        compact_every=rng.choice((5, 20)) if compact else 0,
+        compact_retain=rng.choice((0, 3, 10)),
+        config_overrides={
+            "heartbeat_ticks": 3,
+            "election_ticks_min": 15,
+            "election_ticks_max": 30,
+            "lease_ticks": 11,
+            "clock_drift_max_permille": 100,
+            "inflight_slots_max": rng.choice((1, 4, 32)),
+            "batch_commands_max": rng.choice((1, 8, 512)),
+            "catchup_slots_max": rng.choice((2, 64)),
+        },
+    )
+
+
+def lan_worst_case_clocks(params: WorldParams) -> WorldParams:
+    """Sub-millisecond links, clocks at the drift extremes, a narrow election window.
+
+    Where the lease's safety margin is thinnest: elections finish almost as soon as the
+    guard lets them, and the leader's clock may be the slowest allowed.
+    """
+    params.one_way_us = {key: 100 for key in params.one_way_us}
+    params.jitter_us = 100
+    params.disk_latency_us = (50, 200)
+    params.drift_extreme = True
+    params.config_overrides["election_ticks_max"] = params.config_overrides["election_ticks_min"]
+    return params
+
+
+def run_seed(
+    seed: int,
+    *,
+    replicas: int | None = None,
+    factory: ReplicaFactory = default_factory,
+    trace: Callable[[str], None] | None = None,
+    params_hook: Callable[[WorldParams], WorldParams] | None = None,
+) -> SeedResult:
+    params = draw_params(seed, replicas)
+    if params_hook is not None:
+        params = params_hook(params)
+    world = World(seed, params, factory=factory, trace=trace)
+    plan = NemesisPlan.draw(sub_rng(seed, "plan"))
+    nemesis = Nemesis(world, sub_rng(seed, "nemesis"), plan)
+    workload = Workload(
+        world, sub_rng(seed, "workload"), clients=CLIENTS, ops_per_client=OPS_PER_CLIENT
+    )
+    world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
+    nemesis.start()
+    workload.start()
+    world.run_until(SAFETY_US)
+
+    core = nemesis.heal_core()
+    liveness_start = world.now_us
+    deadline = liveness_start + LIVENESS_TICKS_MAX * params.tick_us
+
+    def converged() -> bool:
+        return workload.all_done() and _core_converged(world, core)
+
+    world.run_until(deadline, stop=converged)
+    liveness_ticks: int | None = (world.now_us - liveness_start) // params.tick_us
+    if not converged():
+        liveness_ticks = None
+        leader = world.leader()
+        world.checker._fail(
+            "liveness",
+            f"after {LIVENESS_TICKS_MAX} ticks: leader={leader} core={core} "
+            f"clients_pending={workload.pending()} "
+            f"applied={ {v: len(world.nodes[v].applied) for v in core} }",
+        )
+    world.checker.check_acked_survive({v: world.nodes[v].applied for v in core})
+    return SeedResult(
+        seed=seed,
+        replicas=params.replicas,
+        violations=[str(v) for v in world.checker.violations],
+        digest=world.digest(),
+        proposals=workload.proposals,
+        acks=workload.acks,
+        chosen_slots=len(world.checker.chosen),
+        events=world.events,
+        faults=plan.enabled,
+        liveness_ticks=liveness_ticks,
+    )
+
+
+def _core_converged(world: World, core: list[NodeId]) -> bool:
+    if world.leader() not in core:
+        return False
+    lengths = {len(world.nodes[v].applied) for v in core}
+    chosen = {world.nodes[v].replica.chosen_through for v in core if world.nodes[v].replica}
+    return len(lengths) == 1 and len(chosen) == 1 and lengths == chosen
+
+
+def repro_command(seed: int, replicas: int | None) -> str:
+    extra = f" --replicas {replicas}" if replicas is not None else ""
+    return f"python -m tests.sim --seed {seed}{extra} --trace"
