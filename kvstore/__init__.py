@@ -1,3 +1,3 @@
-"""kvstore: the product (state machine, storage, network, API, client). Arrives with the cluster issue."""
+"""kvstore: the product: state machine, storage, network, API, client (the cluster issue)."""
 
 __all__: list[str] = []

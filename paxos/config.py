@@ -45,15 +45,15 @@ class Config:
     lease_ticks: int = 7
     clock_drift_max_permille: int = 100  # 10 %: generous on purpose, VMs stutter
 
-    retransmit_ticks: int = 4        # resend unacknowledged accepts / catch-up requests
-    transfer_ticks_max: int = 20     # give up a leadership transfer after this long
+    retransmit_ticks: int = 4  # resend unacknowledged accepts / catch-up requests
+    transfer_ticks_max: int = 20  # give up a leadership transfer after this long
 
-    inflight_slots_max: int = 32     # slots sent but not yet chosen (pipelining window)
-    batch_commands_max: int = 512    # client commands packed into one slot
+    inflight_slots_max: int = 32  # slots sent but not yet chosen (pipelining window)
+    batch_commands_max: int = 512  # client commands packed into one slot
     batch_bytes_max: int = 1 << 20
-    pending_commands_max: int = 16_384   # proposals waiting for a window slot
-    catchup_slots_max: int = 256     # chosen slots per catch-up message
-    read_requests_max: int = 4096    # read-index requests waiting for a quorum round
+    pending_commands_max: int = 16_384  # proposals waiting for a window slot
+    catchup_slots_max: int = 256  # chosen slots per catch-up message
+    read_requests_max: int = 4096  # read-index requests waiting for a quorum round
 
     def __post_init__(self) -> None:
         if len(set(self.voters)) != len(self.voters) or not self.voters:

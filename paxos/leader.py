@@ -68,6 +68,7 @@ class Leader:
         self,
         cfg: Config,
         ballot: Ballot,
+        *,
         log: ReplicaLog,
         learner: Learner,
         outbox: Outbox,
@@ -97,7 +98,7 @@ class Leader:
         self.barrier_slot = Slot(0)
 
         # liveness, lease, reads
-        self._last_heard: dict[NodeId, int] = {p: now for p in cfg.peers}
+        self._last_heard: dict[NodeId, int] = dict.fromkeys(cfg.peers, now)
         self.peer_chosen: dict[NodeId, Slot] = {p: Slot(0) for p in cfg.peers}
         self._lease_acks: dict[NodeId, int] = {}
         self._hb_round = 0

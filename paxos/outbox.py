@@ -19,8 +19,8 @@ from paxos.ready import (
     ChosenEntry,
     DiskWrite,
     DurableRecord,
-    Ready,
     ReadState,
+    Ready,
     RoleChange,
     Snapshot,
 )

@@ -45,6 +45,8 @@ from paxos.ready import (
     RoleChange,
 )
 
+_NOTHING_APPLIED = Slot(0)
+
 
 class Replica:
     """One member of one group. See the driver contract in ``paxos/__init__.py``."""
@@ -56,7 +58,7 @@ class Replica:
         rng: Rng,
         logger: Logger | None = None,
         durable: DurableState | None = None,
-        applied_through: Slot = Slot(0),
+        applied_through: Slot = _NOTHING_APPLIED,
     ) -> None:
         state = durable if durable is not None else DurableState()
         self._cfg = config
@@ -122,7 +124,7 @@ class Replica:
         return self._log.entries.get(slot)
 
     def lease_valid(self) -> bool:
-        """We may serve linearizable reads locally right now (call ``tick`` for elapsed time first)."""
+        """We may serve linearizable reads locally now (deliver elapsed ticks first)."""
         leader = self._leader
         return leader is not None and leader.lease_valid(self._now)
 
@@ -244,7 +246,9 @@ class Replica:
 
     def _on_prepare(self, msg: Prepare) -> None:
         if not self._election.may_promise(msg):
-            self._logger.debug("prepare_ignored_leader_guarded", src=msg.src, ballot=str(msg.ballot))
+            self._logger.debug(
+                "prepare_ignored_leader_guarded", src=msg.src, ballot=str(msg.ballot)
+            )
             return
         if self._acceptor.on_prepare(msg):
             self._yield_to(msg.ballot)
@@ -299,7 +303,11 @@ class Replica:
 
     def _on_timeout_now(self, msg: TimeoutNow) -> None:
         election = self._election
-        if self._leader is None and msg.src == election.leader and msg.ballot == election.leader_ballot:
+        if (
+            self._leader is None
+            and msg.src == election.leader
+            and msg.ballot == election.leader_ballot
+        ):
             self._logger.info("leader_transfer_received", src=msg.src, ballot=str(msg.ballot))
             self._campaign(transfer_of=msg.ballot)
 
@@ -324,7 +332,13 @@ class Replica:
 
     def _new_leader(self, ballot: Ballot) -> Leader:
         return Leader(
-            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
+            self._cfg,
+            ballot,
+            log=self._log,
+            learner=self._learner,
+            outbox=self._out,
+            logger=self._logger,
+            now=self._now,
         )
 
     def _yield_to(self, ballot: Ballot) -> None:
@@ -371,6 +385,8 @@ class Replica:
             if not leader.settle():
                 self._step_down()
                 return
+            if self._role is not Role.LEADER:
+                self._election.heard_leader(leader.ballot)  # sticky from the first moment
             self._set_role(Role.LEADER, leader.ballot)
 
     def _check_invariants(self) -> None:

@@ -1,7 +1,7 @@
 """``python -m tests.sim``: run one seed (with a trace) or sweep many seeds in parallel.
 
-    python -m tests.sim --seed 42 --trace      # replay one seed, one line per event
-    python -m tests.sim --seeds 20000 --jobs 2 # sweep; ends with "N seeds, V violations"
+python -m tests.sim --seed 42 --trace      # replay one seed, one line per event
+python -m tests.sim --seeds 20000 --jobs 2 # sweep; ends with "N seeds, V violations"
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  reproduce: {repro_command(result.seed, args.replicas)}")
             if done % 500 == 0 or done == len(seeds):
                 elapsed = time.monotonic() - started
-                print(f"  progress: {done}/{len(seeds)} seeds, {failed} failing, {elapsed:.0f}s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  progress: {done}/{len(seeds)} seeds, {failed} failing, {elapsed:.0f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     elapsed = time.monotonic() - started
     print(f"ran {len(seeds)} seeds ({proposals} proposals) in {elapsed:.1f}s")
     print(f"{len(seeds)} seeds, {failed} violations")

@@ -52,18 +52,31 @@ class ForgetfulLeader(Leader):
     """Skips phase 1's adoption: proposes no-ops where promisers had accepted values."""
 
     def try_finish_catch_up(self) -> bool:
-        if self.phase is Phase.CATCHING_UP and self._log.chosen_through >= self._need_chosen_through:
+        if (
+            self.phase is Phase.CATCHING_UP
+            and self._log.chosen_through >= self._need_chosen_through
+        ):
             for promise in self._promises.values():
-                object.__setattr__(promise, "entries", tuple(
-                    type(e)(slot=e.slot, ballot=e.ballot, value=NOOP) for e in promise.entries
-                ))
+                object.__setattr__(
+                    promise,
+                    "entries",
+                    tuple(
+                        type(e)(slot=e.slot, ballot=e.ballot, value=NOOP) for e in promise.entries
+                    ),
+                )
         return super().try_finish_catch_up()
 
 
 class ForgetfulReplica(Replica):
     def _new_leader(self, ballot: Ballot) -> Leader:
         return ForgetfulLeader(
-            self._cfg, ballot, self._log, self._learner, self._out, self._logger, self._now
+            self._cfg,
+            ballot,
+            log=self._log,
+            learner=self._learner,
+            outbox=self._out,
+            logger=self._logger,
+            now=self._now,
         )
 
 

@@ -80,7 +80,7 @@ def lan_worst_case_clocks(params: WorldParams) -> WorldParams:
     Where the lease's safety margin is thinnest: elections finish almost as soon as the
     guard lets them, and the leader's clock may be the slowest allowed.
     """
-    params.one_way_us = {key: 100 for key in params.one_way_us}
+    params.one_way_us = dict.fromkeys(params.one_way_us, 100)
     params.jitter_us = 100
     params.disk_latency_us = (50, 200)
     params.drift_extreme = True

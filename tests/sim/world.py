@@ -250,7 +250,9 @@ class World:
 
     def send(self, msg: Message) -> None:
         for latency in self.network.deliveries(msg.src, msg.dst):
-            self.schedule(self.now_us + latency, self._deliver, msg, self.nodes[msg.dst].incarnation)
+            self.schedule(
+                self.now_us + latency, self._deliver, msg, self.nodes[msg.dst].incarnation
+            )
 
     def _deliver(self, msg: Message, incarnation: int) -> None:
         node = self.nodes[msg.dst]
@@ -312,7 +314,9 @@ class World:
     def _restore(self, node: SimNode, snap: Snapshot) -> None:
         values = decode_snapshot(snap.data)
         if len(values) != snap.slot:
-            self.checker._fail("snapshot", f"n{node.node_id} snapshot of {snap.slot} holds {len(values)}")
+            self.checker._fail(
+                "snapshot", f"n{node.node_id} snapshot of {snap.slot} holds {len(values)}"
+            )
         for slot, value in enumerate(values, start=1):
             self.checker.on_applied(node.node_id, Slot(slot), value)
         node.applied = values
@@ -320,7 +324,9 @@ class World:
 
     def _apply(self, node: SimNode, slot: Slot, value: Value) -> None:
         if slot != len(node.applied) + 1:
-            self.checker._fail("prefix", f"n{node.node_id} applied slot {slot} after {len(node.applied)}")
+            self.checker._fail(
+                "prefix", f"n{node.node_id} applied slot {slot} after {len(node.applied)}"
+            )
             return
         node.applied.append(value)
         self.checker.on_applied(node.node_id, slot, value)
@@ -341,7 +347,9 @@ class World:
 
     def _check_leases(self) -> None:
         holders = [
-            v for v, n in self.nodes.items() if n.running and n.replica is not None and n.replica.lease_valid()
+            v
+            for v, n in self.nodes.items()
+            if n.running and n.replica is not None and n.replica.lease_valid()
         ]
         if len(holders) > 1:
             self.checker.on_lease_holders(holders)

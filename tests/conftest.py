@@ -1,0 +1,23 @@
+"""Hypothesis profiles: ``ci`` (default; derandomized, so CI is reproducible), ``dev``, ``nightly``.
+
+Pick one with ``HYPOTHESIS_PROFILE=nightly make test``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile(
+    "nightly", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,99 @@
+"""The checkers catch real bugs: deliberately broken replicas must be reported.
+
+Each case sweeps seeds from 1 and must hit a violation of the expected kind within its
+budget; the correct replica passes the very same worlds (see ``test_sweep`` and the control
+case below). The broken replicas live in ``tests/sim/bugs.py``, never in production code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import settings
+
+from tests.sim import bugs
+from tests.sim.runner import lan_worst_case_clocks, run_seed
+from tests.sim.world import ReplicaFactory, WorldParams, default_factory
+
+Hook = Callable[[WorldParams], WorldParams] | None
+
+CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
+    (
+        "acceptor replies before its write is durable",
+        bugs.early_reply_factory,
+        None,
+        {"learned-unchosen", "agreement", "acked-lost"},
+        60,
+    ),
+    (
+        "leader skips adopting accepted values in phase 1",
+        bugs.forgetful_leader_factory,
+        None,
+        {"agreement", "learned-wrong", "prefix", "acked-lost", "replica-assertion"},
+        30,
+    ),
+    (
+        "lease without the clock-drift margin",
+        bugs.no_drift_margin_factory,
+        lan_worst_case_clocks,
+        {"lease"},
+        150,
+    ),
+    (
+        "followers promise while guarding a leaseholder",
+        bugs.unguarded_follower_factory,
+        lan_worst_case_clocks,
+        {"lease"},
+        150,
+    ),
+]
+
+
+def first_violation(
+    factory: ReplicaFactory, hook: Hook, budget: int
+) -> tuple[int, set[str]] | None:
+    for seed in range(1, budget + 1):
+        result = run_seed(seed, factory=factory, params_hook=hook)
+        if not result.ok:
+            return seed, {v.split("]")[0].lstrip("[") for v in result.violations}
+    return None
+
+
+@pytest.mark.parametrize(
+    ("name", "factory", "hook", "kinds", "budget"), CASES, ids=[c[0] for c in CASES]
+)
+def test_planted_bug_is_caught(
+    name: str, factory: ReplicaFactory, hook: Hook, kinds: set[str], budget: int
+) -> None:
+    found = first_violation(factory, hook, budget)
+    assert found is not None, f"{name}: no violation in {budget} seeds"
+    seed, reported = found
+    assert reported & kinds, f"{name}: seed {seed} reported {reported}, expected one of {kinds}"
+
+
+def test_control_correct_replica_passes_the_lease_worst_case() -> None:
+    """The same worst-case worlds that expose the lease bugs are safe for the real replica."""
+    assert first_violation(default_factory, lan_worst_case_clocks, 60) is None
+
+
+def test_state_machine_search_finds_early_replies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hypothesis state machine also finds (and shrinks) the fsync-before-reply bug."""
+    from tests import harness
+    from tests.unit.paxos import test_cluster_machine as machine
+
+    restart = harness.ManualCluster.restart
+
+    def broken_restart(self: harness.ManualCluster, v: object) -> None:
+        restart(self, v)  # type: ignore[arg-type]
+        self.replicas[v]._acceptor.__class__ = bugs.EarlyReplyAcceptor  # type: ignore[index,union-attr]
+
+    monkeypatch.setattr(harness.ManualCluster, "restart", broken_restart)
+    case = machine.GroupMachine.TestCase
+    monkeypatch.setattr(
+        case,
+        "settings",
+        settings(max_examples=300, stateful_step_count=80, deadline=None, derandomize=True),
+    )
+    with pytest.raises(AssertionError, match=r"learned-unchosen|agreement|acked-lost"):
+        case().runTest()

@@ -1,0 +1,207 @@
+"""Behaviour of one group, driven by hand: one property per test, stated in its docstring."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from paxos import (
+    Accept,
+    Ballot,
+    Config,
+    NodeId,
+    NotLeader,
+    Overloaded,
+    Proposal,
+    Proposed,
+    ReadQueued,
+    Replica,
+    Role,
+    Slot,
+    TooLarge,
+)
+from tests.harness import ManualCluster
+
+N1, N2, N3 = NodeId(1), NodeId(2), NodeId(3)
+
+
+def elected(**config: int) -> ManualCluster:
+    """A three-replica group with n1 elected and its barrier chosen everywhere."""
+    c = ManualCluster(3, election_ticks_max=1000, **config)
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    assert c.replica(N1).role is Role.LEADER
+    return c
+
+
+def heartbeat(c: ManualCluster) -> None:
+    for _ in range(2):
+        for v in c.voters:
+            if c.up(v):
+                c.tick(v)
+    c.stabilize()
+
+
+def test_followers_redirect_proposals_to_the_leader() -> None:
+    """A follower never proposes; it names the leader it follows."""
+    c = elected()
+    assert c.replica(N2).propose(b"x") == NotLeader(N1)
+
+
+def test_commands_of_one_turn_share_one_slot() -> None:
+    """Batching: everything proposed before the next take_ready is one slot's value."""
+    c = elected()
+    outcomes = [c.replica(N1).propose(f"c{i}".encode()) for i in range(5)]
+    assert len(set(outcomes)) == 1 and isinstance(outcomes[0], Proposed)
+    c.drain(N1)
+    c.stabilize()
+    assert c.applied[N1][-1] == tuple(f"c{i}".encode() for i in range(5))
+
+
+def test_oversized_commands_and_overload_are_refused_at_the_edge() -> None:
+    """Backpressure: limits are answered at propose time, never deep inside."""
+    c = elected(
+        batch_bytes_max=8, pending_commands_max=2, batch_commands_max=1, inflight_slots_max=1
+    )
+    leader = c.replica(N1)
+    assert leader.propose(b"123456789") == TooLarge(8)
+    assert isinstance(leader.propose(b"a"), Proposed)
+    assert isinstance(leader.propose(b"b"), Proposed)
+    assert leader.propose(b"c") == Overloaded()
+
+
+def test_the_lease_needs_the_barrier_and_a_heartbeat_quorum_and_then_expires() -> None:
+    """A leader holds the lease only after committing in its ballot and hearing a quorum,
+    and loses it lease_ticks after the last acknowledged heartbeat was sent."""
+    c = ManualCluster(3, election_ticks_max=1000)
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.flush(N1)
+    c.deliver(lambda m: m.dst == N2)
+    c.flush(N2)
+    c.deliver(lambda m: m.dst == N1)
+    assert c.replica(N1).role is Role.LEADER
+    assert not c.replica(N1).lease_valid(), "barrier not chosen yet"
+    c.stabilize()
+    heartbeat(c)
+    assert c.replica(N1).lease_valid()
+    c.net.clear()
+    lease_ticks = c.replica(N1).config.lease_ticks
+    for _ in range(lease_ticks):
+        c.tick(N1)
+        c.net.clear()  # the followers hear nothing more
+    assert not c.replica(N1).lease_valid()
+
+
+def test_reads_without_a_lease_wait_for_a_fresh_quorum_round() -> None:
+    """ReadIndex: a read is released only after a heartbeat round sent after it arrived."""
+    c = elected()
+    for _ in range(c.replica(N1).config.lease_ticks):
+        c.tick(N1)
+    c.net.clear()
+    assert not c.replica(N1).lease_valid()
+    assert c.replica(N1).read(7) == ReadQueued()
+    ready = c.drain(N1)
+    assert not ready.reads
+    c.stabilize()
+    assert c.replica(N1).lease_valid()
+
+
+def test_reads_fail_when_leadership_is_lost() -> None:
+    """A read waiting for its quorum round fails (not hangs) when the leader steps down."""
+    c = elected()
+    for _ in range(c.replica(N1).config.lease_ticks):
+        c.tick(N1)
+    c.net.clear()
+    c.replica(N1).read(9)
+    c.drain(N1)
+    c.net.clear()
+    failed: list[int] = []
+    for _ in range(c.replica(N1).config.election_ticks_max + 2):  # check-quorum window
+        c.replica(N1).tick()
+        failed.extend(c.replica(N1).take_ready().failed_reads)
+    assert failed == [9]
+    assert c.replica(N1).role is Role.FOLLOWER
+
+
+def test_leadership_transfer_hands_over_and_never_leases_again() -> None:
+    """After TimeoutNow the old leader never claims that ballot's lease; the target leads."""
+    c = elected()
+    assert c.replica(N1).transfer_leadership(N3)
+    assert isinstance(c.replica(N1).propose(b"x"), NotLeader)
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    assert c.replica(N3).role is Role.LEADER
+    assert c.replica(N1).role is Role.FOLLOWER
+    assert not c.replica(N1).lease_valid()
+
+
+def test_a_replica_behind_the_truncation_point_gets_a_snapshot() -> None:
+    """Log truncation after a snapshot; a laggard catches up by snapshot transfer."""
+    c = elected()
+    c.crash(N3)
+    for i in range(6):
+        c.replica(N1).propose(f"k{i}".encode())
+        c.drain(N1)
+        c.stabilize()
+    applied = c.replica(N1).applied_through
+    assert c.replica(N1).compact(applied, b"state-through-%d" % applied)
+    c.drain(N1)
+    c.flush(N1)
+    c.restart(N3)
+    c.tick(N3, 10)
+    for _ in range(3):
+        heartbeat(c)
+    assert any("InstallSnapshot" in line for line in c.take_events())
+    assert c.replica(N3).chosen_through >= applied
+    assert c.replica(N3).snapshot_slot == applied
+    assert c.storage[N3].state().snapshot is not None
+
+
+def test_a_restarted_replica_reapplies_its_durable_chosen_log() -> None:
+    """Recovery needs only the durable state: chosen values come back in order."""
+    c = elected()
+    c.replica(N1).propose(b"a")
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    before = list(c.applied[N2])
+    c.crash(N2)
+    c.restart(N2)
+    assert c.applied[N2] == before
+
+
+def test_write_completions_out_of_order_break_the_contract() -> None:
+    """The FIFO disk rule is enforced: reporting a later write first is a driver bug."""
+    r = Replica(Config(node_id=N1, voters=(N1, N2, N3)), rng=random.Random(1))
+    r.campaign()
+    r.propose(b"x")
+    r.take_ready()
+    r.campaign()
+    ready = r.take_ready()
+    with pytest.raises(AssertionError, match="in order"):
+        r.write_done(ready.writes[-1].seq)
+
+
+def test_messages_from_strangers_are_dropped() -> None:
+    """Only voters of the group are heard."""
+    r = Replica(Config(node_id=N1, voters=(N1, N2, N3)), rng=random.Random(1))
+    r.step(
+        Accept(
+            src=NodeId(9),
+            dst=N1,
+            ballot=Ballot(5, NodeId(9)),
+            proposals=(Proposal(slot=Slot(1), value=(b"x",)),),
+            commit=Slot(0),
+        )
+    )
+    assert r.take_ready().is_empty()
+    assert r.promised == Ballot.ZERO
