@@ -51,6 +51,8 @@ _NOTHING_APPLIED = Slot(0)
 class Replica:
     """One member of one group. See the driver contract in ``paxos/__init__.py``."""
 
+    leader_class: type[Leader] = Leader  # the proposer role, built anew for every campaign
+
     def __init__(
         self,
         config: Config,
@@ -331,7 +333,7 @@ class Replica:
         assert promised, (ballot, self._acceptor.promised)
 
     def _new_leader(self, ballot: Ballot) -> Leader:
-        return Leader(
+        return self.leader_class(
             self._cfg,
             ballot,
             log=self._log,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from paxos import (
     NOOP,
     Accept,
-    Ballot,
     Config,
     DurableState,
     Prepare,
@@ -68,16 +67,7 @@ class ForgetfulLeader(Leader):
 
 
 class ForgetfulReplica(Replica):
-    def _new_leader(self, ballot: Ballot) -> Leader:
-        return ForgetfulLeader(
-            self._cfg,
-            ballot,
-            log=self._log,
-            learner=self._learner,
-            outbox=self._out,
-            logger=self._logger,
-            now=self._now,
-        )
+    leader_class = ForgetfulLeader
 
 
 def early_reply_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
