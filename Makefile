@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos
+	$(BIN)/mypy --strict paxos cluster
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

@@ -1,3 +1,26 @@
-"""Many Paxos groups on many nodes in many datacenters (sans-IO). Arrives with the cluster issue."""
+"""Many Paxos groups on many nodes in many datacenters. Sans-IO, like ``paxos``.
 
-__all__: list[str] = []
+So far: key spans, the validated cluster configuration, and the shard lookup. Placement,
+envelopes and the per-node store of groups come with the rest of the cluster issue.
+"""
+
+from cluster.config import (
+    ClusterConfig,
+    ClusterConfigError,
+    NodeSpec,
+    ShardSpec,
+    parse_cluster_config,
+)
+from cluster.keys import END_OF_KEYSPACE, KeySpan
+from cluster.range_map import RangeMap
+
+__all__ = [
+    "END_OF_KEYSPACE",
+    "ClusterConfig",
+    "ClusterConfigError",
+    "KeySpan",
+    "NodeSpec",
+    "RangeMap",
+    "ShardSpec",
+    "parse_cluster_config",
+]

@@ -1,0 +1,202 @@
+"""The cluster configuration: datacenters, nodes, shards. Parsed from TOML text, validated.
+
+The same file is given to every node. Validation refuses, with one readable message each:
+unknown or duplicate datacenters, nodes, addresses and shard ids; shard ranges with a gap or
+an overlap, or that do not cover the whole key space; a shard whose replicas are not one per
+datacenter; an unknown node or datacenter anywhere. Reading the file is the caller's job.
+
+Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
+
+    [cluster]
+    name = "local"
+    tick_ms = 10
+
+    [[datacenters]]
+    name = "dc1"
+
+    [[nodes]]
+    id = 1
+    dc = "dc1"
+    address = "127.0.1.1:7001"
+
+    [[shards]]
+    id = 1
+    start = ""
+    end = "b"
+    replicas = [1, 2, 3]
+    leader_dc = "dc1"      # optional leader preference
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.keys import END_OF_KEYSPACE, KeySpan
+
+
+class ClusterConfigError(ValueError):
+    """The configuration cannot be used; the message says exactly why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    node_id: int
+    dc: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    shard_id: int
+    span: KeySpan
+    replicas: tuple[int, ...]
+    leader_dc: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    name: str
+    tick_ms: int
+    datacenters: tuple[str, ...]
+    nodes: tuple[NodeSpec, ...]
+    shards: tuple[ShardSpec, ...]
+
+    def node(self, node_id: int) -> NodeSpec:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def shards_of(self, node_id: int) -> tuple[ShardSpec, ...]:
+        return tuple(s for s in self.shards if node_id in s.replicas)
+
+
+def parse_cluster_config(text: str) -> ClusterConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ClusterConfigError(f"not valid TOML: {exc}") from None
+    cluster = _table(raw, "cluster")
+    name = _str(cluster, "name", "cluster")
+    tick_ms = _int(cluster.get("tick_ms", 10), "cluster.tick_ms")
+    if not 1 <= tick_ms <= 1000:
+        raise ClusterConfigError(f"cluster.tick_ms must be within 1..1000, not {tick_ms}")
+
+    dcs = tuple(_str(d, "name", "datacenters") for d in _array(raw, "datacenters"))
+    _unique(dcs, "datacenter")
+    if not dcs:
+        raise ClusterConfigError("no [[datacenters]] given")
+
+    nodes = tuple(
+        NodeSpec(
+            node_id=_int(n.get("id"), "nodes.id"),
+            dc=_str(n, "dc", "nodes"),
+            address=_str(n, "address", "nodes"),
+        )
+        for n in _array(raw, "nodes")
+    )
+    if not nodes:
+        raise ClusterConfigError("no [[nodes]] given")
+    _unique([n.node_id for n in nodes], "node id")
+    _unique([n.address for n in nodes], "node address")
+    for n in nodes:
+        if n.node_id <= 0:
+            raise ClusterConfigError(f"node ids start at 1 (node {n.node_id})")
+        if n.dc not in dcs:
+            raise ClusterConfigError(f"node {n.node_id} is in unknown datacenter {n.dc!r}")
+        host, _, port = n.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ClusterConfigError(f"node {n.node_id} address {n.address!r} is not host:port")
+
+    dc_of = {n.node_id: n.dc for n in nodes}
+    shards = tuple(_shard(s, dc_of, dcs) for s in _array(raw, "shards"))
+    if not shards:
+        raise ClusterConfigError("no [[shards]] given")
+    _unique([s.shard_id for s in shards], "shard id")
+    _check_coverage(shards)
+    return ClusterConfig(
+        name, tick_ms, dcs, nodes, tuple(sorted(shards, key=lambda s: s.span.start))
+    )
+
+
+def _shard(raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...]) -> ShardSpec:
+    shard_id = _int(raw.get("id"), "shards.id")
+    where = f"shard {shard_id}"
+    start = _str(raw, "start", where, allow_empty=True).encode()
+    end = _str(raw, "end", where, allow_empty=True).encode()
+    if end != END_OF_KEYSPACE and end <= start:
+        raise ClusterConfigError(f"{where}: end {end!r} is not after start {start!r}")
+    replicas_raw = raw.get("replicas")
+    if not isinstance(replicas_raw, list) or not replicas_raw:
+        raise ClusterConfigError(f"{where}: replicas must be a non-empty list of node ids")
+    replicas = tuple(_int(r, f"{where}.replicas") for r in replicas_raw)
+    _unique(replicas, f"{where} replica")
+    for r in replicas:
+        if r not in dc_of:
+            raise ClusterConfigError(f"{where}: replica {r} is not a configured node")
+    per_dc = Counter(dc_of[r] for r in replicas)
+    crowded = sorted(dc for dc, count in per_dc.items() if count > 1)
+    if crowded:
+        raise ClusterConfigError(f"{where}: two replicas in datacenter {crowded[0]!r}")
+    leader_dc = raw.get("leader_dc")
+    if leader_dc is not None and leader_dc not in dcs:
+        raise ClusterConfigError(f"{where}: leader_dc {leader_dc!r} is not a datacenter")
+    return ShardSpec(shard_id, KeySpan(start, end), replicas, leader_dc)
+
+
+def _check_coverage(shards: tuple[ShardSpec, ...]) -> None:
+    ordered = sorted(shards, key=lambda s: s.span.start)
+    if ordered[0].span.start != b"":
+        raise ClusterConfigError(f"gap: keys before {ordered[0].span.start!r} belong to no shard")
+    for left, right in itertools.pairwise(ordered):
+        if left.span.end == END_OF_KEYSPACE or left.span.end > right.span.start:
+            raise ClusterConfigError(
+                f"overlap: shards {left.shard_id} {left.span} and {right.shard_id} {right.span}"
+            )
+        if left.span.end < right.span.start:
+            raise ClusterConfigError(
+                f"gap: keys in [{left.span.end!r}, {right.span.start!r}) belong to no shard"
+            )
+    if ordered[-1].span.end != END_OF_KEYSPACE:
+        raise ClusterConfigError(f"gap: keys from {ordered[-1].span.end!r} on belong to no shard")
+
+
+def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if not isinstance(value, dict):
+        raise ClusterConfigError(f"missing [{key}] table")
+    return value
+
+
+def _array(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ClusterConfigError(f"[[{key}]] must be an array of tables")
+    return value
+
+
+def _str(raw: dict[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise ClusterConfigError(
+            f"{where}: {key} must be {'a string' if allow_empty else 'a non-empty string'}"
+        )
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ClusterConfigError(f"{where} must be an integer, not {value!r}")
+    return value
+
+
+def _unique(values: Any, what: str) -> None:
+    seen: set[object] = set()
+    for v in values:
+        if v in seen:
+            raise ClusterConfigError(f"duplicate {what} {v!r}")
+        seen.add(v)

@@ -1,0 +1,95 @@
+"""Cluster configuration: the picture's layout parses, and every mistake gets one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster import ClusterConfigError, KeySpan, parse_cluster_config
+
+
+def node(i: int, dc: int, host: str) -> str:
+    return f'[[nodes]]\nid = {i}\ndc = "dc{dc}"\naddress = "{host}:{7000 + i}"\n'
+
+
+NODES = "".join(node(i, i, f"127.0.{i}.1") for i in range(1, 4))
+DCS = "".join(f'[[datacenters]]\nname = "dc{d}"\n' for d in (1, 2, 3))
+HEAD = '[cluster]\nname = "test"\n\n' + DCS
+
+
+def config(shards: str, nodes: str = NODES, head: str = HEAD) -> str:
+    return head + "\n" + nodes + "\n" + shards
+
+
+def shard(sid: int, start: str, end: str, replicas: str = "[1, 2, 3]", extra: str = "") -> str:
+    span = f'start = "{start}"\nend = "{end}"'
+    return f"[[shards]]\nid = {sid}\n{span}\nreplicas = {replicas}\n{extra}\n"
+
+
+PICTURE = (
+    shard(1, "", "b", extra='leader_dc = "dc1"')
+    + shard(2, "b", "c", extra='leader_dc = "dc2"')
+    + shard(3, "c", "")
+)
+
+
+def test_the_picture_parses() -> None:
+    """Three DCs, a* and b* shards plus the rest, leaders preferred in different DCs."""
+    cfg = parse_cluster_config(config(PICTURE))
+    assert [s.span for s in cfg.shards] == [
+        KeySpan(b"", b"b"),
+        KeySpan(b"b", b"c"),
+        KeySpan(b"c", b""),
+    ]
+    assert [s.leader_dc for s in cfg.shards] == ["dc1", "dc2", None]
+    assert cfg.node(2).dc == "dc2"
+    assert len(cfg.shards_of(3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            config(shard(1, "", "b") + shard(2, "c", "")),
+            "gap: keys in [b'b', b'c') belong to no shard",
+        ),
+        (config(shard(1, "", "c") + shard(2, "b", "")), "overlap: shards 1"),
+        (config(shard(1, "a", "")), "gap: keys before b'a'"),
+        (config(shard(1, "", "m")), "gap: keys from b'm' on"),
+        (config(shard(1, "", "", "[1, 2, 9]")), "replica 9 is not a configured node"),
+        (config(shard(1, "", "", "[1, 1, 2]")), "duplicate shard 1 replica 1"),
+        (
+            config(shard(1, "", "", extra='leader_dc = "dc9"')),
+            "leader_dc 'dc9' is not a datacenter",
+        ),
+        (config(shard(1, "", "") + shard(1, "x", "")), "duplicate shard id 1"),
+        (config(shard(1, "m", "c")), "end b'c' is not after start b'm'"),
+        ("[cluster\nname=", "not valid TOML"),
+        (config(""), "no [[shards]] given"),
+    ],
+)
+def test_mistakes_are_named(text: str, message: str) -> None:
+    with pytest.raises(ClusterConfigError) as info:
+        parse_cluster_config(text)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_two_replicas_in_one_datacenter_are_refused() -> None:
+    nodes = NODES + '[[nodes]]\nid = 4\ndc = "dc1"\naddress = "127.0.1.2:7004"\n'
+    with pytest.raises(ClusterConfigError, match="two replicas in datacenter 'dc1'"):
+        parse_cluster_config(config(shard(1, "", "", "[1, 4, 2]"), nodes=nodes))
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ('id = 4\ndc = "dc7"\naddress = "127.0.0.1:1"', "unknown datacenter 'dc7'"),
+        ('id = 1\ndc = "dc1"\naddress = "127.0.0.1:1"', "duplicate node id 1"),
+        ('id = 4\ndc = "dc1"\naddress = "127.0.1.1:7001"', "duplicate node address"),
+        ('id = 4\ndc = "dc1"\naddress = "nohost"', "is not host:port"),
+        ('id = "four"\ndc = "dc1"\naddress = "127.0.0.1:1"', "nodes.id must be an integer"),
+    ],
+)
+def test_bad_nodes_are_named(node: str, message: str) -> None:
+    with pytest.raises(ClusterConfigError, match=message):
+        parse_cluster_config(config(shard(1, "", ""), nodes=NODES + "[[nodes]]\n" + node + "\n"))
