@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster
+	$(BIN)/mypy --strict paxos cluster kvstore/model
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

@@ -1,0 +1,304 @@
+"""Commands the KV state machine applies, their results, and their binary codec.
+
+Rules:
+- A command is what a leader proposes into a shard's log; it is fully validated at the edge
+  before proposing, and decoded again (checksummed) when applied.
+- ``RequestId(client_id, seq)`` makes retries exactly-once: ``client_id == 0`` opts out.
+- A ``Txn`` compares (all must hold) and then runs ``success`` or ``failure`` ops atomically.
+  "Absent" is ``version == 0``, as in etcd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeAlias, TypeVar
+
+from kvstore.model.codec import CodecError, Reader, Writer
+
+E = TypeVar("E", bound=IntEnum)
+
+TXN_OPS_MAX = 128
+TXN_COMPARES_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class RequestId:
+    client_id: int  # 0: no session
+    seq: int
+
+
+NO_REQUEST = RequestId(0, 0)
+
+
+class Target(IntEnum):
+    VALUE = 0
+    VERSION = 1
+    CREATE_REVISION = 2
+    MOD_REVISION = 3
+
+
+class CompareOp(IntEnum):
+    EQUAL = 0
+    NOT_EQUAL = 1
+    LESS = 2
+    GREATER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    key: bytes
+    target: Target
+    op: CompareOp
+    value: bytes = b""  # for Target.VALUE
+    number: int = 0  # for the numeric targets
+
+
+class OpKind(IntEnum):
+    GET = 0
+    PUT = 1
+    DELETE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOp:
+    kind: OpKind
+    key: bytes
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    request: RequestId
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    request: RequestId
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    request: RequestId
+    compares: tuple[Compare, ...]
+    success: tuple[TxnOp, ...]
+    failure: tuple[TxnOp, ...]
+
+
+Command: TypeAlias = Put | Delete | Txn
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    revision: int
+    prev: KeyValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    revision: int
+    prev: KeyValue | None  # None: there was nothing to delete
+
+    @property
+    def deleted(self) -> bool:
+        return self.prev is not None
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    kv: KeyValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    revision: int
+    succeeded: bool
+    results: tuple[PutResult | DeleteResult | GetResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRequest:
+    """A retry older than the client's latest request: its result is no longer kept."""
+
+    latest_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """The logged bytes were not a command (deterministic on every replica)."""
+
+    reason: str
+
+
+ApplyResult: TypeAlias = PutResult | DeleteResult | TxnResult | StaleRequest | Malformed
+
+
+# ---------------------------------------------------------------------- commands <-> bytes
+
+_PUT, _DELETE, _TXN = 1, 2, 3
+
+
+def encode_command(cmd: Command) -> bytes:
+    w = Writer()
+    match cmd:
+        case Put():
+            w.u8(_PUT)
+            _request(w, cmd.request)
+            w.blob(cmd.key)
+            w.blob(cmd.value)
+        case Delete():
+            w.u8(_DELETE)
+            _request(w, cmd.request)
+            w.blob(cmd.key)
+        case Txn():
+            w.u8(_TXN)
+            _request(w, cmd.request)
+            w.u64(len(cmd.compares))
+            for c in cmd.compares:
+                w.blob(c.key)
+                w.u8(c.target)
+                w.u8(c.op)
+                w.blob(c.value)
+                w.u64(c.number)
+            for ops in (cmd.success, cmd.failure):
+                w.u64(len(ops))
+                for op in ops:
+                    w.u8(op.kind)
+                    w.blob(op.key)
+                    w.blob(op.value)
+    return w.framed()
+
+
+def decode_command(frame: bytes) -> Command:
+    r = Reader(frame)
+    kind = r.u8()
+    request = RequestId(r.u64(), r.u64())
+    cmd: Command
+    if kind == _PUT:
+        cmd = Put(request, r.blob(), r.blob())
+    elif kind == _DELETE:
+        cmd = Delete(request, r.blob())
+    elif kind == _TXN:
+        compares = tuple(
+            Compare(r.blob(), _enum(Target, r.u8()), _enum(CompareOp, r.u8()), r.blob(), r.u64())
+            for _ in range(r.count(TXN_COMPARES_MAX))
+        )
+        success = _ops(r)
+        failure = _ops(r)
+        cmd = Txn(request, compares, success, failure)
+    else:
+        raise CodecError(f"unknown command kind {kind}")
+    r.done()
+    return cmd
+
+
+def _request(w: Writer, request: RequestId) -> None:
+    w.u64(request.client_id)
+    w.u64(request.seq)
+
+
+def _ops(r: Reader) -> tuple[TxnOp, ...]:
+    return tuple(
+        TxnOp(_enum(OpKind, r.u8()), r.blob(), r.blob()) for _ in range(r.count(TXN_OPS_MAX))
+    )
+
+
+def _enum(kind: type[E], raw: int) -> E:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise CodecError(f"bad {kind.__name__} {raw}") from None
+
+
+# ---------------------------------------------------------------------- results <-> bytes
+# Results are kept in the replicated session table, so a retry gets the very same answer.
+
+_R_PUT, _R_DELETE, _R_TXN, _R_GET = 1, 2, 3, 4
+CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult
+
+
+def encode_result(result: CachedResult) -> bytes:
+    w = Writer()
+    _result(w, result)
+    return w.framed()
+
+
+def decode_result(frame: bytes) -> CachedResult:
+    r = Reader(frame)
+    result = _read_result(r)
+    r.done()
+    if isinstance(result, GetResult):
+        raise CodecError("a bare get is never cached")
+    return result
+
+
+def _result(w: Writer, result: PutResult | DeleteResult | TxnResult | GetResult) -> None:
+    match result:
+        case PutResult():
+            w.u8(_R_PUT)
+            w.u64(result.revision)
+            _kv(w, result.prev)
+        case DeleteResult():
+            w.u8(_R_DELETE)
+            w.u64(result.revision)
+            _kv(w, result.prev)
+        case TxnResult():
+            w.u8(_R_TXN)
+            w.u64(result.revision)
+            w.u8(int(result.succeeded))
+            w.u64(len(result.results))
+            for sub in result.results:
+                _result(w, sub)
+        case GetResult():
+            w.u8(_R_GET)
+            _kv(w, result.kv)
+
+
+def _read_result(r: Reader) -> PutResult | DeleteResult | TxnResult | GetResult:
+    tag = r.u8()
+    if tag == _R_PUT:
+        return PutResult(r.u64(), _read_kv(r))
+    if tag == _R_DELETE:
+        return DeleteResult(r.u64(), _read_kv(r))
+    if tag == _R_TXN:
+        revision, succeeded = r.u64(), bool(r.u8())
+        subs = []
+        for _ in range(r.count(TXN_OPS_MAX)):
+            sub = _read_result(r)
+            if isinstance(sub, TxnResult):
+                raise CodecError("nested transaction result")
+            subs.append(sub)
+        return TxnResult(revision, succeeded, tuple(subs))
+    if tag == _R_GET:
+        return GetResult(_read_kv(r))
+    raise CodecError(f"unknown result kind {tag}")
+
+
+def _kv(w: Writer, kv: KeyValue | None) -> None:
+    if kv is None:
+        w.u8(0)
+        return
+    w.u8(1)
+    w.blob(kv.key)
+    w.blob(kv.value)
+    w.u64(kv.create_revision)
+    w.u64(kv.mod_revision)
+    w.u64(kv.version)
+
+
+def _read_kv(r: Reader) -> KeyValue | None:
+    if r.u8() == 0:
+        return None
+    return KeyValue(r.blob(), r.blob(), r.u64(), r.u64(), r.u64())

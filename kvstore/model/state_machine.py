@@ -1,0 +1,238 @@
+"""The KV state machine of one shard: deterministic, revisioned, exactly-once for sessions.
+
+Rules:
+- ``apply(slot, commands)`` runs a chosen slot's commands in order; slots arrive in order,
+  each exactly once (``applied_slot`` is stored with the data, in the same transaction).
+- Revisions are per shard and strictly increasing: every command that changes data takes
+  the next revision (a Txn takes one for all its writes); a Put sets ``mod_revision`` to it,
+  ``create_revision`` on creation, and counts ``version`` from 1; a Delete of a missing key
+  and a read-only Txn change nothing and take no revision.
+- Sessions: for a ``RequestId(client_id, seq)`` with ``client_id != 0`` the result is
+  recorded; the same (client, seq) again returns the recorded result without applying
+  anything, an older seq gets ``StaleRequest``. The table is replicated state (stored with
+  the data, so it survives restarts and leader changes). At most ``sessions_max`` sessions
+  are kept; the least recently used (by slot, then client id) is forgotten first.
+- A Txn compare on a missing key sees version, create_revision and mod_revision 0 and no
+  value (every VALUE compare on it is false). Ops run in order and see earlier ops' effects.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from kvstore.model.codec import CodecError, Reader, Writer
+from kvstore.model.commands import (
+    ApplyResult,
+    CachedResult,
+    Compare,
+    CompareOp,
+    Delete,
+    DeleteResult,
+    GetResult,
+    KeyValue,
+    Malformed,
+    OpKind,
+    Put,
+    PutResult,
+    RequestId,
+    StaleRequest,
+    Target,
+    Txn,
+    TxnResult,
+    decode_command,
+    decode_result,
+    encode_result,
+)
+from kvstore.model.engine import Engine, Record
+
+META_REVISION = b"revision"
+META_APPLIED_SLOT = b"applied_slot"
+SESSION_PREFIX = b"session/"
+
+
+class KvStateMachine:
+    def __init__(self, engine: Engine, *, sessions_max: int = 10_000) -> None:
+        assert sessions_max > 0
+        self._engine = engine
+        self._sessions_max = sessions_max
+        self.revision = _u64(engine.meta_get(META_REVISION))
+        self.applied_slot = _u64(engine.meta_get(META_APPLIED_SLOT))
+        # client_id -> (seq, last_slot), least recently used first
+        sessions = []
+        for name, raw in engine.meta_scan(SESSION_PREFIX):
+            client_id = int.from_bytes(name[len(SESSION_PREFIX) :], "big")
+            seq, last_slot, _ = _decode_session(raw)
+            sessions.append((last_slot, client_id, seq))
+        self._sessions: OrderedDict[int, tuple[int, int]] = OrderedDict(
+            (client_id, (seq, last_slot)) for last_slot, client_id, seq in sorted(sessions)
+        )
+
+    # ------------------------------------------------------------------ writes (the log)
+
+    def apply(
+        self, slot: int, commands: Sequence[bytes]
+    ) -> list[tuple[RequestId | None, ApplyResult]]:
+        assert slot == self.applied_slot + 1, (slot, self.applied_slot)
+        out: list[tuple[RequestId | None, ApplyResult]] = []
+        before = self.revision
+        for raw in commands:
+            try:
+                cmd = decode_command(raw)
+            except CodecError as exc:
+                out.append((None, Malformed(str(exc))))
+                continue
+            out.append((cmd.request, self._apply_session(slot, cmd)))
+        self.applied_slot = slot
+        self._engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
+        if self.revision != before:
+            self._engine.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
+        return out
+
+    def _apply_session(self, slot: int, cmd: Put | Delete | Txn) -> ApplyResult:
+        request = cmd.request
+        if request.client_id == 0:
+            return self._execute(cmd)
+        known = self._sessions.get(request.client_id)
+        if known is not None:
+            latest_seq, _ = known
+            if request.seq < latest_seq:
+                return StaleRequest(latest_seq)
+            if request.seq == latest_seq:
+                raw = self._engine.meta_get(_session_key(request.client_id))
+                assert raw is not None, request
+                _, _, cached = _decode_session(raw)
+                self._remember(request, slot, cached)
+                return decode_result(cached)
+        result = self._execute(cmd)
+        self._remember(request, slot, encode_result(result))
+        return result
+
+    def _remember(self, request: RequestId, slot: int, result: bytes) -> None:
+        sessions = self._sessions
+        sessions[request.client_id] = (request.seq, slot)
+        sessions.move_to_end(request.client_id)
+        self._engine.meta_put(
+            _session_key(request.client_id), _encode_session(request.seq, slot, result)
+        )
+        while len(sessions) > self._sessions_max:
+            evicted, _ = sessions.popitem(last=False)
+            self._engine.meta_delete(_session_key(evicted))
+
+    def _execute(self, cmd: Put | Delete | Txn) -> CachedResult:
+        match cmd:
+            case Put():
+                self.revision += 1
+                return self._put(cmd.key, cmd.value, self.revision)
+            case Delete():
+                result = self._delete(cmd.key, self.revision + 1)
+                if result.prev is not None:
+                    self.revision += 1
+                return result
+            case Txn():
+                return self._txn(cmd)
+
+    def _put(self, key: bytes, value: bytes, revision: int) -> PutResult:
+        prev = self._engine.get(key)
+        record = Record(
+            value=value,
+            create_revision=prev.create_revision if prev else revision,
+            mod_revision=revision,
+            version=prev.version + 1 if prev else 1,
+        )
+        self._engine.put(key, record)
+        return PutResult(revision, _kv(key, prev))
+
+    def _delete(self, key: bytes, revision: int) -> DeleteResult:
+        prev = self._engine.get(key)
+        if prev is None:
+            return DeleteResult(self.revision, None)
+        self._engine.delete(key)
+        return DeleteResult(revision, _kv(key, prev))
+
+    def _txn(self, txn: Txn) -> TxnResult:
+        succeeded = all(self._holds(c) for c in txn.compares)
+        revision = self.revision + 1
+        changed = False
+        results: list[PutResult | DeleteResult | GetResult] = []
+        for op in txn.success if succeeded else txn.failure:
+            if op.kind is OpKind.GET:
+                results.append(GetResult(_kv(op.key, self._engine.get(op.key))))
+            elif op.kind is OpKind.PUT:
+                results.append(self._put(op.key, op.value, revision))
+                changed = True
+            else:
+                deleted = self._delete(op.key, revision)
+                changed = changed or deleted.prev is not None
+                results.append(deleted)
+        if changed:
+            self.revision = revision
+        return TxnResult(self.revision, succeeded, tuple(results))
+
+    def _holds(self, compare: Compare) -> bool:
+        record = self._engine.get(compare.key)
+        if compare.target is Target.VALUE:
+            if record is None:
+                return False
+            return _compare(record.value, compare.value, compare.op)
+        number = 0
+        if record is not None:
+            number = {
+                Target.VERSION: record.version,
+                Target.CREATE_REVISION: record.create_revision,
+                Target.MOD_REVISION: record.mod_revision,
+            }[compare.target]
+        return _compare(number, compare.number, compare.op)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, key: bytes) -> KeyValue | None:
+        return _kv(key, self._engine.get(key))
+
+    def scan(self, start: bytes, end: bytes, limit: int) -> tuple[list[KeyValue], bool]:
+        """Keys in ``[start, end)`` in order, at most ``limit`` (0: all), and whether more exist."""
+        rows = self._engine.scan(start, end, limit + 1 if limit else 0)
+        more = bool(limit) and len(rows) > limit
+        return [
+            KeyValue(k, r.value, r.create_revision, r.mod_revision, r.version)
+            for k, r in rows[: limit or None]
+        ], more
+
+
+def _compare(left: bytes | int, right: bytes | int, op: CompareOp) -> bool:
+    if op is CompareOp.EQUAL:
+        return left == right
+    if op is CompareOp.NOT_EQUAL:
+        return left != right
+    if op is CompareOp.LESS:
+        return left < right  # type: ignore[operator]
+    return left > right  # type: ignore[operator]
+
+
+def _kv(key: bytes, record: Record | None) -> KeyValue | None:
+    if record is None:
+        return None
+    return KeyValue(key, record.value, record.create_revision, record.mod_revision, record.version)
+
+
+def _u64(raw: bytes | None) -> int:
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def _session_key(client_id: int) -> bytes:
+    return SESSION_PREFIX + client_id.to_bytes(8, "big")
+
+
+def _encode_session(seq: int, slot: int, result: bytes) -> bytes:
+    w = Writer()
+    w.u64(seq)
+    w.u64(slot)
+    w.blob(result)
+    return w.framed()
+
+
+def _decode_session(raw: bytes) -> tuple[int, int, bytes]:
+    r = Reader(raw)
+    seq, slot, result = r.u64(), r.u64(), r.blob()
+    r.done()
+    return seq, slot, result

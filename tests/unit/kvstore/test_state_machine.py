@@ -1,0 +1,198 @@
+"""The KV state machine against a naive reference model, and its exactly-once sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kvstore.model import (
+    Command,
+    Compare,
+    CompareOp,
+    Delete,
+    DeleteResult,
+    KvStateMachine,
+    Malformed,
+    MemoryEngine,
+    OpKind,
+    Put,
+    PutResult,
+    RequestId,
+    StaleRequest,
+    Target,
+    Txn,
+    TxnOp,
+    TxnResult,
+    encode_command,
+)
+from tests.unit.kvstore.strategies import commands
+
+NO_SESSION = RequestId(0, 0)
+
+
+@dataclass
+class Reference:
+    """The specification, written the obvious way: key -> [value, create, mod, version]."""
+
+    revision: int = 0
+    data: dict[bytes, list[object]] = field(default_factory=dict)
+
+    def holds(self, c: Compare) -> bool:
+        row = self.data.get(c.key)
+        if c.target is Target.VALUE:
+            if row is None:
+                return False
+            left: object = row[0]
+            right: object = c.value
+        else:
+            index = {Target.CREATE_REVISION: 1, Target.MOD_REVISION: 2, Target.VERSION: 3}[c.target]
+            left, right = (row[index] if row else 0), c.number
+        return {
+            CompareOp.EQUAL: left == right,
+            CompareOp.NOT_EQUAL: left != right,
+            CompareOp.LESS: left < right,  # type: ignore[operator]
+            CompareOp.GREATER: left > right,  # type: ignore[operator]
+        }[c.op]
+
+    def write(self, key: bytes, value: bytes | None, rev: int) -> bool:
+        row = self.data.get(key)
+        if value is None:
+            return self.data.pop(key, None) is not None
+        self.data[key] = [value, row[1] if row else rev, rev, (row[3] if row else 0) + 1]  # type: ignore[operator]
+        return True
+
+    def apply(self, cmd: Command) -> None:
+        rev = self.revision + 1
+        if isinstance(cmd, Put):
+            self.write(cmd.key, cmd.value, rev)
+            self.revision = rev
+        elif isinstance(cmd, Delete):
+            if self.write(cmd.key, None, rev):
+                self.revision = rev
+        else:
+            ok = all(self.holds(c) for c in cmd.compares)
+            changed = False
+            for op in cmd.success if ok else cmd.failure:
+                if op.kind is OpKind.PUT:
+                    changed |= self.write(op.key, op.value, rev)
+                elif op.kind is OpKind.DELETE:
+                    changed |= self.write(op.key, None, rev)
+            if changed:
+                self.revision = rev
+
+
+def sessionless(cmd: Command) -> Command:
+    return type(cmd)(NO_SESSION, *[getattr(cmd, f) for f in cmd.__slots__[1:]])  # type: ignore[arg-type,attr-defined]
+
+
+@given(st.lists(commands.map(sessionless), max_size=30))
+def test_agrees_with_the_reference_model(cmds: list[Command]) -> None:
+    """Same data, same revisions, same versions as the obvious specification."""
+    sm, ref = KvStateMachine(MemoryEngine()), Reference()
+    for slot, cmd in enumerate(cmds, start=1):
+        sm.apply(slot, [encode_command(cmd)])
+        ref.apply(cmd)
+        assert sm.revision == ref.revision
+    kvs, more = sm.scan(b"", b"", 0)
+    assert not more
+    assert {
+        kv.key: [kv.value, kv.create_revision, kv.mod_revision, kv.version] for kv in kvs
+    } == ref.data
+
+
+@given(st.lists(commands.map(sessionless), max_size=30))
+def test_each_change_takes_exactly_the_next_revision(cmds: list[Command]) -> None:
+    """A command that changes data moves the revision by one; anything else leaves it."""
+    sm = KvStateMachine(MemoryEngine())
+    for slot, cmd in enumerate(cmds, start=1):
+        before = sm.revision
+        [(_, result)] = sm.apply(slot, [encode_command(cmd)])
+        changed = (
+            isinstance(result, PutResult)
+            or (isinstance(result, DeleteResult) and result.deleted)
+            or (isinstance(result, TxnResult) and result.revision != before)
+        )
+        assert sm.revision == (before + 1 if changed else before)
+        if changed:
+            assert result.revision == sm.revision  # type: ignore[union-attr]
+
+
+def test_a_retried_request_applies_once_and_returns_the_same_result() -> None:
+    sm = KvStateMachine(MemoryEngine())
+    put = encode_command(Put(RequestId(7, 1), b"k", b"v1"))
+    [(_, first)] = sm.apply(1, [put])
+    [(_, again)] = sm.apply(2, [put])
+    assert first == again == PutResult(1, None)
+    assert sm.revision == 1
+    assert sm.get(b"k").version == 1  # type: ignore[union-attr]
+
+
+def test_an_older_request_is_stale_and_changes_nothing() -> None:
+    sm = KvStateMachine(MemoryEngine())
+    sm.apply(1, [encode_command(Put(RequestId(7, 2), b"k", b"new"))])
+    [(_, result)] = sm.apply(2, [encode_command(Put(RequestId(7, 1), b"k", b"old"))])
+    assert result == StaleRequest(2)
+    assert sm.get(b"k").value == b"new"  # type: ignore[union-attr]
+
+
+def test_sessions_survive_a_restart_on_the_same_engine() -> None:
+    engine = MemoryEngine()
+    put = encode_command(Put(RequestId(9, 4), b"k", b"v"))
+    KvStateMachine(engine).apply(1, [put])
+    restarted = KvStateMachine(engine)
+    assert restarted.applied_slot == 1 and restarted.revision == 1
+    [(_, result)] = restarted.apply(2, [put])
+    assert result == PutResult(1, None)
+    assert restarted.revision == 1
+
+
+def test_the_least_recently_used_session_is_forgotten_first() -> None:
+    sm = KvStateMachine(MemoryEngine(), sessions_max=2)
+    for slot, client in enumerate((1, 2, 1, 3), start=1):
+        sm.apply(slot, [encode_command(Put(RequestId(client, 1), b"k%d" % client, b"v"))])
+    # client 2 was least recently used when client 3 arrived: its retry applies again.
+    [(_, result)] = sm.apply(5, [encode_command(Put(RequestId(2, 1), b"k2", b"v"))])
+    assert isinstance(result, PutResult) and result.revision == 4
+    # ... which pushed client 1 out in turn: its retry applies again too.
+    [(_, result)] = sm.apply(6, [encode_command(Put(RequestId(1, 1), b"k1", b"v"))])
+    assert isinstance(result, PutResult) and result.revision == 5
+
+
+def test_compare_and_swap() -> None:
+    """Jepsen's cas: succeed only if the value is the expected one; absent means version 0."""
+    sm = KvStateMachine(MemoryEngine())
+
+    def cas(slot: int, expected: bytes | None, new: bytes) -> bool:
+        compare = (
+            Compare(b"r", Target.VERSION, CompareOp.EQUAL, number=0)
+            if expected is None
+            else Compare(b"r", Target.VALUE, CompareOp.EQUAL, value=expected)
+        )
+        txn = Txn(NO_SESSION, (compare,), (TxnOp(OpKind.PUT, b"r", new),), ())
+        [(_, result)] = sm.apply(slot, [encode_command(txn)])
+        assert isinstance(result, TxnResult)
+        return result.succeeded
+
+    assert cas(1, None, b"x")
+    assert not cas(2, None, b"y")
+    assert not cas(3, b"y", b"z")
+    assert cas(4, b"x", b"z")
+    assert sm.get(b"r").value == b"z"  # type: ignore[union-attr]
+
+
+def test_garbage_in_the_log_is_a_deterministic_malformed_result() -> None:
+    sm = KvStateMachine(MemoryEngine())
+    [(request, result)] = sm.apply(1, [b"not a command"])
+    assert request is None and isinstance(result, Malformed)
+    assert sm.applied_slot == 1
+
+
+def test_scan_pages_with_a_limit() -> None:
+    sm = KvStateMachine(MemoryEngine())
+    sm.apply(1, [encode_command(Put(NO_SESSION, k, b"v")) for k in (b"a", b"b", b"c", b"d")])
+    page, more = sm.scan(b"b", b"", 2)
+    assert [kv.key for kv in page] == [b"b", b"c"] and more
+    page, more = sm.scan(b"b", b"d", 0)
+    assert [kv.key for kv in page] == [b"b", b"c"] and not more
