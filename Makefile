@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster kvstore/model
+	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

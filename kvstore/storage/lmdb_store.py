@@ -1,0 +1,218 @@
+"""``NodeStore``: the node's single LMDB environment, and the only importer of ``lmdb``.
+
+Rules:
+- Opened with LMDB's durable defaults (``sync=True``, ``metasync=True``, no ``map_async``): a
+  write transaction is on disk when ``commit()`` returns. The runtime reports ``write_done``
+  only after that (driver contract item 1).
+- Group commit: one ``write()`` batch holds any number of Paxos records and state-machine
+  applies for any number of shards, and commits them in one transaction, one fsync.
+- A write transaction belongs to the thread that began it (LMDB); the runtime keeps all
+  writes on one disk thread.
+- ``DurableRecord`` means exactly what ``paxos.MemoryStorage`` says it means (contract test).
+- A directory that belongs to another cluster or node is refused (``StoreIdentityError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from kvstore.model.engine import Record
+from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
+from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
+
+FORMAT = b"kvstore-1"
+
+
+class StoreIdentityError(RuntimeError):
+    """The data directory was created for another cluster or node."""
+
+
+class NodeStore:
+    def __init__(self, path: str | Path, *, map_size: int = 1 << 30) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self._env = lmdb.open(
+            str(path),
+            map_size=map_size,
+            max_dbs=len(L.DB_NAMES),
+            sync=True,
+            metasync=True,
+            readahead=False,
+        )
+        self._dbs = {name: self._env.open_db(name) for name in L.DB_NAMES}
+
+    def close(self) -> None:
+        self._env.close()
+
+    def claim(self, cluster_name: str, node_id: int) -> None:
+        """Mark the directory as this node's, or refuse one that is someone else's."""
+        want = {
+            b"format": FORMAT,
+            b"cluster": cluster_name.encode(),
+            b"node_id": str(node_id).encode(),
+        }
+        db = self._dbs[b"node"]
+        with self._env.begin(write=True) as txn:
+            for name, value in want.items():
+                have = txn.get(name, db=db)
+                if have is None:
+                    txn.put(name, value, db=db)
+                elif have != value:
+                    raise StoreIdentityError(
+                        f"{self._env.path()} holds {name.decode()}={have.decode()!r},"
+                        f" not {value.decode()!r}: it belongs to another cluster or node"
+                    )
+
+    # ------------------------------------------------------------------ writes
+
+    @contextmanager
+    def write(self) -> Iterator[WriteBatch]:
+        """One transaction, committed (fsync'd) when the block ends without an exception."""
+        with self._env.begin(write=True) as txn:
+            yield WriteBatch(txn, self._dbs)
+
+    # ------------------------------------------------------------------ reads
+
+    def load(self, shard_id: int) -> DurableState:
+        """The durable Paxos state of one shard: what a restarted replica starts from."""
+        with self._env.begin() as txn:
+            return _load(txn, self._dbs, shard_id)
+
+    @contextmanager
+    def read(self, shard_id: int) -> Iterator[ShardEngine]:
+        with self._env.begin() as txn:
+            yield ShardEngine(txn, self._dbs, shard_id)
+
+
+class WriteBatch:
+    def __init__(self, txn: Any, dbs: dict[bytes, Any]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def persist(self, shard_id: int, record: DurableRecord) -> None:
+        _apply(self._txn, self._dbs, shard_id, record)
+
+    def engine(self, shard_id: int) -> ShardEngine:
+        return ShardEngine(self._txn, self._dbs, shard_id)
+
+
+class ShardEngine:
+    """``kvstore.model.Engine`` over one shard's keys, inside one LMDB transaction."""
+
+    def __init__(self, txn: Any, dbs: dict[bytes, Any], shard_id: int) -> None:
+        self._txn = txn
+        self._kv = dbs[b"kv"]
+        self._meta = dbs[b"kvmeta"]
+        self._prefix = L.shard_prefix(shard_id)
+
+    def get(self, key: bytes) -> Record | None:
+        raw = self._txn.get(self._prefix + key, db=self._kv)
+        return L.decode_record(raw) if raw is not None else None
+
+    def put(self, key: bytes, record: Record) -> None:
+        self._txn.put(self._prefix + key, L.encode_record(record), db=self._kv)
+
+    def delete(self, key: bytes) -> None:
+        self._txn.delete(self._prefix + key, db=self._kv)
+
+    def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
+        prefix, cut = self._prefix, len(self._prefix)
+        stop = prefix + end if end else None
+        out: list[tuple[bytes, Record]] = []
+        with self._txn.cursor(db=self._kv) as cursor:
+            if not cursor.set_range(prefix + start):
+                return out
+            for key, raw in cursor:
+                if not key.startswith(prefix) or (stop is not None and key >= stop):
+                    break
+                if limit and len(out) >= limit:
+                    break
+                out.append((key[cut:], L.decode_record(raw)))
+        return out
+
+    def meta_get(self, name: bytes) -> bytes | None:
+        raw = self._txn.get(self._prefix + name, db=self._meta)
+        return L.decode_blob(raw) if raw is not None else None
+
+    def meta_put(self, name: bytes, value: bytes) -> None:
+        self._txn.put(self._prefix + name, L.encode_blob(value), db=self._meta)
+
+    def meta_delete(self, name: bytes) -> None:
+        self._txn.delete(self._prefix + name, db=self._meta)
+
+    def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        full, cut = self._prefix + prefix, len(self._prefix)
+        out = []
+        with self._txn.cursor(db=self._meta) as cursor:
+            if cursor.set_range(full):
+                for key, raw in cursor:
+                    if not key.startswith(full):
+                        break
+                    out.append((key[cut:], L.decode_blob(raw)))
+        return out
+
+
+# ---------------------------------------------------------------------- Paxos records
+
+
+def _apply(txn: Any, dbs: dict[bytes, Any], shard_id: int, record: DurableRecord) -> None:
+    """Apply one record in ``MemoryStorage``'s order (snapshot, truncate, entries, promise,
+    chosen), so both mean the same."""
+    paxos_db, log_db = dbs[b"paxos"], dbs[b"log"]
+    prefix = L.shard_prefix(shard_id)
+    if record.snapshot is not None:
+        raw = txn.get(prefix + L.SNAPSHOT, db=paxos_db)
+        current = L.decode_snapshot(raw).slot if raw is not None else -1
+        if record.snapshot.slot > current:
+            txn.put(prefix + L.SNAPSHOT, L.encode_snapshot(record.snapshot), db=paxos_db)
+            _drop_log_through(txn, log_db, shard_id, record.snapshot.slot)
+            _raise_chosen(txn, paxos_db, prefix, record.snapshot.slot)
+    if record.truncate_through is not None:
+        _drop_log_through(txn, log_db, shard_id, record.truncate_through)
+    for entry in record.entries:
+        txn.put(L.log_key(shard_id, entry.slot), L.encode_entry(entry), db=log_db)
+    if record.promised is not None:
+        raw = txn.get(prefix, db=dbs[b"promise"])
+        if raw is None or record.promised > L.decode_ballot(raw):
+            txn.put(prefix, L.encode_ballot(record.promised), db=dbs[b"promise"])
+    if record.chosen_through is not None:
+        _raise_chosen(txn, paxos_db, prefix, record.chosen_through)
+
+
+def _raise_chosen(txn: Any, db: Any, prefix: bytes, slot: int) -> None:
+    raw = txn.get(prefix + L.CHOSEN_THROUGH, db=db)
+    if raw is None or slot > L.decode_u64(raw):
+        txn.put(prefix + L.CHOSEN_THROUGH, L.encode_u64(slot), db=db)
+
+
+def _drop_log_through(txn: Any, db: Any, shard_id: int, slot: int) -> None:
+    prefix, stop = L.shard_prefix(shard_id), L.log_key(shard_id, slot + 1)
+    with txn.cursor(db=db) as cursor:
+        if not cursor.set_range(prefix):
+            return
+        while cursor.key().startswith(prefix) and cursor.key() < stop:
+            if not cursor.delete():
+                break
+
+
+def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int) -> DurableState:
+    prefix = L.shard_prefix(shard_id)
+    raw = txn.get(prefix, db=dbs[b"promise"])
+    promised = L.decode_ballot(raw) if raw is not None else Ballot.ZERO
+    log: dict[Slot, LogEntry] = {}
+    with txn.cursor(db=dbs[b"log"]) as cursor:
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    break
+                slot = L.slot_of(key)
+                log[slot] = L.decode_entry(slot, value)
+    raw = txn.get(prefix + L.CHOSEN_THROUGH, db=dbs[b"paxos"])
+    chosen = Slot(L.decode_u64(raw)) if raw is not None else Slot(0)
+    raw = txn.get(prefix + L.SNAPSHOT, db=dbs[b"paxos"])
+    snapshot = L.decode_snapshot(raw) if raw is not None else None
+    return DurableState(promised=promised, log=log, chosen_through=chosen, snapshot=snapshot)
