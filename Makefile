@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim run clean
+.PHONY: venv test lint typecheck layers unit sim run clean proto proto-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage
+	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage kvstore/net
 
 layers: $(STAMP)
 	$(BIN)/lint-imports
@@ -32,9 +32,24 @@ layers: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n $(JOBS)
 
+PROTOC = $(BIN)/python -m grpc_tools.protoc -I proto --python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) proto/kvstore/v1/*.proto
+
+## make proto: regenerate kvstore/v1 from proto/ (commit the result)
+proto: $(STAMP)
+	$(call PROTOC,.)
+
+## the committed generated code must be exactly what proto/ generates
+proto-check: $(STAMP)
+	@rm -rf .proto-check && mkdir -p .proto-check
+	@$(call PROTOC,.proto-check)
+	@for f in .proto-check/kvstore/v1/*; do cmp -s "$$f" "kvstore/v1/$$(basename $$f)" \
+	  || { echo "kvstore/v1/$$(basename $$f) is stale: run make proto"; rm -rf .proto-check; exit 1; }; done
+	@rm -rf .proto-check
+	@echo "generated code matches proto/"
+
 ## make test: lint, mypy --strict on paxos/, import-layer contracts, then the whole pytest suite
 ## (unit, property, golden scenarios, planted bugs, and the CI sweep of simulator seeds).
-test: lint typecheck layers unit
+test: lint typecheck layers proto-check unit
 
 ## make sim SEEDS=N: N simulator seeds with faults; ends with "N seeds, V violations".
 sim: $(STAMP)
