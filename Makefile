@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage kvstore/net
+	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage kvstore/net kvstore/runtime
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

@@ -1,0 +1,334 @@
+"""``NodeRuntime``: drives every shard replica hosted on this node, on one asyncio loop.
+
+It interprets each ``Ready`` mechanically, exactly as ``paxos/__init__.py`` demands, and makes
+no protocol decision of its own:
+
+- every turn, the Readies of *all* shards become one disk job: their ``DurableRecord``s and
+  the state-machine applies of their chosen slots go into **one** LMDB write transaction
+  (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs;
+- only when that transaction has committed are the writes' ``then_send`` messages sent, then
+  ``write_done`` reported in order, then proposals and reads resolved;
+- ``send_now`` leaves at once; ticks come from elapsed monotonic time, all due ticks first.
+
+A disk failure is fatal: the runtime stops and re-raises; recovery from LMDB is the tested
+path. Client-facing errors are ``NotLeaderError`` (ask ``leader_hint``), ``ProposalDroppedError``
+(retry with the same request id), ``OverloadedError`` and ``UnknownShardError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from concurrent.futures import Future as ConcurrentFuture
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from cluster import ClusterConfig
+from kvstore.model import ApplyResult, Command, KeyValue, KvStateMachine, encode_command
+from kvstore.runtime.clock import Clock, TickSource
+from kvstore.storage import NodeStore
+from paxos import (
+    ChosenEntry,
+    Config,
+    DurableRecord,
+    Message,
+    NodeId,
+    NotLeader,
+    Overloaded,
+    Proposed,
+    ReadQueued,
+    Replica,
+    Role,
+    Slot,
+    TooLarge,
+)
+
+SendFn = Callable[[int, list[tuple[int, Message]]], None]
+
+
+class NotLeaderError(Exception):
+    def __init__(self, shard_id: int, leader_hint: int | None) -> None:
+        super().__init__(f"shard {shard_id}: not the leader (hint: {leader_hint})")
+        self.shard_id = shard_id
+        self.leader_hint = leader_hint
+
+
+class ProposalDroppedError(Exception):
+    """The slot our command was proposed in was chosen with other commands: retry it."""
+
+
+class OverloadedError(Exception):
+    pass
+
+
+class UnknownShardError(Exception):
+    pass
+
+
+@dataclass
+class _Shard:
+    shard_id: int
+    replica: Replica
+    applied_slot: int
+    proposals: dict[int, list[tuple[bytes, asyncio.Future[ApplyResult]]]] = field(
+        default_factory=dict
+    )
+    reads: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    read_waits: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    records: list[tuple[int, DurableRecord]] = field(default_factory=list)
+    follow_ups: list[tuple[int, int, tuple[Message, ...]]] = field(default_factory=list)
+    applies: list[tuple[int, ChosenEntry]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.applies)
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        node_id: int,
+        store: NodeStore,
+        send: SendFn,
+        *,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        paxos_overrides: dict[str, int] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.node_id = node_id
+        self._store = store
+        self._send = send
+        self._clock = clock or Clock()
+        self._seed = seed if seed is not None else random.SystemRandom().randrange(1 << 62)
+        self._overrides = paxos_overrides or {}
+        self._shards: dict[int, _Shard] = {}
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-n{node_id}")
+        self._turn_scheduled = False
+        self._next_token = 0
+        self._ticker: asyncio.Task[None] | None = None
+        self._inflight_jobs = 0
+        self.failure: BaseException | None = None
+        self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for spec in self.cluster.shards_of(self.node_id):
+            durable = self._store.load(spec.shard_id)
+            with self._store.read(spec.shard_id) as engine:
+                applied = KvStateMachine(engine).applied_slot
+            config = Config(
+                node_id=NodeId(self.node_id),
+                voters=tuple(NodeId(r) for r in spec.replicas),
+                **self._overrides,
+            )
+            replica = Replica(
+                config,
+                rng=random.Random(f"{self._seed}/{spec.shard_id}"),
+                logger=self._log.bind(shard=spec.shard_id),
+                durable=durable,
+                applied_through=Slot(applied),
+            )
+            self._shards[spec.shard_id] = _Shard(spec.shard_id, replica, applied)
+        ticks = TickSource(self._clock, self.cluster.tick_ms)
+        self._ticker = asyncio.create_task(self._tick_loop(ticks))
+        self._kick()
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        while self._inflight_jobs:
+            await asyncio.sleep(0.005)
+        self._disk.shutdown(wait=True)
+        for shard in self._shards.values():
+            for waiting in shard.proposals.values():
+                for _, fut in waiting:
+                    fut.cancel()
+
+    async def _tick_loop(self, ticks: TickSource) -> None:
+        while True:
+            await asyncio.sleep(self.cluster.tick_ms / 2000)
+            due = ticks.due()
+            for _ in range(due):
+                for shard in self._shards.values():
+                    shard.replica.tick()
+            if due:
+                self._kick()
+
+    # ------------------------------------------------------------------ inputs
+
+    def deliver(self, shard_id: int, msg: Message) -> None:
+        shard = self._shards.get(shard_id)
+        if shard is None or self.failure is not None:
+            return
+        shard.replica.step(msg)
+        self._kick()
+
+    async def submit(self, shard_id: int, command: Command) -> ApplyResult:
+        shard = self._shard(shard_id)
+        encoded = encode_command(command)
+        outcome = shard.replica.propose(encoded)
+        if isinstance(outcome, NotLeader):
+            raise NotLeaderError(shard_id, outcome.leader_hint)
+        if isinstance(outcome, Overloaded | TooLarge):
+            raise OverloadedError(str(outcome))
+        assert isinstance(outcome, Proposed)
+        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        shard.proposals.setdefault(outcome.slot, []).append((encoded, fut))
+        self._kick()
+        return await fut
+
+    async def linearizable_point(self, shard_id: int) -> None:
+        """Return once a local read reflects every write acknowledged before the call."""
+        shard = self._shard(shard_id)
+        self._next_token += 1
+        token = self._next_token
+        outcome = shard.replica.read(token)
+        if isinstance(outcome, NotLeader):
+            raise NotLeaderError(shard_id, outcome.leader_hint)
+        if not isinstance(outcome, ReadQueued):
+            raise OverloadedError("too many reads waiting")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        shard.reads[token] = fut
+        self._kick()
+        await fut
+
+    def get_local(self, shard_id: int, key: bytes) -> KeyValue | None:
+        with self._store.read(shard_id) as engine:
+            return KvStateMachine(engine).get(key)
+
+    def role(self, shard_id: int) -> Role:
+        return self._shard(shard_id).replica.role
+
+    def leader_hint(self, shard_id: int) -> int | None:
+        return self._shard(shard_id).replica.leader_hint
+
+    def applied_slot(self, shard_id: int) -> int:
+        return self._shard(shard_id).applied_slot
+
+    def _shard(self, shard_id: int) -> _Shard:
+        if self.failure is not None:
+            raise RuntimeError("node failed") from self.failure
+        shard = self._shards.get(shard_id)
+        if shard is None:
+            raise UnknownShardError(f"shard {shard_id} is not hosted on node {self.node_id}")
+        return shard
+
+    # ------------------------------------------------------------------ the turn
+
+    def _kick(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._turn_scheduled = False
+        if self.failure is not None:
+            return
+        outgoing: dict[int, list[tuple[int, Message]]] = {}
+        job = _Job()
+        for shard in self._shards.values():
+            ready = shard.replica.take_ready()
+            for msg in ready.send_now:
+                outgoing.setdefault(msg.dst, []).append((shard.shard_id, msg))
+            for write in ready.writes:
+                job.records.append((shard.shard_id, write.record))
+                job.follow_ups.append((shard.shard_id, write.seq, write.then_send))
+            if ready.snapshot is not None:
+                raise AssertionError("snapshot install is not wired into the runtime yet")
+            job.applies.extend((shard.shard_id, entry) for entry in ready.chosen)
+            for read in ready.reads:
+                fut = shard.reads.pop(read.request_id, None)
+                if fut is not None:
+                    shard.read_waits.append((read.slot, fut))
+            for request_id in ready.failed_reads:
+                fut = shard.reads.pop(request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(NotLeaderError(shard.shard_id, shard.replica.leader_hint))
+            if ready.role_change is not None:
+                change = ready.role_change
+                self._log.info(
+                    "shard_role_changed",
+                    shard=shard.shard_id,
+                    role=change.role.value,
+                    ballot=str(change.ballot),
+                )
+                # Proposals of a replica that stopped leading stay registered: when their
+                # slot is applied here, _resolve tells success from ProposalDroppedError;
+                # the client's deadline bounds a slot that is never filled.
+            self._release_reads(shard)
+        for dst, batch in outgoing.items():
+            self._send(dst, batch)
+        if job:
+            self._inflight_jobs += 1
+            done: ConcurrentFuture[list[tuple[int, int, Any]]] = self._disk.submit(
+                self._disk_job, job
+            )
+            loop = asyncio.get_running_loop()
+            done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
+
+    def _disk_job(self, job: _Job) -> list[tuple[int, int, Any]]:
+        """On the disk thread: one transaction, one fsync, for every shard's work."""
+        results: list[tuple[int, int, Any]] = []
+        with self._store.write() as batch:
+            for shard_id, record in job.records:
+                batch.persist(shard_id, record)
+            machines: dict[int, KvStateMachine] = {}
+            for shard_id, entry in job.applies:
+                sm = machines.get(shard_id)
+                if sm is None:
+                    sm = machines[shard_id] = KvStateMachine(batch.engine(shard_id))
+                results.append(
+                    (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
+                )
+        return results
+
+    def _job_done(self, job: _Job, done: ConcurrentFuture[list[tuple[int, int, Any]]]) -> None:
+        self._inflight_jobs -= 1
+        error = done.exception()
+        if error is not None:
+            self.failure = error
+            self._log.error("disk_write_failed", error=repr(error))
+            raise error
+        # The transaction is durable: only now may what depends on it leave.
+        for shard_id, seq, then_send in job.follow_ups:
+            for msg in then_send:
+                self._send(msg.dst, [(shard_id, msg)])
+            self._shards[shard_id].replica.write_done(seq)
+        for shard_id, slot, (value, results) in done.result():
+            shard = self._shards[shard_id]
+            shard.applied_slot = slot
+            self._resolve(shard, slot, value, results)
+        for shard in self._shards.values():
+            self._release_reads(shard)
+        self._kick()
+
+    def _resolve(self, shard: _Shard, slot: int, value: tuple[bytes, ...], results: Any) -> None:
+        for encoded, fut in shard.proposals.pop(slot, ()):
+            if fut.done():
+                continue
+            try:
+                index = value.index(encoded)
+            except ValueError:
+                fut.set_exception(ProposalDroppedError(f"slot {slot} was chosen without it"))
+                continue
+            fut.set_result(results[index][1])
+
+    def _release_reads(self, shard: _Shard) -> None:
+        still = []
+        for slot, fut in shard.read_waits:
+            if shard.applied_slot >= slot:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((slot, fut))
+        shard.read_waits = still
