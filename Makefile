@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster kvstore/model kvstore/storage kvstore/net kvstore/runtime
+	$(BIN)/mypy --strict paxos cluster kvstore
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ import structlog
 from cluster import ClusterConfig
 from kvstore.model import ApplyResult, Command, KeyValue, KvStateMachine, encode_command
 from kvstore.runtime.clock import Clock, TickSource
-from kvstore.storage import NodeStore
+from kvstore.runtime.ports import StorePort
 from paxos import (
     ChosenEntry,
     Config,
@@ -96,7 +97,7 @@ class NodeRuntime:
         self,
         cluster: ClusterConfig,
         node_id: int,
-        store: NodeStore,
+        store: StorePort,
         send: SendFn,
         *,
         clock: Clock | None = None,
@@ -203,8 +204,21 @@ class NodeRuntime:
         await fut
 
     def get_local(self, shard_id: int, key: bytes) -> KeyValue | None:
+        with self.read_state_machine(shard_id) as sm:
+            return sm.get(key)
+
+    @contextmanager
+    def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
+        """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
         with self._store.read(shard_id) as engine:
-            return KvStateMachine(engine).get(key)
+            yield KvStateMachine(engine)
+
+    def hosts(self, shard_id: int) -> bool:
+        return shard_id in self._shards
+
+    def revision(self, shard_id: int) -> int:
+        with self.read_state_machine(shard_id) as sm:
+            return sm.revision
 
     def role(self, shard_id: int) -> Role:
         return self._shard(shard_id).replica.role

@@ -1,0 +1,1 @@
+"""Client-facing gRPC services: validation at the edge, routing to shard leaders."""

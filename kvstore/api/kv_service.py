@@ -1,0 +1,407 @@
+"""The ``KV`` gRPC service: validate at the edge, route to the shard leader, map results.
+
+Rules:
+- Bad input is refused before anything is proposed, with ``INVALID_ARGUMENT`` (empty or
+  oversized key, oversized value, inverted scan range) or ``FAILED_PRECONDITION`` (a Txn
+  spanning shards); nothing changes.
+- Any node accepts any request. If this node's replica of the shard leads, it serves;
+  otherwise it forwards to the leader it knows, once: a forwarded request carries
+  ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
+  retries until the caller's deadline. Only a shard with no reachable leader surfaces as
+  ``UNAVAILABLE`` (retryable).
+- A write is retried with the same request id after a dropped proposal, so the session table
+  makes it apply once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from cluster import ClusterConfig, RangeMap
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.model import (
+    ApplyResult,
+    Command,
+    Compare,
+    CompareOp,
+    Delete,
+    DeleteResult,
+    GetResult,
+    KeyValue,
+    OpKind,
+    Put,
+    PutResult,
+    RequestId,
+    StaleRequest,
+    Target,
+    Txn,
+    TxnOp,
+    TxnResult,
+)
+from kvstore.runtime.node import (
+    NodeRuntime,
+    NotLeaderError,
+    OverloadedError,
+    ProposalDroppedError,
+)
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
+
+KEY_BYTES_MAX = 4 << 10
+VALUE_BYTES_MAX = 1 << 20
+SCAN_LIMIT_MAX = 10_000
+DEFAULT_DEADLINE_S = 10.0
+FORWARDED = ("kv-forwarded", "1")
+R = TypeVar("R")
+
+
+class KvService(kv_pb2_grpc.KVServicer):
+    def __init__(self, cluster: ClusterConfig, runtime: NodeRuntime, dc: str) -> None:
+        self._cluster = cluster
+        self._runtime = runtime
+        self._dc = dc
+        self._ranges = RangeMap(cluster.shards)
+        self._channels: dict[int, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+    # ------------------------------------------------------------------ RPCs
+
+    async def Put(  # noqa: N802
+        self, request: kv_pb2.PutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.PutResponse:
+        await self._check_key(request.key, context)
+        if len(request.value) > VALUE_BYTES_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"value over {VALUE_BYTES_MAX} bytes"
+            )
+        shard = self._ranges.lookup(request.key).shard_id
+        command = Put(_request_id(request.request_id), request.key, request.value)
+        outcome = await self._write(
+            shard, command, context, lambda s, t: s.Put(request, timeout=t, metadata=(FORWARDED,))
+        )
+        if isinstance(outcome, kv_pb2.PutResponse):
+            return outcome
+        result = await self._expect(outcome, PutResult, context)
+        response = kv_pb2.PutResponse(header=self._header(shard, result.revision))
+        if request.prev_kv and result.prev is not None:
+            response.prev_kv.CopyFrom(_kv(result.prev))
+        return response
+
+    async def Delete(  # noqa: N802
+        self, request: kv_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.DeleteResponse:
+        await self._check_key(request.key, context)
+        shard = self._ranges.lookup(request.key).shard_id
+        command = Delete(_request_id(request.request_id), request.key)
+        outcome = await self._write(
+            shard,
+            command,
+            context,
+            lambda s, t: s.Delete(request, timeout=t, metadata=(FORWARDED,)),
+        )
+        if isinstance(outcome, kv_pb2.DeleteResponse):
+            return outcome
+        result = await self._expect(outcome, DeleteResult, context)
+        response = kv_pb2.DeleteResponse(
+            deleted=result.deleted, header=self._header(shard, result.revision)
+        )
+        if request.prev_kv and result.prev is not None:
+            response.prev_kv.CopyFrom(_kv(result.prev))
+        return response
+
+    async def Get(  # noqa: N802
+        self, request: kv_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.GetResponse:
+        await self._check_key(request.key, context)
+        shard = self._ranges.lookup(request.key).shard_id
+        if request.consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard):
+            return self._get_local(shard, request.key)
+        outcome = await self._at_leader(
+            shard, context, lambda s, t: s.Get(request, timeout=t, metadata=(FORWARDED,))
+        )
+        if isinstance(outcome, kv_pb2.GetResponse):
+            return outcome
+        return self._get_local(shard, request.key)
+
+    async def Scan(  # noqa: N802
+        self, request: kv_pb2.ScanRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.ScanResponse:
+        start, end = request.start, request.end
+        if end and end <= start:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "scan end must be after start (or empty)"
+            )
+        remaining = min(request.limit or SCAN_LIMIT_MAX, SCAN_LIMIT_MAX)
+        response = kv_pb2.ScanResponse()
+        # One shard at a time, each read at its own linearizable point. Asking every shard
+        # for one key more than still needed tells exactly whether more keys exist.
+        for spec in self._ranges.overlapping(start, end):
+            lo = max(start, spec.span.start)
+            hi = _min_end(end, spec.span.end)
+            part = await self._scan_shard(
+                spec.shard_id,
+                lo,
+                hi,
+                limit=remaining + 1,
+                consistency=request.consistency,
+                context=context,
+            )
+            taken = part.kvs[:remaining]
+            response.kvs.extend(taken)
+            remaining -= len(taken)
+            response.header.CopyFrom(part.header)
+            if part.more or len(part.kvs) > len(taken):
+                response.more = True
+                break
+        return response
+
+    async def Txn(  # noqa: N802
+        self, request: kv_pb2.TxnRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.TxnResponse:
+        keys = [c.key for c in request.compare] + [
+            _op_key(op) for op in (*request.success, *request.failure)
+        ]
+        for key in keys:
+            await self._check_key(key, context)
+        shards = {self._ranges.lookup(k).shard_id for k in keys}
+        if len(shards) > 1:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"a transaction must stay within one shard; its keys span {sorted(shards)}",
+            )
+        shard = shards.pop() if shards else self._ranges.lookup(b"").shard_id
+        command = Txn(
+            _request_id(request.request_id),
+            tuple(_compare(c) for c in request.compare),
+            tuple(_op(op) for op in request.success),
+            tuple(_op(op) for op in request.failure),
+        )
+        outcome = await self._write(
+            shard, command, context, lambda s, t: s.Txn(request, timeout=t, metadata=(FORWARDED,))
+        )
+        if isinstance(outcome, kv_pb2.TxnResponse):
+            return outcome
+        result = await self._expect(outcome, TxnResult, context)
+        return kv_pb2.TxnResponse(
+            succeeded=result.succeeded,
+            responses=[self._response_op(shard, r) for r in result.results],
+            header=self._header(shard, result.revision),
+        )
+
+    # ------------------------------------------------------------------ routing
+
+    async def _write(
+        self,
+        shard: int,
+        command: Command,
+        context: grpc.aio.ServicerContext[Any, Any],
+        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+    ) -> Any:
+        async def local() -> ApplyResult:
+            return await self._runtime.submit(shard, command)
+
+        return await self._route(shard, context, local, forward)
+
+    async def _at_leader(
+        self,
+        shard: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+    ) -> Any:
+        async def local() -> None:
+            await self._runtime.linearizable_point(shard)
+
+        return await self._route(shard, context, local, forward)
+
+    async def _route(
+        self,
+        shard: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+        local: Callable[[], Awaitable[R]],
+        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        remaining_s = context.time_remaining()
+        deadline = loop.time() + (remaining_s if remaining_s is not None else DEFAULT_DEADLINE_S)
+        forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
+        backoff = 0.01
+        while (left := deadline - loop.time()) > 0:
+            hint: int | None = None
+            if self._hosts(shard):
+                try:
+                    return await asyncio.wait_for(local(), left)
+                except NotLeaderError as exc:
+                    hint = exc.leader_hint
+                except ProposalDroppedError:
+                    continue  # same request id: the session table keeps it exactly-once
+                except OverloadedError as exc:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                except TimeoutError:
+                    break
+            else:
+                hint = self._any_replica(shard)
+            if hint is not None and hint != self._runtime.node_id and not forwarded:
+                try:
+                    return await forward(self._stub(hint), max(left, 0.001))
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        await context.abort(err.code(), err.details() or "")
+            if forwarded and (hint is None or hint != self._runtime.node_id):
+                break  # let the first node retry; never forward twice
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 0.2)
+        return await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"shard {shard}: no reachable leader before the deadline; a write's outcome is"
+            " unknown: retry it with the same request id",
+        )
+
+    async def _scan_shard(
+        self,
+        shard: int,
+        start: bytes,
+        end: bytes,
+        *,
+        limit: int,
+        consistency: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> kv_pb2.ScanResponse:
+        sub = kv_pb2.ScanRequest(start=start, end=end, limit=limit, consistency=consistency)  # type: ignore[arg-type]
+        if not (consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard)):
+            outcome = await self._at_leader(
+                shard, context, lambda s, t: s.Scan(sub, timeout=t, metadata=(FORWARDED,))
+            )
+            if isinstance(outcome, kv_pb2.ScanResponse):
+                return outcome
+        with self._runtime.read_state_machine(shard) as sm:
+            kvs, more = sm.scan(start, end, limit)
+        return kv_pb2.ScanResponse(
+            kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None)
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _hosts(self, shard: int) -> bool:
+        return self._runtime.hosts(shard)
+
+    def _any_replica(self, shard: int) -> int:
+        spec = next(s for s in self._cluster.shards if s.shard_id == shard)
+        return spec.replicas[0]
+
+    def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
+        channel = self._channels.get(node)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(
+                self._cluster.node(node).address, options=CHANNEL_OPTIONS
+            )
+            self._channels[node] = channel
+        return kv_pb2_grpc.KVStub(channel)
+
+    def _get_local(self, shard: int, key: bytes) -> kv_pb2.GetResponse:
+        kv = self._runtime.get_local(shard, key)
+        response = kv_pb2.GetResponse(found=kv is not None, header=self._header(shard, None))
+        if kv is not None:
+            response.kv.CopyFrom(_kv(kv))
+        return response
+
+    def _header(self, shard: int, revision: int | None) -> kv_pb2.ResponseHeader:
+        runtime = self._runtime
+        hosted = runtime.hosts(shard)
+        return kv_pb2.ResponseHeader(
+            shard_id=shard,
+            revision=revision
+            if revision is not None
+            else (runtime.revision(shard) if hosted else 0),
+            leader_node_id=(runtime.leader_hint(shard) or 0) if hosted else 0,
+            served_by_node_id=runtime.node_id,
+            served_by_dc=self._dc,
+            applied_slot=runtime.applied_slot(shard) if hosted else 0,
+        )
+
+    def _response_op(
+        self, shard: int, result: PutResult | DeleteResult | GetResult
+    ) -> kv_pb2.ResponseOp:
+        if isinstance(result, PutResult):
+            return kv_pb2.ResponseOp(
+                put=kv_pb2.PutResponse(header=self._header(shard, result.revision))
+            )
+        if isinstance(result, DeleteResult):
+            return kv_pb2.ResponseOp(
+                delete=kv_pb2.DeleteResponse(
+                    deleted=result.deleted, header=self._header(shard, result.revision)
+                )
+            )
+        get = kv_pb2.GetResponse(found=result.kv is not None)
+        if result.kv is not None:
+            get.kv.CopyFrom(_kv(result.kv))
+        return kv_pb2.ResponseOp(get=get)
+
+    async def _check_key(self, key: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if not key:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key must not be empty")
+        if len(key) > KEY_BYTES_MAX:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key over {KEY_BYTES_MAX} bytes")
+
+    async def _expect(
+        self, result: Any, kind: type[R], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> R:
+        if isinstance(result, StaleRequest):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"request id is older than this client's latest ({result.latest_seq})",
+            )
+        if not isinstance(result, kind):
+            await context.abort(grpc.StatusCode.INTERNAL, f"unexpected result {result!r}")
+        return result
+
+
+def _min_end(a: bytes, b: bytes) -> bytes:
+    """The smaller of two exclusive bounds, where b"" means unbounded."""
+    if not a or not b:
+        return a or b
+    return min(a, b)
+
+
+def _request_id(pb: kv_pb2.RequestId) -> RequestId:
+    return RequestId(pb.client_id, pb.seq)
+
+
+def _kv(kv: KeyValue) -> kv_pb2.KeyValue:
+    return kv_pb2.KeyValue(
+        key=kv.key,
+        value=kv.value,
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        version=kv.version,
+    )
+
+
+def _compare(c: kv_pb2.Compare) -> Compare:
+    return Compare(c.key, Target(c.target), CompareOp(c.op), c.value, c.number)
+
+
+def _op(op: kv_pb2.RequestOp) -> TxnOp:
+    which = op.WhichOneof("request")
+    if which == "put":
+        return TxnOp(OpKind.PUT, op.put.key, op.put.value)
+    if which == "delete":
+        return TxnOp(OpKind.DELETE, op.delete.key)
+    return TxnOp(OpKind.GET, op.get.key)
+
+
+def _op_key(op: kv_pb2.RequestOp) -> bytes:
+    which = op.WhichOneof("request")
+    if which == "put":
+        return op.put.key
+    if which == "delete":
+        return op.delete.key
+    return op.get.key
