@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim run clean proto proto-check
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,12 @@ test: lint typecheck layers proto-check unit
 sim: $(STAMP)
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --jobs $(JOBS)
 
-## make run: until the networked cluster lands, a narrated simulated 3-DC group.
+## make run: a local three-datacenter cluster (kvstore up); Ctrl-C stops it.
 run: $(STAMP)
+	$(BIN)/kvstore up --dir data
+
+## make sim-demo: one narrated simulator seed (elections, faults, recovery).
+sim-demo: $(STAMP)
 	$(BIN)/python -m tests.sim --seed 1 --narrate
 
 clean:

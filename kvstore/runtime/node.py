@@ -268,17 +268,10 @@ class NodeRuntime:
                 fut = shard.reads.pop(request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(NotLeaderError(shard.shard_id, shard.replica.leader_hint))
-            if ready.role_change is not None:
-                change = ready.role_change
-                self._log.info(
-                    "shard_role_changed",
-                    shard=shard.shard_id,
-                    role=change.role.value,
-                    ballot=str(change.ballot),
-                )
-                # Proposals of a replica that stopped leading stay registered: when their
-                # slot is applied here, _resolve tells success from ProposalDroppedError;
-                # the client's deadline bounds a slot that is never filled.
+            # Role changes are logged by the replica itself (with shard, node and ballot).
+            # Proposals of a replica that stopped leading stay registered: when their slot
+            # is applied here, _resolve tells success from ProposalDroppedError; the
+            # client's deadline bounds a slot that is never filled.
             self._release_reads(shard)
         for dst, batch in outgoing.items():
             self._send(dst, batch)

@@ -1,0 +1,287 @@
+"""The ``kvstore`` command: run nodes, a local cluster, and talk to a cluster.
+
+    kvstore up [--dir ./data] [--nodes-per-dc 1] [--base-port 7000]
+    kvstore serve --config cluster.toml --node 1 --data ./data/n1
+    kvstore put KEY VALUE | get KEY [--stale] | del KEY | scan [--prefix P] [--limit N]
+    kvstore config check FILE
+
+Endpoints come from ``--endpoints host:port,...`` or ``KVSTORE_ENDPOINTS``; ``-o json`` prints
+machine-readable output, the default ``-o table`` is for people. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from cluster import ClusterConfigError, parse_cluster_config
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.local_cluster import up
+from kvstore.logging import configure
+from kvstore.server import NodeServer, StartupError
+from kvstore.storage import StoreIdentityError
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UserError as exc:
+        print(f"kvstore: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kvstore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one node")
+    serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument("--node", required=True, type=int)
+    serve.add_argument("--data", required=True, type=Path)
+    serve.add_argument("--log-format", choices=("json", "console"), default="json")
+    serve.set_defaults(run=_serve)
+
+    up = sub.add_parser("up", help="run a local three-datacenter cluster")
+    up.add_argument("--dir", type=Path, default=Path("data"))
+    up.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
+    up.add_argument("--base-port", type=int, default=7000)
+    up.set_defaults(run=_up)
+
+    config = sub.add_parser("config", help="cluster configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a cluster config and print its shards")
+    check.add_argument("file", type=Path)
+    _output(check)
+    check.set_defaults(run=_config_check)
+
+    for name, helptext, fn in (
+        ("put", "write a key", _put),
+        ("get", "read a key", _get),
+        ("del", "delete a key", _del),
+        ("scan", "list keys in a range", _scan),
+    ):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument(
+            "--endpoints", default=os.environ.get("KVSTORE_ENDPOINTS", "127.0.1.1:7001")
+        )
+        cmd.add_argument("--timeout", type=float, default=10.0)
+        _output(cmd)
+        if name in ("put", "get", "del"):
+            cmd.add_argument("key")
+        if name == "put":
+            cmd.add_argument("value")
+        if name == "get":
+            cmd.add_argument("--stale", action="store_true", help="read the nearest replica")
+        if name == "scan":
+            cmd.add_argument("--prefix", default="")
+            cmd.add_argument("--start", default="")
+            cmd.add_argument("--end", default="")
+            cmd.add_argument("--limit", type=int, default=100)
+        cmd.set_defaults(run=fn)
+    return p
+
+
+def _output(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+
+# ---------------------------------------------------------------------- node and cluster
+
+
+def _load_config(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return parse_cluster_config(text)
+    except ClusterConfigError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    cluster = _load_config(args.config)
+    if args.node not in {n.node_id for n in cluster.nodes}:
+        raise UserError(f"node {args.node} is not in {args.config}")
+    configure(json=args.log_format == "json")
+
+    async def run() -> None:
+        try:
+            server = NodeServer(cluster, args.node, args.data)
+            await server.start()
+        except (StartupError, StoreIdentityError) as exc:
+            raise UserError(str(exc)) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    return up(args.dir, nodes_per_dc=args.nodes_per_dc, base_port=args.base_port)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    cluster = _load_config(args.file)
+    dc_of = {n.node_id: n.dc for n in cluster.nodes}
+    rows = [
+        {
+            "shard": s.shard_id,
+            "range": str(s.span),
+            "replicas": [f"n{r} ({dc_of[r]})" for r in s.replicas],
+            "leader_dc": s.leader_dc or "",
+        }
+        for s in cluster.shards
+    ]
+    if args.output == "json":
+        print(json.dumps({"cluster": cluster.name, "shards": rows}))
+    else:
+        _table(
+            ["shard", "range", "replicas", "leader_dc"],
+            [[r["shard"], r["range"], ", ".join(r["replicas"]), r["leader_dc"]] for r in rows],
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------- client commands
+
+
+def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if not endpoints:
+        raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
+
+    async def attempt() -> Any:
+        last: grpc.aio.AioRpcError | None = None
+        for endpoint in endpoints:
+            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+                stub = kv_pb2_grpc.KVStub(channel)
+                try:
+                    return await getattr(stub, method)(
+                        request, timeout=args.timeout, wait_for_ready=False
+                    )
+                except grpc.aio.AioRpcError as err:
+                    last = err
+                    if err.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        break
+        assert last is not None
+        raise UserError(f"{last.code().name}: {last.details()}")
+
+    return asyncio.run(attempt())
+
+
+def _put(args: argparse.Namespace) -> int:
+    request_id = kv_pb2.RequestId(client_id=int.from_bytes(os.urandom(8), "big") | 1, seq=1)
+    response = _call(
+        args,
+        "Put",
+        kv_pb2.PutRequest(key=args.key.encode(), value=args.value.encode(), request_id=request_id),
+    )
+    _show(
+        args,
+        {"key": args.key, "revision": response.header.revision, "shard": response.header.shard_id},
+        ["key", "shard", "revision"],
+    )
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    consistency = kv_pb2.CONSISTENCY_STALE if args.stale else kv_pb2.CONSISTENCY_LINEARIZABLE
+    response = _call(args, "Get", kv_pb2.GetRequest(key=args.key.encode(), consistency=consistency))
+    if not response.found:
+        if args.output == "json":
+            print(json.dumps({"key": args.key, "found": False}))
+        else:
+            print(f"{args.key}: not found", file=sys.stderr)
+        return 1
+    _show(args, _kv_row(response.kv), ["key", "value", "version", "mod_revision"])
+    return 0
+
+
+def _del(args: argparse.Namespace) -> int:
+    response = _call(args, "Delete", kv_pb2.DeleteRequest(key=args.key.encode()))
+    _show(
+        args,
+        {"key": args.key, "deleted": response.deleted, "revision": response.header.revision},
+        ["key", "deleted", "revision"],
+    )
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    start = (args.prefix or args.start).encode()
+    end = _prefix_end(args.prefix.encode()) if args.prefix else args.end.encode()
+    response = _call(args, "Scan", kv_pb2.ScanRequest(start=start, end=end, limit=args.limit))
+    rows = [_kv_row(kv) for kv in response.kvs]
+    if args.output == "json":
+        print(json.dumps({"kvs": rows, "more": response.more}))
+    else:
+        _table(
+            ["key", "value", "version", "mod_revision"],
+            [[r["key"], r["value"], r["version"], r["mod_revision"]] for r in rows],
+        )
+        if response.more:
+            print(f"(more keys after {rows[-1]['key']!r}; raise --limit)")
+    return 0
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (b"" when there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b""
+
+
+def _kv_row(kv: kv_pb2.KeyValue) -> dict[str, Any]:
+    return {
+        "key": kv.key.decode(errors="replace"),
+        "value": kv.value.decode(errors="replace"),
+        "version": kv.version,
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+    }
+
+
+def _show(args: argparse.Namespace, row: dict[str, Any], columns: list[str]) -> None:
+    if args.output == "json":
+        print(json.dumps(row))
+    else:
+        _table(columns, [[row[c] for c in columns]])
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    cells = [columns, *[[str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for n, row in enumerate(cells):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

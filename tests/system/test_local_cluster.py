@@ -1,0 +1,132 @@
+"""``kvstore up`` with real processes, driven through the ``kvstore`` CLI as the README shows:
+put and get through any node, Ctrl-C stops every node, a second ``up`` keeps the data."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_base_port() -> int:
+    """A base port whose three node ports are free on their DC addresses (below the
+    ephemeral range, so no outgoing connection can take them first)."""
+    for _ in range(100):
+        base = random.randrange(10_000, 30_000)
+        try:
+            for d in (1, 2, 3):
+                with socket.socket() as s:
+                    s.bind((f"127.0.{d}.1", base + d))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free ports")
+
+
+def cli(*args: str, endpoints: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kvstore", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, "KVSTORE_ENDPOINTS": endpoints},
+        check=False,
+    )
+
+
+def start_up(data: Path, base: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvstore", "up", "--dir", str(data), "--base-port", str(base)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while not (data / "endpoints").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def stop_up(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def put_with_retry(endpoints: str, key: str, value: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        result = cli("put", key, value, endpoints=endpoints)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr
+            return
+        time.sleep(0.2)  # leaders are still being elected
+
+
+def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    base = free_base_port()
+    proc = start_up(data, base)
+    try:
+        endpoints = ",".join((data / "endpoints").read_text().split())
+        assert len(endpoints.split(",")) == 3
+        for key, value in (("apple", "red"), ("banana", "yellow"), ("zucchini", "green")):
+            put_with_retry(endpoints, key, value)
+        one_node = endpoints.split(",")[2]
+        got = cli("get", "apple", "-o", "json", endpoints=one_node)
+        assert got.returncode == 0, got.stderr
+        assert '"value": "red"' in got.stdout
+        missing = cli("get", "nothing", endpoints=endpoints)
+        assert missing.returncode == 1
+    finally:
+        out = stop_up(proc)
+    assert "every node stopped" in out
+    proc = start_up(data, base)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            scan = cli("scan", "-o", "json", endpoints=endpoints)
+            if scan.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert scan.returncode == 0, scan.stderr
+        for key in ("apple", "banana", "zucchini"):
+            assert f'"key": "{key}"' in scan.stdout
+    finally:
+        stop_up(proc)
+
+
+def test_bad_config_and_foreign_data_stop_serve_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[cluster]\nname = "x"\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvstore",
+            "serve",
+            "--config",
+            str(bad),
+            "--node",
+            "1",
+            "--data",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no [[datacenters]] given" in result.stderr
+    assert "Traceback" not in result.stderr
