@@ -133,7 +133,12 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(server.runtime.failed.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            # Fatal (e.g. fsync failed): exit at once; recovery from disk is the tested path.
+            raise UserError(f"node {args.node} failed: {server.runtime.failure!r}")
         await server.stop()
 
     asyncio.run(run())

@@ -118,6 +118,7 @@ class NodeRuntime:
         self._ticker: asyncio.Task[None] | None = None
         self._inflight_jobs = 0
         self.failure: BaseException | None = None
+        self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
 
     # ------------------------------------------------------------------ lifecycle
@@ -305,7 +306,8 @@ class NodeRuntime:
         if error is not None:
             self.failure = error
             self._log.error("disk_write_failed", error=repr(error))
-            raise error
+            self.failed.set()
+            return
         # The transaction is durable: only now may what depends on it leave.
         for shard_id, seq, then_send in job.follow_ups:
             for msg in then_send:

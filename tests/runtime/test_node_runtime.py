@@ -177,3 +177,50 @@ def test_losing_the_leader_elects_another_and_keeps_acknowledged_writes(tmp_path
             assert await c.read(1, b"k%d" % i) == b"v%d" % i
 
     run(scenario, tmp_path)
+
+
+class FailingStore:
+    """A NodeStore whose commits start failing (fsync EIO, disk gone) after ``ok`` of them."""
+
+    def __init__(self, store: NodeStore, ok: int) -> None:
+        self._store = store
+        self._ok = ok
+
+    def load(self, shard_id: int):  # type: ignore[no-untyped-def]
+        return self._store.load(shard_id)
+
+    def read(self, shard_id: int):  # type: ignore[no-untyped-def]
+        return self._store.read(shard_id)
+
+    def write(self):  # type: ignore[no-untyped-def]
+        if self._ok <= 0:
+            raise OSError(5, "Input/output error")
+        self._ok -= 1
+        return self._store.write()
+
+
+def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = NodeStore(tmp_path / "n1", map_size=16 << 20)
+        sent: list[Message] = []
+        runtime = NodeRuntime(
+            CONFIG,
+            1,
+            FailingStore(store, ok=0),
+            lambda dst, batch: sent.extend(m for _, m in batch),
+            seed=1,
+            paxos_overrides=PAXOS,
+        )
+        await runtime.start()
+        for _ in range(100):  # it campaigns; the promise write fails
+            if runtime.failed.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.failed.is_set()
+        assert isinstance(runtime.failure, OSError)
+        # The Prepares ride the failed write: none may have left.
+        assert not any(type(m).__name__ == "Prepare" for m in sent)
+        await runtime.stop()
+        store.close()
+
+    asyncio.run(main())

@@ -40,7 +40,7 @@ class Checker:
     acked: dict[bytes, Slot] = field(default_factory=dict)
     now_us: int = 0
 
-    def _fail(self, kind: str, detail: str) -> None:
+    def fail(self, kind: str, detail: str) -> None:
         if len(self.violations) < 50:
             self.violations.append(Violation(kind, detail, self.now_us))
 
@@ -57,7 +57,7 @@ class Checker:
                 seen = (entry.value, set())
                 self._accepts[key] = seen
             if seen[0] != entry.value:
-                self._fail("one-value-per-ballot", f"slot {entry.slot} ballot {entry.ballot}")
+                self.fail("one-value-per-ballot", f"slot {entry.slot} ballot {entry.ballot}")
                 continue
             seen[1].add(node)
             if len(seen[1]) >= quorum:
@@ -65,7 +65,7 @@ class Checker:
                 if prior is None:
                     self.chosen[entry.slot] = entry.value
                 elif prior != entry.value:
-                    self._fail(
+                    self.fail(
                         "agreement",
                         f"slot {entry.slot}: {_short(prior)} and {_short(entry.value)} both chosen",
                     )
@@ -73,12 +73,12 @@ class Checker:
     def on_applied(self, node: NodeId, slot: Slot, value: Value) -> None:
         truth = self.chosen.get(slot)
         if truth is None:
-            self._fail("learned-unchosen", f"n{node} applied slot {slot} before a quorum held it")
+            self.fail("learned-unchosen", f"n{node} applied slot {slot} before a quorum held it")
         elif truth != value:
-            self._fail("learned-wrong", f"n{node} applied {_short(value)} at slot {slot}")
+            self.fail("learned-wrong", f"n{node} applied {_short(value)} at slot {slot}")
         prior = self._applied.setdefault(slot, value)
         if prior != value:
-            self._fail("prefix", f"n{node} applied a different value at slot {slot}")
+            self.fail("prefix", f"n{node} applied a different value at slot {slot}")
 
     def on_ack(self, command: bytes, slot: Slot) -> None:
         self.acked[command] = slot
@@ -86,7 +86,7 @@ class Checker:
     def on_lease_holders(self, holders: Iterable[NodeId]) -> None:
         held = sorted(holders)
         if len(held) > 1:
-            self._fail("lease", f"replicas {held} all believe they hold the lease")
+            self.fail("lease", f"replicas {held} all believe they hold the lease")
 
     # ------------------------------------------------------------------ final checks
 
@@ -94,11 +94,11 @@ class Checker:
         for command, slot in sorted(self.acked.items()):
             value = self.chosen.get(slot)
             if value is None or command not in value:
-                self._fail("acked-lost", f"{command!r} acknowledged at slot {slot} is not chosen")
+                self.fail("acked-lost", f"{command!r} acknowledged at slot {slot} is not chosen")
                 continue
             for node, log in sorted(applied_logs.items()):
                 if len(log) >= slot and command not in log[slot - 1]:
-                    self._fail("acked-lost", f"n{node} lacks {command!r} at slot {slot}")
+                    self.fail("acked-lost", f"n{node} lacks {command!r} at slot {slot}")
 
     @property
     def ok(self) -> bool:

@@ -122,7 +122,7 @@ def run_seed(
     if not converged():
         liveness_ticks = None
         leader = world.leader()
-        world.checker._fail(
+        world.checker.fail(
             "liveness",
             f"after {LIVENESS_TICKS_MAX} ticks: leader={leader} core={core} "
             f"clients_pending={workload.pending()} "

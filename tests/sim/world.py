@@ -158,12 +158,12 @@ class World:
             try:
                 fn(*args)
             except Exception as exc:  # a replica assertion: the process would have died
-                self.checker._fail("replica-assertion", f"{type(exc).__name__}: {exc}")
+                self.checker.fail("replica-assertion", f"{type(exc).__name__}: {exc}")
                 self._heap.clear()
                 return
             self._check_leases()
             if self.events >= self.events_max:
-                self.checker._fail("runaway", f"{self.events} events by t={at_us}us")
+                self.checker.fail("runaway", f"{self.events} events by t={at_us}us")
                 self._heap.clear()
                 return
             if stop is not None and stop():
@@ -314,7 +314,7 @@ class World:
     def _restore(self, node: SimNode, snap: Snapshot) -> None:
         values = decode_snapshot(snap.data)
         if len(values) != snap.slot:
-            self.checker._fail(
+            self.checker.fail(
                 "snapshot", f"n{node.node_id} snapshot of {snap.slot} holds {len(values)}"
             )
         for slot, value in enumerate(values, start=1):
@@ -324,7 +324,7 @@ class World:
 
     def _apply(self, node: SimNode, slot: Slot, value: Value) -> None:
         if slot != len(node.applied) + 1:
-            self.checker._fail(
+            self.checker.fail(
                 "prefix", f"n{node.node_id} applied slot {slot} after {len(node.applied)}"
             )
             return
