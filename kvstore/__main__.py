@@ -28,7 +28,7 @@ from kvstore.local_cluster import up
 from kvstore.logging import configure
 from kvstore.server import NodeServer, StartupError
 from kvstore.storage import StoreIdentityError
-from kvstore.v1 import kv_pb2, kv_pb2_grpc
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     _output(check)
     check.set_defaults(run=_config_check)
 
+    status = sub.add_parser("status", help="every node, and every shard's leader and replicas")
+    transfer = sub.add_parser("transfer-leader", help="move a shard's leadership to a node")
+    transfer.add_argument("shard", type=int)
+    transfer.add_argument("node", type=int)
+    for cmd, fn in ((status, _status), (transfer, _transfer_leader)):
+        _endpoints(cmd)
+        _output(cmd)
+        cmd.set_defaults(run=fn)
+
     for name, helptext, fn in (
         ("put", "write a key", _put),
         ("get", "read a key", _get),
@@ -79,10 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         ("scan", "list keys in a range", _scan),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument(
-            "--endpoints", default=os.environ.get("KVSTORE_ENDPOINTS", "127.0.1.1:7001")
-        )
-        cmd.add_argument("--timeout", type=float, default=10.0)
+        _endpoints(cmd)
         _output(cmd)
         if name in ("put", "get", "del"):
             cmd.add_argument("key")
@@ -97,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--limit", type=int, default=100)
         cmd.set_defaults(run=fn)
     return p
+
+
+def _endpoints(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--endpoints",
+        default=os.environ.get("KVSTORE_ENDPOINTS", "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"),
+        help="host:port,... (default: KVSTORE_ENDPOINTS, else the kvstore up defaults)",
+    )
+    cmd.add_argument("--timeout", type=float, default=10.0)
 
 
 def _output(cmd: argparse.ArgumentParser) -> None:
@@ -175,9 +190,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
-    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
-    if not endpoints:
-        raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
+    endpoints = _endpoint_list(args)
 
     async def attempt() -> Any:
         last: grpc.aio.AioRpcError | None = None
@@ -254,6 +267,145 @@ def _scan(args: argparse.Namespace) -> int:
         if response.more:
             print(f"(more keys after {rows[-1]['key']!r}; raise --limit)")
     return 0
+
+
+def _node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """Every endpoint's own view (``None`` for an endpoint that does not answer)."""
+
+    async def ask(endpoint: str) -> tuple[str, Any]:
+        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+            try:
+                view = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
+                    admin_pb2.NodeStatusRequest(), timeout=min(args.timeout, 3.0)
+                )
+            except grpc.aio.AioRpcError:
+                return endpoint, None
+            return endpoint, view
+
+    async def everyone() -> list[tuple[str, Any]]:
+        return list(await asyncio.gather(*(ask(e) for e in _endpoint_list(args))))
+
+    return asyncio.run(everyone())
+
+
+def _endpoint_list(args: argparse.Namespace) -> list[str]:
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if not endpoints:
+        raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
+    return endpoints
+
+
+def _status(args: argparse.Namespace) -> int:
+    views = _node_views(args)
+    nodes = [
+        {"node": v.node_id, "dc": v.dc, "address": v.address, "up": True}
+        if v is not None
+        else {"node": None, "dc": "", "address": e, "up": False}
+        for e, v in views
+    ]
+    shards: dict[int, dict[str, Any]] = {}
+    for _, view in views:
+        if view is None:
+            continue
+        for s in view.shards:
+            entry = shards.setdefault(
+                s.shard_id,
+                {
+                    "shard": s.shard_id,
+                    "range": _range(s.start, s.end),
+                    "leader": None,
+                    "ballot": "",
+                    "replicas": [],
+                },
+            )
+            if s.role == "leader":
+                entry["leader"], entry["ballot"] = view.node_id, s.promised_ballot
+            entry["replicas"].append(
+                {
+                    "node": view.node_id,
+                    "dc": view.dc,
+                    "role": s.role,
+                    "commit": s.chosen_through,
+                    "applied": s.applied_slot,
+                    "lease": s.lease,
+                }
+            )
+    for entry in shards.values():
+        top = max((r["commit"] for r in entry["replicas"]), default=0)
+        for r in entry["replicas"]:
+            r["lag"] = top - r["applied"]
+    rows = [shards[k] for k in sorted(shards)]
+    if args.output == "json":
+        print(json.dumps({"nodes": nodes, "shards": rows}))
+        return 0
+    _table(
+        ["node", "dc", "address", "status"],
+        [[n["node"] or "?", n["dc"], n["address"], "up" if n["up"] else "DOWN"] for n in nodes],
+    )
+    print()
+    _table(
+        ["shard", "range", "leader", "ballot", "replicas (node:commit/applied)"],
+        [
+            [
+                r["shard"],
+                r["range"],
+                f"n{r['leader']}" if r["leader"] else "none",
+                r["ballot"],
+                "  ".join(_replica_cell(x) for x in sorted(r["replicas"], key=lambda x: x["node"])),
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _replica_cell(replica: dict[str, Any]) -> str:
+    lag = f" (lag {replica['lag']})" if replica["lag"] else ""
+    return f"n{replica['node']}:{replica['commit']}/{replica['applied']}{lag}"
+
+
+def _transfer_leader(args: argparse.Namespace) -> int:
+    views = _node_views(args)
+    leader = next(
+        (
+            v
+            for _, v in views
+            if v is not None
+            for s in v.shards
+            if s.shard_id == args.shard and s.role == "leader"
+        ),
+        None,
+    )
+    if leader is None:
+        raise UserError(f"shard {args.shard}: no leader among the reachable nodes")
+    if leader.node_id == args.node:
+        print(f"shard {args.shard} is already led by n{args.node}")
+        return 0
+
+    async def transfer() -> Any:
+        async with grpc.aio.insecure_channel(leader.address, options=CHANNEL_OPTIONS) as channel:
+            try:
+                return await admin_pb2_grpc.AdminStub(channel).TransferLeader(
+                    admin_pb2.TransferLeaderRequest(shard_id=args.shard, to_node_id=args.node),
+                    timeout=args.timeout,
+                )
+            except grpc.aio.AioRpcError as err:
+                raise UserError(f"{err.code().name}: {err.details()}") from None
+
+    response = asyncio.run(transfer())
+    row = {
+        "shard": args.shard,
+        "from": leader.node_id,
+        "to": args.node,
+        "started": response.started,
+    }
+    _show(args, row, ["shard", "from", "to", "started"])
+    return 0 if response.started else 1
+
+
+def _range(start: bytes, end: bytes) -> str:
+    shown_end = repr(end.decode(errors="replace")) if end else "∞"
+    return f"[{start.decode(errors='replace')!r}, {shown_end})"
 
 
 def _prefix_end(prefix: bytes) -> bytes:

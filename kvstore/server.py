@@ -11,11 +11,12 @@ from pathlib import Path
 import grpc
 
 from cluster import ClusterConfig
+from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
 from kvstore.net.peer_transport import PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
-from kvstore.v1 import kv_pb2_grpc, peer_pb2_grpc
+from kvstore.v1 import admin_pb2_grpc, kv_pb2_grpc, peer_pb2_grpc
 from paxos import Message
 
 
@@ -47,6 +48,9 @@ class NodeServer:
         self._server = grpc.aio.server()
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
+        admin_pb2_grpc.add_AdminServicer_to_server(
+            AdminService(cluster, self.runtime), self._server
+        )
 
     def _deliver(self, shard_id: int, msg: Message) -> None:
         self.runtime.deliver(shard_id, msg)

@@ -394,6 +394,11 @@ class Leader:
 
     # ================================================================== leadership transfer
 
+    @property
+    def handed_over(self) -> bool:
+        """TimeoutNow went out: the target's campaign must win, not be fought."""
+        return self._timeout_now_sent
+
     def transfer(self, to: NodeId) -> bool:
         if self.phase is not Phase.LEADING or to not in self._cfg.peers:
             return False

@@ -295,12 +295,13 @@ class Replica:
         leader = self._leader
         if leader is None or msg.ballot != leader.ballot or msg.promised <= leader.ballot:
             return
-        was_leading = leader.phase is Phase.LEADING
+        re_prepare = leader.phase is Phase.LEADING and not leader.handed_over
         self._logger.info("ballot_rejected", ballot=str(leader.ballot), promised=str(msg.promised))
         self._step_down()
-        if was_leading:
+        if re_prepare:
             # Usually a rejoining replica that campaigned alone: followers still guard us,
-            # so re-preparing at once keeps the group available.
+            # so re-preparing at once keeps the group available. Not after a hand-over:
+            # then the higher ballot is the target's, and fighting it defeats the transfer.
             self._campaign(transfer_of=None)
 
     def _on_timeout_now(self, msg: TimeoutNow) -> None:

@@ -70,6 +70,18 @@ class UnknownShardError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class ShardStatus:
+    shard_id: int
+    role: str
+    promised: str
+    leader_node_id: int
+    chosen_through: int
+    applied_slot: int
+    lease: bool
+    revision: int
+
+
 @dataclass
 class _Shard:
     shard_id: int
@@ -213,6 +225,30 @@ class NodeRuntime:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
         with self._store.read(shard_id) as engine:
             yield KvStateMachine(engine)
+
+    def status(self) -> list[ShardStatus]:
+        """This node's view of every shard it hosts (for operators)."""
+        out = []
+        for shard_id, shard in sorted(self._shards.items()):
+            replica = shard.replica
+            out.append(
+                ShardStatus(
+                    shard_id=shard_id,
+                    role=replica.role.value,
+                    promised=str(replica.promised),
+                    leader_node_id=replica.leader_hint or 0,
+                    chosen_through=replica.chosen_through,
+                    applied_slot=shard.applied_slot,
+                    lease=replica.lease_valid(),
+                    revision=self.revision(shard_id),
+                )
+            )
+        return out
+
+    def transfer_leadership(self, shard_id: int, to_node: int) -> bool:
+        ok = self._shard(shard_id).replica.transfer_leadership(NodeId(to_node))
+        self._kick()
+        return ok
 
     def hosts(self, shard_id: int) -> bool:
         return shard_id in self._shards

@@ -3,6 +3,7 @@ put and get through any node, Ctrl-C stops every node, a second ``up`` keeps the
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -86,7 +87,21 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert got.returncode == 0, got.stderr
         assert '"value": "red"' in got.stdout
         missing = cli("get", "nothing", endpoints=endpoints)
-        assert missing.returncode == 1
+        assert missing.returncode == 1, missing.stderr
+        status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
+        assert [n["up"] for n in status["nodes"]] == [True, True, True]
+        shard1 = status["shards"][0]
+        assert shard1["leader"] in (1, 2, 3) and len(shard1["replicas"]) == 3
+        target = next(n for n in (1, 2, 3) if n != shard1["leader"])
+        moved = cli("transfer-leader", "1", str(target), endpoints=endpoints)
+        assert moved.returncode == 0, moved.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
+            if status["shards"][0]["leader"] == target:
+                break
+            time.sleep(0.2)
+        assert status["shards"][0]["leader"] == target
     finally:
         out = stop_up(proc)
     assert "every node stopped" in out

@@ -205,3 +205,24 @@ def test_messages_from_strangers_are_dropped() -> None:
     )
     assert r.take_ready().is_empty()
     assert r.promised == Ballot.ZERO
+
+
+def test_a_leader_that_handed_over_does_not_fight_the_target() -> None:
+    """Even when a follower's Reject (it promised the target) reaches the old leader before
+    the target's Prepare does, the old leader steps down instead of re-preparing."""
+    c = elected()
+    assert c.replica(N1).transfer_leadership(N3)
+    c.drain(N1)
+    c.deliver(lambda m: type(m).__name__ == "TimeoutNow")
+    c.flush(N3)  # n3's promise to itself is durable; its Prepares leave
+    c.drop(lambda m: m.dst == N1)  # n1 does not hear n3's Prepare yet
+    c.deliver(lambda m: m.dst == N2)
+    c.flush(N2)
+    c.tick(N1, 2)  # n1's heartbeat reaches n2, which now refuses it
+    c.deliver(lambda m: m.dst == N2 and type(m).__name__ == "Heartbeat")
+    c.deliver(lambda m: m.dst == N1 and type(m).__name__ == "Reject")
+    assert c.replica(N1).role is Role.FOLLOWER
+    c.stabilize()
+    heartbeat(c)
+    assert c.replica(N3).role is Role.LEADER
+    assert c.replica(N1).role is Role.FOLLOWER

@@ -1,0 +1,63 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardReplicaStatus(_message.Message):
+    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROMISED_BALLOT_FIELD_NUMBER: _ClassVar[int]
+    LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SLOT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    start: bytes
+    end: bytes
+    role: str
+    promised_ballot: str
+    leader_node_id: int
+    chosen_through: int
+    applied_slot: int
+    lease: bool
+    revision: int
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class NodeStatusResponse(_message.Message):
+    __slots__ = ("node_id", "dc", "address", "shards")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DC_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    dc: str
+    address: str
+    shards: _containers.RepeatedCompositeFieldContainer[ShardReplicaStatus]
+    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardReplicaStatus, _Mapping]]] = ...) -> None: ...
+
+class TransferLeaderRequest(_message.Message):
+    __slots__ = ("shard_id", "to_node_id")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    to_node_id: int
+    def __init__(self, shard_id: _Optional[int] = ..., to_node_id: _Optional[int] = ...) -> None: ...
+
+class TransferLeaderResponse(_message.Message):
+    __slots__ = ("started", "leader_node_id")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    started: bool
+    leader_node_id: int
+    def __init__(self, started: _Optional[bool] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
