@@ -42,39 +42,78 @@ def default_config(nodes_per_dc: int = 1, base_port: int = 7000, tick_ms: int = 
     return "".join(lines)
 
 
+class LocalCluster:
+    """The node processes of a local cluster: start, stop (SIGTERM) and kill (SIGKILL) by PID.
+
+    ``kvstore up`` and the real-process tests both use it, so tests run what users run.
+    """
+
+    def __init__(self, data_dir: Path, *, nodes_per_dc: int = 1, base_port: int = 7000) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = data_dir / "cluster.toml"
+        if not self.config_path.exists():
+            self.config_path.write_text(default_config(nodes_per_dc, base_port))
+        self.cluster = parse_cluster_config(self.config_path.read_text())
+        self.endpoints = [n.address for n in self.cluster.nodes]
+        (data_dir / "endpoints").write_text("".join(f"{e}\n" for e in self.endpoints))
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, node_id: int) -> None:
+        log = (self.data_dir / f"n{node_id}.log").open("ab")
+        self.procs[node_id] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kvstore",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--node",
+                str(node_id),
+                "--data",
+                str(self.data_dir / f"n{node_id}"),
+            ],
+            stdout=log,
+            stderr=log,
+            env=os.environ.copy(),
+        )
+
+    def start_all(self) -> None:
+        for node in self.cluster.nodes:
+            self.start(node.node_id)
+
+    def kill(self, node_id: int) -> None:
+        proc = self.procs.pop(node_id)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def exited(self) -> list[int]:
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+
 def up(data_dir: Path, *, nodes_per_dc: int, base_port: int) -> int:
     """Start every node, print the endpoints, wait for Ctrl-C, stop every node by PID."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config_path = data_dir / "cluster.toml"
-    if not config_path.exists():
-        config_path.write_text(default_config(nodes_per_dc, base_port))
-    cluster = parse_cluster_config(config_path.read_text())
-    endpoints = [n.address for n in cluster.nodes]
-    (data_dir / "endpoints").write_text("".join(f"{e}\n" for e in endpoints))
-    procs: list[subprocess.Popen[bytes]] = []
-    for node in cluster.nodes:
-        log = (data_dir / f"n{node.node_id}.log").open("ab")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kvstore",
-                    "serve",
-                    "--config",
-                    str(config_path),
-                    "--node",
-                    str(node.node_id),
-                    "--data",
-                    str(data_dir / f"n{node.node_id}"),
-                ],
-                stdout=log,
-                stderr=log,
-                env=os.environ.copy(),
-            )
-        )
-    joined = ",".join(endpoints)
-    print(f"kvstore: {len(procs)} nodes in {len(DATACENTERS)} datacenters, data in {data_dir}")
+    local = LocalCluster(data_dir, nodes_per_dc=nodes_per_dc, base_port=base_port)
+    local.start_all()
+    cluster = local.cluster
+    joined = ",".join(local.endpoints)
+    print(
+        f"kvstore: {len(local.procs)} nodes in {len(DATACENTERS)} datacenters, data in {data_dir}"
+    )
     for node in cluster.nodes:
         print(f"  node {node.node_id}  {node.dc}  {node.address}")
     print(f"endpoints written to {data_dir / 'endpoints'}; try:")
@@ -91,23 +130,11 @@ def up(data_dir: Path, *, nodes_per_dc: int, base_port: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         while not stopping:
-            for proc, node in zip(procs, cluster.nodes, strict=True):
-                if proc.poll() is not None:
-                    print(
-                        f"node {node.node_id} exited ({proc.returncode}); see n{node.node_id}.log"
-                    )
-                    stopping = True
+            for node_id in local.exited():
+                print(f"node {node_id} exited; see {data_dir / f'n{node_id}.log'}")
+                stopping = True
             time.sleep(0.2)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        local.stop_all()
         print("kvstore: every node stopped")
     return 0
