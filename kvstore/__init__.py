@@ -1,3 +1,8 @@
-"""kvstore: the product: state machine, storage, network, API, client (the cluster issue)."""
+"""kvstore: a multi-datacenter, range-sharded key-value store on Multi-Paxos.
 
-__all__: list[str] = []
+``kvstore.Client`` (blocking) and ``kvstore.AsyncClient`` are the Python client library.
+"""
+
+from kvstore.client import AsyncClient, Client, KvError
+
+__all__ = ["AsyncClient", "Client", "KvError"]

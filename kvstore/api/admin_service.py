@@ -17,6 +17,32 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._runtime = runtime
         self._spans = {s.shard_id: s.span for s in cluster.shards}
 
+    async def DescribeCluster(  # noqa: N802
+        self,
+        _request: admin_pb2.DescribeClusterRequest,
+        _context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.DescribeClusterResponse:
+        runtime = self._runtime
+        return admin_pb2.DescribeClusterResponse(
+            cluster=self._cluster.name,
+            nodes=[
+                admin_pb2.NodeInfo(node_id=n.node_id, dc=n.dc, address=n.address)
+                for n in self._cluster.nodes
+            ],
+            shards=[
+                admin_pb2.ShardInfo(
+                    shard_id=s.shard_id,
+                    start=s.span.start,
+                    end=s.span.end,
+                    replicas=list(s.replicas),
+                    leader_node_id=(runtime.leader_hint(s.shard_id) or 0)
+                    if runtime.hosts(s.shard_id)
+                    else 0,
+                )
+                for s in self._cluster.shards
+            ],
+        )
+
     async def NodeStatus(  # noqa: N802 - the gRPC servicer signature
         self, _request: admin_pb2.NodeStatusRequest, _context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.NodeStatusResponse:

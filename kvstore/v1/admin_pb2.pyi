@@ -61,3 +61,41 @@ class TransferLeaderResponse(_message.Message):
     started: bool
     leader_node_id: int
     def __init__(self, started: _Optional[bool] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+
+class DescribeClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "dc", "address")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DC_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    dc: str
+    address: str
+    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class ShardInfo(_message.Message):
+    __slots__ = ("shard_id", "start", "end", "replicas", "leader_node_id")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    start: bytes
+    end: bytes
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    leader_node_id: int
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+
+class DescribeClusterResponse(_message.Message):
+    __slots__ = ("cluster", "nodes", "shards")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...

@@ -34,6 +34,11 @@ class AdminStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.DescribeCluster = channel.unary_unary(
+                '/kvstore.v1.Admin/DescribeCluster',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.FromString,
+                _registered_method=True)
         self.NodeStatus = channel.unary_unary(
                 '/kvstore.v1.Admin/NodeStatus',
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.NodeStatusRequest.SerializeToString,
@@ -48,6 +53,12 @@ class AdminStub:
 
 class AdminServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def DescribeCluster(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def NodeStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -64,6 +75,11 @@ class AdminServicer:
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'DescribeCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCluster,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.SerializeToString,
+            ),
             'NodeStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeStatus,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.NodeStatusRequest.FromString,
@@ -84,6 +100,33 @@ def add_AdminServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Admin:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def DescribeCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/DescribeCluster',
+            kvstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def NodeStatus(request,

@@ -1,0 +1,258 @@
+"""kvstore's Python client: ``AsyncClient`` (asyncio) and ``Client`` (blocking).
+
+- It keeps the shard map (``Admin.DescribeCluster``) and the leader of every shard, sends
+  each request straight to that shard's leader, learns leaders from response headers, and
+  refreshes the map when a node is unreachable. Any node would forward a misdirected
+  request, so a stale cache costs one hop, never a wrong answer.
+- Every write carries a ``RequestId(client_id, seq)``; a retry reuses it, so it applies once.
+- Every call has one deadline covering all its retries. A write that hits the deadline has an
+  unknown outcome (``KvError`` with ``DEADLINE_EXCEEDED``): retrying it is safe only through
+  the same client call, which this library does for you until the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+T = TypeVar("T")
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+ATTEMPT_S_MAX = 3.0
+
+
+class KvError(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def _key(key: bytes | str) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
+class AsyncClient:
+    def __init__(
+        self, endpoints: Sequence[str], *, timeout_s: float = 10.0, client_id: int | None = None
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self._endpoints = list(endpoints)
+        self._timeout_s = timeout_s
+        self.client_id = client_id or (int.from_bytes(os.urandom(8), "big") >> 1) | 1
+        self._seq = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._starts: list[bytes] = []
+        self._shards: list[admin_pb2.ShardInfo] = []
+        self._addresses: dict[int, str] = {}
+        self._leaders: dict[int, int] = {}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ the API
+
+    async def put(
+        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False
+    ) -> kv_pb2.PutResponse:
+        request = kv_pb2.PutRequest(
+            key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=self._next_request_id()
+        )
+        response: kv_pb2.PutResponse = await self._call(
+            request.key, lambda s, t: s.Put(request, timeout=t)
+        )
+        return response
+
+    async def get(self, key: bytes | str, *, stale: bool = False) -> kv_pb2.KeyValue | None:
+        consistency = kv_pb2.CONSISTENCY_STALE if stale else kv_pb2.CONSISTENCY_LINEARIZABLE
+        request = kv_pb2.GetRequest(key=_key(key), consistency=consistency)
+        response: kv_pb2.GetResponse = await self._call(
+            request.key, lambda s, t: s.Get(request, timeout=t)
+        )
+        return response.kv if response.found else None
+
+    async def delete(self, key: bytes | str) -> bool:
+        request = kv_pb2.DeleteRequest(key=_key(key), request_id=self._next_request_id())
+        response: kv_pb2.DeleteResponse = await self._call(
+            request.key, lambda s, t: s.Delete(request, timeout=t)
+        )
+        return response.deleted
+
+    async def scan(
+        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0
+    ) -> tuple[list[kv_pb2.KeyValue], bool]:
+        request = kv_pb2.ScanRequest(start=_key(start), end=_key(end), limit=limit)
+        response: kv_pb2.ScanResponse = await self._call(
+            request.start, lambda s, t: s.Scan(request, timeout=t)
+        )
+        return list(response.kvs), response.more
+
+    async def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
+        if not request.HasField("request_id"):
+            request.request_id.CopyFrom(self._next_request_id())
+        keys = [c.key for c in request.compare] + [
+            getattr(op, op.WhichOneof("request") or "get").key
+            for op in (*request.success, *request.failure)
+        ]
+        response: kv_pb2.TxnResponse = await self._call(
+            keys[0] if keys else b"", lambda s, t: s.Txn(request, timeout=t)
+        )
+        return response
+
+    def leader_of(self, shard_id: int) -> int | None:
+        """The leader this client believes the shard has (None: unknown)."""
+        return self._leaders.get(shard_id)
+
+    # ------------------------------------------------------------------ routing
+
+    def _next_request_id(self) -> kv_pb2.RequestId:
+        self._seq += 1
+        return kv_pb2.RequestId(client_id=self.client_id, seq=self._seq)
+
+    def _stub(self, address: str) -> kv_pb2_grpc.KVStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = channel
+        return kv_pb2_grpc.KVStub(channel)
+
+    async def _refresh(self, deadline: float) -> None:
+        for address in [*self._endpoints, *self._addresses.values()]:
+            self._stub(address)  # opens the channel
+            stub = admin_pb2_grpc.AdminStub(self._channels[address])
+            try:
+                view = await stub.DescribeCluster(
+                    admin_pb2.DescribeClusterRequest(),
+                    timeout=max(0.05, min(ATTEMPT_S_MAX, deadline - time.monotonic())),
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            self._shards = sorted(view.shards, key=lambda s: s.start)
+            self._starts = [s.start for s in self._shards]
+            self._addresses = {n.node_id: n.address for n in view.nodes}
+            self._leaders = {s.shard_id: s.leader_node_id for s in view.shards if s.leader_node_id}
+            return
+
+    def _shard_for(self, key: bytes) -> admin_pb2.ShardInfo | None:
+        if not self._shards:
+            return None
+        return self._shards[max(0, bisect.bisect_right(self._starts, key) - 1)]
+
+    def _targets(self, shard: admin_pb2.ShardInfo | None) -> list[str]:
+        ordered: list[str] = []
+        if shard is not None:
+            leader = self._leaders.get(shard.shard_id)
+            if leader in self._addresses:
+                ordered.append(self._addresses[leader])
+            ordered += [self._addresses[r] for r in shard.replicas if r in self._addresses]
+        ordered += [*self._addresses.values(), *self._endpoints]
+        return list(dict.fromkeys(ordered))
+
+    async def _call(
+        self, key: bytes, call: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[T]]
+    ) -> T:
+        deadline = time.monotonic() + self._timeout_s
+        backoff = 0.02
+        last = "no node answered"
+        while time.monotonic() < deadline:
+            if not self._shards:
+                await self._refresh(deadline)
+            shard = self._shard_for(key)
+            for address in self._targets(shard):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    response = await call(self._stub(address), min(left, ATTEMPT_S_MAX))
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in RETRYABLE:
+                        raise KvError(err.code(), err.details() or "") from None
+                    last = f"{address}: {err.code().name}"
+                    if shard is not None:
+                        self._leaders.pop(shard.shard_id, None)
+                    continue
+                self._learn(response)
+                return response
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
+            self._shards = []  # the map may be stale: fetch it again
+        raise KvError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"no answer within {self._timeout_s}s ({last}); a write's outcome is unknown",
+        )
+
+    def _learn(self, response: Any) -> None:
+        header = getattr(response, "header", None)
+        if header is not None and header.leader_node_id:
+            self._leaders[header.shard_id] = header.leader_node_id
+
+
+class Client:
+    """The blocking client: ``AsyncClient`` on its own event-loop thread."""
+
+    def __init__(
+        self, endpoints: Sequence[str], *, timeout_s: float = 10.0, client_id: int | None = None
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="kvstore-client", daemon=True
+        )
+        self._thread.start()
+        self._async = self._run(self._make(endpoints, timeout_s, client_id))
+
+    @staticmethod
+    async def _make(
+        endpoints: Sequence[str], timeout_s: float, client_id: int | None
+    ) -> AsyncClient:
+        return AsyncClient(endpoints, timeout_s=timeout_s, client_id=client_id)
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    def put(
+        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False
+    ) -> kv_pb2.PutResponse:
+        return self._run(self._async.put(key, value, prev_kv=prev_kv))
+
+    def get(self, key: bytes | str, *, stale: bool = False) -> kv_pb2.KeyValue | None:
+        return self._run(self._async.get(key, stale=stale))
+
+    def delete(self, key: bytes | str) -> bool:
+        return self._run(self._async.delete(key))
+
+    def scan(
+        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0
+    ) -> tuple[list[kv_pb2.KeyValue], bool]:
+        return self._run(self._async.scan(start, end, limit))
+
+    def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
+        return self._run(self._async.txn(request))
+
+    def close(self) -> None:
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""The client library against three gRPC nodes: shard map, leader cache, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cluster import parse_cluster_config
+from kvstore import AsyncClient, Client, KvError
+from kvstore.server import NodeServer
+from kvstore.v1 import kv_pb2
+from tests.runtime.test_grpc_cluster import PAXOS, config_text
+
+
+async def start_servers(tmp_path: Path) -> tuple[list[NodeServer], list[str]]:
+    cluster = parse_cluster_config(config_text())
+    servers = [
+        NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20)
+        for n in (1, 2, 3)
+    ]
+    for server in servers:
+        await server.start()
+    return servers, [n.address for n in cluster.nodes]
+
+
+def test_the_async_client_learns_leaders_and_serves_every_call(tmp_path: Path) -> None:
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with AsyncClient(endpoints[2:], timeout_s=15) as client:
+                await client.put("apple", "red")
+                await client.put(b"zebra", b"stripes")
+                kv = await client.get("apple")
+                assert kv is not None and kv.value == b"red"
+                assert await client.get("nothing") is None
+                actual = next(s.node_id for s in servers if s.runtime.role(1).value == "leader")
+                assert client.leader_of(1) == actual  # learned from the shard map and headers
+                kvs, more = await client.scan("a", "")
+                assert [x.key for x in kvs] == [b"apple", b"zebra"] and not more
+                assert await client.delete("apple")
+                cas = kv_pb2.TxnRequest(
+                    compare=[
+                        kv_pb2.Compare(key=b"zebra", target=kv_pb2.Compare.TARGET_VERSION, number=1)
+                    ],
+                    success=[kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=b"zebra", value=b"spots"))],
+                )
+                assert (await client.txn(cas)).succeeded
+                with pytest.raises(KvError) as info:
+                    await client.put("", "empty key")
+                assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
+
+
+def test_the_blocking_client(tmp_path: Path) -> None:
+    servers: list[NodeServer] = []
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        servers, endpoints = asyncio.run_coroutine_threadsafe(
+            start_servers(tmp_path), loop
+        ).result()
+        with Client(endpoints, timeout_s=15) as client:
+            client.put("banana", "yellow")
+            kv = client.get("banana")
+            assert kv is not None and kv.value == b"yellow" and kv.version == 1
+    finally:
+        for server in servers:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+def test_the_deadline_covers_every_retry() -> None:
+    async def main() -> float:
+        async with AsyncClient(["127.0.0.1:9"], timeout_s=0.5) as client:
+            started = time.monotonic()
+            with pytest.raises(KvError) as info:
+                await client.get("k")
+            assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            return time.monotonic() - started
+
+    assert asyncio.run(main()) < 3.0
