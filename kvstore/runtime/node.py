@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
 from cluster import ClusterConfig
-from kvstore.model import ApplyResult, Command, KeyValue, KvStateMachine, encode_command
+from kvstore.model import ApplyResult, Command, KeyValue, KvStateMachine, encode_command, snapshot
 from kvstore.runtime.clock import Clock, TickSource
 from kvstore.runtime.ports import StorePort
 from paxos import (
@@ -45,6 +45,7 @@ from paxos import (
     Replica,
     Role,
     Slot,
+    Snapshot,
     TooLarge,
 )
 
@@ -92,16 +93,22 @@ class _Shard:
     )
     reads: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     read_waits: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    dumping: bool = False
+
+
+_JobResult = tuple[list[tuple[int, int, Any]], list[tuple[int, int, bytes]]]
 
 
 @dataclass
 class _Job:
     records: list[tuple[int, DurableRecord]] = field(default_factory=list)
     follow_ups: list[tuple[int, int, tuple[Message, ...]]] = field(default_factory=list)
+    installs: list[tuple[int, Snapshot]] = field(default_factory=list)
     applies: list[tuple[int, ChosenEntry]] = field(default_factory=list)
+    dumps: list[int] = field(default_factory=list)  # shards to snapshot after the applies
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.applies)
+        return bool(self.records or self.installs or self.applies or self.dumps)
 
 
 class NodeRuntime:
@@ -115,8 +122,10 @@ class NodeRuntime:
         clock: Clock | None = None,
         seed: int | None = None,
         paxos_overrides: dict[str, int] | None = None,
+        compact_every_slots: int = 10_000,
     ) -> None:
         self.cluster = cluster
+        self._compact_every = compact_every_slots
         self.node_id = node_id
         self._store = store
         self._send = send
@@ -136,6 +145,7 @@ class NodeRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        my_dc = self.cluster.node(self.node_id).dc
         for spec in self.cluster.shards_of(self.node_id):
             durable = self._store.load(spec.shard_id)
             with self._store.read(spec.shard_id) as engine:
@@ -145,6 +155,11 @@ class NodeRuntime:
                 voters=tuple(NodeId(r) for r in spec.replicas),
                 **self._overrides,
             )
+            if spec.leader_dc == my_dc:
+                # Leader preference, as a bias: the preferred replica campaigns as soon as
+                # the guard allows, the others later at random. The guard itself
+                # (election_ticks_min) stays the same everywhere, as the lease requires.
+                config = replace(config, election_ticks_max=config.election_ticks_min)
             replica = Replica(
                 config,
                 rng=random.Random(f"{self._seed}/{spec.shard_id}"),
@@ -295,7 +310,7 @@ class NodeRuntime:
                 job.records.append((shard.shard_id, write.record))
                 job.follow_ups.append((shard.shard_id, write.seq, write.then_send))
             if ready.snapshot is not None:
-                raise AssertionError("snapshot install is not wired into the runtime yet")
+                job.installs.append((shard.shard_id, ready.snapshot))
             job.applies.extend((shard.shard_id, entry) for entry in ready.chosen)
             for read in ready.reads:
                 fut = shard.reads.pop(read.request_id, None)
@@ -312,20 +327,28 @@ class NodeRuntime:
             self._release_reads(shard)
         for dst, batch in outgoing.items():
             self._send(dst, batch)
+        for shard in self._shards.values():
+            if (
+                not shard.dumping
+                and shard.applied_slot - shard.replica.snapshot_slot >= self._compact_every
+            ):
+                shard.dumping = True
+                job.dumps.append(shard.shard_id)
         if job:
             self._inflight_jobs += 1
-            done: ConcurrentFuture[list[tuple[int, int, Any]]] = self._disk.submit(
-                self._disk_job, job
-            )
+            done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job)
             loop = asyncio.get_running_loop()
             done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
 
-    def _disk_job(self, job: _Job) -> list[tuple[int, int, Any]]:
+    def _disk_job(self, job: _Job) -> _JobResult:
         """On the disk thread: one transaction, one fsync, for every shard's work."""
         results: list[tuple[int, int, Any]] = []
+        dumps: list[tuple[int, int, bytes]] = []
         with self._store.write() as batch:
             for shard_id, record in job.records:
                 batch.persist(shard_id, record)
+            for shard_id, snap in job.installs:
+                snapshot.restore(batch.engine(shard_id), snap.data)
             machines: dict[int, KvStateMachine] = {}
             for shard_id, entry in job.applies:
                 sm = machines.get(shard_id)
@@ -334,9 +357,13 @@ class NodeRuntime:
                 results.append(
                     (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
                 )
-        return results
+            for shard_id in job.dumps:
+                engine = batch.engine(shard_id)
+                slot = KvStateMachine(engine).applied_slot
+                dumps.append((shard_id, slot, snapshot.dump(engine)))
+        return results, dumps
 
-    def _job_done(self, job: _Job, done: ConcurrentFuture[list[tuple[int, int, Any]]]) -> None:
+    def _job_done(self, job: _Job, done: ConcurrentFuture[_JobResult]) -> None:
         self._inflight_jobs -= 1
         error = done.exception()
         if error is not None:
@@ -349,10 +376,18 @@ class NodeRuntime:
             for msg in then_send:
                 self._send(msg.dst, [(shard_id, msg)])
             self._shards[shard_id].replica.write_done(seq)
-        for shard_id, slot, (value, results) in done.result():
+        applied, dumps = done.result()
+        for shard_id, snap in job.installs:
+            self._shards[shard_id].applied_slot = snap.slot
+        for shard_id, slot, (value, results) in applied:
             shard = self._shards[shard_id]
             shard.applied_slot = slot
             self._resolve(shard, slot, value, results)
+        for shard_id, slot, data in dumps:
+            # The snapshot is of the state through `slot`: the log up to it can go.
+            shard = self._shards[shard_id]
+            shard.dumping = False
+            shard.replica.compact(Slot(slot), data)
         for shard in self._shards.values():
             self._release_reads(shard)
         self._kick()
