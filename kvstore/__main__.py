@@ -72,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     _output(check)
     check.set_defaults(run=_config_check)
 
+    shards = sub.add_parser("shards", help="the shard map: ranges, replicas, leaders")
+    txn = sub.add_parser(
+        "txn",
+        help="compare-and-swap within one shard",
+        description="e.g. kvstore txn --if 'value(k) = old' --then 'put k new' --else 'get k'."
+        " Compares: value(K)|version(K)|create(K)|mod(K) with = != < >; absent is version(K) = 0."
+        " Ops: 'put K V', 'del K', 'get K'.",
+    )
+    txn.add_argument("--if", dest="compares", action="append", default=[], metavar="COMPARE")
+    txn.add_argument("--then", dest="success", action="append", default=[], metavar="OP")
+    txn.add_argument("--else", dest="failure", action="append", default=[], metavar="OP")
+    for cmd, fn in ((shards, _shards), (txn, _txn)):
+        _endpoints(cmd)
+        _output(cmd)
+        cmd.set_defaults(run=fn)
     status = sub.add_parser("status", help="every node, and every shard's leader and replicas")
     transfer = sub.add_parser("transfer-leader", help="move a shard's leadership to a node")
     transfer.add_argument("shard", type=int)
@@ -401,6 +416,130 @@ def _transfer_leader(args: argparse.Namespace) -> int:
     }
     _show(args, row, ["shard", "from", "to", "started"])
     return 0 if response.started else 1
+
+
+def _shards(args: argparse.Namespace) -> int:
+    async def describe() -> Any:
+        last = "no endpoint answered"
+        for endpoint in _endpoint_list(args):
+            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+                try:
+                    return await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
+                        admin_pb2.DescribeClusterRequest(), timeout=args.timeout
+                    )
+                except grpc.aio.AioRpcError as err:
+                    last = f"{endpoint}: {err.code().name}"
+        raise UserError(last)
+
+    view = asyncio.run(describe())
+    dc_of = {n.node_id: n.dc for n in view.nodes}
+    rows = [
+        {
+            "shard": s.shard_id,
+            "range": _range(s.start, s.end),
+            "replicas": [{"node": r, "dc": dc_of.get(r, "?")} for r in s.replicas],
+            "leader": s.leader_node_id or None,
+        }
+        for s in view.shards
+    ]
+    if args.output == "json":
+        print(json.dumps({"cluster": view.cluster, "shards": rows}))
+        return 0
+    _table(
+        ["shard", "range", "replicas", "leader"],
+        [
+            [
+                r["shard"],
+                r["range"],
+                ", ".join(f"n{x['node']} ({x['dc']})" for x in r["replicas"]),
+                f"n{r['leader']}" if r["leader"] else "unknown",
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+_TARGETS = {
+    "value": kv_pb2.Compare.TARGET_VALUE,
+    "version": kv_pb2.Compare.TARGET_VERSION,
+    "create": kv_pb2.Compare.TARGET_CREATE_REVISION,
+    "mod": kv_pb2.Compare.TARGET_MOD_REVISION,
+}
+_OPS = {
+    "=": kv_pb2.Compare.OP_EQUAL,
+    "!=": kv_pb2.Compare.OP_NOT_EQUAL,
+    "<": kv_pb2.Compare.OP_LESS,
+    ">": kv_pb2.Compare.OP_GREATER,
+}
+
+
+def _parse_compare(text: str) -> kv_pb2.Compare:
+    parts = text.split(maxsplit=2)
+    if len(parts) != 3 or parts[1] not in _OPS:
+        raise UserError(f"bad compare {text!r}: want e.g. 'value(k) = v' or 'version(k) > 0'")
+    subject, op, operand = parts
+    target = "value"
+    if "(" in subject and subject.endswith(")"):
+        target, _, key = subject[:-1].partition("(")
+    else:
+        key = subject
+    if target not in _TARGETS:
+        raise UserError(f"bad compare target {target!r}: one of {', '.join(_TARGETS)}")
+    compare = kv_pb2.Compare(key=key.encode(), target=_TARGETS[target], op=_OPS[op])
+    if target == "value":
+        compare.value = operand.encode()
+    elif operand.isdigit():
+        compare.number = int(operand)
+    else:
+        raise UserError(f"{target}({key}) compares with a number, not {operand!r}")
+    return compare
+
+
+def _parse_op(text: str) -> kv_pb2.RequestOp:
+    parts = text.split(maxsplit=2)
+    if parts[:1] == ["put"] and len(parts) == 3:
+        return kv_pb2.RequestOp(
+            put=kv_pb2.PutRequest(key=parts[1].encode(), value=parts[2].encode())
+        )
+    if parts[:1] == ["del"] and len(parts) == 2:
+        return kv_pb2.RequestOp(delete=kv_pb2.DeleteRequest(key=parts[1].encode()))
+    if parts[:1] == ["get"] and len(parts) == 2:
+        return kv_pb2.RequestOp(get=kv_pb2.GetRequest(key=parts[1].encode()))
+    raise UserError(f"bad op {text!r}: want 'put K V', 'del K' or 'get K'")
+
+
+def _txn(args: argparse.Namespace) -> int:
+    request = kv_pb2.TxnRequest(
+        compare=[_parse_compare(c) for c in args.compares],
+        success=[_parse_op(o) for o in args.success],
+        failure=[_parse_op(o) for o in args.failure],
+        request_id=kv_pb2.RequestId(client_id=int.from_bytes(os.urandom(8), "big") | 1, seq=1),
+    )
+    response = _call(args, "Txn", request)
+    results = []
+    for op in response.responses:
+        kind = op.WhichOneof("response")
+        if kind == "get":
+            results.append({"get": _kv_row(op.get.kv) if op.get.found else None})
+        elif kind == "put":
+            results.append({"put": {"revision": op.put.header.revision}})
+        else:
+            results.append({"del": {"deleted": op.delete.deleted}})
+    row = {
+        "succeeded": response.succeeded,
+        "revision": response.header.revision,
+        "results": results,
+    }
+    if args.output == "json":
+        print(json.dumps(row))
+    else:
+        print(
+            "SUCCESS" if response.succeeded else "FAILURE", f"(revision {response.header.revision})"
+        )
+        for result in results:
+            print(" ", json.dumps(result))
+    return 0 if response.succeeded else 1
 
 
 def _range(start: bytes, end: bytes) -> str:

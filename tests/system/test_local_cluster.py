@@ -88,6 +88,15 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert '"value": "red"' in got.stdout
         missing = cli("get", "nothing", endpoints=endpoints)
         assert missing.returncode == 1, missing.stderr
+        shard_map = json.loads(cli("shards", "-o", "json", endpoints=endpoints).stdout)
+        assert [s["range"] for s in shard_map["shards"]] == ["['', 'b')", "['b', 'c')", "['c', ∞)"]
+        assert all(len({r["dc"] for r in s["replicas"]}) == 3 for s in shard_map["shards"])
+        claim = ("txn", "--if", "version(lock) = 0", "--then", "put lock me", "--else", "get lock")
+        assert cli(*claim, endpoints=endpoints).returncode == 0
+        lost = cli(*claim, "-o", "json", endpoints=endpoints)
+        assert lost.returncode == 1 and '"value": "me"' in lost.stdout
+        spans = cli("txn", "--then", "put apple 1", "--then", "put zebra 2", endpoints=endpoints)
+        assert spans.returncode == 2 and "FAILED_PRECONDITION" in spans.stderr
         status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
         assert [n["up"] for n in status["nodes"]] == [True, True, True]
         shard1 = status["shards"][0]
