@@ -13,6 +13,7 @@ import grpc
 from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
+from kvstore.api.malformed import RejectMalformedRequests
 from kvstore.net.peer_transport import PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
@@ -45,7 +46,7 @@ class NodeServer:
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides
         )
         self._kv = KvService(cluster, self.runtime, self.spec.dc)
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(interceptors=[RejectMalformedRequests()])
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(
