@@ -323,6 +323,15 @@ class Leader:
         self._release_reads()
         self._maybe_hand_over()
 
+    def peer_is_current(self, peer: NodeId) -> bool:
+        """``peer`` answered within a heartbeat interval and has chosen all we have."""
+        heard = self._last_heard.get(peer)
+        return (
+            heard is not None
+            and self._now - heard <= 2 * self._cfg.heartbeat_ticks
+            and self.peer_chosen.get(peer, Slot(0)) >= self._log.chosen_through
+        )
+
     def _heard(self, peer: NodeId, chosen_through: Slot) -> None:
         if peer == self._cfg.node_id:
             return

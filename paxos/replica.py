@@ -130,6 +130,11 @@ class Replica:
         leader = self._leader
         return leader is not None and leader.lease_valid(self._now)
 
+    def peer_is_current(self, peer: NodeId) -> bool:
+        """We lead, ``peer`` answered recently and is caught up (a safe transfer target)."""
+        leader = self._leader
+        return leader is not None and leader.phase is Phase.LEADING and leader.peer_is_current(peer)
+
     def lease_expiry_tick(self) -> int | None:
         leader = self._leader
         return leader.lease_expiry() if leader is not None else None

@@ -50,6 +50,7 @@ from paxos import (
 )
 
 SendFn = Callable[[int, list[tuple[int, Message]]], None]
+BALANCE_COOLDOWN_TICKS = 200  # a new leader holds this long before moving to its preferred DC
 
 
 class NotLeaderError(Exception):
@@ -93,7 +94,9 @@ class _Shard:
     )
     reads: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     read_waits: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    preferred_leader: int | None = None
     dumping: bool = False
+    transfer_cooldown_ticks: int = 0
 
 
 _JobResult = tuple[list[tuple[int, int, Any]], list[tuple[int, int, bytes]]]
@@ -167,7 +170,12 @@ class NodeRuntime:
                 durable=durable,
                 applied_through=Slot(applied),
             )
-            self._shards[spec.shard_id] = _Shard(spec.shard_id, replica, applied)
+            preferred = next(
+                (r for r in spec.replicas if self.cluster.node(r).dc == spec.leader_dc), None
+            )
+            self._shards[spec.shard_id] = _Shard(
+                spec.shard_id, replica, applied, preferred_leader=preferred
+            )
         ticks = TickSource(self._clock, self.cluster.tick_ms)
         self._ticker = asyncio.create_task(self._tick_loop(ticks))
         self._kick()
@@ -191,7 +199,31 @@ class NodeRuntime:
                 for shard in self._shards.values():
                     shard.replica.tick()
             if due:
+                self._balance(due)
                 self._kick()
+
+    def _balance(self, ticks: int) -> None:
+        """Hand leadership to the shard's preferred-DC replica when it is healthy.
+
+        Only a leader outside the preferred DC acts, only toward a replica that answered
+        recently and is caught up (an aborted transfer would cost this ballot its lease),
+        and at most once per ``BALANCE_COOLDOWN_TICKS``, so leaders never flap.
+        """
+        for shard in self._shards.values():
+            shard.transfer_cooldown_ticks = max(0, shard.transfer_cooldown_ticks - ticks)
+            target = shard.preferred_leader
+            replica = shard.replica
+            if (
+                target is None
+                or target == self.node_id
+                or replica.role is not Role.LEADER
+                or shard.transfer_cooldown_ticks
+                or not replica.peer_is_current(NodeId(target))
+            ):
+                continue
+            shard.transfer_cooldown_ticks = BALANCE_COOLDOWN_TICKS
+            if replica.transfer_leadership(NodeId(target)):
+                self._log.info("leader_moving_to_preferred_dc", shard=shard.shard_id, to=target)
 
     # ------------------------------------------------------------------ inputs
 
@@ -320,6 +352,10 @@ class NodeRuntime:
                 fut = shard.reads.pop(request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(NotLeaderError(shard.shard_id, shard.replica.leader_hint))
+            if ready.role_change is not None and ready.role_change.role is Role.LEADER:
+                # Hysteresis: whoever just won (an election, or an operator's transfer)
+                # leads for a while before the balancer considers moving it.
+                shard.transfer_cooldown_ticks = BALANCE_COOLDOWN_TICKS
             # Role changes are logged by the replica itself (with shard, node and ballot).
             # Proposals of a replica that stopped leading stay registered: when their slot
             # is applied here, _resolve tells success from ProposalDroppedError; the

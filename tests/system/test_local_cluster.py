@@ -88,6 +88,14 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert '"value": "red"' in got.stdout
         missing = cli("get", "nothing", endpoints=endpoints)
         assert missing.returncode == 1, missing.stderr
+        # Leaders settle in their preferred datacenters: a* in dc1, b* in dc2, the rest in dc3.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            placed = json.loads(cli("shards", "-o", "json", endpoints=endpoints).stdout)
+            if [s["leader"] for s in placed["shards"]] == [1, 2, 3]:
+                break
+            time.sleep(0.3)
+        assert [s["leader"] for s in placed["shards"]] == [1, 2, 3]
         shard_map = json.loads(cli("shards", "-o", "json", endpoints=endpoints).stdout)
         assert [s["range"] for s in shard_map["shards"]] == ["['', 'b')", "['b', 'c')", "['c', ∞)"]
         assert all(len({r["dc"] for r in s["replicas"]}) == 3 for s in shard_map["shards"])
