@@ -13,6 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
+import pytest
+
+from kvstore import Client, KvError
+from kvstore.v1 import kv_pb2
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -73,6 +79,29 @@ def put_with_retry(endpoints: str, key: str, value: str) -> None:
         time.sleep(0.2)  # leaders are still being elected
 
 
+def assert_bad_input_statuses(endpoints: list[str]) -> None:
+    """Each bad input gets its status from a real node, and changes nothing."""
+    cross_shard = kv_pb2.TxnRequest(
+        success=[
+            kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=b"apple", value=b"1")),
+            kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=b"zebra", value=b"2")),
+        ]
+    )
+    cases = [
+        (lambda c: c.put("", "v"), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda c: c.put("k" * 5000, "v"), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda c: c.put("big", b"v" * ((1 << 20) + 1)), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda c: c.scan("z", "a"), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda c: c.txn(cross_shard), grpc.StatusCode.FAILED_PRECONDITION),
+    ]
+    with Client(endpoints, timeout_s=10) as client:
+        for call, code in cases:
+            with pytest.raises(KvError) as info:
+                call(client)
+            assert info.value.code == code, info.value
+        assert client.get("big") is None and client.get("zebra") is None
+
+
 def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     base = free_base_port()
@@ -105,6 +134,7 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert lost.returncode == 1 and '"value": "me"' in lost.stdout
         spans = cli("txn", "--then", "put apple 1", "--then", "put zebra 2", endpoints=endpoints)
         assert spans.returncode == 2 and "FAILED_PRECONDITION" in spans.stderr
+        assert_bad_input_statuses(endpoints.split(","))
         status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
         assert [n["up"] for n in status["nodes"]] == [True, True, True]
         shard1 = status["shards"][0]
