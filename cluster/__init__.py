@@ -7,6 +7,7 @@ envelopes and the per-node store of groups come with the rest of the cluster iss
 from cluster.config import (
     ClusterConfig,
     ClusterConfigError,
+    Limits,
     NodeSpec,
     ShardSpec,
     parse_cluster_config,
@@ -19,6 +20,7 @@ __all__ = [
     "ClusterConfig",
     "ClusterConfigError",
     "KeySpan",
+    "Limits",
     "NodeSpec",
     "RangeMap",
     "ShardSpec",

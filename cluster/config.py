@@ -25,6 +25,11 @@ Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
     end = "b"
     replicas = [1, 2, 3]
     leader_dc = "dc1"      # optional leader preference
+
+    [limits]               # optional; these are the defaults
+    key_bytes_max = 4096
+    value_bytes_max = 1048576
+    scan_keys_max = 10000
 """
 
 from __future__ import annotations
@@ -58,12 +63,22 @@ class ShardSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What a client request may carry (``[limits]`` in the config; these are the defaults)."""
+
+    key_bytes_max: int = 4 << 10
+    value_bytes_max: int = 1 << 20
+    scan_keys_max: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     name: str
     tick_ms: int
     datacenters: tuple[str, ...]
     nodes: tuple[NodeSpec, ...]
     shards: tuple[ShardSpec, ...]
+    limits: Limits = Limits()
 
     def node(self, node_id: int) -> NodeSpec:
         for n in self.nodes:
@@ -118,9 +133,22 @@ def parse_cluster_config(text: str) -> ClusterConfig:
         raise ClusterConfigError("no [[shards]] given")
     _unique([s.shard_id for s in shards], "shard id")
     _check_coverage(shards)
-    return ClusterConfig(
-        name, tick_ms, dcs, nodes, tuple(sorted(shards, key=lambda s: s.span.start))
-    )
+    ordered = tuple(sorted(shards, key=lambda s: s.span.start))
+    return ClusterConfig(name, tick_ms, dcs, nodes, ordered, _limits(raw.get("limits", {})))
+
+
+def _limits(raw: object) -> Limits:
+    if not isinstance(raw, dict):
+        raise ClusterConfigError("[limits] must be a table")
+    known = set(Limits.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ClusterConfigError(f"[limits] has unknown keys {unknown}; known: {sorted(known)}")
+    values = {k: _int(v, f"limits.{k}") for k, v in raw.items()}
+    for key, value in values.items():
+        if value <= 0:
+            raise ClusterConfigError(f"limits.{key} must be positive, not {value}")
+    return Limits(**values)
 
 
 def _shard(raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...]) -> ShardSpec:

@@ -50,9 +50,6 @@ from kvstore.runtime.node import (
 )
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
-KEY_BYTES_MAX = 4 << 10
-VALUE_BYTES_MAX = 1 << 20
-SCAN_LIMIT_MAX = 10_000
 DEFAULT_DEADLINE_S = 10.0
 FORWARDED = ("kv-forwarded", "1")
 R = TypeVar("R")
@@ -64,6 +61,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         self._runtime = runtime
         self._dc = dc
         self._ranges = RangeMap(cluster.shards)
+        self._limits = cluster.limits
         self._channels: dict[int, grpc.aio.Channel] = {}
 
     async def close(self) -> None:
@@ -76,9 +74,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.PutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.PutResponse:
         await self._check_key(request.key, context)
-        if len(request.value) > VALUE_BYTES_MAX:
+        if len(request.value) > self._limits.value_bytes_max:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"value over {VALUE_BYTES_MAX} bytes"
+                grpc.StatusCode.INVALID_ARGUMENT, f"value over {self._limits.value_bytes_max} bytes"
             )
         shard = self._ranges.lookup(request.key).shard_id
         command = Put(_request_id(request.request_id), request.key, request.value)
@@ -137,7 +135,8 @@ class KvService(kv_pb2_grpc.KVServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "scan end must be after start (or empty)"
             )
-        remaining = min(request.limit or SCAN_LIMIT_MAX, SCAN_LIMIT_MAX)
+        most = self._limits.scan_keys_max
+        remaining = min(request.limit or most, most)
         response = kv_pb2.ScanResponse()
         # One shard at a time, each read at its own linearizable point. Asking every shard
         # for one key more than still needed tells exactly whether more keys exist.
@@ -348,8 +347,10 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _check_key(self, key: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key must not be empty")
-        if len(key) > KEY_BYTES_MAX:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key over {KEY_BYTES_MAX} bytes")
+        if len(key) > self._limits.key_bytes_max:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"key over {self._limits.key_bytes_max} bytes"
+            )
 
     async def _expect(
         self, result: Any, kind: type[R], context: grpc.aio.ServicerContext[Any, Any]

@@ -206,3 +206,30 @@ def test_malformed_requests_and_unknown_targets_get_clear_statuses(tmp_path: Pat
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_configured_limits_are_enforced(tmp_path: Path) -> None:
+    cluster = parse_cluster_config(config_text() + "\n[limits]\nvalue_bytes_max = 10\n")
+
+    async def main() -> None:
+        servers = [
+            NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=16 << 20)
+            for n in (1, 2, 3)
+        ]
+        for server in servers:
+            await server.start()
+        try:
+            async with grpc.aio.insecure_channel(
+                cluster.node(1).address, options=CHANNEL_OPTIONS
+            ) as ch:
+                kv = kv_pb2_grpc.KVStub(ch)
+                await kv.Put(kv_pb2.PutRequest(key=b"k", value=b"0123456789"), timeout=10)
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await kv.Put(kv_pb2.PutRequest(key=b"k", value=b"0123456789X"), timeout=10)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "over 10 bytes" in (info.value.details() or "")
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())

@@ -93,3 +93,15 @@ def test_two_replicas_in_one_datacenter_are_refused() -> None:
 def test_bad_nodes_are_named(node: str, message: str) -> None:
     with pytest.raises(ClusterConfigError, match=message):
         parse_cluster_config(config(shard(1, "", ""), nodes=NODES + "[[nodes]]\n" + node + "\n"))
+
+
+def test_limits_are_configurable_and_validated() -> None:
+    from cluster import Limits
+
+    assert parse_cluster_config(config(PICTURE)).limits == Limits()
+    custom = parse_cluster_config(config(PICTURE) + "\n[limits]\nvalue_bytes_max = 10\n")
+    assert custom.limits.value_bytes_max == 10 and custom.limits.key_bytes_max == 4096
+    with pytest.raises(ClusterConfigError, match="unknown keys"):
+        parse_cluster_config(config(PICTURE) + "\n[limits]\nvalue_max = 10\n")
+    with pytest.raises(ClusterConfigError, match="must be positive"):
+        parse_cluster_config(config(PICTURE) + "\n[limits]\nkey_bytes_max = 0\n")
