@@ -16,13 +16,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from cluster import ClusterConfigError, parse_cluster_config
+from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.local_cluster import up
 from kvstore.logging import configure
@@ -54,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one node")
     serve.add_argument("--config", required=True, type=Path)
-    serve.add_argument("--node", required=True, type=int)
-    serve.add_argument("--data", required=True, type=Path)
+    serve.add_argument(
+        "--node",
+        type=int,
+        default=int(os.environ["KVSTORE_NODE_ID"]) if os.environ.get("KVSTORE_NODE_ID") else None,
+        help="this node's id (default: KVSTORE_NODE_ID, else the node whose host is this machine)",
+    )
+    serve.add_argument("--data", type=Path, help="LMDB directory (default: data/n<ID>)")
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.set_defaults(run=_serve)
 
@@ -136,7 +142,7 @@ def _output(cmd: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------- node and cluster
 
 
-def _load_config(path: Path) -> Any:
+def _load_config(path: Path) -> ClusterConfig:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -149,8 +155,12 @@ def _load_config(path: Path) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     cluster = _load_config(args.config)
+    if args.node is None:
+        args.node = _this_node(cluster)
     if args.node not in {n.node_id for n in cluster.nodes}:
         raise UserError(f"node {args.node} is not in {args.config}")
+    if args.data is None:
+        args.data = Path("data") / f"n{args.node}"
     configure(json=args.log_format == "json")
 
     async def run() -> None:
@@ -175,6 +185,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _this_node(cluster: ClusterConfig) -> int:
+    names = {socket.gethostname(), socket.getfqdn()}
+    mine = [n.node_id for n in cluster.nodes if n.address.rpartition(":")[0] in names]
+    if len(mine) != 1:
+        raise UserError(
+            "cannot tell which node this is from the host name: pass --node ID"
+            " (or set KVSTORE_NODE_ID)"
+        )
+    return mine[0]
+
+
 def _up(args: argparse.Namespace) -> int:
     return up(args.dir, nodes_per_dc=args.nodes_per_dc, base_port=args.base_port)
 
@@ -182,7 +203,7 @@ def _up(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     cluster = _load_config(args.file)
     dc_of = {n.node_id: n.dc for n in cluster.nodes}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "shard": s.shard_id,
             "range": str(s.span),

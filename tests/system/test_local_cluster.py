@@ -3,6 +3,7 @@ put and get through any node, Ctrl-C stops every node, a second ``up`` keeps the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -17,7 +18,8 @@ import grpc
 import pytest
 
 from kvstore import Client, KvError
-from kvstore.v1 import kv_pb2
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +102,21 @@ def assert_bad_input_statuses(endpoints: list[str]) -> None:
                 call(client)
             assert info.value.code == code, info.value
         assert client.get("big") is None and client.get("zebra") is None
+
+    async def raw_calls() -> None:
+        async with grpc.aio.insecure_channel(endpoints[0], options=CHANNEL_OPTIONS) as channel:
+            garbage = channel.unary_unary("/kvstore.v1.KV/Put")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await garbage(b"\xff\xff\xff\xff not protobuf", timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            admin = admin_pb2_grpc.AdminStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await admin.TransferLeader(
+                    admin_pb2.TransferLeaderRequest(shard_id=99, to_node_id=1), timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+    asyncio.run(raw_calls())
 
 
 def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) -> None:
@@ -192,3 +209,33 @@ def test_bad_config_and_foreign_data_stop_serve_with_one_line(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "no [[datacenters]] given" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_needs_to_know_which_node_it_is(tmp_path: Path) -> None:
+    """Without --node or KVSTORE_NODE_ID, a host name that matches no node is one clear line."""
+    config = tmp_path / "cluster.toml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from kvstore.local_cluster import default_config; print(default_config())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=True,
+    )
+    config.write_text(result.stdout)
+    env = {k: v for k, v in os.environ.items() if k != "KVSTORE_NODE_ID"}
+    served = subprocess.run(
+        [sys.executable, "-m", "kvstore", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert served.returncode == 2
+    assert "pass --node ID" in served.stderr and "Traceback" not in served.stderr
