@@ -115,6 +115,11 @@ def assert_bad_input_statuses(endpoints: list[str]) -> None:
                     admin_pb2.TransferLeaderRequest(shard_id=99, to_node_id=1), timeout=5
                 )
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await admin.TransferLeader(
+                    admin_pb2.TransferLeaderRequest(shard_id=1, to_node_id=99), timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     asyncio.run(raw_calls())
 
