@@ -230,7 +230,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         deadline = loop.time() + (remaining_s if remaining_s is not None else DEFAULT_DEADLINE_S)
         forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
         backoff = 0.01
+        attempt = 0
         while (left := deadline - loop.time()) > 0:
+            attempt += 1
             hint: int | None = None
             if self._hosts(shard):
                 try:
@@ -244,7 +246,9 @@ class KvService(kv_pb2_grpc.KVServicer):
                 except TimeoutError:
                     break
             else:
-                hint = self._any_replica(shard)
+                # Not hosted here: try the shard's replicas in turn; whichever leads serves,
+                # the others answer UNAVAILABLE (a forwarded request is never forwarded again).
+                hint = self._replica(shard, attempt)
             if hint is not None and hint != self._runtime.node_id and not forwarded:
                 try:
                     return await forward(self._stub(hint), max(left, 0.001))
@@ -292,9 +296,9 @@ class KvService(kv_pb2_grpc.KVServicer):
     def _hosts(self, shard: int) -> bool:
         return self._runtime.hosts(shard)
 
-    def _any_replica(self, shard: int) -> int:
+    def _replica(self, shard: int, attempt: int) -> int:
         spec = next(s for s in self._cluster.shards if s.shard_id == shard)
-        return spec.replicas[0]
+        return spec.replicas[attempt % len(spec.replicas)]
 
     def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
         channel = self._channels.get(node)

@@ -244,3 +244,41 @@ def test_serve_needs_to_know_which_node_it_is(tmp_path: Path) -> None:
     )
     assert served.returncode == 2
     assert "pass --node ID" in served.stderr and "Traceback" not in served.stderr
+
+
+def test_nodes_that_do_not_host_a_shard_still_route_to_its_leader(tmp_path: Path) -> None:
+    """Two nodes per DC: shards are spread, so most nodes lack most shards; asked through a
+    node that hosts none of them, every shard's keys are still written and read."""
+    from kvstore.local_cluster import LocalCluster
+
+    local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=free_base_port_for(6))
+    local.start_all()
+    try:
+        hosts_only_shard_2 = local.cluster.node(4).address
+        assert [s.shard_id for s in local.cluster.shards_of(4)] == [2]
+        with Client([hosts_only_shard_2], timeout_s=20) as client:
+            client._async._refresh = _no_refresh  # type: ignore[method-assign]
+            for key in ("apple", "beta", "zeta"):
+                client.put(key, "v")
+            kvs, _ = client.scan()
+            assert [kv.key for kv in kvs] == [b"apple", b"beta", b"zeta"]
+    finally:
+        local.stop_all()
+
+
+async def _no_refresh(_deadline: float) -> None:
+    """Keep the client on the one endpoint it was given (no shard map, no leader cache)."""
+
+
+def free_base_port_for(nodes: int) -> int:
+    for _ in range(100):
+        base = random.randrange(10_000, 30_000)
+        try:
+            for node in range(1, nodes + 1):
+                dc, slot = (node - 1) // (nodes // 3) + 1, (node - 1) % (nodes // 3) + 1
+                with socket.socket() as s:
+                    s.bind((f"127.0.{dc}.{slot}", base + node))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free ports")
