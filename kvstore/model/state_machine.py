@@ -58,15 +58,22 @@ class KvStateMachine:
         self._sessions_max = sessions_max
         self.revision = _u64(engine.meta_get(META_REVISION))
         self.applied_slot = _u64(engine.meta_get(META_APPLIED_SLOT))
-        # client_id -> (seq, last_slot), least recently used first
-        sessions = []
-        for name, raw in engine.meta_scan(SESSION_PREFIX):
-            client_id = int.from_bytes(name[len(SESSION_PREFIX) :], "big")
-            seq, last_slot, _ = _decode_session(raw)
-            sessions.append((last_slot, client_id, seq))
-        self._sessions: OrderedDict[int, tuple[int, int]] = OrderedDict(
-            (client_id, (seq, last_slot)) for last_slot, client_id, seq in sorted(sessions)
-        )
+        self._session_table: OrderedDict[int, tuple[int, int]] | None = None
+
+    @property
+    def _sessions(self) -> OrderedDict[int, tuple[int, int]]:
+        """client_id -> (seq, last_slot), least recently used first; loaded on first write,
+        so reads (which build a state machine per call) never scan the session table."""
+        if self._session_table is None:
+            sessions = []
+            for name, raw in self._engine.meta_scan(SESSION_PREFIX):
+                client_id = int.from_bytes(name[len(SESSION_PREFIX) :], "big")
+                seq, last_slot, _ = _decode_session(raw)
+                sessions.append((last_slot, client_id, seq))
+            self._session_table = OrderedDict(
+                (client_id, (seq, last_slot)) for last_slot, client_id, seq in sorted(sessions)
+            )
+        return self._session_table
 
     # ------------------------------------------------------------------ writes (the log)
 
