@@ -25,6 +25,7 @@ import grpc
 
 from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.client import new_client_id
 from kvstore.local_cluster import up
 from kvstore.logging import configure
 from kvstore.server import NodeServer, StartupError
@@ -256,7 +257,7 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
 
 
 def _put(args: argparse.Namespace) -> int:
-    request_id = kv_pb2.RequestId(client_id=int.from_bytes(os.urandom(8), "big") | 1, seq=1)
+    request_id = kv_pb2.RequestId(client_id=new_client_id(), seq=1)
     response = _call(
         args,
         "Put",
@@ -540,7 +541,7 @@ def _txn(args: argparse.Namespace) -> int:
         compare=[_parse_compare(c) for c in args.compares],
         success=[_parse_op(o) for o in args.success],
         failure=[_parse_op(o) for o in args.failure],
-        request_id=kv_pb2.RequestId(client_id=int.from_bytes(os.urandom(8), "big") | 1, seq=1),
+        request_id=kv_pb2.RequestId(client_id=new_client_id(), seq=1),
     )
     response = _call(args, "Txn", request)
     results = []

@@ -30,6 +30,11 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 ATTEMPT_S_MAX = 3.0
 
 
+def new_client_id() -> int:
+    """A random, non-zero client id (zero means "no session")."""
+    return (int.from_bytes(os.urandom(8), "big") >> 1) | 1
+
+
 class KvError(Exception):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{code.name}: {details}")
@@ -49,7 +54,7 @@ class AsyncClient:
             raise ValueError("at least one endpoint is needed")
         self._endpoints = list(endpoints)
         self._timeout_s = timeout_s
-        self.client_id = client_id or (int.from_bytes(os.urandom(8), "big") >> 1) | 1
+        self.client_id = client_id or new_client_id()
         self._seq = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._starts: list[bytes] = []

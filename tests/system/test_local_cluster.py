@@ -25,18 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_base_port() -> int:
-    """A base port whose three node ports are free on their DC addresses (below the
-    ephemeral range, so no outgoing connection can take them first)."""
-    for _ in range(100):
-        base = random.randrange(10_000, 30_000)
-        try:
-            for d in (1, 2, 3):
-                with socket.socket() as s:
-                    s.bind((f"127.0.{d}.1", base + d))
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no free ports")
+    """A base port for the three nodes of ``kvstore up`` (see ``free_base_port_for``)."""
+    return free_base_port_for(3)
 
 
 def cli(*args: str, endpoints: str) -> subprocess.CompletedProcess[str]:
@@ -271,6 +261,8 @@ async def _no_refresh(_deadline: float) -> None:
 
 
 def free_base_port_for(nodes: int) -> int:
+    """A base port whose node ports are free on their DC addresses (below the ephemeral
+    range, so no outgoing connection can take them first)."""
     for _ in range(100):
         base = random.randrange(10_000, 30_000)
         try:
