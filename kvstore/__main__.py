@@ -285,7 +285,9 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _del(args: argparse.Namespace) -> int:
-    response = _call(args, "Delete", kv_pb2.DeleteRequest(key=args.key.encode()))
+    request_id = kv_pb2.RequestId(client_id=new_client_id(), seq=1)
+    request = kv_pb2.DeleteRequest(key=args.key.encode(), request_id=request_id)
+    response = _call(args, "Delete", request)  # a retry on another node applies once
     _show(
         args,
         {"key": args.key, "deleted": response.deleted, "revision": response.header.revision},
