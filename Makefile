@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ sim: $(STAMP)
 ## make run: a local three-datacenter cluster (kvstore up); Ctrl-C stops it.
 run: $(STAMP)
 	$(BIN)/kvstore up --dir data
+
+## make jepsen ARGS="--duration 60 --nemesis partition,kill --seed 7": a fault-test run of real
+## processes (default: 5 minutes, every fault kind); ends with "verdict: V; output in DIR".
+jepsen: $(STAMP)
+	$(BIN)/python -m tests.jepsen run $(ARGS)
 
 ## make sim-demo: one narrated simulator seed (elections, faults, recovery).
 sim-demo: $(STAMP)

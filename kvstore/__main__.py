@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--data", type=Path, help="LMDB directory (default: data/n<ID>)")
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
+    serve.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="NODE=HOST:PORT",
+        help="dial node NODE at HOST:PORT instead of its configured address (a fault proxy)",
+    )
     serve.set_defaults(run=_serve)
 
     up = sub.add_parser("up", help="run a local three-datacenter cluster")
@@ -167,11 +174,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"node {args.node} is not in {args.config}")
     if args.data is None:
         args.data = Path("data") / f"n{args.node}"
+    routes = _routes(args.route, cluster)
     configure(json=args.log_format == "json")
 
     async def run() -> None:
         try:
-            server = NodeServer(cluster, args.node, args.data)
+            server = NodeServer(cluster, args.node, args.data, routes=routes)
             await server.start()
         except (StartupError, StoreIdentityError) as exc:
             raise UserError(str(exc)) from None
@@ -189,6 +197,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _routes(specs: list[str], cluster: ClusterConfig) -> dict[int, str]:
+    routes: dict[int, str] = {}
+    known = {n.node_id for n in cluster.nodes}
+    for spec in specs:
+        node, sep, address = spec.partition("=")
+        if not sep or not node.isdigit() or int(node) not in known or ":" not in address:
+            raise UserError(f"--route {spec!r}: expected NODE=HOST:PORT with a node of the cluster")
+        routes[int(node)] = address
+    return routes
 
 
 def _this_node(cluster: ClusterConfig) -> int:

@@ -34,18 +34,21 @@ class NodeServer:
         *,
         paxos_overrides: dict[str, int] | None = None,
         map_size: int = 1 << 30,
+        routes: dict[int, str] | None = None,
     ) -> None:
+        """``routes`` dials some nodes at another address than the configured one (a proxy
+        in front of them: the fault-test harness uses it); listening is unaffected."""
         self.cluster = cluster
         self.node_id = node_id
         self.spec = cluster.node(node_id)
         self._store = NodeStore(data_dir, map_size=map_size)
         self._store.claim(cluster.name, node_id)
-        addresses = {n.node_id: n.address for n in cluster.nodes}
+        addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
         self._transport = PeerTransport(cluster.name, node_id, addresses, self._deliver)
         self.runtime = NodeRuntime(
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides
         )
-        self._kv = KvService(cluster, self.runtime, self.spec.dc)
+        self._kv = KvService(cluster, self.runtime, self.spec.dc, addresses)
         self._server = grpc.aio.server(interceptors=[RejectMalformedRequests()])
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)

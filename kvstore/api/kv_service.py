@@ -9,8 +9,9 @@ Rules:
   ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
   retries until the caller's deadline. Only a shard with no reachable leader surfaces as
   ``UNAVAILABLE`` (retryable).
-- A write is retried with the same request id after a dropped proposal, so the session table
-  makes it apply once.
+- A write is retried with the same request id after a dropped proposal or a forwarded attempt
+  that timed out (each waits at most ``FORWARD_ATTEMPT_S_MAX``), so the session table makes
+  it apply once.
 """
 
 from __future__ import annotations
@@ -51,13 +52,25 @@ from kvstore.runtime.node import (
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
 DEFAULT_DEADLINE_S = 10.0
+# One forwarded attempt waits at most this long: a leader that stopped answering (paused,
+# partitioned away) is replaced within an election timeout, so waiting out the caller's whole
+# deadline on it would turn a 200 ms failover into a timeout. A retry carries the same
+# request id, so a write that did apply on the first attempt applies once.
+FORWARD_ATTEMPT_S_MAX = 0.5
 FORWARDED = ("kv-forwarded", "1")
 R = TypeVar("R")
 
 
 class KvService(kv_pb2_grpc.KVServicer):
-    def __init__(self, cluster: ClusterConfig, runtime: NodeRuntime, dc: str) -> None:
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        runtime: NodeRuntime,
+        dc: str,
+        addresses: dict[int, str] | None = None,
+    ) -> None:
         self._cluster = cluster
+        self._addresses = addresses or {n.node_id: n.address for n in cluster.nodes}
         self._runtime = runtime
         self._dc = dc
         self._ranges = RangeMap(cluster.shards)
@@ -251,7 +264,9 @@ class KvService(kv_pb2_grpc.KVServicer):
                 hint = self._replica(shard, attempt)
             if hint is not None and hint != self._runtime.node_id and not forwarded:
                 try:
-                    return await forward(self._stub(hint), max(left, 0.001))
+                    return await forward(
+                        self._stub(hint), max(min(left, FORWARD_ATTEMPT_S_MAX), 0.001)
+                    )
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
@@ -303,9 +318,7 @@ class KvService(kv_pb2_grpc.KVServicer):
     def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
         channel = self._channels.get(node)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                self._cluster.node(node).address, options=CHANNEL_OPTIONS
-            )
+            channel = grpc.aio.insecure_channel(self._addresses[node], options=CHANNEL_OPTIONS)
             self._channels[node] = channel
         return kv_pb2_grpc.KVStub(channel)
 

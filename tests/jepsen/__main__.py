@@ -1,0 +1,115 @@
+"""Command line: ``run`` a fault test, or ``check`` a recorded history."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tests.jepsen.history import read_history
+from tests.jepsen.linearizability import check_history
+from tests.jepsen.nemesis import parse_kinds
+from tests.jepsen.runner import RunOptions, run
+from tests.jepsen.synthetic import generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.jepsen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="start a cluster, inject faults, record and check a history")
+    r.add_argument("--duration", type=float, default=300.0, help="seconds of workload (300)")
+    r.add_argument("--nemesis", default="all", help="comma-separated fault kinds, or all/none")
+    r.add_argument("--workload", default="register,set", help="register, set, or both")
+    r.add_argument("--concurrency", type=int, default=12, help="client workers (>= 1)")
+    r.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
+    r.add_argument("--seed", type=int, help="default: random, printed")
+    r.add_argument("--out", type=Path, help="output directory (default jepsen-runs/<time>-seed<N>)")
+    r.add_argument("--ops-max", type=int, default=1_000_000, help="stop after this many ops")
+    r.add_argument("--op-timeout", type=float, default=2.0, help="seconds per operation")
+    r.add_argument("--base-port", type=int, default=0, help="default: a free range")
+    r.add_argument(
+        "--stale-reads",
+        action="store_true",
+        help="gets read any replica (CONSISTENCY_STALE): the checker must then find violations",
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    c = sub.add_parser("check", help="check a history.jsonl for per-key linearizability")
+    c.add_argument("history", type=Path, nargs="?")
+    c.add_argument("--synthetic", type=int, metavar="OPS", help="check a generated history")
+    c.add_argument("--keys", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args)
+    try:
+        kinds = parse_kinds(args.nemesis)
+    except ValueError as exc:
+        parser.error(str(exc))
+    workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
+    if not workloads or any(w not in ("register", "set") for w in workloads):
+        parser.error("--workload takes register, set or register,set")
+    if args.concurrency < 1 or args.duration <= 0:
+        parser.error("--concurrency must be >= 1 and --duration > 0")
+    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    options = RunOptions(
+        duration_s=args.duration,
+        nemesis=kinds,
+        workloads=workloads,
+        concurrency=args.concurrency,
+        nodes_per_dc=args.nodes_per_dc,
+        seed=seed,
+        out=args.out,
+        stale_reads=args.stale_reads,
+        op_timeout_s=args.op_timeout,
+        ops_max=args.ops_max,
+        base_port=args.base_port,
+        progress=not args.quiet,
+        command=shlex.join(["python", "-m", "tests.jepsen", *(argv or sys.argv[1:])]),
+    )
+    try:
+        results = asyncio.run(run(options))
+    except RuntimeError as exc:
+        print(f"jepsen: {exc}", file=sys.stderr)
+        return 1
+    ops = results["ops"]
+    recovery = results["recovery_s"]
+    print(
+        f"{ops['total']} ops ({ops['per_s']:.0f}/s): ok {ops['ok']}, fail {ops['fail']},"
+        f" unknown {ops['unknown']}; {len(results['faults'])} faults;"
+        f" recovery {'never' if recovery is None else f'{recovery:.2f} s'}"
+    )
+    for name in ("register", "set"):
+        if name in results:
+            print(f"{name}: {results[name]['verdict']}")
+    print(f"verdict: {results['verdict']}; output in {results['output']}")
+    return 0 if results["verdict"] == "valid" else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.synthetic:
+        ops = generate(random.Random(1), ops=args.synthetic, keys=args.keys, clients=10)
+        source = f"{args.synthetic} generated ops over {args.keys} keys"
+    elif args.history:
+        try:
+            ops = read_history(args.history)
+        except (OSError, ValueError) as exc:
+            print(f"jepsen: {args.history}: {exc}", file=sys.stderr)
+            return 2
+        source = str(args.history)
+    else:
+        print("jepsen: check needs a history file or --synthetic N", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    verdict = check_history(ops)
+    elapsed = time.perf_counter() - started
+    for failure in verdict.failures:
+        print(f"key {failure.key}: {failure.verdict} ({failure.ops} ops, {failure.steps} steps)")
+    print(f"{source}: {verdict.verdict} ({verdict.ops} ops, {verdict.keys} keys, {elapsed:.2f} s)")
+    return 0 if verdict.valid else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
