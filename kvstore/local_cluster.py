@@ -89,20 +89,25 @@ class LocalCluster:
         proc.wait()
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(list(self.procs.values()), timeout_s)
         self.procs.clear()
 
     def exited(self) -> list[int]:
         return [n for n, p in self.procs.items() if p.poll() is not None]
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM each process, wait for all within ``timeout_s``, SIGKILL the stragglers."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def up(data_dir: Path, *, nodes_per_dc: int, base_port: int) -> int:

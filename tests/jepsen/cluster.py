@@ -15,13 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.local_cluster import stop_processes
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 from tests.jepsen.proxy import ProxyServer
 
@@ -199,17 +199,8 @@ class JepsenCluster:
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
         for node_id in list(self.paused):
-            self.resume(node_id)
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+            self.resume(node_id)  # a stopped process would not see SIGTERM
+        stop_processes(list(self.procs.values()), timeout_s)
         self.procs.clear()
 
     # ------------------------------------------------------------------ admin (no proxy)

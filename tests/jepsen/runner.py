@@ -100,11 +100,11 @@ async def run(options: RunOptions) -> dict[str, Any]:
         # Old data would make the new history start from values it never wrote.
         raise RuntimeError(f"{out} is not empty: every run starts from empty nodes")
     out.mkdir(parents=True, exist_ok=True)
-    say = (
-        (lambda msg: print(msg, file=sys.stderr, flush=True))
-        if options.progress
-        else (lambda msg: None)
-    )
+
+    def say(message: str) -> None:
+        if options.progress:
+            print(message, file=sys.stderr, flush=True)
+
     say(f"jepsen: seed {options.seed}, output in {out}")
     rng = random.Random(options.seed)
     base = options.base_port or free_base_port(options.nodes_per_dc)
