@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
+from kvstore.bench import cli as bench_cli
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.client import new_client_id
 from kvstore.local_cluster import up
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
     up.add_argument("--base-port", type=int, default=7000)
     up.set_defaults(run=_up)
+
+    bench = sub.add_parser(
+        "bench", help="load-test a cluster (or a local one): throughput, latency, server CPU"
+    )
+    bench_cli.add_arguments(bench)
+    _output(bench)
+    bench.set_defaults(run=_bench)
 
     config = sub.add_parser("config", help="cluster configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -219,6 +227,14 @@ def _this_node(cluster: ClusterConfig) -> int:
             " (or set KVSTORE_NODE_ID)"
         )
     return mine[0]
+
+
+def _bench(args: argparse.Namespace) -> int:
+    bench_cli.install_sigterm()
+    try:
+        return bench_cli.run(args)
+    except bench_cli.BenchError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@
   refreshes the map when a node is unreachable. Any node would forward a misdirected
   request, so a stale cache costs one hop, never a wrong answer.
 - Every write carries a ``RequestId(client_id, seq)``; a retry reuses it, so it applies once.
+  The server keeps one session per client id and refuses a seq older than the latest it
+  applied, so concurrent writes never share a client id: each call takes a *lane* (a client
+  id of its own, one request at a time) and gives it back when it ends.
 - Every call has one deadline covering all its retries. A write that hits the deadline has an
   unknown outcome (``KvError`` with ``DEADLINE_EXCEEDED``): retrying it is safe only through
   the same client call, which this library does for you until the deadline.
@@ -14,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -46,6 +50,26 @@ def _key(key: bytes | str) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
+class _Lanes:
+    """Client ids for concurrent writes: each in use by one call at a time, seq rising.
+
+    A lane whose call failed with an unknown outcome is reused: its next seq makes the old
+    request stale, so the old one either applied before or never will.
+    """
+
+    def __init__(self, first_client_id: int) -> None:
+        self._free: list[list[int]] = [[first_client_id, 0]]
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[kv_pb2.RequestId]:
+        lane = self._free.pop() if self._free else [new_client_id(), 0]
+        lane[1] += 1
+        try:
+            yield kv_pb2.RequestId(client_id=lane[0], seq=lane[1])
+        finally:
+            self._free.append(lane)
+
+
 class AsyncClient:
     def __init__(
         self, endpoints: Sequence[str], *, timeout_s: float = 10.0, client_id: int | None = None
@@ -55,7 +79,7 @@ class AsyncClient:
         self._endpoints = list(endpoints)
         self._timeout_s = timeout_s
         self.client_id = client_id or new_client_id()
-        self._seq = 0
+        self._lanes = _Lanes(self.client_id)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._starts: list[bytes] = []
         self._shards: list[admin_pb2.ShardInfo] = []
@@ -78,12 +102,13 @@ class AsyncClient:
     async def put(
         self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False
     ) -> kv_pb2.PutResponse:
-        request = kv_pb2.PutRequest(
-            key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=self._next_request_id()
-        )
-        response: kv_pb2.PutResponse = await self._call(
-            request.key, lambda s, t: s.Put(request, timeout=t)
-        )
+        with self._lanes.take() as request_id:
+            request = kv_pb2.PutRequest(
+                key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=request_id
+            )
+            response: kv_pb2.PutResponse = await self._call(
+                request.key, lambda s, t: s.Put(request, timeout=t)
+            )
         return response
 
     async def get(self, key: bytes | str, *, stale: bool = False) -> kv_pb2.KeyValue | None:
@@ -95,10 +120,11 @@ class AsyncClient:
         return response.kv if response.found else None
 
     async def delete(self, key: bytes | str) -> bool:
-        request = kv_pb2.DeleteRequest(key=_key(key), request_id=self._next_request_id())
-        response: kv_pb2.DeleteResponse = await self._call(
-            request.key, lambda s, t: s.Delete(request, timeout=t)
-        )
+        with self._lanes.take() as request_id:
+            request = kv_pb2.DeleteRequest(key=_key(key), request_id=request_id)
+            response: kv_pb2.DeleteResponse = await self._call(
+                request.key, lambda s, t: s.Delete(request, timeout=t)
+            )
         return response.deleted
 
     async def scan(
@@ -111,15 +137,16 @@ class AsyncClient:
         return list(response.kvs), response.more
 
     async def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
-        if not request.HasField("request_id"):
-            request.request_id.CopyFrom(self._next_request_id())
         keys = [c.key for c in request.compare] + [
             getattr(op, op.WhichOneof("request") or "get").key
             for op in (*request.success, *request.failure)
         ]
-        response: kv_pb2.TxnResponse = await self._call(
-            keys[0] if keys else b"", lambda s, t: s.Txn(request, timeout=t)
-        )
+        with self._lanes.take() as request_id:
+            if not request.HasField("request_id"):
+                request.request_id.CopyFrom(request_id)
+            response: kv_pb2.TxnResponse = await self._call(
+                keys[0] if keys else b"", lambda s, t: s.Txn(request, timeout=t)
+            )
         return response
 
     def leader_of(self, shard_id: int) -> int | None:
@@ -127,10 +154,6 @@ class AsyncClient:
         return self._leaders.get(shard_id)
 
     # ------------------------------------------------------------------ routing
-
-    def _next_request_id(self) -> kv_pb2.RequestId:
-        self._seq += 1
-        return kv_pb2.RequestId(client_id=self.client_id, seq=self._seq)
 
     def _stub(self, address: str) -> kv_pb2_grpc.KVStub:
         channel = self._channels.get(address)

@@ -53,7 +53,7 @@ class NodeServer:
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(cluster, self.runtime), self._server
+            AdminService(cluster, self.runtime, data_dir), self._server
         )
 
     def _deliver(self, shard_id: int, msg: Message) -> None:

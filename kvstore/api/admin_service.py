@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from cluster import ClusterConfig
+from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
 from kvstore.runtime.node import NodeRuntime, UnknownShardError
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, cluster: ClusterConfig, runtime: NodeRuntime) -> None:
+    def __init__(
+        self, cluster: ClusterConfig, runtime: NodeRuntime, data_dir: Path | None = None
+    ) -> None:
         self._cluster = cluster
         self._runtime = runtime
+        self._data_dir = data_dir
         self._spans = {s.shard_id: s.span for s in cluster.shards}
 
     async def DescribeCluster(  # noqa: N802
@@ -66,6 +71,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 )
                 for s in self._runtime.status()
             ],
+            cpu_seconds=cpu_seconds(),
+            rss_bytes=rss_bytes(),
+            disk_bytes=disk_bytes(self._data_dir) if self._data_dir is not None else 0,
         )
 
     async def TransferLeader(  # noqa: N802

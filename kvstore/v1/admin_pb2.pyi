@@ -35,16 +35,22 @@ class ShardReplicaStatus(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class NodeStatusResponse(_message.Message):
-    __slots__ = ("node_id", "dc", "address", "shards")
+    __slots__ = ("node_id", "dc", "address", "shards", "cpu_seconds", "rss_bytes", "disk_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     DC_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     dc: str
     address: str
     shards: _containers.RepeatedCompositeFieldContainer[ShardReplicaStatus]
-    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardReplicaStatus, _Mapping]]] = ...) -> None: ...
+    cpu_seconds: float
+    rss_bytes: int
+    disk_bytes: int
+    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardReplicaStatus, _Mapping]]] = ..., cpu_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
 
 class TransferLeaderRequest(_message.Message):
     __slots__ = ("shard_id", "to_node_id")

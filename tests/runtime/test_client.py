@@ -60,6 +60,26 @@ def test_the_async_client_learns_leaders_and_serves_every_call(tmp_path: Path) -
     asyncio.run(main())
 
 
+def test_concurrent_writes_from_one_client_all_apply(tmp_path: Path) -> None:
+    # One session per client id: concurrent writes sharing one would overtake each other and
+    # the older seq would be refused as stale (FAILED_PRECONDITION). Each call takes a lane.
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with AsyncClient(endpoints, timeout_s=15) as client:
+                await asyncio.gather(*(client.put(f"apple{i}", f"v{i}") for i in range(64)))
+                await asyncio.gather(*(client.delete(f"apple{i}") for i in range(0, 64, 2)))
+                kvs, _ = await client.scan("apple", "apple~")
+                assert sorted(kv.key for kv in kvs) == sorted(
+                    f"apple{i}".encode() for i in range(1, 64, 2)
+                )
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
+
+
 def test_the_blocking_client(tmp_path: Path) -> None:
     servers: list[NodeServer] = []
     loop = asyncio.new_event_loop()

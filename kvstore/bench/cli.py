@@ -1,0 +1,215 @@
+"""``kvstore bench``: arguments, the cluster under test (given or local), the standard suite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kvstore.bench.client_process import LoadSpec
+from kvstore.bench.echo import serve as serve_echo
+from kvstore.bench.report import markdown, table, to_json
+from kvstore.bench.runner import BenchResult, cluster_spans, measure
+from kvstore.client import AsyncClient, KvError
+from kvstore.local_cluster import LocalCluster
+
+WORKLOADS = ("put", "get", "mixed", "cas", "load")
+STANDARD = (("put", 0.0), ("get", 0.0), ("mixed", 0.5), ("mixed", 0.95))
+READY_S_MAX = 30.0
+
+
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    target = bench.add_mutually_exclusive_group()
+    target.add_argument(
+        "--local", action="store_true", help="start a local 3-DC cluster for the run"
+    )
+    target.add_argument("--endpoints", help="comma-separated node addresses of a running cluster")
+    bench.add_argument("--workload", choices=WORKLOADS, default="put")
+    bench.add_argument("--read-ratio", type=float, default=0.5, help="mixed: share of gets")
+    bench.add_argument("--stale", action="store_true", help="gets read the nearest replica")
+    bench.add_argument("--keys", type=int, default=1000, help="key count, spread over shards")
+    bench.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform")
+    bench.add_argument("--value-size", type=int, default=100)
+    bench.add_argument("--concurrency", type=int, default=64)
+    bench.add_argument("--clients", type=int, default=1, help="client processes")
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds per benchmark")
+    bench.add_argument("--ops", type=int, default=0, help="stop after this many ops (0: none)")
+    bench.add_argument("--calibrate", action="store_true", help="also time a gRPC echo server")
+    bench.add_argument("--suite", choices=("standard",), help="put/get/mixed at conc. 1 and 64")
+    bench.add_argument("--markdown", type=Path, help="write the results as markdown here")
+    bench.add_argument("--dir", type=Path, help="--local: data directory (default: temporary)")
+    bench.add_argument("--base-port", type=int, default=7400, help="--local: first port")
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+class BenchError(Exception):
+    """A one-line reason the benchmark cannot run."""
+
+
+def run(args: argparse.Namespace) -> int:
+    _validate(args)
+    local: LocalCluster | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    try:
+        if args.local or not args.endpoints:
+            if args.dir is None:
+                scratch = tempfile.TemporaryDirectory(prefix="kvstore-bench-")
+            data = args.dir or Path(scratch.name if scratch else ".")
+            local = LocalCluster(data, base_port=args.base_port)
+            local.start_all()
+            endpoints = local.endpoints
+        else:
+            endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+        spans = asyncio.run(_wait_ready(endpoints))
+        results = _benchmarks(args, endpoints, spans)
+    finally:
+        if local is not None:
+            local.stop_all()
+        if scratch is not None:
+            scratch.cleanup()
+    command = shlex.join(["kvstore", "bench", *sys.argv[2:]])
+    if args.output == "json":
+        print(to_json(results, {"command": command}))
+    else:
+        print(table(results))
+    if args.markdown:
+        args.markdown.write_text(markdown(results, command, _notes(results)))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.read_ratio <= 1.0:
+        raise BenchError("--read-ratio must be within 0..1")
+    for name in ("keys", "value_size", "concurrency", "clients"):
+        if getattr(args, name) < 1:
+            raise BenchError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.duration <= 0 or args.ops < 0:
+        raise BenchError("--duration must be > 0 and --ops >= 0")
+
+
+async def _wait_ready(endpoints: list[str]) -> list[tuple[bytes, bytes]]:
+    """The shard spans, once every shard takes a write (a fresh cluster elects leaders)."""
+    deadline = time.monotonic() + READY_S_MAX
+    while True:
+        try:
+            spans = await cluster_spans(endpoints)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"no node answered at {', '.join(endpoints)}") from None
+            await asyncio.sleep(0.2)
+    async with AsyncClient(endpoints, timeout_s=READY_S_MAX) as client:
+        for start, _ in spans:
+            try:
+                await client.put(start + b"bench-ready", b"1")
+            except KvError as exc:
+                raise BenchError(f"the cluster does not take writes: {exc}") from None
+    return spans
+
+
+def _spec(
+    args: argparse.Namespace, endpoints: list[str], spans: list[tuple[bytes, bytes]]
+) -> LoadSpec:
+    return LoadSpec(
+        endpoints=endpoints,
+        workload=args.workload,
+        spans=spans,
+        keys=args.keys,
+        distribution=args.distribution,
+        read_ratio=args.read_ratio,
+        stale=args.stale,
+        value_size=args.value_size,
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        ops_max=args.ops,
+        seed=args.seed,
+    )
+
+
+def _benchmarks(
+    args: argparse.Namespace, endpoints: list[str], spans: list[tuple[bytes, bytes]]
+) -> list[BenchResult]:
+    base = _spec(args, endpoints, spans)
+    progress = not args.quiet
+    results: list[BenchResult] = []
+    plan: list[tuple[str, LoadSpec]] = []
+    if args.suite == "standard":
+        for concurrency in (1, 64):
+            for workload, ratio in STANDARD:
+                name = workload if workload != "mixed" else f"mixed {ratio:g}"
+                spec = LoadSpec(
+                    **{
+                        **base.__dict__,
+                        "workload": workload,
+                        "read_ratio": ratio,
+                        "concurrency": concurrency,
+                    }
+                )
+                plan.append((name, spec))
+    else:
+        name = args.workload if args.workload != "mixed" else f"mixed {args.read_ratio:g}"
+        plan.append((name + (" stale" if args.stale else ""), base))
+    if any(spec.workload in ("get", "mixed", "cas") for _, spec in plan):
+        # Reads of keys that exist: write every key once first (reported, not mixed in).
+        load = LoadSpec(**{**base.__dict__, "workload": "load", "duration_s": 3600.0, "ops_max": 0})
+        results.append(measure("preload (each key once)", load, args.clients, progress=progress))
+    for name, spec in plan:
+        results.append(measure(name, spec, args.clients, progress=progress))
+    if args.calibrate:
+        results += _calibrate(base, args, progress)
+    return results
+
+
+def _calibrate(base: LoadSpec, args: argparse.Namespace, progress: bool) -> list[BenchResult]:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    address = f"127.0.0.1:{args.base_port + 90}"
+    server = ctx.Process(target=serve_echo, args=(address, ready), daemon=True)
+    server.start()
+    try:
+        if not ready.wait(10):
+            raise BenchError(f"the echo server did not start on {address}")
+        out = []
+        for concurrency in sorted({1, args.concurrency}):
+            spec = LoadSpec(
+                **{
+                    **base.__dict__,
+                    "workload": "echo",
+                    "echo_address": address,
+                    "concurrency": concurrency,
+                }
+            )
+            out.append(measure("grpc echo (ceiling)", spec, args.clients, progress=progress))
+        return out
+    finally:
+        if server.pid is not None:
+            server.kill()
+        server.join(5)
+
+
+def _notes(results: list[BenchResult]) -> list[str]:
+    echo = {r.concurrency: r.ops_per_s for r in results if r.workload == "echo"}
+    notes = []
+    for r in results:
+        if r.workload != "echo" and r.concurrency in echo and echo[r.concurrency] > 0:
+            notes.append(
+                f"- {r.name} at concurrency {r.concurrency}: "
+                f"{r.ops_per_s / echo[r.concurrency]:.2f}x the gRPC echo ceiling"
+            )
+    return notes
+
+
+def install_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a local cluster is still stopped by PID."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
