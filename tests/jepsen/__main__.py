@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import random
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -70,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
         command=shlex.join(["python", "-m", "tests.jepsen", *(argv or sys.argv[1:])]),
     )
-    # SIGTERM unwinds like Ctrl-C, so the run still stops every process it started.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = asyncio.run(run(options))
     except RuntimeError as exc:
         print(f"jepsen: {exc}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("jepsen: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
     ops = results["ops"]
     recovery = results["recovery_s"]
     print(
@@ -89,10 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {results[name]['verdict']}")
     print(f"verdict: {results['verdict']}; output in {results['output']}")
     return 0 if results["verdict"] == "valid" else 1
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from tests.jepsen.setcheck import check_set
 from tests.jepsen.workload import (
     Counters,
     Identity,
+    Library,
     Node,
     RegisterWorkload,
     SetWorkload,
@@ -128,8 +130,13 @@ async def run(options: RunOptions) -> dict[str, Any]:
         out / "timeline.jsonl",
     )
     nodes = [Node(n.address) for n in cluster.nodes]
+    library = Library([n.address for n in cluster.nodes], options.op_timeout_s)
     results: dict[str, Any] = {}
     crashed: list[int] = []
+    # SIGTERM cancels the run like Ctrl-C does, so the finally below stops every process.
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     try:
         await cluster.start_proxies(proxies)
         cluster.start_all()
@@ -141,7 +148,9 @@ async def run(options: RunOptions) -> dict[str, Any]:
         started = time.monotonic()
         start_ns = now_ns()
         stop = Stop(started + options.duration_s, options.ops_max)
-        workers = _workers(options, register, sets, nodes, stop)
+        workers = _workers(
+            options, register=register, sets=sets, nodes=nodes, library=library, stop=stop
+        )
         nemesis_task = asyncio.create_task(nemesis.run(started + options.duration_s - 2))
         progress = Progress(options.progress, [register.counters, sets.counters], nemesis)
         progress_task = asyncio.create_task(progress.run(started, options.duration_s))
@@ -162,7 +171,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         await cluster.close()
         await proxies.stop()
         for node in nodes:
-            await node.channel.close()
+            await node.close()
+        await library.close()
     say("jepsen: checking")
     results = _results(
         options,
@@ -184,11 +194,15 @@ async def run(options: RunOptions) -> dict[str, Any]:
 
 def _workers(
     options: RunOptions,
+    *,
     register: RegisterWorkload,
     sets: SetWorkload,
     nodes: list[Node],
+    library: Library,
     stop: Stop,
 ) -> list[asyncio.Task[None]]:
+    """Set adders first, then register workers: two of every three through a node (the
+    gateway path), every third through one shared client library (leader-direct)."""
     stride = options.concurrency + 1
     adders = 0
     if "set" in options.workloads:
@@ -204,7 +218,8 @@ def _workers(
         if index < adders:
             tasks.append(asyncio.create_task(sets.adder(node, me, stop)))
         else:
-            tasks.append(asyncio.create_task(register.worker(node, me, stop)))
+            via: Node | Library = library if (index - adders) % 3 == 2 else node
+            tasks.append(asyncio.create_task(register.worker(via, me, stop)))
     if "set" in options.workloads:
         reader = Identity(options.concurrency, stride)
         tasks.append(asyncio.create_task(sets.reader(nodes[-1], reader, stop)))

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.client import new_client_id
+from kvstore.client import AsyncClient, KvError, new_client_id
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 from tests.jepsen.history import CAS_MISMATCH, HistoryWriter, Op
 
@@ -69,12 +69,55 @@ class Stop:
 
 
 class Node:
-    """A worker's connection to its node."""
+    """A worker's connection to its node (the gateway path: that node routes every request)."""
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self.kv = kv_pb2_grpc.KVStub(self.channel)
+        self.kv: Any = kv_pb2_grpc.KVStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+class LibraryStub:
+    """The KV stub's calls, made through the client library instead (leader-direct, retries
+    with the same request id until its deadline, a request-id lane per concurrent write)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def Get(self, request: Any, timeout: float) -> kv_pb2.GetResponse:  # noqa: N802
+        kv = await self._client.get(
+            request.key, stale=request.consistency == kv_pb2.CONSISTENCY_STALE
+        )
+        return kv_pb2.GetResponse(found=kv is not None, kv=kv)
+
+    async def Put(self, request: Any, timeout: float) -> kv_pb2.PutResponse:  # noqa: N802
+        return await self._client.put(request.key, request.value)
+
+    async def Delete(self, request: Any, timeout: float) -> kv_pb2.DeleteResponse:  # noqa: N802
+        return kv_pb2.DeleteResponse(deleted=await self._client.delete(request.key))
+
+    async def Txn(self, request: Any, timeout: float) -> kv_pb2.TxnResponse:  # noqa: N802
+        request.ClearField("request_id")  # the library assigns its own
+        return await self._client.txn(request)
+
+    async def Scan(self, request: Any, timeout: float) -> kv_pb2.ScanResponse:  # noqa: N802
+        kvs, more = await self._client.scan(request.start, request.end, request.limit)
+        return kv_pb2.ScanResponse(kvs=kvs, more=more)
+
+
+class Library:
+    """Workers sharing one client library instance over every node."""
+
+    def __init__(self, endpoints: list[str], timeout_s: float) -> None:
+        self.address = "library"
+        self.client = AsyncClient(endpoints, timeout_s=timeout_s)
+        self.kv: Any = LibraryStub(self.client)
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 class Outcome:
@@ -104,6 +147,10 @@ class Outcome:
 async def invoke(call: Awaitable[Any], counters: Counters) -> Outcome:
     try:
         outcome = Outcome(await call)
+    except KvError as err:  # the library's error: its deadline covered every retry
+        outcome = Outcome(code=err.code)
+        name = outcome.error_name
+        counters.by_status[name] = counters.by_status.get(name, 0) + 1
     except grpc.aio.AioRpcError as err:
         # gRPC fails an RPC with this text only when no connection to the node existed, so
         # the request never left this process (a killed node refuses the connection).
@@ -184,11 +231,13 @@ class RegisterWorkload:
         self.ops.append(op)
         self.history.write(op)
 
-    async def worker(self, node: Node, me: Identity, stop: Stop) -> None:
+    async def worker(self, node: Node | Library, me: Identity, stop: Stop) -> None:
         while stop.more():
             await self.one(node, me, self._pick_key())
 
-    async def one(self, node: Node, me: Identity, key: str, kind: str | None = None) -> None:
+    async def one(
+        self, node: Node | Library, me: Identity, key: str, kind: str | None = None
+    ) -> None:
         kind = kind or self.rng.choices(("get", "put", "cas", "delete"), (45, 30, 20, 5))[0]
         value = expected = None
         call = now_ns()
