@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ run: $(STAMP)
 ## processes (default: 5 minutes, every fault kind); ends with "verdict: V; output in DIR".
 jepsen: $(STAMP)
 	$(BIN)/python -m tests.jepsen run $(ARGS)
+
+## make bench: the standard table (put, get, mixed 0.5 and 0.95 at concurrency 1 and 64, and
+## the gRPC echo ceiling) against a local cluster; writes docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/kvstore bench --local --suite standard --calibrate --duration 10 \
+	  --markdown docs/benchmarks.md $(ARGS)
 
 ## make sim-demo: one narrated simulator seed (elections, faults, recovery).
 sim-demo: $(STAMP)
