@@ -29,7 +29,7 @@ from kvstore.model.commands import (
     encode_result,
 )
 from kvstore.model.engine import Engine, MemoryEngine, Record
-from kvstore.model.state_machine import KvStateMachine
+from kvstore.model.state_machine import KvStateMachine, SessionTable
 
 __all__ = [
     "ApplyResult",
@@ -50,6 +50,7 @@ __all__ = [
     "PutResult",
     "Record",
     "RequestId",
+    "SessionTable",
     "StaleRequest",
     "Target",
     "Txn",

@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -51,17 +52,34 @@ META_APPLIED_SLOT = b"applied_slot"
 SESSION_PREFIX = b"session/"
 
 
+SessionTable = OrderedDict[int, tuple[int, int]]  # client_id -> (seq, last_slot), LRU first
+
+
 class KvStateMachine:
-    def __init__(self, engine: Engine, *, sessions_max: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sessions_max: int = 10_000,
+        sessions: SessionTable | None = None,
+    ) -> None:
+        """``sessions``: the table a previous machine over the same engine state left in
+        ``session_table`` (the runtime keeps it between transactions, so a write does not
+        re-read every session from disk); None loads it on the first write."""
         assert sessions_max > 0
         self._engine = engine
         self._sessions_max = sessions_max
         self.revision = _u64(engine.meta_get(META_REVISION))
         self.applied_slot = _u64(engine.meta_get(META_APPLIED_SLOT))
-        self._session_table: OrderedDict[int, tuple[int, int]] | None = None
+        self._session_table: SessionTable | None = sessions
 
     @property
-    def _sessions(self) -> OrderedDict[int, tuple[int, int]]:
+    def session_table(self) -> SessionTable | None:
+        """The session table as of now, if this machine loaded (or was given) it."""
+        return self._session_table
+
+    @property
+    def _sessions(self) -> SessionTable:
         """client_id -> (seq, last_slot), least recently used first; loaded on first write,
         so reads (which build a state machine per call) never scan the session table."""
         if self._session_table is None:
@@ -123,7 +141,8 @@ class KvStateMachine:
             _session_key(request.client_id), _encode_session(request.seq, slot, result)
         )
         while len(sessions) > self._sessions_max:
-            evicted, _ = sessions.popitem(last=False)
+            evicted = _eviction_victim(sessions)
+            del sessions[evicted]
             self._engine.meta_delete(_session_key(evicted))
 
     def _execute(self, cmd: Put | Delete | Txn) -> CachedResult:
@@ -224,6 +243,23 @@ def _kv(key: bytes, record: Record | None) -> KeyValue | None:
 
 def _u64(raw: bytes | None) -> int:
     return int.from_bytes(raw, "big") if raw else 0
+
+
+def _eviction_victim(sessions: SessionTable) -> int:
+    """The lowest client id among the sessions last used in the oldest slot.
+
+    The table is ordered by last slot, but within one slot by apply order if it was carried
+    in memory and by client id if it was loaded from disk; replicas group slots into
+    transactions differently, so only a choice independent of that order keeps their
+    tables (and so the fate of a retried request) identical.
+    """
+    oldest_slot = next(iter(sessions.values()))[1]
+    return min(
+        client
+        for client, _ in itertools.takewhile(
+            lambda item: item[1][1] == oldest_slot, sessions.items()
+        )
+    )
 
 
 def _session_key(client_id: int) -> bytes:

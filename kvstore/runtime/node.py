@@ -29,7 +29,15 @@ from typing import Any
 import structlog
 
 from cluster import ClusterConfig
-from kvstore.model import ApplyResult, Command, KeyValue, KvStateMachine, encode_command, snapshot
+from kvstore.model import (
+    ApplyResult,
+    Command,
+    KeyValue,
+    KvStateMachine,
+    SessionTable,
+    encode_command,
+    snapshot,
+)
 from kvstore.runtime.clock import Clock, TickSource
 from kvstore.runtime.ports import StorePort
 from paxos import (
@@ -137,6 +145,8 @@ class NodeRuntime:
         self._overrides = paxos_overrides or {}
         self._shards: dict[int, _Shard] = {}
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-n{node_id}")
+        # Each shard's session table, owned by the disk thread between transactions.
+        self._session_tables: dict[int, SessionTable] = {}
         self._turn_scheduled = False
         self._next_token = 0
         self._ticker: asyncio.Task[None] | None = None
@@ -385,14 +395,23 @@ class NodeRuntime:
                 batch.persist(shard_id, record)
             for shard_id, snap in job.installs:
                 snapshot.restore(batch.engine(shard_id), snap.data)
+                self._session_tables.pop(shard_id, None)  # the snapshot brought its own
             machines: dict[int, KvStateMachine] = {}
             for shard_id, entry in job.applies:
                 sm = machines.get(shard_id)
                 if sm is None:
-                    sm = machines[shard_id] = KvStateMachine(batch.engine(shard_id))
+                    sm = machines[shard_id] = KvStateMachine(
+                        batch.engine(shard_id), sessions=self._session_tables.get(shard_id)
+                    )
                 results.append(
                     (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
                 )
+            for shard_id, sm in machines.items():
+                # Kept for the next transaction. If this one fails the node stops, so a
+                # table ahead of the disk is never used.
+                table = sm.session_table
+                if table is not None:
+                    self._session_tables[shard_id] = table
             for shard_id in job.dumps:
                 engine = batch.engine(shard_id)
                 slot = KvStateMachine(engine).applied_slot
