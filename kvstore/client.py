@@ -8,6 +8,8 @@
   The server keeps one session per client id and refuses a seq older than the latest it
   applied, so concurrent writes never share a client id: each call takes a *lane* (a client
   id of its own, one request at a time) and gives it back when it ends.
+- Concurrent calls to one node travel together: one ``KV.Batch`` call per event-loop turn
+  (``kvstore.batcher``), not one gRPC call per operation.
 - Every call has one deadline covering all its retries. A write that hits the deadline has an
   unknown outcome (``KvError`` with ``DEADLINE_EXCEEDED``): retrying it is safe only through
   the same client call, which this library does for you until the deadline.
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 
@@ -85,6 +88,7 @@ class AsyncClient:
         self._shards: list[admin_pb2.ShardInfo] = []
         self._addresses: dict[int, str] = {}
         self._leaders: dict[int, int] = {}
+        self._batchers: dict[str, Batcher] = {}
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -107,7 +111,7 @@ class AsyncClient:
                 key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=request_id
             )
             response: kv_pb2.PutResponse = await self._call(
-                request.key, lambda s, t: s.Put(request, timeout=t)
+                request.key, lambda a, t: self._batch(a, "put", request, t)
             )
         return response
 
@@ -115,7 +119,7 @@ class AsyncClient:
         consistency = kv_pb2.CONSISTENCY_STALE if stale else kv_pb2.CONSISTENCY_LINEARIZABLE
         request = kv_pb2.GetRequest(key=_key(key), consistency=consistency)
         response: kv_pb2.GetResponse = await self._call(
-            request.key, lambda s, t: s.Get(request, timeout=t)
+            request.key, lambda a, t: self._batch(a, "get", request, t)
         )
         return response.kv if response.found else None
 
@@ -123,7 +127,7 @@ class AsyncClient:
         with self._lanes.take() as request_id:
             request = kv_pb2.DeleteRequest(key=_key(key), request_id=request_id)
             response: kv_pb2.DeleteResponse = await self._call(
-                request.key, lambda s, t: s.Delete(request, timeout=t)
+                request.key, lambda a, t: self._batch(a, "delete", request, t)
             )
         return response.deleted
 
@@ -132,7 +136,7 @@ class AsyncClient:
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
         request = kv_pb2.ScanRequest(start=_key(start), end=_key(end), limit=limit)
         response: kv_pb2.ScanResponse = await self._call(
-            request.start, lambda s, t: s.Scan(request, timeout=t)
+            request.start, lambda a, t: self._stub(a).Scan(request, timeout=t)
         )
         return list(response.kvs), response.more
 
@@ -145,7 +149,7 @@ class AsyncClient:
             if not request.HasField("request_id"):
                 request.request_id.CopyFrom(request_id)
             response: kv_pb2.TxnResponse = await self._call(
-                keys[0] if keys else b"", lambda s, t: s.Txn(request, timeout=t)
+                keys[0] if keys else b"", lambda a, t: self._batch(a, "txn", request, t)
             )
         return response
 
@@ -194,9 +198,13 @@ class AsyncClient:
         ordered += [*self._addresses.values(), *self._endpoints]
         return list(dict.fromkeys(ordered))
 
-    async def _call(
-        self, key: bytes, call: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[T]]
-    ) -> T:
+    def _batch(self, address: str, kind: str, request: Any, timeout: float) -> Awaitable[Any]:
+        batcher = self._batchers.get(address)
+        if batcher is None:
+            batcher = self._batchers[address] = Batcher(self._stub(address))
+        return batcher.submit(kind, request, timeout)
+
+    async def _call(self, key: bytes, call: Callable[[str, float], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self._timeout_s
         backoff = 0.02
         last = "no node answered"
@@ -209,7 +217,7 @@ class AsyncClient:
                 if left <= 0:
                     break
                 try:
-                    response = await call(self._stub(address), min(left, ATTEMPT_S_MAX))
+                    response = await call(address, min(left, ATTEMPT_S_MAX))
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in RETRYABLE:
                         raise KvError(err.code(), err.details() or "") from None

@@ -7,7 +7,8 @@ Rules:
 - Any node accepts any request. If this node's replica of the shard leads, it serves;
   otherwise it forwards to the leader it knows, once: a forwarded request carries
   ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
-  retries until the caller's deadline. Only a shard with no reachable leader surfaces as
+  retries until the caller's deadline. Requests forwarded to one node in the same event-loop
+  turn travel as one ``KV.Batch`` call. Only a shard with no reachable leader surfaces as
   ``UNAVAILABLE`` (retryable).
 - A write is retried with the same request id after a dropped proposal or a forwarded attempt
   that timed out (each waits at most ``FORWARD_ATTEMPT_S_MAX``), so the session table makes
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
 from cluster import ClusterConfig, RangeMap
+from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
     ApplyResult,
@@ -76,6 +78,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         self._ranges = RangeMap(cluster.shards)
         self._limits = cluster.limits
         self._channels: dict[int, grpc.aio.Channel] = {}
+        self._batchers: dict[int, Batcher] = {}
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -94,7 +97,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         shard = self._ranges.lookup(request.key).shard_id
         command = Put(_request_id(request.request_id), request.key, request.value)
         outcome = await self._write(
-            shard, command, context, lambda s, t: s.Put(request, timeout=t, metadata=(FORWARDED,))
+            shard, command, context, lambda n, t: self._forward(n, "put", request, t)
         )
         if isinstance(outcome, kv_pb2.PutResponse):
             return outcome
@@ -114,7 +117,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             shard,
             command,
             context,
-            lambda s, t: s.Delete(request, timeout=t, metadata=(FORWARDED,)),
+            lambda n, t: self._forward(n, "delete", request, t),
         )
         if isinstance(outcome, kv_pb2.DeleteResponse):
             return outcome
@@ -134,7 +137,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         if request.consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard):
             return self._get_local(shard, request.key)
         outcome = await self._at_leader(
-            shard, context, lambda s, t: s.Get(request, timeout=t, metadata=(FORWARDED,))
+            shard, context, lambda n, t: self._forward(n, "get", request, t)
         )
         if isinstance(outcome, kv_pb2.GetResponse):
             return outcome
@@ -195,7 +198,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             tuple(_op(op) for op in request.failure),
         )
         outcome = await self._write(
-            shard, command, context, lambda s, t: s.Txn(request, timeout=t, metadata=(FORWARDED,))
+            shard, command, context, lambda n, t: self._forward(n, "txn", request, t)
         )
         if isinstance(outcome, kv_pb2.TxnResponse):
             return outcome
@@ -206,6 +209,29 @@ class KvService(kv_pb2_grpc.KVServicer):
             header=self._header(shard, result.revision),
         )
 
+    async def Batch(  # noqa: N802
+        self, request: kv_pb2.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.BatchResponse:
+        handlers: dict[str, Callable[[Any, Any], Awaitable[Any]]] = {
+            "get": self.Get,
+            "put": self.Put,
+            "delete": self.Delete,
+            "txn": self.Txn,
+        }
+
+        async def one(item: kv_pb2.BatchItem) -> kv_pb2.BatchResult:
+            kind = item.WhichOneof("request")
+            if kind is None:
+                return _item_error(grpc.StatusCode.INVALID_ARGUMENT, "empty batch item")
+            try:
+                response = await handlers[kind](getattr(item, kind), _ItemContext(context, item))
+            except _ItemAbortedError as aborted:
+                return _item_error(aborted.code, aborted.details)
+            return kv_pb2.BatchResult(**{kind: response})
+
+        results = await asyncio.gather(*(one(item) for item in request.items))
+        return kv_pb2.BatchResponse(results=results)
+
     # ------------------------------------------------------------------ routing
 
     async def _write(
@@ -213,7 +239,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         shard: int,
         command: Command,
         context: grpc.aio.ServicerContext[Any, Any],
-        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+        forward: Callable[[int, float], Awaitable[Any]],
     ) -> Any:
         async def local() -> ApplyResult:
             return await self._runtime.submit(shard, command)
@@ -224,7 +250,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         self,
         shard: int,
         context: grpc.aio.ServicerContext[Any, Any],
-        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+        forward: Callable[[int, float], Awaitable[Any]],
     ) -> Any:
         async def local() -> None:
             await self._runtime.linearizable_point(shard)
@@ -236,7 +262,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         shard: int,
         context: grpc.aio.ServicerContext[Any, Any],
         local: Callable[[], Awaitable[R]],
-        forward: Callable[[kv_pb2_grpc.KVStub, float], Awaitable[Any]],
+        forward: Callable[[int, float], Awaitable[Any]],
     ) -> Any:
         loop = asyncio.get_running_loop()
         remaining_s = context.time_remaining()
@@ -264,9 +290,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 hint = self._replica(shard, attempt)
             if hint is not None and hint != self._runtime.node_id and not forwarded:
                 try:
-                    return await forward(
-                        self._stub(hint), max(min(left, FORWARD_ATTEMPT_S_MAX), 0.001)
-                    )
+                    return await forward(hint, max(min(left, FORWARD_ATTEMPT_S_MAX), 0.001))
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
@@ -296,7 +320,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         sub = kv_pb2.ScanRequest(start=start, end=end, limit=limit, consistency=consistency)  # type: ignore[arg-type]
         if not (consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard)):
             outcome = await self._at_leader(
-                shard, context, lambda s, t: s.Scan(sub, timeout=t, metadata=(FORWARDED,))
+                shard,
+                context,
+                lambda n, t: self._stub(n).Scan(sub, timeout=t, metadata=(FORWARDED,)),
             )
             if isinstance(outcome, kv_pb2.ScanResponse):
                 return outcome
@@ -314,6 +340,13 @@ class KvService(kv_pb2_grpc.KVServicer):
     def _replica(self, shard: int, attempt: int) -> int:
         spec = next(s for s in self._cluster.shards if s.shard_id == shard)
         return spec.replicas[attempt % len(spec.replicas)]
+
+    def _forward(self, node: int, kind: str, request: Any, timeout: float) -> Awaitable[Any]:
+        """Forward to ``node``, batched with every other request forwarded there this turn."""
+        batcher = self._batchers.get(node)
+        if batcher is None:
+            batcher = self._batchers[node] = Batcher(self._stub(node), metadata=(FORWARDED,))
+        return batcher.submit(kind, request, timeout)
 
     def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
         channel = self._channels.get(node)
@@ -380,6 +413,41 @@ class KvService(kv_pb2_grpc.KVServicer):
         if not isinstance(result, kind):
             await context.abort(grpc.StatusCode.INTERNAL, f"unexpected result {result!r}")
         return result
+
+
+class _ItemAbortedError(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _ItemContext:
+    """What a unary handler uses of its context, for one item of a batch: aborting fails the
+    item alone; the deadline is the item's own, within the call's."""
+
+    def __init__(self, call: grpc.aio.ServicerContext[Any, Any], item: kv_pb2.BatchItem) -> None:
+        self._call = call
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._deadline = loop.time() + item.timeout_ms / 1000 if item.timeout_ms else None
+
+    def time_remaining(self) -> float | None:
+        remaining = self._call.time_remaining()
+        if self._deadline is None:
+            return remaining
+        own = self._deadline - self._loop.time()
+        return own if remaining is None else min(own, remaining)
+
+    def invocation_metadata(self) -> Any:
+        return self._call.invocation_metadata()
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
+        raise _ItemAbortedError(code, details)
+
+
+def _item_error(code: grpc.StatusCode, details: str) -> kv_pb2.BatchResult:
+    return kv_pb2.BatchResult(error=kv_pb2.ItemStatus(code=code.value[0], message=details))
 
 
 def _min_end(a: bytes, b: bytes) -> bytes:

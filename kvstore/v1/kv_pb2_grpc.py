@@ -59,6 +59,11 @@ class KVStub:
                 request_serializer=kvstore_dot_v1_dot_kv__pb2.TxnRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_kv__pb2.TxnResponse.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/kvstore.v1.KV/Batch',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -94,6 +99,12 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.Txn,
                     request_deserializer=kvstore_dot_v1_dot_kv__pb2.TxnRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_kv__pb2.TxnResponse.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class KV:
             '/kvstore.v1.KV/Txn',
             kvstore_dot_v1_dot_kv__pb2.TxnRequest.SerializeToString,
             kvstore_dot_v1_dot_kv__pb2.TxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.KV/Batch',
+            kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

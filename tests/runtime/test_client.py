@@ -13,7 +13,7 @@ import pytest
 from cluster import parse_cluster_config
 from kvstore import AsyncClient, Client, KvError
 from kvstore.server import NodeServer
-from kvstore.v1 import kv_pb2
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
 from tests.runtime.test_grpc_cluster import PAXOS, config_text
 
 
@@ -73,6 +73,37 @@ def test_concurrent_writes_from_one_client_all_apply(tmp_path: Path) -> None:
                 assert sorted(kv.key for kv in kvs) == sorted(
                     f"apple{i}".encode() for i in range(1, 64, 2)
                 )
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_batch_call_answers_every_item_on_its_own(tmp_path: Path) -> None:
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with grpc.aio.insecure_channel(endpoints[0]) as channel:
+                stub = kv_pb2_grpc.KVStub(channel)
+                put = kv_pb2.PutRequest(key=b"apple", value=b"red")
+                items = [
+                    kv_pb2.BatchItem(put=put),
+                    kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
+                    kv_pb2.BatchItem(),
+                    kv_pb2.BatchItem(get=kv_pb2.GetRequest(key=b"zebra")),
+                ]
+                deadline = time.monotonic() + 15
+                while True:  # the first calls may meet a cluster still electing
+                    response = await stub.Batch(kv_pb2.BatchRequest(items=items), timeout=15)
+                    first = response.results[0]
+                    if first.WhichOneof("response") == "put" or time.monotonic() > deadline:
+                        break
+                ok, bad_key, empty, absent = response.results
+                assert ok.put.header.revision >= 1
+                assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                assert empty.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                assert absent.WhichOneof("response") == "get" and not absent.get.found
         finally:
             for server in servers:
                 await server.stop()

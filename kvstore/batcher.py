@@ -1,0 +1,94 @@
+"""Many concurrent KV calls to one node as one ``KV.Batch`` gRPC call per event-loop turn.
+
+Used by the client library toward any node and by a gateway node toward a shard leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
+
+
+class Batcher:
+    """Concurrent calls to one node, sent as one ``KV.Batch`` per event-loop turn.
+
+    Every call made while the loop runs other code joins the batch that is flushed when the
+    loop next gets to it (or once it is full), so a client with many calls in flight makes
+    one gRPC call per turn instead of one per operation. Each item keeps its own deadline
+    and fails alone; a failed batch call fails every item with the call's status.
+    """
+
+    ITEMS_MAX = 256
+    BYTES_MAX = 1 << 20
+
+    def __init__(
+        self, stub: kv_pb2_grpc.KVStub, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._items: list[kv_pb2.BatchItem] = []
+        self._futures: list[asyncio.Future[Any]] = []
+        self._bytes = 0
+        self._timeout = 0.0
+        self._flush_handle: asyncio.Handle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def submit(self, kind: str, request: Any, timeout: float) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        item = kv_pb2.BatchItem(timeout_ms=max(1, int(timeout * 1000)), **{kind: request})
+        self._items.append(item)
+        self._futures.append(future)
+        self._bytes += item.ByteSize()
+        self._timeout = max(self._timeout, timeout)
+        if len(self._items) >= self.ITEMS_MAX or self._bytes >= self.BYTES_MAX:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._items:
+            return
+        items, futures, timeout = self._items, self._futures, self._timeout
+        self._items, self._futures, self._bytes, self._timeout = [], [], 0, 0.0
+        task = asyncio.get_running_loop().create_task(self._send(items, futures, timeout))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(
+        self, items: list[kv_pb2.BatchItem], futures: list[asyncio.Future[Any]], timeout: float
+    ) -> None:
+        try:
+            response = await self._stub.Batch(
+                kv_pb2.BatchRequest(items=items), timeout=timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as err:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for future, result in zip(futures, response.results, strict=True):
+            if future.done():
+                continue
+            which = result.WhichOneof("response")
+            if which == "error" or which is None:
+                code = _STATUS_CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)
+                future.set_exception(_rpc_error(code, result.error.message))
+            else:
+                future.set_result(getattr(result, which))
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """An item's failure, shaped like the unary call's would have been."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
