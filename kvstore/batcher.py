@@ -16,14 +16,17 @@ from kvstore.v1 import kv_pb2, kv_pb2_grpc
 class Batcher:
     """Concurrent calls to one node, sent as one ``KV.Batch`` per event-loop turn.
 
-    Every call made while the loop runs other code joins the batch that is flushed when the
-    loop next gets to it (or once it is full), so a client with many calls in flight makes
-    one gRPC call per turn instead of one per operation. Each item keeps its own deadline
-    and fails alone; a failed batch call fails every item with the call's status.
+    A call joins the open batch. The batch leaves at the end of the current loop turn if
+    fewer than ``IN_FLIGHT_MAX`` batches to this node are unanswered, else as soon as one is
+    answered (or once it is full): an idle client pays no delay, and a busy one sends few
+    large batches instead of many of one item (which is what independent callers produce
+    otherwise: each answer releases one caller, who sends one item). Each item keeps its own
+    deadline and fails alone; a failed batch call fails every item with the call's status.
     """
 
     ITEMS_MAX = 256
     BYTES_MAX = 1 << 20
+    IN_FLIGHT_MAX = 2
 
     def __init__(
         self, stub: kv_pb2_grpc.KVStub, metadata: tuple[tuple[str, str], ...] = ()
@@ -46,22 +49,27 @@ class Batcher:
         self._bytes += item.ByteSize()
         self._timeout = max(self._timeout, timeout)
         if len(self._items) >= self.ITEMS_MAX or self._bytes >= self.BYTES_MAX:
-            self._flush()
-        elif self._flush_handle is None:
+            self._flush(force=True)
+        elif self._flush_handle is None and len(self._sending) < self.IN_FLIGHT_MAX:
             self._flush_handle = loop.call_soon(self._flush)
         return future
 
-    def _flush(self) -> None:
+    def _flush(self, *, force: bool = False) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._items:
+        if not self._items or (len(self._sending) >= self.IN_FLIGHT_MAX and not force):
             return
         items, futures, timeout = self._items, self._futures, self._timeout
         self._items, self._futures, self._bytes, self._timeout = [], [], 0, 0.0
         task = asyncio.get_running_loop().create_task(self._send(items, futures, timeout))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._items and self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(
         self, items: list[kv_pb2.BatchItem], futures: list[asyncio.Future[Any]], timeout: float

@@ -48,6 +48,9 @@ class PeerLink:
         yield peer_pb2.PeerBatch(cluster=cluster, from_node=me)
         while True:
             first = await self.queue.get()
+            # Let the rest of this loop turn queue its messages too: a stream write costs
+            # far more than a message, so one write should carry all of them.
+            await asyncio.sleep(0)
             items = [first]
             while len(items) < BATCH_MESSAGES_MAX and not self.queue.empty():
                 items.append(self.queue.get_nowait())
