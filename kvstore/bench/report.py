@@ -30,11 +30,12 @@ def rows(results: Sequence[BenchResult]) -> list[list[str]]:
         kinds = r.latency_ms or {"-": {}}
         for kind, lat in kinds.items():
             label = r.name if len(kinds) == 1 else f"{r.name} ({kind})"
+            ops_per_s = r.ops_per_s if len(kinds) == 1 else lat["ops"] / max(r.elapsed_s, 1e-9)
             out.append(
                 [
                     label,
                     str(r.concurrency),
-                    f"{r.ops_per_s:,.0f}",
+                    f"{ops_per_s:,.0f}",
                     *(f"{lat.get(p, 0):.2f}" for p in ("p50", "p95", "p99", "p99.9")),
                     "-" if r.server_cpu_us_per_op is None else f"{r.server_cpu_us_per_op:,.0f}",
                     ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items())) or "0",

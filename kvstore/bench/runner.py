@@ -37,7 +37,7 @@ class BenchResult:
     concurrency: int
     ops: int
     elapsed_s: float
-    latency_ms: dict[str, dict[str, float]]  # kind -> {"p50": ..., ...}
+    latency_ms: dict[str, dict[str, float]]  # kind -> {"ops": n, "p50": ms, ...}
     errors: dict[str, int]
     server_cpu_us_per_op: float | None = None
     nodes: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -61,31 +61,32 @@ class BenchResult:
         }
 
 
-async def cluster_spans(endpoints: list[str]) -> list[tuple[bytes, bytes]]:
+async def describe(endpoints: list[str]) -> admin_pb2.DescribeClusterResponse:
+    """The cluster's shard map and nodes, from the first endpoint that answers."""
     for endpoint in endpoints:
         async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
             try:
-                view = await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
-                    admin_pb2.DescribeClusterRequest(), timeout=5
-                )
+                view: admin_pb2.DescribeClusterResponse = await admin_pb2_grpc.AdminStub(
+                    channel
+                ).DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=5)
             except grpc.aio.AioRpcError:
                 continue
-            return [(s.start, s.end) for s in sorted(view.shards, key=lambda s: s.start)]
+            return view
     raise RuntimeError(f"no node answered at {', '.join(endpoints)}")
+
+
+async def cluster_spans(endpoints: list[str]) -> list[tuple[bytes, bytes]]:
+    view = await describe(endpoints)
+    return [(s.start, s.end) for s in sorted(view.shards, key=lambda s: s.start)]
 
 
 async def node_costs(endpoints: list[str]) -> dict[int, NodeCost]:
     """Every node's CPU time, memory and disk, from ``Admin.NodeStatus`` (absent: no answer)."""
     costs: dict[int, NodeCost] = {}
-    addresses = list(endpoints)
-    async with grpc.aio.insecure_channel(addresses[0], options=CHANNEL_OPTIONS) as channel:
-        try:
-            view = await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
-                admin_pb2.DescribeClusterRequest(), timeout=5
-            )
-            addresses = [n.address for n in view.nodes]
-        except grpc.aio.AioRpcError:
-            pass
+    try:
+        addresses = [n.address for n in (await describe(endpoints)).nodes]
+    except RuntimeError:
+        addresses = list(endpoints)
     for address in addresses:
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
             try:
