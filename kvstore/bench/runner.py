@@ -157,7 +157,10 @@ def merge(name: str, spec: LoadSpec, parts: list[LoadResult]) -> BenchResult:
         for code, count in part.errors.items():
             errors[code] = errors.get(code, 0) + count
     latency = {
-        kind: {f"p{p:g}": round(h.get_value_at_percentile(p) / 1000.0, 3) for p in PERCENTILES}
+        kind: {
+            "ops": h.get_total_count(),
+            **{f"p{p:g}": round(h.get_value_at_percentile(p) / 1000.0, 3) for p in PERCENTILES},
+        }
         for kind, h in sorted(merged.items())
     }
     return BenchResult(
