@@ -275,7 +275,9 @@ class KvService(kv_pb2_grpc.KVServicer):
             hint: int | None = None
             if self._hosts(shard):
                 try:
-                    return await asyncio.wait_for(local(), left)
+                    # A timeout scope, not wait_for: no extra task per request.
+                    async with asyncio.timeout(left):
+                        return await local()
                 except NotLeaderError as exc:
                     hint = exc.leader_hint
                 except ProposalDroppedError:
