@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
+from kvstore import event_loop
 from kvstore.bench import cli as bench_cli
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.client import new_client_id
@@ -203,7 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise UserError(f"node {args.node} failed: {server.runtime.failure!r}")
         await server.stop()
 
-    asyncio.run(run())
+    event_loop.run(run())
     return 0
 
 

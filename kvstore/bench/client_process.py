@@ -17,6 +17,7 @@ import grpc
 from hdrh.histogram import HdrHistogram
 
 from cluster import KeySpan
+from kvstore import event_loop
 from kvstore.bench.echo import METHOD
 from kvstore.bench.keys import KeyChooser, spread_keys
 from kvstore.channels import CHANNEL_OPTIONS
@@ -60,7 +61,7 @@ class LoadResult:
 
 def run_in_process(spec: LoadSpec, counter: Any, results: Any) -> None:
     """Entry point of a spawned client process."""
-    results.put(asyncio.run(_run(spec, counter)))
+    results.put(event_loop.run(_run(spec, counter)))
 
 
 async def _run(spec: LoadSpec, counter: Any) -> LoadResult:

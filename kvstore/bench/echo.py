@@ -3,10 +3,11 @@ of one unary Python gRPC call per operation on this machine."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import grpc
+
+from kvstore import event_loop
 
 METHOD = "/kvstore.bench.Echo/Echo"
 
@@ -33,4 +34,4 @@ def serve(address: str, ready: Any) -> None:
         ready.set()
         await server.wait_for_termination()
 
-    asyncio.run(main())
+    event_loop.run(main())
