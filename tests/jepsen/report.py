@@ -87,6 +87,13 @@ def plot(out: Path, ops: list[Op], faults: list[Fault], start_ns: int, end_ns: i
             ax.axvspan(0, 0, color=palette(index % 20), alpha=0.3, label=kind)
         ax.set_xlim(0, horizon)
 
+    def finish(fig: Any, ax: Any, ylabel: str, title: str, columns: int) -> None:
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=7, ncol=columns)
+        fig.tight_layout()
+
     fig, ax = plt.subplots(figsize=(12, 5))
     shade(ax)
     known = [o for o in ops if o.ret is not None]
@@ -113,11 +120,7 @@ def plot(out: Path, ops: list[Op], faults: list[Fault], start_ns: int, end_ns: i
                 label=f"{kind} unknown",
             )
     ax.set_yscale("log")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency of every operation (unknown outcomes at the top)")
-    ax.legend(loc="upper left", fontsize=7, ncol=4)
-    fig.tight_layout()
+    finish(fig, ax, "latency (ms)", "Latency of every operation (unknown outcomes at the top)", 4)
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
 
@@ -135,10 +138,6 @@ def plot(out: Path, ops: list[Op], faults: list[Fault], start_ns: int, end_ns: i
                 at = ((op.ret if op.ret is not None else op.call) - start_ns) // 1_000_000_000
                 counts[min(max(int(at), 0), bins - 1)] += 1
         ax.plot(range(bins), counts, label=label, color=color, lw=1.2)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("operations / s")
-    ax.set_title("Throughput")
-    ax.legend(loc="upper left", fontsize=7, ncol=6)
-    fig.tight_layout()
+    finish(fig, ax, "operations / s", "Throughput", 6)
     fig.savefig(out / "throughput.png", dpi=110)
     plt.close(fig)
