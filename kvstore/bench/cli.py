@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from kvstore.bench.client_process import LoadSpec
@@ -144,21 +145,14 @@ def _benchmarks(
         for concurrency in (1, 64):
             for workload, ratio in STANDARD:
                 name = workload if workload != "mixed" else f"mixed {ratio:g}"
-                spec = LoadSpec(
-                    **{
-                        **base.__dict__,
-                        "workload": workload,
-                        "read_ratio": ratio,
-                        "concurrency": concurrency,
-                    }
-                )
+                spec = replace(base, workload=workload, read_ratio=ratio, concurrency=concurrency)
                 plan.append((name, spec))
     else:
         name = args.workload if args.workload != "mixed" else f"mixed {args.read_ratio:g}"
         plan.append((name + (" stale" if args.stale else ""), base))
     if any(spec.workload in ("get", "mixed", "cas") for _, spec in plan):
         # Reads of keys that exist: write every key once first (reported, not mixed in).
-        load = LoadSpec(**{**base.__dict__, "workload": "load", "duration_s": 3600.0, "ops_max": 0})
+        load = replace(base, workload="load", duration_s=3600.0, ops_max=0)
         results.append(measure("preload (each key once)", load, args.clients, progress=progress))
     for name, spec in plan:
         results.append(measure(name, spec, args.clients, progress=progress))
@@ -178,14 +172,7 @@ def _calibrate(base: LoadSpec, args: argparse.Namespace, progress: bool) -> list
             raise BenchError(f"the echo server did not start on {address}")
         out = []
         for concurrency in sorted({1, args.concurrency}):
-            spec = LoadSpec(
-                **{
-                    **base.__dict__,
-                    "workload": "echo",
-                    "echo_address": address,
-                    "concurrency": concurrency,
-                }
-            )
+            spec = replace(base, workload="echo", echo_address=address, concurrency=concurrency)
             out.append(measure("grpc echo (ceiling)", spec, args.clients, progress=progress))
         return out
     finally:

@@ -131,7 +131,6 @@ async def run(options: RunOptions) -> dict[str, Any]:
     )
     nodes = [Node(n.address) for n in cluster.nodes]
     library = Library([n.address for n in cluster.nodes], options.op_timeout_s)
-    results: dict[str, Any] = {}
     crashed: list[int] = []
     # SIGTERM cancels the run like Ctrl-C does, so the finally below stops every process.
     main = asyncio.current_task()

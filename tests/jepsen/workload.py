@@ -146,11 +146,9 @@ class Outcome:
 
 async def invoke(call: Awaitable[Any], counters: Counters) -> Outcome:
     try:
-        outcome = Outcome(await call)
+        response = await call
     except KvError as err:  # the library's error: its deadline covered every retry
         outcome = Outcome(code=err.code)
-        name = outcome.error_name
-        counters.by_status[name] = counters.by_status.get(name, 0) + 1
     except grpc.aio.AioRpcError as err:
         # gRPC fails an RPC with this text only when no connection to the node existed, so
         # the request never left this process (a killed node refuses the connection).
@@ -158,10 +156,12 @@ async def invoke(call: Awaitable[Any], counters: Counters) -> Outcome:
             err.details() or ""
         )
         outcome = Outcome(code=err.code(), never_sent=never_sent)
-        name = outcome.error_name
-        counters.by_status[name] = counters.by_status.get(name, 0) + 1
     except (TimeoutError, OSError):
-        outcome = Outcome(code=grpc.StatusCode.UNKNOWN)
+        return Outcome(code=grpc.StatusCode.UNKNOWN)
+    else:
+        return Outcome(response)
+    name = outcome.error_name
+    counters.by_status[name] = counters.by_status.get(name, 0) + 1
     return outcome
 
 
