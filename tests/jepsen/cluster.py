@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import grpc
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.local_cluster import stop_processes
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from tests import ports
 from tests.jepsen.proxy import ProxyServer
 
 DATACENTERS = ("dc1", "dc2", "dc3")
@@ -76,33 +76,20 @@ def probe_keys() -> list[str]:
     return [f"{start}_probe" for start in SHARD_STARTS]
 
 
-def free_base_port(nodes_per_dc: int, attempts: int = 200) -> int:
-    """A base port whose node and proxy ports are all free (below the ephemeral range)."""
-    import random
-
+def free_base_port(nodes_per_dc: int) -> int:
+    """A base port whose node and proxy ports are all free."""
     nodes_total = 3 * nodes_per_dc
-    for _ in range(attempts):
-        base = random.randrange(10_000, 31_000, 10)
+
+    def addresses(base: int) -> list[str]:
         nodes = layout(nodes_per_dc, base)
-        wanted = [n.address for n in nodes] + [
+        return [n.address for n in nodes] + [
             proxy_address(nodes, s, d, base)
             for s in range(1, nodes_total + 1)
             for d in range(1, nodes_total + 1)
             if s != d
         ]
-        if all(_bindable(a) for a in wanted):
-            return base
-    raise RuntimeError("no free port range for the cluster")
 
-
-def _bindable(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    with socket.socket() as s:
-        try:
-            s.bind((host, int(port)))
-        except OSError:
-            return False
-    return True
+    return ports.free_base_port(addresses)
 
 
 class JepsenCluster:

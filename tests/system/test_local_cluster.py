@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ import pytest
 from kvstore import Client, KvError
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2
+from tests import ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -261,16 +260,14 @@ async def _no_refresh(_deadline: float) -> None:
 
 
 def free_base_port_for(nodes: int) -> int:
-    """A base port whose node ports are free on their DC addresses (below the ephemeral
-    range, so no outgoing connection can take them first)."""
-    for _ in range(100):
-        base = random.randrange(10_000, 30_000)
-        try:
-            for node in range(1, nodes + 1):
-                dc, slot = (node - 1) // (nodes // 3) + 1, (node - 1) % (nodes // 3) + 1
-                with socket.socket() as s:
-                    s.bind((f"127.0.{dc}.{slot}", base + node))
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no free ports")
+    """A base port whose node ports are free on their DC addresses (the layout of ``kvstore
+    up``: node i of a DC on 127.0.D.i at base + node id)."""
+    per_dc = nodes // 3
+
+    def addresses(base: int) -> list[str]:
+        return [
+            f"127.0.{(node - 1) // per_dc + 1}.{(node - 1) % per_dc + 1}:{base + node}"
+            for node in range(1, nodes + 1)
+        ]
+
+    return ports.free_base_port(addresses)
