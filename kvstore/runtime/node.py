@@ -382,11 +382,11 @@ class NodeRuntime:
                 job.dumps.append(shard.shard_id)
         if job:
             self._inflight_jobs += 1
-            done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job)
             loop = asyncio.get_running_loop()
+            done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job, loop)
             done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
 
-    def _disk_job(self, job: _Job) -> _JobResult:
+    def _disk_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> _JobResult:
         """On the disk thread: one transaction, one fsync, for every shard's work."""
         results: list[tuple[int, int, Any]] = []
         dumps: list[tuple[int, int, bytes]] = []
@@ -406,6 +406,12 @@ class NodeRuntime:
                 results.append(
                     (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
                 )
+            if results:
+                # Answer the proposers now, before the commit's fsync: a chosen slot is
+                # already on a majority's disk and its result is a function of the log,
+                # so a crash before the commit only means the apply is redone. Reads still
+                # wait for ``applied_slot``, which moves only after the commit.
+                loop.call_soon_threadsafe(self._resolve_all, results)
             for shard_id, sm in machines.items():
                 # Kept for the next transaction. If this one fails the node stops, so a
                 # table ahead of the disk is never used.
@@ -434,10 +440,8 @@ class NodeRuntime:
         applied, dumps = done.result()
         for shard_id, snap in job.installs:
             self._shards[shard_id].applied_slot = snap.slot
-        for shard_id, slot, (value, results) in applied:
-            shard = self._shards[shard_id]
-            shard.applied_slot = slot
-            self._resolve(shard, slot, value, results)
+        for shard_id, slot, _ in applied:
+            self._shards[shard_id].applied_slot = slot
         for shard_id, slot, data in dumps:
             # The snapshot is of the state through `slot`: the log up to it can go.
             shard = self._shards[shard_id]
@@ -446,6 +450,10 @@ class NodeRuntime:
         for shard in self._shards.values():
             self._release_reads(shard)
         self._kick()
+
+    def _resolve_all(self, applied: list[tuple[int, int, Any]]) -> None:
+        for shard_id, slot, (value, results) in applied:
+            self._resolve(self._shards[shard_id], slot, value, results)
 
     def _resolve(self, shard: _Shard, slot: int, value: tuple[bytes, ...], results: Any) -> None:
         for encoded, fut in shard.proposals.pop(slot, ()):
