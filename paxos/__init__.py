@@ -27,8 +27,9 @@ After any input, call ``take_ready()`` and, for the ``Ready`` it returns:
    applied when you construct a replica after a restart (``applied_through``).
 6. **Serve** each ``ready.reads[i]`` once the state machine has applied ``slot``; fail each
    ``ready.failed_reads`` id (leadership was lost; retry elsewhere).
-7. **Tick** once per tick of the local clock, and before serving a read or trusting
-   ``lease_valid()``, deliver every tick that elapsed (a paused process catches up first).
+7. **Tick** once per tick of the local clock, and before delivering a message, serving a
+   read, or trusting ``lease_valid()`` or ``stale_read_bound()``, deliver every tick that
+   elapsed (a paused process catches up first: leases and freshness stamps are in ticks).
 8. **Restart** by building a new ``Replica`` from the durable state (``DurableState``; see
    ``MemoryStorage.state()``) and ``applied_through``; in-flight writes that never became
    durable are simply gone, and that is safe.
@@ -59,6 +60,7 @@ from paxos.messages import (
     Promise,
     Proposal,
     Reject,
+    Stamp,
     TimeoutNow,
     Value,
 )
@@ -126,6 +128,7 @@ __all__ = [
     "RoleChange",
     "Slot",
     "Snapshot",
+    "Stamp",
     "TimeoutNow",
     "TooLarge",
     "Value",

@@ -6,9 +6,9 @@ Life of a ballot:
 2. CATCHING_UP: a quorum promised. Slots up to the highest ``chosen_through`` any promiser
    reported are chosen already; we fetch them (log or snapshot) before proposing anything.
 3. LEADING: every slot above that is re-proposed with the highest-ballot value any promiser
-   accepted, gaps become no-ops, and a fresh no-op is added if nothing was open: the first
-   slot proposed at our ballot is the *barrier*; reads and the lease wait until it is chosen
-   (a new leader must commit in its own ballot before it knows the commit point).
+   accepted, gaps become no-ops, and a fresh no-op is added if nothing was open: the last
+   slot proposed then is the *barrier*; reads, the lease and freshness claims wait until it
+   is chosen (a new leader knows the commit point only once every slot it inherited is).
 
 Steady state: client commands are packed into batches (one batch per slot), at most
 ``inflight_slots_max`` slots are unchosen at a time, unacknowledged accepts are resent after
@@ -39,6 +39,7 @@ from paxos.messages import (
     Prepare,
     Promise,
     Proposal,
+    Stamp,
     TimeoutNow,
     Value,
 )
@@ -101,6 +102,7 @@ class Leader:
         self._last_heard: dict[NodeId, int] = dict.fromkeys(cfg.peers, now)
         self.peer_chosen: dict[NodeId, Slot] = {p: Slot(0) for p in cfg.peers}
         self._lease_acks: dict[NodeId, int] = {}
+        self._stamps: dict[NodeId, Stamp] = {}  # followers' stamps received under the lease
         self._hb_round = 0
         self._round_acks: dict[NodeId, int] = {}
         self._last_hb_tick: int | None = None
@@ -159,7 +161,10 @@ class Leader:
         if not self.proposals:
             self.proposals[self.next_slot] = NOOP
             self.next_slot = Slot(self.next_slot + 1)
-        self.barrier_slot = start
+        # The barrier is the *last* slot proposed now: a slot the old leader acknowledged may
+        # lie anywhere up to ``top``, so only once all of them are chosen do we know the
+        # commit point (Raft's no-op at the end of the new term, not its start).
+        self.barrier_slot = Slot(self.next_slot - 1)
         self._sent_through = Slot(start - 1)
         self._acks = {s: set() for s in self.proposals}
         self.phase = Phase.LEADING
@@ -167,7 +172,7 @@ class Leader:
         self._logger.info(
             "leader_elected",
             ballot=str(self.ballot),
-            barrier_slot=start,
+            barrier_slot=self.barrier_slot,
             reproposed=len(self.proposals),
         )
         self.pump()
@@ -311,6 +316,7 @@ class Leader:
                     commit=self._log.chosen_through,
                     sent_tick=self._now,
                     round=self._hb_round,
+                    echo=self._stamps.get(peer),
                 )
             )
 
@@ -320,6 +326,17 @@ class Leader:
         self._heard(msg.src, msg.chosen_through)
         self._lease_acks[msg.src] = max(self._lease_acks.get(msg.src, 0), msg.sent_tick)
         self._round_acks[msg.src] = max(self._round_acks.get(msg.src, 0), msg.round)
+        if msg.stamp is not None and self.lease_valid(self._now):
+            # We hold the lease on receipt, so no other leader can have acknowledged a write
+            # we do not have chosen (a lease read's argument): everything acknowledged before
+            # the follower stamped this is at or below our chosen_through, now and later.
+            last = self._stamps.get(msg.src)
+            if (
+                last is None
+                or last.incarnation != msg.stamp.incarnation
+                or last.tick < msg.stamp.tick
+            ):
+                self._stamps[msg.src] = msg.stamp
         self._release_reads()
         self._maybe_hand_over()
 

@@ -104,6 +104,14 @@ class Reject:
     chosen_through: Slot
 
 
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A replica's tick count, tagged with its incarnation (tick counts restart at zero)."""
+
+    incarnation: int
+    tick: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
     """Leader liveness, commit point, and a lease round: ``sent_tick`` is the leader's clock."""
@@ -114,6 +122,10 @@ class Heartbeat:
     commit: Slot
     sent_tick: int
     round: int  # read-index round: counts heartbeats of this ballot
+    # Freshness for bounded-staleness reads: the receiver's own ``Stamp`` from an ack that
+    # reached us while we held the lease, so every write acknowledged before that stamp is
+    # at or below ``commit``. None: no claim.
+    echo: Stamp | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +138,7 @@ class HeartbeatAck:
     sent_tick: int
     round: int
     chosen_through: Slot
+    stamp: Stamp | None = None  # the follower's clock when it sent this ack
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,7 @@ owes the replica comes out of ``take_ready()``. Invariants are asserted after ev
 
 from __future__ import annotations
 
+from collections import deque
 from typing import assert_never
 
 from paxos.acceptor import Acceptor
@@ -31,6 +32,7 @@ from paxos.messages import (
     Prepare,
     Promise,
     Reject,
+    Stamp,
     TimeoutNow,
 )
 from paxos.outbox import Outbox
@@ -46,6 +48,7 @@ from paxos.ready import (
 )
 
 _NOTHING_APPLIED = Slot(0)
+_FRESHNESS_KEPT = 16
 
 
 class Replica:
@@ -61,6 +64,7 @@ class Replica:
         logger: Logger | None = None,
         durable: DurableState | None = None,
         applied_through: Slot = _NOTHING_APPLIED,
+        incarnation: int = 0,
     ) -> None:
         state = durable if durable is not None else DurableState()
         self._cfg = config
@@ -74,6 +78,12 @@ class Replica:
         self._role = Role.FOLLOWER
         self._now = 0
         self._max_seen = state.promised
+        # Tick counts restart at zero: stamps carry this to tell our own echoes from a
+        # previous life's. The driver passes a value unique to this process start.
+        self._incarnation = incarnation
+        # Freshness claims from leaseholders, oldest first: (commit, our tick); see
+        # ``stale_read_bound``. A few suffice: an older claim only helps a replica behind.
+        self._freshness: deque[tuple[Slot, int]] = deque(maxlen=_FRESHNESS_KEPT)
 
     # ================================================================== inspection
 
@@ -129,6 +139,25 @@ class Replica:
         """We may serve linearizable reads locally now (deliver elapsed ticks first)."""
         leader = self._leader
         return leader is not None and leader.lease_valid(self._now)
+
+    def stale_read_bound(self, applied: Slot) -> int | None:
+        """How stale a read of our state through ``applied`` can be, in nominal ticks.
+
+        0 while we hold the lease and have applied all we know chosen. Otherwise from the
+        newest leaseholder claim "everything acknowledged before your tick T is at or below
+        slot C" (``Heartbeat.echo``) with C <= ``applied``: our state misses nothing
+        acknowledged more than ``now - T + 1`` of our ticks ago (the +1 covers the part of
+        tick T already gone when we stamped), which is at most that times ``1 + rho``
+        nominal ticks. None when no claim covers ``applied``. Deliver elapsed ticks first.
+        """
+        if self.lease_valid() and applied >= self._log.chosen_through:
+            return 0
+        ticks = [tick for commit, tick in self._freshness if commit <= applied]
+        if ticks:
+            own_ticks = self._now - max(ticks) + 1
+            drift = self._cfg.clock_drift_max_permille
+            return -(-own_ticks * (1000 + drift) // 1000)
+        return None
 
     def peer_is_current(self, peer: NodeId) -> bool:
         """We lead, ``peer`` answered recently and is caught up (a safe transfer target)."""
@@ -283,6 +312,9 @@ class Replica:
         self._yield_to(msg.ballot)
         self._election.heard_leader(msg.ballot)
         self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
+        echo = msg.echo
+        if echo is not None and echo.incarnation == self._incarnation and echo.tick <= self._now:
+            self._freshness.append((msg.commit, echo.tick))
         self._out.send(
             HeartbeatAck(
                 src=self.node_id,
@@ -291,6 +323,7 @@ class Replica:
                 sent_tick=msg.sent_tick,
                 round=msg.round,
                 chosen_through=self._log.chosen_through,
+                stamp=Stamp(self._incarnation, self._now),
             )
         )
 

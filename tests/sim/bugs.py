@@ -14,6 +14,7 @@ from paxos import (
     Prepare,
     Replica,
     Rng,
+    Slot,
 )
 from paxos.acceptor import Acceptor
 from paxos.leader import Leader, Phase
@@ -70,24 +71,81 @@ class ForgetfulReplica(Replica):
     leader_class = ForgetfulLeader
 
 
-def early_reply_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
-    replica = Replica(config, rng=rng, durable=durable)
+def early_reply_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
     replica._acceptor.__class__ = EarlyReplyAcceptor
     return replica
 
 
-def forgetful_leader_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
-    return ForgetfulReplica(config, rng=rng, durable=durable)
+def forgetful_leader_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    return ForgetfulReplica(config, rng=rng, durable=durable, incarnation=incarnation)
 
 
-def no_drift_margin_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+def no_drift_margin_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
     """``lease <= guard - 1``: right about tick rounding, but no allowance for clock drift."""
     object.__setattr__(config, "lease_ticks", config.election_ticks_min - 1)
-    return Replica(config, rng=rng, durable=durable)
+    return Replica(config, rng=rng, durable=durable, incarnation=incarnation)
 
 
-def unguarded_follower_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
+def unguarded_follower_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
     """Leases without the follower half: followers promise anyone at once (no sticky guard)."""
-    replica = Replica(config, rng=rng, durable=durable)
+    replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
     replica._election.may_promise = lambda msg: True  # type: ignore[method-assign]
     return replica
+
+
+class UnappliedFreshnessReplica(Replica):
+    """Trusts the newest freshness claim even when it has not applied the claimed commit."""
+
+    def stale_read_bound(self, applied: Slot) -> int | None:
+        if not self._freshness:
+            return None
+        return self._now - self._freshness[-1][1] + 1
+
+
+def unapplied_freshness_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    return UnappliedFreshnessReplica(config, rng=rng, durable=durable, incarnation=incarnation)
+
+
+class UncountedTickFreshnessReplica(Replica):
+    """Counts only whole ticks since the stamp: forgets the part of the stamped tick gone."""
+
+    def stale_read_bound(self, applied: Slot) -> int | None:
+        bound = super().stale_read_bound(applied)
+        return None if bound is None or bound == 0 else max(0, bound - 2)
+
+
+def uncounted_tick_freshness_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    return UncountedTickFreshnessReplica(config, rng=rng, durable=durable, incarnation=incarnation)
+
+
+class EarlyBarrierLeader(Leader):
+    """Trusts its commit point once the *first* inherited slot is chosen (the barrier bug)."""
+
+    def try_finish_catch_up(self) -> bool:
+        started = super().try_finish_catch_up()
+        if started:
+            self.barrier_slot = min(self.proposals)
+        return started
+
+
+class EarlyBarrierReplica(Replica):
+    leader_class = EarlyBarrierLeader
+
+
+def early_barrier_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    return EarlyBarrierReplica(config, rng=rng, durable=durable, incarnation=incarnation)

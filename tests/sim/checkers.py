@@ -10,10 +10,13 @@
 - **Acknowledged proposals survive**: every command a client was told is chosen is in the
   chosen log at that slot, and in every replica's applied log once it has caught up.
 - **Lease safety**: at no instant do two replicas believe they hold the lease.
+- **Bounded staleness**: whenever a replica would serve a read of its applied state with
+  a staleness bound B, every command acknowledged more than B before now is in that state.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +42,9 @@ class Checker:
     _applied: dict[Slot, Value] = field(default_factory=dict)
     acked: dict[bytes, Slot] = field(default_factory=dict)
     now_us: int = 0
+    # Acknowledgements in time order, with the highest slot acknowledged so far at each.
+    _ack_times: list[int] = field(default_factory=list)
+    _ack_slot_max: list[Slot] = field(default_factory=list)
 
     def fail(self, kind: str, detail: str) -> None:
         if len(self.violations) < 50:
@@ -82,6 +88,18 @@ class Checker:
 
     def on_ack(self, command: bytes, slot: Slot) -> None:
         self.acked[command] = slot
+        highest = self._ack_slot_max[-1] if self._ack_slot_max else Slot(0)
+        self._ack_times.append(self.now_us)
+        self._ack_slot_max.append(max(highest, slot))
+
+    def on_stale_read_bound(self, node: NodeId, applied: Slot, bound_us: int) -> None:
+        older = bisect.bisect_left(self._ack_times, self.now_us - bound_us)
+        if older and self._ack_slot_max[older - 1] > applied:
+            self.fail(
+                "stale-read",
+                f"n{node} promises staleness <= {bound_us}us at slot {applied}, but slot "
+                f"{self._ack_slot_max[older - 1]} was acknowledged before that",
+            )
 
     def on_lease_holders(self, holders: Iterable[NodeId]) -> None:
         held = sorted(holders)

@@ -47,6 +47,27 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         {"lease"},
         150,
     ),
+    (
+        "new leader trusts its commit point before every inherited slot is chosen",
+        bugs.early_barrier_factory,
+        None,
+        {"stale-read"},
+        200,
+    ),
+    (
+        "follower bounds staleness from a commit it has not applied",
+        bugs.unapplied_freshness_factory,
+        None,
+        {"stale-read"},
+        60,
+    ),
+    (
+        "follower's staleness bound two ticks short",
+        bugs.uncounted_tick_freshness_factory,
+        None,
+        {"stale-read"},
+        60,
+    ),
 ]
 
 

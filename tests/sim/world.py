@@ -38,8 +38,8 @@ from tests.sim.rng import sub_rng
 ReplicaFactory = Callable[[Config, Rng, DurableState], Replica]
 
 
-def default_factory(config: Config, rng: Rng, durable: DurableState) -> Replica:
-    return Replica(config, rng=rng, durable=durable)
+def default_factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
+    return Replica(config, rng=rng, durable=durable, incarnation=incarnation)
 
 
 def encode_snapshot(values: list[Value]) -> bytes:
@@ -161,7 +161,7 @@ class World:
                 self.checker.fail("replica-assertion", f"{type(exc).__name__}: {exc}")
                 self._heap.clear()
                 return
-            self._check_leases()
+            self._check_reads()
             if self.events >= self.events_max:
                 self.checker.fail("runaway", f"{self.events} events by t={at_us}us")
                 self._heap.clear()
@@ -191,7 +191,7 @@ class World:
             drift = self._drift_rng.randrange(-rho, rho + 1)
         node.tick_us = self.params.tick_us * (1000 + drift) // 1000
         rng = sub_rng(self.seed, f"replica{v}/{node.incarnation}")
-        node.replica = self._factory(node.config, rng, node.disk.storage.state())
+        node.replica = self._factory(node.config, rng, node.disk.storage.state(), node.incarnation)
         node.applied = []
         node.awaiting = {}
         node.paused = False
@@ -345,12 +345,18 @@ class World:
                 self.trace(node.node_id, "compact", f"through={slot}")
                 self._drain(node)
 
-    def _check_leases(self) -> None:
-        holders = [
-            v
-            for v, n in self.nodes.items()
-            if n.running and n.replica is not None and n.replica.lease_valid()
-        ]
+    def _check_reads(self) -> None:
+        """Lease holders, and what each replica would promise a bounded-staleness read."""
+        holders = []
+        for v, n in self.nodes.items():
+            if not n.running or n.replica is None:
+                continue
+            if n.replica.lease_valid():
+                holders.append(v)
+            applied = Slot(len(n.applied))
+            bound = n.replica.stale_read_bound(applied)
+            if bound is not None:
+                self.checker.on_stale_read_bound(v, applied, bound * self.params.tick_us)
         if len(holders) > 1:
             self.checker.on_lease_holders(holders)
 
