@@ -26,6 +26,14 @@ Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
     replicas = [1, 2, 3]
     leader_dc = "dc1"      # optional leader preference
 
+    [wan]                  # optional: emulated WAN delay between datacenters (local tests)
+    latency_ms = 30        # one way, between any two datacenters (a round trip is twice it)
+    jitter_ms = 3          # each message: +- up to this much, never reordering a link
+
+    [[wan.links]]          # optional: one pair's own one-way latency
+    between = ["dc1", "dc3"]
+    latency_ms = 80
+
     [limits]               # optional; these are the defaults
     key_bytes_max = 4096
     value_bytes_max = 1048576
@@ -72,6 +80,29 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class WanConfig:
+    """Emulated one-way delay between datacenters, applied by the nodes themselves.
+
+    For a local cluster that should behave like three real datacenters (``kvstore up
+    --wan-latency-ms``). A real deployment leaves it out: its network has its own latency.
+    """
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    links: tuple[tuple[frozenset[str], float], ...] = ()
+
+    def one_way_ms(self, a: str, b: str) -> float:
+        if a == b:
+            return 0.0
+        pair = frozenset((a, b))
+        return next((ms for link, ms in self.links if link == pair), self.latency_ms)
+
+    @property
+    def enabled(self) -> bool:
+        return self.latency_ms > 0 or self.jitter_ms > 0 or any(ms > 0 for _, ms in self.links)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     name: str
     tick_ms: int
@@ -79,6 +110,7 @@ class ClusterConfig:
     nodes: tuple[NodeSpec, ...]
     shards: tuple[ShardSpec, ...]
     limits: Limits = Limits()
+    wan: WanConfig = WanConfig()
 
     def node(self, node_id: int) -> NodeSpec:
         for n in self.nodes:
@@ -88,6 +120,21 @@ class ClusterConfig:
 
     def shards_of(self, node_id: int) -> tuple[ShardSpec, ...]:
         return tuple(s for s in self.shards if node_id in s.replicas)
+
+    def shard(self, shard_id: int) -> ShardSpec:
+        for s in self.shards:
+            if s.shard_id == shard_id:
+                return s
+        raise KeyError(shard_id)
+
+    def default_leader_dc(self, shard_id: int) -> str:
+        """The configured ``leader_dc``, else one spread evenly: shards in key order take
+        the datacenters in turn."""
+        spec = self.shard(shard_id)
+        if spec.leader_dc is not None:
+            return spec.leader_dc
+        index = next(i for i, s in enumerate(self.shards) if s.shard_id == shard_id)
+        return self.datacenters[index % len(self.datacenters)]
 
 
 def parse_cluster_config(text: str) -> ClusterConfig:
@@ -134,7 +181,43 @@ def parse_cluster_config(text: str) -> ClusterConfig:
     _unique([s.shard_id for s in shards], "shard id")
     _check_coverage(shards)
     ordered = tuple(sorted(shards, key=lambda s: s.span.start))
-    return ClusterConfig(name, tick_ms, dcs, nodes, ordered, _limits(raw.get("limits", {})))
+    return ClusterConfig(
+        name, tick_ms, dcs, nodes, ordered, _limits(raw.get("limits", {})), _wan(raw, dcs)
+    )
+
+
+def _wan(raw: dict[str, Any], dcs: tuple[str, ...]) -> WanConfig:
+    table = raw.get("wan", {})
+    if not isinstance(table, dict):
+        raise ClusterConfigError("[wan] must be a table")
+    unknown = sorted(set(table) - {"latency_ms", "jitter_ms", "links"})
+    if unknown:
+        raise ClusterConfigError(f"[wan] has unknown keys {unknown}")
+    latency = _ms(table.get("latency_ms", 0), "wan.latency_ms")
+    jitter = _ms(table.get("jitter_ms", 0), "wan.jitter_ms")
+    links: list[tuple[frozenset[str], float]] = []
+    for link in _array(table, "links"):
+        between = link.get("between")
+        if (
+            not isinstance(between, list)
+            or len(between) != 2
+            or len(set(between)) != 2
+            or not all(dc in dcs for dc in between)
+        ):
+            raise ClusterConfigError(
+                f"wan.links: between must name two different datacenters, not {between!r}"
+            )
+        pair = frozenset(between)
+        if any(pair == seen for seen, _ in links):
+            raise ClusterConfigError(f"wan.links: {sorted(pair)} given twice")
+        links.append((pair, _ms(link.get("latency_ms"), "wan.links.latency_ms")))
+    return WanConfig(latency, jitter, tuple(links))
+
+
+def _ms(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10_000:
+        raise ClusterConfigError(f"{where} must be a number of ms within 0..10000, not {value!r}")
+    return float(value)
 
 
 def _limits(raw: object) -> Limits:

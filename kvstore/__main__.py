@@ -24,9 +24,18 @@ from typing import Any
 import grpc
 
 from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
-from kvstore import event_loop
+from kvstore import event_loop, geo_cli
 from kvstore.bench import cli as bench_cli
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.cli_support import (
+    UserError,
+    add_endpoints,
+    add_output,
+    endpoint_list,
+    node_views,
+    show,
+    table,
+)
 from kvstore.client import new_client_id
 from kvstore.local_cluster import up
 from kvstore.logging import configure
@@ -49,10 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,20 +89,27 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dir", type=Path, default=Path("data"))
     up.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
     up.add_argument("--base-port", type=int, default=7000)
+    up.add_argument(
+        "--wan-latency-ms",
+        type=float,
+        default=None,
+        help="emulate a WAN: one-way delay between datacenters (a round trip is twice it)",
+    )
+    up.add_argument("--wan-jitter-ms", type=float, default=0.0, help="+- per message")
     up.set_defaults(run=_up)
 
     bench = sub.add_parser(
         "bench", help="load-test a cluster (or a local one): throughput, latency, server CPU"
     )
     bench_cli.add_arguments(bench)
-    _output(bench)
+    add_output(bench)
     bench.set_defaults(run=_bench)
 
     config = sub.add_parser("config", help="cluster configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a cluster config and print its shards")
     check.add_argument("file", type=Path)
-    _output(check)
+    add_output(check)
     check.set_defaults(run=_config_check)
 
     shards = sub.add_parser("shards", help="the shard map: ranges, replicas, leaders")
@@ -112,17 +124,19 @@ def _parser() -> argparse.ArgumentParser:
     txn.add_argument("--then", dest="success", action="append", default=[], metavar="OP")
     txn.add_argument("--else", dest="failure", action="append", default=[], metavar="OP")
     for cmd, fn in ((shards, _shards), (txn, _txn)):
-        _endpoints(cmd)
-        _output(cmd)
+        add_endpoints(cmd)
+        add_output(cmd)
         cmd.set_defaults(run=fn)
     status = sub.add_parser("status", help="every node, and every shard's leader and replicas")
     transfer = sub.add_parser("transfer-leader", help="move a shard's leadership to a node")
     transfer.add_argument("shard", type=int)
     transfer.add_argument("node", type=int)
     for cmd, fn in ((status, _status), (transfer, _transfer_leader)):
-        _endpoints(cmd)
-        _output(cmd)
+        add_endpoints(cmd)
+        add_output(cmd)
         cmd.set_defaults(run=fn)
+
+    geo_cli.add_parsers(sub)
 
     for name, helptext, fn in (
         ("put", "write a key", _put),
@@ -131,14 +145,20 @@ def _parser() -> argparse.ArgumentParser:
         ("scan", "list keys in a range", _scan),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        _endpoints(cmd)
-        _output(cmd)
+        add_endpoints(cmd)
+        add_output(cmd)
         if name in ("put", "get", "del"):
             cmd.add_argument("key")
         if name == "put":
             cmd.add_argument("value")
         if name == "get":
             cmd.add_argument("--stale", action="store_true", help="read the nearest replica")
+            cmd.add_argument(
+                "--max-staleness-ms",
+                type=int,
+                default=0,
+                help="read the nearest replica if it can prove it is at most this stale",
+            )
         if name == "scan":
             cmd.add_argument("--prefix", default="")
             cmd.add_argument("--start", default="")
@@ -146,19 +166,6 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--limit", type=int, default=100)
         cmd.set_defaults(run=fn)
     return p
-
-
-def _endpoints(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--endpoints",
-        default=os.environ.get("KVSTORE_ENDPOINTS", "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"),
-        help="host:port,... (default: KVSTORE_ENDPOINTS, else the kvstore up defaults)",
-    )
-    cmd.add_argument("--timeout", type=float, default=10.0)
-
-
-def _output(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
 # ---------------------------------------------------------------------- node and cluster
@@ -239,7 +246,22 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    return up(args.dir, nodes_per_dc=args.nodes_per_dc, base_port=args.base_port)
+    for flag, value in (
+        ("--wan-latency-ms", args.wan_latency_ms),
+        ("--wan-jitter-ms", args.wan_jitter_ms),
+    ):
+        if value is not None and not 0 <= value <= 10_000:
+            raise UserError(f"{flag} must be within 0..10000 ms, not {value}")
+    try:
+        return up(
+            args.dir,
+            nodes_per_dc=args.nodes_per_dc,
+            base_port=args.base_port,
+            wan_latency_ms=args.wan_latency_ms,
+            wan_jitter_ms=args.wan_jitter_ms,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -257,7 +279,7 @@ def _config_check(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps({"cluster": cluster.name, "shards": rows}))
     else:
-        _table(
+        table(
             ["shard", "range", "replicas", "leader_dc"],
             [[r["shard"], r["range"], ", ".join(r["replicas"]), r["leader_dc"]] for r in rows],
         )
@@ -268,7 +290,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
-    endpoints = _endpoint_list(args)
+    endpoints = endpoint_list(args)
 
     async def attempt() -> Any:
         last: grpc.aio.AioRpcError | None = None
@@ -299,7 +321,7 @@ def _put(args: argparse.Namespace) -> int:
         "Put",
         kv_pb2.PutRequest(key=args.key.encode(), value=args.value.encode(), request_id=request_id),
     )
-    _show(
+    show(
         args,
         {"key": args.key, "revision": response.header.revision, "shard": response.header.shard_id},
         ["key", "shard", "revision"],
@@ -308,15 +330,31 @@ def _put(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    consistency = kv_pb2.CONSISTENCY_STALE if args.stale else kv_pb2.CONSISTENCY_LINEARIZABLE
-    response = _call(args, "Get", kv_pb2.GetRequest(key=args.key.encode(), consistency=consistency))
+    if not 0 <= args.max_staleness_ms < 1 << 32:
+        raise UserError("--max-staleness-ms must be a non-negative number of ms")
+    stale = args.stale or args.max_staleness_ms > 0
+    request = kv_pb2.GetRequest(
+        key=args.key.encode(),
+        consistency=kv_pb2.CONSISTENCY_STALE if stale else kv_pb2.CONSISTENCY_LINEARIZABLE,
+        max_staleness_ms=args.max_staleness_ms,
+    )
+    response = _call(args, "Get", request)
+    header = response.header
+    served = {
+        "served_by_node": header.served_by_node_id,
+        "served_by_dc": header.served_by_dc,
+        "staleness_bound_ms": header.staleness_bound_ms,
+    }
     if not response.found:
         if args.output == "json":
-            print(json.dumps({"key": args.key, "found": False}))
+            print(json.dumps({"key": args.key, "found": False, **served}))
         else:
             print(f"{args.key}: not found", file=sys.stderr)
         return 1
-    _show(args, _kv_row(response.kv), ["key", "value", "version", "mod_revision"])
+    columns = ["key", "value", "version", "mod_revision"]
+    if stale:
+        columns += ["served_by_dc", "staleness_bound_ms"]
+    show(args, {**_kv_row(response.kv), **served}, columns)
     return 0
 
 
@@ -324,7 +362,7 @@ def _del(args: argparse.Namespace) -> int:
     request_id = kv_pb2.RequestId(client_id=new_client_id(), seq=1)
     request = kv_pb2.DeleteRequest(key=args.key.encode(), request_id=request_id)
     response = _call(args, "Delete", request)  # a retry on another node applies once
-    _show(
+    show(
         args,
         {"key": args.key, "deleted": response.deleted, "revision": response.header.revision},
         ["key", "deleted", "revision"],
@@ -340,7 +378,7 @@ def _scan(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps({"kvs": rows, "more": response.more}))
     else:
-        _table(
+        table(
             ["key", "value", "version", "mod_revision"],
             [[r["key"], r["value"], r["version"], r["mod_revision"]] for r in rows],
         )
@@ -349,34 +387,8 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """Every endpoint's own view (``None`` for an endpoint that does not answer)."""
-
-    async def ask(endpoint: str) -> tuple[str, Any]:
-        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
-            try:
-                view = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
-                    admin_pb2.NodeStatusRequest(), timeout=min(args.timeout, 3.0)
-                )
-            except grpc.aio.AioRpcError:
-                return endpoint, None
-            return endpoint, view
-
-    async def everyone() -> list[tuple[str, Any]]:
-        return list(await asyncio.gather(*(ask(e) for e in _endpoint_list(args))))
-
-    return asyncio.run(everyone())
-
-
-def _endpoint_list(args: argparse.Namespace) -> list[str]:
-    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
-    if not endpoints:
-        raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
-    return endpoints
-
-
 def _status(args: argparse.Namespace) -> int:
-    views = _node_views(args)
+    views = node_views(args)
     nodes = [
         {"node": v.node_id, "dc": v.dc, "address": v.address, "up": True}
         if v is not None
@@ -394,12 +406,15 @@ def _status(args: argparse.Namespace) -> int:
                     "shard": s.shard_id,
                     "range": _range(s.start, s.end),
                     "leader": None,
+                    "leader_dc": "",
+                    "preferred_dc": s.preferred_dc,
                     "ballot": "",
                     "replicas": [],
                 },
             )
             if s.role == "leader":
                 entry["leader"], entry["ballot"] = view.node_id, s.promised_ballot
+                entry["leader_dc"], entry["preferred_dc"] = view.dc, s.preferred_dc
             entry["replicas"].append(
                 {
                     "node": view.node_id,
@@ -408,29 +423,38 @@ def _status(args: argparse.Namespace) -> int:
                     "commit": s.chosen_through,
                     "applied": s.applied_slot,
                     "lease": s.lease,
+                    "staleness_bound_ms": s.staleness_bound_ms
+                    if s.staleness_bound_ms >= 0
+                    else None,
                 }
             )
     for entry in shards.values():
         top = max((r["commit"] for r in entry["replicas"]), default=0)
         for r in entry["replicas"]:
             r["lag"] = top - r["applied"]
+        entry["conforms"] = entry["leader_dc"] == entry["preferred_dc"]
     rows = [shards[k] for k in sorted(shards)]
+    rtt = geo_cli.rtt_matrix(views)
     if args.output == "json":
-        print(json.dumps({"nodes": nodes, "shards": rows}))
+        print(json.dumps({"nodes": nodes, "shards": rows, "rtt": geo_cli.rtt_rows(rtt)}))
         return 0
-    _table(
+    table(
         ["node", "dc", "address", "status"],
         [[n["node"] or "?", n["dc"], n["address"], "up" if n["up"] else "DOWN"] for n in nodes],
     )
     print()
-    _table(
-        ["shard", "range", "leader", "ballot", "replicas (node:commit/applied)"],
+    print()
+    geo_cli.print_rtt_table(rtt)
+    print()
+    table(
+        ["shard", "range", "leader", "ballot", "preferred", "replicas (node:commit/applied)"],
         [
             [
                 r["shard"],
                 r["range"],
-                f"n{r['leader']}" if r["leader"] else "none",
+                f"n{r['leader']} ({r['leader_dc']})" if r["leader"] else "none",
                 r["ballot"],
+                r["preferred_dc"] + ("" if r["conforms"] or not r["leader"] else " (moving)"),
                 "  ".join(_replica_cell(x) for x in sorted(r["replicas"], key=lambda x: x["node"])),
             ]
             for r in rows
@@ -445,7 +469,7 @@ def _replica_cell(replica: dict[str, Any]) -> str:
 
 
 def _transfer_leader(args: argparse.Namespace) -> int:
-    views = _node_views(args)
+    views = node_views(args)
     leader = next(
         (
             v
@@ -479,14 +503,14 @@ def _transfer_leader(args: argparse.Namespace) -> int:
         "to": args.node,
         "started": response.started,
     }
-    _show(args, row, ["shard", "from", "to", "started"])
+    show(args, row, ["shard", "from", "to", "started"])
     return 0 if response.started else 1
 
 
 def _shards(args: argparse.Namespace) -> int:
     async def describe() -> Any:
         last = "no endpoint answered"
-        for endpoint in _endpoint_list(args):
+        for endpoint in endpoint_list(args):
             async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
                 try:
                     return await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
@@ -510,7 +534,7 @@ def _shards(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps({"cluster": view.cluster, "shards": rows}))
         return 0
-    _table(
+    table(
         ["shard", "range", "replicas", "leader"],
         [
             [
@@ -626,22 +650,6 @@ def _kv_row(kv: kv_pb2.KeyValue) -> dict[str, Any]:
         "create_revision": kv.create_revision,
         "mod_revision": kv.mod_revision,
     }
-
-
-def _show(args: argparse.Namespace, row: dict[str, Any], columns: list[str]) -> None:
-    if args.output == "json":
-        print(json.dumps(row))
-    else:
-        _table(columns, [[row[c] for c in columns]])
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    cells = [columns, *[[str(v) for v in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    for n, row in enumerate(cells):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,16 @@ class Batcher:
     IN_FLIGHT_MAX = 2
 
     def __init__(
-        self, stub: kv_pb2_grpc.KVStub, metadata: tuple[tuple[str, str], ...] = ()
+        self,
+        stub: kv_pb2_grpc.KVStub,
+        metadata: tuple[tuple[str, str], ...] = (),
+        *,
+        one_way_delay_s: float = 0.0,
     ) -> None:
+        """``one_way_delay_s``: an emulated WAN between us and the node (each way)."""
         self._stub = stub
         self._metadata = metadata
+        self._one_way_s = one_way_delay_s
         self._items: list[kv_pb2.BatchItem] = []
         self._futures: list[asyncio.Future[Any]] = []
         self._bytes = 0
@@ -75,9 +81,13 @@ class Batcher:
         self, items: list[kv_pb2.BatchItem], futures: list[asyncio.Future[Any]], timeout: float
     ) -> None:
         try:
+            if self._one_way_s:
+                await asyncio.sleep(self._one_way_s)
             response = await self._stub.Batch(
                 kv_pb2.BatchRequest(items=items), timeout=timeout, metadata=self._metadata
             )
+            if self._one_way_s:
+                await asyncio.sleep(self._one_way_s)
         except grpc.aio.AioRpcError as err:
             for future in futures:
                 if not future.done():

@@ -10,6 +10,11 @@
   id of its own, one request at a time) and gives it back when it ends.
 - Concurrent calls to one node travel together: one ``KV.Batch`` call per event-loop turn
   (``kvstore.batcher``), not one gRPC call per operation.
+- A client that knows its datacenter (``dc=``, default ``KVSTORE_DC``) uses a gateway there:
+  requests go to that datacenter's replica of the shard (any node there, if it has none),
+  which forwards writes and linearizable reads to the leader over the WAN once, and serves
+  bounded-staleness reads (``max_staleness_ms``) itself when it can prove it is fresh
+  enough. Other nodes are the fallback when the local ones do not answer.
 - Every call has one deadline covering all its retries. A write that hits the deadline has an
   unknown outcome (``KvError`` with ``DEADLINE_EXCEEDED``): retrying it is safe only through
   the same client call, which this library does for you until the deadline.
@@ -75,11 +80,18 @@ class _Lanes:
 
 class AsyncClient:
     def __init__(
-        self, endpoints: Sequence[str], *, timeout_s: float = 10.0, client_id: int | None = None
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        client_id: int | None = None,
+        dc: str | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self._endpoints = list(endpoints)
+        self.dc = dc if dc is not None else os.environ.get("KVSTORE_DC") or None
+        self._dc_of: dict[int, str] = {}
         self._timeout_s = timeout_s
         self.client_id = client_id or new_client_id()
         self._lanes = _Lanes(self.client_id)
@@ -115,13 +127,30 @@ class AsyncClient:
             )
         return response
 
-    async def get(self, key: bytes | str, *, stale: bool = False) -> kv_pb2.KeyValue | None:
-        consistency = kv_pb2.CONSISTENCY_STALE if stale else kv_pb2.CONSISTENCY_LINEARIZABLE
-        request = kv_pb2.GetRequest(key=_key(key), consistency=consistency)
+    async def get(
+        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+    ) -> kv_pb2.KeyValue | None:
+        """Linearizable by default; ``stale`` reads the nearest replica (any age), and
+        ``max_staleness_ms`` one that can prove it misses no write older than that."""
+        response = await self.get_response(key, stale=stale, max_staleness_ms=max_staleness_ms)
+        return response.kv if response.found else None
+
+    async def get_response(
+        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+    ) -> kv_pb2.GetResponse:
+        """As ``get``, with the header: who served it, from which DC, and how stale."""
+        consistency = (
+            kv_pb2.CONSISTENCY_STALE
+            if stale or max_staleness_ms
+            else kv_pb2.CONSISTENCY_LINEARIZABLE
+        )
+        request = kv_pb2.GetRequest(
+            key=_key(key), consistency=consistency, max_staleness_ms=max_staleness_ms
+        )
         response: kv_pb2.GetResponse = await self._call(
             request.key, lambda a, t: self._batch(a, "get", request, t)
         )
-        return response.kv if response.found else None
+        return response
 
     async def delete(self, key: bytes | str) -> bool:
         with self._lanes.take() as request_id:
@@ -180,6 +209,7 @@ class AsyncClient:
             self._shards = sorted(view.shards, key=lambda s: s.start)
             self._starts = [s.start for s in self._shards]
             self._addresses = {n.node_id: n.address for n in view.nodes}
+            self._dc_of = {n.node_id: n.dc for n in view.nodes}
             self._leaders = {s.shard_id: s.leader_node_id for s in view.shards if s.leader_node_id}
             return
 
@@ -190,6 +220,12 @@ class AsyncClient:
 
     def _targets(self, shard: admin_pb2.ShardInfo | None) -> list[str]:
         ordered: list[str] = []
+        if self.dc is not None:
+            # Our datacenter first: the shard's replica here, then any node here as gateway.
+            local = [n for n, dc in self._dc_of.items() if dc == self.dc]
+            if shard is not None:
+                local.sort(key=lambda n: n not in shard.replicas)
+            ordered += [self._addresses[n] for n in local if n in self._addresses]
         if shard is not None:
             leader = self._leaders.get(shard.shard_id)
             if leader in self._addresses:
@@ -245,20 +281,25 @@ class Client:
     """The blocking client: ``AsyncClient`` on its own event-loop thread."""
 
     def __init__(
-        self, endpoints: Sequence[str], *, timeout_s: float = 10.0, client_id: int | None = None
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        client_id: int | None = None,
+        dc: str | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="kvstore-client", daemon=True
         )
         self._thread.start()
-        self._async = self._run(self._make(endpoints, timeout_s, client_id))
+        self._async = self._run(self._make(endpoints, timeout_s, client_id, dc))
 
     @staticmethod
     async def _make(
-        endpoints: Sequence[str], timeout_s: float, client_id: int | None
+        endpoints: Sequence[str], timeout_s: float, client_id: int | None, dc: str | None
     ) -> AsyncClient:
-        return AsyncClient(endpoints, timeout_s=timeout_s, client_id=client_id)
+        return AsyncClient(endpoints, timeout_s=timeout_s, client_id=client_id, dc=dc)
 
     def _run(self, coro: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
@@ -268,8 +309,17 @@ class Client:
     ) -> kv_pb2.PutResponse:
         return self._run(self._async.put(key, value, prev_kv=prev_kv))
 
-    def get(self, key: bytes | str, *, stale: bool = False) -> kv_pb2.KeyValue | None:
-        return self._run(self._async.get(key, stale=stale))
+    def get(
+        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+    ) -> kv_pb2.KeyValue | None:
+        return self._run(self._async.get(key, stale=stale, max_staleness_ms=max_staleness_ms))
+
+    def get_response(
+        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+    ) -> kv_pb2.GetResponse:
+        return self._run(
+            self._async.get_response(key, stale=stale, max_staleness_ms=max_staleness_ms)
+        )
 
     def delete(self, key: bytes | str) -> bool:
         return self._run(self._async.delete(key))

@@ -8,6 +8,7 @@ space (dc3), each with one replica per datacenter.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -21,8 +22,19 @@ DATACENTERS = ("dc1", "dc2", "dc3")
 SHARDS = (("", "b", "dc1"), ("b", "c", "dc2"), ("c", "", "dc3"))
 
 
-def default_config(nodes_per_dc: int = 1, base_port: int = 7000, tick_ms: int = 10) -> str:
+def default_config(
+    nodes_per_dc: int = 1,
+    base_port: int = 7000,
+    tick_ms: int = 10,
+    wan_latency_ms: float = 0.0,
+    wan_jitter_ms: float = 0.0,
+) -> str:
+    # The leader lease (7 ticks) must outlast a heartbeat's round trip plus the heartbeat
+    # interval (2 ticks), or leaseholder reads stop working: across a WAN, slower ticks.
+    tick_ms = max(tick_ms, math.ceil(2 * (wan_latency_ms + wan_jitter_ms) / 3))
     lines = ['[cluster]\nname = "local"\n', f"tick_ms = {tick_ms}\n"]
+    if wan_latency_ms or wan_jitter_ms:
+        lines.append(f"\n[wan]\nlatency_ms = {wan_latency_ms}\njitter_ms = {wan_jitter_ms}\n")
     lines += [f'\n[[datacenters]]\nname = "{dc}"\n' for dc in DATACENTERS]
     by_dc: dict[str, list[int]] = {dc: [] for dc in DATACENTERS}
     node_id = 0
@@ -48,13 +60,35 @@ class LocalCluster:
     ``kvstore up`` and the real-process tests both use it, so tests run what users run.
     """
 
-    def __init__(self, data_dir: Path, *, nodes_per_dc: int = 1, base_port: int = 7000) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        nodes_per_dc: int = 1,
+        base_port: int = 7000,
+        wan_latency_ms: float | None = None,
+        wan_jitter_ms: float = 0.0,
+    ) -> None:
+        """``wan_latency_ms``: emulated one-way delay between datacenters (None: as the
+        existing config says, else none)."""
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir / "cluster.toml"
         if not self.config_path.exists():
-            self.config_path.write_text(default_config(nodes_per_dc, base_port))
+            self.config_path.write_text(
+                default_config(
+                    nodes_per_dc,
+                    base_port,
+                    wan_latency_ms=wan_latency_ms or 0.0,
+                    wan_jitter_ms=wan_jitter_ms,
+                )
+            )
         self.cluster = parse_cluster_config(self.config_path.read_text())
+        if wan_latency_ms is not None and self.cluster.wan.latency_ms != wan_latency_ms:
+            raise ValueError(
+                f"{self.config_path} has wan latency {self.cluster.wan.latency_ms} ms, not"
+                f" {wan_latency_ms}: use another --dir (or edit [wan] there)"
+            )
         self.endpoints = [n.address for n in self.cluster.nodes]
         (data_dir / "endpoints").write_text("".join(f"{e}\n" for e in self.endpoints))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -110,9 +144,22 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0
             proc.wait()
 
 
-def up(data_dir: Path, *, nodes_per_dc: int, base_port: int) -> int:
+def up(
+    data_dir: Path,
+    *,
+    nodes_per_dc: int,
+    base_port: int,
+    wan_latency_ms: float | None = None,
+    wan_jitter_ms: float = 0.0,
+) -> int:
     """Start every node, print the endpoints, wait for Ctrl-C, stop every node by PID."""
-    local = LocalCluster(data_dir, nodes_per_dc=nodes_per_dc, base_port=base_port)
+    local = LocalCluster(
+        data_dir,
+        nodes_per_dc=nodes_per_dc,
+        base_port=base_port,
+        wan_latency_ms=wan_latency_ms,
+        wan_jitter_ms=wan_jitter_ms,
+    )
     local.start_all()
     cluster = local.cluster
     joined = ",".join(local.endpoints)
@@ -121,6 +168,11 @@ def up(data_dir: Path, *, nodes_per_dc: int, base_port: int) -> int:
     )
     for node in cluster.nodes:
         print(f"  node {node.node_id}  {node.dc}  {node.address}")
+    if cluster.wan.enabled:
+        print(
+            f"emulated WAN: {cluster.wan.latency_ms:g} ms one way between datacenters"
+            f" (+- {cluster.wan.jitter_ms:g} ms)"
+        )
     print(f"endpoints written to {data_dir / 'endpoints'}; try:")
     print(f"  KVSTORE_ENDPOINTS={joined} kvstore put apple red")
     print(f"  KVSTORE_ENDPOINTS={joined} kvstore get apple")

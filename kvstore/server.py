@@ -14,7 +14,7 @@ from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
 from kvstore.api.malformed import RejectMalformedRequests
-from kvstore.net.peer_transport import PeerTransport
+from kvstore.net.peer_transport import LinkDelay, PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
 from kvstore.v1 import admin_pb2_grpc, kv_pb2_grpc, peer_pb2_grpc
@@ -44,16 +44,27 @@ class NodeServer:
         self._store = NodeStore(data_dir, map_size=map_size)
         self._store.claim(cluster.name, node_id)
         addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
-        self._transport = PeerTransport(cluster.name, node_id, addresses, self._deliver)
+        wan = cluster.wan
+        one_way_s = {n.node_id: wan.one_way_ms(self.spec.dc, n.dc) / 1000 for n in cluster.nodes}
+        self._transport = PeerTransport(
+            cluster.name,
+            node_id,
+            addresses,
+            self._deliver,
+            delays={p: LinkDelay(s, wan.jitter_ms / 1000) for p, s in one_way_s.items()},
+        )
         self.runtime = NodeRuntime(
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides
         )
-        self._kv = KvService(cluster, self.runtime, self.spec.dc, addresses)
+        self._kv = KvService(
+            cluster, self.runtime, self.spec.dc, addresses, forward_delay_s=one_way_s
+        )
         self._server = grpc.aio.server(interceptors=[RejectMalformedRequests()])
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(cluster, self.runtime, data_dir), self._server
+            AdminService(cluster, self.runtime, data_dir, self._transport.link_stats, addresses),
+            self._server,
         )
 
     def _deliver(self, shard_id: int, msg: Message) -> None:

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -70,8 +71,12 @@ class KvService(kv_pb2_grpc.KVServicer):
         runtime: NodeRuntime,
         dc: str,
         addresses: dict[int, str] | None = None,
+        *,
+        forward_delay_s: dict[int, float] | None = None,
     ) -> None:
+        """``forward_delay_s``: per node, an emulated one-way WAN delay to it (``[wan]``)."""
         self._cluster = cluster
+        self._forward_delay_s = forward_delay_s or {}
         self._addresses = addresses or {n.node_id: n.address for n in cluster.nodes}
         self._runtime = runtime
         self._dc = dc
@@ -134,14 +139,15 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.GetResponse:
         await self._check_key(request.key, context)
         shard = self._ranges.lookup(request.key).shard_id
-        if request.consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard):
-            return self._get_local(shard, request.key)
+        local, bound = self._stale_read_here(shard, request.consistency, request.max_staleness_ms)
+        if local:
+            return self._get_local(shard, request.key, bound)
         outcome = await self._at_leader(
             shard, context, lambda n, t: self._forward(n, "get", request, t)
         )
         if isinstance(outcome, kv_pb2.GetResponse):
             return outcome
-        return self._get_local(shard, request.key)
+        return self._get_local(shard, request.key, 0.0)
 
     async def Scan(  # noqa: N802
         self, request: kv_pb2.ScanRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -165,6 +171,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 hi,
                 limit=remaining + 1,
                 consistency=request.consistency,
+                max_staleness_ms=request.max_staleness_ms,
                 context=context,
             )
             taken = part.kvs[:remaining]
@@ -317,22 +324,42 @@ class KvService(kv_pb2_grpc.KVServicer):
         *,
         limit: int,
         consistency: int,
+        max_staleness_ms: int,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> kv_pb2.ScanResponse:
-        sub = kv_pb2.ScanRequest(start=start, end=end, limit=limit, consistency=consistency)  # type: ignore[arg-type]
-        if not (consistency == kv_pb2.CONSISTENCY_STALE and self._hosts(shard)):
+        sub = kv_pb2.ScanRequest(
+            start=start,
+            end=end,
+            limit=limit,
+            consistency=consistency,  # type: ignore[arg-type]
+            max_staleness_ms=max_staleness_ms,
+        )
+        local, bound = self._stale_read_here(shard, consistency, max_staleness_ms)
+        if not local:
             outcome = await self._at_leader(
-                shard,
-                context,
-                lambda n, t: self._stub(n).Scan(sub, timeout=t, metadata=(FORWARDED,)),
+                shard, context, lambda n, t: self._forward_scan(n, sub, t)
             )
             if isinstance(outcome, kv_pb2.ScanResponse):
                 return outcome
+            bound = 0.0
         with self._runtime.read_state_machine(shard) as sm:
             kvs, more = sm.scan(start, end, limit)
         return kv_pb2.ScanResponse(
-            kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None)
+            kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None, bound)
         )
+
+    async def _forward_scan(
+        self, node: int, request: kv_pb2.ScanRequest, timeout: float
+    ) -> kv_pb2.ScanResponse:
+        one_way = self._forward_delay_s.get(node, 0.0)
+        if one_way:
+            await asyncio.sleep(one_way)
+        response: kv_pb2.ScanResponse = await self._stub(node).Scan(
+            request, timeout=timeout, metadata=(FORWARDED,)
+        )
+        if one_way:
+            await asyncio.sleep(one_way)
+        return response
 
     # ------------------------------------------------------------------ helpers
 
@@ -347,7 +374,11 @@ class KvService(kv_pb2_grpc.KVServicer):
         """Forward to ``node``, batched with every other request forwarded there this turn."""
         batcher = self._batchers.get(node)
         if batcher is None:
-            batcher = self._batchers[node] = Batcher(self._stub(node), metadata=(FORWARDED,))
+            batcher = self._batchers[node] = Batcher(
+                self._stub(node),
+                metadata=(FORWARDED,),
+                one_way_delay_s=self._forward_delay_s.get(node, 0.0),
+            )
         return batcher.submit(kind, request, timeout)
 
     def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
@@ -357,14 +388,30 @@ class KvService(kv_pb2_grpc.KVServicer):
             self._channels[node] = channel
         return kv_pb2_grpc.KVStub(channel)
 
-    def _get_local(self, shard: int, key: bytes) -> kv_pb2.GetResponse:
+    def _stale_read_here(
+        self, shard: int, consistency: int, max_staleness_ms: int
+    ) -> tuple[bool, float | None]:
+        """Whether this node serves the read from its own replica (a stale read it is fresh
+        enough for; ``max_staleness_ms`` 0 accepts any age), and the bound it can prove."""
+        if consistency != kv_pb2.CONSISTENCY_STALE or not self._hosts(shard):
+            return False, None
+        bound = self._runtime.stale_read_bound_ms(shard)
+        fresh = not max_staleness_ms or (bound is not None and bound <= max_staleness_ms)
+        return fresh, bound
+
+    def _get_local(self, shard: int, key: bytes, bound_ms: float | None) -> kv_pb2.GetResponse:
         kv = self._runtime.get_local(shard, key)
-        response = kv_pb2.GetResponse(found=kv is not None, header=self._header(shard, None))
+        response = kv_pb2.GetResponse(
+            found=kv is not None, header=self._header(shard, None, bound_ms)
+        )
         if kv is not None:
             response.kv.CopyFrom(_kv(kv))
         return response
 
-    def _header(self, shard: int, revision: int | None) -> kv_pb2.ResponseHeader:
+    def _header(
+        self, shard: int, revision: int | None, staleness_ms: float | None = 0.0
+    ) -> kv_pb2.ResponseHeader:
+        """``staleness_ms``: the bound to report (0: linearizable or a write; None: unknown)."""
         runtime = self._runtime
         hosted = runtime.hosts(shard)
         return kv_pb2.ResponseHeader(
@@ -376,6 +423,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             served_by_node_id=runtime.node_id,
             served_by_dc=self._dc,
             applied_slot=runtime.applied_slot(shard) if hosted else 0,
+            staleness_bound_ms=-1 if staleness_ms is None else math.ceil(staleness_ms),
         )
 
     def _response_op(

@@ -88,7 +88,17 @@ class Txn:
     failure: tuple[TxnOp, ...]
 
 
-Command: TypeAlias = Put | Delete | Txn
+@dataclass(frozen=True, slots=True)
+class SetPlacement:
+    """Prefer ``leader_dc`` for this shard's leader ("": back to the configured default).
+
+    Through the log, so every replica, and one restarted from disk or a snapshot, agrees."""
+
+    request: RequestId
+    leader_dc: str
+
+
+Command: TypeAlias = Put | Delete | Txn | SetPlacement
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +152,20 @@ class Malformed:
     reason: str
 
 
-ApplyResult: TypeAlias = PutResult | DeleteResult | TxnResult | StaleRequest | Malformed
+@dataclass(frozen=True, slots=True)
+class PlacementSet:
+    leader_dc: str  # "": the default is in force
+
+
+ApplyResult: TypeAlias = (
+    PutResult | DeleteResult | TxnResult | PlacementSet | StaleRequest | Malformed
+)
 
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN = 1, 2, 3
+_PUT, _DELETE, _TXN, _PLACEMENT = 1, 2, 3, 4
+DC_NAME_BYTES_MAX = 256
 
 
 def encode_command(cmd: Command) -> bytes:
@@ -178,6 +196,10 @@ def encode_command(cmd: Command) -> bytes:
                     w.u8(op.kind)
                     w.blob(op.key)
                     w.blob(op.value)
+        case SetPlacement():
+            w.u8(_PLACEMENT)
+            _request(w, cmd.request)
+            w.blob(cmd.leader_dc.encode())
     return w.framed()
 
 
@@ -198,6 +220,14 @@ def decode_command(frame: bytes) -> Command:
         success = _ops(r)
         failure = _ops(r)
         cmd = Txn(request, compares, success, failure)
+    elif kind == _PLACEMENT:
+        raw = r.blob()
+        if len(raw) > DC_NAME_BYTES_MAX:
+            raise CodecError("datacenter name too long")
+        try:
+            cmd = SetPlacement(request, raw.decode())
+        except UnicodeDecodeError:
+            raise CodecError("datacenter name is not UTF-8") from None
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()

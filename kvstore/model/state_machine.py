@@ -34,9 +34,11 @@ from kvstore.model.commands import (
     KeyValue,
     Malformed,
     OpKind,
+    PlacementSet,
     Put,
     PutResult,
     RequestId,
+    SetPlacement,
     StaleRequest,
     Target,
     Txn,
@@ -50,6 +52,7 @@ from kvstore.model.engine import Engine, Record
 META_REVISION = b"revision"
 META_APPLIED_SLOT = b"applied_slot"
 SESSION_PREFIX = b"session/"
+META_LEADER_DC = b"placement/leader_dc"
 
 
 SessionTable = OrderedDict[int, tuple[int, int]]  # client_id -> (seq, last_slot), LRU first
@@ -107,12 +110,29 @@ class KvStateMachine:
             except CodecError as exc:
                 out.append((None, Malformed(str(exc))))
                 continue
+            if isinstance(cmd, SetPlacement):
+                # Idempotent, so outside the session table: a retry just sets it again.
+                out.append((cmd.request, self._set_placement(cmd.leader_dc)))
+                continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
         self._engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
         if self.revision != before:
             self._engine.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         return out
+
+    def _set_placement(self, leader_dc: str) -> PlacementSet:
+        if leader_dc:
+            self._engine.meta_put(META_LEADER_DC, leader_dc.encode())
+        else:
+            self._engine.meta_delete(META_LEADER_DC)
+        return PlacementSet(leader_dc)
+
+    @property
+    def leader_dc(self) -> str | None:
+        """The leader placement set through the log, if any (else the config decides)."""
+        raw = self._engine.meta_get(META_LEADER_DC)
+        return raw.decode() if raw is not None else None
 
     def _apply_session(self, slot: int, cmd: Put | Delete | Txn) -> ApplyResult:
         request = cmd.request

@@ -27,6 +27,7 @@ from paxos import (
     Proposal,
     Reject,
     Slot,
+    Stamp,
     TimeoutNow,
     Value,
 )
@@ -72,6 +73,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     commit=msg.commit,
                     sent_tick=msg.sent_tick,
                     round=msg.round,
+                    echo=_stamp(msg.echo),
                 )
             )
         case HeartbeatAck():
@@ -81,6 +83,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     sent_tick=msg.sent_tick,
                     round=msg.round,
                     chosen_through=msg.chosen_through,
+                    stamp=_stamp(msg.stamp),
                 )
             )
         case CatchUpRequest():
@@ -167,6 +170,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             commit=Slot(h.commit),
             sent_tick=h.sent_tick,
             round=h.round,
+            echo=_from_stamp(h.echo) if h.HasField("echo") else None,
         )
     elif kind == "heartbeat_ack":
         k = wire.heartbeat_ack
@@ -177,6 +181,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             sent_tick=k.sent_tick,
             round=k.round,
             chosen_through=Slot(k.chosen_through),
+            stamp=_from_stamp(k.stamp) if k.HasField("stamp") else None,
         )
     elif kind == "catch_up_request":
         msg = CatchUpRequest(src=src, dst=dst, from_slot=Slot(wire.catch_up_request.from_slot))
@@ -226,3 +231,11 @@ def _value(value: Value) -> pb.SlotValue:
 
 def _from_value(value: pb.SlotValue) -> Value:
     return tuple(value.commands)
+
+
+def _stamp(stamp: Stamp | None) -> pb.Stamp | None:
+    return None if stamp is None else pb.Stamp(incarnation=stamp.incarnation, tick=stamp.tick)
+
+
+def _from_stamp(wire: pb.Stamp) -> Stamp:
+    return Stamp(incarnation=wire.incarnation, tick=wire.tick)

@@ -8,12 +8,21 @@ Rules:
   Paxos tolerates loss; retransmission and catch-up recover.
 - A link that breaks is re-dialed with capped backoff; a batch from another cluster, or from
   a node that is not who it claims, is refused and the stream closed.
+- Every ``PROBE_INTERVAL_S`` each side sends a probe (``ping``) that the other answers at
+  once (``pong``): the round trip, WAN delay included, is what ``kvstore status`` shows.
+- With an emulated WAN (``[wan]`` in the config) each message leaves only after its link's
+  one-way delay (+- jitter), never overtaking an earlier one: the local cluster then
+  behaves like datacenters far apart. Both directions are delayed by their sender.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import grpc
 import structlog
@@ -27,49 +36,133 @@ Deliver = Callable[[int, Message], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
 RECONNECT_S = (0.05, 1.0)
+PROBE_INTERVAL_S = 0.5
+RTT_SMOOTHING = 0.2  # weight of the newest probe in the moving average
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDelay:
+    """The emulated one-way delay of a link, in seconds."""
+
+    one_way_s: float = 0.0
+    jitter_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    peer: int
+    connected: bool
+    rtt_ms: float  # 0: no probe answered yet
+    rtt_avg_ms: float
+
+
+_Entry = tuple[float, int, Message | None, int, int]  # due, shard, message, ping, pong
 
 
 class PeerLink:
-    """Outbound queue and the live stream (if any) to one peer."""
+    """Outbound queue, emulated delay and round-trip probes of the link to one peer."""
 
-    def __init__(self, peer: int) -> None:
+    def __init__(self, peer: int, delay: LinkDelay, rng: random.Random) -> None:
         self.peer = peer
-        self.queue: asyncio.Queue[tuple[int, Message]] = asyncio.Queue(QUEUE_MESSAGES_MAX)
         self.dropped = 0
+        self.connected = False
+        self.rtt_ms = 0.0
+        self.rtt_avg_ms = 0.0
+        self._delay = delay
+        self._rng = rng
+        self._pending: deque[_Entry] = deque()
+        self._wake = asyncio.Event()
+        self._last_due = 0.0
+        self._probes: dict[int, float] = {}  # ping id -> when sent
+        self._probe_ids = itertools.count(1)
 
     def offer(self, shard_id: int, msg: Message) -> None:
-        try:
-            self.queue.put_nowait((shard_id, msg))
-        except asyncio.QueueFull:
+        self._push(shard_id, msg, 0, 0)
+
+    def probe(self) -> None:
+        ping = next(self._probe_ids)
+        self._probes = {ping: asyncio.get_running_loop().time()}  # older ones count as lost
+        self._push(0, None, ping, 0)
+
+    def answer(self, ping: int) -> None:
+        self._push(0, None, 0, ping)
+
+    def answered(self, pong: int) -> None:
+        sent = self._probes.pop(pong, None)
+        if sent is None:
+            return
+        rtt = (asyncio.get_running_loop().time() - sent) * 1000
+        self.rtt_ms = rtt
+        self.rtt_avg_ms = (
+            rtt
+            if not self.rtt_avg_ms
+            else (1 - RTT_SMOOTHING) * self.rtt_avg_ms + RTT_SMOOTHING * rtt
+        )
+
+    def stats(self) -> LinkStats:
+        return LinkStats(self.peer, self.connected, self.rtt_ms, self.rtt_avg_ms)
+
+    def _push(self, shard_id: int, msg: Message | None, ping: int, pong: int) -> None:
+        if len(self._pending) >= QUEUE_MESSAGES_MAX:
             self.dropped += 1
+            return
+        due = 0.0
+        if self._delay.one_way_s or self._delay.jitter_s:
+            jitter = self._rng.uniform(-self._delay.jitter_s, self._delay.jitter_s)
+            now = asyncio.get_running_loop().time()
+            # Never before an earlier message: a stream does not reorder.
+            due = max(now + max(0.0, self._delay.one_way_s + jitter), self._last_due)
+            self._last_due = due
+        self._pending.append((due, shard_id, msg, ping, pong))
+        self._wake.set()
 
     async def batches(self, cluster: str, me: int) -> AsyncIterator[peer_pb2.PeerBatch]:
         # A hello first, so the other side knows who we are before any traffic.
         yield peer_pb2.PeerBatch(cluster=cluster, from_node=me)
+        loop = asyncio.get_running_loop()
+        pending = self._pending
         while True:
-            first = await self.queue.get()
+            while not pending:
+                self._wake.clear()
+                await self._wake.wait()
             # Let the rest of this loop turn queue its messages too: a stream write costs
             # far more than a message, so one write should carry all of them.
             await asyncio.sleep(0)
-            items = [first]
-            while len(items) < BATCH_MESSAGES_MAX and not self.queue.empty():
-                items.append(self.queue.get_nowait())
-            yield peer_pb2.PeerBatch(
-                cluster=cluster,
-                from_node=me,
-                messages=[to_wire(shard, msg) for shard, msg in items],
-            )
+            wait = pending[0][0] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            now = loop.time()
+            batch = peer_pb2.PeerBatch(cluster=cluster, from_node=me)
+            messages: list[peer_pb2.PaxosMessage] = []
+            while pending and len(messages) < BATCH_MESSAGES_MAX and pending[0][0] <= now:
+                _, shard, msg, ping, pong = pending.popleft()
+                if msg is not None:
+                    messages.append(to_wire(shard, msg))
+                batch.ping = ping or batch.ping
+                batch.pong = pong or batch.pong
+            batch.messages.extend(messages)
+            yield batch
 
 
 class PeerTransport(peer_pb2_grpc.PeerServicer):
     def __init__(
-        self, cluster: str, node_id: int, addresses: dict[int, str], deliver: Deliver
+        self,
+        cluster: str,
+        node_id: int,
+        addresses: dict[int, str],
+        deliver: Deliver,
+        delays: dict[int, LinkDelay] | None = None,
     ) -> None:
         self._cluster = cluster
         self._me = node_id
         self._addresses = addresses
         self._deliver = deliver
-        self._links = {p: PeerLink(p) for p in addresses if p != node_id}
+        rng = random.Random(node_id)  # jitter only: no protocol decision depends on it
+        self._links = {
+            p: PeerLink(p, (delays or {}).get(p, LinkDelay()), rng)
+            for p in addresses
+            if p != node_id
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._log = structlog.get_logger("kvstore.peer").bind(node=node_id)
 
@@ -80,10 +173,21 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         for shard_id, msg in batch:
             link.offer(shard_id, msg)
 
+    def link_stats(self) -> list[LinkStats]:
+        return [link.stats() for _, link in sorted(self._links.items())]
+
     def start(self) -> None:
         for peer in self._links:
             if self._me < peer:
                 self._tasks.append(asyncio.create_task(self._dial_forever(peer)))
+        self._tasks.append(asyncio.create_task(self._probe_forever()))
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            for link in self._links.values():
+                if link.connected:
+                    link.probe()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -103,12 +207,15 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     stub = peer_pb2_grpc.PeerStub(channel)
                     call = stub.Stream(link.batches(self._cluster, self._me))
                     delay = RECONNECT_S[0]
+                    link.connected = True
                     async for batch in call:
                         self._receive(peer, batch)
             except asyncio.CancelledError:
                 raise
             except (grpc.aio.AioRpcError, PeerProtocolError) as exc:
                 self._log.debug("peer_link_down", peer=peer, error=type(exc).__name__)
+            finally:
+                link.connected = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_S[1])
 
@@ -130,12 +237,14 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not a peer of this cluster")
         link = self._links[peer]
         reader = asyncio.create_task(self._read(peer, requests))
+        link.connected = True
         try:
             async for batch in link.batches(self._cluster, self._me):
                 if reader.done():
                     break
                 yield batch
         finally:
+            link.connected = False
             reader.cancel()
 
     async def _read(self, peer: int, requests: AsyncIterator[peer_pb2.PeerBatch]) -> None:
@@ -148,6 +257,11 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
     def _receive(self, peer: int, batch: peer_pb2.PeerBatch) -> None:
         if batch.cluster != self._cluster or batch.from_node != peer:
             raise PeerProtocolError(f"batch claims node {batch.from_node} on the link of {peer}")
+        link = self._links[peer]
+        if batch.ping:
+            link.answer(batch.ping)
+        if batch.pong:
+            link.answered(batch.pong)
         for wire in batch.messages:
             shard_id, msg = from_wire(wire)
             if msg.src != peer or msg.dst != self._me:

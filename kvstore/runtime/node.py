@@ -34,6 +34,7 @@ from kvstore.model import (
     Command,
     KeyValue,
     KvStateMachine,
+    PlacementSet,
     SessionTable,
     encode_command,
     snapshot,
@@ -90,6 +91,8 @@ class ShardStatus:
     applied_slot: int
     lease: bool
     revision: int
+    preferred_dc: str
+    staleness_bound_ms: float | None
 
 
 @dataclass
@@ -102,6 +105,7 @@ class _Shard:
     )
     reads: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     read_waits: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    preferred_dc: str = ""
     preferred_leader: int | None = None
     dumping: bool = False
     transfer_cooldown_ticks: int = 0
@@ -150,6 +154,9 @@ class NodeRuntime:
         self._turn_scheduled = False
         self._next_token = 0
         self._ticker: asyncio.Task[None] | None = None
+        self._ticks: TickSource | None = None
+        # Tells this process's freshness stamps from an earlier life's (tick counts restart).
+        self._incarnation = random.SystemRandom().randrange(1, 1 << 62)
         self._inflight_jobs = 0
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
@@ -162,13 +169,15 @@ class NodeRuntime:
         for spec in self.cluster.shards_of(self.node_id):
             durable = self._store.load(spec.shard_id)
             with self._store.read(spec.shard_id) as engine:
-                applied = KvStateMachine(engine).applied_slot
+                machine = KvStateMachine(engine)
+                applied = machine.applied_slot
+                preferred_dc = machine.leader_dc or self.cluster.default_leader_dc(spec.shard_id)
             config = Config(
                 node_id=NodeId(self.node_id),
                 voters=tuple(NodeId(r) for r in spec.replicas),
                 **self._overrides,
             )
-            if spec.leader_dc == my_dc:
+            if preferred_dc == my_dc:
                 # Leader preference, as a bias: the preferred replica campaigns as soon as
                 # the guard allows, the others later at random. The guard itself
                 # (election_ticks_min) stays the same everywhere, as the lease requires.
@@ -179,16 +188,21 @@ class NodeRuntime:
                 logger=self._log.bind(shard=spec.shard_id),
                 durable=durable,
                 applied_through=Slot(applied),
+                incarnation=self._incarnation,
             )
-            preferred = next(
-                (r for r in spec.replicas if self.cluster.node(r).dc == spec.leader_dc), None
-            )
-            self._shards[spec.shard_id] = _Shard(
-                spec.shard_id, replica, applied, preferred_leader=preferred
-            )
-        ticks = TickSource(self._clock, self.cluster.tick_ms)
-        self._ticker = asyncio.create_task(self._tick_loop(ticks))
+            shard = _Shard(spec.shard_id, replica, applied)
+            self._prefer(shard, preferred_dc)
+            self._shards[spec.shard_id] = shard
+        self._ticks = TickSource(self._clock, self.cluster.tick_ms)
+        self._ticker = asyncio.create_task(self._tick_loop())
         self._kick()
+
+    def _prefer(self, shard: _Shard, dc: str) -> None:
+        shard.preferred_dc = dc
+        spec = self.cluster.shard(shard.shard_id)
+        shard.preferred_leader = next(
+            (r for r in spec.replicas if self.cluster.node(r).dc == dc), None
+        )
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -201,16 +215,21 @@ class NodeRuntime:
                 for _, fut in waiting:
                     fut.cancel()
 
-    async def _tick_loop(self, ticks: TickSource) -> None:
+    async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cluster.tick_ms / 2000)
-            due = ticks.due()
-            for _ in range(due):
-                for shard in self._shards.values():
-                    shard.replica.tick()
-            if due:
-                self._balance(due)
-                self._kick()
+            self._catch_up_ticks()
+
+    def _catch_up_ticks(self) -> None:
+        """Deliver every tick that elapsed (driver contract 7): before a message, a read, or
+        trusting a lease or a staleness bound, a process that was paused catches up first."""
+        due = self._ticks.due() if self._ticks is not None else 0
+        for _ in range(due):
+            for shard in self._shards.values():
+                shard.replica.tick()
+        if due:
+            self._balance(due)
+            self._kick()
 
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the shard's preferred-DC replica when it is healthy.
@@ -241,6 +260,7 @@ class NodeRuntime:
         shard = self._shards.get(shard_id)
         if shard is None or self.failure is not None:
             return
+        self._catch_up_ticks()
         shard.replica.step(msg)
         self._kick()
 
@@ -261,6 +281,7 @@ class NodeRuntime:
     async def linearizable_point(self, shard_id: int) -> None:
         """Return once a local read reflects every write acknowledged before the call."""
         shard = self._shard(shard_id)
+        self._catch_up_ticks()
         self._next_token += 1
         token = self._next_token
         outcome = shard.replica.read(token)
@@ -272,6 +293,17 @@ class NodeRuntime:
         shard.reads[token] = fut
         self._kick()
         await fut
+
+    def stale_read_bound_ms(self, shard_id: int) -> float | None:
+        """A read of this replica's state now misses no write acknowledged more than this
+        many ms ago (0: nothing; the leader under its lease, caught up). None: no bound."""
+        shard = self._shard(shard_id)
+        self._catch_up_ticks()
+        ticks = shard.replica.stale_read_bound(Slot(shard.applied_slot))
+        return None if ticks is None else ticks * self.cluster.tick_ms
+
+    def preferred_dc(self, shard_id: int) -> str:
+        return self._shard(shard_id).preferred_dc
 
     def get_local(self, shard_id: int, key: bytes) -> KeyValue | None:
         with self.read_state_machine(shard_id) as sm:
@@ -298,6 +330,8 @@ class NodeRuntime:
                     applied_slot=shard.applied_slot,
                     lease=replica.lease_valid(),
                     revision=self.revision(shard_id),
+                    preferred_dc=shard.preferred_dc,
+                    staleness_bound_ms=self.stale_read_bound_ms(shard_id),
                 )
             )
         return out
@@ -440,8 +474,15 @@ class NodeRuntime:
         applied, dumps = done.result()
         for shard_id, snap in job.installs:
             self._shards[shard_id].applied_slot = snap.slot
-        for shard_id, slot, _ in applied:
-            self._shards[shard_id].applied_slot = slot
+        for shard_id, slot, (_, results) in applied:
+            shard = self._shards[shard_id]
+            shard.applied_slot = slot
+            for _, result in results:
+                if isinstance(result, PlacementSet):
+                    self._prefer(
+                        shard, result.leader_dc or self.cluster.default_leader_dc(shard_id)
+                    )
+                    self._log.info("placement_set", shard=shard_id, leader_dc=shard.preferred_dc)
         for shard_id, slot, data in dumps:
             # The snapshot is of the state through `slot`: the log up to it can go.
             shard = self._shards[shard_id]

@@ -11,7 +11,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardReplicaStatus(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision")
+    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision", "preferred_dc", "staleness_bound_ms")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,8 @@ class ShardReplicaStatus(_message.Message):
     APPLIED_SLOT_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_DC_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_BOUND_MS_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: bytes
     end: bytes
@@ -32,10 +34,26 @@ class ShardReplicaStatus(_message.Message):
     applied_slot: int
     lease: bool
     revision: int
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+    preferred_dc: str
+    staleness_bound_ms: int
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., staleness_bound_ms: _Optional[int] = ...) -> None: ...
+
+class PeerLink(_message.Message):
+    __slots__ = ("node_id", "dc", "connected", "rtt_ms", "rtt_avg_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DC_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    RTT_AVG_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    dc: str
+    connected: bool
+    rtt_ms: float
+    rtt_avg_ms: float
+    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., connected: _Optional[bool] = ..., rtt_ms: _Optional[float] = ..., rtt_avg_ms: _Optional[float] = ...) -> None: ...
 
 class NodeStatusResponse(_message.Message):
-    __slots__ = ("node_id", "dc", "address", "shards", "cpu_seconds", "rss_bytes", "disk_bytes")
+    __slots__ = ("node_id", "dc", "address", "shards", "cpu_seconds", "rss_bytes", "disk_bytes", "peers")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     DC_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +61,7 @@ class NodeStatusResponse(_message.Message):
     CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     dc: str
     address: str
@@ -50,7 +69,8 @@ class NodeStatusResponse(_message.Message):
     cpu_seconds: float
     rss_bytes: int
     disk_bytes: int
-    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardReplicaStatus, _Mapping]]] = ..., cpu_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[PeerLink]
+    def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardReplicaStatus, _Mapping]]] = ..., cpu_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerLink, _Mapping]]] = ...) -> None: ...
 
 class TransferLeaderRequest(_message.Message):
     __slots__ = ("shard_id", "to_node_id")
@@ -83,18 +103,20 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "replicas", "leader_node_id")
+    __slots__ = ("shard_id", "start", "end", "replicas", "leader_node_id", "preferred_dc")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_DC_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: bytes
     end: bytes
     replicas: _containers.RepeatedScalarFieldContainer[int]
     leader_node_id: int
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+    preferred_dc: str
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ..., preferred_dc: _Optional[str] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
     __slots__ = ("cluster", "nodes", "shards")
@@ -105,3 +127,19 @@ class DescribeClusterResponse(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+
+class SetPlacementRequest(_message.Message):
+    __slots__ = ("shard_id", "leader_dc")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_DC_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    leader_dc: str
+    def __init__(self, shard_id: _Optional[int] = ..., leader_dc: _Optional[str] = ...) -> None: ...
+
+class SetPlacementResponse(_message.Message):
+    __slots__ = ("preferred_dc", "leader_node_id")
+    PREFERRED_DC_FIELD_NUMBER: _ClassVar[int]
+    LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    preferred_dc: str
+    leader_node_id: int
+    def __init__(self, preferred_dc: _Optional[str] = ..., leader_node_id: _Optional[int] = ...) -> None: ...

@@ -49,6 +49,11 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.TransferLeaderRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.TransferLeaderResponse.FromString,
                 _registered_method=True)
+        self.SetPlacement = channel.unary_unary(
+                '/kvstore.v1.Admin/SetPlacement',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -72,6 +77,12 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPlacement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.TransferLeader,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.TransferLeaderRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.TransferLeaderResponse.SerializeToString,
+            ),
+            'SetPlacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlacement,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class Admin:
             '/kvstore.v1.Admin/TransferLeader',
             kvstore_dot_v1_dot_admin__pb2.TransferLeaderRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.TransferLeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/SetPlacement',
+            kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,20 +37,22 @@ class RequestId(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class ResponseHeader(_message.Message):
-    __slots__ = ("shard_id", "revision", "leader_node_id", "served_by_node_id", "served_by_dc", "applied_slot")
+    __slots__ = ("shard_id", "revision", "leader_node_id", "served_by_node_id", "served_by_dc", "applied_slot", "staleness_bound_ms")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVED_BY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVED_BY_DC_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SLOT_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_BOUND_MS_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     revision: int
     leader_node_id: int
     served_by_node_id: int
     served_by_dc: str
     applied_slot: int
-    def __init__(self, shard_id: _Optional[int] = ..., revision: _Optional[int] = ..., leader_node_id: _Optional[int] = ..., served_by_node_id: _Optional[int] = ..., served_by_dc: _Optional[str] = ..., applied_slot: _Optional[int] = ...) -> None: ...
+    staleness_bound_ms: int
+    def __init__(self, shard_id: _Optional[int] = ..., revision: _Optional[int] = ..., leader_node_id: _Optional[int] = ..., served_by_node_id: _Optional[int] = ..., served_by_dc: _Optional[str] = ..., applied_slot: _Optional[int] = ..., staleness_bound_ms: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("key", "consistency", "max_staleness_ms")
@@ -113,16 +115,18 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., prev_kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("start", "end", "limit", "consistency")
+    __slots__ = ("start", "end", "limit", "consistency", "max_staleness_ms")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
     start: bytes
     end: bytes
     limit: int
     consistency: Consistency
-    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ...) -> None: ...
+    max_staleness_ms: int
+    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
     __slots__ = ("kvs", "more", "header")

@@ -88,29 +88,41 @@ class Reject(_message.Message):
     chosen_through: int
     def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., promised: _Optional[_Union[Ballot, _Mapping]] = ..., chosen_through: _Optional[int] = ...) -> None: ...
 
+class Stamp(_message.Message):
+    __slots__ = ("incarnation", "tick")
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    incarnation: int
+    tick: int
+    def __init__(self, incarnation: _Optional[int] = ..., tick: _Optional[int] = ...) -> None: ...
+
 class Heartbeat(_message.Message):
-    __slots__ = ("ballot", "commit", "sent_tick", "round")
+    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
+    ECHO_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     commit: int
     sent_tick: int
     round: int
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+    echo: Stamp
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
-    __slots__ = ("ballot", "sent_tick", "round", "chosen_through")
+    __slots__ = ("ballot", "sent_tick", "round", "chosen_through", "stamp")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    STAMP_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     sent_tick: int
     round: int
     chosen_through: int
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., chosen_through: _Optional[int] = ...) -> None: ...
+    stamp: Stamp
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., chosen_through: _Optional[int] = ..., stamp: _Optional[_Union[Stamp, _Mapping]] = ...) -> None: ...
 
 class CatchUpRequest(_message.Message):
     __slots__ = ("from_slot",)
@@ -175,11 +187,15 @@ class PaxosMessage(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster", "from_node", "messages")
+    __slots__ = ("cluster", "from_node", "messages", "ping", "pong")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[PaxosMessage]
-    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ...) -> None: ...
+    ping: int
+    pong: int
+    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ...) -> None: ...

@@ -25,6 +25,7 @@ from paxos import (
     Proposal,
     Reject,
     Slot,
+    Stamp,
     TimeoutNow,
 )
 
@@ -34,6 +35,7 @@ ballots = st.builds(Ballot, st.integers(1, 2**40), nodes) | st.just(Ballot.ZERO)
 values = st.lists(st.binary(max_size=8), max_size=4).map(tuple)
 ints = st.integers(0, 2**40)
 common = {"src": nodes, "dst": nodes}
+stamps = st.builds(Stamp, st.integers(0, 2**62), ints)
 
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Prepare, ballot=ballots, from_slot=slots, transfer_of=st.none() | ballots, **common),
@@ -61,9 +63,23 @@ messages: st.SearchStrategy[Message] = st.one_of(
         **common,
     ),
     st.builds(Reject, ballot=ballots, promised=ballots, chosen_through=slots, **common),
-    st.builds(Heartbeat, ballot=ballots, commit=slots, sent_tick=ints, round=ints, **common),
     st.builds(
-        HeartbeatAck, ballot=ballots, sent_tick=ints, round=ints, chosen_through=slots, **common
+        Heartbeat,
+        ballot=ballots,
+        commit=slots,
+        sent_tick=ints,
+        round=ints,
+        echo=st.none() | stamps,
+        **common,
+    ),
+    st.builds(
+        HeartbeatAck,
+        ballot=ballots,
+        sent_tick=ints,
+        round=ints,
+        chosen_through=slots,
+        stamp=st.none() | stamps,
+        **common,
     ),
     st.builds(CatchUpRequest, from_slot=slots, **common),
     st.builds(

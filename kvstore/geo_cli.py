@@ -1,0 +1,221 @@
+"""``kvstore placement set|plan`` and the datacenter view of ``kvstore status``.
+
+Round trips come from the nodes' own probes (``Admin.NodeStatus`` peers), so a plan reflects
+the network as it is now, emulated WAN included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+from collections import defaultdict
+from typing import Any
+
+import grpc
+
+from cluster.placement import Rtt, ShardPlan, plan
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.cli_support import (
+    UserError,
+    add_endpoints,
+    add_output,
+    endpoint_list,
+    node_views,
+    table,
+)
+from kvstore.v1 import admin_pb2, admin_pb2_grpc
+
+
+def add_parsers(sub: Any) -> None:
+    placement = sub.add_parser("placement", help="where each shard's leader should be")
+    placement_sub = placement.add_subparsers(dest="placement_command", required=True)
+    set_cmd = placement_sub.add_parser(
+        "set", help="prefer a datacenter for a shard's leader (the leaders' balancer moves it)"
+    )
+    set_cmd.add_argument("shard", type=int)
+    where = set_cmd.add_mutually_exclusive_group(required=True)
+    where.add_argument("--leader-dc", help="the datacenter to lead from")
+    where.add_argument(
+        "--default", action="store_true", help="back to the config's choice (else spread evenly)"
+    )
+    plan_cmd = placement_sub.add_parser(
+        "plan",
+        help="expected latency per client DC for each possible leader DC, and each DC's loss",
+    )
+    for cmd, fn in ((set_cmd, _set), (plan_cmd, _plan)):
+        add_endpoints(cmd)
+        add_output(cmd)
+        cmd.set_defaults(run=fn)
+
+
+# ---------------------------------------------------------------------- round trips
+
+
+def rtt_matrix(views: list[tuple[str, Any]]) -> dict[frozenset[str], float]:
+    """Mean measured round trip between each pair of datacenters (both directions)."""
+    samples: dict[frozenset[str], list[float]] = defaultdict(list)
+    for _, view in views:
+        if view is None:
+            continue
+        for peer in view.peers:
+            if peer.connected and peer.rtt_avg_ms > 0 and peer.dc != view.dc:
+                samples[frozenset((view.dc, peer.dc))].append(peer.rtt_avg_ms)
+    return {pair: sum(ms) / len(ms) for pair, ms in samples.items()}
+
+
+def rtt_rows(rtt: Rtt) -> list[dict[str, Any]]:
+    return [
+        {"between": sorted(pair), "rtt_ms": round(ms, 1)}
+        for pair, ms in sorted(rtt.items(), key=lambda kv: sorted(kv[0]))
+    ]
+
+
+def print_rtt_table(rtt: Rtt) -> None:
+    table(
+        ["datacenters", "round trip ms"],
+        [[" <-> ".join(r["between"]), f"{r['rtt_ms']:.1f}"] for r in rtt_rows(rtt)]
+        or [["(no probe answered yet)", ""]],
+    )
+
+
+# ---------------------------------------------------------------------- placement set
+
+
+def _set(args: argparse.Namespace) -> int:
+    leader_dc = "" if args.default else args.leader_dc
+    request = admin_pb2.SetPlacementRequest(shard_id=args.shard, leader_dc=leader_dc)
+
+    async def ask() -> admin_pb2.SetPlacementResponse:
+        last = "no endpoint answered"
+        for endpoint in endpoint_list(args):
+            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+                try:
+                    response: admin_pb2.SetPlacementResponse = await admin_pb2_grpc.AdminStub(
+                        channel
+                    ).SetPlacement(request, timeout=args.timeout)
+                    return response
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        raise UserError(f"{err.code().name}: {err.details()}") from None
+                    last = f"{endpoint}: {err.code().name}: {err.details()}"
+        raise UserError(last)
+
+    response = asyncio.run(ask())
+    row = {"shard": args.shard, "preferred_dc": response.preferred_dc}
+    if args.output == "json":
+        print(json.dumps(row))
+    else:
+        print(
+            f"shard {args.shard}: leader preferred in {response.preferred_dc}; the leader moves"
+            " there once that replica is caught up (watch `kvstore status`)"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------- placement plan
+
+
+def _plan(args: argparse.Namespace) -> int:
+    views = node_views(args)
+    answering = [v for _, v in views if v is not None]
+    if not answering:
+        raise UserError("no endpoint answered")
+    rtt = rtt_matrix(views)
+    dcs = sorted({v.dc for v in answering} | {p.dc for v in answering for p in v.peers})
+    shards: dict[int, dict[str, Any]] = {}
+    for view in answering:
+        for s in view.shards:
+            entry = shards.setdefault(
+                s.shard_id, {"replica_dcs": set(), "preferred": s.preferred_dc, "leader_dc": ""}
+            )
+            entry["replica_dcs"].add(view.dc)
+            if s.role == "leader":
+                entry["leader_dc"] = view.dc
+                entry["preferred"] = s.preferred_dc
+    plans = [
+        (
+            plan(shard_id, e["preferred"], sorted(e["replica_dcs"]), dcs, rtt),
+            e["leader_dc"],
+        )
+        for shard_id, e in sorted(shards.items())
+    ]
+    if args.output == "json":
+        print(
+            json.dumps({"rtt": rtt_rows(rtt), "shards": [_plan_json(p, now) for p, now in plans]})
+        )
+        return 0
+    print_rtt_table(rtt)
+    print()
+    print("Expected network time of a write from a client in each DC (through a gateway")
+    print("there), for each possible leader DC; a leaseholder read costs the trip to the")
+    print("leader only, and a bounded-staleness read none.")
+    table(
+        ["shard", "leader in", "", *[f"write from {dc}" for dc in dcs]],
+        [
+            [
+                p.shard_id,
+                option.leader_dc,
+                _marks(option.leader_dc, p.preferred_dc, now),
+                *[_ms(option.write_ms.get(dc)) for dc in dcs],
+            ]
+            for p, now in plans
+            for option in p.options
+        ],
+    )
+    print("  * preferred   (now): leads now")
+    print()
+    print("If a datacenter is lost:")
+    table(
+        ["shard", "lost", "outcome", *[f"write from {dc}" for dc in dcs]],
+        [
+            [
+                p.shard_id,
+                loss.lost_dc,
+                f"leader in {' or '.join(loss.leader_dcs)}"
+                if loss.available
+                else "UNAVAILABLE (no majority)",
+                *[_ms(loss.write_ms.get(dc)) if dc != loss.lost_dc else "(lost)" for dc in dcs],
+            ]
+            for p, _ in plans
+            for loss in p.losses
+        ],
+    )
+    return 0
+
+
+def _marks(leader_dc: str, preferred: str, now: str) -> str:
+    return ("*" if leader_dc == preferred else "") + (" (now)" if leader_dc == now else "")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f} ms"
+
+
+def _plan_json(p: ShardPlan, leader_now: str) -> dict[str, Any]:
+    return {
+        "shard": p.shard_id,
+        "preferred_dc": p.preferred_dc,
+        "leader_dc": leader_now,
+        "options": [
+            {
+                "leader_dc": o.leader_dc,
+                "write_ms": o.write_ms,
+                "linearizable_read_ms": o.linearizable_read_ms,
+            }
+            for o in p.options
+        ],
+        "if_lost": [
+            {
+                "dc": loss.lost_dc,
+                "available": loss.available,
+                "leader_dcs": list(loss.leader_dcs),
+                "write_ms": loss.write_ms,
+            }
+            for loss in p.losses
+        ],
+    }
