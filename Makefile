@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench bench-geo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ jepsen: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/kvstore bench --local --suite standard --calibrate --duration 10 \
 	  --markdown docs/benchmarks.md $(ARGS)
+
+## make bench-geo: three DCs 60 ms apart (--wan-latency-ms 30); put, linearizable get and
+## bounded-stale get from a client in each DC, for a shard led from dc1; writes docs/geo-bench.md.
+bench-geo: $(STAMP)
+	$(BIN)/kvstore bench --local --wan-latency-ms 30 --suite geo --duration 10 --keys 200 \
+	  --markdown docs/geo-bench.md $(ARGS)
 
 ## make sim-demo: one narrated simulator seed (elections, faults, recovery).
 sim-demo: $(STAMP)

@@ -22,6 +22,13 @@ DATACENTERS = ("dc1", "dc2", "dc3")
 SHARDS = (("", "b", "dc1"), ("b", "c", "dc2"), ("c", "", "dc3"))
 
 
+def tick_ms_for_wan(tick_ms: int, wan_latency_ms: float, wan_jitter_ms: float) -> int:
+    """The tick for datacenters ``wan_latency_ms`` apart (one way): the leader lease (7 ticks)
+    must outlast a heartbeat's round trip plus the heartbeat interval (2 ticks), or
+    leaseholder reads stop working. Election timeouts scale with it."""
+    return max(tick_ms, math.ceil(2 * (wan_latency_ms + wan_jitter_ms) / 3))
+
+
 def default_config(
     nodes_per_dc: int = 1,
     base_port: int = 7000,
@@ -29,9 +36,7 @@ def default_config(
     wan_latency_ms: float = 0.0,
     wan_jitter_ms: float = 0.0,
 ) -> str:
-    # The leader lease (7 ticks) must outlast a heartbeat's round trip plus the heartbeat
-    # interval (2 ticks), or leaseholder reads stop working: across a WAN, slower ticks.
-    tick_ms = max(tick_ms, math.ceil(2 * (wan_latency_ms + wan_jitter_ms) / 3))
+    tick_ms = tick_ms_for_wan(tick_ms, wan_latency_ms, wan_jitter_ms)
     lines = ['[cluster]\nname = "local"\n', f"tick_ms = {tick_ms}\n"]
     if wan_latency_ms or wan_jitter_ms:
         lines.append(f"\n[wan]\nlatency_ms = {wan_latency_ms}\njitter_ms = {wan_jitter_ms}\n")

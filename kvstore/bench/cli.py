@@ -16,12 +16,19 @@ from pathlib import Path
 from kvstore.bench.client_process import LoadSpec
 from kvstore.bench.echo import serve as serve_echo
 from kvstore.bench.report import markdown, table, to_json
-from kvstore.bench.runner import BenchResult, cluster_spans, measure
+from kvstore.bench.runner import (
+    BenchResult,
+    cluster_spans,
+    describe,
+    measure,
+    node_statuses,
+)
 from kvstore.client import AsyncClient, KvError
 from kvstore.local_cluster import LocalCluster
 
 WORKLOADS = ("put", "get", "mixed", "cas", "load")
 STANDARD = (("put", 0.0), ("get", 0.0), ("mixed", 0.5), ("mixed", 0.95))
+GEO_STALENESS_MS = 1000
 READY_S_MAX = 30.0
 
 
@@ -34,6 +41,22 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--workload", choices=WORKLOADS, default="put")
     bench.add_argument("--read-ratio", type=float, default=0.5, help="mixed: share of gets")
     bench.add_argument("--stale", action="store_true", help="gets read the nearest replica")
+    bench.add_argument(
+        "--max-staleness-ms",
+        type=int,
+        default=0,
+        help="gets: bounded staleness; the client's DC serves them if it is fresh enough",
+    )
+    bench.add_argument("--dc", help="the clients' datacenter: they use gateways there")
+    bench.add_argument(
+        "--shard", type=int, help="keys of this shard only (default: spread over all)"
+    )
+    bench.add_argument(
+        "--wan-latency-ms",
+        type=float,
+        default=None,
+        help="--local: emulated one-way delay between datacenters",
+    )
     bench.add_argument("--keys", type=int, default=1000, help="key count, spread over shards")
     bench.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform")
     bench.add_argument("--value-size", type=int, default=100)
@@ -42,7 +65,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--duration", type=float, default=10.0, help="seconds per benchmark")
     bench.add_argument("--ops", type=int, default=0, help="stop after this many ops (0: none)")
     bench.add_argument("--calibrate", action="store_true", help="also time a gRPC echo server")
-    bench.add_argument("--suite", choices=("standard",), help="put/get/mixed at conc. 1 and 64")
+    bench.add_argument(
+        "--suite",
+        choices=("standard", "geo"),
+        help="standard: put/get/mixed at conc. 1 and 64; geo: put, get and bounded-stale get"
+        " from a client in each DC (keys of --shard, default 1), concurrency 1",
+    )
     bench.add_argument("--markdown", type=Path, help="write the results as markdown here")
     bench.add_argument("--dir", type=Path, help="--local: data directory (default: temporary)")
     bench.add_argument("--base-port", type=int, default=7400, help="--local: first port")
@@ -63,13 +91,24 @@ def run(args: argparse.Namespace) -> int:
             if args.dir is None:
                 scratch = tempfile.TemporaryDirectory(prefix="kvstore-bench-")
             data = args.dir or Path(scratch.name if scratch else ".")
-            local = LocalCluster(data, base_port=args.base_port)
+            local = LocalCluster(data, base_port=args.base_port, wan_latency_ms=args.wan_latency_ms)
             local.start_all()
             endpoints = local.endpoints
         else:
             endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
         spans = asyncio.run(_wait_ready(endpoints))
-        results = _benchmarks(args, endpoints, spans)
+        dcs = asyncio.run(_datacenters(endpoints))
+        if args.suite == "geo":
+            asyncio.run(_wait_for_placement(endpoints))
+        if args.dc is not None and args.dc not in dcs:
+            raise BenchError(f"--dc {args.dc}: the cluster's datacenters are {', '.join(dcs)}")
+        if args.suite == "geo" and args.shard is None:
+            args.shard = 1
+        if args.shard is not None:
+            if not 1 <= args.shard <= len(spans):
+                raise BenchError(f"--shard must be within 1..{len(spans)} (in key order)")
+            spans = [spans[args.shard - 1]]
+        results = _benchmarks(args, endpoints, spans, dcs)
     finally:
         if local is not None:
             local.stop_all()
@@ -93,6 +132,34 @@ def _validate(args: argparse.Namespace) -> None:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1")
     if args.duration <= 0 or args.ops < 0:
         raise BenchError("--duration must be > 0 and --ops >= 0")
+    if not 0 <= args.max_staleness_ms < 1 << 32:
+        raise BenchError("--max-staleness-ms must be a non-negative number of ms")
+    if args.wan_latency_ms is not None and not 0 <= args.wan_latency_ms <= 10_000:
+        raise BenchError("--wan-latency-ms must be within 0..10000")
+    if args.wan_latency_ms is not None and not args.local and args.endpoints:
+        raise BenchError("--wan-latency-ms configures a --local cluster")
+
+
+async def _wait_for_placement(endpoints: list[str]) -> None:
+    """Latency by client DC means something only once every leader is where it belongs."""
+    deadline = time.monotonic() + READY_S_MAX
+    while time.monotonic() < deadline:
+        statuses = await node_statuses(endpoints)
+        leaders = [
+            s.preferred_dc == status.dc
+            for status in statuses
+            for s in status.shards
+            if s.role == "leader"
+        ]
+        if leaders and all(leaders) and len(leaders) == len(await cluster_spans(endpoints)):
+            return
+        await asyncio.sleep(0.5)
+    raise BenchError("the leaders did not settle at their preferred datacenters")
+
+
+async def _datacenters(endpoints: list[str]) -> list[str]:
+    view = await describe(endpoints)
+    return sorted({n.dc for n in view.nodes})
 
 
 async def _wait_ready(endpoints: list[str]) -> list[tuple[bytes, bytes]]:
@@ -131,11 +198,16 @@ def _spec(
         duration_s=args.duration,
         ops_max=args.ops,
         seed=args.seed,
+        dc=args.dc,
+        max_staleness_ms=args.max_staleness_ms,
     )
 
 
 def _benchmarks(
-    args: argparse.Namespace, endpoints: list[str], spans: list[tuple[bytes, bytes]]
+    args: argparse.Namespace,
+    endpoints: list[str],
+    spans: list[tuple[bytes, bytes]],
+    dcs: list[str],
 ) -> list[BenchResult]:
     base = _spec(args, endpoints, spans)
     progress = not args.quiet
@@ -147,9 +219,20 @@ def _benchmarks(
                 name = workload if workload != "mixed" else f"mixed {ratio:g}"
                 spec = replace(base, workload=workload, read_ratio=ratio, concurrency=concurrency)
                 plan.append((name, spec))
+    elif args.suite == "geo":
+        for dc in dcs:
+            one = replace(base, dc=dc, concurrency=1)
+            plan.append((f"put from {dc}", replace(one, workload="put")))
+            plan.append((f"get from {dc}", replace(one, workload="get", max_staleness_ms=0)))
+            stale = replace(one, workload="get", max_staleness_ms=GEO_STALENESS_MS)
+            plan.append((f"get <={GEO_STALENESS_MS} ms stale from {dc}", stale))
     else:
         name = args.workload if args.workload != "mixed" else f"mixed {args.read_ratio:g}"
-        plan.append((name + (" stale" if args.stale else ""), base))
+        if args.max_staleness_ms:
+            name += f" <={args.max_staleness_ms} ms stale"
+        elif args.stale:
+            name += " stale"
+        plan.append((name + (f" from {args.dc}" if args.dc else ""), base))
     if any(spec.workload in ("get", "mixed", "cas") for _, spec in plan):
         # Reads of keys that exist: write every key once first (reported, not mixed in).
         load = replace(base, workload="load", duration_s=3600.0, ops_max=0)

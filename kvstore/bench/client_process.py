@@ -49,6 +49,8 @@ class LoadSpec:
     processes: int = 1
     echo_address: str = ""
     timeout_s: float = 10.0
+    dc: str | None = None  # the clients' datacenter: they use gateways there
+    max_staleness_ms: int = 0  # gets: bounded staleness (0: as ``stale`` says)
 
 
 @dataclass
@@ -75,7 +77,7 @@ async def _run(spec: LoadSpec, counter: Any) -> LoadResult:
     last_value: dict[int, bytes] = {}
     # ``load`` writes each key once: this process takes every processes-th key.
     to_load = iter(range(spec.process_index, spec.keys, spec.processes))
-    client = AsyncClient(spec.endpoints, timeout_s=spec.timeout_s)
+    client = AsyncClient(spec.endpoints, timeout_s=spec.timeout_s, dc=spec.dc)
     echo = (
         grpc.aio.insecure_channel(spec.echo_address, options=CHANNEL_OPTIONS)
         if spec.workload == "echo"
@@ -101,7 +103,7 @@ async def _run(spec: LoadSpec, counter: Any) -> LoadResult:
         if kind == "mixed":
             kind = "get" if rng.random() < spec.read_ratio else "put"
         if kind == "get":
-            await client.get(keys[index], stale=spec.stale)
+            await client.get(keys[index], stale=spec.stale, max_staleness_ms=spec.max_staleness_ms)
         elif kind == "put":
             await client.put(keys[index], value)
         else:

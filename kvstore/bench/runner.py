@@ -80,25 +80,32 @@ async def cluster_spans(endpoints: list[str]) -> list[tuple[bytes, bytes]]:
     return [(s.start, s.end) for s in sorted(view.shards, key=lambda s: s.start)]
 
 
-async def node_costs(endpoints: list[str]) -> dict[int, NodeCost]:
-    """Every node's CPU time, memory and disk, from ``Admin.NodeStatus`` (absent: no answer)."""
-    costs: dict[int, NodeCost] = {}
+async def node_statuses(endpoints: list[str]) -> list[admin_pb2.NodeStatusResponse]:
+    """``Admin.NodeStatus`` of every node that answers."""
     try:
         addresses = [n.address for n in (await describe(endpoints)).nodes]
     except RuntimeError:
         addresses = list(endpoints)
+    statuses = []
     for address in addresses:
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
             try:
-                status = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
-                    admin_pb2.NodeStatusRequest(), timeout=5
+                statuses.append(
+                    await admin_pb2_grpc.AdminStub(channel).NodeStatus(
+                        admin_pb2.NodeStatusRequest(), timeout=5
+                    )
                 )
             except grpc.aio.AioRpcError:
                 continue
-            costs[status.node_id] = NodeCost(
-                status.cpu_seconds, status.rss_bytes, status.disk_bytes
-            )
-    return costs
+    return statuses
+
+
+async def node_costs(endpoints: list[str]) -> dict[int, NodeCost]:
+    """Every node's CPU time, memory and disk (absent: no answer)."""
+    return {
+        s.node_id: NodeCost(s.cpu_seconds, s.rss_bytes, s.disk_bytes)
+        for s in await node_statuses(endpoints)
+    }
 
 
 def run_load(name: str, spec: LoadSpec, processes: int, *, progress: bool) -> BenchResult:

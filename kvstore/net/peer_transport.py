@@ -75,6 +75,7 @@ class PeerLink:
         self._last_due = 0.0
         self._probes: dict[int, float] = {}  # ping id -> when sent
         self._probe_ids = itertools.count(1)
+        self._session = 0  # the newest stream's; an older stream's generator must stop
 
     def offer(self, shard_id: int, msg: Message) -> None:
         self._push(shard_id, msg, 0, 0)
@@ -117,20 +118,29 @@ class PeerLink:
         self._wake.set()
 
     async def batches(self, cluster: str, me: int) -> AsyncIterator[peer_pb2.PeerBatch]:
+        """The outgoing side of one stream. Starting a new stream ends the older one's:
+        grpc keeps pulling from the request iterator of a call that ended with status OK
+        (a proxy closing it), and such a stale reader must not take the new stream's
+        messages (found by the fault suite: a restarted peer heard nothing, forever)."""
+        self._session += 1
+        session = self._session
         # A hello first, so the other side knows who we are before any traffic.
         yield peer_pb2.PeerBatch(cluster=cluster, from_node=me)
         loop = asyncio.get_running_loop()
         pending = self._pending
         while True:
-            while not pending:
+            while not pending and session == self._session:
                 self._wake.clear()
                 await self._wake.wait()
             # Let the rest of this loop turn queue its messages too: a stream write costs
             # far more than a message, so one write should carry all of them.
             await asyncio.sleep(0)
-            wait = pending[0][0] - loop.time()
+            wait = pending[0][0] - loop.time() if pending else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
+            if session != self._session:
+                self._wake.set()  # the current stream's generator may be waiting too
+                return
             now = loop.time()
             batch = peer_pb2.PeerBatch(cluster=cluster, from_node=me)
             messages: list[peer_pb2.PaxosMessage] = []
@@ -208,8 +218,11 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     call = stub.Stream(link.batches(self._cluster, self._me))
                     delay = RECONNECT_S[0]
                     link.connected = True
-                    async for batch in call:
-                        self._receive(peer, batch)
+                    try:
+                        async for batch in call:
+                            self._receive(peer, batch)
+                    finally:
+                        call.cancel()
             except asyncio.CancelledError:
                 raise
             except (grpc.aio.AioRpcError, PeerProtocolError) as exc:

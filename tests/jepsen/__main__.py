@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="gets read any replica (CONSISTENCY_STALE): the checker must then find violations",
     )
+    r.add_argument(
+        "--wan-latency-ms",
+        type=float,
+        default=0.0,
+        help="the nodes' own emulated WAN: one-way delay between datacenters (kvstore [wan])",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress line")
     c = sub.add_parser("check", help="check a history.jsonl for per-key linearizability")
     c.add_argument("history", type=Path, nargs="?")
@@ -53,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workload takes register, set or register,set")
     if args.concurrency < 1 or args.duration <= 0:
         parser.error("--concurrency must be >= 1 and --duration > 0")
+    if not 0 <= args.wan_latency_ms <= 10_000:
+        parser.error("--wan-latency-ms must be within 0..10000")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     options = RunOptions(
         duration_s=args.duration,
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         op_timeout_s=args.op_timeout,
         ops_max=args.ops_max,
         base_port=args.base_port,
+        wan_latency_ms=args.wan_latency_ms,
         progress=not args.quiet,
         command=shlex.join(["python", "-m", "tests.jepsen", *(argv or sys.argv[1:])]),
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.local_cluster import stop_processes
+from kvstore.local_cluster import stop_processes, tick_ms_for_wan
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 from tests import ports
 from tests.jepsen.proxy import ProxyServer
@@ -55,9 +55,12 @@ def proxy_address(nodes: list[Node], src: int, dst: int, base_port: int) -> str:
     return f"{nodes[src - 1].host}:{base_port + PROXY_OFFSET + 10 * src + dst}"
 
 
-def config_text(nodes: list[Node], tick_ms: int) -> str:
+def config_text(nodes: list[Node], tick_ms: int, wan_latency_ms: float = 0.0) -> str:
     per_dc = {dc: [n.node_id for n in nodes if n.dc == dc] for dc in DATACENTERS}
+    tick_ms = tick_ms_for_wan(tick_ms, wan_latency_ms, 0.0)
     lines = ['[cluster]\nname = "jepsen"\n', f"tick_ms = {tick_ms}\n"]
+    if wan_latency_ms:
+        lines.append(f"\n[wan]\nlatency_ms = {wan_latency_ms}\n")
     lines += [f'\n[[datacenters]]\nname = "{dc}"\n' for dc in DATACENTERS]
     for n in nodes:
         lines.append(f'\n[[nodes]]\nid = {n.node_id}\ndc = "{n.dc}"\naddress = "{n.address}"\n')
@@ -93,13 +96,21 @@ def free_base_port(nodes_per_dc: int) -> int:
 
 
 class JepsenCluster:
-    def __init__(self, root: Path, *, nodes_per_dc: int, base_port: int, tick_ms: int = 10):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        nodes_per_dc: int,
+        base_port: int,
+        tick_ms: int = 10,
+        wan_latency_ms: float = 0.0,
+    ):
         self.root = root
         self.base_port = base_port
         self.nodes = layout(nodes_per_dc, base_port)
         self.ids = [n.node_id for n in self.nodes]
         self.config_path = root / "cluster.toml"
-        self.config_path.write_text(config_text(self.nodes, tick_ms))
+        self.config_path.write_text(config_text(self.nodes, tick_ms, wan_latency_ms))
         (root / "nodes").mkdir(exist_ok=True)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.paused: set[int] = set()

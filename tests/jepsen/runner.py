@@ -56,6 +56,7 @@ class RunOptions:
     ops_max: int = 1_000_000
     base_port: int = 0
     recovery_limit_s: float = 10.0
+    wan_latency_ms: float = 0.0  # the nodes' own emulated WAN between datacenters (one way)
     progress: bool = True
     command: str = ""
 
@@ -110,7 +111,12 @@ async def run(options: RunOptions) -> dict[str, Any]:
     say(f"jepsen: seed {options.seed}, output in {out}")
     rng = random.Random(options.seed)
     base = options.base_port or free_base_port(options.nodes_per_dc)
-    cluster = JepsenCluster(out, nodes_per_dc=options.nodes_per_dc, base_port=base)
+    cluster = JepsenCluster(
+        out,
+        nodes_per_dc=options.nodes_per_dc,
+        base_port=base,
+        wan_latency_ms=options.wan_latency_ms,
+    )
     network = Network(random.Random(rng.getrandbits(64)))
     proxies = ProxyServer(network)
     history = HistoryWriter(out / "history.jsonl")

@@ -105,3 +105,33 @@ def test_limits_are_configurable_and_validated() -> None:
         parse_cluster_config(config(PICTURE) + "\n[limits]\nvalue_max = 10\n")
     with pytest.raises(ClusterConfigError, match="must be positive"):
         parse_cluster_config(config(PICTURE) + "\n[limits]\nkey_bytes_max = 0\n")
+
+
+def test_wan_latency_is_per_pair_with_a_default_and_validated() -> None:
+    assert not parse_cluster_config(config(PICTURE)).wan.enabled
+    wan = parse_cluster_config(
+        config(PICTURE)
+        + "\n[wan]\nlatency_ms = 30\njitter_ms = 2\n"
+        + '[[wan.links]]\nbetween = ["dc1", "dc3"]\nlatency_ms = 80\n'
+    ).wan
+    assert wan.enabled and wan.jitter_ms == 2
+    assert wan.one_way_ms("dc1", "dc2") == 30
+    assert wan.one_way_ms("dc3", "dc1") == wan.one_way_ms("dc1", "dc3") == 80
+    assert wan.one_way_ms("dc2", "dc2") == 0
+    for bad, message in (
+        ("[wan]\nlatency_ms = -1\n", "within 0..10000"),
+        ("[wan]\nlatency = 5\n", "unknown keys"),
+        ('[wan]\n[[wan.links]]\nbetween = ["dc1", "dc1"]\nlatency_ms = 5\n', "two different"),
+        ('[wan]\n[[wan.links]]\nbetween = ["dc1", "mars"]\nlatency_ms = 5\n', "two different"),
+    ):
+        with pytest.raises(ClusterConfigError, match=message):
+            parse_cluster_config(config(PICTURE) + "\n" + bad)
+
+
+def test_leaders_without_a_preference_are_spread_over_the_datacenters() -> None:
+    spread = parse_cluster_config(
+        config(shard(1, "", "b") + shard(2, "b", "c") + shard(3, "c", "d") + shard(4, "d", ""))
+    )
+    assert [spread.default_leader_dc(s) for s in (1, 2, 3, 4)] == ["dc1", "dc2", "dc3", "dc1"]
+    picture = parse_cluster_config(config(PICTURE))
+    assert [picture.default_leader_dc(s) for s in (1, 2, 3)] == ["dc1", "dc2", "dc3"]

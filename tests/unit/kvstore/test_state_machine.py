@@ -231,3 +231,19 @@ def test_scan_pages_with_a_limit() -> None:
     assert [kv.key for kv in page] == [b"b", b"c"] and more
     page, more = sm.scan(b"b", b"d", 0)
     assert [kv.key for kv in page] == [b"b", b"c"] and not more
+
+
+def test_leader_placement_is_state_a_snapshot_carries_and_no_revision_counts() -> None:
+    from kvstore.model import PlacementSet, SetPlacement, decode_command, snapshot
+
+    sm = KvStateMachine(MemoryEngine())
+    assert sm.leader_dc is None
+    command = SetPlacement(NO_SESSION, "dc2")
+    assert decode_command(encode_command(command)) == command
+    [(_, result)] = sm.apply(1, [encode_command(command)])
+    assert result == PlacementSet("dc2") and sm.leader_dc == "dc2" and sm.revision == 0
+    copy = MemoryEngine()
+    snapshot.restore(copy, snapshot.dump(sm._engine))
+    assert KvStateMachine(copy).leader_dc == "dc2"
+    sm.apply(2, [encode_command(SetPlacement(NO_SESSION, ""))])
+    assert sm.leader_dc is None
