@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class PeerLink:
 
     def probe(self) -> None:
         ping = next(self._probe_ids)
-        self._probes = {ping: asyncio.get_running_loop().time()}  # older ones count as lost
+        self._probes = {ping: time.monotonic()}  # older ones count as lost
         self._push(0, None, ping, 0)
 
     def answer(self, ping: int) -> None:
@@ -92,7 +93,7 @@ class PeerLink:
         sent = self._probes.pop(pong, None)
         if sent is None:
             return
-        rtt = (asyncio.get_running_loop().time() - sent) * 1000
+        rtt = (time.monotonic() - sent) * 1000
         self.rtt_ms = rtt
         self.rtt_avg_ms = (
             rtt
@@ -110,7 +111,7 @@ class PeerLink:
         due = 0.0
         if self._delay.one_way_s or self._delay.jitter_s:
             jitter = self._rng.uniform(-self._delay.jitter_s, self._delay.jitter_s)
-            now = asyncio.get_running_loop().time()
+            now = time.monotonic()
             # Never before an earlier message: a stream does not reorder.
             due = max(now + max(0.0, self._delay.one_way_s + jitter), self._last_due)
             self._last_due = due
@@ -126,7 +127,6 @@ class PeerLink:
         session = self._session
         # A hello first, so the other side knows who we are before any traffic.
         yield peer_pb2.PeerBatch(cluster=cluster, from_node=me)
-        loop = asyncio.get_running_loop()
         pending = self._pending
         while True:
             while not pending and session == self._session:
@@ -135,13 +135,13 @@ class PeerLink:
             # Let the rest of this loop turn queue its messages too: a stream write costs
             # far more than a message, so one write should carry all of them.
             await asyncio.sleep(0)
-            wait = pending[0][0] - loop.time() if pending else 0.0
+            wait = pending[0][0] - time.monotonic() if pending else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
             if session != self._session:
                 self._wake.set()  # the current stream's generator may be waiting too
                 return
-            now = loop.time()
+            now = time.monotonic()
             batch = peer_pb2.PeerBatch(cluster=cluster, from_node=me)
             messages: list[peer_pb2.PaxosMessage] = []
             while pending and len(messages) < BATCH_MESSAGES_MAX and pending[0][0] <= now:
