@@ -443,7 +443,6 @@ def _status(args: argparse.Namespace) -> int:
         [[n["node"] or "?", n["dc"], n["address"], "up" if n["up"] else "DOWN"] for n in nodes],
     )
     print()
-    print()
     geo_cli.print_rtt_table(rtt)
     print()
     table(

@@ -155,7 +155,7 @@ def _plan(args: argparse.Namespace) -> int:
     print("there), for each possible leader DC; a leaseholder read costs the trip to the")
     print("leader only, and a bounded-staleness read none.")
     table(
-        ["shard", "leader in", "", *[f"write from {dc}" for dc in dcs]],
+        ["shard", "leader in", "note", *[f"write from {dc}" for dc in dcs]],
         [
             [
                 p.shard_id,
@@ -167,7 +167,7 @@ def _plan(args: argparse.Namespace) -> int:
             for option in p.options
         ],
     )
-    print("  * preferred   (now): leads now")
+    print("note: * the shard's preferred DC; (now) where its leader is now")
     print()
     print("If a datacenter is lost:")
     table(

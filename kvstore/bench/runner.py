@@ -187,7 +187,9 @@ def measure(name: str, spec: LoadSpec, processes: int, *, progress: bool) -> Ben
     result = run_load(name, spec, processes, progress=progress)
     if before:
         after = asyncio.run(node_costs(spec.endpoints))
-        cpu = sum(after[n].cpu_seconds - before[n].cpu_seconds for n in after if n in before)
+        # A node that did not answer one of the two asks (busy, restarting) is left out.
+        both = sorted(n for n in after if n in before)
+        cpu = sum(after[n].cpu_seconds - before[n].cpu_seconds for n in both)
         if result.ops:
             result.server_cpu_us_per_op = round(cpu / result.ops * 1e6, 1)
         result.nodes = {
@@ -196,6 +198,6 @@ def measure(name: str, spec: LoadSpec, processes: int, *, progress: bool) -> Ben
                 "rss_mib": round(after[n].rss_bytes / 2**20, 1),
                 "disk_mib": round(after[n].disk_bytes / 2**20, 1),
             }
-            for n in sorted(after)
+            for n in both
         }
     return result
