@@ -42,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="the nodes' own emulated WAN: one-way delay between datacenters (kvstore [wan])",
     )
+    r.add_argument(
+        "--bounded-reads-ms",
+        type=int,
+        default=0,
+        help="a third of the gets ask for this staleness bound; checked against the history",
+    )
+    r.add_argument(
+        "--planted-unbounded-reads",
+        action="store_true",
+        help="those gets accept any age while the harness claims a 1 ms bound: must be invalid",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress line")
     c = sub.add_parser("check", help="check a history.jsonl for per-key linearizability")
     c.add_argument("history", type=Path, nargs="?")
@@ -59,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workload takes register, set or register,set")
     if args.concurrency < 1 or args.duration <= 0:
         parser.error("--concurrency must be >= 1 and --duration > 0")
+    if args.bounded_reads_ms < 0 or (args.planted_unbounded_reads and not args.bounded_reads_ms):
+        parser.error("--bounded-reads-ms takes ms >= 0; the planted lie needs it too")
     if not 0 <= args.wan_latency_ms <= 10_000:
         parser.error("--wan-latency-ms must be within 0..10000")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
@@ -75,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         ops_max=args.ops_max,
         base_port=args.base_port,
         wan_latency_ms=args.wan_latency_ms,
+        bounded_reads_ms=args.bounded_reads_ms,
+        planted_unbounded=args.planted_unbounded_reads,
         progress=not args.quiet,
         command=shlex.join(["python", "-m", "tests.jepsen", *(argv or sys.argv[1:])]),
     )
@@ -93,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         f" unknown {ops['unknown']}; {len(results['faults'])} faults;"
         f" recovery {'never' if recovery is None else f'{recovery:.2f} s'}"
     )
-    for name in ("register", "set"):
+    for name in ("register", "bounded_reads", "set"):
         if name in results:
             print(f"{name}: {results[name]['verdict']}")
     print(f"verdict: {results['verdict']}; output in {results['output']}")

@@ -45,6 +45,15 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
             f"{reg['keys']} keys, {reg['ops']} operations.",
         ]
         lines += [f"- key {f['key']}: {f['verdict']} — {f['explanation']}" for f in reg["failures"]]
+    bounded = results.get("bounded_reads")
+    if bounded is not None:
+        lines += [
+            "",
+            f"## Bounded-staleness reads: {bounded['verdict']}",
+            f"{bounded['reads']} reads asking for <= {bounded['max_staleness_ms']} ms"
+            " (bounded-reads.jsonl), checked against the register history.",
+        ]
+        lines += [f"- {v}" for v in bounded["violations"]]
     if sets is not None:
         lines += [
             "",

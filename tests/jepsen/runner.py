@@ -27,6 +27,7 @@ from tests.jepsen.nemesis import Nemesis
 from tests.jepsen.proxy import Network, ProxyServer
 from tests.jepsen.report import plot, write_results, write_summary
 from tests.jepsen.setcheck import check_set
+from tests.jepsen.staleness import check_bounded_reads, write_bounded_reads
 from tests.jepsen.workload import (
     Counters,
     Identity,
@@ -52,6 +53,8 @@ class RunOptions:
     seed: int = 0
     out: Path | None = None
     stale_reads: bool = False
+    bounded_reads_ms: int = 0  # a third of the gets ask for this staleness bound
+    planted_unbounded: bool = False  # ...but accept any age while claiming 1 ms: must fail
     op_timeout_s: float = 2.0
     ops_max: int = 1_000_000
     base_port: int = 0
@@ -126,6 +129,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         active_keys=max(3, options.concurrency // 4),
         op_timeout_s=options.op_timeout_s,
         stale_reads=options.stale_reads,
+        bounded_reads_ms=options.bounded_reads_ms,
+        planted_unbounded=options.planted_unbounded,
     )
     sets = SetWorkload(op_timeout_s=options.op_timeout_s)
     nemesis = Nemesis(
@@ -366,6 +371,16 @@ def _results(
                 for f in verdict.failures
             ],
         }
+    if register.bounded:
+        staleness = check_bounded_reads(register.ops, register.bounded)
+        verdicts.append(staleness.verdict)
+        results["bounded_reads"] = {
+            "verdict": staleness.verdict,
+            "reads": staleness.reads,
+            "max_staleness_ms": options.bounded_reads_ms,
+            "violations": staleness.violations[:20],
+        }
+        write_bounded_reads(out / "bounded-reads.jsonl", register.bounded)
     if "set" in options.workloads:
         set_verdict = check_set(sets.adds, sets.reads)
         verdicts.append(set_verdict.verdict)

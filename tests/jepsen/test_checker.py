@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tests.jepsen.history import CAS_MISMATCH, Op, parse_lines
 from tests.jepsen.linearizability import check_history
+from tests.jepsen.staleness import BoundedRead, check_bounded_reads
 from tests.jepsen.synthetic import generate
 
 
@@ -148,3 +149,44 @@ def test_a_read_of_an_unwritten_value_is_always_caught(seed: int) -> None:
         victim.client, victim.call, victim.ret, "get", victim.key, output="never-written"
     )
     assert check_history(history).verdict == "invalid"
+
+
+# ---------------------------------------------------------------------- bounded staleness
+
+
+def _w(op: str, value: str | None, call_ms: int, ret_ms: int | None, ok: bool = True) -> Op:
+    ret = None if ret_ms is None else ret_ms * 1_000_000
+    return Op(1, call_ms * 1_000_000, ret, op, "k", value, None, None, ok)
+
+
+def _r(output: str | None, call_ms: int, bound_ms: int) -> BoundedRead:
+    return BoundedRead(
+        2, call_ms * 1_000_000, (call_ms + 1) * 1_000_000, "k", output, bound_ms, "dc2"
+    )
+
+
+def test_a_read_within_its_bound_is_valid() -> None:
+    history = [_w("put", "v1", 0, 10), _w("put", "v2", 20, 30)]
+    # v2 was acknowledged at 30 ms; a read at 100 ms with a 100 ms bound may still show v1.
+    assert check_bounded_reads(history, [_r("v1", 100, 100), _r("v2", 100, 0)]).verdict == "valid"
+
+
+def test_a_read_staler_than_its_bound_is_caught() -> None:
+    history = [_w("put", "v1", 0, 10), _w("put", "v2", 20, 30)]
+    verdict = check_bounded_reads(history, [_r("v1", 100, 50)])
+    assert verdict.verdict == "invalid" and "beyond its 50 ms bound" in verdict.violations[0]
+
+
+def test_absent_reads_phantoms_and_future_values_are_caught() -> None:
+    history = [_w("put", "v1", 0, 10), _w("cas", "v9", 12, 14, ok=False), _w("put", "v3", 500, 510)]
+    assert check_bounded_reads(history, [_r(None, 100, 50)]).verdict == "invalid"
+    assert check_bounded_reads(history, [_r(None, 100, 95)]).verdict == "valid"
+    assert check_bounded_reads(history, [_r("v9", 100, 1000)]).verdict == "invalid"  # refused
+    assert check_bounded_reads(history, [_r("v3", 100, 1000)]).verdict == "invalid"  # future
+    deleted = [*history, _w("delete", None, 20, 30)]
+    assert check_bounded_reads(deleted, [_r(None, 100, 50)]).verdict == "valid"
+
+
+def test_a_write_with_an_unknown_outcome_orders_nothing() -> None:
+    history = [_w("put", "v1", 0, None), _w("put", "v2", 20, 30)]
+    assert check_bounded_reads(history, [_r("v1", 1000, 1)]).verdict == "valid"

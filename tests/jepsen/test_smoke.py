@@ -36,10 +36,15 @@ def jepsen(out: Path, *args: str) -> tuple[int, dict[str, Any], str]:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_partitions_and_kills_stay_linearizable_and_recover(tmp_path: Path, seed: int) -> None:
     out = tmp_path / "run"
+    # Seed 2 also mixes in bounded-staleness reads, checked against the same history.
+    bounded = ["--bounded-reads-ms", "300"] if seed == 2 else []
     code, results, output = jepsen(
-        out, "--duration", "30", "--nemesis", "partition,kill", "--seed", str(seed)
+        out, "--duration", "30", "--nemesis", "partition,kill", "--seed", str(seed), *bounded
     )
     assert results["verdict"] == "valid", output + (out / "summary.md").read_text()
+    if bounded:
+        assert results["bounded_reads"]["verdict"] == "valid"
+        assert results["bounded_reads"]["reads"] >= 100
     assert code == 0
     assert output.strip().splitlines()[-1] == f"verdict: valid; output in {out}"
     assert results["register"]["verdict"] == "valid"
@@ -68,8 +73,12 @@ def test_stale_reads_under_partitions_are_reported_invalid(tmp_path: Path) -> No
         "--nemesis", "isolate-node,isolate-dc,isolate-leader",
         "--workload", "register",
         "--stale-reads",
+        "--bounded-reads-ms", "300",
+        "--planted-unbounded-reads",
         "--seed", "3",
     )  # fmt: skip
     assert results["register"]["verdict"] == "invalid", output
+    # The planted lie (any age, recorded as <= 1 ms) is caught by the staleness checker.
+    assert results["bounded_reads"]["verdict"] == "invalid", output
     assert code == 1
     assert results["register"]["failures"][0]["explanation"].startswith("no linearization")

@@ -26,6 +26,7 @@ from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.client import AsyncClient, KvError, new_client_id
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 from tests.jepsen.history import CAS_MISMATCH, HistoryWriter, Op
+from tests.jepsen.staleness import BoundedRead
 
 OPS_PER_KEY_MAX = 200
 # Statuses under which the server guarantees nothing was applied (refused at the edge).
@@ -88,10 +89,12 @@ class LibraryStub:
         self._client = client
 
     async def Get(self, request: Any, timeout: float) -> kv_pb2.GetResponse:  # noqa: N802
-        kv = await self._client.get(
-            request.key, stale=request.consistency == kv_pb2.CONSISTENCY_STALE
+        # The whole response: a bounded read's header carries the bound the server proved.
+        return await self._client.get_response(
+            request.key,
+            stale=request.consistency == kv_pb2.CONSISTENCY_STALE,
+            max_staleness_ms=request.max_staleness_ms,
         )
-        return kv_pb2.GetResponse(found=kv is not None, kv=kv)
 
     async def Put(self, request: Any, timeout: float) -> kv_pb2.PutResponse:  # noqa: N802
         return await self._client.put(request.key, request.value)
@@ -193,11 +196,20 @@ class RegisterWorkload:
         active_keys: int,
         op_timeout_s: float,
         stale_reads: bool = False,
+        bounded_reads_ms: int = 0,
+        planted_unbounded: bool = False,
     ) -> None:
+        """``bounded_reads_ms``: a third of the gets ask for that staleness bound instead
+        and go to ``bounded`` (checked by ``tests.jepsen.staleness``), not the history.
+        ``planted_unbounded``: those gets accept any age while the harness records a 1 ms
+        bound anyway, a planted lie the staleness checker must catch."""
         self.rng = rng
         self.history = history
         self.timeout = op_timeout_s
         self.stale_reads = stale_reads
+        self.bounded_reads_ms = bounded_reads_ms
+        self.planted_unbounded = planted_unbounded
+        self.bounded: list[BoundedRead] = []
         self.counters = Counters()
         self.ops: list[Op] = []
         self._next_key = 0
@@ -239,6 +251,9 @@ class RegisterWorkload:
         self, node: Node | Library, me: Identity, key: str, kind: str | None = None
     ) -> None:
         kind = kind or self.rng.choices(("get", "put", "cas", "delete"), (45, 30, 20, 5))[0]
+        if kind == "get" and self.bounded_reads_ms and self.rng.random() < 1 / 3:
+            await self._bounded_get(node, me, key)
+            return
         value = expected = None
         call = now_ns()
         if kind == "get":
@@ -290,6 +305,29 @@ class RegisterWorkload:
             self.counters.fail += 1
         error = None if ok else CAS_MISMATCH
         self.record(Op(me.number, call, ret, kind, key, value, expected, output, ok, error))
+
+    async def _bounded_get(self, node: Node | Library, me: Identity, key: str) -> None:
+        asked = 0 if self.planted_unbounded else self.bounded_reads_ms
+        request = kv_pb2.GetRequest(
+            key=key.encode(), consistency=kv_pb2.CONSISTENCY_STALE, max_staleness_ms=asked
+        )
+        call = now_ns()
+        outcome = await invoke(node.kv.Get(request, timeout=self.timeout), self.counters)
+        ret = now_ns()
+        if outcome.unknown or outcome.definite_failure:
+            self.counters.fail += 1
+            await asyncio.sleep(FAILURE_BACKOFF_S)
+            return
+        self.counters.ok += 1
+        response = outcome.response
+        header = response.header
+        bound = 1 if self.planted_unbounded else header.staleness_bound_ms
+        if bound < 0:
+            return  # served without a provable bound: nothing promised
+        output = response.kv.value.decode() if response.found else None
+        self.bounded.append(
+            BoundedRead(me.number, call, ret, key, output, bound, header.served_by_dc)
+        )
 
 
 def _cas_request(key: str, expected: str, value: str, rid: kv_pb2.RequestId) -> kv_pb2.TxnRequest:
