@@ -374,12 +374,7 @@ def _results(
     if register.bounded:
         staleness = check_bounded_reads(register.ops, register.bounded)
         verdicts.append(staleness.verdict)
-        results["bounded_reads"] = {
-            "verdict": staleness.verdict,
-            "reads": staleness.reads,
-            "max_staleness_ms": options.bounded_reads_ms,
-            "violations": staleness.violations[:20],
-        }
+        results["bounded_reads"] = staleness.summary(options.bounded_reads_ms)
         write_bounded_reads(out / "bounded-reads.jsonl", register.bounded)
     if "set" in options.workloads:
         set_verdict = check_set(sets.adds, sets.reads)

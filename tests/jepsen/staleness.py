@@ -54,6 +54,15 @@ class StalenessVerdict:
     reads: int
     violations: list[str] = field(default_factory=list)
 
+    def summary(self, max_staleness_ms: int) -> dict[str, object]:
+        """The ``bounded_reads`` entry of ``results.json`` (the first 20 violations)."""
+        return {
+            "verdict": self.verdict,
+            "reads": self.reads,
+            "max_staleness_ms": max_staleness_ms,
+            "violations": self.violations[:20],
+        }
+
 
 def check_bounded_reads(history: list[Op], reads: list[BoundedRead]) -> StalenessVerdict:
     by_key: dict[str, list[Op]] = {}
