@@ -31,6 +31,7 @@ from kvstore.cli_support import (
     UserError,
     add_endpoints,
     add_output,
+    describe_cluster,
     endpoint_list,
     node_views,
     show,
@@ -507,21 +508,9 @@ def _transfer_leader(args: argparse.Namespace) -> int:
 
 
 def _shards(args: argparse.Namespace) -> int:
-    async def describe() -> Any:
-        last = "no endpoint answered"
-        for endpoint in endpoint_list(args):
-            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
-                try:
-                    return await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
-                        admin_pb2.DescribeClusterRequest(), timeout=args.timeout
-                    )
-                except grpc.aio.AioRpcError as err:
-                    last = f"{endpoint}: {err.code().name}"
-        raise UserError(last)
-
-    view = asyncio.run(describe())
+    view = asyncio.run(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "shard": s.shard_id,
             "range": _range(s.start, s.end),

@@ -62,7 +62,10 @@ def endpoint_list(args: argparse.Namespace) -> list[str]:
         raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
     dc = getattr(args, "dc", None)
     if dc:
-        nodes = asyncio.run(_describe_nodes(endpoints, min(args.timeout, 3.0)))
+        try:
+            nodes = list(asyncio.run(describe_cluster(endpoints, min(args.timeout, 3.0))).nodes)
+        except UserError:
+            nodes = []  # nobody answered: try the endpoints as given
         if nodes and dc not in {n.dc for n in nodes}:
             raise UserError(f"--dc {dc}: no such datacenter in the cluster")
         local = [n.address for n in nodes if n.dc == dc]
@@ -70,17 +73,21 @@ def endpoint_list(args: argparse.Namespace) -> list[str]:
     return endpoints
 
 
-async def _describe_nodes(endpoints: list[str], timeout: float) -> list[Any]:
+async def describe_cluster(
+    endpoints: list[str], timeout: float
+) -> admin_pb2.DescribeClusterResponse:
+    """``Admin.DescribeCluster`` from the first endpoint that answers (else ``UserError``)."""
+    last = "no endpoint answered"
     for endpoint in endpoints:
         async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
             try:
-                view = await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
-                    admin_pb2.DescribeClusterRequest(), timeout=timeout
-                )
-            except grpc.aio.AioRpcError:
-                continue
-            return list(view.nodes)
-    return []
+                view: admin_pb2.DescribeClusterResponse = await admin_pb2_grpc.AdminStub(
+                    channel
+                ).DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=timeout)
+                return view
+            except grpc.aio.AioRpcError as err:
+                last = f"{endpoint}: {err.code().name}"
+    raise UserError(last)
 
 
 def show(args: argparse.Namespace, row: dict[str, Any], columns: list[str]) -> None:
