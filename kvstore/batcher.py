@@ -6,11 +6,14 @@ Used by the client library toward any node and by a gateway node toward a shard 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
+
+T = TypeVar("T")
 
 
 class Batcher:
@@ -81,13 +84,12 @@ class Batcher:
         self, items: list[kv_pb2.BatchItem], futures: list[asyncio.Future[Any]], timeout: float
     ) -> None:
         try:
-            if self._one_way_s:
-                await asyncio.sleep(self._one_way_s)
-            response = await self._stub.Batch(
-                kv_pb2.BatchRequest(items=items), timeout=timeout, metadata=self._metadata
+            response = await across_wan(
+                self._one_way_s,
+                lambda: self._stub.Batch(
+                    kv_pb2.BatchRequest(items=items), timeout=timeout, metadata=self._metadata
+                ),
             )
-            if self._one_way_s:
-                await asyncio.sleep(self._one_way_s)
         except grpc.aio.AioRpcError as err:
             for future in futures:
                 if not future.done():
@@ -102,6 +104,17 @@ class Batcher:
                 future.set_exception(_rpc_error(code, result.error.message))
             else:
                 future.set_result(getattr(result, which))
+
+
+async def across_wan(one_way_s: float, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` as if the node were ``one_way_s`` away (an emulated WAN): the request
+    leaves, and the answer arrives, that much later."""
+    if one_way_s:
+        await asyncio.sleep(one_way_s)
+    response = await call()
+    if one_way_s:
+        await asyncio.sleep(one_way_s)
+    return response
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}

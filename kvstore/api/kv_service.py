@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cluster import ClusterConfig, RangeMap
-from kvstore.batcher import Batcher
+from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
     ApplyResult,
@@ -348,18 +348,13 @@ class KvService(kv_pb2_grpc.KVServicer):
             kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None, bound)
         )
 
-    async def _forward_scan(
+    def _forward_scan(
         self, node: int, request: kv_pb2.ScanRequest, timeout: float
-    ) -> kv_pb2.ScanResponse:
-        one_way = self._forward_delay_s.get(node, 0.0)
-        if one_way:
-            await asyncio.sleep(one_way)
-        response: kv_pb2.ScanResponse = await self._stub(node).Scan(
-            request, timeout=timeout, metadata=(FORWARDED,)
+    ) -> Awaitable[kv_pb2.ScanResponse]:
+        return across_wan(
+            self._forward_delay_s.get(node, 0.0),
+            lambda: self._stub(node).Scan(request, timeout=timeout, metadata=(FORWARDED,)),
         )
-        if one_way:
-            await asyncio.sleep(one_way)
-        return response
 
     # ------------------------------------------------------------------ helpers
 
