@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         spans = asyncio.run(_wait_ready(endpoints))
         dcs = asyncio.run(_datacenters(endpoints))
         if args.suite == "geo":
-            asyncio.run(_wait_for_placement(endpoints))
+            asyncio.run(_wait_for_placement(endpoints, len(spans)))
         if args.dc is not None and args.dc not in dcs:
             raise BenchError(f"--dc {args.dc}: the cluster's datacenters are {', '.join(dcs)}")
         if args.suite == "geo" and args.shard is None:
@@ -140,7 +140,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise BenchError("--wan-latency-ms configures a --local cluster")
 
 
-async def _wait_for_placement(endpoints: list[str]) -> None:
+async def _wait_for_placement(endpoints: list[str], shards: int) -> None:
     """Latency by client DC means something only once every leader is where it belongs."""
     deadline = time.monotonic() + READY_S_MAX
     while time.monotonic() < deadline:
@@ -151,7 +151,7 @@ async def _wait_for_placement(endpoints: list[str]) -> None:
             for s in status.shards
             if s.role == "leader"
         ]
-        if leaders and all(leaders) and len(leaders) == len(await cluster_spans(endpoints)):
+        if len(leaders) == shards and all(leaders):
             return
         await asyncio.sleep(0.5)
     raise BenchError("the leaders did not settle at their preferred datacenters")

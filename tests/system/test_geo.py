@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from kvstore.bench.runner import node_statuses
 from kvstore.client import AsyncClient, KvError
 from kvstore.local_cluster import LocalCluster
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
@@ -42,27 +43,10 @@ def wan_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
         local.stop_all()
 
 
-async def _statuses(local: LocalCluster) -> list[admin_pb2.NodeStatusResponse]:
-    views = []
-    for node in local.cluster.nodes:
-        if node.node_id not in local.procs:
-            continue
-        async with grpc.aio.insecure_channel(node.address) as channel:
-            try:
-                views.append(
-                    await admin_pb2_grpc.AdminStub(channel).NodeStatus(
-                        admin_pb2.NodeStatusRequest(), timeout=2
-                    )
-                )
-            except grpc.aio.AioRpcError:
-                continue
-    return views
-
-
 async def _leader_dcs(local: LocalCluster) -> dict[int, str]:
     return {
         s.shard_id: view.dc
-        for view in await _statuses(local)
+        for view in await node_statuses(local.endpoints)
         for s in view.shards
         if s.role == "leader"
     }
