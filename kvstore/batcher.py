@@ -1,4 +1,4 @@
-"""Many concurrent KV calls to one node as one ``KV.Batch`` gRPC call per event-loop turn.
+"""Many concurrent KV calls to one node as ``KV.BatchStream`` messages, one per loop turn.
 
 Used by the client library toward any node and by a gateway node toward a shard leader.
 """
@@ -6,6 +6,8 @@ Used by the client library toward any node and by a gateway node toward a shard 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,14 +19,17 @@ T = TypeVar("T")
 
 
 class Batcher:
-    """Concurrent calls to one node, sent as one ``KV.Batch`` per event-loop turn.
+    """Concurrent calls to one node, sent as one ``BatchRequest`` per event-loop turn over a
+    long-lived ``KV.BatchStream`` call (a message on an open stream costs far less than a
+    call of its own).
 
     A call joins the open batch. The batch leaves at the end of the current loop turn if
     fewer than ``IN_FLIGHT_MAX`` batches to this node are unanswered, else as soon as one is
     answered (or once it is full): an idle client pays no delay, and a busy one sends few
     large batches instead of many of one item (which is what independent callers produce
     otherwise: each answer releases one caller, who sends one item). Each item keeps its own
-    deadline and fails alone; a failed batch call fails every item with the call's status.
+    deadline and fails alone; a broken stream fails every unanswered item with its status
+    (the callers retry; writes carry request ids) and the next batch opens a new one.
     """
 
     ITEMS_MAX = 256
@@ -47,7 +52,10 @@ class Batcher:
         self._bytes = 0
         self._timeout = 0.0
         self._flush_handle: asyncio.Handle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        # Unanswered batches: id -> (their callers' futures, the deadline timer).
+        self._waiting: dict[int, tuple[list[asyncio.Future[Any]], asyncio.TimerHandle]] = {}
+        self._stream: _Stream | None = None
 
     def submit(self, kind: str, request: Any, timeout: float) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -59,43 +67,54 @@ class Batcher:
         self._timeout = max(self._timeout, timeout)
         if len(self._items) >= self.ITEMS_MAX or self._bytes >= self.BYTES_MAX:
             self._flush(force=True)
-        elif self._flush_handle is None and len(self._sending) < self.IN_FLIGHT_MAX:
+        elif self._flush_handle is None and len(self._waiting) < self.IN_FLIGHT_MAX:
             self._flush_handle = loop.call_soon(self._flush)
         return future
+
+    def close(self) -> None:
+        """End the stream; unanswered calls fail with CANCELLED."""
+        if self._stream is not None:
+            self._stream.close()
 
     def _flush(self, *, force: bool = False) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._items or (len(self._sending) >= self.IN_FLIGHT_MAX and not force):
+        if not self._items or (len(self._waiting) >= self.IN_FLIGHT_MAX and not force):
             return
-        items, futures, timeout = self._items, self._futures, self._timeout
+        loop = asyncio.get_running_loop()
+        batch_id = next(self._ids)
+        request = kv_pb2.BatchRequest(id=batch_id, items=self._items)
+        # The caller's deadline covers both WAN legs; the timer is the last resort against a
+        # node that never answers (each item is also bounded by its own timeout on the node).
+        expiry = loop.call_later(self._timeout + 2 * self._one_way_s, self._expire, batch_id)
+        self._waiting[batch_id] = (self._futures, expiry)
         self._items, self._futures, self._bytes, self._timeout = [], [], 0, 0.0
-        task = asyncio.get_running_loop().create_task(self._send(items, futures, timeout))
-        self._sending.add(task)
-        task.add_done_callback(self._sent)
+        if self._one_way_s:
+            loop.call_later(self._one_way_s, self._send, request)
+        else:
+            self._send(request)
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        if self._items and self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+    def _send(self, request: kv_pb2.BatchRequest) -> None:
+        if request.id not in self._waiting:
+            return  # expired while crossing the emulated WAN
+        if self._stream is None or self._stream.broken:
+            self._stream = _Stream(self._stub, self._metadata, self._arrived, self._broke)
+        self._stream.send(request)
 
-    async def _send(
-        self, items: list[kv_pb2.BatchItem], futures: list[asyncio.Future[Any]], timeout: float
-    ) -> None:
-        try:
-            response = await across_wan(
-                self._one_way_s,
-                lambda: self._stub.Batch(
-                    kv_pb2.BatchRequest(items=items), timeout=timeout, metadata=self._metadata
-                ),
-            )
-        except grpc.aio.AioRpcError as err:
-            for future in futures:
-                if not future.done():
-                    future.set_exception(err)
+    def _arrived(self, answer: kv_pb2.BatchResponse) -> None:
+        if self._one_way_s:
+            asyncio.get_running_loop().call_later(self._one_way_s, self._answered, answer)
+        else:
+            self._answered(answer)
+
+    def _answered(self, answer: kv_pb2.BatchResponse) -> None:
+        entry = self._waiting.pop(answer.id, None)
+        if entry is None:
             return
-        for future, result in zip(futures, response.results, strict=True):
+        futures, expiry = entry
+        expiry.cancel()
+        for future, result in zip(futures, answer.results, strict=True):
             if future.done():
                 continue
             which = result.WhichOneof("response")
@@ -104,6 +123,91 @@ class Batcher:
                 future.set_exception(_rpc_error(code, result.error.message))
             else:
                 future.set_result(getattr(result, which))
+        self._resume()
+
+    def _broke(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
+        """Every batch sent on ``stream`` and not answered fails with the stream's status."""
+        for batch_id in stream.unanswered():
+            self._fail(batch_id, code, details)
+        self._resume()
+
+    def _expire(self, batch_id: int) -> None:
+        self._fail(batch_id, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        self._resume()
+
+    def _fail(self, batch_id: int, code: grpc.StatusCode, details: str) -> None:
+        entry = self._waiting.pop(batch_id, None)
+        if entry is None:
+            return
+        futures, expiry = entry
+        expiry.cancel()
+        for future in futures:
+            if not future.done():
+                future.set_exception(_rpc_error(code, details))
+
+    def _resume(self) -> None:
+        """A batch left the window: send what queued up behind it."""
+        if self._items and self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+
+class _Stream:
+    """One ``KV.BatchStream`` call: requests written in order by one writer, answers read
+    by one reader; ``on_broken`` once, when the call ends for any reason."""
+
+    def __init__(
+        self,
+        stub: kv_pb2_grpc.KVStub,
+        metadata: tuple[tuple[str, str], ...],
+        on_answer: Callable[[kv_pb2.BatchResponse], None],
+        on_broken: Callable[[_Stream, grpc.StatusCode, str], None],
+    ) -> None:
+        self.broken = False
+        self._call = stub.BatchStream(metadata=metadata)
+        self._on_answer = on_answer
+        self._on_broken = on_broken
+        self._outbox: deque[kv_pb2.BatchRequest] = deque()
+        self._wake = asyncio.Event()
+        self._sent: set[int] = set()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def send(self, request: kv_pb2.BatchRequest) -> None:
+        self._sent.add(request.id)
+        self._outbox.append(request)
+        self._wake.set()
+
+    def unanswered(self) -> set[int]:
+        return self._sent
+
+    def close(self) -> None:
+        self._call.cancel()
+
+    async def _run(self) -> None:
+        writer = asyncio.get_running_loop().create_task(self._write())
+        code, details = grpc.StatusCode.UNAVAILABLE, "the node ended the stream"
+        try:
+            while (answer := await self._call.read()) is not grpc.aio.EOF:
+                self._sent.discard(answer.id)
+                self._on_answer(answer)
+        except grpc.aio.AioRpcError as err:
+            code, details = err.code(), err.details() or ""
+        except asyncio.CancelledError:
+            code, details = grpc.StatusCode.CANCELLED, "the client closed"
+        finally:
+            writer.cancel()
+            self.broken = True
+            self._on_broken(self, code, details)
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        try:
+            while True:
+                while not outbox:
+                    self._wake.clear()
+                    await self._wake.wait()
+                await self._call.write(outbox.popleft())
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            self._call.cancel()  # the reader sees the call end and reports it
 
 
 async def across_wan(one_way_s: float, call: Callable[[], Awaitable[T]]) -> T:

@@ -8,8 +8,8 @@
   The server keeps one session per client id and refuses a seq older than the latest it
   applied, so concurrent writes never share a client id: each call takes a *lane* (a client
   id of its own, one request at a time) and gives it back when it ends.
-- Concurrent calls to one node travel together: one ``KV.Batch`` call per event-loop turn
-  (``kvstore.batcher``), not one gRPC call per operation.
+- Concurrent calls to one node travel together: one message per event-loop turn on a
+  long-lived ``KV.BatchStream`` call (``kvstore.batcher``), not one gRPC call per operation.
 - A client that knows its datacenter (``dc=``, default ``KVSTORE_DC``) uses a gateway there:
   requests go to that datacenter's replica of the shard (any node there, if it has none),
   which forwards writes and linearizable reads to the leader over the WAN once, and serves
@@ -103,6 +103,9 @@ class AsyncClient:
         self._batchers: dict[str, Batcher] = {}
 
     async def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
+        self._batchers.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

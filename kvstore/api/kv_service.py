@@ -8,7 +8,7 @@ Rules:
   otherwise it forwards to the leader it knows, once: a forwarded request carries
   ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
   retries until the caller's deadline. Requests forwarded to one node in the same event-loop
-  turn travel as one ``KV.Batch`` call. Only a shard with no reachable leader surfaces as
+  turn travel as one ``KV.BatchStream`` message. Only a shard with no reachable leader surfaces as
   ``UNAVAILABLE`` (retryable).
 - A write is retried with the same request id after a dropped proposal or a forwarded attempt
   that timed out (each waits at most ``FORWARD_ATTEMPT_S_MAX``), so the session table makes
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -86,6 +86,8 @@ class KvService(kv_pb2_grpc.KVServicer):
         self._batchers: dict[int, Batcher] = {}
 
     async def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
         for channel in self._channels.values():
             await channel.close()
 
@@ -217,6 +219,47 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
 
     async def Batch(  # noqa: N802
+        self, request: kv_pb2.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.BatchResponse:
+        return await self._batch(request, context)
+
+    async def BatchStream(  # noqa: N802
+        self,
+        requests: AsyncIterator[kv_pb2.BatchRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[kv_pb2.BatchResponse]:
+        """Each request is served as ``Batch`` would, concurrently with the others, and
+        answered as soon as it is done. A reader task takes requests while answers leave."""
+        answers: asyncio.Queue[kv_pb2.BatchResponse | None] = asyncio.Queue()
+        serving: set[asyncio.Task[None]] = set()
+
+        async def serve(request: kv_pb2.BatchRequest) -> None:
+            answer = await self._batch(request, context)
+            answer.id = request.id
+            answers.put_nowait(answer)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    task = asyncio.create_task(serve(request))
+                    serving.add(task)
+                    task.add_done_callback(serving.discard)
+                if serving:  # the caller is done sending: answer what it sent, then end
+                    await asyncio.wait(set(serving))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader  # a failed read (a malformed request) fails the call
+        finally:
+            reader.cancel()
+            for task in serving:
+                task.cancel()
+
+    async def _batch(
         self, request: kv_pb2.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.BatchResponse:
         handlers: dict[str, Callable[[Any, Any], Awaitable[Any]]] = {

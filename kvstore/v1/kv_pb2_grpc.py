@@ -64,6 +64,11 @@ class KVStub:
                 request_serializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
                 _registered_method=True)
+        self.BatchStream = channel.stream_stream(
+                '/kvstore.v1.KV/BatchStream',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -105,6 +110,16 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchStream(self, request_iterator, context):
+        """Batch over one long-lived stream: send BatchRequests with ids whenever you like; each
+        is answered by one BatchResponse with its id, as soon as it is done (answers may come in
+        any order). Items have no deadline but their own timeout_ms. Cheaper per batch than a
+        call each; the Python client and every gateway talk to a node this way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +150,11 @@ def add_KVServicer_to_server(servicer, server):
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.SerializeToString,
+            ),
+            'BatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.BatchStream,
                     request_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.SerializeToString,
             ),
@@ -299,6 +319,33 @@ class KV:
             request,
             target,
             '/kvstore.v1.KV/Batch',
+            kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kvstore.v1.KV/BatchStream',
             kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
             kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
             options,

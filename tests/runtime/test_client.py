@@ -12,6 +12,8 @@ import pytest
 
 from cluster import parse_cluster_config
 from kvstore import AsyncClient, Client, KvError
+from kvstore.batcher import Batcher
+from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.server import NodeServer
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 from tests.runtime.test_grpc_cluster import PAXOS, config_text
@@ -141,3 +143,84 @@ def test_the_deadline_covers_every_retry() -> None:
             return time.monotonic() - started
 
     assert asyncio.run(main()) < 3.0
+
+
+def test_a_batch_stream_answers_each_request_by_its_id(tmp_path: Path) -> None:
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with grpc.aio.insecure_channel(endpoints[0]) as channel:
+                stub = kv_pb2_grpc.KVStub(channel)
+                deadline = time.monotonic() + 15
+                while True:  # the first writes may meet a cluster still electing
+                    call = stub.BatchStream()
+                    put = kv_pb2.PutRequest(key=b"apple", value=b"red")
+                    await call.write(
+                        kv_pb2.BatchRequest(
+                            id=7,
+                            items=[
+                                kv_pb2.BatchItem(put=put, timeout_ms=5000),
+                                kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
+                            ],
+                        )
+                    )
+                    get = kv_pb2.GetRequest(key=b"zebra")
+                    await call.write(kv_pb2.BatchRequest(id=9, items=[kv_pb2.BatchItem(get=get)]))
+                    await call.done_writing()
+                    answers = {a.id: a async for a in call}  # the call ends after both
+                    ok = answers[7].results[0].WhichOneof("response") == "put"
+                    if ok or time.monotonic() > deadline:
+                        break
+                assert set(answers) == {7, 9}
+                written, bad_key = answers[7].results
+                assert written.put.header.revision >= 1
+                assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                (absent,) = answers[9].results
+                assert absent.WhichOneof("response") == "get" and not absent.get.found
+
+                raw = channel.stream_stream(
+                    "/kvstore.v1.KV/BatchStream",
+                    request_serializer=lambda b: b,
+                    response_deserializer=kv_pb2.BatchResponse.FromString,
+                )
+                garbage = raw()
+                await garbage.write(b"\xff\xff\xff")
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await garbage.read()
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another(tmp_path: Path) -> None:
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with AsyncClient(endpoints, timeout_s=15) as client:
+                await client.put("apple", "red")  # a leader is elected
+                leader = next(s for s in servers if s.runtime.role(1).value == "leader")
+            channel = grpc.aio.insecure_channel(leader.spec.address, options=CHANNEL_OPTIONS)
+            batcher = Batcher(kv_pb2_grpc.KVStub(channel))
+            get = kv_pb2.GetRequest(key=b"apple")
+            assert (await batcher.submit("get", get, 5)).kv.value == b"red"
+            pending = batcher.submit("get", get, 5)
+            batcher.close()  # the stream ends under an unanswered batch
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pending
+            assert info.value.code() == grpc.StatusCode.CANCELLED
+            assert (await batcher.submit("get", get, 5)).kv.value == b"red"  # a new stream
+            await leader.stop()
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await batcher.submit("get", get, 5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - started < 2  # at once, not at the item's deadline
+            await channel.close()
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
