@@ -8,9 +8,11 @@ real node, message by message, so it can apply the faults of the ``Network``:
   direction ``a -> b`` is dropped while ``a -> b`` is cut (one-way partitions are real
   one-way), lost with the link's loss probability, and otherwise delayed by the link's
   latency plus jitter, keeping the stream's order.
-- unary calls (a gateway forwarding a client request to a leader): a cut request direction
-  loses the request, a cut reply direction loses the reply after the leader executed it;
-  either way the caller waits out its deadline, as it would on a real network.
+- ``KV.BatchStream`` (a gateway forwarding client requests to a leader): the same, per
+  message: a cut or lossy request direction loses the batch, a cut reply direction loses
+  the answer after the leader executed it; either way the items wait out their deadlines,
+  as they would on a real network.
+- unary calls: the same faults, for the one request and its reply.
 
 Client traffic does not pass through proxies: clients sit "next to" their node, and the
 harness's admin calls must see through partitions.
@@ -29,6 +31,7 @@ import grpc
 from kvstore.channels import CHANNEL_OPTIONS
 
 PEER_STREAM = "/kvstore.v1.Peer/Stream"
+KV_BATCH_STREAM = "/kvstore.v1.KV/BatchStream"
 LOST_WAIT_S_MAX = 5.0
 
 
@@ -105,7 +108,7 @@ class LinkProxy(grpc.GenericRpcHandler):
 
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
-        if method == PEER_STREAM:
+        if method in (PEER_STREAM, KV_BATCH_STREAM):
 
             async def stream(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
                 # An async generator function itself: that is how grpc.aio tells it from a
@@ -154,14 +157,16 @@ class LinkProxy(grpc.GenericRpcHandler):
             while (item := await upstream.get()) is not None:
                 yield item
 
-        call = self.channel().stream_stream(method)(outgoing())
-        first = True
+        metadata = [(k, v) for k, v in context.invocation_metadata() if k.startswith("kv-")]
+        call = self.channel().stream_stream(method)(outgoing(), metadata=metadata)
+        # A peer stream's first batch is its hello (connection set-up), never lost; a KV
+        # stream's first message is a request like any other.
+        first = method == PEER_STREAM
 
         async def pump_up() -> None:
             nonlocal first
             try:
                 async for batch in requests:
-                    # The first batch is the stream's hello (connection set-up), never lost.
                     if first or self.network.passes(self.src, self.dst):
                         up.send(batch, 0.0 if first else self.network.delay_s(self.src, self.dst))
                     first = False
