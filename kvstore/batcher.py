@@ -109,11 +109,9 @@ class Batcher:
             self._answered(answer)
 
     def _answered(self, answer: kv_pb2.BatchResponse) -> None:
-        entry = self._waiting.pop(answer.id, None)
-        if entry is None:
+        futures = self._take(answer.id)
+        if futures is None:
             return
-        futures, expiry = entry
-        expiry.cancel()
         for future, result in zip(futures, answer.results, strict=True):
             if future.done():
                 continue
@@ -136,14 +134,18 @@ class Batcher:
         self._resume()
 
     def _fail(self, batch_id: int, code: grpc.StatusCode, details: str) -> None:
-        entry = self._waiting.pop(batch_id, None)
-        if entry is None:
-            return
-        futures, expiry = entry
-        expiry.cancel()
-        for future in futures:
+        for future in self._take(batch_id) or ():
             if not future.done():
                 future.set_exception(_rpc_error(code, details))
+
+    def _take(self, batch_id: int) -> list[asyncio.Future[Any]] | None:
+        """The callers of an unanswered batch, which stops waiting (None: not waiting)."""
+        entry = self._waiting.pop(batch_id, None)
+        if entry is None:
+            return None
+        futures, expiry = entry
+        expiry.cancel()
+        return futures
 
     def _resume(self) -> None:
         """A batch left the window: send what queued up behind it."""

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import grpc
 
 from cluster import ClusterConfig
+from kvstore.api.kv_service import FORWARDED
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import PlacementSet, RequestId, SetPlacement
 from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
@@ -173,7 +174,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                         or self._cluster.default_leader_dc(request.shard_id),
                         leader_node_id=self._runtime.leader_hint(request.shard_id) or 0,
                     )
-            forwarded = any(k == "kv-forwarded" for k, _ in context.invocation_metadata() or ())
+            forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
             if forwarded:
                 break  # the asking node tries the next replica
             for node in candidates:
@@ -185,7 +186,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     ) as channel:
                         response: admin_pb2.SetPlacementResponse = await admin_pb2_grpc.AdminStub(
                             channel
-                        ).SetPlacement(request, timeout=1.0, metadata=(("kv-forwarded", "1"),))
+                        ).SetPlacement(request, timeout=1.0, metadata=(FORWARDED,))
                         return response
                 except grpc.aio.AioRpcError:
                     continue

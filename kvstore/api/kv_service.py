@@ -8,8 +8,8 @@ Rules:
   otherwise it forwards to the leader it knows, once: a forwarded request carries
   ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
   retries until the caller's deadline. Requests forwarded to one node in the same event-loop
-  turn travel as one ``KV.BatchStream`` message. Only a shard with no reachable leader surfaces as
-  ``UNAVAILABLE`` (retryable).
+  turn travel as one ``KV.BatchStream`` message. Only a shard with no reachable leader
+  surfaces as ``UNAVAILABLE`` (retryable).
 - A write is retried with the same request id after a dropped proposal or a forwarded attempt
   that timed out (each waits at most ``FORWARD_ATTEMPT_S_MAX``), so the session table makes
   it apply once.
