@@ -5,7 +5,9 @@ no protocol decision of its own:
 
 - every turn, the Readies of *all* shards become one disk job: their ``DurableRecord``s and
   the state-machine applies of their chosen slots go into **one** LMDB write transaction
-  (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs;
+  (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs; except
+  that on an idle disk a job whose records answer peers is split, its applies held back
+  until those answers are sent (``_split_for_latency``);
 - only when that transaction has committed are the writes' ``then_send`` messages sent, then
   ``write_done`` reported in order, then proposals and reads resolved;
 - ``send_now`` leaves at once; ticks come from elapsed monotonic time, all due ticks first.
@@ -158,6 +160,8 @@ class NodeRuntime:
         # Tells this process's freshness stamps from an earlier life's (tick counts restart).
         self._incarnation = random.SystemRandom().randrange(1, 1 << 62)
         self._inflight_jobs = 0
+        self._held_back: _Job | None = None  # see _split_for_latency
+        self.jobs_split = 0  # how often it split one (a statistic; tests read it)
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
@@ -415,10 +419,33 @@ class NodeRuntime:
                 shard.dumping = True
                 job.dumps.append(shard.shard_id)
         if job:
-            self._inflight_jobs += 1
-            loop = asyncio.get_running_loop()
-            done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job, loop)
-            done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
+            self._submit_held_back()  # an earlier turn's applies go first
+            self._submit(self._split_for_latency(job))
+
+    def _split_for_latency(self, job: _Job) -> _Job:
+        """On an idle disk, a job that answers peers becomes two transactions: the records
+        (and so the replies, e.g. a follower's Accepted) first, then its applies, held back
+        until those replies are sent so their Python work does not delay them (the GIL).
+        An Accept that tells a follower the previous slot was chosen would otherwise wait
+        for that apply too. The contract lets applies trail the records; applies keep their
+        order, as the held-back part goes to the disk before any later job. A busy disk
+        keeps one transaction per turn: there, the commits are the cost to save."""
+        if self._inflight_jobs or not job.applies or not any(m for _, _, m in job.follow_ups):
+            return job
+        self._held_back = _Job(applies=job.applies, dumps=job.dumps)
+        self.jobs_split += 1
+        return replace(job, applies=[], dumps=[])
+
+    def _submit_held_back(self) -> None:
+        held, self._held_back = self._held_back, None
+        if held is not None:
+            self._submit(held)
+
+    def _submit(self, job: _Job) -> None:
+        self._inflight_jobs += 1
+        loop = asyncio.get_running_loop()
+        done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job, loop)
+        done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
 
     def _disk_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> _JobResult:
         """On the disk thread: one transaction, one fsync, for every shard's work."""
@@ -471,6 +498,7 @@ class NodeRuntime:
             for msg in then_send:
                 self._send(msg.dst, [(shard_id, msg)])
             self._shards[shard_id].replica.write_done(seq)
+        self._submit_held_back()
         applied, dumps = done.result()
         for shard_id, snap in job.installs:
             self._shards[shard_id].applied_slot = snap.slot
