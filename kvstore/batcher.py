@@ -193,6 +193,12 @@ class _Stream:
                 self._on_answer(answer)
         except grpc.aio.AioRpcError as err:
             code, details = err.code(), err.details() or ""
+            if code is grpc.StatusCode.INTERNAL:
+                # The transport's word for a reset stream (RST_STREAM, a proxy or network
+                # dropping it). It says nothing about the batches on it, whose outcome is
+                # unknown, as after a lost connection: retryable, like UNAVAILABLE (writes
+                # carry request ids, so a retry applies once).
+                code, details = grpc.StatusCode.UNAVAILABLE, f"the stream broke: {details}"
         except asyncio.CancelledError:
             code, details = grpc.StatusCode.CANCELLED, "the client closed"
         finally:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.server import NodeServer
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
+from tests.ports import free_base_port
 from tests.runtime.test_grpc_cluster import PAXOS, config_text
 
 
@@ -222,5 +224,49 @@ def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another(tmp_pat
         finally:
             for server in servers:
                 await server.stop()
+
+    asyncio.run(main())
+
+
+class _ResetOnce(kv_pb2_grpc.KVServicer):
+    """A node whose first BatchStream is reset by the transport (INTERNAL), under a batch."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+
+    async def BatchStream(  # noqa: N802
+        self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        self.streams += 1
+        async for request in requests:
+            if self.streams == 1:
+                await context.abort(grpc.StatusCode.INTERNAL, "Received RST_STREAM")
+            kv = kv_pb2.KeyValue(key=b"apple", value=b"red")
+            results = [kv_pb2.BatchResult(get=kv_pb2.GetResponse(kv=kv)) for _ in request.items]
+            yield kv_pb2.BatchResponse(id=request.id, results=results)
+
+
+def test_a_reset_stream_fails_its_batches_as_unavailable_so_the_client_retries() -> None:
+    async def main() -> None:
+        port = free_base_port(lambda base: [f"127.0.0.1:{base}"])
+        server = grpc.aio.server()
+        node = _ResetOnce()
+        kv_pb2_grpc.add_KVServicer_to_server(node, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+            batcher = Batcher(kv_pb2_grpc.KVStub(channel))
+            get = kv_pb2.GetRequest(key=b"apple")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await batcher.submit("get", get, 5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # retryable
+            assert "RST_STREAM" in (info.value.details() or "")
+            assert (await batcher.submit("get", get, 5)).kv.value == b"red"  # a new stream
+            assert node.streams == 2
+            batcher.close()
+            await channel.close()
+        finally:
+            await server.stop(None)
 
     asyncio.run(main())
