@@ -27,9 +27,11 @@ class Batcher:
     fewer than ``IN_FLIGHT_MAX`` batches to this node are unanswered, else as soon as one is
     answered (or once it is full): an idle client pays no delay, and a busy one sends few
     large batches instead of many of one item (which is what independent callers produce
-    otherwise: each answer releases one caller, who sends one item). Each item keeps its own
-    deadline and fails alone; a broken stream fails every unanswered item with its status
-    (the callers retry; writes carry request ids) and the next batch opens a new one.
+    otherwise: each answer releases one caller, who sends one item). The node answers each
+    item as it finishes (``partial_answers``), so a read is not held back by a write in its
+    batch. Each item keeps its own deadline and fails alone; a broken stream fails every
+    unanswered item with its status (the callers retry; writes carry request ids) and the
+    next batch opens a new one.
     """
 
     ITEMS_MAX = 256
@@ -53,8 +55,7 @@ class Batcher:
         self._timeout = 0.0
         self._flush_handle: asyncio.Handle | None = None
         self._ids = itertools.count(1)
-        # Unanswered batches: id -> (their callers' futures, the deadline timer).
-        self._waiting: dict[int, tuple[list[asyncio.Future[Any]], asyncio.TimerHandle]] = {}
+        self._waiting: dict[int, _Waiting] = {}  # unanswered batches by id
         self._stream: _Stream | None = None
 
     def submit(self, kind: str, request: Any, timeout: float) -> asyncio.Future[Any]:
@@ -84,11 +85,11 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         batch_id = next(self._ids)
-        request = kv_pb2.BatchRequest(id=batch_id, items=self._items)
+        request = kv_pb2.BatchRequest(id=batch_id, items=self._items, partial_answers=True)
         # The caller's deadline covers both WAN legs; the timer is the last resort against a
         # node that never answers (each item is also bounded by its own timeout on the node).
         expiry = loop.call_later(self._timeout + 2 * self._one_way_s, self._expire, batch_id)
-        self._waiting[batch_id] = (self._futures, expiry)
+        self._waiting[batch_id] = _Waiting(self._futures, expiry)
         self._items, self._futures, self._bytes, self._timeout = [], [], 0, 0.0
         if self._one_way_s:
             loop.call_later(self._one_way_s, self._send, request)
@@ -96,10 +97,12 @@ class Batcher:
             self._send(request)
 
     def _send(self, request: kv_pb2.BatchRequest) -> None:
-        if request.id not in self._waiting:
+        waiting = self._waiting.get(request.id)
+        if waiting is None:
             return  # expired while crossing the emulated WAN
         if self._stream is None or self._stream.broken:
             self._stream = _Stream(self._stub, self._metadata, self._arrived, self._broke)
+        waiting.stream = self._stream
         self._stream.send(request)
 
     def _arrived(self, answer: kv_pb2.BatchResponse) -> None:
@@ -109,10 +112,15 @@ class Batcher:
             self._answered(answer)
 
     def _answered(self, answer: kv_pb2.BatchResponse) -> None:
-        futures = self._take(answer.id)
-        if futures is None:
+        waiting = self._waiting.get(answer.id)
+        if waiting is None:
             return
-        for future, result in zip(futures, answer.results, strict=True):
+        indexes = answer.item_indexes or range(len(answer.results))  # a part, or the whole
+        for index, result in zip(indexes, answer.results, strict=True):
+            if index not in waiting.open:
+                continue  # answered twice: the node broke its contract; keep the first
+            waiting.open.discard(index)
+            future = waiting.futures[index]
             if future.done():
                 continue
             which = result.WhichOneof("response")
@@ -121,7 +129,9 @@ class Batcher:
                 future.set_exception(_rpc_error(code, result.error.message))
             else:
                 future.set_result(getattr(result, which))
-        self._resume()
+        if not waiting.open:
+            self._take(answer.id)
+            self._resume()
 
     def _broke(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
         """Every batch sent on ``stream`` and not answered fails with the stream's status."""
@@ -134,23 +144,36 @@ class Batcher:
         self._resume()
 
     def _fail(self, batch_id: int, code: grpc.StatusCode, details: str) -> None:
-        for future in self._take(batch_id) or ():
+        waiting = self._take(batch_id)
+        for future in waiting.futures if waiting is not None else ():
             if not future.done():
                 future.set_exception(_rpc_error(code, details))
 
-    def _take(self, batch_id: int) -> list[asyncio.Future[Any]] | None:
-        """The callers of an unanswered batch, which stops waiting (None: not waiting)."""
-        entry = self._waiting.pop(batch_id, None)
-        if entry is None:
-            return None
-        futures, expiry = entry
-        expiry.cancel()
-        return futures
+    def _take(self, batch_id: int) -> _Waiting | None:
+        """An unanswered batch, which stops waiting (None: it was not waiting)."""
+        waiting = self._waiting.pop(batch_id, None)
+        if waiting is not None:
+            waiting.expiry.cancel()
+            if waiting.stream is not None:
+                waiting.stream.finished(batch_id)
+        return waiting
 
     def _resume(self) -> None:
         """A batch left the window: send what queued up behind it."""
         if self._items and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+
+class _Waiting:
+    """A batch sent and not wholly answered: its callers, the items still open, its timer."""
+
+    __slots__ = ("expiry", "futures", "open", "stream")
+
+    def __init__(self, futures: list[asyncio.Future[Any]], expiry: asyncio.TimerHandle) -> None:
+        self.futures = futures
+        self.open = set(range(len(futures)))
+        self.expiry = expiry
+        self.stream: _Stream | None = None
 
 
 class _Stream:
@@ -178,8 +201,12 @@ class _Stream:
         self._outbox.append(request)
         self._wake.set()
 
-    def unanswered(self) -> set[int]:
-        return self._sent
+    def finished(self, batch_id: int) -> None:
+        """The batch is answered or given up: a break no longer concerns it."""
+        self._sent.discard(batch_id)
+
+    def unanswered(self) -> list[int]:
+        return list(self._sent)
 
     def close(self) -> None:
         self._call.cancel()
@@ -189,7 +216,6 @@ class _Stream:
         code, details = grpc.StatusCode.UNAVAILABLE, "the node ended the stream"
         try:
             while (answer := await self._call.read()) is not grpc.aio.EOF:
-                self._sent.discard(answer.id)
                 self._on_answer(answer)
         except grpc.aio.AioRpcError as err:
             code, details = err.code(), err.details() or ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -229,24 +230,37 @@ class KvService(kv_pb2_grpc.KVServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[kv_pb2.BatchResponse]:
         """Each request is served as ``Batch`` would, concurrently with the others, and
-        answered as soon as it is done. A reader task takes requests while answers leave."""
+        answered as soon as it is done, or item by item if it asked for ``partial_answers``.
+        A reader task takes requests while answers leave."""
         answers: asyncio.Queue[kv_pb2.BatchResponse | None] = asyncio.Queue()
-        serving: set[asyncio.Task[None]] = set()
+        serving: set[asyncio.Task[Any]] = set()
+        parts = _Parts(answers)
 
         async def serve(request: kv_pb2.BatchRequest) -> None:
             answer = await self._batch(request, context)
             answer.id = request.id
             answers.put_nowait(answer)
 
+        def start(request: kv_pb2.BatchRequest) -> None:
+            tasks: list[asyncio.Task[Any]]
+            if not request.partial_answers:
+                tasks = [asyncio.create_task(serve(request))]
+            else:
+                tasks = [asyncio.create_task(self._item(item, context)) for item in request.items]
+                for index, task in enumerate(tasks):
+                    task.add_done_callback(partial(parts.done, request.id, index))
+            for task in tasks:
+                serving.add(task)
+                task.add_done_callback(serving.discard)
+
         async def read() -> None:
             try:
                 async for request in requests:
-                    task = asyncio.create_task(serve(request))
-                    serving.add(task)
-                    task.add_done_callback(serving.discard)
+                    start(request)
                 if serving:  # the caller is done sending: answer what it sent, then end
                     await asyncio.wait(set(serving))
             finally:
+                parts.flush()
                 answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
@@ -262,25 +276,22 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _batch(
         self, request: kv_pb2.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.BatchResponse:
-        handlers: dict[str, Callable[[Any, Any], Awaitable[Any]]] = {
-            "get": self.Get,
-            "put": self.Put,
-            "delete": self.Delete,
-            "txn": self.Txn,
-        }
-
-        async def one(item: kv_pb2.BatchItem) -> kv_pb2.BatchResult:
-            kind = item.WhichOneof("request")
-            if kind is None:
-                return _item_error(grpc.StatusCode.INVALID_ARGUMENT, "empty batch item")
-            try:
-                response = await handlers[kind](getattr(item, kind), _ItemContext(context, item))
-            except _ItemAbortedError as aborted:
-                return _item_error(aborted.code, aborted.details)
-            return kv_pb2.BatchResult(**{kind: response})
-
-        results = await asyncio.gather(*(one(item) for item in request.items))
+        results = await asyncio.gather(*(self._item(item, context) for item in request.items))
         return kv_pb2.BatchResponse(results=results)
+
+    async def _item(
+        self, item: kv_pb2.BatchItem, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> kv_pb2.BatchResult:
+        """One batch item, served as its unary call would be; its failure is its result."""
+        kind = item.WhichOneof("request")
+        if kind is None:
+            return _item_error(grpc.StatusCode.INVALID_ARGUMENT, "empty batch item")
+        handler: Callable[[Any, Any], Awaitable[Any]] = getattr(self, _HANDLERS[kind])
+        try:
+            response = await handler(getattr(item, kind), _ItemContext(context, item))
+        except _ItemAbortedError as aborted:
+            return _item_error(aborted.code, aborted.details)
+        return kv_pb2.BatchResult(**{kind: response})
 
     # ------------------------------------------------------------------ routing
 
@@ -532,6 +543,44 @@ class _ItemContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise _ItemAbortedError(code, details)
+
+
+class _Parts:
+    """Items of ``partial_answers`` batches, answered as they finish: whatever finished in one
+    loop turn leaves as one ``BatchResponse`` per batch (the writes of one Paxos slot finish
+    together, a read on its own)."""
+
+    def __init__(self, answers: asyncio.Queue[kv_pb2.BatchResponse | None]) -> None:
+        self._answers = answers
+        self._ready: dict[int, tuple[list[int], list[kv_pb2.BatchResult]]] = {}
+        self._flush_scheduled = False
+
+    def done(self, batch_id: int, index: int, task: asyncio.Task[kv_pb2.BatchResult]) -> None:
+        if task.cancelled():
+            return  # the stream is ending
+        error = task.exception()
+        result = (
+            task.result()
+            if error is None
+            else _item_error(grpc.StatusCode.UNKNOWN, f"unexpected error: {error!r}")
+        )
+        indexes, results = self._ready.setdefault(batch_id, ([], []))
+        indexes.append(index)
+        results.append(result)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        ready, self._ready = self._ready, {}
+        for batch_id, (indexes, results) in ready.items():
+            self._answers.put_nowait(
+                kv_pb2.BatchResponse(id=batch_id, item_indexes=indexes, results=results)
+            )
+
+
+_HANDLERS = {"get": "Get", "put": "Put", "delete": "Delete", "txn": "Txn"}
 
 
 def _item_error(code: grpc.StatusCode, details: str) -> kv_pb2.BatchResult:

@@ -251,17 +251,21 @@ class BatchResult(_message.Message):
     def __init__(self, get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ..., txn: _Optional[_Union[TxnResponse, _Mapping]] = ..., error: _Optional[_Union[ItemStatus, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
-    __slots__ = ("items", "id")
+    __slots__ = ("items", "id", "partial_answers")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[BatchItem]
     id: int
-    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., id: _Optional[int] = ...) -> None: ...
+    partial_answers: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., id: _Optional[int] = ..., partial_answers: _Optional[bool] = ...) -> None: ...
 
 class BatchResponse(_message.Message):
-    __slots__ = ("results", "id")
+    __slots__ = ("results", "id", "item_indexes")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_INDEXES_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[BatchResult]
     id: int
-    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ..., id: _Optional[int] = ...) -> None: ...
+    item_indexes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ..., id: _Optional[int] = ..., item_indexes: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -113,7 +113,7 @@ class KVServicer:
     def BatchStream(self, request_iterator, context):
         """Batch over one long-lived stream: send BatchRequests with ids whenever you like; each
         is answered by one BatchResponse with its id, as soon as it is done (answers may come in
-        any order). Items have no deadline but their own timeout_ms. Cheaper per batch than a
+        any order), or by several as its items finish if it asked for partial_answers. Items have no deadline but their own timeout_ms. Cheaper per batch than a
         call each; the Python client and every gateway talk to a node this way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -270,3 +270,36 @@ def test_a_reset_stream_fails_its_batches_as_unavailable_so_the_client_retries()
             await server.stop(None)
 
     asyncio.run(main())
+
+
+def test_a_read_is_not_held_back_by_a_write_in_its_batch(tmp_path: Path) -> None:
+    """Items are answered as they finish (``partial_answers``): a stale read batched with a
+    write that cannot commit (its shard lost its followers) comes back at once."""
+
+    async def main() -> None:
+        servers, endpoints = await start_servers(tmp_path)
+        try:
+            async with AsyncClient(endpoints, timeout_s=15) as client:
+                await client.put("apple", "red")  # a leader is elected
+            leader = next(s for s in servers if s.runtime.role(1).value == "leader")
+            for server in servers:
+                if server is not leader:
+                    await server.stop()
+            channel = grpc.aio.insecure_channel(leader.spec.address, options=CHANNEL_OPTIONS)
+            batcher = Batcher(kv_pb2_grpc.KVStub(channel))
+            put = batcher.submit("put", kv_pb2.PutRequest(key=b"apple", value=b"blue"), 3)
+            stale = kv_pb2.GetRequest(key=b"apple", consistency=kv_pb2.CONSISTENCY_STALE)
+            get = batcher.submit("get", stale, 3)  # same loop turn: the same batch
+            started = time.monotonic()
+            assert (await get).kv.value == b"red"
+            assert time.monotonic() - started < 1.0
+            assert not put.done()  # still waiting for a majority
+            with pytest.raises(grpc.aio.AioRpcError):
+                await put
+            batcher.close()
+            await channel.close()
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(main())
