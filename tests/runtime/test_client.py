@@ -32,6 +32,17 @@ async def start_servers(tmp_path: Path) -> tuple[list[NodeServer], list[str]]:
     return servers, [n.address for n in cluster.nodes]
 
 
+async def apple_is_red_and_a_batcher_to_its_leader(
+    servers: list[NodeServer], endpoints: list[str]
+) -> tuple[NodeServer, grpc.aio.Channel, Batcher]:
+    """Write apple=red (so shard 1 has a leader), then open a Batcher to that leader."""
+    async with AsyncClient(endpoints, timeout_s=15) as client:
+        await client.put("apple", "red")
+    leader = next(s for s in servers if s.runtime.role(1).value == "leader")
+    channel = grpc.aio.insecure_channel(leader.spec.address, options=CHANNEL_OPTIONS)
+    return leader, channel, Batcher(kv_pb2_grpc.KVStub(channel))
+
+
 def test_the_async_client_learns_leaders_and_serves_every_call(tmp_path: Path) -> None:
     async def main() -> None:
         servers, endpoints = await start_servers(tmp_path)
@@ -201,11 +212,9 @@ def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another(tmp_pat
     async def main() -> None:
         servers, endpoints = await start_servers(tmp_path)
         try:
-            async with AsyncClient(endpoints, timeout_s=15) as client:
-                await client.put("apple", "red")  # a leader is elected
-                leader = next(s for s in servers if s.runtime.role(1).value == "leader")
-            channel = grpc.aio.insecure_channel(leader.spec.address, options=CHANNEL_OPTIONS)
-            batcher = Batcher(kv_pb2_grpc.KVStub(channel))
+            leader, channel, batcher = await apple_is_red_and_a_batcher_to_its_leader(
+                servers, endpoints
+            )
             get = kv_pb2.GetRequest(key=b"apple")
             assert (await batcher.submit("get", get, 5)).kv.value == b"red"
             pending = batcher.submit("get", get, 5)
@@ -279,14 +288,12 @@ def test_a_read_is_not_held_back_by_a_write_in_its_batch(tmp_path: Path) -> None
     async def main() -> None:
         servers, endpoints = await start_servers(tmp_path)
         try:
-            async with AsyncClient(endpoints, timeout_s=15) as client:
-                await client.put("apple", "red")  # a leader is elected
-            leader = next(s for s in servers if s.runtime.role(1).value == "leader")
+            leader, channel, batcher = await apple_is_red_and_a_batcher_to_its_leader(
+                servers, endpoints
+            )
             for server in servers:
                 if server is not leader:
                     await server.stop()
-            channel = grpc.aio.insecure_channel(leader.spec.address, options=CHANNEL_OPTIONS)
-            batcher = Batcher(kv_pb2_grpc.KVStub(channel))
             put = batcher.submit("put", kv_pb2.PutRequest(key=b"apple", value=b"blue"), 3)
             stale = kv_pb2.GetRequest(key=b"apple", consistency=kv_pb2.CONSISTENCY_STALE)
             get = batcher.submit("get", stale, 3)  # same loop turn: the same batch
