@@ -97,6 +97,10 @@ class WanConfig:
         pair = frozenset((a, b))
         return next((ms for link, ms in self.links if link == pair), self.latency_ms)
 
+    def jitter_between_ms(self, a: str, b: str) -> float:
+        """The +- jitter of a link: inter-datacenter links only, like the delay itself."""
+        return 0.0 if a == b else self.jitter_ms
+
     @property
     def enabled(self) -> bool:
         return self.latency_ms > 0 or self.jitter_ms > 0 or any(ms > 0 for _, ms in self.links)
@@ -126,6 +130,11 @@ class ClusterConfig:
             if s.shard_id == shard_id:
                 return s
         raise KeyError(shard_id)
+
+    def leader_dc(self, shard_id: int, placed: str | None) -> str:
+        """Where the shard's leader should be: ``placed`` (set at run time through the
+        shard's log: ``kvstore placement set``) if any, else the default below."""
+        return placed or self.default_leader_dc(shard_id)
 
     def default_leader_dc(self, shard_id: int) -> str:
         """The configured ``leader_dc``, else one spread evenly: shards in key order take

@@ -45,13 +45,17 @@ class NodeServer:
         self._store.claim(cluster.name, node_id)
         addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
         wan = cluster.wan
-        one_way_s = {n.node_id: wan.one_way_ms(self.spec.dc, n.dc) / 1000 for n in cluster.nodes}
+        dc = self.spec.dc
+        one_way_s = {n.node_id: wan.one_way_ms(dc, n.dc) / 1000 for n in cluster.nodes}
         self._transport = PeerTransport(
             cluster.name,
             node_id,
             addresses,
             self._deliver,
-            delays={p: LinkDelay(s, wan.jitter_ms / 1000) for p, s in one_way_s.items()},
+            delays={
+                n.node_id: LinkDelay(one_way_s[n.node_id], wan.jitter_between_ms(dc, n.dc) / 1000)
+                for n in cluster.nodes
+            },
         )
         self.runtime = NodeRuntime(
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides

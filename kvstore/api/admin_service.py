@@ -170,8 +170,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 else:
                     assert isinstance(result, PlacementSet)
                     return admin_pb2.SetPlacementResponse(
-                        preferred_dc=result.leader_dc
-                        or self._cluster.default_leader_dc(request.shard_id),
+                        preferred_dc=self._cluster.leader_dc(request.shard_id, result.leader_dc),
                         leader_node_id=self._runtime.leader_hint(request.shard_id) or 0,
                     )
             forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())

@@ -175,7 +175,7 @@ class NodeRuntime:
             with self._store.read(spec.shard_id) as engine:
                 machine = KvStateMachine(engine)
                 applied = machine.applied_slot
-                preferred_dc = machine.leader_dc or self.cluster.default_leader_dc(spec.shard_id)
+                preferred_dc = self.cluster.leader_dc(spec.shard_id, machine.leader_dc)
             config = Config(
                 node_id=NodeId(self.node_id),
                 voters=tuple(NodeId(r) for r in spec.replicas),
@@ -507,9 +507,7 @@ class NodeRuntime:
             shard.applied_slot = slot
             for _, result in results:
                 if isinstance(result, PlacementSet):
-                    self._prefer(
-                        shard, result.leader_dc or self.cluster.default_leader_dc(shard_id)
-                    )
+                    self._prefer(shard, self.cluster.leader_dc(shard_id, result.leader_dc))
                     self._log.info("placement_set", shard=shard_id, leader_dc=shard.preferred_dc)
         for shard_id, slot, data in dumps:
             # The snapshot is of the state through `slot`: the log up to it can go.

@@ -14,6 +14,7 @@ import pytest
 
 from cluster import parse_cluster_config
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.local_cluster import default_config
 from kvstore.server import NodeServer
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
@@ -201,5 +202,25 @@ def test_configured_limits_are_enforced(tmp_path: Path) -> None:
         finally:
             for server in servers:
                 await server.stop()
+
+    asyncio.run(main())
+
+
+def test_emulated_wan_delays_and_jitters_only_links_between_datacenters(tmp_path: Path) -> None:
+    cluster = parse_cluster_config(
+        default_config(nodes_per_dc=2, wan_latency_ms=30, wan_jitter_ms=5)
+    )
+    dc_of = {n.node_id: n.dc for n in cluster.nodes}
+
+    async def main() -> None:
+        server = NodeServer(cluster, 1, tmp_path / "n1", map_size=64 << 20)
+        delays = {peer: link._delay for peer, link in server._transport._links.items()}
+        server._store.close()
+        for peer, delay in delays.items():
+            if dc_of[peer] == dc_of[1]:
+                assert (delay.one_way_s, delay.jitter_s) == (0, 0), peer
+            else:
+                assert (delay.one_way_s, delay.jitter_s) == (0.03, 0.005), peer
+        assert any(dc_of[peer] == dc_of[1] for peer in delays)
 
     asyncio.run(main())

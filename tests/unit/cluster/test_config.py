@@ -118,6 +118,8 @@ def test_wan_latency_is_per_pair_with_a_default_and_validated() -> None:
     assert wan.one_way_ms("dc1", "dc2") == 30
     assert wan.one_way_ms("dc3", "dc1") == wan.one_way_ms("dc1", "dc3") == 80
     assert wan.one_way_ms("dc2", "dc2") == 0
+    assert wan.jitter_between_ms("dc1", "dc2") == 2
+    assert wan.jitter_between_ms("dc2", "dc2") == 0  # same-DC links are not jittered either
     for bad, message in (
         ("[wan]\nlatency_ms = -1\n", "within 0..10000"),
         ("[wan]\nlatency = 5\n", "unknown keys"),
@@ -135,3 +137,5 @@ def test_leaders_without_a_preference_are_spread_over_the_datacenters() -> None:
     assert [spread.default_leader_dc(s) for s in (1, 2, 3, 4)] == ["dc1", "dc2", "dc3", "dc1"]
     picture = parse_cluster_config(config(PICTURE))
     assert [picture.default_leader_dc(s) for s in (1, 2, 3)] == ["dc1", "dc2", "dc3"]
+    assert spread.leader_dc(4, "dc3") == "dc3"  # placed at run time: that wins
+    assert spread.leader_dc(4, None) == spread.leader_dc(4, "") == "dc1"
