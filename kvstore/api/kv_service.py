@@ -243,10 +243,11 @@ class KvService(kv_pb2_grpc.KVServicer):
 
         def start(request: kv_pb2.BatchRequest) -> None:
             tasks: list[asyncio.Task[Any]]
-            if not request.partial_answers:
+            if not request.partial_answers or not request.items:
                 tasks = [asyncio.create_task(serve(request))]
             else:
                 tasks = [asyncio.create_task(self._item(item, context)) for item in request.items]
+                parts.expect(request.id, len(tasks))
                 for index, task in enumerate(tasks):
                     task.add_done_callback(partial(parts.done, request.id, index))
             for task in tasks:
@@ -548,12 +549,17 @@ class _ItemContext:
 class _Parts:
     """Items of ``partial_answers`` batches, answered as they finish: whatever finished in one
     loop turn leaves as one ``BatchResponse`` per batch (the writes of one Paxos slot finish
-    together, a read on its own)."""
+    together, a read on its own); a batch's last item leaves at once."""
 
     def __init__(self, answers: asyncio.Queue[kv_pb2.BatchResponse | None]) -> None:
         self._answers = answers
+        self._open: dict[int, int] = {}  # batch id -> items not yet finished
         self._ready: dict[int, tuple[list[int], list[kv_pb2.BatchResult]]] = {}
         self._flush_scheduled = False
+
+    def expect(self, batch_id: int, items: int) -> None:
+        # Added, not set: a client that reuses an id gets its items answered, under that id.
+        self._open[batch_id] = self._open.get(batch_id, 0) + items
 
     def done(self, batch_id: int, index: int, task: asyncio.Task[kv_pb2.BatchResult]) -> None:
         if task.cancelled():
@@ -567,17 +573,24 @@ class _Parts:
         indexes, results = self._ready.setdefault(batch_id, ([], []))
         indexes.append(index)
         results.append(result)
-        if not self._flush_scheduled:
+        self._open[batch_id] -= 1
+        if not self._open[batch_id]:
+            del self._open[batch_id]
+            self._send(batch_id)
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        ready, self._ready = self._ready, {}
-        for batch_id, (indexes, results) in ready.items():
-            self._answers.put_nowait(
-                kv_pb2.BatchResponse(id=batch_id, item_indexes=indexes, results=results)
-            )
+        for batch_id in list(self._ready):
+            self._send(batch_id)
+
+    def _send(self, batch_id: int) -> None:
+        indexes, results = self._ready.pop(batch_id)
+        self._answers.put_nowait(
+            kv_pb2.BatchResponse(id=batch_id, item_indexes=indexes, results=results)
+        )
 
 
 _HANDLERS = {"get": "Get", "put": "Put", "delete": "Delete", "txn": "Txn"}

@@ -179,12 +179,28 @@ def test_a_batch_stream_answers_each_request_by_its_id(tmp_path: Path) -> None:
                     )
                     get = kv_pb2.GetRequest(key=b"zebra")
                     await call.write(kv_pb2.BatchRequest(id=9, items=[kv_pb2.BatchItem(get=get)]))
+                    two = [kv_pb2.BatchItem(get=get), kv_pb2.BatchItem(put=kv_pb2.PutRequest())]
+                    await call.write(kv_pb2.BatchRequest(id=11, items=two, partial_answers=True))
+                    await call.write(kv_pb2.BatchRequest(id=13, partial_answers=True))  # empty
                     await call.done_writing()
-                    answers = {a.id: a async for a in call}  # the call ends after both
+                    parts = [a async for a in call]  # the call ends after every answer
+                    answers = {a.id: a for a in parts}
                     ok = answers[7].results[0].WhichOneof("response") == "put"
                     if ok or time.monotonic() > deadline:
                         break
-                assert set(answers) == {7, 9}
+                assert set(answers) == {7, 9, 11, 13}
+                # Partial answers name their items; together they answer each item once.
+                pairs = [
+                    (i, r)
+                    for a in parts
+                    if a.id == 11
+                    for i, r in zip(a.item_indexes, a.results, strict=True)
+                ]
+                assert sorted(i for i, _ in pairs) == [0, 1]
+                by_index = dict(pairs)
+                assert by_index[0].WhichOneof("response") == "get"
+                assert by_index[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                assert not answers[13].results  # an empty batch is answered, empty
                 written, bad_key = answers[7].results
                 assert written.put.header.revision >= 1
                 assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
