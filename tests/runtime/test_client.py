@@ -303,26 +303,29 @@ def test_a_read_is_not_held_back_by_a_write_in_its_batch(tmp_path: Path) -> None
 
     async def main() -> None:
         servers, endpoints = await start_servers(tmp_path)
+        running = list(servers)
+        leader, channel, batcher = await apple_is_red_and_a_batcher_to_its_leader(
+            servers, endpoints
+        )
         try:
-            leader, channel, batcher = await apple_is_red_and_a_batcher_to_its_leader(
-                servers, endpoints
-            )
-            for server in servers:
-                if server is not leader:
-                    await server.stop()
-            put = batcher.submit("put", kv_pb2.PutRequest(key=b"apple", value=b"blue"), 3)
-            stale = kv_pb2.GetRequest(key=b"apple", consistency=kv_pb2.CONSISTENCY_STALE)
-            get = batcher.submit("get", stale, 3)  # same loop turn: the same batch
-            started = time.monotonic()
-            assert (await get).kv.value == b"red"
-            assert time.monotonic() - started < 1.0
-            assert not put.done()  # still waiting for a majority
-            with pytest.raises(grpc.aio.AioRpcError):
-                await put
+            async with asyncio.timeout(60):
+                for server in servers:
+                    if server is not leader:
+                        running.remove(server)
+                        await server.stop()
+                put = batcher.submit("put", kv_pb2.PutRequest(key=b"apple", value=b"blue"), 3)
+                stale = kv_pb2.GetRequest(key=b"apple", consistency=kv_pb2.CONSISTENCY_STALE)
+                get = batcher.submit("get", stale, 3)  # same loop turn: the same batch
+                started = time.monotonic()
+                assert (await get).kv.value == b"red"
+                assert time.monotonic() - started < 1.0
+                assert not put.done()  # still waiting for a majority
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await put
+        finally:
             batcher.close()
             await channel.close()
-        finally:
-            for server in servers:
+            for server in running:
                 await server.stop()
 
     asyncio.run(main())
