@@ -135,7 +135,7 @@ class Batcher:
 
     def _broke(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
         """Every batch sent on ``stream`` and not answered fails with the stream's status."""
-        for batch_id in stream.unanswered():
+        for batch_id in [i for i, waiting in self._waiting.items() if waiting.stream is stream]:
             self._fail(batch_id, code, details)
         self._resume()
 
@@ -154,8 +154,6 @@ class Batcher:
         waiting = self._waiting.pop(batch_id, None)
         if waiting is not None:
             waiting.expiry.cancel()
-            if waiting.stream is not None:
-                waiting.stream.finished(batch_id)
         return waiting
 
     def _resume(self) -> None:
@@ -165,7 +163,8 @@ class Batcher:
 
 
 class _Waiting:
-    """A batch sent and not wholly answered: its callers, the items still open, its timer."""
+    """A batch sent and not wholly answered: its callers, the items still open, its timer,
+    and the stream it went out on (None while it crosses the emulated WAN)."""
 
     __slots__ = ("expiry", "futures", "open", "stream")
 
@@ -193,20 +192,11 @@ class _Stream:
         self._on_broken = on_broken
         self._outbox: deque[kv_pb2.BatchRequest] = deque()
         self._wake = asyncio.Event()
-        self._sent: set[int] = set()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def send(self, request: kv_pb2.BatchRequest) -> None:
-        self._sent.add(request.id)
         self._outbox.append(request)
         self._wake.set()
-
-    def finished(self, batch_id: int) -> None:
-        """The batch is answered or given up: a break no longer concerns it."""
-        self._sent.discard(batch_id)
-
-    def unanswered(self) -> list[int]:
-        return list(self._sent)
 
     def close(self) -> None:
         self._call.cancel()
