@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import grpc
 
 from cluster import ClusterConfig
-from kvstore.api.kv_service import FORWARDED
+from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import PlacementSet, RequestId, SetPlacement
 from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
@@ -173,8 +173,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                         preferred_dc=self._cluster.leader_dc(request.shard_id, result.leader_dc),
                         leader_node_id=self._runtime.leader_hint(request.shard_id) or 0,
                     )
-            forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
-            if forwarded:
+            if is_forwarded(context):
                 break  # the asking node tries the next replica
             for node in candidates:
                 if node == self._runtime.node_id:

@@ -329,7 +329,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         loop = asyncio.get_running_loop()
         remaining_s = context.time_remaining()
         deadline = loop.time() + (remaining_s if remaining_s is not None else DEFAULT_DEADLINE_S)
-        forwarded = any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
+        forwarded = is_forwarded(context)
         backoff = 0.01
         attempt = 0
         while (left := deadline - loop.time()) > 0:
@@ -594,6 +594,11 @@ class _Parts:
 
 
 _HANDLERS = {"get": "Get", "put": "Put", "delete": "Delete", "txn": "Txn"}
+
+
+def is_forwarded(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
+    """The request came from another node (``FORWARDED``): it must not be forwarded again."""
+    return any(k == FORWARDED[0] for k, _ in context.invocation_metadata() or ())
 
 
 def _item_error(code: grpc.StatusCode, details: str) -> kv_pb2.BatchResult:
