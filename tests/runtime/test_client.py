@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,17 @@ async def start_servers(tmp_path: Path) -> tuple[list[NodeServer], list[str]]:
     return servers, [n.address for n in cluster.nodes]
 
 
+@asynccontextmanager
+async def running_servers(tmp_path: Path) -> AsyncIterator[tuple[list[NodeServer], list[str]]]:
+    """Three nodes for the block, every one stopped after it."""
+    servers, endpoints = await start_servers(tmp_path)
+    try:
+        yield servers, endpoints
+    finally:
+        for server in servers:
+            await server.stop()
+
+
 async def apple_is_red_and_a_batcher_to_its_leader(
     servers: list[NodeServer], endpoints: list[str]
 ) -> tuple[NodeServer, grpc.aio.Channel, Batcher]:
@@ -45,32 +58,30 @@ async def apple_is_red_and_a_batcher_to_its_leader(
 
 def test_the_async_client_learns_leaders_and_serves_every_call(tmp_path: Path) -> None:
     async def main() -> None:
-        servers, endpoints = await start_servers(tmp_path)
-        try:
-            async with AsyncClient(endpoints[2:], timeout_s=15) as client:
-                await client.put("apple", "red")
-                await client.put(b"zebra", b"stripes")
-                kv = await client.get("apple")
-                assert kv is not None and kv.value == b"red"
-                assert await client.get("nothing") is None
-                actual = next(s.node_id for s in servers if s.runtime.role(1).value == "leader")
-                assert client.leader_of(1) == actual  # learned from the shard map and headers
-                kvs, more = await client.scan("a", "")
-                assert [x.key for x in kvs] == [b"apple", b"zebra"] and not more
-                assert await client.delete("apple")
-                cas = kv_pb2.TxnRequest(
-                    compare=[
-                        kv_pb2.Compare(key=b"zebra", target=kv_pb2.Compare.TARGET_VERSION, number=1)
-                    ],
-                    success=[kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=b"zebra", value=b"spots"))],
-                )
-                assert (await client.txn(cas)).succeeded
-                with pytest.raises(KvError) as info:
-                    await client.put("", "empty key")
-                assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        finally:
-            for server in servers:
-                await server.stop()
+        async with (
+            running_servers(tmp_path) as (servers, endpoints),
+            AsyncClient(endpoints[2:], timeout_s=15) as client,
+        ):
+            await client.put("apple", "red")
+            await client.put(b"zebra", b"stripes")
+            kv = await client.get("apple")
+            assert kv is not None and kv.value == b"red"
+            assert await client.get("nothing") is None
+            actual = next(s.node_id for s in servers if s.runtime.role(1).value == "leader")
+            assert client.leader_of(1) == actual  # learned from the shard map and headers
+            kvs, more = await client.scan("a", "")
+            assert [x.key for x in kvs] == [b"apple", b"zebra"] and not more
+            assert await client.delete("apple")
+            cas = kv_pb2.TxnRequest(
+                compare=[
+                    kv_pb2.Compare(key=b"zebra", target=kv_pb2.Compare.TARGET_VERSION, number=1)
+                ],
+                success=[kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=b"zebra", value=b"spots"))],
+            )
+            assert (await client.txn(cas)).succeeded
+            with pytest.raises(KvError) as info:
+                await client.put("", "empty key")
+            assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
     asyncio.run(main())
 
@@ -79,49 +90,45 @@ def test_concurrent_writes_from_one_client_all_apply(tmp_path: Path) -> None:
     # One session per client id: concurrent writes sharing one would overtake each other and
     # the older seq would be refused as stale (FAILED_PRECONDITION). Each call takes a lane.
     async def main() -> None:
-        servers, endpoints = await start_servers(tmp_path)
-        try:
-            async with AsyncClient(endpoints, timeout_s=15) as client:
-                await asyncio.gather(*(client.put(f"apple{i}", f"v{i}") for i in range(64)))
-                await asyncio.gather(*(client.delete(f"apple{i}") for i in range(0, 64, 2)))
-                kvs, _ = await client.scan("apple", "apple~")
-                assert sorted(kv.key for kv in kvs) == sorted(
-                    f"apple{i}".encode() for i in range(1, 64, 2)
-                )
-        finally:
-            for server in servers:
-                await server.stop()
+        async with (
+            running_servers(tmp_path) as (_servers, endpoints),
+            AsyncClient(endpoints, timeout_s=15) as client,
+        ):
+            await asyncio.gather(*(client.put(f"apple{i}", f"v{i}") for i in range(64)))
+            await asyncio.gather(*(client.delete(f"apple{i}") for i in range(0, 64, 2)))
+            kvs, _ = await client.scan("apple", "apple~")
+            assert sorted(kv.key for kv in kvs) == sorted(
+                f"apple{i}".encode() for i in range(1, 64, 2)
+            )
 
     asyncio.run(main())
 
 
 def test_a_batch_call_answers_every_item_on_its_own(tmp_path: Path) -> None:
     async def main() -> None:
-        servers, endpoints = await start_servers(tmp_path)
-        try:
-            async with grpc.aio.insecure_channel(endpoints[0]) as channel:
-                stub = kv_pb2_grpc.KVStub(channel)
-                put = kv_pb2.PutRequest(key=b"apple", value=b"red")
-                items = [
-                    kv_pb2.BatchItem(put=put),
-                    kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
-                    kv_pb2.BatchItem(),
-                    kv_pb2.BatchItem(get=kv_pb2.GetRequest(key=b"zebra")),
-                ]
-                deadline = time.monotonic() + 15
-                while True:  # the first calls may meet a cluster still electing
-                    response = await stub.Batch(kv_pb2.BatchRequest(items=items), timeout=15)
-                    first = response.results[0]
-                    if first.WhichOneof("response") == "put" or time.monotonic() > deadline:
-                        break
-                ok, bad_key, empty, absent = response.results
-                assert ok.put.header.revision >= 1
-                assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                assert empty.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                assert absent.WhichOneof("response") == "get" and not absent.get.found
-        finally:
-            for server in servers:
-                await server.stop()
+        async with (
+            running_servers(tmp_path) as (_servers, endpoints),
+            grpc.aio.insecure_channel(endpoints[0]) as channel,
+        ):
+            stub = kv_pb2_grpc.KVStub(channel)
+            put = kv_pb2.PutRequest(key=b"apple", value=b"red")
+            items = [
+                kv_pb2.BatchItem(put=put),
+                kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
+                kv_pb2.BatchItem(),
+                kv_pb2.BatchItem(get=kv_pb2.GetRequest(key=b"zebra")),
+            ]
+            deadline = time.monotonic() + 15
+            while True:  # the first calls may meet a cluster still electing
+                response = await stub.Batch(kv_pb2.BatchRequest(items=items), timeout=15)
+                first = response.results[0]
+                if first.WhichOneof("response") == "put" or time.monotonic() > deadline:
+                    break
+            ok, bad_key, empty, absent = response.results
+            assert ok.put.header.revision >= 1
+            assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            assert empty.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            assert absent.WhichOneof("response") == "get" and not absent.get.found
 
     asyncio.run(main())
 
@@ -160,74 +167,71 @@ def test_the_deadline_covers_every_retry() -> None:
 
 def test_a_batch_stream_answers_each_request_by_its_id(tmp_path: Path) -> None:
     async def main() -> None:
-        servers, endpoints = await start_servers(tmp_path)
-        try:
-            async with grpc.aio.insecure_channel(endpoints[0]) as channel:
-                stub = kv_pb2_grpc.KVStub(channel)
-                deadline = time.monotonic() + 15
-                while True:  # the first writes may meet a cluster still electing
-                    call = stub.BatchStream()
-                    put = kv_pb2.PutRequest(key=b"apple", value=b"red")
-                    await call.write(
-                        kv_pb2.BatchRequest(
-                            id=7,
-                            items=[
-                                kv_pb2.BatchItem(put=put, timeout_ms=5000),
-                                kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
-                            ],
-                        )
+        async with (
+            running_servers(tmp_path) as (_servers, endpoints),
+            grpc.aio.insecure_channel(endpoints[0]) as channel,
+        ):
+            stub = kv_pb2_grpc.KVStub(channel)
+            deadline = time.monotonic() + 15
+            while True:  # the first writes may meet a cluster still electing
+                call = stub.BatchStream()
+                put = kv_pb2.PutRequest(key=b"apple", value=b"red")
+                await call.write(
+                    kv_pb2.BatchRequest(
+                        id=7,
+                        items=[
+                            kv_pb2.BatchItem(put=put, timeout_ms=5000),
+                            kv_pb2.BatchItem(put=kv_pb2.PutRequest(key=b"", value=b"x")),
+                        ],
                     )
-                    get = kv_pb2.GetRequest(key=b"zebra")
-                    await call.write(kv_pb2.BatchRequest(id=9, items=[kv_pb2.BatchItem(get=get)]))
-                    two = [kv_pb2.BatchItem(get=get), kv_pb2.BatchItem(put=kv_pb2.PutRequest())]
-                    await call.write(kv_pb2.BatchRequest(id=11, items=two, partial_answers=True))
-                    await call.write(kv_pb2.BatchRequest(id=13, partial_answers=True))  # empty
-                    await call.done_writing()
-                    parts = [a async for a in call]  # the call ends after every answer
-                    answers = {a.id: a for a in parts}
-                    ok = answers[7].results[0].WhichOneof("response") == "put"
-                    if ok or time.monotonic() > deadline:
-                        break
-                assert set(answers) == {7, 9, 11, 13}
-                # Partial answers name their items; together they answer each item once.
-                pairs = [
-                    (i, r)
-                    for a in parts
-                    if a.id == 11
-                    for i, r in zip(a.item_indexes, a.results, strict=True)
-                ]
-                assert sorted(i for i, _ in pairs) == [0, 1]
-                by_index = dict(pairs)
-                assert by_index[0].WhichOneof("response") == "get"
-                assert by_index[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                assert not answers[13].results  # an empty batch is answered, empty
-                written, bad_key = answers[7].results
-                assert written.put.header.revision >= 1
-                assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                (absent,) = answers[9].results
-                assert absent.WhichOneof("response") == "get" and not absent.get.found
-
-                raw = channel.stream_stream(
-                    "/kvstore.v1.KV/BatchStream",
-                    request_serializer=lambda b: b,
-                    response_deserializer=kv_pb2.BatchResponse.FromString,
                 )
-                garbage = raw()
-                await garbage.write(b"\xff\xff\xff")
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await garbage.read()
-                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        finally:
-            for server in servers:
-                await server.stop()
+                get = kv_pb2.GetRequest(key=b"zebra")
+                await call.write(kv_pb2.BatchRequest(id=9, items=[kv_pb2.BatchItem(get=get)]))
+                two = [kv_pb2.BatchItem(get=get), kv_pb2.BatchItem(put=kv_pb2.PutRequest())]
+                await call.write(kv_pb2.BatchRequest(id=11, items=two, partial_answers=True))
+                await call.write(kv_pb2.BatchRequest(id=13, partial_answers=True))  # empty
+                await call.done_writing()
+                parts = [a async for a in call]  # the call ends after every answer
+                answers = {a.id: a for a in parts}
+                ok = answers[7].results[0].WhichOneof("response") == "put"
+                if ok or time.monotonic() > deadline:
+                    break
+            assert set(answers) == {7, 9, 11, 13}
+            # Partial answers name their items; together they answer each item once.
+            pairs = [
+                (i, r)
+                for a in parts
+                if a.id == 11
+                for i, r in zip(a.item_indexes, a.results, strict=True)
+            ]
+            assert sorted(i for i, _ in pairs) == [0, 1]
+            by_index = dict(pairs)
+            assert by_index[0].WhichOneof("response") == "get"
+            assert by_index[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            assert not answers[13].results  # an empty batch is answered, empty
+            written, bad_key = answers[7].results
+            assert written.put.header.revision >= 1
+            assert bad_key.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            (absent,) = answers[9].results
+            assert absent.WhichOneof("response") == "get" and not absent.get.found
+
+            raw = channel.stream_stream(
+                "/kvstore.v1.KV/BatchStream",
+                request_serializer=lambda b: b,
+                response_deserializer=kv_pb2.BatchResponse.FromString,
+            )
+            garbage = raw()
+            await garbage.write(b"\xff\xff\xff")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await garbage.read()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     asyncio.run(main())
 
 
 def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another(tmp_path: Path) -> None:
     async def main() -> None:
-        servers, endpoints = await start_servers(tmp_path)
-        try:
+        async with running_servers(tmp_path) as (servers, endpoints):
             leader, channel, batcher = await apple_is_red_and_a_batcher_to_its_leader(
                 servers, endpoints
             )
@@ -246,9 +250,6 @@ def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another(tmp_pat
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - started < 2  # at once, not at the item's deadline
             await channel.close()
-        finally:
-            for server in servers:
-                await server.stop()
 
     asyncio.run(main())
 
