@@ -312,7 +312,7 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
         assert last is not None
         raise UserError(f"{last.code().name}: {last.details()}")
 
-    return asyncio.run(attempt())
+    return event_loop.run_in_cli_loop(attempt())
 
 
 def _put(args: argparse.Namespace) -> int:
@@ -496,7 +496,7 @@ def _transfer_leader(args: argparse.Namespace) -> int:
             except grpc.aio.AioRpcError as err:
                 raise UserError(f"{err.code().name}: {err.details()}") from None
 
-    response = asyncio.run(transfer())
+    response = event_loop.run_in_cli_loop(transfer())
     row = {
         "shard": args.shard,
         "from": leader.node_id,
@@ -508,7 +508,7 @@ def _transfer_leader(args: argparse.Namespace) -> int:
 
 
 def _shards(args: argparse.Namespace) -> int:
-    view = asyncio.run(describe_cluster(endpoint_list(args), args.timeout))
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
     rows: list[dict[str, Any]] = [
         {

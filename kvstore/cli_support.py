@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from kvstore import event_loop
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
@@ -52,7 +53,7 @@ def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
     async def everyone() -> list[tuple[str, Any]]:
         return list(await asyncio.gather(*(ask(e) for e in endpoint_list(args))))
 
-    return asyncio.run(everyone())
+    return event_loop.run_in_cli_loop(everyone())
 
 
 def endpoint_list(args: argparse.Namespace) -> list[str]:
@@ -63,7 +64,11 @@ def endpoint_list(args: argparse.Namespace) -> list[str]:
     dc = getattr(args, "dc", None)
     if dc:
         try:
-            nodes = list(asyncio.run(describe_cluster(endpoints, min(args.timeout, 3.0))).nodes)
+            nodes = list(
+                event_loop.run_in_cli_loop(
+                    describe_cluster(endpoints, min(args.timeout, 3.0))
+                ).nodes
+            )
         except UserError:
             nodes = []  # nobody answered: try the endpoints as given
         if nodes and dc not in {n.dc for n in nodes}:

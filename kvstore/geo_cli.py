@@ -7,7 +7,6 @@ the network as it is now, emulated WAN included.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 from collections import defaultdict
@@ -16,6 +15,7 @@ from typing import Any
 import grpc
 
 from cluster.placement import Rtt, ShardPlan, plan
+from kvstore import event_loop
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_support import (
     UserError,
@@ -105,7 +105,7 @@ def _set(args: argparse.Namespace) -> int:
                     last = f"{endpoint}: {err.code().name}: {err.details()}"
         raise UserError(last)
 
-    response = asyncio.run(ask())
+    response = event_loop.run_in_cli_loop(ask())
     row = {"shard": args.shard, "preferred_dc": response.preferred_dc}
     if args.output == "json":
         print(json.dumps(row))

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from kvstore import event_loop
 from kvstore.bench.client_process import LoadSpec
 from kvstore.bench.echo import serve as serve_echo
 from kvstore.bench.report import markdown, table, to_json
@@ -96,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
             endpoints = local.endpoints
         else:
             endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
-        spans = asyncio.run(_wait_ready(endpoints))
-        dcs = asyncio.run(_datacenters(endpoints))
+        spans = event_loop.run_in_cli_loop(_wait_ready(endpoints))
+        dcs = event_loop.run_in_cli_loop(_datacenters(endpoints))
         if args.suite == "geo":
-            asyncio.run(_wait_for_placement(endpoints, len(spans)))
+            event_loop.run_in_cli_loop(_wait_for_placement(endpoints, len(spans)))
         if args.dc is not None and args.dc not in dcs:
             raise BenchError(f"--dc {args.dc}: the cluster's datacenters are {', '.join(dcs)}")
         if args.suite == "geo" and args.shard is None:

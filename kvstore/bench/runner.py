@@ -6,7 +6,6 @@ share of the concurrency; the parent only coordinates, so its CPU is nobody's co
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import grpc
 from hdrh.histogram import HdrHistogram
 
+from kvstore import event_loop
 from kvstore.bench.client_process import LoadResult, LoadSpec, new_histogram, run_in_process
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
@@ -183,10 +183,12 @@ def merge(name: str, spec: LoadSpec, parts: list[LoadResult]) -> BenchResult:
 
 def measure(name: str, spec: LoadSpec, processes: int, *, progress: bool) -> BenchResult:
     """One load run with the servers' CPU, memory and disk read before and after."""
-    before = asyncio.run(node_costs(spec.endpoints)) if spec.workload != "echo" else {}
+    before = (
+        event_loop.run_in_cli_loop(node_costs(spec.endpoints)) if spec.workload != "echo" else {}
+    )
     result = run_load(name, spec, processes, progress=progress)
     if before:
-        after = asyncio.run(node_costs(spec.endpoints))
+        after = event_loop.run_in_cli_loop(node_costs(spec.endpoints))
         # A node that did not answer one of the two asks (busy, restarting) is left out.
         both = sorted(n for n in after if n in before)
         cpu = sum(after[n].cpu_seconds - before[n].cpu_seconds for n in both)
