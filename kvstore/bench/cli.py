@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
         spans = event_loop.run_in_cli_loop(_wait_ready(endpoints))
         dcs = event_loop.run_in_cli_loop(_datacenters(endpoints))
-        if args.suite == "geo":
+        if args.suite == "geo" or args.dc is not None or args.wan_latency_ms:
+            # Latency by client DC means something only once every leader is placed.
             event_loop.run_in_cli_loop(_wait_for_placement(endpoints, len(spans)))
         if args.dc is not None and args.dc not in dcs:
             raise BenchError(f"--dc {args.dc}: the cluster's datacenters are {', '.join(dcs)}")
@@ -142,7 +143,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 async def _wait_for_placement(endpoints: list[str], shards: int) -> None:
-    """Latency by client DC means something only once every leader is where it belongs."""
+    """Return once every shard's leader is in its preferred datacenter."""
     deadline = time.monotonic() + READY_S_MAX
     while time.monotonic() < deadline:
         statuses = await node_statuses(endpoints)
