@@ -50,8 +50,10 @@ def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
                 return endpoint, None
             return endpoint, view
 
+    endpoints = endpoint_list(args)  # outside the loop below: with --dc it runs one itself
+
     async def everyone() -> list[tuple[str, Any]]:
-        return list(await asyncio.gather(*(ask(e) for e in endpoint_list(args))))
+        return list(await asyncio.gather(*(ask(e) for e in endpoints)))
 
     return event_loop.run_in_cli_loop(everyone())
 

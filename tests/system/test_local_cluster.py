@@ -148,6 +148,11 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert_bad_input_statuses(endpoints.split(","))
         status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
         assert [n["up"] for n in status["nodes"]] == [True, True, True]
+        # With --dc the endpoint list is looked up first (it once ran a loop inside a loop).
+        local = cli("status", "--dc", "dc2", "-o", "json", endpoints=endpoints)
+        assert local.returncode == 0, local.stderr
+        local_nodes = sorted(json.loads(local.stdout)["nodes"], key=lambda n: n["node"])
+        assert local_nodes == status["nodes"]  # its own DC's node asked first, same answers
         shard1 = status["shards"][0]
         assert shard1["leader"] in (1, 2, 3) and len(shard1["replicas"]) == 3
         target = next(n for n in (1, 2, 3) if n != shard1["leader"])
