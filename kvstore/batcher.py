@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from kvstore import precise_timer
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
 T = TypeVar("T")
@@ -92,7 +93,7 @@ class Batcher:
         self._waiting[batch_id] = _Waiting(self._futures, expiry)
         self._items, self._futures, self._bytes, self._timeout = [], [], 0, 0.0
         if self._one_way_s:
-            loop.call_later(self._one_way_s, self._send, request)
+            precise_timer.for_loop(loop).call_later(self._one_way_s, self._send, request)
         else:
             self._send(request)
 
@@ -107,7 +108,7 @@ class Batcher:
 
     def _arrived(self, answer: kv_pb2.BatchResponse) -> None:
         if self._one_way_s:
-            asyncio.get_running_loop().call_later(self._one_way_s, self._answered, answer)
+            precise_timer.for_loop().call_later(self._one_way_s, self._answered, answer)
         else:
             self._answered(answer)
 

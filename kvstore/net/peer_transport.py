@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
+from kvstore import precise_timer
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.net.codec import PeerProtocolError, from_wire, to_wire
 from kvstore.v1 import peer_pb2, peer_pb2_grpc
@@ -135,9 +136,8 @@ class PeerLink:
             # Let the rest of this loop turn queue its messages too: a stream write costs
             # far more than a message, so one write should carry all of them.
             await asyncio.sleep(0)
-            wait = pending[0][0] - time.monotonic() if pending else 0.0
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if pending and pending[0][0] > time.monotonic():
+                await precise_timer.for_loop().sleep_until(pending[0][0])
             if session != self._session:
                 self._wake.set()  # the current stream's generator may be waiting too
                 return

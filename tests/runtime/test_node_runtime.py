@@ -19,7 +19,7 @@ from cluster import parse_cluster_config
 from kvstore.model import Command, Put, PutResult, RequestId
 from kvstore.runtime.node import NodeRuntime, NotLeaderError, ProposalDroppedError
 from kvstore.storage import NodeStore
-from paxos import Message, Role
+from paxos import Accepted, Message, Role
 
 CONFIG = parse_cluster_config(
     """
@@ -203,6 +203,49 @@ def test_followers_apply_every_write_in_order_when_replies_go_before_applies(
             for key in keys:
                 assert follower.get_local(1, key) == leader.get_local(1, key), key
         assert leader.get_local(1, b"a").value == b"last"  # type: ignore[union-attr]
+
+    run(scenario, tmp_path)
+
+
+def test_an_idle_follower_commits_on_its_loop_and_answers_only_after_the_commit(
+    tmp_path: Path,
+) -> None:
+    """A follower with nothing on its disk commits an Accept on the event loop (no hand-off
+    to the disk thread and back), and its Accepted still leaves only once the accepted
+    entries are in its LMDB log: every slot an Accepted names is read back from the store,
+    at the Accepted's ballot, at the moment it is sent."""
+
+    async def scenario(c: Cluster) -> None:
+        leader = await c.leader(1)
+        followers = [r for r in c.net.nodes.values() if r is not leader]
+        checked: list[int] = []
+        early: list[str] = []
+        for follower in followers:
+            store, send = c.stores[follower.node_id], follower._send
+
+            def checking(
+                dst: int,
+                batch: list[tuple[int, Message]],
+                store: NodeStore = store,
+                send: Callable[[int, list[tuple[int, Message]]], None] = send,
+            ) -> None:
+                for shard, msg in batch:
+                    if isinstance(msg, Accepted):
+                        log = store.load(shard).log
+                        for slot in msg.slots:
+                            entry = log.get(slot)
+                            if entry is None or entry.ballot != msg.ballot:
+                                early.append(f"slot {slot} of shard {shard}: {entry}")
+                            checked.append(slot)
+                send(dst, batch)
+
+            follower._send = checking  # type: ignore[method-assign]
+        on_loop_before = [f.jobs_on_loop for f in followers]
+        for i in range(20):
+            await c.write(1, Put(RequestId(0, 0), b"k%d" % (i % 4), b"v%d" % i))
+        assert not early, f"Accepted sent before its entries were durable: {early[:3]}"
+        assert len(checked) >= 20
+        assert all(f.jobs_on_loop > n for f, n in zip(followers, on_loop_before, strict=True))
 
     run(scenario, tmp_path)
 
