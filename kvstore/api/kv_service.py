@@ -334,8 +334,10 @@ class KvService(kv_pb2_grpc.KVServicer):
         attempt = 0
         while (left := deadline - loop.time()) > 0:
             attempt += 1
-            hint: int | None = None
-            if self._hosts(shard):
+            hosted = self._hosts(shard)
+            # A follower of a known leader forwards at once: here it would only be refused.
+            hint = self._runtime.follows(shard) if hosted else None
+            if hosted and hint is None:
                 try:
                     # A timeout scope, not wait_for: no extra task per request.
                     async with asyncio.timeout(left):
@@ -348,7 +350,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                 except TimeoutError:
                     break
-            else:
+            elif not hosted:
                 # Not hosted here: try the shard's replicas in turn; whichever leads serves,
                 # the others answer UNAVAILABLE (a forwarded request is never forwarded again).
                 hint = self._replica(shard, attempt)

@@ -360,6 +360,12 @@ class NodeRuntime:
     def leader_hint(self, shard_id: int) -> int | None:
         return self._shard(shard_id).replica.leader_hint
 
+    def follows(self, shard_id: int) -> int | None:
+        """The leader this replica follows, if it is a follower that knows one: a proposal
+        or a read here would only be refused with that hint, so a gateway forwards at once."""
+        replica = self._shard(shard_id).replica
+        return replica.leader_hint if replica.role is Role.FOLLOWER else None
+
     def applied_slot(self, shard_id: int) -> int:
         return self._shard(shard_id).applied_slot
 
