@@ -239,10 +239,10 @@ async def across_wan(one_way_s: float, call: Callable[[], Awaitable[T]]) -> T:
     """``call()`` as if the node were ``one_way_s`` away (an emulated WAN): the request
     leaves, and the answer arrives, that much later."""
     if one_way_s:
-        await asyncio.sleep(one_way_s)
+        await precise_timer.for_loop().sleep(one_way_s)
     response = await call()
     if one_way_s:
-        await asyncio.sleep(one_way_s)
+        await precise_timer.for_loop().sleep(one_way_s)
     return response
 
 

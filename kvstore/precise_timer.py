@@ -100,6 +100,9 @@ class PreciseTimer:
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
         self.call_at(time.monotonic() + delay, callback, *args)
 
+    async def sleep(self, delay: float) -> None:
+        await self.sleep_until(time.monotonic() + delay)
+
     async def sleep_until(self, when: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.call_at(when, _wake, future)
