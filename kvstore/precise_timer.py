@@ -71,8 +71,7 @@ class PreciseTimer:
         # keep a closed loop (one per test) alive through it.
         self._loop = weakref.ref(loop)
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._order = itertools.count()
-        self._armed_at: float | None = None
+        self._order = itertools.count()  # the timerfd is always armed for the heap's top
         self._fd = -1
         if _TIMERFD is not None:
             fd = _TIMERFD[0](_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
@@ -93,8 +92,9 @@ class PreciseTimer:
             if loop is not None:
                 loop.call_at(loop.time() + (when - time.monotonic()), callback, *args)
             return
-        heapq.heappush(self._heap, (when, next(self._order), callback, args))
-        if self._armed_at is None or when < self._armed_at:
+        entry = (when, next(self._order), callback, args)
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:
             self._arm(when)
 
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
@@ -120,12 +120,10 @@ class PreciseTimer:
         if _TIMERFD[1](self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"timerfd_settime: {os.strerror(errno)}")
-        self._armed_at = due
 
     def _expired(self) -> None:
         with contextlib.suppress(BlockingIOError):  # re-armed since it fired: nothing to read
             os.read(self._fd, 8)
-        self._armed_at = None
         heap = self._heap
         while heap and heap[0][0] <= time.monotonic() + WAKE_EARLY_S:
             while time.monotonic() < heap[0][0]:

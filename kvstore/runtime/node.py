@@ -7,8 +7,8 @@ no protocol decision of its own:
   the state-machine applies of their chosen slots go into **one** LMDB write transaction
   (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs; except
   that on an idle disk a job whose records answer peers is split, its applies held back
-  until those answers are sent (``_split_for_latency``), and its records are committed
-  right away on the loop itself (``_commits_on_the_loop``);
+  until those answers are sent (``_split_for_latency``), and a job of such records alone
+  is committed on the loop itself (``_commits_on_the_loop``);
 - only when that transaction has committed are the writes' ``then_send`` messages sent, then
   ``write_done`` reported in order, then proposals and reads resolved;
 - ``send_now`` leaves at once; ticks come from elapsed monotonic time, all due ticks first.
