@@ -7,6 +7,10 @@ Rules:
   empty record sits behind any pending write that made the reply true (FIFO disk).
 - A chosen slot is never overwritten. An Accept for it is acknowledged only when it carries
   the chosen value, so a stale leader can never count this acceptor for another value.
+- Where a quorum is two (three voters), an acceptance also goes to the learners that can
+  use it: the leader's own to every voter, a follower's to itself. A follower holding both
+  knows the slot chosen ({leader, self} is a quorum) one message delay before the leader's
+  commit point could tell it, so a gateway beside it can answer its client then.
 """
 
 from __future__ import annotations
@@ -15,15 +19,25 @@ from paxos.ids import Ballot, NodeId, Slot
 from paxos.log import ReplicaLog
 from paxos.messages import Accept, Accepted, LogEntry, Message, Prepare, Promise, Reject
 from paxos.outbox import Outbox
+from paxos.quorum import pair_is_quorum
 from paxos.ready import DurableRecord
 
 
 class Acceptor:
-    def __init__(self, node_id: NodeId, promised: Ballot, log: ReplicaLog, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        node_id: NodeId,
+        promised: Ballot,
+        log: ReplicaLog,
+        outbox: Outbox,
+        voters: tuple[NodeId, ...],
+    ) -> None:
         self.node_id = node_id
         self.promised = promised
         self._log = log
         self._out = outbox
+        # Who learns of our acceptances besides the proposer (see the module rules).
+        self._voters = voters if pair_is_quorum(len(voters)) else ()
 
     def on_prepare(self, msg: Prepare, *, also_send: tuple[Message, ...] = ()) -> bool:
         """Promise ``msg.ballot`` unless a higher ballot was promised. True if promised."""
@@ -71,16 +85,28 @@ class Acceptor:
             log.entries[slot] = entry
             recorded.append(entry)
             acked.append(slot)
-        reply = Accepted(
-            src=self.node_id,
-            dst=msg.src,
-            ballot=msg.ballot,
-            slots=tuple(acked),
-            chosen_through=log.chosen_through,
-        )
         record = DurableRecord(promised=msg.ballot if raised else None, entries=tuple(recorded))
-        self._out.persist(record, (reply,))
+        self._out.persist(record, self._accepted(msg, tuple(acked)))
         return True
+
+    def _accepted(self, msg: Accept, slots: tuple[Slot, ...]) -> tuple[Accepted, ...]:
+        """The replies: to the proposer, and to the learners that can complete a quorum."""
+        if not self._voters or not slots:
+            learners: tuple[NodeId, ...] = (msg.src,)
+        elif msg.src == self.node_id:
+            learners = self._voters  # we lead: every follower may count us
+        else:
+            learners = (msg.src, self.node_id)  # we follow: our own vote, once durable
+        return tuple(
+            Accepted(
+                src=self.node_id,
+                dst=to,
+                ballot=msg.ballot,
+                slots=slots,
+                chosen_through=self._log.chosen_through,
+            )
+            for to in learners
+        )
 
     def _reject(self, to: NodeId, ballot: Ballot) -> None:
         # A refusal reveals nothing a peer relies on for safety, so it needs no write.

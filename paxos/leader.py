@@ -45,7 +45,7 @@ from paxos.messages import (
 )
 from paxos.outbox import Outbox
 from paxos.ports import Logger
-from paxos.quorum import is_quorum, quorum_floor
+from paxos.quorum import is_quorum, pair_is_quorum, quorum_floor
 from paxos.ready import (
     NotLeader,
     Overloaded,
@@ -97,6 +97,9 @@ class Leader:
         self._open_batch: list[bytes] = []
         self._open_bytes = 0
         self.barrier_slot = Slot(0)
+        # The highest slot whose acceptance we told the followers (see ``read_point``).
+        self._told_through = Slot(0)
+        self._tells = pair_is_quorum(len(cfg.voters))
 
         # liveness, lease, reads
         self._last_heard: dict[NodeId, int] = dict.fromkeys(cfg.peers, now)
@@ -253,10 +256,17 @@ class Leader:
             )
         )
 
+    def counts(self, msg: Accepted) -> bool:
+        """Whether ``msg`` is a vote for one of our proposals (else learners may use it)."""
+        return msg.ballot == self.ballot and self.phase is Phase.LEADING
+
     def on_accepted(self, msg: Accepted) -> None:
-        if msg.ballot != self.ballot or self.phase is not Phase.LEADING:
+        if not self.counts(msg):
             return
         self._heard(msg.src, msg.chosen_through)
+        if msg.src == self._cfg.node_id and msg.slots and self._tells:
+            # Our copies to the followers left with this (``paxos.acceptor``).
+            self._told_through = max(self._told_through, *msg.slots)
         for slot in msg.slots:
             acks = self._acks.get(slot)
             if acks is None:
@@ -317,6 +327,7 @@ class Leader:
                     sent_tick=self._now,
                     round=self._hb_round,
                     echo=self._stamps.get(peer),
+                    echo_through=self.read_point(),
                 )
             )
 
@@ -374,11 +385,22 @@ class Leader:
         acks[self._cfg.node_id] = self._now
         return quorum_floor(acks, self._cfg.voters) + self._cfg.lease_ticks
 
+    def read_point(self) -> Slot:
+        """Every write acknowledged anywhere so far is at or below this slot.
+
+        Our commit point, or above it the slots whose acceptance we told the followers: a
+        follower holding its own acceptance too knows such a slot chosen before we do, and
+        a gateway beside it may already have answered its client. A read from here waits
+        until those are chosen and applied (one round trip, and only while writes are in
+        flight); the lease argument covers them, as they are of our ballot.
+        """
+        return max(self._log.chosen_through, self._told_through)
+
     def read(self, request_id: int) -> ReadOutcome:
         if self.phase is not Phase.LEADING:
             return NotLeader(None)
         if self.lease_valid(self._now):
-            self._out.reads.append(ReadState(request_id=request_id, slot=self._log.chosen_through))
+            self._out.reads.append(ReadState(request_id=request_id, slot=self.read_point()))
             return ReadQueued()
         if len(self._pending_reads) >= self._cfg.read_requests_max:
             return Overloaded()
@@ -395,7 +417,7 @@ class Leader:
         confirmed = quorum_floor(rounds, self._cfg.voters)
         while self._pending_reads and self._pending_reads[0][1] <= confirmed:
             request_id, _ = self._pending_reads.popleft()
-            self._out.reads.append(ReadState(request_id=request_id, slot=self._log.chosen_through))
+            self._out.reads.append(ReadState(request_id=request_id, slot=self.read_point()))
 
     def abandon(self) -> None:
         """We stop leading: pending reads fail (the caller retries elsewhere)."""

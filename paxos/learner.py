@@ -1,10 +1,12 @@
 """The learner: which slots are chosen, handing them out in order, and catching up.
 
 Rules:
-- A slot is known chosen in three ways: (1) the leader counted a quorum of ``Accepted`` at
+- A slot is known chosen in four ways: (1) the leader counted a quorum of ``Accepted`` at
   its ballot; (2) a leader's commit point at ballot B covers a slot whose local entry was
   accepted at B (that leader proposed one value per slot, and only chosen-consistent ones);
-  (3) a peer sent the chosen value (``CatchUp``) or a snapshot covering it.
+  (3) a peer sent the chosen value (``CatchUp``) or a snapshot covering it; (4) any replica
+  holds ``Accepted`` at ballot B for the slot from a quorum (its own among them, sent to
+  itself only once durable; see ``paxos.acceptor``) and its own entry there is B's value.
 - Values are handed to the state machine (``Ready.chosen``) strictly in slot order, each
   exactly once per replica incarnation, starting after what the caller says it applied.
 - The durable ``chosen_through`` never runs ahead of the entries that back it: the record
@@ -18,9 +20,10 @@ from __future__ import annotations
 from paxos.config import Config
 from paxos.ids import Ballot, NodeId, Slot
 from paxos.log import ReplicaLog
-from paxos.messages import CatchUp, CatchUpRequest, InstallSnapshot, LogEntry, Value
+from paxos.messages import Accepted, CatchUp, CatchUpRequest, InstallSnapshot, LogEntry, Value
 from paxos.outbox import Outbox
 from paxos.ports import Logger
+from paxos.quorum import is_quorum
 from paxos.ready import ChosenEntry, DurableRecord, Snapshot
 
 
@@ -43,6 +46,8 @@ class Learner:
         if log.snapshot is not None and log.snapshot.slot > applied_through:
             self._out.snapshot = log.snapshot
             self.emitted_through = log.snapshot.slot
+        # Votes seen by a non-leader, per open slot: the highest ballot and who accepted at it.
+        self._votes: dict[Slot, tuple[Ballot, set[NodeId]]] = {}
         self._catchup_target = Slot(0)
         self._catchup_peer: NodeId | None = None
         self._catchup_sent_tick: int | None = None
@@ -77,6 +82,27 @@ class Learner:
         self._advance()
         self.note_peer_progress(commit, src)
 
+    def on_accepted(self, msg: Accepted) -> None:
+        """``msg.src`` durably holds ballot ``msg.ballot``'s value for ``msg.slots``."""
+        log, votes = self._log, self._votes
+        for slot in msg.slots:
+            if slot <= log.chosen_through:
+                continue
+            seen = votes.get(slot)
+            if seen is None or seen[0] < msg.ballot:
+                seen = votes[slot] = (msg.ballot, set())
+            elif seen[0] > msg.ballot:
+                continue
+            seen[1].add(msg.src)
+            entry = log.entries.get(slot)
+            if (
+                entry is not None
+                and entry.ballot == msg.ballot
+                and is_quorum(seen[1], self._cfg.voters)
+            ):
+                log.chosen_ahead.setdefault(slot, entry.value)
+        self._advance()
+
     def note_peer_progress(self, peer_chosen_through: Slot, peer: NodeId) -> None:
         """``peer`` knows slots up to ``peer_chosen_through`` are chosen; fetch what we lack."""
         if peer_chosen_through <= self._log.chosen_through or peer == self._cfg.node_id:
@@ -101,6 +127,8 @@ class Learner:
                 fixed.append(entry)
             log.chosen_through = nxt
         if log.chosen_through > before:
+            for slot in [s for s in self._votes if s <= log.chosen_through]:
+                del self._votes[slot]
             self._out.persist(
                 DurableRecord(entries=tuple(fixed), chosen_through=log.chosen_through)
             )
@@ -193,6 +221,7 @@ class Learner:
         log.snapshot = snap
         log.drop_through(snap.slot)
         log.chosen_through = snap.slot
+        self._votes = {s: v for s, v in self._votes.items() if s > snap.slot}
         # Whatever this Ready already held for slots the snapshot covers is superseded.
         self._out.chosen = [c for c in self._out.chosen if c.slot > snap.slot]
         self._out.snapshot = snap

@@ -123,9 +123,10 @@ class Heartbeat:
     sent_tick: int
     round: int  # read-index round: counts heartbeats of this ballot
     # Freshness for bounded-staleness reads: the receiver's own ``Stamp`` from an ack that
-    # reached us while we held the lease, so every write acknowledged before that stamp is
-    # at or below ``commit``. None: no claim.
+    # reached us while we held the lease, so every write acknowledged (by any replica)
+    # before that stamp is at or below ``max(commit, echo_through)``. None: no claim.
     echo: Stamp | None = None
+    echo_through: Slot = Slot(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

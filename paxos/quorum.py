@@ -18,6 +18,11 @@ def quorum_size(voter_count: int) -> int:
     return voter_count // 2 + 1
 
 
+def pair_is_quorum(voter_count: int) -> bool:
+    """Two voters (a leader and one follower) make a quorum: groups of two or three."""
+    return voter_count > 1 and quorum_size(voter_count) == 2
+
+
 def is_quorum(members: Iterable[NodeId], voters: Iterable[NodeId]) -> bool:
     """True when ``members`` contains a strict majority of ``voters``."""
     voter_set = set(voters)

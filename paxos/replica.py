@@ -71,7 +71,9 @@ class Replica:
         self._logger: Logger = logger if logger is not None else NullLogger()
         self._out = Outbox(config.node_id)
         self._log = ReplicaLog(state)
-        self._acceptor = Acceptor(config.node_id, state.promised, self._log, self._out)
+        self._acceptor = Acceptor(
+            config.node_id, state.promised, self._log, self._out, config.voters
+        )
         self._learner = Learner(config, self._log, self._out, self._logger, applied_through)
         self._election = Election(config, rng)
         self._leader: Leader | None = None
@@ -150,7 +152,8 @@ class Replica:
         tick T already gone when we stamped), which is at most that times ``1 + rho``
         nominal ticks. None when no claim covers ``applied``. Deliver elapsed ticks first.
         """
-        if self.lease_valid() and applied >= self._log.chosen_through:
+        leader = self._leader
+        if self.lease_valid() and leader is not None and applied >= leader.read_point():
             return 0
         ticks = [tick for commit, tick in self._freshness if commit <= applied]
         if ticks:
@@ -260,8 +263,11 @@ class Replica:
             case Accept():
                 self._on_accept(msg)
             case Accepted():
-                if self._leader is not None:
-                    self._leader.on_accepted(msg)
+                leader = self._leader
+                if leader is not None and leader.counts(msg):
+                    leader.on_accepted(msg)
+                else:
+                    self._learner.on_accepted(msg)
             case Reject():
                 self._on_reject(msg)
             case Heartbeat():
@@ -314,7 +320,7 @@ class Replica:
         self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
         echo = msg.echo
         if echo is not None and echo.incarnation == self._incarnation and echo.tick <= self._now:
-            self._freshness.append((msg.commit, echo.tick))
+            self._freshness.append((max(msg.commit, msg.echo_through), echo.tick))
         self._out.send(
             HeartbeatAck(
                 src=self.node_id,

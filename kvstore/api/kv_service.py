@@ -13,6 +13,11 @@ Rules:
 - A write is retried with the same request id after a dropped proposal or a forwarded attempt
   that timed out (each waits at most ``FORWARD_ATTEMPT_S_MAX``), so the session table makes
   it apply once.
+- A write forwarded from a node that hosts a follower of the shard is answered by whichever
+  comes first: the leader's reply, or this replica applying the command. The follower
+  applies it as soon as it holds the leader's acceptance and its own (``paxos.acceptor``),
+  one WAN leg before the leader's reply could arrive. Only commands with a request id:
+  their bytes are unique, so the applied command is the caller's.
 """
 
 from __future__ import annotations
@@ -306,7 +311,29 @@ class KvService(kv_pb2_grpc.KVServicer):
         async def local() -> ApplyResult:
             return await self._runtime.submit(shard, command)
 
+        if command.request.client_id and self._hosts(shard):
+            forward = partial(self._forward_and_witness, shard, command, forward)
         return await self._route(shard, context, local, forward)
+
+    async def _forward_and_witness(
+        self,
+        shard: int,
+        command: Command,
+        forward: Callable[[int, float], Awaitable[Any]],
+        node: int,
+        timeout: float,
+    ) -> Any:
+        """``forward``, or this replica's own result for ``command`` if it comes first."""
+        witnessed = self._runtime.witness(shard, command)  # before the command can apply
+        answered = asyncio.ensure_future(forward(node, timeout))
+        answered.add_done_callback(_consume)  # if unwanted, its failure is no news
+        try:
+            await asyncio.wait((witnessed, answered), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            witnessed.cancel()
+        if witnessed.done() and not witnessed.cancelled():
+            return witnessed.result()
+        return answered.result()
 
     async def _at_leader(
         self,
@@ -596,6 +623,11 @@ class _Parts:
 
 
 _HANDLERS = {"get": "Get", "put": "Put", "delete": "Delete", "txn": "Txn"}
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def is_forwarded(context: grpc.aio.ServicerContext[Any, Any]) -> bool:

@@ -74,6 +74,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     sent_tick=msg.sent_tick,
                     round=msg.round,
                     echo=_stamp(msg.echo),
+                    echo_through=msg.echo_through,
                 )
             )
         case HeartbeatAck():
@@ -171,6 +172,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             sent_tick=h.sent_tick,
             round=h.round,
             echo=_from_stamp(h.echo) if h.HasField("echo") else None,
+            echo_through=Slot(h.echo_through),
         )
     elif kind == "heartbeat_ack":
         k = wire.heartbeat_ack

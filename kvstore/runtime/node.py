@@ -106,6 +106,8 @@ class _Shard:
     proposals: dict[int, list[tuple[bytes, asyncio.Future[ApplyResult]]]] = field(
         default_factory=dict
     )
+    # Gateways waiting for a command they forwarded to the leader to be applied here.
+    witnesses: dict[bytes, list[asyncio.Future[ApplyResult]]] = field(default_factory=dict)
     reads: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     read_waits: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     preferred_dc: str = ""
@@ -124,6 +126,7 @@ class _Job:
     installs: list[tuple[int, Snapshot]] = field(default_factory=list)
     applies: list[tuple[int, ChosenEntry]] = field(default_factory=list)
     dumps: list[int] = field(default_factory=list)  # shards to snapshot after the applies
+    sends_first: bool = False  # its turn also handed messages to the peer links
 
     def __bool__(self) -> bool:
         return bool(self.records or self.installs or self.applies or self.dumps)
@@ -284,6 +287,26 @@ class NodeRuntime:
         self._kick()
         return await fut
 
+    def witness(self, shard_id: int, command: Command) -> asyncio.Future[ApplyResult]:
+        """A future for ``command``'s result when this replica applies it, wherever it was
+        proposed. Only for a command with a request id (its bytes are then unique, and a
+        retry's result is the first attempt's); cancel it to stop waiting."""
+        assert command.request.client_id, "a command without a request id is not unique"
+        shard = self._shard(shard_id)
+        encoded = encode_command(command)
+        fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
+        waiting = shard.witnesses.setdefault(encoded, [])
+        waiting.append(fut)
+
+        def forget(_: asyncio.Future[ApplyResult]) -> None:
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting and shard.witnesses.get(encoded) is waiting:
+                del shard.witnesses[encoded]
+
+        fut.add_done_callback(forget)
+        return fut
+
     async def linearizable_point(self, shard_id: int) -> None:
         """Return once a local read reflects every write acknowledged before the call."""
         shard = self._shard(shard_id)
@@ -419,6 +442,7 @@ class NodeRuntime:
             self._release_reads(shard)
         for dst, batch in outgoing.items():
             self._send(dst, batch)
+        job.sends_first = bool(outgoing)
         for shard in self._shards.values():
             if (
                 not shard.dumping
@@ -536,6 +560,11 @@ class NodeRuntime:
             self._resolve(self._shards[shard_id], slot, value, results)
 
     def _resolve(self, shard: _Shard, slot: int, value: tuple[bytes, ...], results: Any) -> None:
+        if shard.witnesses:
+            for index, encoded in enumerate(value):
+                for fut in shard.witnesses.pop(encoded, ()):
+                    if not fut.done():
+                        fut.set_result(results[index][1])
         for encoded, fut in shard.proposals.pop(slot, ()):
             if fut.done():
                 continue
@@ -565,10 +594,10 @@ def _commits_on_the_loop(job: _Job) -> bool:
     machine, on the path of every write, while its commit blocks the loop no longer than
     that (the GIL is released during the fsync). Applies, snapshots and dumps stay on the
     disk thread: they are Python work of unbounded size, and the session tables are the
-    disk thread's. A leader's own accept (no reply) stays there too, so its Accepts, already
-    queued, leave while it commits.
+    disk thread's. A turn that also sent messages (a leader's Accepts, beside its own
+    acceptance) stays there too, so those leave while it commits.
     """
-    return not (job.applies or job.installs or job.dumps) and any(
+    return not (job.applies or job.installs or job.dumps or job.sends_first) and any(
         messages for _, _, messages in job.follow_ups
     )
 

@@ -97,18 +97,20 @@ class Stamp(_message.Message):
     def __init__(self, incarnation: _Optional[int] = ..., tick: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo")
+    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo", "echo_through")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ECHO_FIELD_NUMBER: _ClassVar[int]
+    ECHO_THROUGH_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     commit: int
     sent_tick: int
     round: int
     echo: Stamp
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ...) -> None: ...
+    echo_through: int
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ..., echo_through: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("ballot", "sent_tick", "round", "chosen_through", "stamp")

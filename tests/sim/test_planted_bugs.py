@@ -18,10 +18,26 @@ from tests.sim.world import ReplicaFactory, WorldParams, default_factory
 
 Hook = Callable[[WorldParams], WorldParams] | None
 
+
+def lan_3ms(params: WorldParams) -> WorldParams:
+    """3 ms links and fast disks: a follower's real lag sits close to its bound."""
+    params.one_way_us = dict.fromkeys(params.one_way_us, 3_000)
+    params.jitter_us = 100
+    params.disk_latency_us = (50, 200)
+    return params
+
+
 CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
     (
         "acceptor replies before its write is durable",
         bugs.early_reply_factory,
+        None,
+        {"learned-unchosen", "agreement", "acked-lost"},
+        60,
+    ),
+    (
+        "follower learns from the leader's acceptance before its own is durable",
+        bugs.lone_vote_factory,
         None,
         {"learned-unchosen", "agreement", "acked-lost"},
         60,
@@ -64,9 +80,16 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
     (
         "follower's staleness bound two ticks short",
         bugs.uncounted_tick_freshness_factory,
+        lan_3ms,
+        {"stale-read"},
+        120,
+    ),
+    (
+        "leader reads at its commit point, below what followers may have acknowledged",
+        bugs.commit_point_read_factory,
         None,
         {"stale-read"},
-        60,
+        30,
     ),
 ]
 

@@ -2,9 +2,12 @@
 
 A client sends one command at a time to the replica it believes leads. ``NotLeader`` sends it
 to the hinted replica; ``Proposed(slot)`` means "watch that slot": when that replica applies
-the slot, the command is acknowledged if the slot holds it, else the attempt failed and is
-retried. A crash, pause or partition shows up as a timeout, after which the client retries
-(with a new attempt id, so every attempt's bytes are unique) somewhere else.
+the slot without the command, the attempt failed and is retried. The command is
+acknowledged when the *first* replica applies it, wherever that is: kvstore's gateways
+answer from a follower's apply when it comes before the leader's answer, so the checkers
+must hold every replica to acknowledgements made anywhere. A crash, pause or partition
+shows up as a timeout, after which the client retries (with a new attempt id, so every
+attempt's bytes are unique) somewhere else.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Workload:
         ]
         self.proposals = 0
         self.acks = 0
+        self._in_flight: dict[bytes, int] = {}  # command -> client
         world.on_applied = self._on_applied
 
     def start(self) -> None:
@@ -79,6 +83,7 @@ class Workload:
             case Proposed(slot=slot):
                 self.proposals += 1
                 client.in_flight = command
+                self._in_flight[command] = client.client_id
                 node.awaiting.setdefault(slot, []).append((client.client_id, command))
                 world.schedule(
                     world.now_us + self._timeout_us, self._timeout, client.client_id, command
@@ -90,26 +95,34 @@ class Workload:
                 self._later(client, self._rng.randrange(10_000, 100_000))
 
     def _on_applied(self, node: SimNode, slot: Slot, value: Value) -> None:
-        for client_id, command in node.awaiting.pop(slot, ()):
-            client = self.clients[client_id]
-            if client.in_flight != command:
-                continue
-            client.in_flight = None
-            if command in value:
+        for command in value:
+            client_id = self._in_flight.pop(command, None)
+            if client_id is not None:
+                client = self.clients[client_id]
                 self._world.checker.on_ack(command, slot)
                 self.acks += 1
                 client.done_ops += 1
                 client.attempt = 0
                 client.finished = client.done_ops >= self._ops_per_client
-            else:
+                self._next(client)
+        for client_id, command in node.awaiting.pop(slot, ()):
+            client = self.clients[client_id]
+            if client.in_flight == command:  # the slot was filled without it
                 client.attempt += 1
-            if not client.finished:
-                self._later(client, self._rng.randrange(*self._think_us))
+                self._next(client)
+
+    def _next(self, client: ClientState) -> None:
+        if client.in_flight is not None:
+            self._in_flight.pop(client.in_flight, None)
+            client.in_flight = None
+        if not client.finished:
+            self._later(client, self._rng.randrange(*self._think_us))
 
     def _timeout(self, client_id: int, command: bytes) -> None:
         client = self.clients[client_id]
         if client.in_flight != command:
             return
+        self._in_flight.pop(command, None)
         client.in_flight = None
         client.attempt += 1
         client.target = self._rng.choice(self._world.voters)

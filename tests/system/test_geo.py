@@ -91,6 +91,36 @@ def test_bounded_staleness_reads_are_served_in_the_clients_datacenter(
     asyncio.run(run())
 
 
+def test_a_write_from_another_datacenter_is_answered_there_and_read_at_the_leader(
+    wan_cluster: LocalCluster,
+) -> None:
+    """A dc2 client's write to a dc1-led shard is answered by dc2's own replica once it holds
+    the leader's acceptance and its own (one WAN round trip, not two), and that answer is
+    the truth: a linearizable read at the leader right after it sees the write at the
+    revision the writer was told, though the leader may not yet know the slot chosen."""
+
+    async def run() -> None:
+        endpoints = wan_cluster.endpoints
+        await _wait_for_leaders(wan_cluster, {1: "dc1", 2: "dc2", 3: "dc3"}, 20)
+        key = SHARD_KEYS[1]
+        served = []
+        async with (
+            AsyncClient(endpoints, dc="dc2", timeout_s=10) as writer,
+            AsyncClient(endpoints, dc="dc1", timeout_s=10) as reader,
+        ):
+            for i in range(10):
+                put = await writer.put(key, f"v{i}")
+                served.append(put.header.served_by_dc)
+                got = await reader.get_response(key)
+                assert got.header.served_by_dc == "dc1"
+                assert got.kv.value == f"v{i}".encode(), (i, got)
+                assert got.kv.mod_revision == put.header.revision, (i, got, put)
+        # The leader's own reply comes a WAN round trip later: dc2 answers nearly always.
+        assert served.count("dc2") >= 8, served
+
+    asyncio.run(run())
+
+
 def test_placement_moves_the_leader_and_back(wan_cluster: LocalCluster) -> None:
     async def run() -> None:
         await _wait_for_leaders(wan_cluster, {1: "dc1", 2: "dc2", 3: "dc3"}, 20)

@@ -8,6 +8,7 @@ import pytest
 
 from paxos import (
     Accept,
+    Accepted,
     Ballot,
     Config,
     NodeId,
@@ -226,3 +227,70 @@ def test_a_leader_that_handed_over_does_not_fight_the_target() -> None:
     heartbeat(c)
     assert c.replica(N3).role is Role.LEADER
     assert c.replica(N1).role is Role.FOLLOWER
+
+
+def _leader_accepted_to(v: NodeId) -> object:
+    return lambda m: isinstance(m, Accepted) and m.src == N1 and m.dst == v
+
+
+def test_a_follower_learns_a_slot_from_the_leaders_acceptance_and_its_own_durable_one() -> None:
+    """{leader, self} is a quorum of three: a follower holding the leader's Accepted and its
+    own durable acceptance knows the slot chosen before any commit point says so, and not a
+    moment before its own write is durable."""
+    c = elected()
+    leader = c.replica(N1)
+    outcome = leader.propose(b"x")
+    assert isinstance(outcome, Proposed)
+    c.drain(N1)
+    c.flush(N1)  # the leader's own acceptance is durable: its Accepted copies leave
+    c.deliver(lambda m: isinstance(m, Accept) and m.dst == N2)
+    assert c.deliver(_leader_accepted_to(N2)) == 1  # type: ignore[arg-type]
+    assert c.replica(N2).chosen_through < outcome.slot  # n2's own write is not durable yet
+    c.flush(N2)
+    assert c.replica(N2).chosen_through == outcome.slot
+    assert c.applied[N2][-1] == (b"x",)
+    assert leader.chosen_through < outcome.slot  # n2's Accepted has not reached the leader
+
+
+def test_the_leaders_acceptance_alone_teaches_a_follower_nothing() -> None:
+    """A follower that has not accepted the slot itself has no quorum to count on."""
+    c = elected()
+    leader = c.replica(N1)
+    outcome = leader.propose(b"x")
+    assert isinstance(outcome, Proposed)
+    c.drain(N1)
+    c.flush(N1)
+    c.drop(lambda m: isinstance(m, Accept) and m.dst == N3)
+    assert c.deliver(_leader_accepted_to(N3)) == 1  # type: ignore[arg-type]
+    c.flush(N3)
+    assert c.replica(N3).chosen_through < outcome.slot
+
+
+def test_a_leader_whose_acceptance_is_not_durable_sends_it_to_no_one() -> None:
+    """The leader's Accepted copies ride its own write: a crash before the fsync loses them,
+    so no follower counts an acceptance that is gone."""
+    c = elected()
+    leader = c.replica(N1)
+    assert isinstance(leader.propose(b"x"), Proposed)
+    c.drain(N1)
+    assert not [m for m in c.net if isinstance(m, Accepted) and m.src == N1]
+    c.crash(N1)
+    c.deliver(lambda m: isinstance(m, Accept))
+    c.flush(N2)
+    c.flush(N3)
+    assert c.applied[N2][-1] != (b"x",) and c.applied[N3][-1] != (b"x",)
+
+
+def test_groups_of_five_send_no_learner_copies() -> None:
+    """With five voters {leader, self} is no quorum, so the copies would be wasted."""
+    c = ManualCluster(5, election_ticks_max=1000)
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.stabilize()
+    assert c.replica(N1).role is Role.LEADER
+    assert isinstance(c.replica(N1).propose(b"x"), Proposed)
+    c.drain(N1)
+    c.flush(N1)
+    assert not [m for m in c.net if isinstance(m, Accepted) and m.src == N1]
