@@ -5,7 +5,8 @@ no protocol decision of its own:
 
 - every turn, the Readies of *all* shards become one disk job: their ``DurableRecord``s and
   the state-machine applies of their chosen slots go into **one** LMDB write transaction
-  (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs; except
+  (group commit, one fsync), on the single disk thread, FIFO behind earlier jobs, and the
+  jobs that queue while the disk is busy share one transaction (``_drain_disk_queue``); except
   that on an idle disk a job whose records answer peers is split, its applies held back
   until those answers are sent (``_split_for_latency``), and a job of such records alone
   is committed on the loop itself (``_commits_on_the_loop``);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -165,8 +167,11 @@ class NodeRuntime:
         self._incarnation = random.SystemRandom().randrange(1, 1 << 62)
         self._inflight_jobs = 0
         self._held_back: _Job | None = None  # see _split_for_latency
+        # Jobs for the disk thread, merged there into one transaction (_drain_disk_queue).
+        self._disk_queue: deque[_Job] = deque()
         self.jobs_split = 0  # how often it split one (a statistic; tests read it)
         self.jobs_on_loop = 0  # how often a job ran on the loop (likewise)
+        self.jobs_merged = 0  # jobs that shared a transaction with an earlier one (likewise)
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
@@ -480,8 +485,35 @@ class NodeRuntime:
             self.jobs_on_loop += 1
             self._job_done(job, _run_now(self._disk_job, job, loop))
             return
-        done: ConcurrentFuture[_JobResult] = self._disk.submit(self._disk_job, job, loop)
-        done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._job_done, job, f))
+        self._disk_queue.append(job)
+        done: ConcurrentFuture[_Drained] = self._disk.submit(self._drain_disk_queue, loop)
+        done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._drained, f))
+
+    def _drain_disk_queue(self, loop: asyncio.AbstractEventLoop) -> _Drained:
+        """On the disk thread: every job queued by now, as one transaction (group commit).
+
+        Each submission queues one job and one call of this; a call that finds the queue
+        emptied by an earlier one does nothing. Jobs keep their order; a job that installs
+        a snapshot starts a new transaction (its install must follow the earlier applies).
+        """
+        queue = self._disk_queue
+        jobs: list[_Job] = []
+        while queue and not (jobs and queue[0].installs):
+            jobs.append(queue.popleft())
+        if not jobs:
+            return None
+        merged = jobs[0] if len(jobs) == 1 else _merged(jobs)
+        # A failure travels in the future, with the count, so every job is accounted for.
+        return merged, len(jobs), _run_now(self._disk_job, merged, loop)
+
+    def _drained(self, done: ConcurrentFuture[_Drained]) -> None:
+        outcome = done.result()
+        if outcome is None:
+            return
+        job, count, finished = outcome
+        self._inflight_jobs -= count - 1
+        self.jobs_merged += count - 1
+        self._job_done(job, finished)
 
     def _disk_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> _JobResult:
         """One transaction, one fsync, for every shard's work: on the disk thread, or on the
@@ -584,6 +616,21 @@ class NodeRuntime:
             else:
                 still.append((slot, fut))
         shard.read_waits = still
+
+
+_Drained = tuple[_Job, int, ConcurrentFuture[_JobResult]] | None
+
+
+def _merged(jobs: list[_Job]) -> _Job:
+    """Consecutive jobs as one: each part in order (only the first may install snapshots)."""
+    merged = _Job()
+    for job in jobs:
+        merged.records.extend(job.records)
+        merged.follow_ups.extend(job.follow_ups)
+        merged.installs.extend(job.installs)
+        merged.applies.extend(job.applies)
+        merged.dumps.extend(job.dumps)
+    return merged
 
 
 def _commits_on_the_loop(job: _Job) -> bool:

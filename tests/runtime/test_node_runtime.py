@@ -162,8 +162,9 @@ def test_followers_apply_every_write_in_order_when_replies_go_before_applies(
     """An idle follower commits an Accept (and sends its Accepted) before applying the slot
     that Accept reported chosen; the applies it holds back must still all run, in slot
     order, ahead of later jobs (a follower that applied out of order would stop: the state
-    machine asserts slot order). Overwrites of a few keys, one at a time and then many at
-    once, end with every follower's state machine equal to the leader's."""
+    machine asserts slot order), also when the jobs queued behind a slow disk are merged into
+    one transaction. Overwrites of a few keys, one at a time and then many at once, end with
+    every follower's state machine equal to the leader's."""
 
     async def scenario(c: Cluster) -> None:
         # Followers learn commits from the next Accept only, as a group of five would (with
@@ -197,6 +198,7 @@ def test_followers_apply_every_write_in_order_when_replies_go_before_applies(
         await leader.linearizable_point(1)
         followers = [r for r in c.net.nodes.values() if r is not leader]
         assert slow.jobs_split > 0, "the held-back path never ran"
+        assert slow.jobs_merged > 0, "no jobs queued behind the slow disk were merged"
         target = leader.applied_slot(1)
         for _ in range(200):
             if all(f.applied_slot(1) >= target for f in followers):
