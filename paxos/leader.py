@@ -365,6 +365,11 @@ class Leader:
             return
         self._last_heard[peer] = self._now
         self.peer_chosen[peer] = max(self.peer_chosen[peer], chosen_through)
+        # A follower may know slots chosen that we never will from votes: it learned them
+        # from our acceptance and its own (``paxos.acceptor``) while its Accepted to us was
+        # lost, then compacted them, so it no longer acknowledges our retransmissions.
+        # Fetch them from it, as any replica behind a peer does.
+        self._learner.note_peer_progress(chosen_through, peer)
 
     def _barrier_chosen(self) -> bool:
         return self.phase is Phase.LEADING and self._log.chosen_through >= self.barrier_slot

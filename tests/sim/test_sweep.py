@@ -23,3 +23,16 @@ def test_seeds_are_safe_and_live(first: int) -> None:
                 f"seed {seed}: {result.violations[:3]}\n  reproduce: {repro_command(seed, None)}"
             )
     assert not failures, "\n".join(failures)
+
+
+# Seeds outside the CI range that once found a bug: each stays fixed.
+REGRESSION_SEEDS = (
+    2785,  # a leader never learned slots its followers learned chosen and then compacted
+)
+
+
+@pytest.mark.parametrize("seed", REGRESSION_SEEDS)
+def test_regression_seeds_stay_fixed(seed: int) -> None:
+    """Each seed that once failed passes."""
+    result = run_seed(seed)
+    assert result.ok, f"{result.violations[:3]}\n  reproduce: {repro_command(seed, None)}"

@@ -294,3 +294,34 @@ def test_groups_of_five_send_no_learner_copies() -> None:
     c.drain(N1)
     c.flush(N1)
     assert not [m for m in c.net if isinstance(m, Accepted) and m.src == N1]
+
+
+def test_a_leader_catches_up_from_followers_that_learned_and_compacted_without_it() -> None:
+    """Followers may learn a slot chosen from the leader's acceptance and their own while
+    their Accepted replies to the leader are lost, then compact it away: they no longer
+    acknowledge its retransmissions. The leader learns the slot from their progress reports
+    (``chosen_through`` on every reply) by catch-up, instead of waiting forever (sim seed
+    2785)."""
+    c = elected()
+    leader = c.replica(N1)
+    outcome = leader.propose(b"x")
+    assert isinstance(outcome, Proposed)
+    c.drain(N1)
+    c.flush(N1)
+    for v in (N2, N3):
+        c.deliver(lambda m, v=v: isinstance(m, Accept) and m.dst == v)  # type: ignore[misc]
+        c.deliver(_leader_accepted_to(v))  # type: ignore[arg-type]
+        c.flush(v)
+        c.drop(lambda m: isinstance(m, Accepted) and m.dst == N1)  # the replies are lost
+        follower = c.replica(v)
+        assert follower.chosen_through == outcome.slot
+        assert follower.compact(outcome.slot, b"state")
+        c.drain(v)
+        c.flush(v)
+    assert leader.chosen_through < outcome.slot
+    for _ in range(5):
+        heartbeat(c)
+        c.tick(N1, 5)  # retransmissions, which the followers can no longer vouch for
+        c.stabilize()
+    assert leader.chosen_through >= outcome.slot
+    assert leader.applied_through >= outcome.slot
