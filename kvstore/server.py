@@ -14,6 +14,7 @@ from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
 from kvstore.api.malformed import RejectMalformedRequests
+from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
@@ -63,7 +64,9 @@ class NodeServer:
         self._kv = KvService(
             cluster, self.runtime, self.spec.dc, addresses, forward_delay_s=one_way_s
         )
-        self._server = grpc.aio.server(interceptors=[RejectMalformedRequests()])
+        self._server = grpc.aio.server(
+            interceptors=[RejectMalformedRequests()], options=SERVER_OPTIONS
+        )
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(

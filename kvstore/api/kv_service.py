@@ -41,6 +41,7 @@ from kvstore.model import (
     Delete,
     DeleteResult,
     GetResult,
+    Invalid,
     KeyValue,
     OpKind,
     Put,
@@ -52,6 +53,7 @@ from kvstore.model import (
     TxnOp,
     TxnResult,
 )
+from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.runtime.node import (
     NodeRuntime,
     NotLeaderError,
@@ -199,6 +201,23 @@ class KvService(kv_pb2_grpc.KVServicer):
         ]
         for key in keys:
             await self._check_key(key, context)
+        if max(len(request.success), len(request.failure)) > TXN_OPS_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"a transaction has at most {TXN_OPS_MAX} ops"
+            )
+        if len(request.compare) > TXN_COMPARES_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a transaction has at most {TXN_COMPARES_MAX} compares",
+            )
+        values = sum(len(c.value) for c in request.compare) + sum(
+            len(op.put.value) for op in (*request.success, *request.failure)
+        )
+        if values > self._limits.value_bytes_max:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a transaction's values together are over {self._limits.value_bytes_max} bytes",
+            )
         shards = {self._ranges.lookup(k).shard_id for k in keys}
         if len(shards) > 1:
             await context.abort(
@@ -539,6 +558,8 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"request id is older than this client's latest ({result.latest_seq})",
             )
+        if isinstance(result, Invalid):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.reason)
         if not isinstance(result, kind):
             await context.abort(grpc.StatusCode.INTERNAL, f"unexpected result {result!r}")
         return result

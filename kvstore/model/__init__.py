@@ -12,6 +12,7 @@ from kvstore.model.commands import (
     Delete,
     DeleteResult,
     GetResult,
+    Invalid,
     KeyValue,
     Malformed,
     OpKind,
@@ -29,6 +30,8 @@ from kvstore.model.commands import (
     decode_result,
     encode_command,
     encode_result,
+    encoded_bytes_max,
+    oversized,
 )
 from kvstore.model.engine import Engine, MemoryEngine, Record
 from kvstore.model.state_machine import KvStateMachine, SessionTable
@@ -43,6 +46,7 @@ __all__ = [
     "DeleteResult",
     "Engine",
     "GetResult",
+    "Invalid",
     "KeyValue",
     "KvStateMachine",
     "Malformed",
@@ -64,4 +68,6 @@ __all__ = [
     "decode_result",
     "encode_command",
     "encode_result",
+    "encoded_bytes_max",
+    "oversized",
 ]

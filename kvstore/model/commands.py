@@ -21,6 +21,12 @@ E = TypeVar("E", bound=IntEnum)
 TXN_OPS_MAX = 128
 TXN_COMPARES_MAX = 128
 
+# The most the state machine executes: storage holds any key and value up to these, and a
+# configured limit (``[limits]``) may not exceed them. A command beyond them is refused the
+# same way on every replica (``Invalid``), never by an exception out of apply.
+KEY_BYTES_HARD_MAX = 64 << 10
+VALUE_BYTES_HARD_MAX = 64 << 20  # all the values of one command together
+
 
 @dataclass(frozen=True, slots=True)
 class RequestId:
@@ -153,13 +159,59 @@ class Malformed:
 
 
 @dataclass(frozen=True, slots=True)
+class Invalid:
+    """A command the state machine refuses to execute, identically on every replica."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSet:
     leader_dc: str  # "": the default is in force
 
 
 ApplyResult: TypeAlias = (
-    PutResult | DeleteResult | TxnResult | PlacementSet | StaleRequest | Malformed
+    PutResult | DeleteResult | TxnResult | PlacementSet | StaleRequest | Malformed | Invalid
 )
+
+
+def encoded_bytes_max(key_bytes_max: int, value_bytes_max: int) -> int:
+    """The longest ``encode_command`` output for a command whose keys are at most
+    ``key_bytes_max`` and whose values together at most ``value_bytes_max``: a Txn with every
+    compare and op it may have (what a leader must fit in one slot)."""
+    compare = 4 + 1 + 1 + 4 + 8  # key length, target, op, value length, number
+    op = 1 + 4 + 4  # kind, key length, value length
+    head = 5 + 1 + 16 + 8 + 2 * 8  # frame, kind, request id, three counts
+    return (
+        head
+        + TXN_COMPARES_MAX * (compare + key_bytes_max)
+        + 2 * TXN_OPS_MAX * (op + key_bytes_max)
+        + value_bytes_max
+    )
+
+
+def oversized(cmd: Command) -> str | None:
+    """Why the state machine would not execute ``cmd`` (None: it would)."""
+    keys: list[bytes]
+    values: list[bytes]
+    match cmd:
+        case Put():
+            keys, values = [cmd.key], [cmd.value]
+        case Delete():
+            keys, values = [cmd.key], []
+        case Txn():
+            ops = (*cmd.success, *cmd.failure)
+            keys = [c.key for c in cmd.compares] + [op.key for op in ops]
+            values = [c.value for c in cmd.compares] + [op.value for op in ops]
+        case SetPlacement():
+            return None
+    longest = max((len(k) for k in keys), default=0)
+    if longest > KEY_BYTES_HARD_MAX:
+        return f"a key of {longest} bytes is over the {KEY_BYTES_HARD_MAX} the store executes"
+    total = sum(len(v) for v in values)
+    if total > VALUE_BYTES_HARD_MAX:
+        return f"values of {total} bytes are over the {VALUE_BYTES_HARD_MAX} the store executes"
+    return None
 
 
 # ---------------------------------------------------------------------- commands <-> bytes

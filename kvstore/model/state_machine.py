@@ -12,6 +12,9 @@ Rules:
   anything, an older seq gets ``StaleRequest``. The table is replicated state (stored with
   the data, so it survives restarts and leader changes). At most ``sessions_max`` sessions
   are kept; the least recently used (by slot, then client id) is forgotten first.
+- A command over ``KEY_BYTES_HARD_MAX`` / ``VALUE_BYTES_HARD_MAX`` is ``Invalid`` on every
+  replica and changes nothing; storage holds everything within them, so no command a client
+  can send makes apply raise.
 - A Txn compare on a missing key sees version, create_revision and mod_revision 0 and no
   value (every VALUE compare on it is false). Ops run in order and see earlier ops' effects.
 """
@@ -31,6 +34,7 @@ from kvstore.model.commands import (
     Delete,
     DeleteResult,
     GetResult,
+    Invalid,
     KeyValue,
     Malformed,
     OpKind,
@@ -46,6 +50,7 @@ from kvstore.model.commands import (
     decode_command,
     decode_result,
     encode_result,
+    oversized,
 )
 from kvstore.model.engine import Engine, Record
 
@@ -109,6 +114,12 @@ class KvStateMachine:
                 cmd = decode_command(raw)
             except CodecError as exc:
                 out.append((None, Malformed(str(exc))))
+                continue
+            refused = oversized(cmd)
+            if refused is not None:
+                # Deterministic: every replica refuses it the same way, and nothing changes
+                # (not even the session, so a retry is refused alike).
+                out.append((cmd.request, Invalid(refused)))
                 continue
             if isinstance(cmd, SetPlacement):
                 # Idempotent, so outside the session table: a retry just sets it again.

@@ -206,6 +206,22 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
     return wire.shard_id, msg
 
 
+def payload_bytes(msg: Message) -> int:
+    """Roughly how many bytes of client data ``msg`` carries (its values), cheaply: what
+    the peer links use to keep one batch of messages small."""
+    match msg:
+        case Accept():
+            return sum(len(c) for p in msg.proposals for c in p.value)
+        case Promise():
+            return sum(len(c) for e in msg.entries for c in e.value)
+        case CatchUp():
+            return sum(len(c) for value in msg.values for c in value)
+        case InstallSnapshot():
+            return len(msg.data)
+        case _:
+            return 0
+
+
 def decode_batch(data: bytes) -> pb.PeerBatch:
     batch = pb.PeerBatch()
     try:

@@ -30,13 +30,14 @@ import structlog
 
 from kvstore import precise_timer
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.net.codec import PeerProtocolError, from_wire, to_wire
+from kvstore.net.codec import PeerProtocolError, from_wire, payload_bytes, to_wire
 from kvstore.v1 import peer_pb2, peer_pb2_grpc
 from paxos import Message
 
 Deliver = Callable[[int, Message], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
+BATCH_BYTES_MAX = 4 << 20  # of client data per batch (one larger message still goes alone)
 RECONNECT_S = (0.05, 1.0)
 PROBE_INTERVAL_S = 0.5
 RTT_SMOOTHING = 0.2  # weight of the newest probe in the moving average
@@ -144,10 +145,17 @@ class PeerLink:
             now = time.monotonic()
             batch = peer_pb2.PeerBatch(cluster=cluster, from_node=me)
             messages: list[peer_pb2.PaxosMessage] = []
-            while pending and len(messages) < BATCH_MESSAGES_MAX and pending[0][0] <= now:
+            size = 0
+            while (
+                pending
+                and len(messages) < BATCH_MESSAGES_MAX
+                and size < BATCH_BYTES_MAX
+                and pending[0][0] <= now
+            ):
                 _, shard, msg, ping, pong = pending.popleft()
                 if msg is not None:
                     messages.append(to_wire(shard, msg))
+                    size += payload_bytes(msg)
                 batch.ping = ping or batch.ping
                 batch.pong = pong or batch.pong
             batch.messages.extend(messages)

@@ -42,6 +42,7 @@ from kvstore.model import (
     PlacementSet,
     SessionTable,
     encode_command,
+    encoded_bytes_max,
     snapshot,
 )
 from kvstore.runtime.clock import Clock, TickSource
@@ -154,7 +155,15 @@ class NodeRuntime:
         self._send = send
         self._clock = clock or Clock()
         self._seed = seed if seed is not None else random.SystemRandom().randrange(1 << 62)
-        self._overrides = paxos_overrides or {}
+        limits = cluster.limits
+        self._overrides: dict[str, int] = {
+            # A slot must hold the largest command the edge admits (a 1 MiB value, or a Txn).
+            "batch_bytes_max": max(
+                1 << 20,  # paxos.Config's default: room for many small commands
+                encoded_bytes_max(limits.key_bytes_max, limits.value_bytes_max),
+            ),
+            **(paxos_overrides or {}),
+        }
         self._shards: dict[int, _Shard] = {}
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-n{node_id}")
         # Each shard's session table, owned by the disk thread between transactions.

@@ -8,13 +8,24 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 | ``promise`` | shard u32                | promised ballot                            |
 | ``log``     | shard u32 · slot u64     | accepted entry: ballot and value (framed, crc32) |
 | ``paxos``   | shard u32 · name         | chosen_through u64; snapshot (framed)      |
-| ``kv``      | shard u32 · key          | record: value, create/mod revision, version (framed) |
+| ``kv``      | shard u32 · stored key   | record: value, create/mod revision, version (framed) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
 
 Every value is a checksummed frame (``kvstore.model.codec``) and is verified when read.
+
+Long keys. LMDB refuses keys over 511 bytes, and client keys may be far longer (4 KiB by
+default). A key of at most ``KEY_HEAD_BYTES`` is stored as itself; a longer one as its first
+``KEY_HEAD_BYTES`` bytes followed by its BLAKE2b-256 digest, with the whole key kept in the
+record (``encode_long_record``). Stored keys then sort as the keys do, except among long keys
+that share their head: a short key is never longer than a head, so it compares with a long
+key exactly as it compares with that key's stored form. A scan sorts each such group of
+long keys by the keys themselves (``kvstore.storage.lmdb_store``). The digest makes two long
+keys collide only if BLAKE2b-256 does.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from kvstore.model.codec import Reader, Writer
 from kvstore.model.engine import Record
@@ -23,6 +34,24 @@ from paxos import Ballot, LogEntry, NodeId, Slot, Snapshot, Value
 DB_NAMES = (b"node", b"promise", b"log", b"paxos", b"kv", b"kvmeta")
 CHOSEN_THROUGH = b"chosen_through"
 SNAPSHOT = b"snapshot"
+
+
+# Keys up to this length are stored as themselves. With the digest and a shard prefix of up
+# to 8 bytes a stored key stays well under LMDB's 511 (4 + 440 + 32 = 476 today).
+KEY_HEAD_BYTES = 440
+KEY_DIGEST_BYTES = 32
+
+
+def stored_key(key: bytes) -> bytes:
+    """Where ``key`` lives in the ``kv`` database, after its shard prefix."""
+    if len(key) <= KEY_HEAD_BYTES:
+        return key
+    return key[:KEY_HEAD_BYTES] + hashlib.blake2b(key, digest_size=KEY_DIGEST_BYTES).digest()
+
+
+def is_long(stored: bytes) -> bool:
+    """Whether a stored key (without its shard prefix) is a long key's head and digest."""
+    return len(stored) > KEY_HEAD_BYTES
 
 
 def shard_prefix(shard_id: int) -> bytes:
@@ -110,6 +139,25 @@ def decode_record(raw: bytes) -> Record:
     record = Record(r.blob(), r.u64(), r.u64(), r.u64())
     r.done()
     return record
+
+
+def encode_long_record(key: bytes, record: Record) -> bytes:
+    """A long key's record: the whole key first, then the record's fields."""
+    w = Writer()
+    w.blob(key)
+    w.blob(record.value)
+    w.u64(record.create_revision)
+    w.u64(record.mod_revision)
+    w.u64(record.version)
+    return w.framed()
+
+
+def decode_long_record(raw: bytes) -> tuple[bytes, Record]:
+    r = Reader(raw)
+    key = r.blob()
+    record = Record(r.blob(), r.u64(), r.u64(), r.u64())
+    r.done()
+    return key, record
 
 
 def encode_blob(value: bytes) -> bytes:

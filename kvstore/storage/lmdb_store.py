@@ -110,28 +110,69 @@ class ShardEngine:
         self._prefix = L.shard_prefix(shard_id)
 
     def get(self, key: bytes) -> Record | None:
-        raw = self._txn.get(self._prefix + key, db=self._kv)
-        return L.decode_record(raw) if raw is not None else None
+        stored = L.stored_key(key)
+        raw = self._txn.get(self._prefix + stored, db=self._kv)
+        if raw is None:
+            return None
+        if not L.is_long(stored):
+            return L.decode_record(raw)
+        whole, record = L.decode_long_record(raw)
+        assert whole == key, "two long keys with one BLAKE2b-256 digest"
+        return record
 
     def put(self, key: bytes, record: Record) -> None:
-        self._txn.put(self._prefix + key, L.encode_record(record), db=self._kv)
+        stored = L.stored_key(key)
+        raw = L.encode_long_record(key, record) if L.is_long(stored) else L.encode_record(record)
+        self._txn.put(self._prefix + stored, raw, db=self._kv)
 
     def delete(self, key: bytes) -> None:
-        self._txn.delete(self._prefix + key, db=self._kv)
+        self._txn.delete(self._prefix + L.stored_key(key), db=self._kv)
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
+        """Keys in ``[start, end)`` in key order. Stored keys sort as the keys do except
+        within a group of long keys sharing a head (``kvstore.storage.layout``): each group
+        is read whole and sorted before its keys are taken."""
         prefix, cut = self._prefix, len(self._prefix)
-        stop = prefix + end if end else None
         out: list[tuple[bytes, Record]] = []
+        group: list[tuple[bytes, Record]] = []
+        group_head = b""
+
+        def take(rows: list[tuple[bytes, Record]]) -> bool:
+            """Add the rows in range; False once the scan is complete."""
+            for key, record in rows:
+                if key < start:
+                    continue
+                if (end and key >= end) or (limit and len(out) >= limit):
+                    return False
+                out.append((key, record))
+            return True
+
         with self._txn.cursor(db=self._kv) as cursor:
-            if not cursor.set_range(prefix + start):
+            # A long key at or after ``start`` may be stored under ``start``'s head.
+            if not cursor.set_range(prefix + start[: L.KEY_HEAD_BYTES]):
                 return out
-            for key, raw in cursor:
-                if not key.startswith(prefix) or (stop is not None and key >= stop):
+            for full, raw in cursor:
+                if not full.startswith(prefix):
                     break
-                if limit and len(out) >= limit:
-                    break
-                out.append((key[cut:], L.decode_record(raw)))
+                stored = full[cut:]
+                if L.is_long(stored):
+                    head = stored[: L.KEY_HEAD_BYTES]
+                    if group and head != group_head:
+                        if not take(sorted(group, key=lambda row: row[0])):
+                            return out
+                        group = []
+                    if end and head >= end:
+                        return out  # every key with this head is at or after ``end``
+                    group_head = head
+                    group.append(L.decode_long_record(raw))
+                    continue
+                if group:
+                    if not take(sorted(group, key=lambda row: row[0])):
+                        return out
+                    group = []
+                if not take([(stored, L.decode_record(raw))]):
+                    return out
+        take(sorted(group, key=lambda row: row[0]))
         return out
 
     def meta_get(self, name: bytes) -> bytes | None:

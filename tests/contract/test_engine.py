@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvstore.model import Engine, MemoryEngine, Record
 from kvstore.storage import NodeStore
+from kvstore.storage.layout import KEY_HEAD_BYTES
 
 
 @contextmanager
@@ -22,7 +23,7 @@ def memory_engine() -> Iterator[Engine]:
 @contextmanager
 def lmdb_engine() -> Iterator[Engine]:
     with tempfile.TemporaryDirectory() as path:
-        store = NodeStore(path, map_size=16 << 20)
+        store = NodeStore(path, map_size=256 << 20)
         try:
             with store.write() as batch:
                 batch.engine(7).put(b"other-shard-key", Record(b"x", 1, 1, 1))  # noise
@@ -74,3 +75,73 @@ def test_meta_is_a_separate_namespace(make: Callable[[], AbstractContextManager[
         assert engine.meta_scan(b"session/") == [(b"session/1", b"x")]
         engine.meta_delete(b"session/1")
         assert engine.meta_get(b"session/1") is None
+
+
+# Keys of every size from 0 to twice the documented 4 KiB limit, arbitrary bytes: some share a
+# head longer than the stored one (``layout.KEY_HEAD_BYTES``), so groups of long keys that only
+# differ after it must still scan in key order; the boundaries are drawn often.
+HEAD = KEY_HEAD_BYTES
+BOUNDARY_SIZES = (0, 1, HEAD - 1, HEAD, HEAD + 1, 4095, 4096, 4097, 8192)
+shared_heads = st.sampled_from([b"", b"a" * HEAD, b"a" * (HEAD - 1) + b"b", b"\xff" * (HEAD + 7)])
+long_keys = st.one_of(
+    st.builds(
+        lambda head, tail: (head + tail)[:8192],
+        shared_heads,
+        st.binary(max_size=40) | st.binary(min_size=3000, max_size=4200),
+    ),
+    st.builds(lambda n, b: bytes([b]) * n, st.sampled_from(BOUNDARY_SIZES), st.integers(0, 255)),
+    st.binary(max_size=8192),
+)
+# Values of every size from 0 to twice the documented 1 MiB limit.
+VALUE_SIZES = (0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 2 << 20)
+big_values = st.one_of(
+    st.binary(max_size=64),
+    st.builds(lambda n, b: bytes([b]) * n, st.sampled_from(VALUE_SIZES), st.integers(0, 255)),
+    st.builds(bytes, st.integers(0, 2 << 20)),
+)
+big_records = st.builds(Record, big_values, st.integers(0, 9), st.integers(0, 9), st.integers(1, 9))
+long_actions = st.lists(st.tuples(st.booleans(), long_keys, big_records), max_size=12)
+
+
+@pytest.mark.parametrize("make", ENGINES, ids=lambda m: m.__name__)
+@settings(max_examples=60)
+@given(actions=long_actions, start=long_keys, end=long_keys, limit=st.integers(0, 6))
+def test_keys_and_values_of_every_size_behave_like_a_sorted_dict(
+    make: Callable[[], AbstractContextManager[Engine]],
+    actions: list[tuple[bool, bytes, Record]],
+    start: bytes,
+    end: bytes,
+    limit: int,
+) -> None:
+    """LMDB stores keys over its 511-byte limit and values over a MiB, and scans them in key
+    order, exactly like the in-memory reference (the long-key layout)."""
+    model: dict[bytes, Record] = {}
+    with make() as engine:
+        for is_put, key, record in actions:
+            if is_put:
+                engine.put(key, record)
+                model[key] = record
+            else:
+                engine.delete(key)
+                model.pop(key, None)
+        for key in {k for _, k, _ in actions} | {start, end}:
+            assert engine.get(key) == model.get(key)
+        for lo, hi in ((start, end), (b"", b""), (start, b"")):
+            expected = [(k, model[k]) for k in sorted(model) if k >= lo and (not hi or k < hi)]
+            assert engine.scan(lo, hi, limit) == (expected[:limit] if limit else expected)
+
+
+def test_long_keys_sharing_a_head_scan_in_key_order_among_short_ones() -> None:
+    """A worked case of the layout's ordering argument: short keys around a group of long keys
+    with one head, the group stored in digest order, scanned in key order and cut by bounds."""
+    head = b"k" * KEY_HEAD_BYTES
+    long_ = [head + bytes([b]) * n for b in (0x00, 0x41, 0xFF) for n in (1, 2, 4000)]
+    short = [head, head[:-1], head[:-1] + b"l", b"j", b"z"]
+    with lmdb_engine() as engine:
+        for i, key in enumerate(long_ + short):
+            engine.put(key, Record(b"%d" % i, 1, 1, 1))
+        keys = sorted(long_ + short)
+        assert [k for k, _ in engine.scan(b"", b"", 0)] == keys
+        lo, hi = long_[1], long_[7]
+        assert [k for k, _ in engine.scan(lo, hi, 0)] == [k for k in keys if lo <= k < hi]
+        assert [k for k, _ in engine.scan(lo, b"", 2)] == [k for k in keys if k >= lo][:2]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvstore.model import (
@@ -13,6 +14,7 @@ from kvstore.model import (
     CompareOp,
     Delete,
     DeleteResult,
+    Invalid,
     KvStateMachine,
     Malformed,
     MemoryEngine,
@@ -26,7 +28,15 @@ from kvstore.model import (
     TxnOp,
     TxnResult,
     encode_command,
+    encoded_bytes_max,
 )
+from kvstore.model.commands import (
+    KEY_BYTES_HARD_MAX,
+    TXN_COMPARES_MAX,
+    TXN_OPS_MAX,
+    VALUE_BYTES_HARD_MAX,
+)
+from kvstore.storage import NodeStore
 from tests.unit.kvstore.strategies import commands
 
 NO_SESSION = RequestId(0, 0)
@@ -247,3 +257,101 @@ def test_leader_placement_is_state_a_snapshot_carries_and_no_revision_counts() -
     assert KvStateMachine(copy).leader_dc == "dc2"
     sm.apply(2, [encode_command(SetPlacement(NO_SESSION, ""))])
     assert sm.leader_dc is None
+
+
+# ---------------------------------------------------------------------- every size, every engine
+
+KEY_SIZES = (0, 1, 439, 440, 441, 4095, 4096, 4097, 8192)  # to twice the 4 KiB limit
+VALUE_SIZES = (0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 2 << 20)  # to twice 1 MiB
+sized_keys = st.one_of(
+    st.builds(lambda n, b: bytes([b]) * n, st.sampled_from(KEY_SIZES), st.integers(0, 255)),
+    st.builds(lambda tail: b"x" * 500 + tail, st.binary(max_size=4)),  # long keys, one head
+    st.binary(max_size=8192),
+)
+sized_values = st.one_of(
+    st.binary(max_size=16),
+    st.builds(lambda n: b"v" * n, st.sampled_from(VALUE_SIZES)),
+    st.builds(bytes, st.integers(0, 2 << 20)),
+)
+sized_commands = st.one_of(
+    st.builds(Put, st.just(NO_SESSION), sized_keys, sized_values),
+    st.builds(Delete, st.just(NO_SESSION), sized_keys),
+    st.builds(
+        Txn,
+        st.just(NO_SESSION),
+        st.lists(
+            st.builds(
+                Compare,
+                sized_keys,
+                st.sampled_from(Target),
+                st.sampled_from(CompareOp),
+                st.binary(max_size=8),
+                st.integers(0, 3),
+            ),
+            max_size=2,
+        ).map(tuple),
+        st.lists(
+            st.builds(TxnOp, st.sampled_from(OpKind), sized_keys, sized_values), max_size=3
+        ).map(tuple),
+        st.just(()),
+    ),
+)
+
+
+@settings(max_examples=40)
+@given(st.lists(sized_commands, max_size=8))
+def test_commands_of_every_size_apply_alike_on_lmdb_and_in_memory(cmds: list[Command]) -> None:
+    """Keys from 0 to 8 KiB and values from 0 to 2 MiB (twice the documented limits), arbitrary
+    bytes: the LMDB-backed state machine gives the results and the state the in-memory one
+    does, and apply never raises (a long key once made every replica's apply raise)."""
+    with tempfile.TemporaryDirectory() as path:
+        store = NodeStore(path, map_size=1 << 30)
+        try:
+            memory = KvStateMachine(MemoryEngine())
+            for slot, cmd in enumerate(cmds, start=1):
+                with store.write() as batch:
+                    on_disk = KvStateMachine(batch.engine(1)).apply(slot, [encode_command(cmd)])
+                assert on_disk == memory.apply(slot, [encode_command(cmd)])
+            with store.read(1) as engine:
+                assert KvStateMachine(engine).scan(b"", b"", 0) == memory.scan(b"", b"", 0)
+        finally:
+            store.close()
+
+
+def test_a_command_over_the_hard_limits_is_refused_alike_and_changes_nothing() -> None:
+    """The state machine's own limits, far above any configured one: a command beyond them is
+    an ``Invalid`` result on every replica, touching neither data, revision nor session."""
+    over_key = Put(RequestId(5, 1), b"k" * (KEY_BYTES_HARD_MAX + 1), b"v")
+    over_values = Txn(
+        RequestId(5, 2),
+        (),
+        (
+            TxnOp(OpKind.PUT, b"a", b"x" * (VALUE_BYTES_HARD_MAX // 2)),
+            TxnOp(OpKind.PUT, b"b", b"x" * (VALUE_BYTES_HARD_MAX // 2 + 1)),
+        ),
+        (),
+    )
+    at_limits = Put(RequestId(5, 3), b"k" * KEY_BYTES_HARD_MAX, b"v" * 10)
+    sm = KvStateMachine(MemoryEngine())
+    results = sm.apply(1, [encode_command(c) for c in (over_key, over_values, at_limits)])
+    assert [type(r).__name__ for _, r in results] == ["Invalid", "Invalid", "PutResult"]
+    assert sm.revision == 1
+    assert [kv.key for kv in sm.scan(b"", b"", 0)[0]] == [b"k" * KEY_BYTES_HARD_MAX]
+    [(_, again)] = sm.apply(2, [encode_command(over_key)])  # a retry is refused alike
+    assert isinstance(again, Invalid)
+
+
+def test_encoded_bytes_max_bounds_the_largest_command_the_edge_admits() -> None:
+    """The biggest Txn the edge lets through (every compare and op, the longest keys, the
+    values at their total limit) fits in exactly ``encoded_bytes_max``: a leader sizes its
+    slots by it, so no admitted command is refused as too large."""
+    k, v = 4096, 1 << 20
+    compares = tuple(
+        Compare(b"c" * k, Target.VALUE, CompareOp.EQUAL, value=b"") for _ in range(TXN_COMPARES_MAX)
+    )
+    ops = tuple(TxnOp(OpKind.PUT, b"o" * k, b"") for _ in range(TXN_OPS_MAX - 1))
+    biggest = Txn(
+        RequestId(1, 1), compares, (*ops, TxnOp(OpKind.PUT, b"o" * k, b"v" * v)), (*ops, ops[0])
+    )
+    assert len(encode_command(biggest)) == encoded_bytes_max(k, v)
+    assert len(encode_command(Put(RequestId(1, 1), b"k" * k, b"v" * v))) < encoded_bytes_max(k, v)
