@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", type=Path, help="LMDB directory (default: data/n<ID>)")
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.add_argument(
+        "--initial-cluster-state",
+        choices=("new", "existing"),
+        default="existing",
+        help="for a data directory created now: 'new' on the first start of a new cluster's"
+        " nodes (they vote at once); 'existing' (default) for a node that joins or comes back"
+        " without its data (it rejoins each group before it votes); ignored once DIR exists",
+    )
+    serve.add_argument(
         "--route",
         action="append",
         default=[],
@@ -196,7 +204,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         try:
-            server = NodeServer(cluster, args.node, args.data, routes=routes)
+            server = NodeServer(
+                cluster,
+                args.node,
+                args.data,
+                routes=routes,
+                founding=args.initial_cluster_state == "new",
+            )
             await server.start()
         except (StartupError, StoreIdentityError) as exc:
             raise UserError(str(exc)) from None

@@ -79,7 +79,10 @@ class LocalCluster:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir / "cluster.toml"
-        if not self.config_path.exists():
+        # A new cluster's nodes found it on their first start; any later start without a
+        # data directory (deleted, lost) rejoins instead of voting at once.
+        new = not self.config_path.exists()
+        if new:
             self.config_path.write_text(
                 default_config(
                     nodes_per_dc,
@@ -89,6 +92,7 @@ class LocalCluster:
                 )
             )
         self.cluster = parse_cluster_config(self.config_path.read_text())
+        self._founders = {n.node_id for n in self.cluster.nodes} if new else set()
         if wan_latency_ms is not None and self.cluster.wan.latency_ms != wan_latency_ms:
             raise ValueError(
                 f"{self.config_path} has wan latency {self.cluster.wan.latency_ms} ms, not"
@@ -99,6 +103,8 @@ class LocalCluster:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self, node_id: int) -> None:
+        founding = node_id in self._founders
+        self._founders.discard(node_id)
         log = (self.data_dir / f"n{node_id}.log").open("ab")
         self.procs[node_id] = subprocess.Popen(
             [
@@ -112,6 +118,8 @@ class LocalCluster:
                 str(node_id),
                 "--data",
                 str(self.data_dir / f"n{node_id}"),
+                "--initial-cluster-state",
+                "new" if founding else "existing",
             ],
             stdout=log,
             stderr=log,

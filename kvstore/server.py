@@ -6,6 +6,7 @@ them together (storage, runtime, peer transport, KV service).
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import grpc
@@ -36,14 +37,24 @@ class NodeServer:
         paxos_overrides: dict[str, int] | None = None,
         map_size: int = 1 << 30,
         routes: dict[int, str] | None = None,
+        founding: bool = False,
     ) -> None:
         """``routes`` dials some nodes at another address than the configured one (a proxy
-        in front of them: the fault-test harness uses it); listening is unaffected."""
+        in front of them: the fault-test harness uses it); listening is unaffected.
+        ``founding``: a new data directory belongs to a member of a new cluster, whose
+        replicas vote from the start; otherwise (the default, and always for a directory
+        that exists) a node that starts without its data rejoins every group before it
+        votes (``paxos.rejoin``)."""
         self.cluster = cluster
         self.node_id = node_id
         self.spec = cluster.node(node_id)
         self._store = NodeStore(data_dir, map_size=map_size)
-        self._store.claim(cluster.name, node_id)
+        self.identity = self._store.claim(
+            cluster.name,
+            node_id,
+            founding=founding,
+            incarnation=random.SystemRandom().randrange(1, 1 << 63),
+        )
         addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
         wan = cluster.wan
         dc = self.spec.dc

@@ -32,7 +32,10 @@ After any input, call ``take_ready()`` and, for the ``Ready`` it returns:
    elapsed (a paused process catches up first: leases and freshness stamps are in ticks).
 8. **Restart** by building a new ``Replica`` from the durable state (``DurableState``; see
    ``MemoryStorage.state()``) and ``applied_through``; in-flight writes that never became
-   durable are simply gone, and that is safe.
+   durable are simply gone, and that is safe. A replica whose durable state was *lost* (a
+   wiped or replaced disk) is not a fresh one: build it from ``DurableState(voting=False)``,
+   and it rejoins before it votes (``paxos.rejoin``). Only the founding replicas of a new
+   group start from an empty state that votes.
 9. **Deliver** peer messages with ``step``. Loss, duplication, delay and reordering are all
    tolerated. Messages from non-voters are dropped.
 
@@ -60,6 +63,8 @@ from paxos.messages import (
     Promise,
     Proposal,
     Reject,
+    RejoinInfo,
+    RejoinQuery,
     Stamp,
     TimeoutNow,
     Value,
@@ -122,6 +127,8 @@ __all__ = [
     "Ready",
     "RecordingLogger",
     "Reject",
+    "RejoinInfo",
+    "RejoinQuery",
     "Replica",
     "Rng",
     "Role",

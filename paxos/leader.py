@@ -328,6 +328,7 @@ class Leader:
                     round=self._hb_round,
                     echo=self._stamps.get(peer),
                     echo_through=self.read_point(),
+                    barrier=self.barrier_slot,
                 )
             )
 

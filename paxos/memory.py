@@ -16,8 +16,9 @@ from paxos.ready import DurableRecord, DurableState
 class MemoryStorage:
     """Applies records in order; ``state()`` is what a restarted replica recovers."""
 
-    def __init__(self) -> None:
-        self._state = DurableState()
+    def __init__(self, *, voting: bool = True) -> None:
+        """``voting=False``: the state of a replica whose disk was wiped (``paxos.rejoin``)."""
+        self._state = DurableState(voting=voting)
 
     def apply(self, record: DurableRecord) -> None:
         state = self._state
@@ -35,6 +36,12 @@ class MemoryStorage:
             state.promised = max(state.promised, record.promised)
         if record.chosen_through is not None:
             state.chosen_through = max(state.chosen_through, record.chosen_through)
+        if record.voting is not None:
+            state.voting = record.voting
+
+    @property
+    def voting(self) -> bool:
+        return self._state.voting
 
     def state(self) -> DurableState:
         """A copy of the durable state (the replica may mutate what it is given)."""

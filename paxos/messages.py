@@ -127,6 +127,9 @@ class Heartbeat:
     # before that stamp is at or below ``max(commit, echo_through)``. None: no claim.
     echo: Stamp | None = None
     echo_through: Slot = Slot(0)
+    # The last slot this leader re-proposed after its phase 1: a rejoining replica may vote
+    # once it holds the chosen prefix through it (``paxos.rejoin``).
+    barrier: Slot = Slot(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +176,24 @@ class InstallSnapshot:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RejoinQuery:
+    """A replica that lost its durable state asks for the receiver's promise (``paxos.rejoin``)."""
+
+    src: NodeId
+    dst: NodeId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejoinInfo:
+    """The answer: the receiver's promised ballot (in memory: at least its durable one)."""
+
+    src: NodeId
+    dst: NodeId
+    promised: Ballot
+    chosen_through: Slot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutNow:
     """The leader of ``ballot`` hands leadership to ``dst``: campaign at once."""
 
@@ -193,6 +214,8 @@ Message: TypeAlias = (
     | CatchUp
     | InstallSnapshot
     | TimeoutNow
+    | RejoinQuery
+    | RejoinInfo
 )
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
@@ -207,4 +230,6 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CatchUp,
     InstallSnapshot,
     TimeoutNow,
+    RejoinQuery,
+    RejoinInfo,
 )

@@ -5,7 +5,7 @@ Rules:
   only deliver them after the write is durable, so "reply before fsync" is not expressible.
 - ``DurableRecord`` fields are applied in this order, atomically: ``snapshot`` (which drops
   every log entry at or below its slot), ``truncate_through``, ``entries`` (each replaces the
-  entry of its slot), ``promised``, ``chosen_through``.
+  entry of its slot), ``promised``, ``chosen_through``, ``voting``.
 - Records become durable in the order they were handed out (one FIFO disk queue).
 """
 
@@ -35,6 +35,7 @@ class DurableRecord:
     chosen_through: Slot | None = None
     snapshot: Snapshot | None = None
     truncate_through: Slot | None = None
+    voting: bool | None = None  # True: a rejoin is complete (``paxos.rejoin``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,3 +151,6 @@ class DurableState:
     log: dict[Slot, LogEntry] = field(default_factory=dict)
     chosen_through: Slot = Slot(0)
     snapshot: Snapshot | None = None
+    # False: this replica lost its durable state (a wiped disk) and must rejoin before it
+    # promises or accepts anything (``paxos.rejoin``). A new group's founding replicas vote.
+    voting: bool = True

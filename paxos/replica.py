@@ -32,12 +32,15 @@ from paxos.messages import (
     Prepare,
     Promise,
     Reject,
+    RejoinInfo,
+    RejoinQuery,
     Stamp,
     TimeoutNow,
 )
 from paxos.outbox import Outbox
 from paxos.ports import Logger, NullLogger, Rng
 from paxos.ready import (
+    DurableRecord,
     DurableState,
     NotLeader,
     ProposeOutcome,
@@ -46,6 +49,7 @@ from paxos.ready import (
     Role,
     RoleChange,
 )
+from paxos.rejoin import Rejoin
 
 _NOTHING_APPLIED = Slot(0)
 _FRESHNESS_KEPT = 16
@@ -86,6 +90,12 @@ class Replica:
         # Freshness claims from leaseholders, oldest first: (commit, our tick); see
         # ``stale_read_bound``. A few suffice: an older claim only helps a replica behind.
         self._freshness: deque[tuple[Slot, int]] = deque(maxlen=_FRESHNESS_KEPT)
+        # Set while this replica, having lost its durable state, may not vote yet.
+        self._rejoin: Rejoin | None = None
+        if not state.voting:
+            self._rejoin = Rejoin(config.peers)
+            self._logger.info("rejoining", chosen_through=self._log.chosen_through)
+            self._query_peers()
 
     # ================================================================== inspection
 
@@ -114,6 +124,11 @@ class Replica:
         """Our ballot while we lead (phase 2 running), else None."""
         leader = self._leader
         return leader.ballot if leader is not None and leader.phase is Phase.LEADING else None
+
+    @property
+    def rejoining(self) -> bool:
+        """Whether this replica lost its durable state and may not vote yet (``paxos.rejoin``)."""
+        return self._rejoin is not None
 
     @property
     def leader_hint(self) -> NodeId | None:
@@ -191,6 +206,11 @@ class Replica:
         self._now += 1
         now = self._now
         self._learner.tick(now)
+        if self._rejoin is not None:
+            self._election.tick()  # never campaigns: a rejoining replica cannot vote
+            self._query_peers()
+            self._process()
+            return
         leader = self._leader
         if leader is not None and leader.phase is Phase.LEADING:
             self._election.heard_leader(leader.ballot)  # we guard ourselves
@@ -228,7 +248,7 @@ class Replica:
 
     def campaign(self) -> None:
         """Start an election now (tests and operators; normally the timer does this)."""
-        if self._role is not Role.LEADER:
+        if self._role is not Role.LEADER and self._rejoin is None:
             self._campaign(transfer_of=None)
             self._process()
 
@@ -254,6 +274,8 @@ class Replica:
 
     def _dispatch(self, msg: Message) -> None:
         self._max_seen = max(self._max_seen, _ballot_of(msg))
+        if self._rejoin is not None and self._step_rejoining(self._rejoin, msg):
+            return
         match msg:
             case Prepare():
                 self._on_prepare(msg)
@@ -283,8 +305,79 @@ class Replica:
                 self._learner.on_install_snapshot(msg)
             case TimeoutNow():
                 self._on_timeout_now(msg)
+            case RejoinQuery():
+                self._out.send(
+                    RejoinInfo(
+                        src=self.node_id,
+                        dst=msg.src,
+                        promised=self._acceptor.promised,
+                        chosen_through=self._log.chosen_through,
+                    )
+                )
+            case RejoinInfo():
+                pass  # an answer that came after we rejoined
             case _:
                 assert_never(msg)
+
+    # ================================================================== rejoining
+
+    def _step_rejoining(self, rejoin: Rejoin, msg: Message) -> bool:
+        """What a replica that may not vote does with ``msg``; False: handle it as usual
+        (catch-up, snapshots, queries: learning needs no vote)."""
+        match msg:
+            case Prepare() | Accept() | Heartbeat():
+                if rejoin.refuses(msg.ballot) and rejoin.floor is not None:
+                    # Possibly promised before we lost our state: refused, and a leader of
+                    # it re-prepares above our floor at once (``_on_reject``).
+                    self._out.send(
+                        Reject(
+                            src=self.node_id,
+                            dst=msg.src,
+                            ballot=msg.ballot,
+                            promised=rejoin.floor,
+                            chosen_through=self._log.chosen_through,
+                        )
+                    )
+                if isinstance(msg, Accept | Heartbeat):
+                    self._election.heard_leader(msg.ballot)  # a hint for redirects only
+                    self._learner.note_peer_progress(msg.commit, msg.src)
+                if isinstance(msg, Heartbeat):
+                    rejoin.heard_leader(msg.ballot, msg.barrier)
+                return True
+            case RejoinInfo():
+                if rejoin.answered(msg.src, msg.promised):
+                    self._logger.info("rejoin_floor", floor=str(rejoin.floor))
+                self._learner.note_peer_progress(msg.chosen_through, msg.src)
+                return True
+            case Promise() | Accepted() | HeartbeatAck() | TimeoutNow():
+                return True  # we neither lead nor count votes while rejoining
+            case _:
+                return False
+
+    def _query_peers(self) -> None:
+        rejoin = self._rejoin
+        if rejoin is None or rejoin.floor is not None:
+            return
+        sent = rejoin.last_query_tick
+        if sent is not None and self._now - sent < self._cfg.retransmit_ticks:
+            return
+        rejoin.last_query_tick = self._now
+        for peer in rejoin.unanswered():
+            self._out.send(RejoinQuery(src=self.node_id, dst=peer))
+
+    def _finish_rejoin(self) -> None:
+        """Step 3 of ``paxos.rejoin``: promise the new leader's ballot, durably, and vote."""
+        rejoin = self._rejoin
+        if rejoin is None or not rejoin.done(self._log.chosen_through):
+            return
+        self._rejoin = None
+        acceptor = self._acceptor
+        acceptor.promised = max(acceptor.promised, rejoin.ballot)
+        self._out.persist(DurableRecord(promised=acceptor.promised, voting=True))
+        self._election.heard_leader(rejoin.ballot)
+        self._logger.info(
+            "rejoined", ballot=str(rejoin.ballot), chosen_through=self._log.chosen_through
+        )
 
     def _on_prepare(self, msg: Prepare) -> None:
         if not self._election.may_promise(msg):
@@ -420,6 +513,7 @@ class Replica:
             if not out.local_inbox:
                 break
             self._dispatch(out.local_inbox.popleft())
+        self._finish_rejoin()
         self._check_invariants()
 
     def _advance_leader(self) -> None:
@@ -441,6 +535,7 @@ class Replica:
         assert log.snapshot_slot <= log.chosen_through, (log.snapshot_slot, log.chosen_through)
         assert self._learner.emitted_through <= log.chosen_through
         leader = self._leader
+        assert self._rejoin is None or leader is None, "a replica that may not vote leads"
         if leader is not None:
             assert leader.ballot <= self._acceptor.promised
             if leader.phase is Phase.LEADING:
@@ -455,11 +550,11 @@ def _ballot_of(msg: Message) -> Ballot:
     match msg:
         case Prepare() | Promise() | Accept() | Accepted() | Heartbeat() | HeartbeatAck():
             return msg.ballot
-        case Reject():
+        case Reject() | RejoinInfo():
             return msg.promised
         case TimeoutNow():
             return msg.ballot
-        case CatchUpRequest() | CatchUp() | InstallSnapshot():
+        case CatchUpRequest() | CatchUp() | InstallSnapshot() | RejoinQuery():
             return Ballot.ZERO
         case _:
             assert_never(msg)

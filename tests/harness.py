@@ -28,6 +28,8 @@ from paxos import (
     Ready,
     RecordingLogger,
     Reject,
+    RejoinInfo,
+    RejoinQuery,
     Replica,
     TimeoutNow,
     Value,
@@ -68,6 +70,12 @@ class ManualCluster:
         self.replicas[v] = None
         self.net = [m for m in self.net if m.dst != v]
         return lost
+
+    def wipe(self, v: NodeId) -> None:
+        """Crash ``v``, lose its disk, and restart it from nothing: it must rejoin."""
+        self.crash(v)
+        self.storage[v] = MemoryStorage(voting=False)
+        self.restart(v)
 
     def restart(self, v: NodeId) -> None:
         self.incarnation[v] += 1
@@ -180,6 +188,10 @@ def render_message(m: Message) -> str:
             return f"{head} slot={m.slot}"
         case TimeoutNow():
             return f"{head} ballot={m.ballot}"
+        case RejoinQuery():
+            return head
+        case RejoinInfo():
+            return f"{head} promised={m.promised} chosen_through={m.chosen_through}"
     raise AssertionError(m)
 
 
@@ -203,6 +215,8 @@ def render_ready(v: NodeId, ready: Ready) -> list[str]:
             parts.append(f"chosen_through={rec.chosen_through}")
         if rec.snapshot is not None:
             parts.append(f"snapshot={rec.snapshot.slot}")
+        if rec.voting is not None:
+            parts.append(f"voting={rec.voting}")
         then = ", ".join(f"{type(m).__name__}->n{m.dst}" for m in w.then_send)
         lines.append(
             f"n{v} write#{w.seq} {' '.join(parts) or '(ordering only)'}"

@@ -26,6 +26,8 @@ from paxos import (
     Promise,
     Proposal,
     Reject,
+    RejoinInfo,
+    RejoinQuery,
     Slot,
     Stamp,
     TimeoutNow,
@@ -75,6 +77,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     round=msg.round,
                     echo=_stamp(msg.echo),
                     echo_through=msg.echo_through,
+                    barrier=msg.barrier,
                 )
             )
         case HeartbeatAck():
@@ -98,6 +101,11 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
             out.install_snapshot.data = msg.data
         case TimeoutNow():
             out.timeout_now.ballot.CopyFrom(_ballot(msg.ballot))
+        case RejoinQuery():
+            out.rejoin_query.SetInParent()
+        case RejoinInfo():
+            out.rejoin_info.promised.CopyFrom(_ballot(msg.promised))
+            out.rejoin_info.chosen_through = msg.chosen_through
     return out
 
 
@@ -159,7 +167,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             src=src,
             dst=dst,
             ballot=_from_ballot(r.ballot),
-            promised=_from_ballot(r.promised),
+            promised=_from_ballot(r.promised, floor=True),
             chosen_through=Slot(r.chosen_through),
         )
     elif kind == "heartbeat":
@@ -173,6 +181,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             round=h.round,
             echo=_from_stamp(h.echo) if h.HasField("echo") else None,
             echo_through=Slot(h.echo_through),
+            barrier=Slot(h.barrier),
         )
     elif kind == "heartbeat_ack":
         k = wire.heartbeat_ack
@@ -201,6 +210,16 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
         msg = InstallSnapshot(src=src, dst=dst, slot=Slot(s.slot), data=s.data)
     elif kind == "timeout_now":
         msg = TimeoutNow(src=src, dst=dst, ballot=_from_ballot(wire.timeout_now.ballot))
+    elif kind == "rejoin_query":
+        msg = RejoinQuery(src=src, dst=dst)
+    elif kind == "rejoin_info":
+        info = wire.rejoin_info
+        msg = RejoinInfo(
+            src=src,
+            dst=dst,
+            promised=_from_ballot(info.promised, floor=True),
+            chosen_through=Slot(info.chosen_through),
+        )
     else:
         raise PeerProtocolError("message without a body")
     return wire.shard_id, msg
@@ -235,10 +254,12 @@ def _ballot(ballot: Ballot) -> pb.Ballot:
     return pb.Ballot(round=ballot.round, node_id=ballot.node_id)
 
 
-def _from_ballot(ballot: pb.Ballot) -> Ballot:
+def _from_ballot(ballot: pb.Ballot, *, floor: bool = False) -> Ballot:
+    """A ballot some node issued; with ``floor``, also a bound no node issued: a promise
+    may be ``Ballot(r, 0)``, the floor of a rejoining replica (``paxos.rejoin``)."""
     if ballot.round == 0 and ballot.node_id == 0:
         return Ballot.ZERO
-    if ballot.node_id == 0:
+    if ballot.node_id == 0 and not floor:
         raise PeerProtocolError(f"ballot {ballot.round} without a node id")
     return Ballot(ballot.round, NodeId(ballot.node_id))
 

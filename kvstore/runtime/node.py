@@ -366,7 +366,7 @@ class NodeRuntime:
             out.append(
                 ShardStatus(
                     shard_id=shard_id,
-                    role=replica.role.value,
+                    role="rejoining" if replica.rejoining else replica.role.value,
                     promised=str(replica.promised),
                     leader_node_id=replica.leader_hint or 0,
                     chosen_through=replica.chosen_through,

@@ -4,10 +4,10 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 
 | db          | key                      | value                                      |
 |-------------|--------------------------|--------------------------------------------|
-| ``node``    | name                     | node identity: cluster name, node id, format |
+| ``node``    | name                     | identity: format, cluster, node id, joined |
 | ``promise`` | shard u32                | promised ballot                            |
 | ``log``     | shard u32 · slot u64     | accepted entry: ballot and value (framed, crc32) |
-| ``paxos``   | shard u32 · name         | chosen_through u64; snapshot (framed)      |
+| ``paxos``   | shard u32 · name         | chosen_through u64; snapshot; voting (framed) |
 | ``kv``      | shard u32 · stored key   | record: value, create/mod revision, version (framed) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
 
@@ -34,6 +34,7 @@ from paxos import Ballot, LogEntry, NodeId, Slot, Snapshot, Value
 DB_NAMES = (b"node", b"promise", b"log", b"paxos", b"kv", b"kvmeta")
 CHOSEN_THROUGH = b"chosen_through"
 SNAPSHOT = b"snapshot"
+VOTING = b"voting"  # 1: the replica votes; 0: it lost its state and rejoins first
 
 
 # Keys up to this length are stored as themselves. With the digest and a shard prefix of up

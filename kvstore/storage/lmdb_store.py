@@ -10,12 +10,16 @@ Rules:
   writes on one disk thread.
 - ``DurableRecord`` means exactly what ``paxos.MemoryStorage`` says it means (contract test).
 - A directory that belongs to another cluster or node is refused (``StoreIdentityError``).
+- A directory remembers how its node joined: a founding member's replicas vote from the
+  start; a node created later (a lost disk, a replacement) rejoins each group first, until
+  the group's record says it votes (``DurableRecord.voting``; ``paxos.rejoin``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,16 @@ class StoreIdentityError(RuntimeError):
     """The data directory was created for another cluster or node."""
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What ``NodeStore.claim`` found or made: a new directory or not, whether its node was
+    a founding member (its replicas vote without rejoining), and its incarnation."""
+
+    new: bool
+    founding: bool
+    incarnation: int
+
+
 class NodeStore:
     def __init__(self, path: str | Path, *, map_size: int = 1 << 30) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -44,19 +58,38 @@ class NodeStore:
             readahead=False,
         )
         self._dbs = {name: self._env.open_db(name) for name in L.DB_NAMES}
+        # Until ``claim`` says otherwise (tests open stores without claiming them).
+        self._founding = True
 
     def close(self) -> None:
         self._env.close()
 
-    def claim(self, cluster_name: str, node_id: int) -> None:
-        """Mark the directory as this node's, or refuse one that is someone else's."""
+    def claim(
+        self,
+        cluster_name: str,
+        node_id: int,
+        *,
+        founding: bool,
+        cluster_id: str | None = None,
+        incarnation: int = 0,
+    ) -> Identity:
+        """Mark the directory as this node's, or refuse one that is someone else's.
+
+        A new directory records whether it was created for a new cluster (``founding``: its
+        replicas vote from the start) or not (it may hold a node whose disk was lost or
+        replaced: its replicas rejoin before they vote, ``paxos.rejoin``), and the
+        ``incarnation`` the caller drew for it. A directory from before these were recorded
+        is an original member's."""
         want = {
             b"format": FORMAT,
             b"cluster": cluster_name.encode(),
             b"node_id": str(node_id).encode(),
         }
+        if cluster_id is not None:
+            want[b"cluster_id"] = cluster_id.encode()
         db = self._dbs[b"node"]
         with self._env.begin(write=True) as txn:
+            new = txn.get(b"format", db=db) is None
             for name, value in want.items():
                 have = txn.get(name, db=db)
                 if have is None:
@@ -66,6 +99,15 @@ class NodeStore:
                         f"{self._env.path()} holds {name.decode()}={have.decode()!r},"
                         f" not {value.decode()!r}: it belongs to another cluster or node"
                     )
+            if new:
+                txn.put(b"joined", b"founding" if founding else b"rejoining", db=db)
+                txn.put(b"incarnation", str(incarnation).encode(), db=db)
+            joined = txn.get(b"joined", db=db) or b"founding"
+            raw = txn.get(b"incarnation", db=db)
+        self._founding = joined == b"founding"
+        return Identity(
+            new=new, founding=self._founding, incarnation=int(raw) if raw is not None else 0
+        )
 
     # ------------------------------------------------------------------ writes
 
@@ -80,7 +122,7 @@ class NodeStore:
     def load(self, shard_id: int) -> DurableState:
         """The durable Paxos state of one shard: what a restarted replica starts from."""
         with self._env.begin() as txn:
-            return _load(txn, self._dbs, shard_id)
+            return _load(txn, self._dbs, shard_id, founding=self._founding)
 
     @contextmanager
     def read(self, shard_id: int) -> Iterator[ShardEngine]:
@@ -222,6 +264,8 @@ def _apply(txn: Any, dbs: dict[bytes, Any], shard_id: int, record: DurableRecord
             txn.put(prefix, L.encode_ballot(record.promised), db=dbs[b"promise"])
     if record.chosen_through is not None:
         _raise_chosen(txn, paxos_db, prefix, record.chosen_through)
+    if record.voting is not None:
+        txn.put(prefix + L.VOTING, L.encode_u64(int(record.voting)), db=paxos_db)
 
 
 def _raise_chosen(txn: Any, db: Any, prefix: bytes, slot: int) -> None:
@@ -240,7 +284,7 @@ def _drop_log_through(txn: Any, db: Any, shard_id: int, slot: int) -> None:
                 break
 
 
-def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int) -> DurableState:
+def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int, *, founding: bool) -> DurableState:
     prefix = L.shard_prefix(shard_id)
     raw = txn.get(prefix, db=dbs[b"promise"])
     promised = L.decode_ballot(raw) if raw is not None else Ballot.ZERO
@@ -256,4 +300,10 @@ def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int) -> DurableState:
     chosen = Slot(L.decode_u64(raw)) if raw is not None else Slot(0)
     raw = txn.get(prefix + L.SNAPSHOT, db=dbs[b"paxos"])
     snapshot = L.decode_snapshot(raw) if raw is not None else None
-    return DurableState(promised=promised, log=log, chosen_through=chosen, snapshot=snapshot)
+    raw = txn.get(prefix + L.VOTING, db=dbs[b"paxos"])
+    # Unrecorded: as the node joined (a founding member's replicas vote; a node that came
+    # back without its disk rejoins every group first).
+    voting = bool(L.decode_u64(raw)) if raw is not None else founding
+    return DurableState(
+        promised=promised, log=log, chosen_through=chosen, snapshot=snapshot, voting=voting
+    )

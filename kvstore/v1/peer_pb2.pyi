@@ -97,20 +97,22 @@ class Stamp(_message.Message):
     def __init__(self, incarnation: _Optional[int] = ..., tick: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo", "echo_through")
+    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo", "echo_through", "barrier")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ECHO_FIELD_NUMBER: _ClassVar[int]
     ECHO_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     commit: int
     sent_tick: int
     round: int
     echo: Stamp
     echo_through: int
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ..., echo_through: _Optional[int] = ...) -> None: ...
+    barrier: int
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ..., echo_through: _Optional[int] = ..., barrier: _Optional[int] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("ballot", "sent_tick", "round", "chosen_through", "stamp")
@@ -156,8 +158,20 @@ class TimeoutNow(_message.Message):
     ballot: Ballot
     def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ...) -> None: ...
 
+class RejoinQuery(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RejoinInfo(_message.Message):
+    __slots__ = ("promised", "chosen_through")
+    PROMISED_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    promised: Ballot
+    chosen_through: int
+    def __init__(self, promised: _Optional[_Union[Ballot, _Mapping]] = ..., chosen_through: _Optional[int] = ...) -> None: ...
+
 class PaxosMessage(_message.Message):
-    __slots__ = ("shard_id", "src", "dst", "prepare", "promise", "accept", "accepted", "reject", "heartbeat", "heartbeat_ack", "catch_up_request", "catch_up", "install_snapshot", "timeout_now")
+    __slots__ = ("shard_id", "src", "dst", "prepare", "promise", "accept", "accepted", "reject", "heartbeat", "heartbeat_ack", "catch_up_request", "catch_up", "install_snapshot", "timeout_now", "rejoin_query", "rejoin_info")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +186,8 @@ class PaxosMessage(_message.Message):
     CATCH_UP_FIELD_NUMBER: _ClassVar[int]
     INSTALL_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_NOW_FIELD_NUMBER: _ClassVar[int]
+    REJOIN_QUERY_FIELD_NUMBER: _ClassVar[int]
+    REJOIN_INFO_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     src: int
     dst: int
@@ -186,18 +202,24 @@ class PaxosMessage(_message.Message):
     catch_up: CatchUp
     install_snapshot: InstallSnapshot
     timeout_now: TimeoutNow
-    def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ...) -> None: ...
+    rejoin_query: RejoinQuery
+    rejoin_info: RejoinInfo
+    def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ..., rejoin_query: _Optional[_Union[RejoinQuery, _Mapping]] = ..., rejoin_info: _Optional[_Union[RejoinInfo, _Mapping]] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster", "from_node", "messages", "ping", "pong")
+    __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "cluster_id", "incarnation")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[PaxosMessage]
     ping: int
     pong: int
-    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ...) -> None: ...
+    cluster_id: str
+    incarnation: int
+    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ..., cluster_id: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...

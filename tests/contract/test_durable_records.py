@@ -35,6 +35,7 @@ records = st.builds(
     chosen_through=st.none() | slots,
     snapshot=st.none() | st.builds(Snapshot, slot=slots, data=st.binary(max_size=4)),
     truncate_through=st.none() | slots,
+    voting=st.none() | st.booleans(),
 )
 
 
@@ -96,10 +97,31 @@ def test_sigkill_loses_nothing_that_was_committed() -> None:
 
 def test_a_directory_of_another_cluster_or_node_is_refused(tmp_path: Path) -> None:
     store = NodeStore(tmp_path, map_size=1 << 20)
-    store.claim("prod", 1)
-    store.claim("prod", 1)  # the same owner may reopen it
+    store.claim("prod", 1, founding=True)
+    store.claim("prod", 1, founding=True)  # the same owner may reopen it
     with pytest.raises(StoreIdentityError, match="cluster='prod'"):
-        store.claim("staging", 1)
+        store.claim("staging", 1, founding=True)
     with pytest.raises(StoreIdentityError, match="node_id='1'"):
-        store.claim("prod", 2)
+        store.claim("prod", 2, founding=True)
     store.close()
+
+
+def test_a_directory_remembers_how_its_node_joined(tmp_path: Path) -> None:
+    """A founding member's replicas vote; a directory made later (a lost or replaced disk)
+    starts every group rejoining until its record says it votes; that is kept."""
+    founding = NodeStore(tmp_path / "a", map_size=1 << 20)
+    identity = founding.claim("prod", 1, founding=True, incarnation=7)
+    assert (identity.new, identity.founding, identity.incarnation) == (True, True, 7)
+    assert founding.load(1).voting
+    founding.close()
+    later = NodeStore(tmp_path / "b", map_size=1 << 20)
+    assert not later.claim("prod", 1, founding=False, incarnation=8).founding
+    assert not later.load(1).voting
+    with later.write() as batch:
+        batch.persist(1, DurableRecord(promised=Ballot(3, NodeId(2)), voting=True))
+    later.close()
+    reopened = NodeStore(tmp_path / "b", map_size=1 << 20)
+    identity = reopened.claim("prod", 1, founding=True, incarnation=9)  # flags of a new dir only
+    assert (identity.new, identity.founding, identity.incarnation) == (False, False, 8)
+    assert reopened.load(1).voting and not reopened.load(2).voting
+    reopened.close()

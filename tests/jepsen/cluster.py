@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,9 @@ class JepsenCluster:
         (root / "nodes").mkdir(exist_ok=True)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.paused: set[int] = set()
+        # Nodes not started yet: their first start founds the cluster. A node started again
+        # without its data directory (wiped) is not a founder: it must rejoin.
+        self._founders = set(self.ids)
         self._channels: dict[int, grpc.aio.Channel] = {}
 
     def node(self, node_id: int) -> Node:
@@ -134,7 +138,12 @@ class JepsenCluster:
 
     # ------------------------------------------------------------------ processes
 
+    def data_path(self, node_id: int) -> Path:
+        return self.root / "nodes" / f"n{node_id}"
+
     def start(self, node_id: int) -> None:
+        founding = node_id in self._founders
+        self._founders.discard(node_id)
         routes = [
             f"--route={dst}={proxy_address(self.nodes, node_id, dst, self.base_port)}"
             for dst in self.ids
@@ -151,7 +160,8 @@ class JepsenCluster:
                     "serve",
                     f"--config={self.config_path}",
                     f"--node={node_id}",
-                    f"--data={self.root / 'nodes' / f'n{node_id}'}",
+                    f"--data={self.data_path(node_id)}",
+                    f"--initial-cluster-state={'new' if founding else 'existing'}",
                     *routes,
                 ],
                 stdout=log,
@@ -174,6 +184,11 @@ class JepsenCluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         self.paused.discard(node_id)
+
+    def wipe(self, node_id: int) -> None:
+        """SIGKILL the node and delete its data directory (a lost disk)."""
+        self.kill(node_id)
+        shutil.rmtree(self.data_path(node_id), ignore_errors=True)
 
     def pause(self, node_id: int) -> None:
         if self.running(node_id):

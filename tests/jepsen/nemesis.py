@@ -7,6 +7,8 @@ Kinds (``--nemesis`` takes any comma-separated mix; ``all`` is every kind but
     latency       WAN latency between DCs, 20-80 ms one way with 25 % jitter
     slow          packet loss (10-40 %) and 5-50 ms jittery delay on some nodes' links
     kill          SIGKILL a node, restart it when the fault ends
+    wipe          SIGKILL a node and delete its data directory, restart it when the fault
+                  ends: it must rejoin before it votes (one lost disk at a time)
     pause         SIGSTOP a node (half the time a shard leader), SIGCONT at the end
     kill-all      SIGKILL every node, restart them all at the end
     leader-storm  transfer-leader in a loop on random shards
@@ -34,7 +36,17 @@ from tests.jepsen.proxy import Network
 from tests.jepsen.workload import now_ns
 
 PARTITIONS = ("isolate-node", "isolate-dc", "majority", "ring", "one-way", "isolate-leader")
-SAFE_KINDS = (*PARTITIONS, "latency", "slow", "kill", "pause", "kill-all", "leader-storm", "clock")
+SAFE_KINDS = (
+    *PARTITIONS,
+    "latency",
+    "slow",
+    "kill",
+    "wipe",
+    "pause",
+    "kill-all",
+    "leader-storm",
+    "clock",
+)
 KINDS = (*SAFE_KINDS, "clock-unsafe")
 DRIFT_MAX = 0.09  # inside the configured 10 % bound, away from its edge
 INTERVAL_S = (5.0, 10.0)
@@ -94,6 +106,7 @@ class Nemesis:
         config = parse_cluster_config(cluster.config_path.read_text())
         self.replicas = {s.shard_id: list(s.replicas) for s in config.shards}
         self._ending: list[asyncio.Task[None]] = []
+        self._wiped: set[int] = set()  # lost a disk; until every replica of it votes again
 
     # ------------------------------------------------------------------ schedule
 
@@ -193,6 +206,8 @@ class Nemesis:
             return self._latency() if kind == "latency" else self._slow()
         if kind == "kill":
             return self._process_fault(kind, self.cluster.kill, self.cluster.start)
+        if kind == "wipe":
+            return await self._wipe()
         if kind == "pause":
             return await self._pause()
         if kind == "kill-all":
@@ -312,6 +327,28 @@ class Nemesis:
             self._process_busy.discard(node)
 
         return f"{kind} n{node}", end
+
+    async def _wipe(self) -> tuple[str, End] | None:
+        """One lost disk at a time, and only with every other node up: a second lost disk
+        among a shard's three replicas would lose acknowledged writes for real."""
+        if self._process_busy or not await self._rejoined(self._wiped):
+            return None
+        node = self.rng.choice(self.cluster.ids)
+        self._wiped = {node}
+        return self._on_node(node, "wipe", self.cluster.wipe, self.cluster.start)
+
+    async def _rejoined(self, nodes: set[int]) -> bool:
+        """Every replica on ``nodes`` votes again (none reports the role "rejoining")."""
+        for node in nodes:
+            try:
+                status = await self.cluster.admin(node).NodeStatus(
+                    admin_pb2.NodeStatusRequest(), timeout=1.0
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            if any(shard.role == "rejoining" for shard in status.shards):
+                return False
+        return True
 
     async def _pause(self) -> tuple[str, End] | None:
         leaders = await self.cluster.leaders()

@@ -26,7 +26,9 @@ from tests.runtime.test_grpc_cluster import PAXOS, config_text
 async def start_servers(tmp_path: Path) -> tuple[list[NodeServer], list[str]]:
     cluster = parse_cluster_config(config_text())
     servers = [
-        NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20)
+        NodeServer(
+            cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20, founding=True
+        )
         for n in (1, 2, 3)
     ]
     for server in servers:

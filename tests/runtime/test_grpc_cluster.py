@@ -61,7 +61,14 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
 
     async def main() -> None:
         servers = [
-            NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20)
+            NodeServer(
+                cluster,
+                n,
+                tmp_path / f"n{n}",
+                paxos_overrides=PAXOS,
+                map_size=64 << 20,
+                founding=True,
+            )
             for n in (1, 2, 3)
         ]
         for server in servers:
@@ -184,7 +191,14 @@ def test_configured_limits_are_enforced(tmp_path: Path) -> None:
 
     async def main() -> None:
         servers = [
-            NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=16 << 20)
+            NodeServer(
+                cluster,
+                n,
+                tmp_path / f"n{n}",
+                paxos_overrides=PAXOS,
+                map_size=16 << 20,
+                founding=True,
+            )
             for n in (1, 2, 3)
         ]
         for server in servers:
@@ -213,7 +227,7 @@ def test_emulated_wan_delays_and_jitters_only_links_between_datacenters(tmp_path
     dc_of = {n.node_id: n.dc for n in cluster.nodes}
 
     async def main() -> None:
-        server = NodeServer(cluster, 1, tmp_path / "n1", map_size=64 << 20)
+        server = NodeServer(cluster, 1, tmp_path / "n1", map_size=64 << 20, founding=True)
         delays = {peer: link._delay for peer, link in server._transport._links.items()}
         server._store.close()
         for peer, delay in delays.items():

@@ -66,7 +66,7 @@ class Cluster:
 
     async def start(self, node: int) -> NodeRuntime:
         store = NodeStore(self.root / f"n{node}", map_size=64 << 20)
-        store.claim(CONFIG.name, node)
+        store.claim(CONFIG.name, node, founding=True)
         self.stores[node] = store
         runtime = NodeRuntime(
             CONFIG,

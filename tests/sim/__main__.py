@@ -71,7 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _narrator(line: str) -> None:
     _, _, event, *_ = (line + " ").split(" ", 3)
-    if event in {"role", "nemesis", "crash", "start", "pause", "resume", "seed", "compact"}:
+    if event in {
+        "role",
+        "nemesis",
+        "crash",
+        "wipe",
+        "rejoined",
+        "start",
+        "pause",
+        "resume",
+        "seed",
+        "compact",
+    }:
         print(line)
 
 

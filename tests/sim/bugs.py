@@ -7,6 +7,7 @@ classic mistake named in ``../shared/reference/reliability-anchors.md`` §3.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from paxos import (
     NOOP,
@@ -14,8 +15,11 @@ from paxos import (
     Accepted,
     Ballot,
     Config,
+    DurableRecord,
     DurableState,
+    Message,
     Prepare,
+    RejoinInfo,
     Replica,
     Rng,
     Slot,
@@ -23,6 +27,7 @@ from paxos import (
 from paxos.acceptor import Acceptor
 from paxos.leader import Leader, Phase
 from paxos.learner import Learner
+from paxos.rejoin import Rejoin
 
 
 class EarlyReplyAcceptor(Acceptor):
@@ -201,3 +206,38 @@ class CommitPointReadLeader(Leader):
 
 
 commit_point_read_factory = _leading_as(CommitPointReadLeader)
+
+
+def amnesiac_factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
+    """A replica whose disk was wiped votes at once, as if it were a new group's founder: it
+    may accept below a ballot it promised, or join a phase-1 quorum without reporting a value
+    it helped choose (the bug the hardening issue reproduced on the real cluster)."""
+    return Replica(config, rng=rng, durable=replace(durable, voting=True), incarnation=incarnation)
+
+
+class HastyRejoinReplica(Replica):
+    """Rejoins once its promises are safe (the floor is set) and it has caught up with what
+    its peers reported chosen when it asked, without waiting for a leader that began after
+    it asked: values it helped choose that no peer knew chosen yet are missing from its
+    log, and a phase-1 quorum with it may miss them."""
+
+    _caught_up_to = Slot(0)
+
+    def _step_rejoining(self, rejoin: Rejoin, msg: Message) -> bool:
+        if isinstance(msg, RejoinInfo):
+            self._caught_up_to = max(self._caught_up_to, msg.chosen_through)
+        return super()._step_rejoining(rejoin, msg)
+
+    def _finish_rejoin(self) -> None:
+        rejoin = self._rejoin
+        if rejoin is None or rejoin.floor is None or self._log.chosen_through < self._caught_up_to:
+            return
+        self._rejoin = None
+        self._acceptor.promised = max(self._acceptor.promised, rejoin.floor)
+        self._out.persist(DurableRecord(promised=self._acceptor.promised, voting=True))
+
+
+def hasty_rejoin_factory(
+    config: Config, rng: Rng, durable: DurableState, incarnation: int
+) -> Replica:
+    return HastyRejoinReplica(config, rng=rng, durable=durable, incarnation=incarnation)

@@ -2,10 +2,12 @@
 
 Every ``interval`` the nemesis picks one enabled action: partitions (random halves, one node,
 a whole DC, the leader, one-way links), message loss and duplication, crash with a later
-restart, pause with a later resume (longer than the lease and election timeouts), leadership
-transfer, and killing every replica at once. ``stop`` ends the schedule; ``heal_core`` then
-heals a random quorum (restart, resume, reconnect) and leaves the rest as they are, so the
-liveness phase proves progress needs only a healthy majority.
+restart, a wiped disk (crash, lose every durable byte, restart: the replica must rejoin
+before it votes), pause with a later resume (longer than the lease and election timeouts),
+leadership transfer, and killing every replica at once. ``stop`` ends the schedule;
+``heal_core`` then heals a random quorum (restart, resume, reconnect) and leaves the rest as
+they are, so the liveness phase proves progress needs only a healthy majority of voters (a
+replica still rejoining is not one: then every replica is healed).
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ class NemesisPlan:
     @staticmethod
     def draw(rng: random.Random) -> NemesisPlan:
         enabled = tuple(f for f in FAULTS if rng.random() < 0.55) or (rng.choice(FAULTS),)
-        return NemesisPlan(
+        plan = NemesisPlan(
             enabled=enabled,
             interval_us=(200_000, rng.choice((800_000, 1_500_000, 2_500_000))),
             duration_us=(150_000, rng.choice((600_000, 1_500_000, 3_000_000))),
             loss_permille=rng.choice((20, 50, 150, 300)),
             duplicate_permille=rng.choice((20, 100, 300)),
         )
+        # Drawn last, so adding it left every other draw of every seed as it was.
+        if rng.random() < 0.35:
+            plan.enabled = (*plan.enabled, "wipe")
+        return plan
 
 
 class Nemesis:
@@ -96,6 +102,13 @@ class Nemesis:
             target = self._target(voters)
             world.crash(target)
             world.schedule(until, self._restart, target)
+        elif fault == "wipe":
+            target = self._target(voters)
+            # One lost disk at a time: two of three would lose acknowledged writes for real,
+            # which no protocol can prevent (the rejoin rule then waits forever instead).
+            if not [v for v in world.rejoining() if v != target]:
+                world.wipe(target)
+                world.schedule(until, self._restart, target)
         elif fault == "kill_all":
             for v in voters:
                 world.crash(v)
@@ -156,6 +169,8 @@ class Nemesis:
         world = self._world
         voters = list(world.voters)
         core = sorted(self._rng.sample(voters, quorum_size(len(voters))))
+        if world.rejoining():
+            core = voters  # a replica that may not vote yet needs every other voter to rejoin
         faults = world.network.faults
         faults.loss_permille = 0
         faults.duplicate_permille = 0

@@ -95,12 +95,15 @@ def run_seed(
     factory: ReplicaFactory = default_factory,
     trace: Callable[[str], None] | None = None,
     params_hook: Callable[[WorldParams], WorldParams] | None = None,
+    plan_hook: Callable[[NemesisPlan], NemesisPlan] | None = None,
 ) -> SeedResult:
     params = draw_params(seed, replicas)
     if params_hook is not None:
         params = params_hook(params)
     world = World(seed, params, factory=factory, trace=trace)
     plan = NemesisPlan.draw(sub_rng(seed, "plan"))
+    if plan_hook is not None:
+        plan = plan_hook(plan)
     nemesis = Nemesis(world, sub_rng(seed, "nemesis"), plan)
     workload = Workload(
         world, sub_rng(seed, "workload"), clients=CLIENTS, ops_per_client=OPS_PER_CLIENT
@@ -141,6 +144,17 @@ def run_seed(
         faults=plan.enabled,
         liveness_ticks=liveness_ticks,
     )
+
+
+def wipe_often(plan: NemesisPlan) -> NemesisPlan:
+    """Disks wiped between every other fault, and faults come twice as often: where the rules
+    for rejoining after a lost disk are exercised hardest."""
+    plan.enabled = (
+        *(f for f in plan.enabled if f != "wipe"),
+        *("wipe",) * max(1, len(plan.enabled)),
+    )
+    plan.interval_us = (plan.interval_us[0] // 2, plan.interval_us[1] // 2)
+    return plan
 
 
 def _core_converged(world: World, core: list[NodeId]) -> bool:

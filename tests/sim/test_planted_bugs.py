@@ -8,15 +8,26 @@ case below). The broken replicas live in ``tests/sim/bugs.py``, never in product
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import settings
 
 from tests.sim import bugs
-from tests.sim.runner import lan_worst_case_clocks, run_seed
+from tests.sim.nemesis import NemesisPlan
+from tests.sim.runner import lan_worst_case_clocks, run_seed, wipe_often
 from tests.sim.world import ReplicaFactory, WorldParams, default_factory
 
-Hook = Callable[[WorldParams], WorldParams] | None
+
+@dataclass(frozen=True)
+class Worlds:
+    """Which worlds a case sweeps: the seed's own, bent by these hooks."""
+
+    params: Callable[[WorldParams], WorldParams] | None = None
+    plan: Callable[[NemesisPlan], NemesisPlan] | None = None
+
+
+Hook = Worlds | None
 
 
 def lan_3ms(params: WorldParams) -> WorldParams:
@@ -52,14 +63,14 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
     (
         "lease without the clock-drift margin",
         bugs.no_drift_margin_factory,
-        lan_worst_case_clocks,
+        Worlds(params=lan_worst_case_clocks),
         {"lease"},
         150,
     ),
     (
         "followers promise while guarding a leaseholder",
         bugs.unguarded_follower_factory,
-        lan_worst_case_clocks,
+        Worlds(params=lan_worst_case_clocks),
         {"lease"},
         150,
     ),
@@ -80,7 +91,7 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
     (
         "follower's staleness bound two ticks short",
         bugs.uncounted_tick_freshness_factory,
-        lan_3ms,
+        Worlds(params=lan_3ms),
         {"stale-read"},
         120,
     ),
@@ -91,6 +102,20 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         {"stale-read"},
         30,
     ),
+    (
+        "a replica whose disk was wiped votes at once",
+        bugs.amnesiac_factory,
+        Worlds(plan=wipe_often),
+        {"agreement", "acked-lost", "learned-wrong", "prefix"},
+        20,
+    ),
+    (
+        "a wiped replica votes once caught up, without waiting for a newer leader's barrier",
+        bugs.hasty_rejoin_factory,
+        Worlds(plan=wipe_often),
+        {"agreement", "acked-lost", "learned-wrong", "prefix"},
+        100,
+    ),
 ]
 
 
@@ -98,7 +123,8 @@ def first_violation(
     factory: ReplicaFactory, hook: Hook, budget: int
 ) -> tuple[int, set[str]] | None:
     for seed in range(1, budget + 1):
-        result = run_seed(seed, factory=factory, params_hook=hook)
+        worlds = hook or Worlds()
+        result = run_seed(seed, factory=factory, params_hook=worlds.params, plan_hook=worlds.plan)
         if not result.ok:
             return seed, {v.split("]")[0].lstrip("[") for v in result.violations}
     return None
@@ -118,7 +144,12 @@ def test_planted_bug_is_caught(
 
 def test_control_correct_replica_passes_the_lease_worst_case() -> None:
     """The same worst-case worlds that expose the lease bugs are safe for the real replica."""
-    assert first_violation(default_factory, lan_worst_case_clocks, 60) is None
+    assert first_violation(default_factory, Worlds(params=lan_worst_case_clocks), 60) is None
+
+
+def test_control_correct_replica_passes_the_wipe_heavy_worlds() -> None:
+    """The worlds that expose the rejoin bugs are safe and live for the real replica."""
+    assert first_violation(default_factory, Worlds(plan=wipe_often), 100) is None
 
 
 def test_state_machine_search_finds_early_replies(monkeypatch: pytest.MonkeyPatch) -> None:

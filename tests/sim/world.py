@@ -20,6 +20,7 @@ from typing import Any
 from paxos import (
     Config,
     DurableState,
+    MemoryStorage,
     Message,
     NodeId,
     Ready,
@@ -213,6 +214,17 @@ class World:
         node.awaiting = {}
         self.trace(v, "crash", f"unsynced_writes_lost={lost}")
 
+    def wipe(self, v: NodeId) -> None:
+        """Crash ``v`` and lose its disk: it restarts from nothing and must rejoin (not vote)
+        until ``paxos.rejoin`` lets it."""
+        self.crash(v)
+        self.nodes[v].disk.storage = MemoryStorage(voting=False)
+        self.trace(v, "wipe")
+
+    def rejoining(self) -> list[NodeId]:
+        """Replicas that lost their disk and have not rejoined yet (down or up)."""
+        return [v for v, n in sorted(self.nodes.items()) if not n.disk.storage.voting]
+
     def pause(self, v: NodeId) -> None:
         node = self.nodes[v]
         if node.running:
@@ -271,6 +283,8 @@ class World:
             return
         write = node.disk.complete()  # durable now, whatever the process is doing
         self.checker.on_durable(v, write.record)
+        if write.record.voting:
+            self.trace(v, "rejoined", f"promised={write.record.promised}")
         if node.paused:
             node.held.append(lambda: self._after_write(node, write.seq, write.then_send))
             return

@@ -8,6 +8,7 @@ write is lost, and retried writes (same request id) applied exactly once.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -112,6 +113,73 @@ def test_sigkilled_leader_and_whole_cluster_lose_no_acknowledged_write(tmp_path:
                 assert got.found and got.kv.value == value.encode(), key
             assert (await client.get("apple000")).kv.version == 2
             assert (await client.get("banana005")).kv.version == 1  # retries applied once
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        local.stop_all()
+
+
+def test_a_node_whose_disk_was_wiped_rejoins_without_disturbing_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """Kill a node, delete its data directory, start it again (``kvstore up``'s own code, as
+    an operator would after a disk loss). It must not vote until the rejoin rule lets it: the
+    cluster keeps serving, leaders do not churn (one re-prepare per shard, not an election
+    storm: ballots stay within a few rounds), and once it votes again it holds every write."""
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+
+    async def ballots(client: Client) -> dict[int, int]:
+        rounds: dict[int, int] = {}
+        for channel in client.channels.values():
+            try:
+                view = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
+                    admin_pb2.NodeStatusRequest(), timeout=2
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            for shard in view.shards:
+                round_ = int(shard.promised_ballot.partition(".")[0] or 0)
+                rounds[shard.shard_id] = max(rounds.get(shard.shard_id, 0), round_)
+        return rounds
+
+    async def roles(client: Client, node: int) -> set[str]:
+        channel = client.channels[local.endpoints[node - 1]]
+        try:
+            view = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
+                admin_pb2.NodeStatusRequest(), timeout=2
+            )
+        except grpc.aio.AioRpcError:
+            return {"down"}
+        return {s.role for s in view.shards}
+
+    async def main() -> None:
+        client = Client(local.endpoints)
+        try:
+            for key in KEYS[:9]:
+                await client.put(key, "before")
+            before = await ballots(client)
+            local.kill(1)
+            shutil.rmtree(local.data_dir / "n1")
+            local.start(1)
+            for key in KEYS[9:18]:
+                await client.put(key, "during")
+            deadline = time.monotonic() + 30
+            while "rejoining" in (seen := await roles(client, 1)) or "down" in seen:
+                assert time.monotonic() < deadline, f"node 1 did not rejoin: {seen}"
+                await asyncio.sleep(0.2)
+            after = await ballots(client)
+            for shard, round_ in after.items():
+                assert round_ <= before.get(shard, 0) + 6, (shard, before, after)
+            # It votes with everything: with the other two down, it still has every write
+            # (read from its own replica, stale, then with one peer back, linearizably).
+            local.kill(2)
+            for key in KEYS[:18]:
+                got = await client.get(key)
+                assert got.found, key
         finally:
             await client.close()
 

@@ -24,6 +24,8 @@ from paxos import (
     Promise,
     Proposal,
     Reject,
+    RejoinInfo,
+    RejoinQuery,
     Slot,
     Stamp,
     TimeoutNow,
@@ -32,6 +34,7 @@ from paxos import (
 nodes = st.integers(1, 2**32).map(NodeId)
 slots = st.integers(0, 2**40).map(Slot)
 ballots = st.builds(Ballot, st.integers(1, 2**40), nodes) | st.just(Ballot.ZERO)
+floors = st.builds(Ballot, st.integers(1, 2**40), st.just(NodeId(0)))  # paxos.rejoin's bound
 values = st.lists(st.binary(max_size=8), max_size=4).map(tuple)
 ints = st.integers(0, 2**40)
 common = {"src": nodes, "dst": nodes}
@@ -62,7 +65,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         chosen_through=slots,
         **common,
     ),
-    st.builds(Reject, ballot=ballots, promised=ballots, chosen_through=slots, **common),
+    st.builds(Reject, ballot=ballots, promised=ballots | floors, chosen_through=slots, **common),
     st.builds(
         Heartbeat,
         ballot=ballots,
@@ -70,6 +73,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
         sent_tick=ints,
         round=ints,
         echo=st.none() | stamps,
+        echo_through=slots,
+        barrier=slots,
         **common,
     ),
     st.builds(
@@ -91,6 +96,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     ),
     st.builds(InstallSnapshot, slot=slots, data=st.binary(max_size=16), **common),
     st.builds(TimeoutNow, ballot=ballots, **common),
+    st.builds(RejoinQuery, **common),
+    st.builds(RejoinInfo, promised=ballots | floors, chosen_through=slots, **common),
 )
 
 
