@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"kvstore: {exc}", file=sys.stderr)
         return 2
+    except NodeFailedError as exc:
+        print(f"kvstore: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+
+
+class NodeFailedError(Exception):
+    """A running node hit a fatal error (a disk that failed): one line, exit code 1."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
         help="emulate a WAN: one-way delay between datacenters (a round trip is twice it)",
     )
     up.add_argument("--wan-jitter-ms", type=float, default=0.0, help="+- per message")
+    up.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="leave a node that dies down (default: restart it, backing off if it keeps dying)",
+    )
     up.set_defaults(run=_up)
 
     bench = sub.add_parser(
@@ -223,7 +235,8 @@ def _serve(args: argparse.Namespace) -> int:
         await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
         if failed.done():
             # Fatal (e.g. fsync failed): exit at once; recovery from disk is the tested path.
-            raise UserError(f"node {args.node} failed: {server.runtime.failure!r}")
+            # Exit code 1, not 2: the node could start, so a supervisor may restart it.
+            raise NodeFailedError(f"node {args.node} failed: {server.runtime.failure!r}")
         await server.stop()
 
     event_loop.run(run())
@@ -274,6 +287,7 @@ def _up(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             wan_latency_ms=args.wan_latency_ms,
             wan_jitter_ms=args.wan_jitter_ms,
+            restart=not args.no_restart,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from cluster import parse_cluster_config
+from kvstore.supervise import Supervisor
 
 DATACENTERS = ("dc1", "dc2", "dc3")
 SHARDS = (("", "b", "dc1"), ("b", "c", "dc2"), ("c", "", "dc3"))
@@ -124,6 +125,9 @@ class LocalCluster:
             stdout=log,
             stderr=log,
             env=os.environ.copy(),
+            # Its own session: a Ctrl-C at the terminal reaches ``up``, which stops every
+            # node by PID, instead of racing it to every node at once.
+            start_new_session=True,
         )
 
     def start_all(self) -> None:
@@ -139,8 +143,20 @@ class LocalCluster:
         stop_processes(list(self.procs.values()), timeout_s)
         self.procs.clear()
 
-    def exited(self) -> list[int]:
-        return [n for n, p in self.procs.items() if p.poll() is not None]
+    def exited(self) -> dict[int, int]:
+        """Nodes whose process ended, with its return code (negative: killed by a signal)."""
+        return {n: code for n, p in self.procs.items() if (code := p.poll()) is not None}
+
+    def forget(self, node_id: int) -> None:
+        self.procs.pop(node_id, None)
+
+    def last_log_line(self, node_id: int) -> str:
+        """The node's last line of output: a node that cannot start says why there."""
+        try:
+            lines = (self.data_dir / f"n{node_id}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return next((line for line in reversed(lines) if line.strip()), "")
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
@@ -164,8 +180,10 @@ def up(
     base_port: int,
     wan_latency_ms: float | None = None,
     wan_jitter_ms: float = 0.0,
+    restart: bool = True,
 ) -> int:
-    """Start every node, print the endpoints, wait for Ctrl-C, stop every node by PID."""
+    """Start every node, print the endpoints, restart nodes that die (``kvstore.supervise``),
+    and on Ctrl-C stop every node by PID. 2 if a node cannot start at all."""
     local = LocalCluster(
         data_dir,
         nodes_per_dc=nodes_per_dc,
@@ -173,7 +191,10 @@ def up(
         wan_latency_ms=wan_latency_ms,
         wan_jitter_ms=wan_jitter_ms,
     )
+    supervisor = Supervisor(local, restart=restart, say=lambda line: print(line, flush=True))
     local.start_all()
+    for node in local.cluster.nodes:
+        supervisor.started(node.node_id)
     cluster = local.cluster
     joined = ",".join(local.endpoints)
     print(
@@ -189,7 +210,12 @@ def up(
     print(f"endpoints written to {data_dir / 'endpoints'}; try:")
     print(f"  KVSTORE_ENDPOINTS={joined} kvstore put apple red")
     print(f"  KVSTORE_ENDPOINTS={joined} kvstore get apple")
-    print("Ctrl-C stops every node.", flush=True)
+    print(
+        "A node that dies is restarted"
+        + (" (not with --no-restart)" if not restart else "")
+        + "; Ctrl-C stops every node.",
+        flush=True,
+    )
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -199,12 +225,16 @@ def up(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        while not stopping:
-            for node_id in local.exited():
-                print(f"node {node_id} exited; see {data_dir / f'n{node_id}.log'}")
-                stopping = True
+        while not stopping and supervisor.cannot_start is None:
+            supervisor.check()
             time.sleep(0.2)
     finally:
         local.stop_all()
-        print("kvstore: every node stopped")
+    if (node_id := supervisor.cannot_start) is not None:
+        reason = local.last_log_line(node_id).removeprefix("kvstore: ")
+        print(
+            f"kvstore: node {node_id} cannot start: {reason}; every node stopped", file=sys.stderr
+        )
+        return 2
+    print("kvstore: every node stopped")
     return 0

@@ -276,3 +276,90 @@ def free_base_port_for(nodes: int) -> int:
         ]
 
     return ports.free_base_port(addresses)
+
+
+UP = [sys.executable, "-m", "kvstore", "up"]
+
+
+def node_pids(up_pid: int) -> dict[int, int]:
+    """node id -> PID of the node processes ``kvstore up`` (``up_pid``) runs now."""
+    children = Path(f"/proc/{up_pid}/task/{up_pid}/children").read_text().split()
+    pids: dict[int, int] = {}
+    for pid in map(int, children):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--node" in argv:
+            pids[int(argv[argv.index(b"--node") + 1])] = pid
+    return pids
+
+
+def test_up_restarts_a_killed_node_while_the_others_keep_serving(tmp_path: Path) -> None:
+    """The README's fault-tolerance demo: kill -9 one node under ``kvstore up``; the others
+    keep serving (at least 19 of 20 writes in the next 10 s succeed), ``up`` says what
+    happened and restarts it, and it is back in ``kvstore status`` within 30 s."""
+    data = tmp_path / "data"
+    proc = start_up(data, free_base_port())
+    try:
+        endpoints = ",".join((data / "endpoints").read_text().split())
+        put_with_retry(endpoints, "apple", "0")
+        deadline = time.monotonic() + 10
+        while len(pids := node_pids(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(pids[1], signal.SIGKILL)
+        killed_at = time.monotonic()
+        ok = 0
+        with Client(endpoints.split(","), timeout_s=2) as client:
+            for i in range(20):
+                try:
+                    client.put(f"{'abz'[i % 3]}-after-kill-{i}", str(i))
+                    ok += 1
+                except KvError:
+                    pass
+                time.sleep(max(0.0, killed_at + (i + 1) * 0.5 - time.monotonic()))
+        assert ok >= 19, f"only {ok} of 20 writes succeeded with one node down"
+        assert time.monotonic() - killed_at < 12
+        deadline = killed_at + 30
+        while time.monotonic() < deadline:
+            status = cli("status", "-o", "json", endpoints=endpoints)
+            if status.returncode == 0 and all(n["up"] for n in json.loads(status.stdout)["nodes"]):
+                break
+            time.sleep(0.5)
+        assert all(n["up"] for n in json.loads(status.stdout)["nodes"]), status.stdout
+    finally:
+        out = stop_up(proc)
+    assert "node 1 exited (SIGKILL); restarting in 2 s" in out, out
+    assert "node 1 restarted" in out and "every node stopped" in out
+
+
+def test_up_with_no_restart_leaves_a_killed_node_down(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    output = tmp_path / "up.out"
+    base = free_base_port()
+    with output.open("w") as out:
+        proc = subprocess.Popen(
+            [*UP, "--dir", str(data), "--base-port", str(base), "--no-restart"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not (data / "endpoints").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        endpoints = ",".join((data / "endpoints").read_text().split())
+        put_with_retry(endpoints, "apple", "0")
+        os.kill(node_pids(proc.pid)[2], signal.SIGKILL)
+        said = "node 2 exited (SIGKILL); not restarting"
+        deadline = time.monotonic() + 10
+        while said not in output.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert said in output.read_text()
+        put_with_retry(endpoints, "banana", "1")  # the other two keep serving
+        assert 2 not in node_pids(proc.pid) and proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert "every node stopped" in output.read_text()
