@@ -83,10 +83,13 @@ def test_bounded_staleness_reads_are_served_in_the_clients_datacenter(
                     # The promise: no write acknowledged more than the bound ago is missing.
                     if asked_at - acknowledged_at > header.staleness_bound_ms / 1000:
                         assert response.kv.value == b"v1", (key, dc, header)
-                # Linearizable reads and writes still go to the leader, through our gateway.
+                # Linearizable reads and writes still go to the leader, through our gateway:
+                # whichever node leads shard 1 when the read arrives serves it (leadership
+                # may move meanwhile, so not necessarily node 1: once a flaky assertion).
                 response = await client.get_response(SHARD_KEYS[1])
                 assert response.header.staleness_bound_ms == 0
-                assert response.header.leader_node_id == 1
+                assert response.header.leader_node_id != 0
+                assert response.header.served_by_node_id == response.header.leader_node_id
 
     asyncio.run(run())
 
