@@ -36,17 +36,15 @@ import grpc
 
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.request_ids import new_client_id
 from kvstore.txn import Txn, TxnResult
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+__all__ = ["AsyncClient", "Client", "KvError", "new_client_id"]
 
 T = TypeVar("T")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 ATTEMPT_S_MAX = 3.0
-
-
-def new_client_id() -> int:
-    """A random, non-zero client id (zero means "no session")."""
-    return (int.from_bytes(os.urandom(8), "big") >> 1) | 1
 
 
 class KvError(Exception):
