@@ -205,6 +205,10 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A node's stderr is its log: one JSON event per line. gRPC's C core writes free-text
+    # lines there (a failed bind, GOAWAYs), so they are off unless the operator asks for
+    # them (GRPC_VERBOSITY=ERROR or DEBUG). Read when gRPC is imported: that comes next.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from kvstore import cli_serve  # noqa: PLC0415 - the server stack, for serve alone
 
     return cli_serve.serve(args)

@@ -38,12 +38,13 @@ def serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         try:
             server = NodeServer(cluster, node, data, routes=routes)
-        except (StoreIdentityError, OSError) as exc:
-            raise UserError(f"cannot open {data}: {exc}") from None
+        except StoreIdentityError as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise UserError(f"cannot use {data}: {exc.strerror or exc}") from None
         try:
-            await server.start()
+            await server.start()  # a StartupError leaves nothing running
         except StartupError as exc:
-            await server.stop()
             raise UserError(str(exc)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -54,10 +55,12 @@ def serve(args: argparse.Namespace) -> int:
         await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         failed.cancel()
-        await server.stop()
         if server.runtime.failure is not None:
-            # Fatal (e.g. fsync failed): exit; recovery from disk is the tested path.
+            # Fatal (e.g. fsync failed): stop serving and exit, without waiting on a runtime
+            # that may be wedged; recovery from disk is the tested path.
+            await server.stop_serving(None)
             raise UserError(f"node {node} failed: {server.runtime.failure!r}")
+        await server.stop()
 
     event_loop.run(run())
     return 0
