@@ -166,7 +166,10 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "scan end must be after start (or empty)"
             )
         most = self._limits.scan_keys_max
-        if request.limit > most:
+        # A node forwarding a scan asks the shard for one key more than it still needs (to
+        # learn whether more exist): one over the maximum is that, from a node, not a caller.
+        allowed = most + 1 if is_forwarded(context) else most
+        if request.limit > allowed:
             # Refused, not capped: a caller paging by its own limit would miss the cut silently.
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

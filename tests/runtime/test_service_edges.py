@@ -57,13 +57,20 @@ def test_a_scan_limit_over_the_maximum_is_refused_not_capped(tmp_path: Path) -> 
             assert len(kvs) == 3 and more
             kvs, more = await client.scan("a", "b", limit=0)  # 0: up to the maximum
             assert len(kvs) == 3 and more
-            async with grpc.aio.insecure_channel(endpoints[0]) as channel:
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await kv_pb2_grpc.KVStub(channel).Scan(
-                        kv_pb2.ScanRequest(start=b"a", end=b"b", limit=4), timeout=5
-                    )
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "scan limit 4 is over the maximum 3" in (info.value.details() or "")
+            for endpoint in endpoints:  # followers forward to the leader: a full page too
+                async with grpc.aio.insecure_channel(endpoint) as channel:
+                    stub = kv_pb2_grpc.KVStub(channel)
+                    for limit in (0, 3):
+                        page = await stub.Scan(
+                            kv_pb2.ScanRequest(start=b"a", end=b"b", limit=limit), timeout=5
+                        )
+                        assert len(page.kvs) == 3 and page.more
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await stub.Scan(
+                            kv_pb2.ScanRequest(start=b"a", end=b"b", limit=4), timeout=5
+                        )
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "scan limit 4 is over the maximum 3" in (info.value.details() or "")
 
     asyncio.run(main())
 
