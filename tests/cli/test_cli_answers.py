@@ -102,3 +102,13 @@ def test_transfer_leader_names_an_unknown_shard_or_node() -> None:
         assert ran.code == 2 and ran.err == "kvstore: NOT_FOUND: node 99 does not exist\n"
         ran = run("transfer-leader", "1", "1", "--endpoints", node)
         assert ran.code == 0 and "already led by n1" in ran.out
+
+
+def test_an_unknown_datacenter_is_named() -> None:
+    with fake_node() as (node, script):
+        ran = run("get", "k", "--dc", "mars", "--endpoints", node)
+        assert (
+            ran.code == 2 and ran.err == "kvstore: --dc mars: no such datacenter in the cluster\n"
+        )
+        assert not script.requests  # refused before any KV call
+        assert run("get", "k", "--dc", "dc1", "--endpoints", node).code == 0
