@@ -1,9 +1,11 @@
 """The cluster configuration: datacenters, nodes, shards. Parsed from TOML text, validated.
 
 The same file is given to every node. Validation refuses, with one readable message each:
-unknown or duplicate datacenters, nodes, addresses and shard ids; shard ranges with a gap or
-an overlap, or that do not cover the whole key space; a shard whose replicas are not one per
-datacenter; an unknown node or datacenter anywhere. Reading the file is the caller's job.
+unknown or duplicate datacenters, nodes, addresses and shard ids; ids out of the wire's range;
+shard ranges with a gap or an overlap, or that do not cover the whole key space; a shard whose
+replicas are not one per datacenter; an unknown node or datacenter anywhere; and any key or
+table the format below does not name (a misspelt ``tick_msx`` would otherwise be a silent
+default). Reading the file is the caller's job.
 
 Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
 
@@ -53,6 +55,24 @@ from cluster.keys import END_OF_KEYSPACE, KeySpan
 
 class ClusterConfigError(ValueError):
     """The configuration cannot be used; the message says exactly why, in one line."""
+
+
+# The wire's ranges: shard ids are uint32 in every message and the LMDB key prefix; node ids
+# are uint64 on the wire, kept below 2**63 so that no signed consumer can misread one.
+SHARD_ID_MAX = (1 << 32) - 1
+NODE_ID_MAX = (1 << 63) - 1
+
+# Every key each table may hold (a closed set: anything else is a mistake, named).
+_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset({"cluster", "datacenters", "nodes", "shards", "wan", "limits"}),
+    "[cluster]": frozenset({"name", "tick_ms"}),
+    "[[datacenters]]": frozenset({"name"}),
+    "[[nodes]]": frozenset({"id", "dc", "address"}),
+    "[[shards]]": frozenset({"id", "start", "end", "replicas", "leader_dc"}),
+    "[wan]": frozenset({"latency_ms", "jitter_ms", "links"}),
+    "[[wan.links]]": frozenset({"between", "latency_ms"}),
+    "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +171,17 @@ def parse_cluster_config(text: str) -> ClusterConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ClusterConfigError(f"not valid TOML: {exc}") from None
+    _known_keys(raw, "")
     cluster = _table(raw, "cluster")
+    _known_keys(cluster, "[cluster]")
     name = _str(cluster, "name", "cluster")
     tick_ms = _int(cluster.get("tick_ms", 10), "cluster.tick_ms")
     if not 1 <= tick_ms <= 1000:
         raise ClusterConfigError(f"cluster.tick_ms must be within 1..1000, not {tick_ms}")
 
-    dcs = tuple(_str(d, "name", "datacenters") for d in _array(raw, "datacenters"))
+    dcs = tuple(
+        _str(d, "name", "datacenters") for d in _array(raw, "datacenters", "[[datacenters]]")
+    )
     _unique(dcs, "datacenter")
     if not dcs:
         raise ClusterConfigError("no [[datacenters]] given")
@@ -168,15 +192,15 @@ def parse_cluster_config(text: str) -> ClusterConfig:
             dc=_str(n, "dc", "nodes"),
             address=_str(n, "address", "nodes"),
         )
-        for n in _array(raw, "nodes")
+        for n in _array(raw, "nodes", "[[nodes]]")
     )
     if not nodes:
         raise ClusterConfigError("no [[nodes]] given")
     _unique([n.node_id for n in nodes], "node id")
     _unique([n.address for n in nodes], "node address")
     for n in nodes:
-        if n.node_id <= 0:
-            raise ClusterConfigError(f"node ids start at 1 (node {n.node_id})")
+        if not 1 <= n.node_id <= NODE_ID_MAX:
+            raise ClusterConfigError(f"node ids must be within 1..2**63-1 (node {n.node_id})")
         if n.dc not in dcs:
             raise ClusterConfigError(f"node {n.node_id} is in unknown datacenter {n.dc!r}")
         host, _, port = n.address.rpartition(":")
@@ -184,7 +208,7 @@ def parse_cluster_config(text: str) -> ClusterConfig:
             raise ClusterConfigError(f"node {n.node_id} address {n.address!r} is not host:port")
 
     dc_of = {n.node_id: n.dc for n in nodes}
-    shards = tuple(_shard(s, dc_of, dcs) for s in _array(raw, "shards"))
+    shards = tuple(_shard(s, dc_of, dcs) for s in _array(raw, "shards", "[[shards]]"))
     if not shards:
         raise ClusterConfigError("no [[shards]] given")
     _unique([s.shard_id for s in shards], "shard id")
@@ -199,13 +223,11 @@ def _wan(raw: dict[str, Any], dcs: tuple[str, ...]) -> WanConfig:
     table = raw.get("wan", {})
     if not isinstance(table, dict):
         raise ClusterConfigError("[wan] must be a table")
-    unknown = sorted(set(table) - {"latency_ms", "jitter_ms", "links"})
-    if unknown:
-        raise ClusterConfigError(f"[wan] has unknown keys {unknown}")
+    _known_keys(table, "[wan]")
     latency = _ms(table.get("latency_ms", 0), "wan.latency_ms")
     jitter = _ms(table.get("jitter_ms", 0), "wan.jitter_ms")
     links: list[tuple[frozenset[str], float]] = []
-    for link in _array(table, "links"):
+    for link in _array(table, "links", "[[wan.links]]"):
         between = link.get("between")
         if (
             not isinstance(between, list)
@@ -232,10 +254,8 @@ def _ms(value: object, where: str) -> float:
 def _limits(raw: object) -> Limits:
     if not isinstance(raw, dict):
         raise ClusterConfigError("[limits] must be a table")
-    known = set(Limits.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ClusterConfigError(f"[limits] has unknown keys {unknown}; known: {sorted(known)}")
+    assert _KEYS["[limits]"] == set(Limits.__dataclass_fields__)  # one list, kept in step
+    _known_keys(raw, "[limits]")
     values = {k: _int(v, f"limits.{k}") for k, v in raw.items()}
     for key, value in values.items():
         if value <= 0:
@@ -246,6 +266,8 @@ def _limits(raw: object) -> Limits:
 def _shard(raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...]) -> ShardSpec:
     shard_id = _int(raw.get("id"), "shards.id")
     where = f"shard {shard_id}"
+    if not 1 <= shard_id <= SHARD_ID_MAX:
+        raise ClusterConfigError(f"shard ids must be within 1..{SHARD_ID_MAX} (shard {shard_id})")
     start = _str(raw, "start", where, allow_empty=True).encode()
     end = _str(raw, "end", where, allow_empty=True).encode()
     if end != END_OF_KEYSPACE and end <= start:
@@ -285,6 +307,16 @@ def _check_coverage(shards: tuple[ShardSpec, ...]) -> None:
         raise ClusterConfigError(f"gap: keys from {ordered[-1].span.end!r} on belong to no shard")
 
 
+def _known_keys(raw: dict[str, Any], table: str) -> None:
+    """Refuse the first key of ``raw`` that ``table`` may not hold (sorted: deterministic)."""
+    unknown = sorted(set(raw) - _KEYS[table])
+    if unknown:
+        where = f"in table {table}" if table else "at the top level"
+        raise ClusterConfigError(
+            f"unknown key {unknown[0]!r} {where}; known: {', '.join(sorted(_KEYS[table]))}"
+        )
+
+
 def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
     value = raw.get(key)
     if not isinstance(value, dict):
@@ -292,10 +324,13 @@ def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _array(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _array(raw: dict[str, Any], key: str, table: str) -> list[dict[str, Any]]:
+    """The array of tables ``raw[key]`` (``table`` names it), each holding only known keys."""
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ClusterConfigError(f"[[{key}]] must be an array of tables")
+        raise ClusterConfigError(f"{table} must be an array of tables")
+    for item in value:
+        _known_keys(item, table)
     return value
 
 

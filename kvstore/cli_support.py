@@ -1,40 +1,27 @@
-"""What every ``kvstore`` subcommand shares: endpoints, output formats, errors, node views."""
+"""What the client subcommands share: endpoints, node views, output, showing bytes.
+
+Showing keys and values (the one rule, also in the README): bytes are shown as UTF-8 text,
+and any byte that is not part of valid UTF-8 as a ``\\xNN`` escape (never U+FFFD). In JSON,
+a key or value that is not valid UTF-8 also comes as ``key_base64`` / ``value_base64``: its
+exact bytes; where that field is absent, ``key`` / ``value`` is exact.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
-import os
 from typing import Any
 
 import grpc
 
 from kvstore import event_loop
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from kvstore.cli_args import UserError
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2
 
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
-
-
-def add_endpoints(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--endpoints",
-        default=os.environ.get("KVSTORE_ENDPOINTS", "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"),
-        help="host:port,... (default: KVSTORE_ENDPOINTS, else the kvstore up defaults)",
-    )
-    cmd.add_argument("--timeout", type=float, default=10.0)
-    cmd.add_argument(
-        "--dc",
-        default=os.environ.get("KVSTORE_DC") or None,
-        help="the client's datacenter: use gateways there first (default: KVSTORE_DC)",
-    )
-
-
-def add_output(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("-o", "--output", choices=("table", "json"), default="table")
+NODE_STATUS_S_MAX = 3.0  # one node's answer to `status`: a slow node must not stall the rest
 
 
 def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -44,7 +31,7 @@ def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
         async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
             try:
                 view = await admin_pb2_grpc.AdminStub(channel).NodeStatus(
-                    admin_pb2.NodeStatusRequest(), timeout=min(args.timeout, 3.0)
+                    admin_pb2.NodeStatusRequest(), timeout=min(args.timeout, NODE_STATUS_S_MAX)
                 )
             except grpc.aio.AioRpcError:
                 return endpoint, None
@@ -63,12 +50,14 @@ def endpoint_list(args: argparse.Namespace) -> list[str]:
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     if not endpoints:
         raise UserError("no endpoints: pass --endpoints host:port,... or set KVSTORE_ENDPOINTS")
+    for endpoint in endpoints:
+        check_endpoint(endpoint)
     dc = getattr(args, "dc", None)
     if dc:
         try:
             nodes = list(
                 event_loop.run_in_cli_loop(
-                    describe_cluster(endpoints, min(args.timeout, 3.0))
+                    describe_cluster(endpoints, min(args.timeout, NODE_STATUS_S_MAX))
                 ).nodes
             )
         except UserError:
@@ -80,11 +69,20 @@ def endpoint_list(args: argparse.Namespace) -> list[str]:
     return endpoints
 
 
+def check_endpoint(endpoint: str) -> None:
+    """``host:port`` with a port in 1..65535 (gRPC would only fail later, less clearly)."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise UserError(f"endpoint {endpoint!r} is not host:port")
+    if not 1 <= int(port) <= 65535:
+        raise UserError(f"endpoint {endpoint!r}: port must be within 1..65535")
+
+
 async def describe_cluster(
     endpoints: list[str], timeout: float
 ) -> admin_pb2.DescribeClusterResponse:
     """``Admin.DescribeCluster`` from the first endpoint that answers (else ``UserError``)."""
-    last = "no endpoint answered"
+    failures = []
     for endpoint in endpoints:
         async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
             try:
@@ -93,8 +91,11 @@ async def describe_cluster(
                 ).DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=timeout)
                 return view
             except grpc.aio.AioRpcError as err:
-                last = f"{endpoint}: {err.code().name}"
-    raise UserError(last)
+                failures.append(f"{endpoint}: {err.code().name}")
+    raise UserError(f"no endpoint answered ({', '.join(failures)})")
+
+
+# ---------------------------------------------------------------------- output
 
 
 def show(args: argparse.Namespace, row: dict[str, Any], columns: list[str]) -> None:
@@ -111,3 +112,32 @@ def table(columns: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def text(data: bytes) -> str:
+    """``data`` for people: UTF-8, with ``\\xNN`` for each byte that is not (module rule)."""
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def bytes_fields(name: str, data: bytes) -> dict[str, str]:
+    """``{name: text}``, plus ``{name_base64: exact}`` when ``data`` is not valid UTF-8."""
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {name: text(data), f"{name}_base64": base64.b64encode(data).decode("ascii")}
+
+
+def kv_row(kv: kv_pb2.KeyValue) -> dict[str, Any]:
+    return {
+        **bytes_fields("key", kv.key),
+        **bytes_fields("value", kv.value),
+        "version": kv.version,
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+    }
+
+
+def range_text(start: bytes, end: bytes) -> str:
+    """``['a', 'b')``; an empty end is the end of the key space, ``∞``."""
+    shown_end = f"'{text(end)}'" if end else "∞"
+    return f"['{text(start)}', {shown_end})"

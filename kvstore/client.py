@@ -25,26 +25,26 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar, overload
 
 import grpc
 
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.request_ids import new_client_id
+from kvstore.txn import Txn, TxnResult
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+
+__all__ = ["AsyncClient", "Client", "KvError", "new_client_id"]
 
 T = TypeVar("T")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 ATTEMPT_S_MAX = 3.0
-
-
-def new_client_id() -> int:
-    """A random, non-zero client id (zero means "no session")."""
-    return (int.from_bytes(os.urandom(8), "big") >> 1) | 1
 
 
 class KvError(Exception):
@@ -56,6 +56,15 @@ class KvError(Exception):
 
 def _key(key: bytes | str) -> bytes:
     return key.encode() if isinstance(key, str) else key
+
+
+def _check_timeout(timeout_s: float) -> None:
+    # Every call's deadline is now + timeout_s: zero or less fails every call unsent, and an
+    # infinite or NaN one would retry forever.
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise TypeError(f"timeout_s must be a number of seconds, not {timeout_s!r}")
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError(f"timeout_s must be a positive, finite number of seconds, not {timeout_s}")
 
 
 class _Lanes:
@@ -89,6 +98,7 @@ class AsyncClient:
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
+        _check_timeout(timeout_s)
         self._endpoints = list(endpoints)
         self.dc = dc if dc is not None else os.environ.get("KVSTORE_DC") or None
         self._dc_of: dict[int, str] = {}
@@ -126,7 +136,7 @@ class AsyncClient:
                 key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=request_id
             )
             response: kv_pb2.PutResponse = await self._call(
-                request.key, lambda a, t: self._batch(a, "put", request, t)
+                request.key, lambda a, t: self._batch(a, "put", request, t), write=True
             )
         return response
 
@@ -151,7 +161,7 @@ class AsyncClient:
             key=_key(key), consistency=consistency, max_staleness_ms=max_staleness_ms
         )
         response: kv_pb2.GetResponse = await self._call(
-            request.key, lambda a, t: self._batch(a, "get", request, t)
+            request.key, lambda a, t: self._batch(a, "get", request, t), write=False
         )
         return response
 
@@ -159,7 +169,7 @@ class AsyncClient:
         with self._lanes.take() as request_id:
             request = kv_pb2.DeleteRequest(key=_key(key), request_id=request_id)
             response: kv_pb2.DeleteResponse = await self._call(
-                request.key, lambda a, t: self._batch(a, "delete", request, t)
+                request.key, lambda a, t: self._batch(a, "delete", request, t), write=True
             )
         return response.deleted
 
@@ -168,11 +178,27 @@ class AsyncClient:
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
         request = kv_pb2.ScanRequest(start=_key(start), end=_key(end), limit=limit)
         response: kv_pb2.ScanResponse = await self._call(
-            request.start, lambda a, t: self._stub(a).Scan(request, timeout=t)
+            request.start, lambda a, t: self._stub(a).Scan(request, timeout=t), write=False
         )
         return list(response.kvs), response.more
 
-    async def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
+    @overload
+    def txn(self) -> Txn[Coroutine[Any, Any, TxnResult]]: ...
+    @overload
+    def txn(self, request: kv_pb2.TxnRequest) -> Coroutine[Any, Any, kv_pb2.TxnResponse]: ...
+    def txn(
+        self, request: kv_pb2.TxnRequest | None = None
+    ) -> Txn[Coroutine[Any, Any, TxnResult]] | Coroutine[Any, Any, kv_pb2.TxnResponse]:
+        """``txn()``: a typed builder (``kvstore.txn``) whose ``commit()`` is awaited for a
+        ``TxnResult``; ``txn(request)``: send that ``TxnRequest`` and await its response."""
+        if request is None:
+            return Txn(self._commit)
+        return self._txn(request)
+
+    async def _commit(self, request: kv_pb2.TxnRequest) -> TxnResult:
+        return TxnResult.from_response(await self._txn(request))
+
+    async def _txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
         keys = [c.key for c in request.compare] + [
             getattr(op, op.WhichOneof("request") or "get").key
             for op in (*request.success, *request.failure)
@@ -181,7 +207,9 @@ class AsyncClient:
             if not request.HasField("request_id"):
                 request.request_id.CopyFrom(request_id)
             response: kv_pb2.TxnResponse = await self._call(
-                keys[0] if keys else b"", lambda a, t: self._batch(a, "txn", request, t)
+                keys[0] if keys else b"",
+                lambda a, t: self._batch(a, "txn", request, t),
+                write=True,
             )
         return response
 
@@ -243,7 +271,11 @@ class AsyncClient:
             batcher = self._batchers[address] = Batcher(self._stub(address))
         return batcher.submit(kind, request, timeout)
 
-    async def _call(self, key: bytes, call: Callable[[str, float], Awaitable[T]]) -> T:
+    async def _call(
+        self, key: bytes, call: Callable[[str, float], Awaitable[T]], *, write: bool
+    ) -> T:
+        """``call`` at the best target, retried until the deadline. ``write``: a failure
+        must say that the outcome is unknown (an attempt may have applied it)."""
         deadline = time.monotonic() + self._timeout_s
         backoff = 0.02
         last = "no node answered"
@@ -269,9 +301,10 @@ class AsyncClient:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.5)
             self._shards = []  # the map may be stale: fetch it again
+        unknown = "; the write's outcome is unknown" if write else ""
         raise KvError(
             grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"no answer within {self._timeout_s}s ({last}); a write's outcome is unknown",
+            f"no answer within {self._timeout_s}s ({last}){unknown}",
         )
 
     def _learn(self, response: Any) -> None:
@@ -291,6 +324,9 @@ class Client:
         client_id: int | None = None,
         dc: str | None = None,
     ) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        _check_timeout(timeout_s)  # before the thread: a refused client leaves nothing running
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="kvstore-client", daemon=True
@@ -332,7 +368,15 @@ class Client:
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
         return self._run(self._async.scan(start, end, limit))
 
-    def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse:
+    @overload
+    def txn(self) -> Txn[TxnResult]: ...
+    @overload
+    def txn(self, request: kv_pb2.TxnRequest) -> kv_pb2.TxnResponse: ...
+    def txn(self, request: kv_pb2.TxnRequest | None = None) -> Txn[TxnResult] | kv_pb2.TxnResponse:
+        """``txn()``: a typed builder whose ``commit()`` returns a ``TxnResult``;
+        ``txn(request)``: send that ``TxnRequest`` and return its response."""
+        if request is None:
+            return Txn(lambda built: self._run(self._async._commit(built)))
         return self._run(self._async.txn(request))
 
     def close(self) -> None:

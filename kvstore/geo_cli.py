@@ -1,5 +1,7 @@
 """``kvstore placement set|plan`` and the datacenter view of ``kvstore status``.
 
+Their arguments are defined in ``kvstore.__main__``.
+
 Round trips come from the nodes' own probes (``Admin.NodeStatus`` peers), so a plan reflects
 the network as it is now, emulated WAN included.
 """
@@ -17,38 +19,9 @@ import grpc
 from cluster.placement import Rtt, ShardPlan, plan
 from kvstore import event_loop
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.cli_support import (
-    UserError,
-    add_endpoints,
-    add_output,
-    endpoint_list,
-    node_views,
-    table,
-)
+from kvstore.cli_args import UserError
+from kvstore.cli_support import endpoint_list, node_views, table
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
-
-
-def add_parsers(sub: Any) -> None:
-    placement = sub.add_parser("placement", help="where each shard's leader should be")
-    placement_sub = placement.add_subparsers(dest="placement_command", required=True)
-    set_cmd = placement_sub.add_parser(
-        "set", help="prefer a datacenter for a shard's leader (the leaders' balancer moves it)"
-    )
-    set_cmd.add_argument("shard", type=int)
-    where = set_cmd.add_mutually_exclusive_group(required=True)
-    where.add_argument("--leader-dc", help="the datacenter to lead from")
-    where.add_argument(
-        "--default", action="store_true", help="back to the config's choice (else spread evenly)"
-    )
-    plan_cmd = placement_sub.add_parser(
-        "plan",
-        help="expected latency per client DC for each possible leader DC, and each DC's loss",
-    )
-    for cmd, fn in ((set_cmd, _set), (plan_cmd, _plan)):
-        add_endpoints(cmd)
-        add_output(cmd)
-        cmd.set_defaults(run=fn)
-
 
 # ---------------------------------------------------------------------- round trips
 
@@ -83,13 +56,15 @@ def print_rtt_table(rtt: Rtt) -> None:
 # ---------------------------------------------------------------------- placement set
 
 
-def _set(args: argparse.Namespace) -> int:
+def placement_set(args: argparse.Namespace) -> int:
     leader_dc = "" if args.default else args.leader_dc
     request = admin_pb2.SetPlacementRequest(shard_id=args.shard, leader_dc=leader_dc)
 
+    endpoints = endpoint_list(args)  # outside the loop below: with --dc it runs one itself
+
     async def ask() -> admin_pb2.SetPlacementResponse:
         last = "no endpoint answered"
-        for endpoint in endpoint_list(args):
+        for endpoint in endpoints:
             async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
                 try:
                     response: admin_pb2.SetPlacementResponse = await admin_pb2_grpc.AdminStub(
@@ -120,11 +95,11 @@ def _set(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- placement plan
 
 
-def _plan(args: argparse.Namespace) -> int:
+def placement_plan(args: argparse.Namespace) -> int:
     views = node_views(args)
     answering = [v for _, v in views if v is not None]
     if not answering:
-        raise UserError("no endpoint answered")
+        raise UserError(f"no node answered: {', '.join(e for e, _ in views)}")
     rtt = rtt_matrix(views)
     dcs = sorted({v.dc for v in answering} | {p.dc for v in answering for p in v.peers})
     shards: dict[int, dict[str, Any]] = {}

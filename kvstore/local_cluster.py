@@ -70,13 +70,15 @@ class LocalCluster:
         self,
         data_dir: Path,
         *,
-        nodes_per_dc: int = 1,
-        base_port: int = 7000,
+        nodes_per_dc: int | None = None,
+        base_port: int | None = None,
         wan_latency_ms: float | None = None,
         wan_jitter_ms: float = 0.0,
     ) -> None:
-        """``wan_latency_ms``: emulated one-way delay between datacenters (None: as the
-        existing config says, else none)."""
+        """``nodes_per_dc`` (default 1), ``base_port`` (default 7000) and ``wan_latency_ms``
+        (emulated one-way delay between datacenters; default none) shape a new cluster; a
+        directory that holds one already keeps its own, and asking for others is an error
+        (they would be silently ignored)."""
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir / "cluster.toml"
@@ -86,8 +88,8 @@ class LocalCluster:
         if new:
             self.config_path.write_text(
                 default_config(
-                    nodes_per_dc,
-                    base_port,
+                    nodes_per_dc or 1,
+                    base_port if base_port is not None else 7000,
                     wan_latency_ms=wan_latency_ms or 0.0,
                     wan_jitter_ms=wan_jitter_ms,
                 )
@@ -98,6 +100,19 @@ class LocalCluster:
             raise ValueError(
                 f"{self.config_path} has wan latency {self.cluster.wan.latency_ms} ms, not"
                 f" {wan_latency_ms}: use another --dir (or edit [wan] there)"
+            )
+        have_base = int(self.cluster.nodes[0].address.rpartition(":")[2]) - 1
+        if base_port is not None and base_port != have_base:
+            raise ValueError(
+                f"{self.config_path} has its nodes on ports {have_base + 1}-"
+                f"{have_base + len(self.cluster.nodes)}, not from --base-port {base_port}:"
+                " use another --dir for other ports"
+            )
+        have_per_dc = len(self.cluster.nodes) // len(DATACENTERS)
+        if nodes_per_dc is not None and nodes_per_dc != have_per_dc:
+            raise ValueError(
+                f"{self.config_path} has {have_per_dc} node(s) per datacenter, not"
+                f" {nodes_per_dc}: use another --dir for another shape"
             )
         self.endpoints = [n.address for n in self.cluster.nodes]
         (data_dir / "endpoints").write_text("".join(f"{e}\n" for e in self.endpoints))
@@ -176,8 +191,8 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = 10.0
 def up(
     data_dir: Path,
     *,
-    nodes_per_dc: int,
-    base_port: int,
+    nodes_per_dc: int | None,
+    base_port: int | None,
     wan_latency_ms: float | None = None,
     wan_jitter_ms: float = 0.0,
     restart: bool = True,

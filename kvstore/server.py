@@ -2,6 +2,15 @@
 
 This is the composition root: the only place that builds the concrete adapters and wires
 them together (storage, runtime, peer transport, KV service).
+
+Besides kvstore's own services the server carries two standard ones, so stock tools work:
+``grpc.health.v1.Health`` (``grpc_health_probe``, load balancers, Kubernetes probes) and
+server reflection (``grpcurl list``). Health, for the whole server (``""``) and for
+``kvstore.v1.KV``: NOT_SERVING while the node starts and from the moment it starts to stop;
+SERVING once its runtime and peer transport run (it can route any request).
+
+The port is bound exclusively (``kvstore.channels.SERVER_OPTIONS``): gRPC sets SO_REUSEPORT
+by default on Linux, which let a second node on the same address start and share the port.
 """
 
 from __future__ import annotations
@@ -10,6 +19,9 @@ import random
 from pathlib import Path
 
 import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
@@ -19,8 +31,17 @@ from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
-from kvstore.v1 import admin_pb2_grpc, kv_pb2_grpc, peer_pb2_grpc
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc, peer_pb2_grpc
 from paxos import Message
+
+KV_SERVICE = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name  # "kvstore.v1.KV"
+HEALTH_SERVICES = ("", KV_SERVICE)  # "": the server as a whole, as the protocol defines
+REFLECTED_SERVICES = (
+    KV_SERVICE,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
 
 
 class StartupError(RuntimeError):
@@ -78,6 +99,10 @@ class NodeServer:
         self._server = grpc.aio.server(
             interceptors=[RejectMalformedRequests()], options=SERVER_OPTIONS
         )
+        self._health = health.aio.HealthServicer()
+        self._log = structlog.get_logger("kvstore.server").bind(node=node_id, dc=self.spec.dc)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(REFLECTED_SERVICES, self._server)
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         admin_pb2_grpc.add_AdminServicer_to_server(
@@ -89,19 +114,39 @@ class NodeServer:
         self.runtime.deliver(shard_id, msg)
 
     async def start(self) -> None:
+        """Listen, then run. On ``StartupError`` nothing runs and nothing is left to stop
+        (the gRPC server is stopped here, before the caller's event loop can close under
+        it: a server collected after its loop closed prints an "Event loop is closed"
+        traceback)."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = self.spec.address
         try:
-            port = self._server.add_insecure_port(self.spec.address)
-        except RuntimeError as exc:
-            raise StartupError(f"cannot listen on {self.spec.address}: {exc}") from None
+            port = self._server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0  # grpc raises for an address it cannot bind (older versions return 0)
         if port == 0:
-            raise StartupError(f"cannot listen on {self.spec.address} (address in use?)")
+            await self._server.stop(None)
+            self._store.close()
+            raise StartupError(f"cannot listen on {address} (address in use?)")
         await self._server.start()
+        self._log.info("listening", address=address)
         await self.runtime.start()
         self._transport.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 0.5) -> None:
-        await self._transport.stop()
-        await self._server.stop(grace_s)
+        await self.stop_serving(grace_s)
         await self._kv.close()
         await self.runtime.stop()
         self._store.close()
+
+    async def stop_serving(self, grace_s: float | None = 0.5) -> None:
+        """Health NOT_SERVING, then stop the peer links and the gRPC server: what a node
+        that failed (its runtime may be wedged on a broken disk) can still do safely."""
+        await self._health.enter_graceful_shutdown()
+        await self._transport.stop()
+        await self._server.stop(grace_s)
+
+    async def _set_health(self, status: int) -> None:
+        for service in HEALTH_SERVICES:
+            await self._health.set(service, status)

@@ -130,8 +130,24 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def TransferLeader(  # noqa: N802
         self, request: admin_pb2.TransferLeaderRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.TransferLeaderResponse:
+        """Unknown shard or node: ``NOT_FOUND``; a node that holds no replica of the shard:
+        ``INVALID_ARGUMENT``; a shard this node does not host: ``NOT_FOUND`` (ask its
+        replicas)."""
+        if request.shard_id not in self._spans:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"shard {request.shard_id} does not exist"
+            )
         if request.to_node_id not in {n.node_id for n in self._cluster.nodes}:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no node {request.to_node_id}")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"node {request.to_node_id} does not exist"
+            )
+        replicas = self._cluster.shard(request.shard_id).replicas
+        if request.to_node_id not in replicas:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node {request.to_node_id} holds no replica of shard {request.shard_id}"
+                f" (its replicas: {', '.join(map(str, replicas))})",
+            )
         try:
             started = self._runtime.transfer_leadership(request.shard_id, request.to_node_id)
             leader = self._runtime.leader_hint(request.shard_id) or 0

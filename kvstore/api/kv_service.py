@@ -55,6 +55,7 @@ from kvstore.model import (
 )
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.runtime.node import (
+    CommandTooLargeError,
     NodeRuntime,
     NotLeaderError,
     OverloadedError,
@@ -168,7 +169,16 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "scan end must be after start (or empty)"
             )
         most = self._limits.scan_keys_max
-        remaining = min(request.limit or most, most)
+        # A node forwarding a scan asks the shard for one key more than it still needs (to
+        # learn whether more exist): one over the maximum is that, from a node, not a caller.
+        allowed = most + 1 if is_forwarded(context) else most
+        if request.limit > allowed:
+            # Refused, not capped: a caller paging by its own limit would miss the cut silently.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"scan limit {request.limit} is over the maximum {most} (0 asks for the maximum)",
+            )
+        remaining = request.limit or most
         response = kv_pb2.ScanResponse()
         # One shard at a time, each read at its own linearizable point. Asking every shard
         # for one key more than still needed tells exactly whether more keys exist.
@@ -332,7 +342,7 @@ class KvService(kv_pb2_grpc.KVServicer):
 
         if command.request.client_id and self._hosts(shard):
             forward = partial(self._forward_and_witness, shard, command, forward)
-        return await self._route(shard, context, local, forward)
+        return await self._route(shard, context, local, forward, write=True)
 
     async def _forward_and_witness(
         self,
@@ -363,7 +373,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         async def local() -> None:
             await self._runtime.linearizable_point(shard)
 
-        return await self._route(shard, context, local, forward)
+        return await self._route(shard, context, local, forward, write=False)
 
     async def _route(
         self,
@@ -371,7 +381,12 @@ class KvService(kv_pb2_grpc.KVServicer):
         context: grpc.aio.ServicerContext[Any, Any],
         local: Callable[[], Awaitable[R]],
         forward: Callable[[int, float], Awaitable[Any]],
+        *,
+        write: bool,
     ) -> Any:
+        """Serve here or at the leader until the deadline. ``write``: the request may have
+        been applied by an attempt that timed out, so its refusal must say so (a read's
+        never changes anything)."""
         loop = asyncio.get_running_loop()
         remaining_s = context.time_remaining()
         deadline = loop.time() + (remaining_s if remaining_s is not None else DEFAULT_DEADLINE_S)
@@ -392,6 +407,8 @@ class KvService(kv_pb2_grpc.KVServicer):
                     hint = exc.leader_hint
                 except ProposalDroppedError:
                     continue  # same request id: the session table keeps it exactly-once
+                except CommandTooLargeError as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                 except OverloadedError as exc:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                 except TimeoutError:
@@ -413,10 +430,12 @@ class KvService(kv_pb2_grpc.KVServicer):
                 break  # let the first node retry; never forward twice
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.2)
+        unavailable = f"shard {shard}: no reachable leader before the deadline"
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE,
-            f"shard {shard}: no reachable leader before the deadline; a write's outcome is"
-            " unknown: retry it with the same request id",
+            unavailable + "; the write's outcome is unknown: retry it with the same request id"
+            if write
+            else unavailable + "; nothing was read: retry",
         )
 
     async def _scan_shard(
@@ -490,12 +509,15 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, shard: int, consistency: int, max_staleness_ms: int
     ) -> tuple[bool, float | None]:
         """Whether this node serves the read from its own replica (a stale read it is fresh
-        enough for; ``max_staleness_ms`` 0 accepts any age), and the bound it can prove."""
+        enough for), and the bound to report: the one it proved, for a bounded read; None
+        (reported as -1, "no bound") for a plain stale read, which asked for none (the
+        README's and the proto's contract), so none is claimed."""
         if consistency != kv_pb2.CONSISTENCY_STALE or not self._hosts(shard):
             return False, None
+        if not max_staleness_ms:
+            return True, None
         bound = self._runtime.stale_read_bound_ms(shard)
-        fresh = not max_staleness_ms or (bound is not None and bound <= max_staleness_ms)
-        return fresh, bound
+        return bound is not None and bound <= max_staleness_ms, bound
 
     def _get_local(self, shard: int, key: bytes, bound_ms: float | None) -> kv_pb2.GetResponse:
         kv = self._runtime.get_local(shard, key)

@@ -1,4 +1,6 @@
-"""``kvstore bench``: arguments, the cluster under test (given or local), the standard suite."""
+"""``kvstore bench``: the cluster under test (given or local), the standard suite.
+
+Its arguments, each range-checked, are ``kvstore.cli_args.add_bench_arguments``."""
 
 from __future__ import annotations
 
@@ -24,59 +26,14 @@ from kvstore.bench.runner import (
     measure,
     node_statuses,
 )
+from kvstore.cli_args import UserError
+from kvstore.cli_support import check_endpoint
 from kvstore.client import AsyncClient, KvError
 from kvstore.local_cluster import LocalCluster
 
-WORKLOADS = ("put", "get", "mixed", "cas", "load")
 STANDARD = (("put", 0.0), ("get", 0.0), ("mixed", 0.5), ("mixed", 0.95))
 GEO_STALENESS_MS = 1000
 READY_S_MAX = 30.0
-
-
-def add_arguments(bench: argparse.ArgumentParser) -> None:
-    target = bench.add_mutually_exclusive_group()
-    target.add_argument(
-        "--local", action="store_true", help="start a local 3-DC cluster for the run"
-    )
-    target.add_argument("--endpoints", help="comma-separated node addresses of a running cluster")
-    bench.add_argument("--workload", choices=WORKLOADS, default="put")
-    bench.add_argument("--read-ratio", type=float, default=0.5, help="mixed: share of gets")
-    bench.add_argument("--stale", action="store_true", help="gets read the nearest replica")
-    bench.add_argument(
-        "--max-staleness-ms",
-        type=int,
-        default=0,
-        help="gets: bounded staleness; the client's DC serves them if it is fresh enough",
-    )
-    bench.add_argument("--dc", help="the clients' datacenter: they use gateways there")
-    bench.add_argument(
-        "--shard", type=int, help="keys of this shard only (default: spread over all)"
-    )
-    bench.add_argument(
-        "--wan-latency-ms",
-        type=float,
-        default=None,
-        help="--local: emulated one-way delay between datacenters",
-    )
-    bench.add_argument("--keys", type=int, default=1000, help="key count, spread over shards")
-    bench.add_argument("--distribution", choices=("uniform", "zipfian"), default="uniform")
-    bench.add_argument("--value-size", type=int, default=100)
-    bench.add_argument("--concurrency", type=int, default=64)
-    bench.add_argument("--clients", type=int, default=1, help="client processes")
-    bench.add_argument("--duration", type=float, default=10.0, help="seconds per benchmark")
-    bench.add_argument("--ops", type=int, default=0, help="stop after this many ops (0: none)")
-    bench.add_argument("--calibrate", action="store_true", help="also time a gRPC echo server")
-    bench.add_argument(
-        "--suite",
-        choices=("standard", "geo"),
-        help="standard: put/get/mixed at conc. 1 and 64; geo: put, get and bounded-stale get"
-        " from a client in each DC (keys of --shard, default 1), concurrency 1",
-    )
-    bench.add_argument("--markdown", type=Path, help="write the results as markdown here")
-    bench.add_argument("--dir", type=Path, help="--local: data directory (default: temporary)")
-    bench.add_argument("--base-port", type=int, default=7400, help="--local: first port")
-    bench.add_argument("--seed", type=int, default=1)
-    bench.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 class BenchError(Exception):
@@ -127,19 +84,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if not 0.0 <= args.read_ratio <= 1.0:
-        raise BenchError("--read-ratio must be within 0..1")
-    for name in ("keys", "value_size", "concurrency", "clients"):
-        if getattr(args, name) < 1:
-            raise BenchError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.duration <= 0 or args.ops < 0:
-        raise BenchError("--duration must be > 0 and --ops >= 0")
-    if not 0 <= args.max_staleness_ms < 1 << 32:
-        raise BenchError("--max-staleness-ms must be a non-negative number of ms")
-    if args.wan_latency_ms is not None and not 0 <= args.wan_latency_ms <= 10_000:
-        raise BenchError("--wan-latency-ms must be within 0..10000")
+    """What the flags' own ranges cannot say (those are checked as they are parsed)."""
     if args.wan_latency_ms is not None and not args.local and args.endpoints:
         raise BenchError("--wan-latency-ms configures a --local cluster")
+    if args.endpoints is not None:
+        endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+        if not endpoints:
+            raise BenchError("--endpoints names no endpoint")
+        for endpoint in endpoints:
+            try:
+                check_endpoint(endpoint)
+            except UserError as exc:
+                raise BenchError(str(exc)) from None
 
 
 async def _wait_for_placement(endpoints: list[str], shards: int) -> None:

@@ -83,6 +83,11 @@ class OverloadedError(Exception):
     pass
 
 
+class CommandTooLargeError(Exception):
+    """The command does not fit a slot (``batch_bytes_max``): never for one the edge admits
+    (slots are sized for the largest), so a caller's mistake, not a reason to retry."""
+
+
 class UnknownShardError(Exception):
     pass
 
@@ -293,7 +298,9 @@ class NodeRuntime:
         outcome = shard.replica.propose(encoded)
         if isinstance(outcome, NotLeader):
             raise NotLeaderError(shard_id, outcome.leader_hint)
-        if isinstance(outcome, Overloaded | TooLarge):
+        if isinstance(outcome, TooLarge):
+            raise CommandTooLargeError(f"a command of over {outcome.limit_bytes} bytes")
+        if isinstance(outcome, Overloaded):
             raise OverloadedError(str(outcome))
         assert isinstance(outcome, Proposed)
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()

@@ -2,12 +2,14 @@
 
     {"client": 3, "call": <ns>, "return": <ns or null>, "op": "get"|"put"|"cas"|"delete",
      "key": "k17", "value": "v42" or null, "expected": <cas expected or null>,
-     "output": <value a get read, or null if absent>, "ok": true|false}
+     "output": <value a get read, or null if absent>, "ok": true|false|null}
 
 ``call``/``return`` come from one monotonic clock in the harness. ``"return": null`` is an
 unknown outcome (deadline, UNAVAILABLE, dropped connection, killed node): the operation may
-have taken effect at any time after its call. ``"ok": false`` is only written where the
-server guarantees nothing was applied (a cas whose comparison failed, a rejected request).
+have taken effect at any time after its call, and its ``"ok"`` is ``null`` too (neither
+succeeded nor failed: unknown). ``"ok": false`` is only written where the server guarantees
+nothing was applied (a cas whose comparison failed, a rejected request). Histories written
+before ``null`` was used (``"return": null, "ok": false``) read the same: ``return`` decides.
 
 One key is added to that shape, on ``"ok": false`` lines only: ``"error"`` says why —
 ``"cas-mismatch"`` (the comparison failed: the value differed from ``expected``, which our
@@ -37,8 +39,11 @@ class Op:
     value: str | None = None
     expected: str | None = None
     output: str | None = None
-    ok: bool = True
+    ok: bool | None = True  # None exactly when ``ret`` is: the outcome is unknown
     error: str | None = None  # on ok: false lines: "cas-mismatch" or the refusing status
+
+    def __post_init__(self) -> None:
+        assert (self.ok is None) == (self.ret is None), self
 
     @property
     def unknown(self) -> bool:
@@ -73,7 +78,7 @@ class Op:
             value=obj.get("value"),
             expected=obj.get("expected"),
             output=obj.get("output"),
-            ok=bool(obj["ok"]),
+            ok=None if obj["return"] is None else bool(obj["ok"]),
             error=obj.get("error"),
         )
 

@@ -6,9 +6,9 @@ pending call, and backtracks when it meets the return of an operation it has not
 (Porcupine's algorithm); a cache of (linearized set, register value) prunes states already
 explored.
 
-Unknown outcomes (``return`` null) may take effect at any time after their call, or never:
-their return sits at +infinity, and the search succeeds once every operation with a known
-return is linearized. A get whose outcome is unknown constrains nothing and is dropped; so
+Unknown outcomes (``return`` and ``ok`` null) may take effect at any time after their call,
+or never: their return sits at +infinity, and the search succeeds once every operation with
+a known return is linearized. A get whose outcome is unknown constrains nothing and is dropped; so
 is every operation with ``ok: false`` (nothing was applied), except a cas whose ``error`` is
 ``cas-mismatch``: that one asserts the value differed from ``expected`` at its
 linearization point.
@@ -71,7 +71,7 @@ def step(state: str | None, op: Op) -> tuple[bool, str | None]:
     if op.op == "delete":
         return True, ABSENT
     # cas
-    if op.ret is not None and not op.ok:  # a cas-mismatch (other failures are not searched)
+    if op.ok is False:  # a cas-mismatch (other failures are not searched)
         return state != op.expected, state
     if state == op.expected:
         return True, op.value
@@ -82,7 +82,7 @@ def relevant(op: Op) -> bool:
     """Whether ``op`` constrains the register's history at all."""
     if op.unknown:
         return op.op != "get"
-    return op.ok or (op.op == "cas" and op.error == CAS_MISMATCH)
+    return op.ok is True or (op.op == "cas" and op.error == CAS_MISMATCH)
 
 
 def check_history(ops: Iterable[Op], *, steps_per_key_max: int = STEPS_PER_KEY_MAX) -> Verdict:

@@ -66,7 +66,7 @@ def generate(
         written.setdefault(key, []).append(value)
         if rng.random() < unknown_rate:
             # The client never learns the outcome; Jepsen gives it a new identity.
-            op = Op(name, call, None, op.op, key, op.value, op.expected, None, False)  # no error
+            op = Op(name, call, None, op.op, key, op.value, op.expected, None, None)  # no error
             renamed[client] = next_client
             next_client += 1
         history.append(op)

@@ -14,16 +14,17 @@ from tests.jepsen.synthetic import generate
 
 
 def put(c: int, call: int, ret: int | None, v: str, key: str = "k") -> Op:
-    return Op(c, call, ret, "put", key, value=v, ok=ret is not None)
+    return Op(c, call, ret, "put", key, value=v, ok=None if ret is None else True)
 
 
 def get(c: int, call: int, ret: int | None, out: str | None, key: str = "k") -> Op:
-    return Op(c, call, ret, "get", key, output=out, ok=ret is not None)
+    return Op(c, call, ret, "get", key, output=out, ok=None if ret is None else True)
 
 
 def cas(c: int, call: int, ret: int | None, exp: str, v: str, ok: bool, key: str = "k") -> Op:  # noqa: PLR0917
     error = None if ok or ret is None else CAS_MISMATCH
-    return Op(c, call, ret, "cas", key, value=v, expected=exp, ok=ok, error=error)
+    known = None if ret is None else ok
+    return Op(c, call, ret, "cas", key, value=v, expected=exp, ok=known, error=error)
 
 
 def verdict(*ops: Op) -> str:
@@ -156,7 +157,7 @@ def test_a_read_of_an_unwritten_value_is_always_caught(seed: int) -> None:
 
 def _w(op: str, value: str | None, call_ms: int, ret_ms: int | None, ok: bool = True) -> Op:
     ret = None if ret_ms is None else ret_ms * 1_000_000
-    return Op(1, call_ms * 1_000_000, ret, op, "k", value, None, None, ok)
+    return Op(1, call_ms * 1_000_000, ret, op, "k", value, None, None, None if ret is None else ok)
 
 
 def _r(output: str | None, call_ms: int, bound_ms: int) -> BoundedRead:

@@ -282,7 +282,7 @@ class RegisterWorkload:
             self._written.setdefault(key, []).append(value)
         if outcome.unknown:
             self.counters.unknown += 1
-            self.record(Op(me.number, call, None, kind, key, value, expected, None, False))
+            self.record(Op(me.number, call, None, kind, key, value, expected, None, None))
             me.crashed()
             await asyncio.sleep(FAILURE_BACKOFF_S)
             return
@@ -360,7 +360,7 @@ class SetAdd:
     element: int
     call: int
     ret: int | None
-    ok: bool
+    ok: bool | None  # None: the outcome is unknown (as in the history)
 
 
 class SetWorkload:
@@ -385,7 +385,7 @@ class SetWorkload:
                 await asyncio.sleep(FAILURE_BACKOFF_S)
             if outcome.unknown:
                 self.counters.unknown += 1
-                self.adds.append(SetAdd(me.number, element, call, None, False))
+                self.adds.append(SetAdd(me.number, element, call, None, None))
                 me.crashed()
             else:
                 ok = not outcome.definite_failure

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
 
 from cluster import parse_cluster_config
-from kvstore import AsyncClient, Client, KvError
+from kvstore import AsyncClient, Client, KvError, TxnDelete, TxnGet, TxnPut, TxnResult
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.server import NodeServer
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 from tests.ports import free_base_port
 from tests.runtime.test_grpc_cluster import PAXOS, config_text
+
+T = TypeVar("T")
 
 
 async def start_servers(tmp_path: Path) -> tuple[list[NodeServer], list[str]]:
@@ -332,3 +334,59 @@ def test_a_read_is_not_held_back_by_a_write_in_its_batch(tmp_path: Path) -> None
                 await server.stop()
 
     asyncio.run(main())
+
+
+def test_the_typed_transaction_against_a_cluster(tmp_path: Path) -> None:
+    """``txn()...commit()``: compare-and-swap through both clients; a failed compare runs
+    the else branch and returns what it read."""
+    servers: list[NodeServer] = []
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def claim(client: AsyncClient) -> tuple[TxnResult, TxnResult]:
+        first = await client.txn().if_version("lock", "=", 0).then_put("lock", "a").commit()
+        second = await client.txn().if_version("lock", "=", 0).then_put("lock", "b").commit()
+        return first, second
+
+    try:
+        servers, endpoints = asyncio.run_coroutine_threadsafe(
+            start_servers(tmp_path), loop
+        ).result()
+        won, lost = asyncio.run(_with_async_client(endpoints, claim))
+        assert won.succeeded and won.results == (TxnPut(won.revision),)
+        assert not lost.succeeded and lost.results == () and lost.revision == won.revision
+        with Client(endpoints, timeout_s=15) as kv:
+            swap = (
+                kv.txn()
+                .if_value("lock", "=", b"a")
+                .if_mod_revision("lock", "=", won.revision)
+                .then_put("lock", b"\xff binary")
+                .then_get("lock")
+                .else_get("lock")
+                .commit()
+            )
+            assert swap.succeeded
+            put, got = swap.results
+            assert put == TxnPut(swap.revision)
+            assert isinstance(got, TxnGet) and got.kv is not None
+            assert got.kv.value == b"\xff binary" and got.kv.version == 2
+            stale = kv.txn().if_value("lock", "=", "a").then_delete("lock").else_get("lock")
+            refused = stale.commit()
+            assert not refused.succeeded
+            (current,) = refused.results
+            assert isinstance(current, TxnGet) and current.kv is not None
+            assert current.kv.value == b"\xff binary"
+            gone = kv.txn().then_delete("lock").then_get("lock").commit()
+            assert gone.results == (TxnDelete(True, gone.revision), TxnGet(None))
+            assert kv.txn(stale.request()).succeeded is False  # the request form still works
+    finally:
+        for server in servers:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+async def _with_async_client(endpoints: list[str], use: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    async with AsyncClient(endpoints, timeout_s=15) as client:
+        return await use(client)

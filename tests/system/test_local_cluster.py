@@ -108,7 +108,7 @@ def assert_bad_input_statuses(endpoints: list[str]) -> None:
                 await admin.TransferLeader(
                     admin_pb2.TransferLeaderRequest(shard_id=1, to_node_id=99), timeout=5
                 )
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
     asyncio.run(raw_calls())
 

@@ -101,7 +101,7 @@ def test_limits_are_configurable_and_validated() -> None:
     assert parse_cluster_config(config(PICTURE)).limits == Limits()
     custom = parse_cluster_config(config(PICTURE) + "\n[limits]\nvalue_bytes_max = 10\n")
     assert custom.limits.value_bytes_max == 10 and custom.limits.key_bytes_max == 4096
-    with pytest.raises(ClusterConfigError, match="unknown keys"):
+    with pytest.raises(ClusterConfigError, match="unknown key 'value_max' in table \\[limits\\]"):
         parse_cluster_config(config(PICTURE) + "\n[limits]\nvalue_max = 10\n")
     with pytest.raises(ClusterConfigError, match="must be positive"):
         parse_cluster_config(config(PICTURE) + "\n[limits]\nkey_bytes_max = 0\n")
@@ -122,7 +122,7 @@ def test_wan_latency_is_per_pair_with_a_default_and_validated() -> None:
     assert wan.jitter_between_ms("dc2", "dc2") == 0  # same-DC links are not jittered either
     for bad, message in (
         ("[wan]\nlatency_ms = -1\n", "within 0..10000"),
-        ("[wan]\nlatency = 5\n", "unknown keys"),
+        ("[wan]\nlatency = 5\n", "unknown key 'latency' in table \\[wan\\]"),
         ('[wan]\n[[wan.links]]\nbetween = ["dc1", "dc1"]\nlatency_ms = 5\n', "two different"),
         ('[wan]\n[[wan.links]]\nbetween = ["dc1", "mars"]\nlatency_ms = 5\n', "two different"),
     ):
@@ -139,3 +139,61 @@ def test_leaders_without_a_preference_are_spread_over_the_datacenters() -> None:
     assert [picture.default_leader_dc(s) for s in (1, 2, 3)] == ["dc1", "dc2", "dc3"]
     assert spread.leader_dc(4, "dc3") == "dc3"  # placed at run time: that wins
     assert spread.leader_dc(4, None) == spread.leader_dc(4, "") == "dc1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            config(PICTURE, head=HEAD.replace("[cluster]\n", "[cluster]\ntick_msx = 5\n")),
+            "unknown key 'tick_msx' in table [cluster]",
+        ),
+        (config(PICTURE) + "\n[extra]\nx = 1\n", "unknown key 'extra' at the top level"),
+        ("stray = 1\n" + config(PICTURE), "unknown key 'stray' at the top level"),
+        (
+            config(PICTURE, head=HEAD + 'zone = "a"\n'),
+            "unknown key 'zone' in table [[datacenters]]",
+        ),
+        (config(PICTURE, nodes=NODES + "port = 1\n"), "unknown key 'port' in table [[nodes]]"),
+        (config(PICTURE + "leader = 1\n"), "unknown key 'leader' in table [[shards]]"),
+        (config(PICTURE) + "\n[limits]\nvalue_bytes = 1\n", "in table [limits]"),
+        (config(PICTURE) + "\n[wan]\njitter = 1\n", "unknown key 'jitter' in table [wan]"),
+        (
+            config(PICTURE) + '\n[[wan.links]]\nbetween = ["dc1", "dc2"]\nlatency_ms = 1\nx = 2\n',
+            "unknown key 'x' in table [[wan.links]]",
+        ),
+    ],
+)
+def test_unknown_keys_are_refused_with_their_table(text: str, message: str) -> None:
+    """A key the format does not name is a mistake (a misspelling would be a silent default)."""
+    with pytest.raises(ClusterConfigError) as info:
+        parse_cluster_config(text)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (config(shard(0, "", "")), "shard ids must be within 1..4294967295 (shard 0)"),
+        (config(shard(1 << 32, "", "")), "shard ids must be within 1..4294967295"),
+        (
+            config(PICTURE, nodes=NODES + node(1 << 63, 1, "127.0.9.9")),
+            "node ids must be within 1..2**63-1",
+        ),
+        (config(PICTURE, nodes=NODES + node(-4, 1, "127.0.9.9")), "node ids must be within"),
+    ],
+)
+def test_ids_must_fit_the_wire(text: str, message: str) -> None:
+    """Ids travel as uint32 (shards) and uint64 (nodes): out of range is refused up front."""
+    with pytest.raises(ClusterConfigError) as info:
+        parse_cluster_config(text)
+    assert message in str(info.value)
+
+
+def test_the_deploy_example_still_parses() -> None:
+    """The shipped example uses every table it needs and nothing else."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "deploy" / "cluster.example.toml").read_text()
+    assert len(parse_cluster_config(text).shards) == 6

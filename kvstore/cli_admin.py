@@ -1,0 +1,250 @@
+"""``kvstore status | transfer-leader | shards | config check``: the operator's commands.
+
+``status`` merges every endpoint's own view (``Admin.NodeStatus``): it exits 0 when at least
+one node answered (the others show as DOWN), and 2 naming the silent endpoints when none did.
+``transfer-leader`` checks the shard and the node against the shard map first, so an unknown
+one is named as such (``NOT_FOUND``) rather than reported as a missing leader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
+from kvstore import event_loop, geo_cli
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.cli_args import UserError
+from kvstore.cli_support import (
+    describe_cluster,
+    endpoint_list,
+    node_views,
+    range_text,
+    show,
+    table,
+)
+from kvstore.v1 import admin_pb2, admin_pb2_grpc
+
+CONFIG_BYTES_MAX = 16 << 20  # a cluster config is a few KiB; a huge file is a wrong file
+
+
+def load_config(path: Path) -> ClusterConfig:
+    """The cluster config in ``path``; any problem with it is one ``UserError`` line."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(CONFIG_BYTES_MAX + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > CONFIG_BYTES_MAX:
+        raise UserError(f"{path}: over {CONFIG_BYTES_MAX} bytes; not a cluster config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start}); not a cluster config"
+        ) from None
+    try:
+        return parse_cluster_config(text)
+    except ClusterConfigError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def config_check(args: argparse.Namespace) -> int:
+    cluster = load_config(args.file)
+    dc_of = {n.node_id: n.dc for n in cluster.nodes}
+    rows: list[dict[str, Any]] = [
+        {
+            "shard": s.shard_id,
+            "range": str(s.span),
+            "replicas": [f"n{r} ({dc_of[r]})" for r in s.replicas],
+            "leader_dc": s.leader_dc or "",
+        }
+        for s in cluster.shards
+    ]
+    if args.output == "json":
+        print(json.dumps({"cluster": cluster.name, "shards": rows}))
+    else:
+        table(
+            ["shard", "range", "replicas", "leader_dc"],
+            [[r["shard"], r["range"], ", ".join(r["replicas"]), r["leader_dc"]] for r in rows],
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------- status
+
+
+def status(args: argparse.Namespace) -> int:
+    views = node_views(args)
+    if all(v is None for _, v in views):
+        silent = ", ".join(e for e, _ in views)
+        raise UserError(f"no node answered: {silent}")
+    nodes = [
+        {"node": v.node_id, "dc": v.dc, "address": v.address, "up": True}
+        if v is not None
+        else {"node": None, "dc": "", "address": e, "up": False}
+        for e, v in views
+    ]
+    rows = _shard_rows(views)
+    rtt = geo_cli.rtt_matrix(views)
+    if args.output == "json":
+        print(json.dumps({"nodes": nodes, "shards": rows, "rtt": geo_cli.rtt_rows(rtt)}))
+        return 0
+    table(
+        ["node", "dc", "address", "status"],
+        [[n["node"] or "?", n["dc"], n["address"], "up" if n["up"] else "DOWN"] for n in nodes],
+    )
+    print()
+    geo_cli.print_rtt_table(rtt)
+    print()
+    table(
+        ["shard", "range", "leader", "ballot", "preferred", "replicas (node:commit/applied)"],
+        [
+            [
+                r["shard"],
+                r["range"],
+                f"n{r['leader']} ({r['leader_dc']})" if r["leader"] else "none",
+                r["ballot"],
+                r["preferred_dc"] + ("" if r["conforms"] or not r["leader"] else " (moving)"),
+                "  ".join(_replica_cell(x) for x in sorted(r["replicas"], key=lambda x: x["node"])),
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _shard_rows(views: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    shards: dict[int, dict[str, Any]] = {}
+    for _, view in views:
+        if view is None:
+            continue
+        for s in view.shards:
+            entry = shards.setdefault(
+                s.shard_id,
+                {
+                    "shard": s.shard_id,
+                    "range": range_text(s.start, s.end),
+                    "leader": None,
+                    "leader_dc": "",
+                    "preferred_dc": s.preferred_dc,
+                    "ballot": "",
+                    "replicas": [],
+                },
+            )
+            if s.role == "leader":
+                entry["leader"], entry["ballot"] = view.node_id, s.promised_ballot
+                entry["leader_dc"], entry["preferred_dc"] = view.dc, s.preferred_dc
+            entry["replicas"].append(
+                {
+                    "node": view.node_id,
+                    "dc": view.dc,
+                    "role": s.role,
+                    "commit": s.chosen_through,
+                    "applied": s.applied_slot,
+                    "lease": s.lease,
+                    "staleness_bound_ms": s.staleness_bound_ms
+                    if s.staleness_bound_ms >= 0
+                    else None,
+                }
+            )
+    for entry in shards.values():
+        top = max((r["commit"] for r in entry["replicas"]), default=0)
+        for r in entry["replicas"]:
+            r["lag"] = top - r["applied"]
+        entry["conforms"] = entry["leader_dc"] == entry["preferred_dc"]
+    return [shards[k] for k in sorted(shards)]
+
+
+def _replica_cell(replica: dict[str, Any]) -> str:
+    lag = f" (lag {replica['lag']})" if replica["lag"] else ""
+    return f"n{replica['node']}:{replica['commit']}/{replica['applied']}{lag}"
+
+
+# ---------------------------------------------------------------------- transfer-leader
+
+
+def transfer_leader(args: argparse.Namespace) -> int:
+    endpoints = endpoint_list(args)
+    shard_map = event_loop.run_in_cli_loop(describe_cluster(endpoints, args.timeout))
+    shard = next((s for s in shard_map.shards if s.shard_id == args.shard), None)
+    if shard is None:
+        raise UserError(f"NOT_FOUND: shard {args.shard} does not exist")
+    if args.node not in {n.node_id for n in shard_map.nodes}:
+        raise UserError(f"NOT_FOUND: node {args.node} does not exist")
+    if args.node not in shard.replicas:
+        replicas = ", ".join(f"n{r}" for r in shard.replicas)
+        raise UserError(f"node {args.node} holds no replica of shard {args.shard} ({replicas})")
+    views = node_views(args)
+    leader = next(
+        (
+            v
+            for _, v in views
+            if v is not None
+            for s in v.shards
+            if s.shard_id == args.shard and s.role == "leader"
+        ),
+        None,
+    )
+    if leader is None:
+        raise UserError(f"shard {args.shard}: no leader among the reachable nodes")
+    if leader.node_id == args.node:
+        print(f"shard {args.shard} is already led by n{args.node}")
+        return 0
+
+    async def transfer() -> Any:
+        async with grpc.aio.insecure_channel(leader.address, options=CHANNEL_OPTIONS) as channel:
+            try:
+                return await admin_pb2_grpc.AdminStub(channel).TransferLeader(
+                    admin_pb2.TransferLeaderRequest(shard_id=args.shard, to_node_id=args.node),
+                    timeout=args.timeout,
+                )
+            except grpc.aio.AioRpcError as err:
+                raise UserError(f"{err.code().name}: {err.details()}") from None
+
+    response = event_loop.run_in_cli_loop(transfer())
+    row = {
+        "shard": args.shard,
+        "from": leader.node_id,
+        "to": args.node,
+        "started": response.started,
+    }
+    show(args, row, ["shard", "from", "to", "started"])
+    return 0 if response.started else 1
+
+
+# ---------------------------------------------------------------------- shards
+
+
+def shards(args: argparse.Namespace) -> int:
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+    dc_of = {n.node_id: n.dc for n in view.nodes}
+    rows: list[dict[str, Any]] = [
+        {
+            "shard": s.shard_id,
+            "range": range_text(s.start, s.end),
+            "replicas": [{"node": r, "dc": dc_of.get(r, "?")} for r in s.replicas],
+            "leader": s.leader_node_id or None,
+        }
+        for s in view.shards
+    ]
+    if args.output == "json":
+        print(json.dumps({"cluster": view.cluster, "shards": rows}))
+        return 0
+    table(
+        ["shard", "range", "replicas", "leader"],
+        [
+            [
+                r["shard"],
+                r["range"],
+                ", ".join(f"n{x['node']} ({x['dc']})" for x in r["replicas"]),
+                f"n{r['leader']}" if r["leader"] else "unknown",
+            ]
+            for r in rows
+        ],
+    )
+    return 0
