@@ -11,6 +11,7 @@ Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
 
     [cluster]
     name = "local"
+    id = "5f0c9a..."       # optional: tells this cluster from any other (default: its name)
     tick_ms = 10
 
     [[datacenters]]
@@ -40,6 +41,9 @@ Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
     key_bytes_max = 4096
     value_bytes_max = 1048576
     scan_keys_max = 10000
+
+    [storage]              # optional
+    map_size_mb = 65536    # the most one node's LMDB may hold (reserved, not allocated)
 """
 
 from __future__ import annotations
@@ -64,8 +68,9 @@ NODE_ID_MAX = (1 << 63) - 1
 
 # Every key each table may hold (a closed set: anything else is a mistake, named).
 _KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"cluster", "datacenters", "nodes", "shards", "wan", "limits"}),
-    "[cluster]": frozenset({"name", "tick_ms"}),
+    "": frozenset({"cluster", "datacenters", "nodes", "shards", "wan", "limits", "storage"}),
+    "[cluster]": frozenset({"name", "id", "tick_ms"}),
+    "[storage]": frozenset({"map_size_mb"}),
     "[[datacenters]]": frozenset({"name"}),
     "[[nodes]]": frozenset({"id", "dc", "address"}),
     "[[shards]]": frozenset({"id", "start", "end", "replicas", "leader_dc"}),
@@ -73,6 +78,12 @@ _KEYS: dict[str, frozenset[str]] = {
     "[[wan.links]]": frozenset({"between", "latency_ms"}),
     "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
 }
+
+
+# LMDB reserves this much address space and grows its file only as data arrives, so a large
+# default costs nothing; a store that fills it stops its node with one line until it is
+# raised (``[storage] map_size_mb``).
+MAP_SIZE_MB_DEFAULT = 64 << 10  # 64 GiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,13 @@ class ShardSpec:
     span: KeySpan
     replicas: tuple[int, ...]
     leader_dc: str | None
+
+
+# The most the state machine executes (``kvstore.model.commands.oversized``): storage holds
+# any key and value up to these, and a configured limit may not exceed them. A command
+# beyond them is refused the same way on every replica, never by an exception out of apply.
+KEY_BYTES_HARD_MAX = 64 << 10
+VALUE_BYTES_HARD_MAX = 64 << 20  # all the values of one command together
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +153,14 @@ class ClusterConfig:
     shards: tuple[ShardSpec, ...]
     limits: Limits = Limits()
     wan: WanConfig = WanConfig()
+    cluster_id: str = ""  # [cluster] id; "" for configs written before it existed
+    map_size_mb: int = MAP_SIZE_MB_DEFAULT  # [storage]: the most LMDB may hold, per node
+
+    @property
+    def identity(self) -> str:
+        """What tells this cluster from any other: its ``id``, else (older configs) its name.
+        Stamped into every data directory and every peer handshake."""
+        return self.cluster_id or self.name
 
     def node(self, node_id: int) -> NodeSpec:
         for n in self.nodes:
@@ -175,6 +201,7 @@ def parse_cluster_config(text: str) -> ClusterConfig:
     cluster = _table(raw, "cluster")
     _known_keys(cluster, "[cluster]")
     name = _str(cluster, "name", "cluster")
+    cluster_id = _str(cluster, "id", "cluster") if "id" in cluster else ""
     tick_ms = _int(cluster.get("tick_ms", 10), "cluster.tick_ms")
     if not 1 <= tick_ms <= 1000:
         raise ClusterConfigError(f"cluster.tick_ms must be within 1..1000, not {tick_ms}")
@@ -215,8 +242,26 @@ def parse_cluster_config(text: str) -> ClusterConfig:
     _check_coverage(shards)
     ordered = tuple(sorted(shards, key=lambda s: s.span.start))
     return ClusterConfig(
-        name, tick_ms, dcs, nodes, ordered, _limits(raw.get("limits", {})), _wan(raw, dcs)
+        name,
+        tick_ms,
+        dcs,
+        nodes,
+        ordered,
+        _limits(raw.get("limits", {})),
+        _wan(raw, dcs),
+        cluster_id,
+        _map_size_mb(raw.get("storage", {})),
     )
+
+
+def _map_size_mb(raw: object) -> int:
+    if not isinstance(raw, dict):
+        raise ClusterConfigError("[storage] must be a table")
+    _known_keys(raw, "[storage]")
+    size = _int(raw.get("map_size_mb", MAP_SIZE_MB_DEFAULT), "storage.map_size_mb")
+    if not 1 <= size <= 1 << 30:
+        raise ClusterConfigError(f"storage.map_size_mb must be within 1..{1 << 30}, not {size}")
+    return size
 
 
 def _wan(raw: dict[str, Any], dcs: tuple[str, ...]) -> WanConfig:
@@ -260,6 +305,14 @@ def _limits(raw: object) -> Limits:
     for key, value in values.items():
         if value <= 0:
             raise ClusterConfigError(f"limits.{key} must be positive, not {value}")
+    for key, most in (
+        ("key_bytes_max", KEY_BYTES_HARD_MAX),
+        ("value_bytes_max", VALUE_BYTES_HARD_MAX),
+    ):
+        if values.get(key, 0) > most:
+            raise ClusterConfigError(
+                f"limits.{key} {values[key]} is over {most}, the most the store executes"
+            )
     return Limits(**values)
 
 

@@ -66,7 +66,7 @@ def serve(args: argparse.Namespace) -> int:
             # that may be wedged; recovery from disk is the tested path. Exit code 1, not 2:
             # the node could start, so a supervisor (kvstore up, systemd) restarts it.
             await server.stop_serving(None)
-            raise NodeFailedError(f"node {node} failed: {server.runtime.failure!r}")
+            raise NodeFailedError(f"node {node} failed: {server.runtime.failure}")
         await server.stop()
 
     event_loop.run(run())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,9 +37,13 @@ def default_config(
     tick_ms: int = 10,
     wan_latency_ms: float = 0.0,
     wan_jitter_ms: float = 0.0,
+    *,
+    cluster_id: str | None = None,
 ) -> str:
     tick_ms = tick_ms_for_wan(tick_ms, wan_latency_ms, wan_jitter_ms)
     lines = ['[cluster]\nname = "local"\n', f"tick_ms = {tick_ms}\n"]
+    if cluster_id is not None:
+        lines.append(f'id = "{cluster_id}"\n')
     if wan_latency_ms or wan_jitter_ms:
         lines.append(f"\n[wan]\nlatency_ms = {wan_latency_ms}\njitter_ms = {wan_jitter_ms}\n")
     lines += [f'\n[[datacenters]]\nname = "{dc}"\n' for dc in DATACENTERS]
@@ -82,20 +87,25 @@ class LocalCluster:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir / "cluster.toml"
-        # A new cluster's nodes found it on their first start; any later start without a
-        # data directory (deleted, lost) rejoins instead of voting at once.
-        new = not self.config_path.exists()
-        if new:
+        if not self.config_path.exists():
             self.config_path.write_text(
                 default_config(
                     nodes_per_dc or 1,
                     base_port if base_port is not None else 7000,
                     wan_latency_ms=wan_latency_ms or 0.0,
                     wan_jitter_ms=wan_jitter_ms,
+                    # Another `kvstore up` elsewhere is another cluster: its nodes, or a data
+                    # directory of it, are refused.
+                    cluster_id=secrets.token_hex(8),
                 )
             )
         self.cluster = parse_cluster_config(self.config_path.read_text())
-        self._founders = {n.node_id for n in self.cluster.nodes} if new else set()
+        # A cluster none of whose nodes has a data directory yet is new: its nodes found it
+        # on their first start. Once any has data, a node without any lost it (deleted, a
+        # replaced disk) and must rejoin instead of voting at once (``paxos.rejoin``).
+        ids = [n.node_id for n in self.cluster.nodes]
+        new = not any((data_dir / f"n{i}").exists() for i in ids)
+        self._founders = set(ids) if new else set()
         if wan_latency_ms is not None and self.cluster.wan.latency_ms != wan_latency_ms:
             raise ValueError(
                 f"{self.config_path} has wan latency {self.cluster.wan.latency_ms} ms, not"

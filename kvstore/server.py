@@ -56,7 +56,7 @@ class NodeServer:
         data_dir: Path,
         *,
         paxos_overrides: dict[str, int] | None = None,
-        map_size: int = 1 << 30,
+        map_size: int | None = None,
         routes: dict[int, str] | None = None,
         founding: bool = False,
     ) -> None:
@@ -65,15 +65,19 @@ class NodeServer:
         ``founding``: a new data directory belongs to a member of a new cluster, whose
         replicas vote from the start; otherwise (the default, and always for a directory
         that exists) a node that starts without its data rejoins every group before it
-        votes (``paxos.rejoin``)."""
+        votes (``paxos.rejoin``). ``map_size``: bytes LMDB may hold (default: the config's
+        ``[storage] map_size_mb``)."""
         self.cluster = cluster
         self.node_id = node_id
         self.spec = cluster.node(node_id)
-        self._store = NodeStore(data_dir, map_size=map_size)
+        self._store = NodeStore(
+            data_dir, map_size=map_size if map_size is not None else cluster.map_size_mb << 20
+        )
         self.identity = self._store.claim(
             cluster.name,
             node_id,
             founding=founding,
+            cluster_id=cluster.identity,
             incarnation=random.SystemRandom().randrange(1, 1 << 63),
         )
         addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
@@ -81,7 +85,7 @@ class NodeServer:
         dc = self.spec.dc
         one_way_s = {n.node_id: wan.one_way_ms(dc, n.dc) / 1000 for n in cluster.nodes}
         self._transport = PeerTransport(
-            cluster.name,
+            cluster.identity,
             node_id,
             addresses,
             self._deliver,
@@ -89,6 +93,7 @@ class NodeServer:
                 n.node_id: LinkDelay(one_way_s[n.node_id], wan.jitter_between_ms(dc, n.dc) / 1000)
                 for n in cluster.nodes
             },
+            incarnation=self.identity.incarnation,
         )
         self.runtime = NodeRuntime(
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides

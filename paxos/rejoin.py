@@ -46,6 +46,7 @@ class Rejoin:
         self.target: Slot | None = None  # the barrier of a leader at a ballot >= floor
         self.ballot = Ballot.ZERO  # that leader's ballot
         self.last_query_tick: int | None = None
+        self.ticks = 0  # since this replica started rejoining (for a periodic report)
 
     def unanswered(self) -> tuple[NodeId, ...]:
         return tuple(p for p in self._peers if p not in self._answers)
@@ -70,6 +71,15 @@ class Rejoin:
         if self.floor is not None and ballot >= self.floor and ballot >= self.ballot:
             self.ballot = ballot
             self.target = barrier
+
+    def waiting_for(self) -> str:
+        """What step the rejoin waits on, for people (a stalled rejoin is logged)."""
+        if self.floor is None:
+            missing = ", ".join(f"n{p}" for p in self.unanswered())
+            return f"the promises of {missing} (every other replica must be up)"
+        if self.target is None:
+            return f"a leader at a ballot of at least {self.floor}"
+        return f"the chosen log through slot {self.target}"
 
     def done(self, chosen_through: Slot) -> bool:
         """Step 2 is complete: we hold the chosen prefix through a new leader's barrier."""

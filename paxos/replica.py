@@ -53,6 +53,7 @@ from paxos.rejoin import Rejoin
 
 _NOTHING_APPLIED = Slot(0)
 _FRESHNESS_KEPT = 16
+_REJOIN_REPORT_TICKS = 500  # 5 s at 10 ms a tick
 
 
 class Replica:
@@ -206,9 +207,16 @@ class Replica:
         self._now += 1
         now = self._now
         self._learner.tick(now)
-        if self._rejoin is not None:
+        rejoin = self._rejoin
+        if rejoin is not None:
             self._election.tick()  # never campaigns: a rejoining replica cannot vote
             self._query_peers()
+            rejoin.ticks += 1
+            if rejoin.ticks % _REJOIN_REPORT_TICKS == 0:
+                # Normally a rejoin takes a few round trips; say what holds a long one up.
+                self._logger.info(
+                    "rejoin_waiting", ticks=rejoin.ticks, waiting_for=rejoin.waiting_for()
+                )
             self._process()
             return
         leader = self._leader

@@ -70,6 +70,9 @@ DEFAULT_DEADLINE_S = 10.0
 # request id, so a write that did apply on the first attempt applies once.
 FORWARD_ATTEMPT_S_MAX = 0.5
 FORWARDED = ("kv-forwarded", "1")
+# A scan answers at most this much of keys and values (always at least one key), with
+# ``more`` set: 10,000 keys of 1 MiB would otherwise be one 10 GB message and as much memory.
+SCAN_RESPONSE_BYTES_MAX = 16 << 20
 R = TypeVar("R")
 
 
@@ -179,6 +182,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 f"scan limit {request.limit} is over the maximum {most} (0 asks for the maximum)",
             )
         remaining = request.limit or most
+        bytes_left = SCAN_RESPONSE_BYTES_MAX
         response = kv_pb2.ScanResponse()
         # One shard at a time, each read at its own linearizable point. Asking every shard
         # for one key more than still needed tells exactly whether more keys exist.
@@ -194,7 +198,12 @@ class KvService(kv_pb2_grpc.KVServicer):
                 max_staleness_ms=request.max_staleness_ms,
                 context=context,
             )
-            taken = part.kvs[:remaining]
+            taken: list[kv_pb2.KeyValue] = []
+            for kv in part.kvs[:remaining]:
+                bytes_left -= len(kv.key) + len(kv.value)
+                if bytes_left < 0 and (response.kvs or taken):
+                    break  # the answer is full: the caller continues after the last key
+                taken.append(kv)
             response.kvs.extend(taken)
             remaining -= len(taken)
             response.header.CopyFrom(part.header)
@@ -465,7 +474,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 return outcome
             bound = 0.0
         with self._runtime.read_state_machine(shard) as sm:
-            kvs, more = sm.scan(start, end, limit)
+            kvs, more = sm.scan(start, end, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX)
         return kv_pb2.ScanResponse(
             kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None, bound)
         )

@@ -14,18 +14,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeAlias, TypeVar
 
+from cluster.config import KEY_BYTES_HARD_MAX, VALUE_BYTES_HARD_MAX
 from kvstore.model.codec import CodecError, Reader, Writer
 
 E = TypeVar("E", bound=IntEnum)
 
 TXN_OPS_MAX = 128
 TXN_COMPARES_MAX = 128
-
-# The most the state machine executes: storage holds any key and value up to these, and a
-# configured limit (``[limits]``) may not exceed them. A command beyond them is refused the
-# same way on every replica (``Invalid``), never by an exception out of apply.
-KEY_BYTES_HARD_MAX = 64 << 10
-VALUE_BYTES_HARD_MAX = 64 << 20  # all the values of one command together
 
 
 @dataclass(frozen=True, slots=True)

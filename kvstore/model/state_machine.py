@@ -58,6 +58,7 @@ META_REVISION = b"revision"
 META_APPLIED_SLOT = b"applied_slot"
 SESSION_PREFIX = b"session/"
 META_LEADER_DC = b"placement/leader_dc"
+_SCAN_PAGE_KEYS = 256
 
 
 SessionTable = OrderedDict[int, tuple[int, int]]  # client_id -> (seq, last_slot), LRU first
@@ -246,14 +247,29 @@ class KvStateMachine:
     def get(self, key: bytes) -> KeyValue | None:
         return _kv(key, self._engine.get(key))
 
-    def scan(self, start: bytes, end: bytes, limit: int) -> tuple[list[KeyValue], bool]:
-        """Keys in ``[start, end)`` in order, at most ``limit`` (0: all), and whether more exist."""
-        rows = self._engine.scan(start, end, limit + 1 if limit else 0)
-        more = bool(limit) and len(rows) > limit
-        return [
-            KeyValue(k, r.value, r.create_revision, r.mod_revision, r.version)
-            for k, r in rows[: limit or None]
-        ], more
+    def scan(
+        self, start: bytes, end: bytes, limit: int, bytes_max: int = 0
+    ) -> tuple[list[KeyValue], bool]:
+        """Keys in ``[start, end)`` in order, at most ``limit`` (0: all) and, with
+        ``bytes_max``, at most that many bytes of keys and values (but at least one key),
+        and whether more exist. Read from the engine a page at a time, so a scan over large
+        values holds no more than its answer."""
+        out: list[KeyValue] = []
+        size = 0
+        page = _SCAN_PAGE_KEYS
+        while True:
+            want = page if not limit else min(page, limit - len(out)) + 1
+            rows = self._engine.scan(start, end, want)
+            for key, r in rows:
+                if limit and len(out) >= limit:
+                    return out, True
+                size += len(key) + len(r.value)
+                if bytes_max and out and size > bytes_max:
+                    return out, True
+                out.append(KeyValue(key, r.value, r.create_revision, r.mod_revision, r.version))
+            if len(rows) < want:
+                return out, False
+            start = rows[-1][0] + b"\x00"  # the next key after the last one read
 
 
 def _compare(left: bytes | int, right: bytes | int, op: CompareOp) -> bool:

@@ -120,7 +120,9 @@ class PeerLink:
         self._pending.append((due, shard_id, msg, ping, pong))
         self._wake.set()
 
-    async def batches(self, cluster: str, me: int) -> AsyncIterator[peer_pb2.PeerBatch]:
+    async def batches(
+        self, cluster: str, me: int, incarnation: int = 0
+    ) -> AsyncIterator[peer_pb2.PeerBatch]:
         """The outgoing side of one stream. Starting a new stream ends the older one's:
         grpc keeps pulling from the request iterator of a call that ended with status OK
         (a proxy closing it), and such a stale reader must not take the new stream's
@@ -128,7 +130,7 @@ class PeerLink:
         self._session += 1
         session = self._session
         # A hello first, so the other side knows who we are before any traffic.
-        yield peer_pb2.PeerBatch(cluster=cluster, from_node=me)
+        yield peer_pb2.PeerBatch(cluster=cluster, from_node=me, incarnation=incarnation)
         pending = self._pending
         while True:
             while not pending and session == self._session:
@@ -170,8 +172,14 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         addresses: dict[int, str],
         deliver: Deliver,
         delays: dict[int, LinkDelay] | None = None,
+        *,
+        incarnation: int = 0,
     ) -> None:
+        """``cluster``: what tells this cluster from others (``ClusterConfig.identity``);
+        ``incarnation``: this node's data directory's, so peers notice a replaced one."""
         self._cluster = cluster
+        self._incarnation = incarnation
+        self._incarnations: dict[int, int] = {}  # the last one each peer said in its hello
         self._me = node_id
         self._addresses = addresses
         self._deliver = deliver
@@ -223,7 +231,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     self._addresses[peer], options=CHANNEL_OPTIONS
                 ) as channel:
                     stub = peer_pb2_grpc.PeerStub(channel)
-                    call = stub.Stream(link.batches(self._cluster, self._me))
+                    call = stub.Stream(link.batches(self._cluster, self._me, self._incarnation))
                     delay = RECONNECT_S[0]
                     link.connected = True
                     try:
@@ -256,11 +264,12 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         if hello.cluster != self._cluster or peer not in self._links or peer > self._me:
             self._log.info("peer_refused", claimed=peer, cluster=hello.cluster)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not a peer of this cluster")
+        self._note_incarnation(peer, hello.incarnation)
         link = self._links[peer]
         reader = asyncio.create_task(self._read(peer, requests))
         link.connected = True
         try:
-            async for batch in link.batches(self._cluster, self._me):
+            async for batch in link.batches(self._cluster, self._me, self._incarnation):
                 if reader.done():
                     break
                 yield batch
@@ -275,9 +284,20 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         except (grpc.aio.AioRpcError, PeerProtocolError) as exc:
             self._log.debug("peer_stream_closed", peer=peer, error=type(exc).__name__)
 
+    def _note_incarnation(self, peer: int, incarnation: int) -> None:
+        """A peer whose data directory changed since we last heard it (a replaced disk) is
+        worth a line in the log: its replicas rejoin before they vote (``paxos.rejoin``)."""
+        if not incarnation:
+            return
+        known = self._incarnations.get(peer)
+        if known is not None and known != incarnation:
+            self._log.info("peer_incarnation_changed", peer=peer, was=known, now=incarnation)
+        self._incarnations[peer] = incarnation
+
     def _receive(self, peer: int, batch: peer_pb2.PeerBatch) -> None:
         if batch.cluster != self._cluster or batch.from_node != peer:
             raise PeerProtocolError(f"batch claims node {batch.from_node} on the link of {peer}")
+        self._note_incarnation(peer, batch.incarnation)
         link = self._links[peer]
         if batch.ping:
             link.answer(batch.ping)

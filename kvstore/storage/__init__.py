@@ -4,8 +4,16 @@ from kvstore.storage.lmdb_store import (
     Identity,
     NodeStore,
     ShardEngine,
+    StoreFullError,
     StoreIdentityError,
     WriteBatch,
 )
 
-__all__ = ["Identity", "NodeStore", "ShardEngine", "StoreIdentityError", "WriteBatch"]
+__all__ = [
+    "Identity",
+    "NodeStore",
+    "ShardEngine",
+    "StoreFullError",
+    "StoreIdentityError",
+    "WriteBatch",
+]

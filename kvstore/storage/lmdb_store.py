@@ -36,6 +36,10 @@ class StoreIdentityError(RuntimeError):
     """The data directory was created for another cluster or node."""
 
 
+class StoreFullError(OSError):
+    """LMDB's map is used up: the node cannot write until it is raised (its disk full)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """What ``NodeStore.claim`` found or made: a new directory or not, whether its node was
@@ -113,9 +117,18 @@ class NodeStore:
 
     @contextmanager
     def write(self) -> Iterator[WriteBatch]:
-        """One transaction, committed (fsync'd) when the block ends without an exception."""
-        with self._env.begin(write=True) as txn:
-            yield WriteBatch(txn, self._dbs)
+        """One transaction, committed (fsync'd) when the block ends without an exception.
+        A full map is ``StoreFullError``, saying what to raise; other I/O errors are as
+        LMDB raises them (both fatal to the node, which restarts cleanly once fixed)."""
+        try:
+            with self._env.begin(write=True) as txn:
+                yield WriteBatch(txn, self._dbs)
+        except lmdb.MapFullError:
+            size_mb = self._env.info()["map_size"] >> 20
+            raise StoreFullError(
+                f"the store is full: its {size_mb} MiB map is used up (raise [storage]"
+                " map_size_mb in the cluster config, then restart the node)"
+            ) from None
 
     # ------------------------------------------------------------------ reads
 

@@ -125,3 +125,12 @@ def test_a_directory_remembers_how_its_node_joined(tmp_path: Path) -> None:
     assert (identity.new, identity.founding, identity.incarnation) == (False, False, 8)
     assert reopened.load(1).voting and not reopened.load(2).voting
     reopened.close()
+
+
+def test_a_directory_of_another_cluster_id_is_refused(tmp_path: Path) -> None:
+    """Two clusters may share a name (two `kvstore up`s are both "local"); their ids differ."""
+    store = NodeStore(tmp_path, map_size=1 << 20)
+    store.claim("local", 1, founding=True, cluster_id="a1b2")
+    with pytest.raises(StoreIdentityError, match="cluster_id='a1b2'"):
+        store.claim("local", 1, founding=True, cluster_id="c3d4")
+    store.close()

@@ -30,7 +30,9 @@ async def three_nodes(
 ) -> AsyncIterator[tuple[list[NodeServer], list[str]]]:
     cluster = parse_cluster_config(config_text() + extra)
     servers = [
-        NodeServer(cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20)
+        NodeServer(
+            cluster, n, tmp_path / f"n{n}", paxos_overrides=PAXOS, map_size=64 << 20, founding=True
+        )
         for n in (1, 2, 3)
     ]
     running = []

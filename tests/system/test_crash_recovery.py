@@ -14,8 +14,9 @@ from pathlib import Path
 
 import grpc
 
+from kvstore import AsyncClient
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.local_cluster import LocalCluster
+from kvstore.local_cluster import LocalCluster, default_config
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests.system.test_local_cluster import free_base_port
 
@@ -185,5 +186,67 @@ def test_a_node_whose_disk_was_wiped_rejoins_without_disturbing_the_cluster(
 
     try:
         asyncio.run(main())
+    finally:
+        local.stop_all()
+
+
+def test_a_full_store_stops_its_node_with_one_line_and_it_restarts_once_raised(
+    tmp_path: Path,
+) -> None:
+    """A disk error is fatal to the node, never to the data: with a tiny LMDB map the nodes
+    stop with one clear line (exit code 1, which ``kvstore up`` restarts), and once the map
+    is raised they start again with every acknowledged write."""
+    data = tmp_path / "data"
+    data.mkdir()
+    config = data / "cluster.toml"
+    config.write_text(default_config(base_port=free_base_port()) + "[storage]\nmap_size_mb = 3\n")
+    local = LocalCluster(data)
+    local.start_all()
+
+    async def fill() -> dict[str, str]:
+        client = Client(local.endpoints)
+        acked: dict[str, str] = {}
+        try:
+            for i in range(200):
+                value = f"{i:04d}" * 25_000  # 100 KB
+                try:
+                    await client.put(f"apple{i:03d}", value, deadline_s=5)
+                except AssertionError:
+                    break  # no node answered: the store is full
+                acked[f"apple{i:03d}"] = value
+        finally:
+            await client.close()
+        return acked
+
+    try:
+        acked = asyncio.run(fill())
+        assert acked, "nothing was written before the store filled"
+        deadline = time.monotonic() + 20
+        while len(local.exited()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        exited = local.exited()
+        assert len(exited) >= 2, exited  # a majority hit the full map
+        for node_id, code in exited.items():
+            assert code == 1, (node_id, code)
+            last = local.last_log_line(node_id)
+            assert last.startswith(f"kvstore: node {node_id} failed: the store is full"), last
+            assert "map_size_mb" in last and "Traceback" not in last
+        local.stop_all()
+        config.write_text(config.read_text().replace("map_size_mb = 3", "map_size_mb = 64"))
+        local.start_all()
+
+        async def read_back() -> None:
+            client = Client(local.endpoints)
+            try:
+                for key, value in acked.items():
+                    got = await client.get(key)
+                    assert got.found and got.kv.value == value.encode(), key
+            finally:
+                await client.close()
+            async with AsyncClient(local.endpoints, timeout_s=20) as kv:  # and it takes writes
+                await kv.put("after", "raised")
+                assert (await kv.get("after")).value == b"raised"  # type: ignore[union-attr]
+
+        asyncio.run(read_back())
     finally:
         local.stop_all()

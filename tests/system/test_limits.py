@@ -143,6 +143,18 @@ def test_every_limit_through_every_path_then_a_restart(tmp_path: Path) -> None:
             for key, value in written.items():
                 got = kv.get(key)
                 assert got is not None and got.value == value, (key[:30], len(key))
+            # 40 MiB of values under one prefix: each scan answers at most 16 MiB (at least
+            # one key) and says more remain; paging from the last key gets every one once.
+            seen: list[bytes] = []
+            start = b"b-burst-"
+            while True:
+                page, more = kv.scan(start, b"b-burst.", limit=0)
+                assert sum(len(p.key) + len(p.value) for p in page) <= 16 << 20
+                seen += [p.key for p in page]
+                if not more:
+                    break
+                start = page[-1].key + b"\x00"
+            assert seen == sorted(k for k in written if k.startswith(b"b-burst-"))
     finally:
         local.stop_all()
 
@@ -219,6 +231,6 @@ def test_a_data_directory_holding_a_4kib_key_in_its_log_starts_and_serves(tmp_pa
                 assert kv.get(key).value == f"red-{key}".encode()  # type: ignore[union-attr]
             kv.put(b"j" * 4096, b"y")
             assert kv.get(b"j" * 4096).value == b"y"  # type: ignore[union-attr]
-        assert local.exited() == []
+        assert local.exited() == {}
     finally:
         local.stop_all()

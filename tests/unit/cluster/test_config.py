@@ -197,3 +197,34 @@ def test_the_deploy_example_still_parses() -> None:
 
     text = (Path(__file__).resolve().parents[3] / "deploy" / "cluster.example.toml").read_text()
     assert len(parse_cluster_config(text).shards) == 6
+
+
+def test_storage_map_size_and_cluster_id_are_read_and_checked() -> None:
+    from cluster.config import MAP_SIZE_MB_DEFAULT
+    from kvstore.local_cluster import default_config
+
+    plain = parse_cluster_config(default_config())
+    assert plain.map_size_mb == MAP_SIZE_MB_DEFAULT and plain.identity == "local"
+    named = parse_cluster_config(default_config(cluster_id="f00d"))
+    assert named.cluster_id == "f00d" and named.identity == "f00d"
+    for size, ok in ((0, False), (1, True), (1 << 30, True), ((1 << 30) + 1, False)):
+        text = default_config() + f"[storage]\nmap_size_mb = {size}\n"
+        if ok:
+            assert parse_cluster_config(text).map_size_mb == size
+        else:
+            with pytest.raises(ClusterConfigError, match=r"storage\.map_size_mb"):
+                parse_cluster_config(text)
+
+
+def test_limits_may_not_exceed_what_the_store_executes() -> None:
+    from cluster.config import KEY_BYTES_HARD_MAX, VALUE_BYTES_HARD_MAX
+    from kvstore.local_cluster import default_config
+
+    for key, most in (
+        ("key_bytes_max", KEY_BYTES_HARD_MAX),
+        ("value_bytes_max", VALUE_BYTES_HARD_MAX),
+    ):
+        at = parse_cluster_config(default_config() + f"[limits]\n{key} = {most}\n")
+        assert getattr(at.limits, key) == most
+        with pytest.raises(ClusterConfigError, match=f"limits.{key} {most + 1} is over {most}"):
+            parse_cluster_config(default_config() + f"[limits]\n{key} = {most + 1}\n")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cluster.config import KEY_BYTES_HARD_MAX, VALUE_BYTES_HARD_MAX
 from kvstore.model import (
     Command,
     Compare,
@@ -30,12 +31,7 @@ from kvstore.model import (
     encode_command,
     encoded_bytes_max,
 )
-from kvstore.model.commands import (
-    KEY_BYTES_HARD_MAX,
-    TXN_COMPARES_MAX,
-    TXN_OPS_MAX,
-    VALUE_BYTES_HARD_MAX,
-)
+from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.storage import NodeStore
 from tests.unit.kvstore.strategies import commands
 
@@ -355,3 +351,21 @@ def test_encoded_bytes_max_bounds_the_largest_command_the_edge_admits() -> None:
     )
     assert len(encode_command(biggest)) == encoded_bytes_max(k, v)
     assert len(encode_command(Put(RequestId(1, 1), b"k" * k, b"v" * v))) < encoded_bytes_max(k, v)
+
+
+def test_scan_stops_at_a_byte_budget_but_always_answers_one_key() -> None:
+    """A scan over large values answers at most ``bytes_max`` of keys and values (at least
+    one key, however large), says more exist, and reads the engine a page at a time."""
+    sm = KvStateMachine(MemoryEngine())
+    keys = [b"k%04d" % i for i in range(600)]  # over two engine pages
+    sm.apply(1, [encode_command(Put(NO_SESSION, k, b"v" * 100)) for k in keys])
+    page, more = sm.scan(b"", b"", 0, bytes_max=1050)
+    assert [kv.key for kv in page] == keys[:10] and more  # 10 x 105 bytes
+    page, more = sm.scan(b"", b"", 0, bytes_max=1)
+    assert [kv.key for kv in page] == keys[:1] and more
+    page, more = sm.scan(b"", b"", 0)
+    assert [kv.key for kv in page] == keys and not more
+    page, more = sm.scan(b"k0100", b"k0400", 290)
+    assert [kv.key for kv in page] == keys[100:390] and more
+    page, more = sm.scan(b"k0100", b"k0400", 300)
+    assert [kv.key for kv in page] == keys[100:400] and not more
