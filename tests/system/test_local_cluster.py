@@ -363,3 +363,44 @@ def test_up_with_no_restart_leaves_a_killed_node_down(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     assert "every node stopped" in output.read_text()
+
+
+def test_a_second_up_on_the_same_ports_exits_2_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    """Ports are bound exclusively: a second ``kvstore up`` on the ports of a running one (in
+    another directory, or the same) exits 2 within 10 s with one line, and the first
+    cluster's leaders keep their ballots (no node of the second ever ran)."""
+    base = free_base_port()
+    first = start_up(tmp_path / "first", base)
+    try:
+        endpoints = ",".join((tmp_path / "first" / "endpoints").read_text().split())
+        put_with_retry(endpoints, "apple", "0")
+
+        def ballots() -> dict[int, str]:
+            status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
+            return {s["shard"]: s["ballot"] for s in status["shards"]}
+
+        deadline = time.monotonic() + 15  # leaders settle in their preferred DCs first
+        while time.monotonic() < deadline:
+            placed = json.loads(cli("shards", "-o", "json", endpoints=endpoints).stdout)
+            if [s["leader"] for s in placed["shards"]] == [1, 2, 3]:
+                break
+            time.sleep(0.3)
+        before = ballots()
+        for where in (tmp_path / "second", tmp_path / "first"):
+            started = time.monotonic()
+            second = subprocess.run(
+                [*UP, "--dir", str(where), "--base-port", str(base)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=ROOT,
+                check=False,
+            )
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert time.monotonic() - started < 10
+            [line] = second.stderr.splitlines()
+            assert "cannot start" in line and "address in use" in line, line
+        assert ballots() == before
+        assert first.poll() is None
+    finally:
+        stop_up(first)
