@@ -57,6 +57,7 @@ from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeRuntime,
+    NodeStoppedError,
     NotLeaderError,
     OverloadedError,
     ProposalDroppedError,
@@ -335,6 +336,8 @@ class KvService(kv_pb2_grpc.KVServicer):
             response = await handler(getattr(item, kind), _ItemContext(context, item))
         except _ItemAbortedError as aborted:
             return _item_error(aborted.code, aborted.details)
+        except NodeStoppedError as stopped:  # as the interceptor does for a unary call
+            return _item_error(grpc.StatusCode.UNAVAILABLE, str(stopped))
         return kv_pb2.BatchResult(**{kind: response})
 
     # ------------------------------------------------------------------ routing

@@ -1,8 +1,11 @@
-"""Requests whose bytes are not a valid protobuf message get INVALID_ARGUMENT.
+"""Requests whose bytes are not a valid protobuf message get INVALID_ARGUMENT, and calls to a
+node that is going down get UNAVAILABLE.
 
 gRPC answers a request its deserializer cannot parse with INTERNAL, which reads as our bug.
 This interceptor wraps the deserializer of every unary and bidirectional-stream handler so
-the caller is told plainly (a stream ends at its first malformed message).
+the caller is told plainly (a stream ends at its first malformed message). Between a fatal
+error (a failed disk) and the process's exit, a call reaching the runtime would otherwise end
+UNKNOWN ("Unexpected RuntimeError"): it is UNAVAILABLE, so the caller tries another node.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from kvstore.runtime.node import NodeStoppedError
 
 _MALFORMED = object()
 _DETAILS = "the request is not a valid protobuf message"
@@ -45,7 +50,10 @@ class RejectMalformedRequests(grpc.aio.ServerInterceptor):
             async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 if request is _MALFORMED:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _DETAILS)
-                return await unary(request, context)
+                try:
+                    return await unary(request, context)
+                except NodeStoppedError as stopped:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(stopped))
 
             return grpc.unary_unary_rpc_method_handler(
                 guarded,

@@ -92,6 +92,10 @@ class UnknownShardError(Exception):
     pass
 
 
+class NodeStoppedError(Exception):
+    """The node hit a fatal error and is going down: callers should try another node."""
+
+
 @dataclass(frozen=True)
 class ShardStatus:
     shard_id: int
@@ -415,7 +419,7 @@ class NodeRuntime:
 
     def _shard(self, shard_id: int) -> _Shard:
         if self.failure is not None:
-            raise RuntimeError("node failed") from self.failure
+            raise NodeStoppedError(f"node {self.node_id} is stopping: {self.failure}")
         shard = self._shards.get(shard_id)
         if shard is None:
             raise UnknownShardError(f"shard {shard_id} is not hosted on node {self.node_id}")

@@ -169,3 +169,31 @@ def test_unavailable_says_an_outcome_is_unknown_for_a_write_only(tmp_path: Path)
             assert "the write's outcome is unknown" in write.message
 
     asyncio.run(main())
+
+
+def test_a_node_going_down_after_a_fatal_error_answers_unavailable(tmp_path: Path) -> None:
+    """Between a fatal error (a failed disk) and the process's exit, calls reaching the node
+    are UNAVAILABLE, so clients try another node (they were UNKNOWN: "Unexpected
+    RuntimeError", which the client library does not retry)."""
+
+    async def main() -> None:
+        async with three_nodes(tmp_path) as (servers, endpoints):
+            async with AsyncClient(endpoints, timeout_s=15) as client:
+                await client.put("apple", "red")
+            servers[0].runtime.failure = OSError(5, "Input/output error")
+            async with grpc.aio.insecure_channel(endpoints[0], options=CHANNEL_OPTIONS) as ch:
+                kv = kv_pb2_grpc.KVStub(ch)
+                for call in (
+                    kv.Get(kv_pb2.GetRequest(key=b"apple"), timeout=5),
+                    kv.Put(kv_pb2.PutRequest(key=b"apple", value=b"x"), timeout=5),
+                ):
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await call
+                    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+                    assert "node 1 is stopping" in (info.value.details() or "")
+                item = kv_pb2.BatchItem(get=kv_pb2.GetRequest(key=b"apple"))
+                answer = await kv.Batch(kv_pb2.BatchRequest(items=[item]), timeout=5)
+                assert answer.results[0].error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+            servers[0].runtime.failure = None  # let it stop as usual
+
+    asyncio.run(main())
