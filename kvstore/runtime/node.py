@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from cluster import ClusterConfig
+from cluster.keys import KeySpan
 from kvstore.model import (
     ApplyResult,
     Command,
@@ -200,7 +201,7 @@ class NodeRuntime:
         my_dc = self.cluster.node(self.node_id).dc
         for spec in self.cluster.shards_of(self.node_id):
             durable = self._store.load(spec.shard_id)
-            with self._store.read(spec.shard_id) as engine:
+            with self._store.read(spec.shard_id, spec.span) as engine:
                 machine = KvStateMachine(engine)
                 applied = machine.applied_slot
                 preferred_dc = self.cluster.leader_dc(spec.shard_id, machine.leader_dc)
@@ -366,7 +367,7 @@ class NodeRuntime:
     @contextmanager
     def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
-        with self._store.read(shard_id) as engine:
+        with self._store.read(shard_id, self.cluster.shard(shard_id).span) as engine:
             yield KvStateMachine(engine)
 
     def status(self) -> list[ShardStatus]:
@@ -416,6 +417,9 @@ class NodeRuntime:
 
     def applied_slot(self, shard_id: int) -> int:
         return self._shard(shard_id).applied_slot
+
+    def _span(self, shard_id: int) -> KeySpan:
+        return self.cluster.shard(shard_id).span
 
     def _shard(self, shard_id: int) -> _Shard:
         if self.failure is not None:
@@ -544,14 +548,15 @@ class NodeRuntime:
             for shard_id, record in job.records:
                 batch.persist(shard_id, record)
             for shard_id, snap in job.installs:
-                snapshot.restore(batch.engine(shard_id), snap.data)
+                snapshot.restore(batch.engine(shard_id, self._span(shard_id)), snap.data)
                 self._session_tables.pop(shard_id, None)  # the snapshot brought its own
             machines: dict[int, KvStateMachine] = {}
             for shard_id, entry in job.applies:
                 sm = machines.get(shard_id)
                 if sm is None:
                     sm = machines[shard_id] = KvStateMachine(
-                        batch.engine(shard_id), sessions=self._session_tables.get(shard_id)
+                        batch.engine(shard_id, self._span(shard_id)),
+                        sessions=self._session_tables.get(shard_id),
                     )
                 results.append(
                     (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
@@ -569,7 +574,7 @@ class NodeRuntime:
                 if table is not None:
                     self._session_tables[shard_id] = table
             for shard_id in job.dumps:
-                engine = batch.engine(shard_id)
+                engine = batch.engine(shard_id, self._span(shard_id))
                 slot = KvStateMachine(engine).applied_slot
                 dumps.append((shard_id, slot, snapshot.dump(engine)))
         return results, dumps

@@ -8,10 +8,16 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 | ``promise`` | shard u32                | promised ballot                            |
 | ``log``     | shard u32 · slot u64     | accepted entry: ballot and value (framed, crc32) |
 | ``paxos``   | shard u32 · name         | chosen_through u64; snapshot; voting (framed) |
-| ``kv``      | shard u32 · stored key   | record: value, create/mod revision, version (framed) |
+| ``kv``      | space u8 · stored key    | record: value, create/mod revision, version (framed) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
 
 Every value is a checksummed frame (``kvstore.model.codec``) and is verified when read.
+
+Data is keyed by the key itself, not by the shard that holds it: a shard's engine sees the
+keys of its span, so moving a span boundary (a split, a merge) moves no data. The space byte
+sets the user's keys (``USER_SPACE``) apart from any the system keeps for itself. (Format
+``kvstore-1`` prefixed each key with its shard id; ``NodeStore`` re-keys such a directory
+once, when it is claimed.)
 
 Long keys. LMDB refuses keys over 511 bytes, and client keys may be far longer (4 KiB by
 default). A key of at most ``KEY_HEAD_BYTES`` is stored as itself; a longer one as its first
@@ -37,8 +43,8 @@ SNAPSHOT = b"snapshot"
 VOTING = b"voting"  # 1: the replica votes; 0: it lost its state and rejoins first
 
 
-# Keys up to this length are stored as themselves. With the digest and a shard prefix of up
-# to 8 bytes a stored key stays well under LMDB's 511 (4 + 440 + 32 = 476 today).
+# Keys up to this length are stored as themselves. With the digest and a prefix of up to 8
+# bytes a stored key stays well under LMDB's 511 (1 + 440 + 32 = 473 today).
 KEY_HEAD_BYTES = 440
 KEY_DIGEST_BYTES = 32
 
@@ -53,6 +59,9 @@ def stored_key(key: bytes) -> bytes:
 def is_long(stored: bytes) -> bool:
     """Whether a stored key (without its shard prefix) is a long key's head and digest."""
     return len(stored) > KEY_HEAD_BYTES
+
+
+USER_SPACE = b"\x01"  # the prefix of every user key in the ``kv`` database
 
 
 def shard_prefix(shard_id: int) -> bytes:

@@ -25,11 +25,14 @@ from typing import Any
 
 import lmdb
 
+from cluster.keys import KeySpan
 from kvstore.model.engine import Record
 from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
 from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
 
-FORMAT = b"kvstore-1"
+WHOLE = KeySpan(b"", b"")
+FORMAT = b"kvstore-2"  # kv keyed by key, not by shard (layout.py); kvstore-1 is re-keyed
+FORMAT_SHARD_KEYED = b"kvstore-1"
 
 
 class StoreIdentityError(RuntimeError):
@@ -94,6 +97,9 @@ class NodeStore:
         db = self._dbs[b"node"]
         with self._env.begin(write=True) as txn:
             new = txn.get(b"format", db=db) is None
+            if txn.get(b"format", db=db) == FORMAT_SHARD_KEYED:
+                _rekey_by_key(txn, self._dbs[b"kv"])
+                txn.put(b"format", FORMAT, db=db)
             for name, value in want.items():
                 have = txn.get(name, db=db)
                 if have is None:
@@ -138,9 +144,11 @@ class NodeStore:
             return _load(txn, self._dbs, shard_id, founding=self._founding)
 
     @contextmanager
-    def read(self, shard_id: int) -> Iterator[ShardEngine]:
+    def read(self, shard_id: int, span: KeySpan = WHOLE) -> Iterator[ShardEngine]:
+        """The shard's state as committed now (a consistent read snapshot); its data is the
+        keys of ``span``."""
         with self._env.begin() as txn:
-            yield ShardEngine(txn, self._dbs, shard_id)
+            yield ShardEngine(txn, self._dbs, shard_id, span)
 
 
 class WriteBatch:
@@ -151,22 +159,25 @@ class WriteBatch:
     def persist(self, shard_id: int, record: DurableRecord) -> None:
         _apply(self._txn, self._dbs, shard_id, record)
 
-    def engine(self, shard_id: int) -> ShardEngine:
-        return ShardEngine(self._txn, self._dbs, shard_id)
+    def engine(self, shard_id: int, span: KeySpan = WHOLE) -> ShardEngine:
+        return ShardEngine(self._txn, self._dbs, shard_id, span)
 
 
 class ShardEngine:
-    """``kvstore.model.Engine`` over one shard's keys, inside one LMDB transaction."""
+    """``kvstore.model.Engine`` for one shard, inside one LMDB transaction: the keys of its
+    span (stored by key, so a neighbour's span starts where this one ends), and its own
+    metadata (prefixed by its id)."""
 
-    def __init__(self, txn: Any, dbs: dict[bytes, Any], shard_id: int) -> None:
+    def __init__(self, txn: Any, dbs: dict[bytes, Any], shard_id: int, span: KeySpan) -> None:
         self._txn = txn
         self._kv = dbs[b"kv"]
         self._meta = dbs[b"kvmeta"]
         self._prefix = L.shard_prefix(shard_id)
+        self._span = span
 
     def get(self, key: bytes) -> Record | None:
         stored = L.stored_key(key)
-        raw = self._txn.get(self._prefix + stored, db=self._kv)
+        raw = self._txn.get(L.USER_SPACE + stored, db=self._kv)
         if raw is None:
             return None
         if not L.is_long(stored):
@@ -178,16 +189,22 @@ class ShardEngine:
     def put(self, key: bytes, record: Record) -> None:
         stored = L.stored_key(key)
         raw = L.encode_long_record(key, record) if L.is_long(stored) else L.encode_record(record)
-        self._txn.put(self._prefix + stored, raw, db=self._kv)
+        self._txn.put(L.USER_SPACE + stored, raw, db=self._kv)
 
     def delete(self, key: bytes) -> None:
-        self._txn.delete(self._prefix + L.stored_key(key), db=self._kv)
+        self._txn.delete(L.USER_SPACE + L.stored_key(key), db=self._kv)
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
-        """Keys in ``[start, end)`` in key order. Stored keys sort as the keys do except
-        within a group of long keys sharing a head (``kvstore.storage.layout``): each group
-        is read whole and sorted before its keys are taken."""
-        prefix, cut = self._prefix, len(self._prefix)
+        """Keys in ``[start, end)`` and in this shard's span, in key order. Stored keys sort
+        as the keys do except within a group of long keys sharing a head
+        (``kvstore.storage.layout``): each group is read whole and sorted before its keys
+        are taken."""
+        span = self._span
+        start = max(start, span.start)
+        if span.end and (not end or span.end < end):
+            end = span.end
+        prefix = L.USER_SPACE
+        cut = len(prefix)
         out: list[tuple[bytes, Record]] = []
         group: list[tuple[bytes, Record]] = []
         group_head = b""
@@ -295,6 +312,18 @@ def _drop_log_through(txn: Any, db: Any, shard_id: int, slot: int) -> None:
         while cursor.key().startswith(prefix) and cursor.key() < stop:
             if not cursor.delete():
                 break
+
+
+def _rekey_by_key(txn: Any, db: Any) -> None:
+    """Format kvstore-1 to kvstore-2: a kv entry's key was its shard's id (u32) then its
+    stored key; it becomes the user space's prefix then the same stored key (spans were
+    disjoint, so no two entries meet). Once, in the claiming transaction."""
+    with txn.cursor(db=db) as cursor:
+        old = list(cursor)
+    for key, _ in old:
+        txn.delete(key, db=db)
+    for key, value in old:
+        txn.put(L.USER_SPACE + key[4:], value, db=db)
 
 
 def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int, *, founding: bool) -> DurableState:

@@ -134,3 +134,35 @@ def test_a_directory_of_another_cluster_id_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreIdentityError, match="cluster_id='a1b2'"):
         store.claim("local", 1, founding=True, cluster_id="c3d4")
     store.close()
+
+
+def test_a_directory_of_the_shard_keyed_format_is_rekeyed_once_when_claimed(
+    tmp_path: Path,
+) -> None:
+    """Format kvstore-1 stored each key under its shard's id; claiming such a directory
+    re-keys its data by key (format kvstore-2) and keeps every Paxos record as it was."""
+    import tarfile
+
+    from cluster.keys import KeySpan
+
+    fixture = ROOT / "tests" / "fixtures" / "long-key-in-log.tar.gz"
+    with tarfile.open(fixture) as archive:
+        archive.extract("n1/data.mdb", tmp_path, filter="data")
+    store = NodeStore(tmp_path / "n1", map_size=16 << 20)
+    before = {shard: store.load(shard) for shard in (1, 2, 3)}
+    store.claim("local", 1, founding=True, cluster_id="local")
+    for shard, key, span in (
+        (1, b"apple", KeySpan(b"", b"b")),
+        (2, b"banana", KeySpan(b"b", b"c")),
+        (3, b"cherry", KeySpan(b"c", b"")),
+    ):
+        with store.read(shard, span) as engine:
+            assert [k for k, _ in engine.scan(b"", b"", 0)] == [key]
+            assert engine.get(key).value == b"red-" + key  # type: ignore[union-attr]
+        assert store.load(shard) == before[shard]
+    store.close()
+    reopened = NodeStore(tmp_path / "n1", map_size=16 << 20)
+    reopened.claim("local", 1, founding=True, cluster_id="local")  # nothing to re-key now
+    with reopened.read(1, KeySpan(b"", b"b")) as engine:
+        assert engine.get(b"apple").value == b"red-apple"  # type: ignore[union-attr]
+    reopened.close()

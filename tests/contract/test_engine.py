@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cluster.keys import KeySpan
 from kvstore.model import Engine, MemoryEngine, Record
 from kvstore.storage import NodeStore
 from kvstore.storage.layout import KEY_HEAD_BYTES
@@ -26,7 +27,6 @@ def lmdb_engine() -> Iterator[Engine]:
         store = NodeStore(path, map_size=256 << 20)
         try:
             with store.write() as batch:
-                batch.engine(7).put(b"other-shard-key", Record(b"x", 1, 1, 1))  # noise
                 yield batch.engine(3)
         finally:
             store.close()
@@ -145,3 +145,24 @@ def test_long_keys_sharing_a_head_scan_in_key_order_among_short_ones() -> None:
         lo, hi = long_[1], long_[7]
         assert [k for k, _ in engine.scan(lo, hi, 0)] == [k for k in keys if lo <= k < hi]
         assert [k for k, _ in engine.scan(lo, b"", 2)] == [k for k in keys if k >= lo][:2]
+
+
+def test_a_shard_engine_sees_the_keys_of_its_span_and_its_own_metadata() -> None:
+    """Data is stored by key, so two shards' engines share one keyspace: each scans only its
+    span (a neighbour's keys lie beside its own), and keeps its own metadata."""
+    with tempfile.TemporaryDirectory() as path:
+        store = NodeStore(path, map_size=16 << 20)
+        left, right = KeySpan(b"", b"m"), KeySpan(b"m", b"")
+        with store.write() as batch:
+            batch.engine(1, left).put(b"apple", Record(b"1", 1, 1, 1))
+            batch.engine(2, right).put(b"mango", Record(b"2", 1, 1, 1))
+            batch.engine(1, left).meta_put(b"revision", b"1")
+            batch.engine(2, right).meta_put(b"revision", b"2")
+        with store.read(1, left) as one, store.read(2, right) as two:
+            assert [k for k, _ in one.scan(b"", b"", 0)] == [b"apple"]
+            assert [k for k, _ in two.scan(b"", b"", 0)] == [b"mango"]
+            assert [k for k, _ in one.scan(b"a", b"z", 0)] == [b"apple"]
+            assert one.meta_get(b"revision") == b"1" and two.meta_get(b"revision") == b"2"
+        with store.read(3) as whole:  # a span of everything sees both
+            assert [k for k, _ in whole.scan(b"", b"", 0)] == [b"apple", b"mango"]
+        store.close()

@@ -297,8 +297,8 @@ class FailingStore:
     def load(self, shard_id: int):  # type: ignore[no-untyped-def]
         return self._store.load(shard_id)
 
-    def read(self, shard_id: int):  # type: ignore[no-untyped-def]
-        return self._store.read(shard_id)
+    def read(self, shard_id: int, span):  # type: ignore[no-untyped-def]
+        return self._store.read(shard_id, span)
 
     def write(self):  # type: ignore[no-untyped-def]
         if self._ok <= 0:
