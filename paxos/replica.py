@@ -158,6 +158,15 @@ class Replica:
         leader = self._leader
         return leader is not None and leader.lease_valid(self._now)
 
+    def lease_read_point(self) -> Slot | None:
+        """While we hold the lease: the slot a linearizable read arriving now is served at
+        (once applied). Every write acknowledged anywhere before now is at or below it (the
+        lease read's argument; the simulator checks it at every event). None: no lease."""
+        leader = self._leader
+        if leader is None or not self.lease_valid():
+            return None
+        return leader.read_point()
+
     def stale_read_bound(self, applied: Slot) -> int | None:
         """How stale a read of our state through ``applied`` can be, in nominal ticks.
 

@@ -33,7 +33,7 @@ from kvstore.model.commands import (
     encoded_bytes_max,
     oversized,
 )
-from kvstore.model.engine import Engine, MemoryEngine, Record
+from kvstore.model.engine import Engine, MemoryEngine, MemoryStore, Record
 from kvstore.model.state_machine import KvStateMachine, SessionTable
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "KvStateMachine",
     "Malformed",
     "MemoryEngine",
+    "MemoryStore",
     "OpKind",
     "PlacementSet",
     "Put",

@@ -6,13 +6,20 @@ Rules:
   the batch's ``applied_slot``, so a crash can never apply a slot twice.
 - ``scan`` returns keys in bytewise order within ``[start, end)`` (``end == b""``: unbounded).
 - ``MemoryEngine`` is the reference; the LMDB engine must pass the same contract tests.
+  Several shards of one node share a ``MemoryStore``, keyed by key as LMDB is: each shard's
+  engine sees the keys of its span and its own metadata.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from cluster.keys import KeySpan
+
+WHOLE = KeySpan(b"", b"")
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,39 +48,93 @@ class Engine(Protocol):
     def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]: ...
 
 
-class MemoryEngine:
+class MemoryStore:
+    """Every shard's state-machine data on one node, in memory, laid out as storage lays it
+    out: keys stored by key (a shard's engine sees its span), metadata per shard."""
+
     def __init__(self) -> None:
         self._data: dict[bytes, Record] = {}
         self._keys: list[bytes] = []
-        self._meta: dict[bytes, bytes] = {}
+        self._meta: dict[int, dict[bytes, bytes]] = {}
+        # While a transaction is open: how to undo each change, newest last.
+        self._undo: list[tuple[dict[bytes, Any], bytes, Any]] | None = None
+
+    def engine(self, shard_id: int, span: KeySpan = WHOLE) -> MemoryEngine:
+        return MemoryEngine(self, shard_id, span)
+
+    def begin(self) -> None:
+        """Open a transaction: changes from now on can be rolled back (a crash before the
+        commit) or kept (the commit)."""
+        assert self._undo is None, "one transaction at a time"
+        self._undo = []
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        undo, self._undo = self._undo or [], None
+        for table, key, before in reversed(undo):
+            if before is _ABSENT:
+                if table.pop(key, None) is not None and table is self._data:
+                    del self._keys[bisect.bisect_left(self._keys, key)]
+            else:
+                if key not in table and table is self._data:
+                    bisect.insort(self._keys, key)
+                table[key] = before
+
+    def _remember(self, table: dict[bytes, Any], key: bytes) -> None:
+        if self._undo is not None:
+            self._undo.append((table, key, table.get(key, _ABSENT)))
+
+
+class MemoryEngine:
+    """One shard's ``Engine`` over a ``MemoryStore`` (a store of its own when none is given)."""
+
+    def __init__(
+        self, store: MemoryStore | None = None, shard_id: int = 0, span: KeySpan = WHOLE
+    ) -> None:
+        self._store = store if store is not None else MemoryStore()
+        self._span = span
+        self._meta = self._store._meta.setdefault(shard_id, {})
 
     def get(self, key: bytes) -> Record | None:
-        return self._data.get(key)
+        return self._store._data.get(key)
 
     def put(self, key: bytes, record: Record) -> None:
-        if key not in self._data:
-            bisect.insort(self._keys, key)
-        self._data[key] = record
+        store = self._store
+        store._remember(store._data, key)
+        if key not in store._data:
+            bisect.insort(store._keys, key)
+        store._data[key] = record
 
     def delete(self, key: bytes) -> None:
-        if self._data.pop(key, None) is not None:
-            del self._keys[bisect.bisect_left(self._keys, key)]
+        store = self._store
+        store._remember(store._data, key)
+        if store._data.pop(key, None) is not None:
+            del store._keys[bisect.bisect_left(store._keys, key)]
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
+        span = self._span
+        start = max(start, span.start)
+        if span.end and (not end or span.end < end):
+            end = span.end
+        store = self._store
         out: list[tuple[bytes, Record]] = []
-        for key in self._keys[bisect.bisect_left(self._keys, start) :]:
+        for key in store._keys[bisect.bisect_left(store._keys, start) :]:
             if (end and key >= end) or (limit and len(out) >= limit):
                 break
-            out.append((key, self._data[key]))
+            out.append((key, store._data[key]))
         return out
 
     def meta_get(self, name: bytes) -> bytes | None:
         return self._meta.get(name)
 
     def meta_put(self, name: bytes, value: bytes) -> None:
+        self._store._remember(self._meta, name)
         self._meta[name] = value
 
     def meta_delete(self, name: bytes) -> None:
+        self._store._remember(self._meta, name)
         self._meta.pop(name, None)
 
     def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:

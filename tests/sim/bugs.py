@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from paxos import (
     NOOP,
@@ -16,12 +17,10 @@ from paxos import (
     Ballot,
     Config,
     DurableRecord,
-    DurableState,
     Message,
     Prepare,
     RejoinInfo,
     Replica,
-    Rng,
     Slot,
 )
 from paxos.acceptor import Acceptor
@@ -81,33 +80,25 @@ class ForgetfulReplica(Replica):
     leader_class = ForgetfulLeader
 
 
-def early_reply_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
-    replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+def early_reply_factory(config: Config, **kw: Any) -> Replica:
+    replica = Replica(config, **kw)
     replica._acceptor.__class__ = EarlyReplyAcceptor
     return replica
 
 
-def forgetful_leader_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
-    return ForgetfulReplica(config, rng=rng, durable=durable, incarnation=incarnation)
+def forgetful_leader_factory(config: Config, **kw: Any) -> Replica:
+    return ForgetfulReplica(config, **kw)
 
 
-def no_drift_margin_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
+def no_drift_margin_factory(config: Config, **kw: Any) -> Replica:
     """``lease <= guard - 1``: right about tick rounding, but no allowance for clock drift."""
     object.__setattr__(config, "lease_ticks", config.election_ticks_min - 1)
-    return Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+    return Replica(config, **kw)
 
 
-def unguarded_follower_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
+def unguarded_follower_factory(config: Config, **kw: Any) -> Replica:
     """Leases without the follower half: followers promise anyone at once (no sticky guard)."""
-    replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+    replica = Replica(config, **kw)
     replica._election.may_promise = lambda msg: True  # type: ignore[method-assign]
     return replica
 
@@ -121,10 +112,8 @@ class UnappliedFreshnessReplica(Replica):
         return self._now - self._freshness[-1][1] + 1
 
 
-def unapplied_freshness_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
-    return UnappliedFreshnessReplica(config, rng=rng, durable=durable, incarnation=incarnation)
+def unapplied_freshness_factory(config: Config, **kw: Any) -> Replica:
+    return UnappliedFreshnessReplica(config, **kw)
 
 
 class UncountedTickFreshnessReplica(Replica):
@@ -140,17 +129,13 @@ class UncountedTickFreshnessReplica(Replica):
         return leader
 
 
-def uncounted_tick_freshness_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
+def uncounted_tick_freshness_factory(config: Config, **kw: Any) -> Replica:
     """Without the early learning of ``paxos.acceptor`` (followers learn from commit points
     only): with it, a follower usually holds a write as soon as the leader can acknowledge
     it, so a bound two ticks short is rarely exposed (no violation in 400 seeds). Whether
     the checker sees a two-tick error is what this case is about, so it runs where
     follower lag is the norm."""
-    replica = UncountedTickFreshnessReplica(
-        config, rng=rng, durable=durable, incarnation=incarnation
-    )
+    replica = UncountedTickFreshnessReplica(config, **kw)
     replica._acceptor._voters = ()
     return replica
 
@@ -165,11 +150,11 @@ class EarlyBarrierLeader(Leader):
         return started
 
 
-def _leading_as(leader_class: type[Leader]) -> Callable[[Config, Rng, DurableState, int], Replica]:
+def _leading_as(leader_class: type[Leader]) -> Callable[..., Replica]:
     """A factory of replicas whose proposer role (built anew each campaign) is this one."""
 
-    def factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
-        replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+    def factory(config: Config, **kw: Any) -> Replica:
+        replica = Replica(config, **kw)
         replica.leader_class = leader_class
         return replica
 
@@ -191,8 +176,8 @@ class LoneVoteLearner(Learner):
         super().on_accepted(msg)
 
 
-def lone_vote_factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
-    replica = Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+def lone_vote_factory(config: Config, **kw: Any) -> Replica:
+    replica = Replica(config, **kw)
     replica._learner.__class__ = LoneVoteLearner
     return replica
 
@@ -208,11 +193,11 @@ class CommitPointReadLeader(Leader):
 commit_point_read_factory = _leading_as(CommitPointReadLeader)
 
 
-def amnesiac_factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
+def amnesiac_factory(config: Config, **kw: Any) -> Replica:
     """A replica whose disk was wiped votes at once, as if it were a new group's founder: it
     may accept below a ballot it promised, or join a phase-1 quorum without reporting a value
     it helped choose (the bug the hardening issue reproduced on the real cluster)."""
-    return Replica(config, rng=rng, durable=replace(durable, voting=True), incarnation=incarnation)
+    return Replica(config, **{**kw, "durable": replace(kw["durable"], voting=True)})
 
 
 class HastyRejoinReplica(Replica):
@@ -237,7 +222,5 @@ class HastyRejoinReplica(Replica):
         self._out.persist(DurableRecord(promised=self._acceptor.promised, voting=True))
 
 
-def hasty_rejoin_factory(
-    config: Config, rng: Rng, durable: DurableState, incarnation: int
-) -> Replica:
-    return HastyRejoinReplica(config, rng=rng, durable=durable, incarnation=incarnation)
+def hasty_rejoin_factory(config: Config, **kw: Any) -> Replica:
+    return HastyRejoinReplica(config, **kw)

@@ -12,6 +12,8 @@
 - **Lease safety**: at no instant do two replicas believe they hold the lease.
 - **Bounded staleness**: whenever a replica would serve a read of its applied state with
   a staleness bound B, every command acknowledged more than B before now is in that state.
+- **Linearizable reads**: a read served from state through slot S misses no command
+  acknowledged before the read was invoked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from kvstore.model import CodecError, Put, decode_command
 from paxos import Ballot, DurableRecord, NodeId, Slot, Value, quorum_size
 
 
@@ -101,6 +104,28 @@ class Checker:
                 f"{self._ack_slot_max[older - 1]} was acknowledged before that",
             )
 
+    def on_lease_read_point(self, node: NodeId, read_point: Slot) -> None:
+        """A leaseholder would serve a read arriving now at ``read_point``: every command
+        acknowledged before now must be at or below it."""
+        older = bisect.bisect_left(self._ack_times, self.now_us)
+        if older and self._ack_slot_max[older - 1] > read_point:
+            self.fail(
+                "stale-read",
+                f"n{node} holds the lease and would read at slot {read_point}, but slot "
+                f"{self._ack_slot_max[older - 1]} was acknowledged before now",
+            )
+
+    def on_read(self, node: NodeId, invoked_us: int, served: Slot) -> None:
+        """A linearizable read invoked at ``invoked_us`` was served from state through slot
+        ``served``: every write acknowledged before the invocation must be in it."""
+        older = bisect.bisect_left(self._ack_times, invoked_us)
+        if older and self._ack_slot_max[older - 1] > served:
+            self.fail(
+                "stale-read",
+                f"n{node} served a read invoked at t={invoked_us}us at slot {served}, but slot "
+                f"{self._ack_slot_max[older - 1]} was acknowledged before it was invoked",
+            )
+
     def on_lease_holders(self, holders: Iterable[NodeId]) -> None:
         held = sorted(holders)
         if len(held) > 1:
@@ -126,5 +151,16 @@ class Checker:
 def _short(value: Value) -> str:
     if not value:
         return "noop"
-    head = b",".join(value[:2]).decode(errors="replace")
+    head = ",".join(_command(c) for c in value[:2])
     return f"[{head}{',...' if len(value) > 2 else ''}]"
+
+
+def _command(raw: bytes) -> str:
+    """A command as people read it (``put k03=c2-19``), or its bytes if it is no command."""
+    try:
+        cmd = decode_command(raw)
+    except CodecError:
+        return raw.decode(errors="replace")
+    if isinstance(cmd, Put):
+        return f"put {cmd.key.decode(errors='replace')}={cmd.value.decode(errors='replace')}"
+    return type(cmd).__name__.lower()

@@ -1,7 +1,12 @@
-"""The simulated disk: one FIFO queue per node; a write is durable only when it completes.
+"""The simulated disk: one FIFO queue of jobs per node, one job at a time, as the runtime's disk
+thread runs them: a job *starts* (its applies are computed, in an open transaction: the
+runtime answers proposers then, before the fsync) when the one before it is done, and is
+durable only when it *completes*.
 
-A crash throws away every write not yet completed (what an fsync-less page cache loses);
-completed writes live in a ``MemoryStorage`` that survives restarts.
+A crash throws away every job not yet completed (what an fsync-less page cache loses) and
+rolls back the open transaction; completed jobs live on: each group's Paxos records in a
+``MemoryStorage``, the state machines' data in one ``MemoryStore`` (keyed by key, like LMDB),
+both surviving restarts. A wiped disk loses both (its replicas must rejoin: ``paxos.rejoin``).
 """
 
 from __future__ import annotations
@@ -9,32 +14,44 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from paxos import DiskWrite, MemoryStorage
+from kvstore.model import MemoryStore
+from kvstore.model.node import DiskJob
+from paxos import MemoryStorage
 
 
 class SimDisk:
-    def __init__(self, rng: random.Random, latency_us: tuple[int, int]) -> None:
+    def __init__(self, rng: random.Random, latency_us: tuple[int, int], groups: list[int]) -> None:
         self._rng = rng
         self._latency_us = latency_us
-        self.storage = MemoryStorage()
-        self.pending: deque[DiskWrite] = deque()
+        self._groups = groups
+        self.storage = {g: MemoryStorage() for g in groups}
+        self.kv = MemoryStore()
+        self.pending: deque[DiskJob] = deque()
         self._busy_until_us = 0
 
-    def submit(self, write: DiskWrite, now_us: int) -> int:
-        """Queue ``write``; returns when it will be durable (after every earlier write)."""
+    def submit(self, job: DiskJob, now_us: int) -> tuple[int, int]:
+        """Queue ``job``; returns when it starts and when it is durable (each job after
+        every earlier one is durable)."""
         lo, hi = self._latency_us
         start = max(now_us, self._busy_until_us)
         self._busy_until_us = start + self._rng.randrange(lo, hi + 1)
-        self.pending.append(write)
-        return self._busy_until_us
+        self.pending.append(job)
+        return start, self._busy_until_us
 
-    def complete(self) -> DiskWrite:
-        write = self.pending.popleft()
-        self.storage.apply(write.record)
-        return write
+    def complete(self) -> DiskJob:
+        """The oldest job is durable: its Paxos records now; the caller runs the rest."""
+        job = self.pending.popleft()
+        for group, record in job.records:
+            self.storage[group].apply(record)
+        return job
 
     def crash(self) -> int:
         lost = len(self.pending)
         self.pending.clear()
+        self.kv.rollback()  # the job that had started, uncommitted
         self._busy_until_us = 0
         return lost
+
+    def wipe(self) -> None:
+        self.storage = {g: MemoryStorage(voting=False) for g in self._groups}
+        self.kv = MemoryStore()

@@ -118,14 +118,12 @@ class Nemesis:
             world.pause(target)
             world.schedule(until, world.resume, target)
         elif fault == "transfer":
-            leader = world.leader()
+            group = rng.choice(world.groups)
+            leader = world.leader(group)
             if leader is not None:
                 to = rng.choice([v for v in voters if v != leader])
-                replica = world.nodes[leader].replica
-                assert replica is not None
-                replica.transfer_leadership(to)
-                world.trace(leader, "nemesis", f"transfer to n{to}")
-                world.drain(leader)
+                world.transfer(leader, group, to)
+                world.trace(leader, "nemesis", f"transfer g{group} to n{to}")
 
     def _side(self, kind: str, voters: list[NodeId]) -> set[NodeId]:
         world, rng = self._world, self._rng
@@ -135,12 +133,12 @@ class Nemesis:
             dc = rng.randrange(world.params.dcs)
             return {v for v in voters if world.nodes[v].dc == dc}
         if kind == "leader":
-            leader = world.leader()
+            leader = world.leader(rng.choice(world.groups))
             return {leader} if leader is not None else {rng.choice(voters)}
         return set(rng.sample(voters, rng.randrange(1, len(voters))))
 
     def _target(self, voters: list[NodeId]) -> NodeId:
-        leader = self._world.leader()
+        leader = self._world.leader(self._rng.choice(self._world.groups))
         if leader is not None and self._rng.random() < 0.4:
             return leader
         return self._rng.choice(voters)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kvstore.model import snapshot
 from paxos import NodeId
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
@@ -54,13 +55,13 @@ def draw_params(seed: int, replicas: int | None) -> WorldParams:
     return WorldParams(
         replicas=n,
         dcs=3,
+        groups=rng.choice((1, 2, 3)),
         tick_us=10_000,
         drift_permille=100,
         one_way_us=one_way,
         jitter_us=rng.choice((200, 2_000, 8_000)),
         disk_latency_us=(100, rng.choice((500, 2_000, 8_000))),
         compact_every=rng.choice((5, 20)) if compact else 0,
-        compact_retain=rng.choice((0, 3, 10)),
         config_overrides={
             "heartbeat_ticks": 3,
             "election_ticks_min": 15,
@@ -124,22 +125,25 @@ def run_seed(
     liveness_ticks: int | None = (world.now_us - liveness_start) // params.tick_us
     if not converged():
         liveness_ticks = None
-        leader = world.leader()
-        world.checker.fail(
+        applied = {v: {g: len(a) for g, a in world.nodes[v].applied.items()} for v in core}
+        world.fail(
             "liveness",
-            f"after {LIVENESS_TICKS_MAX} ticks: leader={leader} core={core} "
+            f"after {LIVENESS_TICKS_MAX} ticks: "
+            f"leaders={ {g: world.leader(g) for g in world.groups} } core={core} "
             f"clients_pending={workload.pending()} "
-            f"applied={ {v: len(world.nodes[v].applied) for v in core} }",
+            f"applied={applied}",
         )
-    world.checker.check_acked_survive({v: world.nodes[v].applied for v in core})
+    for group, checker in world.checkers.items():
+        checker.check_acked_survive({v: world.nodes[v].applied[group] for v in core})
+    _check_converged_state(world, core)
     return SeedResult(
         seed=seed,
         replicas=params.replicas,
-        violations=[str(v) for v in world.checker.violations],
+        violations=[str(v) for v in world.violations],
         digest=world.digest(),
         proposals=workload.proposals,
         acks=workload.acks,
-        chosen_slots=len(world.checker.chosen),
+        chosen_slots=world.chosen_slots,
         events=world.events,
         faults=plan.enabled,
         liveness_ticks=liveness_ticks,
@@ -158,11 +162,37 @@ def wipe_often(plan: NemesisPlan) -> NemesisPlan:
 
 
 def _core_converged(world: World, core: list[NodeId]) -> bool:
-    if world.leader() not in core:
-        return False
-    lengths = {len(world.nodes[v].applied) for v in core}
-    chosen = {world.nodes[v].replica.chosen_through for v in core if world.nodes[v].replica}
-    return len(lengths) == 1 and len(chosen) == 1 and lengths == chosen
+    for group in world.groups:
+        if world.leader(group) not in core:
+            return False
+        lengths = {len(world.nodes[v].applied[group]) for v in core}
+        chosen = set()
+        for v in core:
+            replica = world.nodes[v].replica(group)
+            if replica is not None:
+                chosen.add(replica.chosen_through)
+        if not (len(lengths) == 1 and len(chosen) == 1 and lengths == chosen):
+            return False
+    return True
+
+
+def _check_converged_state(world: World, core: list[NodeId]) -> None:
+    """Replicas that applied the same slots hold the same state: every group's data and
+    metadata (revision, sessions) alike on every core node (the state machine is a function
+    of the log, and snapshots carry it whole)."""
+    for group in world.groups:
+        span = world.cluster.shard(group).span
+        states = {}
+        for v in core:
+            sim = world.nodes[v]
+            states[v] = (len(sim.applied[group]), snapshot.dump(sim.disk.kv.engine(group, span)))
+        if (
+            len({applied for applied, _ in states.values()}) == 1
+            and len({state for _, state in states.values()}) > 1
+        ):
+            world.checkers[group].fail(
+                "diverged", f"replicas {sorted(states)} applied the same slots, differ in state"
+            )
 
 
 def repro_command(seed: int, replicas: int | None) -> str:

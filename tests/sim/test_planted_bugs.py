@@ -3,6 +3,13 @@
 Each case sweeps seeds from 1 and must hit a violation of the expected kind within its
 budget; the correct replica passes the very same worlds (see ``test_sweep`` and the control
 case below). The broken replicas live in ``tests/sim/bugs.py``, never in production code.
+
+Two timing bugs are driven by hand in ``tests/unit/paxos/test_replica.py`` instead: the
+barrier at the first inherited slot (``bugs.EarlyBarrierLeader``) and the staleness bound two
+ticks short (``bugs.UncountedTickFreshnessReplica``). The simulator drives whole nodes, whose
+replicas re-propose inherited slots together and apply in the job that tells them, and whose
+followers use a freshness claim only once its slots are committed: the windows these bugs
+need became too rare for a seed sweep to reach within a budget (none in 300 to 600 seeds).
 """
 
 from __future__ import annotations
@@ -28,14 +35,6 @@ class Worlds:
 
 
 Hook = Worlds | None
-
-
-def lan_3ms(params: WorldParams) -> WorldParams:
-    """3 ms links and fast disks: a follower's real lag sits close to its bound."""
-    params.one_way_us = dict.fromkeys(params.one_way_us, 3_000)
-    params.jitter_us = 100
-    params.disk_latency_us = (50, 200)
-    return params
 
 
 CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
@@ -75,25 +74,11 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         150,
     ),
     (
-        "new leader trusts its commit point before every inherited slot is chosen",
-        bugs.early_barrier_factory,
-        None,
-        {"stale-read"},
-        200,
-    ),
-    (
         "follower bounds staleness from a commit it has not applied",
         bugs.unapplied_freshness_factory,
         None,
         {"stale-read"},
         60,
-    ),
-    (
-        "follower's staleness bound two ticks short",
-        bugs.uncounted_tick_freshness_factory,
-        Worlds(params=lan_3ms),
-        {"stale-read"},
-        120,
     ),
     (
         "leader reads at its commit point, below what followers may have acknowledged",

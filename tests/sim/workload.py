@@ -1,13 +1,17 @@
-"""Clients that propose unique commands and wait for their outcome, like real callers.
+"""Clients that write keys, read them, and wait for each outcome, like real callers.
 
-A client sends one command at a time to the replica it believes leads. ``NotLeader`` sends it
-to the hinted replica; ``Proposed(slot)`` means "watch that slot": when that replica applies
-the slot without the command, the attempt failed and is retried. The command is
-acknowledged when the *first* replica applies it, wherever that is: kvstore's gateways
+A client puts one key at a time, with a request id (its client id and a sequence number)
+that a retry keeps, so the replicated session table makes every write apply once. It sends
+the write to the node it believes leads the key's group: a refusal names the leader to try;
+``Dropped`` (the slot it was proposed in was chosen without it) retries at once. The write
+is acknowledged when the *first* replica applies it, wherever that is: kvstore's gateways
 answer from a follower's apply when it comes before the leader's answer, so the checkers
-must hold every replica to acknowledgements made anywhere. A crash, pause or partition
-shows up as a timeout, after which the client retries (with a new attempt id, so every
-attempt's bytes are unique) somewhere else.
+hold every replica to acknowledgements made anywhere. A crash, pause or partition shows up
+as a timeout, after which the client retries (the same bytes) somewhere else.
+
+Between writes a client may read: it asks the node it believes leads the key's group for a
+linearizable read point, and the read is served from that node's committed state when the
+node says so; the checker holds it to every write acknowledged before the read was invoked.
 """
 
 from __future__ import annotations
@@ -15,18 +19,26 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from paxos import NodeId, NotLeader, Proposed, Slot, Value
+from kvstore.model import Put, RequestId, encode_command
+from kvstore.model.node import Accepted, Answer, Dropped, NotLeaderRefusal, Token
+from paxos import NodeId, Slot, Value
 from tests.sim.world import SimNode, World
+
+KEYS = tuple(b"k%02d" % i for i in range(12))
 
 
 @dataclass
 class ClientState:
     client_id: int
     target: NodeId
+    seq: int = 0
     done_ops: int = 0
-    attempt: int = 0
-    in_flight: bytes | None = None
+    command: Put | None = None  # the write in flight, kept by every retry
+    in_flight: bytes | None = None  # its bytes
+    group: int = 0
+    token: Token = 0
     finished: bool = False
+    reading: tuple[int, int] | None = None  # a read in flight: (group, invoked_us)
 
 
 class Workload:
@@ -46,12 +58,16 @@ class Workload:
         self._timeout_us = timeout_us
         self._think_us = think_us
         self.clients = [
-            ClientState(client_id=c, target=rng.choice(world.voters)) for c in range(clients)
+            ClientState(client_id=c + 1, target=rng.choice(world.voters)) for c in range(clients)
         ]
         self.proposals = 0
         self.acks = 0
-        self._in_flight: dict[bytes, int] = {}  # command -> client
+        self._in_flight: dict[bytes, ClientState] = {}  # command -> client
+        self._tokens: dict[Token, ClientState] = {}
         world.on_applied = self._on_applied
+        world.on_answer = self._on_answer
+        world.on_read = self._on_read
+        self.reads = 0
 
     def start(self) -> None:
         for client in self.clients:
@@ -67,63 +83,120 @@ class Workload:
         self._world.schedule(self._world.now_us + delay_us, self._issue, client.client_id)
 
     def _issue(self, client_id: int) -> None:
-        client = self.clients[client_id]
-        if client.finished or client.in_flight is not None:
+        client = self.clients[client_id - 1]
+        if client.finished:
             return
         world = self._world
-        node = world.nodes[client.target]
-        if not node.running or node.replica is None:
+        if client.command is None:  # a new write; a retry keeps its request id and bytes
+            client.seq += 1
+            key = self._rng.choice(KEYS)
+            value = b"c%d-%d" % (client.client_id, client.done_ops)
+            client.command = Put(RequestId(client.client_id, client.seq), key, value)
+            client.group = world.group_of(key)
+            client.in_flight = encode_command(client.command)
+            self._in_flight[client.in_flight] = client
+        command = client.command
+        sim = world.nodes[client.target]
+        if not sim.running:
             client.target = self._rng.choice(world.voters)
             self._later(client, self._rng.randrange(5_000, 50_000))
             return
-        command = f"c{client.client_id}-{client.done_ops}-a{client.attempt}".encode()
-        outcome = node.replica.propose(command)
-        world.drain(client.target)
+        self._tokens.pop(client.token, None)
+        client.token = world.new_token()
+        self._tokens[client.token] = client
+        outcome = world.submit(client.target, client.group, command, client.token)
         match outcome:
-            case Proposed(slot=slot):
+            case Accepted():
                 self.proposals += 1
-                client.in_flight = command
-                self._in_flight[command] = client.client_id
-                node.awaiting.setdefault(slot, []).append((client.client_id, command))
                 world.schedule(
-                    world.now_us + self._timeout_us, self._timeout, client.client_id, command
+                    world.now_us + self._timeout_us, self._timeout, client.client_id, client.token
                 )
-            case NotLeader(leader_hint=hint):
-                client.target = hint if hint is not None else self._rng.choice(world.voters)
+            case NotLeaderRefusal(leader_hint=hint):
+                hinted = NodeId(hint) if hint else None
+                client.target = hinted if hinted is not None else self._rng.choice(world.voters)
                 self._later(client, self._rng.randrange(1_000, 30_000))
             case _:
                 self._later(client, self._rng.randrange(10_000, 100_000))
 
-    def _on_applied(self, node: SimNode, slot: Slot, value: Value) -> None:
+    def _on_applied(self, _sim: SimNode, group: int, slot: Slot, value: Value) -> None:
         for command in value:
-            client_id = self._in_flight.pop(command, None)
-            if client_id is not None:
-                client = self.clients[client_id]
-                self._world.checker.on_ack(command, slot)
-                self.acks += 1
-                client.done_ops += 1
-                client.attempt = 0
-                client.finished = client.done_ops >= self._ops_per_client
-                self._next(client)
-        for client_id, command in node.awaiting.pop(slot, ()):
-            client = self.clients[client_id]
-            if client.in_flight == command:  # the slot was filled without it
-                client.attempt += 1
-                self._next(client)
+            client = self._in_flight.pop(command, None)
+            if client is None:
+                continue
+            self._world.checkers[group].on_ack(command, slot)
+            self.acks += 1
+            client.done_ops += 1
+            client.finished = client.done_ops >= self._ops_per_client
+            client.command = client.in_flight = None
+            self._tokens.pop(client.token, None)
+            if not client.finished:
+                if self._rng.random() < 0.5:
+                    self._world.schedule(self._world.now_us, self._read, client.client_id)
+                else:
+                    self._later(client, self._rng.randrange(*self._think_us))
 
-    def _next(self, client: ClientState) -> None:
-        if client.in_flight is not None:
-            self._in_flight.pop(client.in_flight, None)
-            client.in_flight = None
-        if not client.finished:
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, client_id: int) -> None:
+        client = self.clients[client_id - 1]
+        world = self._world
+        group = world.group_of(self._rng.choice(KEYS))
+        sim = world.nodes[client.target]
+        if not sim.running:
+            client.target = self._rng.choice(world.voters)
             self._later(client, self._rng.randrange(*self._think_us))
-
-    def _timeout(self, client_id: int, command: bytes) -> None:
-        client = self.clients[client_id]
-        if client.in_flight != command:
             return
-        self._in_flight.pop(command, None)
-        client.in_flight = None
-        client.attempt += 1
+        client.token = world.new_token()
+        self._tokens[client.token] = client
+        client.reading = (group, world.now_us)
+        outcome = world.read(client.target, group, client.token)
+        if isinstance(outcome, Accepted):
+            world.schedule(
+                world.now_us + self._timeout_us, self._read_timeout, client_id, client.token
+            )
+            return
+        client.reading = None
+        self._tokens.pop(client.token, None)
+        if isinstance(outcome, NotLeaderRefusal) and outcome.leader_hint:
+            client.target = NodeId(outcome.leader_hint)
+        self._later(client, self._rng.randrange(*self._think_us))
+
+    def _on_read(self, sim: SimNode, token: Token) -> None:
+        client = self._tokens.pop(token, None)
+        if client is None or client.token != token or client.reading is None:
+            return
+        group, invoked_us = client.reading
+        client.reading = None
+        self._world.checkers[group].on_read(sim.node_id, invoked_us, Slot(sim.committed[group]))
+        self.reads += 1
+        self._later(client, self._rng.randrange(*self._think_us))
+
+    def _read_timeout(self, client_id: int, token: Token) -> None:
+        client = self.clients[client_id - 1]
+        if client.token != token or client.reading is None:
+            return
+        client.reading = None
+        self._tokens.pop(token, None)
+        client.target = self._rng.choice(self._world.voters)
+        self._later(client, self._rng.randrange(*self._think_us))
+
+    def _on_answer(self, token: Token, answer: Answer) -> None:
+        client = self._tokens.get(token)
+        if client is None or client.token != token:
+            return
+        if client.reading is not None:  # a read the node could not serve (lost leadership)
+            self._tokens.pop(token)
+            client.reading = None
+            self._later(client, self._rng.randrange(*self._think_us))
+            return
+        if client.command is not None and isinstance(answer, Dropped):
+            self._tokens.pop(token)  # chosen without it: retry, the same bytes
+            self._later(client, self._rng.randrange(1_000, 10_000))
+
+    def _timeout(self, client_id: int, token: Token) -> None:
+        client = self.clients[client_id - 1]
+        if client.token != token or client.command is None:
+            return
+        self._tokens.pop(token, None)
         client.target = self._rng.choice(self._world.voters)
         self._later(client, self._rng.randrange(1_000, 20_000))

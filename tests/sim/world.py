@@ -1,10 +1,12 @@
-"""The simulated world: one heap of timed events, N replicas, their disks, clocks and links.
+"""The simulated world: one heap of timed events, N nodes, their disks, clocks and links.
 
-Every replica is a real ``paxos.Replica`` driven exactly as the driver contract says:
-writes go to a FIFO disk and their ``then_send`` leaves only once durable; ``send_now``
-leaves at once; chosen values are applied in order; ticks come from each node's own clock,
-which runs fast or slow within the drift bound. Ties in time break by scheduling order, never
-by object identity, so a seed replays exactly.
+Every node is a real ``kvstore.model.Node`` (hosting one replica of each Paxos group) with
+the real KV state machine over an in-memory store, driven exactly as its contract says: a
+disk job is one atomic step on a FIFO disk (its Paxos records, installs, applies and
+snapshot dumps), its follow-up messages leave only once it is durable; messages to send
+leave at once; ticks come from each node's own clock, which runs fast or slow within the
+drift bound. Ties in time break by scheduling order, never by object identity, so a seed
+replays exactly.
 
 Trace lines (``--trace``) have the columns ``time_us node event details``.
 """
@@ -17,85 +19,76 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paxos import (
-    Config,
-    DurableState,
-    MemoryStorage,
-    Message,
-    NodeId,
-    Ready,
-    Replica,
-    Rng,
-    Role,
-    Slot,
-    Snapshot,
-    Value,
-)
+from cluster import ClusterConfig
+from cluster.config import NodeSpec, ShardSpec
+from cluster.keys import KeySpan
+from kvstore.model import Command, KvStateMachine, snapshot
+from kvstore.model.node import Answer, Applied, DiskJob, Dumped, GroupStart, Node, Token
+from paxos import Config, NodeId, NullLogger, Replica, Role, Slot, Value
 from tests.sim.checkers import Checker
 from tests.sim.disk import SimDisk
 from tests.sim.network import Network
 from tests.sim.rng import sub_rng
 
-ReplicaFactory = Callable[[Config, Rng, DurableState], Replica]
+ReplicaFactory = Callable[..., Replica]  # paxos.Replica's signature
+default_factory: ReplicaFactory = Replica
 
 
-def default_factory(config: Config, rng: Rng, durable: DurableState, incarnation: int) -> Replica:
-    return Replica(config, rng=rng, durable=durable, incarnation=incarnation)
+def split_points(groups: int) -> list[bytes]:
+    """Where the initial groups' spans meet: the key space of ``tests.sim.workload`` cut
+    into ``groups`` pieces."""
+    return [b"k%02d" % (12 * g // groups) for g in range(1, groups)]
 
 
-def encode_snapshot(values: list[Value]) -> bytes:
-    out = bytearray()
-    for value in values:
-        out += len(value).to_bytes(4, "big")
-        for cmd in value:
-            out += len(cmd).to_bytes(4, "big") + cmd
-    return bytes(out)
-
-
-def decode_snapshot(data: bytes) -> list[Value]:
-    values: list[Value] = []
-    i = 0
-    while i < len(data):
-        count = int.from_bytes(data[i : i + 4], "big")
-        i += 4
-        cmds = []
-        for _ in range(count):
-            size = int.from_bytes(data[i : i + 4], "big")
-            cmds.append(data[i + 4 : i + 4 + size])
-            i += 4 + size
-        values.append(tuple(cmds))
-    return values
+def sim_cluster(voters: tuple[NodeId, ...], dcs: int, groups: int) -> ClusterConfig:
+    """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every node as a voter."""
+    names = tuple(f"d{d}" for d in range(dcs))
+    bounds = [b"", *split_points(groups), b""]
+    return ClusterConfig(
+        name="sim",
+        tick_ms=10,
+        datacenters=names,
+        nodes=tuple(NodeSpec(v, names[(v - 1) % dcs], f"sim:{v}") for v in voters),
+        shards=tuple(
+            ShardSpec(g, KeySpan(bounds[g - 1], bounds[g]), tuple(voters), None)
+            for g in range(1, groups + 1)
+        ),
+    )
 
 
 @dataclass
 class SimNode:
     node_id: NodeId
     dc: int
-    config: Config
     disk: SimDisk
-    replica: Replica | None = None
+    node: Node | None = None
     incarnation: int = 0
     tick_us: int = 10_000
     paused: bool = False
     missed_ticks: int = 0
     held: list[Callable[[], None]] = field(default_factory=list)
-    applied: list[Value] = field(default_factory=list)
-    # slot -> commands proposed through this incarnation, awaiting their slot's outcome
-    awaiting: dict[Slot, list[tuple[int, bytes]]] = field(default_factory=dict)
+    applied: dict[int, list[Value]] = field(default_factory=dict)  # group -> values, by slot
+    committed: dict[int, int] = field(default_factory=dict)  # group -> slots readable now
+    # The job the disk has started (its applies computed, uncommitted), with their results.
+    started: tuple[DiskJob, list[Applied], list[Dumped]] | None = None
 
     @property
     def up(self) -> bool:
-        return self.replica is not None
+        return self.node is not None
 
     @property
     def running(self) -> bool:
-        return self.replica is not None and not self.paused
+        return self.node is not None and not self.paused
+
+    def replica(self, group: int) -> Replica | None:
+        return self.node.replica(group) if self.node is not None else None
 
 
 @dataclass
 class WorldParams:
     replicas: int = 3
     dcs: int = 3
+    groups: int = 1
     tick_us: int = 10_000
     drift_permille: int = 100
     drift_extreme: bool = False  # every clock at +rho or -rho: the lease's worst case
@@ -103,7 +96,6 @@ class WorldParams:
     jitter_us: int = 1_000
     disk_latency_us: tuple[int, int] = (100, 2_000)
     compact_every: int = 0  # 0: never compact
-    compact_retain: int = 10
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,19 +121,45 @@ class World:
 
         voters = tuple(NodeId(i) for i in range(1, params.replicas + 1))
         self.voters = voters
-        self.checker = Checker(voters)
+        self.cluster = sim_cluster(voters, params.dcs, params.groups)
+        self.groups = [s.shard_id for s in self.cluster.shards]
+        self.checkers = {g: Checker(voters) for g in self.groups}
+        self._world_checker = Checker(voters)  # world-level findings (liveness, runaways)
         dc_of = {v: (v - 1) % params.dcs for v in voters}
         self.network = Network(sub_rng(seed, "network"), dc_of, params.one_way_us)
         self.network.faults.jitter_us = params.jitter_us
         self._drift_rng = sub_rng(seed, "drift")
         self.nodes: dict[NodeId, SimNode] = {}
         for v in voters:
-            cfg = Config(node_id=v, voters=voters, **params.config_overrides)
-            disk = SimDisk(sub_rng(seed, f"disk{v}"), params.disk_latency_us)
-            self.nodes[v] = SimNode(node_id=v, dc=dc_of[v], config=cfg, disk=disk)
-        self.on_applied: Callable[[SimNode, Slot, Value], None] | None = None
+            disk = SimDisk(sub_rng(seed, f"disk{v}"), params.disk_latency_us, self.groups)
+            self.nodes[v] = SimNode(node_id=v, dc=dc_of[v], disk=disk)
+        # Snapshots dumped so far, by group and content: the values they stand for.
+        self._snapshots: dict[tuple[int, int, bytes], list[Value]] = {}
+        self._tokens = 0
+        self.on_applied: Callable[[SimNode, int, Slot, Value], None] | None = None
+        self.on_answer: Callable[[Token, Answer], None] | None = None
+        self.on_read: Callable[[SimNode, Token], None] | None = None
         for v in voters:
             self.start(v)
+
+    # ================================================================== findings
+
+    def fail(self, kind: str, detail: str) -> None:
+        self._world_checker.fail(kind, detail)
+
+    @property
+    def violations(self) -> list[Any]:
+        found = list(self._world_checker.violations)
+        for group, checker in sorted(self.checkers.items()):
+            found += [
+                f"[{v.kind}] in group {group} at t={v.time_us}us: {v.detail}"
+                for v in checker.violations
+            ]
+        return found
+
+    @property
+    def chosen_slots(self) -> int:
+        return sum(len(c.chosen) for c in self.checkers.values())
 
     # ================================================================== event loop
 
@@ -154,17 +172,19 @@ class World:
         while heap and heap[0][0] <= end_us:
             at_us, _, fn, args = heapq.heappop(heap)
             self.now_us = at_us
-            self.checker.now_us = at_us
+            for checker in self.checkers.values():
+                checker.now_us = at_us
+            self._world_checker.now_us = at_us
             self.events += 1
             try:
                 fn(*args)
             except Exception as exc:  # a replica assertion: the process would have died
-                self.checker.fail("replica-assertion", f"{type(exc).__name__}: {exc}")
+                self.fail("replica-assertion", f"{type(exc).__name__}: {exc}")
                 self._heap.clear()
                 return
             self._check_reads()
             if self.events >= self.events_max:
-                self.checker.fail("runaway", f"{self.events} events by t={at_us}us")
+                self.fail("runaway", f"{self.events} events by t={at_us}us")
                 self._heap.clear()
                 return
             if stop is not None and stop():
@@ -183,205 +203,320 @@ class World:
     # ================================================================== node lifecycle
 
     def start(self, v: NodeId) -> None:
-        node = self.nodes[v]
-        node.incarnation += 1
+        sim = self.nodes[v]
+        sim.incarnation += 1
         rho = self.params.drift_permille
         if self.params.drift_extreme:
             drift = self._drift_rng.choice((-rho, rho))
         else:
             drift = self._drift_rng.randrange(-rho, rho + 1)
-        node.tick_us = self.params.tick_us * (1000 + drift) // 1000
-        rng = sub_rng(self.seed, f"replica{v}/{node.incarnation}")
-        node.replica = self._factory(node.config, rng, node.disk.storage.state(), node.incarnation)
-        node.applied = []
-        node.awaiting = {}
-        node.paused = False
-        node.missed_ticks = 0
-        node.held = []
-        self.trace(v, "start", f"inc={node.incarnation} tick_us={node.tick_us}")
-        self._drain(node)
-        self.schedule(self.now_us + node.tick_us, self._tick, v, node.incarnation)
+        sim.tick_us = self.params.tick_us * (1000 + drift) // 1000
+        disk = sim.disk
+        starts = {}
+        for group in self.groups:
+            machine = KvStateMachine(disk.kv.engine(group, self.cluster.shard(group).span))
+            starts[group] = GroupStart(
+                durable=disk.storage[group].state(),
+                applied_slot=machine.applied_slot,
+                placed_leader_dc=machine.leader_dc,
+            )
+        incarnation = sim.incarnation
+        factory = self._factory
+
+        def make_replica(config: Config, **kw: Any) -> Replica:
+            return factory(config, **kw)
+
+        sim.node = Node(
+            self.cluster,
+            v,
+            starts,
+            rng_for=lambda group: sub_rng(self.seed, f"replica{v}/{group}/{incarnation}"),
+            incarnation=incarnation,
+            logger_for=lambda _: NullLogger(),
+            paxos_overrides=self.params.config_overrides,
+            compact_every_slots=self.params.compact_every or 1 << 60,
+            make_replica=make_replica,
+        )
+        # What a restarted node applied survives in its state machine; the applied values
+        # are known by slot from the ground truth (they were checked when first applied).
+        sim.applied = {
+            group: self._values_through(group, starts[group].applied_slot) for group in self.groups
+        }
+        sim.committed = {group: starts[group].applied_slot for group in self.groups}
+        sim.started = None
+        sim.paused = False
+        sim.missed_ticks = 0
+        sim.held = []
+        self.trace(v, "start", f"inc={sim.incarnation} tick_us={sim.tick_us}")
+        self._drain(sim)
+        self.schedule(self.now_us + sim.tick_us, self._tick, v, sim.incarnation)
+
+    def _values_through(self, group: int, slot: int) -> list[Value]:
+        chosen = self.checkers[group].chosen
+        return [chosen[Slot(s)] for s in range(1, slot + 1)]
 
     def crash(self, v: NodeId) -> None:
-        node = self.nodes[v]
-        if node.replica is None:
+        sim = self.nodes[v]
+        if sim.node is None:
             return
-        lost = node.disk.crash()
-        node.replica = None
-        node.incarnation += 1
-        node.held = []
-        node.paused = False
-        node.awaiting = {}
-        self.trace(v, "crash", f"unsynced_writes_lost={lost}")
+        lost = sim.disk.crash()
+        sim.node = None
+        sim.incarnation += 1
+        sim.held = []
+        sim.paused = False
+        self.trace(v, "crash", f"unsynced_jobs_lost={lost}")
 
     def wipe(self, v: NodeId) -> None:
         """Crash ``v`` and lose its disk: it restarts from nothing and must rejoin (not vote)
         until ``paxos.rejoin`` lets it."""
         self.crash(v)
-        self.nodes[v].disk.storage = MemoryStorage(voting=False)
+        self.nodes[v].disk.wipe()
         self.trace(v, "wipe")
 
     def rejoining(self) -> list[NodeId]:
-        """Replicas that lost their disk and have not rejoined yet (down or up)."""
-        return [v for v, n in sorted(self.nodes.items()) if not n.disk.storage.voting]
+        """Nodes with a replica that lost its disk and has not rejoined yet (down or up)."""
+        return [
+            v
+            for v, sim in sorted(self.nodes.items())
+            if not all(storage.voting for storage in sim.disk.storage.values())
+        ]
 
     def pause(self, v: NodeId) -> None:
-        node = self.nodes[v]
-        if node.running:
-            node.paused = True
+        sim = self.nodes[v]
+        if sim.running:
+            sim.paused = True
             self.trace(v, "pause")
 
     def resume(self, v: NodeId) -> None:
-        node = self.nodes[v]
-        if node.replica is None or not node.paused:
+        sim = self.nodes[v]
+        if sim.node is None or not sim.paused:
             return
-        node.paused = False
-        self.trace(v, "resume", f"missed_ticks={node.missed_ticks}")
+        sim.paused = False
+        self.trace(v, "resume", f"missed_ticks={sim.missed_ticks}")
         # Contract item 7: the clock catches up before anything else is handled.
-        for _ in range(node.missed_ticks):
-            node.replica.tick()
-            self._drain(node)
-        node.missed_ticks = 0
-        held, node.held = node.held, []
+        for _ in range(sim.missed_ticks):
+            sim.node.tick()
+            self._drain(sim)
+        sim.missed_ticks = 0
+        held, sim.held = sim.held, []
         for action in held:
-            if node.running:
+            if sim.running:
                 action()
 
-    # ================================================================== driving replicas
+    # ================================================================== driving nodes
 
     def _tick(self, v: NodeId, incarnation: int) -> None:
-        node = self.nodes[v]
-        if node.incarnation != incarnation or node.replica is None:
+        sim = self.nodes[v]
+        if sim.incarnation != incarnation or sim.node is None:
             return
-        self.schedule(self.now_us + node.tick_us, self._tick, v, incarnation)
-        if node.paused:
-            node.missed_ticks += 1
+        self.schedule(self.now_us + sim.tick_us, self._tick, v, incarnation)
+        if sim.paused:
+            sim.missed_ticks += 1
             return
-        node.replica.tick()
-        self._drain(node)
+        sim.node.tick()
+        self._drain(sim)
 
-    def send(self, msg: Message) -> None:
+    def send(self, group: int, msg: Any) -> None:
         for latency in self.network.deliveries(msg.src, msg.dst):
             self.schedule(
-                self.now_us + latency, self._deliver, msg, self.nodes[msg.dst].incarnation
+                self.now_us + latency, self._deliver, group, msg, self.nodes[msg.dst].incarnation
             )
 
-    def _deliver(self, msg: Message, incarnation: int) -> None:
-        node = self.nodes[msg.dst]
-        if node.replica is None or node.incarnation != incarnation:
+    def _deliver(self, group: int, msg: Any, incarnation: int) -> None:
+        sim = self.nodes[msg.dst]
+        if sim.node is None or sim.incarnation != incarnation:
             return
-        if node.paused:
-            node.held.append(lambda: self._deliver(msg, node.incarnation))
+        if sim.paused:
+            sim.held.append(lambda: self._deliver(group, msg, sim.incarnation))
             return
-        self.trace(msg.dst, "recv", f"{type(msg).__name__} from n{msg.src}")
-        node.replica.step(msg)
-        self._drain(node)
+        self.trace(msg.dst, "recv", f"{type(msg).__name__} from n{msg.src} g{group}")
+        sim.node.step(group, msg)
+        self._drain(sim)
 
-    def _disk_done(self, v: NodeId, incarnation: int) -> None:
-        node = self.nodes[v]
-        if node.incarnation != incarnation or node.replica is None:
-            return
-        write = node.disk.complete()  # durable now, whatever the process is doing
-        self.checker.on_durable(v, write.record)
-        if write.record.voting:
-            self.trace(v, "rejoined", f"promised={write.record.promised}")
-        if node.paused:
-            node.held.append(lambda: self._after_write(node, write.seq, write.then_send))
-            return
-        self._after_write(node, write.seq, write.then_send)
+    def new_token(self) -> Token:
+        self._tokens += 1
+        return self._tokens
 
-    def _after_write(self, node: SimNode, seq: int, then_send: tuple[Message, ...]) -> None:
-        assert node.replica is not None
-        for msg in then_send:  # contract item 3: only after the write is durable
-            self.send(msg)
-        node.replica.write_done(seq)
-        self._drain(node)
+    def submit(self, v: NodeId, group: int, command: Command, token: Token) -> Any:
+        """A client's command to node ``v`` (running): the node's immediate answer."""
+        sim = self.nodes[v]
+        assert sim.node is not None
+        outcome = sim.node.submit(group, command, token)
+        self._drain(sim)
+        return outcome
+
+    def read(self, v: NodeId, group: int, token: Token) -> Any:
+        """A client's linearizable read at node ``v`` (running): the node's immediate answer;
+        once a local read may be served, ``on_read`` is called with the token."""
+        sim = self.nodes[v]
+        assert sim.node is not None
+        outcome = sim.node.read(group, token)
+        self._drain(sim)
+        return outcome
+
+    def transfer(self, v: NodeId, group: int, to: NodeId) -> bool:
+        sim = self.nodes[v]
+        assert sim.node is not None
+        started = sim.node.transfer(group, to)
+        self._drain(sim)
+        return started
 
     def drain(self, v: NodeId) -> None:
         self._drain(self.nodes[v])
 
-    def _drain(self, node: SimNode) -> None:
-        replica = node.replica
-        assert replica is not None
-        ready = replica.take_ready()
-        if ready.is_empty():
+    def _drain(self, sim: SimNode) -> None:
+        node = sim.node
+        assert node is not None
+        effects = node.take_effects()
+        for job in effects.jobs:
+            start_at, done_at = sim.disk.submit(job, self.now_us)
+            self.schedule(start_at, self._disk_start, sim.node_id, sim.incarnation, job)
+            self.schedule(done_at, self._disk_done, sim.node_id, sim.incarnation)
+        for sends in effects.sends.values():
+            for group, msg in sends:
+                self.send(group, msg)
+        for token, answer in effects.answers:
+            if self.on_answer is not None:
+                self.on_answer(token, answer)
+        for token in effects.reads:
+            if self.on_read is not None:
+                self.on_read(sim, token)
+
+    def _disk_start(self, v: NodeId, incarnation: int, job: DiskJob) -> None:
+        """The disk takes ``job`` up: its applies are computed in an open transaction, and
+        the node may answer proposers from them (as the runtime does, before the fsync)."""
+        sim = self.nodes[v]
+        if sim.incarnation != incarnation or sim.node is None:
             return
-        self._execute(node, ready)
+        sim.disk.kv.begin()
+        applied, dumped = self._execute(sim, job)
+        sim.started = (job, applied, dumped)
+        if sim.paused:
+            sim.held.append(lambda: self._applied_early(sim, applied))
+            return
+        self._applied_early(sim, applied)
 
-    def _execute(self, node: SimNode, ready: Ready) -> None:
-        v = node.node_id
-        for write in ready.writes:
-            done_at = node.disk.submit(write, self.now_us)
-            self.schedule(done_at, self._disk_done, v, node.incarnation)
-        for msg in ready.send_now:
-            self.send(msg)
-        if ready.snapshot is not None:
-            self._restore(node, ready.snapshot)
-        for entry in ready.chosen:
-            self._apply(node, entry.slot, entry.value)
-        if ready.role_change is not None:
-            change = ready.role_change
-            self.trace(v, "role", f"{change.role.value} ballot={change.ballot}")
-        if node.replica is not None and self.params.compact_every:
-            self._maybe_compact(node)
+    def _applied_early(self, sim: SimNode, applied: list[Applied]) -> None:
+        node = sim.node
+        assert node is not None
+        node.applied_early(applied)
+        self._drain(sim)
 
-    def _restore(self, node: SimNode, snap: Snapshot) -> None:
-        values = decode_snapshot(snap.data)
-        if len(values) != snap.slot:
-            self.checker.fail(
-                "snapshot", f"n{node.node_id} snapshot of {snap.slot} holds {len(values)}"
-            )
-        for slot, value in enumerate(values, start=1):
-            self.checker.on_applied(node.node_id, Slot(slot), value)
-        node.applied = values
-        self.trace(node.node_id, "restore", f"slot={snap.slot}")
+    def _disk_done(self, v: NodeId, incarnation: int) -> None:
+        sim = self.nodes[v]
+        if sim.incarnation != incarnation or sim.node is None:
+            return
+        job = sim.disk.complete()  # durable now, whatever the process is doing
+        sim.disk.kv.commit()
+        started, sim.started = sim.started, None
+        assert started is not None and started[0] is job, "the disk runs jobs in order"
+        _, applied, dumped = started
+        for group, record in job.records:
+            self.checkers[group].on_durable(v, record)
+            if record.voting:
+                self.trace(v, "rejoined", f"g{group} promised={record.promised}")
+        for group, snap in job.installs:
+            sim.committed[group] = snap.slot
+        for group, slot, _ in applied:
+            sim.committed[group] = slot
+        if sim.paused:
+            sim.held.append(lambda: self._after_job(sim, job, applied, dumped))
+            return
+        self._after_job(sim, job, applied, dumped)
 
-    def _apply(self, node: SimNode, slot: Slot, value: Value) -> None:
-        if slot != len(node.applied) + 1:
-            self.checker.fail(
-                "prefix", f"n{node.node_id} applied slot {slot} after {len(node.applied)}"
+    def _execute(self, sim: SimNode, job: DiskJob) -> tuple[list[Applied], list[Dumped]]:
+        """The job's state-machine work, in the transaction its records commit in (as one
+        LMDB transaction holds both)."""
+        kv = sim.disk.kv
+        for group, snap in job.installs:
+            snapshot.restore(kv.engine(group, job.spans[group]), snap.data)
+            self._restore(sim, group, snap.slot, snap.data)
+        applied: list[Applied] = []
+        machines: dict[int, KvStateMachine] = {}
+        for group, entry in job.applies:
+            machine = machines.get(group)
+            if machine is None:
+                machine = machines[group] = KvStateMachine(kv.engine(group, job.spans[group]))
+            results = machine.apply(entry.slot, entry.value)
+            applied.append((group, entry.slot, (entry.value, results)))
+            self._apply(sim, group, entry.slot, entry.value)
+        dumped: list[Dumped] = []
+        for group in job.dumps:
+            engine = kv.engine(group, job.spans[group])
+            slot = KvStateMachine(engine).applied_slot
+            data = snapshot.dump(engine)
+            dumped.append((group, slot, data))
+            self._snapshots[(group, slot, hashlib.blake2b(data).digest())] = sim.applied[group][
+                :slot
+            ]
+            self.trace(sim.node_id, "compact", f"g{group} through={slot}")
+        return applied, dumped
+
+    def _after_job(
+        self, sim: SimNode, job: DiskJob, applied: list[Applied], dumped: list[Dumped]
+    ) -> None:
+        node = sim.node
+        assert node is not None
+        node.job_done(job, applied, dumped)
+        self._drain(sim)
+
+    def _restore(self, sim: SimNode, group: int, slot: int, data: bytes) -> None:
+        values = self._snapshots.get((group, slot, hashlib.blake2b(data).digest()))
+        if values is None or len(values) != slot:
+            self.checkers[group].fail(
+                "snapshot", f"n{sim.node_id} installed a snapshot of slot {slot} nobody made"
             )
             return
-        node.applied.append(value)
-        self.checker.on_applied(node.node_id, slot, value)
-        self.trace(node.node_id, "apply", f"slot={slot} commands={len(value)}")
+        for index, value in enumerate(values, start=1):
+            self.checkers[group].on_applied(sim.node_id, Slot(index), value)
+        sim.applied[group] = list(values)
+        self.trace(sim.node_id, "restore", f"g{group} slot={slot}")
+
+    def _apply(self, sim: SimNode, group: int, slot: Slot, value: Value) -> None:
+        applied = sim.applied[group]
+        if slot != len(applied) + 1:
+            self.checkers[group].fail(
+                "prefix", f"n{sim.node_id} applied slot {slot} after {len(applied)}"
+            )
+            return
+        applied.append(value)
+        self.checkers[group].on_applied(sim.node_id, slot, value)
+        self.trace(sim.node_id, "apply", f"g{group} slot={slot} commands={len(value)}")
         if self.on_applied is not None:
-            self.on_applied(node, slot, value)
-
-    def _maybe_compact(self, node: SimNode) -> None:
-        replica = node.replica
-        assert replica is not None
-        params = self.params
-        applied = len(node.applied)
-        if applied - replica.snapshot_slot >= params.compact_every + params.compact_retain:
-            slot = Slot(applied - params.compact_retain)
-            if replica.compact(slot, encode_snapshot(node.applied[:slot])):
-                self.trace(node.node_id, "compact", f"through={slot}")
-                self._drain(node)
+            self.on_applied(sim, group, slot, value)
 
     def _check_reads(self) -> None:
         """Lease holders, and what each replica would promise a bounded-staleness read."""
-        holders = []
-        for v, n in self.nodes.items():
-            if not n.running or n.replica is None:
-                continue
-            if n.replica.lease_valid():
-                holders.append(v)
-            applied = Slot(len(n.applied))
-            bound = n.replica.stale_read_bound(applied)
-            if bound is not None:
-                self.checker.on_stale_read_bound(v, applied, bound * self.params.tick_us)
-        if len(holders) > 1:
-            self.checker.on_lease_holders(holders)
+        for group in self.groups:
+            holders = []
+            checker = self.checkers[group]
+            for v, sim in self.nodes.items():
+                replica = sim.replica(group)
+                if replica is None or sim.paused:
+                    continue
+                read_point = replica.lease_read_point()
+                if read_point is not None:
+                    holders.append(v)
+                    checker.on_lease_read_point(v, read_point)
+                applied = Slot(sim.committed[group])  # what a read sees: committed state
+                bound = replica.stale_read_bound(applied)
+                if bound is not None:
+                    checker.on_stale_read_bound(v, applied, bound * self.params.tick_us)
+            if len(holders) > 1:
+                checker.on_lease_holders(holders)
 
     # ================================================================== inspection
 
-    def leader(self) -> NodeId | None:
-        """A running replica in phase 2 with the highest ballot, if any."""
+    def leader(self, group: int) -> NodeId | None:
+        """A running replica of ``group`` in phase 2 with the highest ballot, if any."""
         best: tuple[int, NodeId] | None = None
-        for v, n in sorted(self.nodes.items()):
-            if n.running and n.replica is not None and n.replica.role is Role.LEADER:
-                ballot = n.replica.leader_ballot
+        for v, sim in sorted(self.nodes.items()):
+            replica = sim.replica(group)
+            if sim.running and replica is not None and replica.role is Role.LEADER:
+                ballot = replica.leader_ballot
                 if ballot is not None and (best is None or ballot.round > best[0]):
                     best = (ballot.round, v)
         return best[1] if best is not None else None
+
+    def group_of(self, key: bytes) -> int:
+        return next(s.shard_id for s in self.cluster.shards if s.span.contains(key))
