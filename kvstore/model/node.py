@@ -244,6 +244,9 @@ class Node:
         self._overrides = dict(paxos_overrides or {})
         self._compact_every = compact_every_slots
         self._groups: dict[int, _Group] = {}
+        # Groups an input reached since the last turn: only these can owe anything (an idle
+        # group costs a turn nothing, which matters with many shards on a node).
+        self._touched: dict[int, None] = {}
         self._next_read_id = 0
         self._effects = Effects()
         for group_id, start in sorted(groups.items()):
@@ -275,6 +278,7 @@ class Node:
         group = _Group(group_id, replica, spec.span, spec.replicas, start.applied_slot)
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
+        self._touched[group_id] = None
 
     def _prefer(self, group: _Group, dc: str) -> None:
         group.preferred_dc = dc
@@ -297,6 +301,7 @@ class Node:
         """One tick of this node's clock passed, for every group."""
         for group in self._groups.values():
             group.replica.tick()
+        self._touched.update(dict.fromkeys(self._groups))
         self._balance(1)
 
     def _balance(self, ticks: int) -> None:
@@ -320,6 +325,7 @@ class Node:
                 continue
             group.transfer_cooldown_ticks = BALANCE_COOLDOWN_TICKS
             if replica.transfer_leadership(NodeId(target)):
+                self._touched[group.group_id] = None
                 self._log.info("leader_moving_to_preferred_dc", shard=group.group_id, to=target)
 
     # ------------------------------------------------------------------ inputs
@@ -329,12 +335,14 @@ class Node:
         group = self._groups.get(group_id)
         if group is not None:
             group.replica.step(msg)
+            self._touched[group_id] = None
 
     def submit(self, group_id: int, command: Command, token: Token) -> Accepted | Refusal:
         """Propose ``command``; its result (or ``Dropped``) comes for ``token`` once applied."""
         group = self._groups[group_id]
         encoded = encode_command(command)
         outcome = group.replica.propose(encoded)
+        self._touched[group_id] = None
         if isinstance(outcome, NotLeader):
             return NotLeaderRefusal(outcome.leader_hint)
         if isinstance(outcome, TooLarge):
@@ -371,6 +379,7 @@ class Node:
         group = self._groups[group_id]
         self._next_read_id += 1
         outcome = group.replica.read(self._next_read_id)
+        self._touched[group_id] = None
         if isinstance(outcome, NotLeader):
             return NotLeaderRefusal(outcome.leader_hint)
         if not isinstance(outcome, ReadQueued):
@@ -379,6 +388,7 @@ class Node:
         return Accepted()
 
     def transfer(self, group_id: int, to_node: int) -> bool:
+        self._touched[group_id] = None
         return self._groups[group_id].replica.transfer_leadership(NodeId(to_node))
 
     # ------------------------------------------------------------------ effects
@@ -387,7 +397,9 @@ class Node:
         """Everything the driver owes the node now (see the module's contract)."""
         effects = self._effects
         job = DiskJob()
-        for group in self._groups.values():
+        touched = [self._groups[g] for g in self._touched if g in self._groups]
+        self._touched = {}
+        for group in touched:
             ready = group.replica.take_ready()
             for msg in ready.send_now:
                 effects.sends.setdefault(msg.dst, []).append((group.group_id, msg))
@@ -415,7 +427,7 @@ class Node:
             # bounds a slot that is never filled.
             self._release_reads(group)
         job.sends_first = bool(effects.sends)
-        for group in self._groups.values():
+        for group in touched:
             if (
                 not group.dumping
                 and group.applied_slot - group.replica.snapshot_slot >= self._compact_every
@@ -423,8 +435,8 @@ class Node:
                 group.dumping = True
                 job.dumps.append(group.group_id)
         if job:
-            touched = {g for g, _ in job.applies} | {g for g, _ in job.installs} | set(job.dumps)
-            job.spans = {g: self._groups[g].span for g in touched}
+            working = {g for g, _ in job.applies} | {g for g, _ in job.installs} | set(job.dumps)
+            job.spans = {g: self._groups[g].span for g in working}
             effects.jobs.append(job)
         self._effects = Effects()
         return effects
@@ -444,6 +456,10 @@ class Node:
     def job_done(self, job: DiskJob, applied: list[Applied], dumped: list[Dumped]) -> None:
         """``job`` is committed (fsync'd): what depends on it may go."""
         effects = self._effects
+        self._touched.update(dict.fromkeys(g for g, _, _ in job.follow_ups))
+        self._touched.update(dict.fromkeys(g for g, _ in job.installs))
+        self._touched.update(dict.fromkeys(g for g, _, _ in applied))
+        self._touched.update(dict.fromkeys(g for g, _, _ in dumped))
         for group_id, seq, then_send in job.follow_ups:
             for msg in then_send:
                 effects.sends.setdefault(msg.dst, []).append((group_id, msg))
@@ -463,8 +479,8 @@ class Node:
             group.dumping = False
             group.replica.compact(Slot(slot), data)
         self.applied_early(applied)  # answers not given early (applies done on the loop)
-        for group in self._groups.values():
-            self._release_reads(group)
+        for group_id in self._touched:
+            self._release_reads(self._groups[group_id])
 
     def applied_early(self, applied: list[Applied]) -> None:
         """A job's applies were computed (maybe not yet committed): answer their proposers

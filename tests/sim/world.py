@@ -136,6 +136,10 @@ class World:
         # Snapshots dumped so far, by group and content: the values they stand for.
         self._snapshots: dict[tuple[int, int, bytes], list[Value]] = {}
         self._tokens = 0
+        # What each replica would promise a read (lease read point, applied, staleness
+        # bound), recomputed for nodes touched since the last event (``_check_reads``).
+        self._promises: dict[tuple[NodeId, int], tuple[Slot | None, Slot, int | None]] = {}
+        self._touched: set[NodeId] = set()
         self.on_applied: Callable[[SimNode, int, Slot, Value], None] | None = None
         self.on_answer: Callable[[Token, Answer], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
@@ -264,6 +268,7 @@ class World:
         sim.incarnation += 1
         sim.held = []
         sim.paused = False
+        self._touched.add(v)
         self.trace(v, "crash", f"unsynced_jobs_lost={lost}")
 
     def wipe(self, v: NodeId) -> None:
@@ -285,6 +290,7 @@ class World:
         sim = self.nodes[v]
         if sim.running:
             sim.paused = True
+            self._touched.add(v)
             self.trace(v, "pause")
 
     def resume(self, v: NodeId) -> None:
@@ -292,6 +298,7 @@ class World:
         if sim.node is None or not sim.paused:
             return
         sim.paused = False
+        self._touched.add(v)
         self.trace(v, "resume", f"missed_ticks={sim.missed_ticks}")
         # Contract item 7: the clock catches up before anything else is handled.
         for _ in range(sim.missed_ticks):
@@ -367,6 +374,7 @@ class World:
     def _drain(self, sim: SimNode) -> None:
         node = sim.node
         assert node is not None
+        self._touched.add(sim.node_id)
         effects = node.take_effects()
         for job in effects.jobs:
             start_at, done_at = sim.disk.submit(job, self.now_us)
@@ -419,6 +427,7 @@ class World:
             sim.committed[group] = snap.slot
         for group, slot, _ in applied:
             sim.committed[group] = slot
+        self._touched.add(v)
         if sim.paused:
             sim.held.append(lambda: self._after_job(sim, job, applied, dumped))
             return
@@ -486,24 +495,38 @@ class World:
             self.on_applied(sim, group, slot, value)
 
     def _check_reads(self) -> None:
-        """Lease holders, and what each replica would promise a bounded-staleness read."""
-        for group in self.groups:
-            holders = []
-            checker = self.checkers[group]
-            for v, sim in self.nodes.items():
+        """Lease holders, and what each replica would promise a read, after every event.
+
+        What a replica would promise changes only when something happens to its node (its
+        clock, a message, its disk), so it is recomputed for the nodes touched since the
+        last event and kept for the others; it is held against the acknowledgements as of
+        *now* every time, since a promise ages as time passes."""
+        for v in self._touched:
+            sim = self.nodes[v]
+            for group in self.groups:
                 replica = sim.replica(group)
                 if replica is None or sim.paused:
+                    self._promises.pop((v, group), None)
                     continue
-                read_point = replica.lease_read_point()
-                if read_point is not None:
-                    holders.append(v)
-                    checker.on_lease_read_point(v, read_point)
                 applied = Slot(sim.committed[group])  # what a read sees: committed state
-                bound = replica.stale_read_bound(applied)
-                if bound is not None:
-                    checker.on_stale_read_bound(v, applied, bound * self.params.tick_us)
-            if len(holders) > 1:
-                checker.on_lease_holders(holders)
+                self._promises[(v, group)] = (
+                    replica.lease_read_point(),
+                    applied,
+                    replica.stale_read_bound(applied),
+                )
+        self._touched.clear()
+        holders: dict[int, list[NodeId]] = {}
+        tick_us = self.params.tick_us
+        for (v, group), (read_point, applied, bound) in self._promises.items():
+            checker = self.checkers[group]
+            if read_point is not None:
+                holders.setdefault(group, []).append(v)
+                checker.on_lease_read_point(v, read_point)
+            if bound is not None:
+                checker.on_stale_read_bound(v, applied, bound * tick_us)
+        for group, held in holders.items():
+            if len(held) > 1:
+                self.checkers[group].on_lease_holders(sorted(held))
 
     # ================================================================== inspection
 
