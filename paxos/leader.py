@@ -366,11 +366,6 @@ class Leader:
             return
         self._last_heard[peer] = self._now
         self.peer_chosen[peer] = max(self.peer_chosen[peer], chosen_through)
-        # A follower may know slots chosen that we never will from votes: it learned them
-        # from our acceptance and its own (``paxos.acceptor``) while its Accepted to us was
-        # lost, then compacted them, so it no longer acknowledges our retransmissions.
-        # Fetch them from it, as any replica behind a peer does.
-        self._learner.note_peer_progress(chosen_through, peer)
 
     def _barrier_chosen(self) -> bool:
         return self.phase is Phase.LEADING and self._log.chosen_through >= self.barrier_slot
@@ -443,8 +438,18 @@ class Leader:
                 and peer not in self._acks.get(slot, ())
                 and slot > log.chosen_through
             )
-            if stale:
-                self._send_accept(peer, stale)
+            if not stale:
+                continue
+            if self.peer_chosen[peer] >= stale[0].slot:
+                # The peer knows the slot chosen and has not acknowledged it: it learned it
+                # from our acceptance and its own (``paxos.acceptor``) while its Accepted to
+                # us was lost, and may have compacted it since, so it can no longer vouch for
+                # it. Fetch what it knows chosen instead of asking again (sim seed 2785: a
+                # leader retransmitted forever). Only here, on a retransmission: a follower
+                # is ahead of its leader all the time under load, by design.
+                self._learner.note_peer_progress(self.peer_chosen[peer], peer)
+                continue
+            self._send_accept(peer, stale)
 
     # ================================================================== leadership transfer
 
