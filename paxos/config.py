@@ -54,6 +54,11 @@ class Config:
     pending_commands_max: int = 16_384  # proposals waiting for a window slot
     catchup_slots_max: int = 256  # chosen slots per catch-up message
     read_requests_max: int = 4096  # read-index requests waiting for a quorum round
+    # The slot the group's state starts from: 0 for a group that starts empty; 1 for one
+    # split off another (slot 1 stands for the state it was born with, a snapshot only the
+    # replicas that made it hold). A replica that holds nothing through it waits for a
+    # snapshot and never campaigns (a leader without the base would fill slot 1).
+    base_slot: int = 0
 
     def __post_init__(self) -> None:
         if len(set(self.voters)) != len(self.voters) or not self.voters:
@@ -86,6 +91,8 @@ class Config:
         )
         if min(positive) <= 0:
             raise ConfigError("limits must be positive")
+        if self.base_slot not in (0, 1):
+            raise ConfigError(f"base_slot must be 0 or 1, not {self.base_slot}")
 
     @property
     def peers(self) -> tuple[NodeId, ...]:

@@ -44,7 +44,9 @@ class Learner:
         # had applied durably; a snapshot newer than that is handed over first.
         self.emitted_through: Slot = applied_through
         if log.snapshot is not None and log.snapshot.slot > applied_through:
-            self._out.snapshot = log.snapshot
+            # A placeholder stands for state the caller holds already: nothing to install.
+            if not log.snapshot.placeholder:
+                self._out.snapshot = log.snapshot
             self.emitted_through = log.snapshot.slot
         # Votes seen by a non-leader, per open slot: the highest ballot and who accepted at it.
         self._votes: dict[Slot, tuple[Ballot, set[NodeId]]] = {}
@@ -168,6 +170,10 @@ class Learner:
     def on_catchup_request(self, msg: CatchUpRequest) -> None:
         log = self._log
         if msg.from_slot <= log.snapshot_slot and log.snapshot is not None:
+            if log.snapshot.placeholder:
+                # Nothing to send yet: ask for a dump; the peer's retransmission gets it.
+                self._out.snapshot_wanted = True
+                return
             self._out.send(
                 InstallSnapshot(
                     src=self._cfg.node_id,
@@ -206,7 +212,7 @@ class Learner:
 
     def on_install_snapshot(self, msg: InstallSnapshot) -> None:
         log = self._log
-        if msg.slot <= log.chosen_through:
+        if msg.slot <= log.chosen_through or not msg.data:
             return  # install only forward; a stale or duplicated snapshot teaches nothing
         snap = Snapshot(slot=msg.slot, data=msg.data)
         self._install(snap)
@@ -230,9 +236,15 @@ class Learner:
     # ------------------------------------------------------------------ compaction
 
     def compact(self, slot: Slot, data: bytes) -> bool:
-        """The state machine's state through ``slot`` is ``data``: drop the log up to it."""
+        """The state machine's state through ``slot`` is ``data``: drop the log up to it (a
+        placeholder may be replaced at its own slot)."""
         log = self._log
-        if slot <= log.snapshot_slot or slot > self.emitted_through:
+        current = log.snapshot
+        if not data or slot <= 0 or slot > self.emitted_through:
+            return False
+        if current is not None and (
+            slot < current.slot or (slot == current.slot and not current.placeholder)
+        ):
             return False
         snap = Snapshot(slot=slot, data=data)
         log.snapshot = snap

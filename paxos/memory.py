@@ -38,6 +38,8 @@ class MemoryStorage:
             state.chosen_through = max(state.chosen_through, record.chosen_through)
         if record.voting is not None:
             state.voting = record.voting
+        if record.rejoined_at is not None:
+            state.rejoined_at = record.rejoined_at
 
     @property
     def voting(self) -> bool:

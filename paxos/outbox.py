@@ -41,6 +41,7 @@ class Outbox:
         self.reads: list[ReadState] = []
         self.failed_reads: list[int] = []
         self.role_change: RoleChange | None = None
+        self.snapshot_wanted = False
 
     def send(self, msg: Message) -> None:
         if msg.dst == self._node_id:
@@ -78,6 +79,7 @@ class Outbox:
             reads=tuple(self.reads),
             failed_reads=tuple(self.failed_reads),
             role_change=self.role_change,
+            snapshot_wanted=self.snapshot_wanted,
         )
         self._writes = []
         self._send_now = []
@@ -86,4 +88,5 @@ class Outbox:
         self.reads = []
         self.failed_reads = []
         self.role_change = None
+        self.snapshot_wanted = False
         return ready

@@ -20,10 +20,19 @@ from paxos.messages import LogEntry, Message, Value
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """The state machine's state after applying every slot <= ``slot``; opaque to the core."""
+    """The state machine's state after applying every slot <= ``slot``; opaque to the core.
+
+    Empty ``data`` is a placeholder: the state machine holds that state but it was never
+    serialized (a group's base, made where the state already was). It marks where the log
+    starts and is never sent: a peer that needs it makes the replica ask for a real one
+    (``Ready.snapshot_wanted``)."""
 
     slot: Slot
     data: bytes
+
+    @property
+    def placeholder(self) -> bool:
+        return not self.data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +45,9 @@ class DurableRecord:
     snapshot: Snapshot | None = None
     truncate_through: Slot | None = None
     voting: bool | None = None  # True: a rejoin is complete (``paxos.rejoin``)
+    # The barrier a completed rejoin caught up through: every slot above it was chosen after
+    # this replica lost its state (so a group a split above it made is new to this disk).
+    rejoined_at: Slot | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +104,9 @@ class Ready:
     reads: tuple[ReadState, ...] = ()
     failed_reads: tuple[int, ...] = ()
     role_change: RoleChange | None = None
+    # A peer needs a snapshot and ours is a placeholder: dump the state machine and hand it
+    # to ``compact`` (the peer's retransmission then gets it).
+    snapshot_wanted: bool = False
 
     def is_empty(self) -> bool:
         return not (
@@ -102,6 +117,7 @@ class Ready:
             or self.reads
             or self.failed_reads
             or self.role_change
+            or self.snapshot_wanted
         )
 
 
@@ -154,3 +170,4 @@ class DurableState:
     # False: this replica lost its durable state (a wiped disk) and must rejoin before it
     # promises or accepts anything (``paxos.rejoin``). A new group's founding replicas vote.
     voting: bool = True
+    rejoined_at: Slot = Slot(0)  # see ``DurableRecord.rejoined_at``; 0: never lost its state

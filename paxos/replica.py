@@ -93,6 +93,7 @@ class Replica:
         self._freshness: deque[tuple[Slot, int]] = deque(maxlen=_FRESHNESS_KEPT)
         # Set while this replica, having lost its durable state, may not vote yet.
         self._rejoin: Rejoin | None = None
+        self.rejoined_at: Slot = state.rejoined_at
         if not state.voting:
             self._rejoin = Rejoin(config.peers)
             self._logger.info("rejoining", chosen_through=self._log.chosen_through)
@@ -390,7 +391,11 @@ class Replica:
         self._rejoin = None
         acceptor = self._acceptor
         acceptor.promised = max(acceptor.promised, rejoin.ballot)
-        self._out.persist(DurableRecord(promised=acceptor.promised, voting=True))
+        assert rejoin.target is not None
+        self.rejoined_at = rejoin.target
+        self._out.persist(
+            DurableRecord(promised=acceptor.promised, voting=True, rejoined_at=rejoin.target)
+        )
         self._election.heard_leader(rejoin.ballot)
         self._logger.info(
             "rejoined", ballot=str(rejoin.ballot), chosen_through=self._log.chosen_through
@@ -471,6 +476,11 @@ class Replica:
     # ================================================================== role changes
 
     def _campaign(self, *, transfer_of: Ballot | None) -> None:
+        if self._log.chosen_through < self._cfg.base_slot:
+            # Without the group's base state a leader would fill slot 1 with a no-op (and
+            # another such replica could make that chosen): wait for a snapshot instead.
+            self._election.restart_timer()
+            return
         if self._leader is not None:
             self._leader.abandon()
         ballot = max(self._max_seen, self._acceptor.promised).successor(self.node_id)

@@ -224,4 +224,6 @@ def render_ready(v: NodeId, ready: Ready) -> list[str]:
         )
     for entry in ready.chosen:
         lines.append(f"n{v} apply slot={entry.slot} {_value(entry.value)}")
+    if ready.snapshot_wanted:
+        lines.append(f"n{v} snapshot wanted")
     return lines

@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import TypeAlias, TypeVar
 
 from cluster.config import KEY_BYTES_HARD_MAX, VALUE_BYTES_HARD_MAX
+from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
 
 E = TypeVar("E", bound=IntEnum)
@@ -99,7 +100,19 @@ class SetPlacement:
     leader_dc: str
 
 
-Command: TypeAlias = Put | Delete | Txn | SetPlacement
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Cut this shard at ``at``: the keys from ``at`` on go to a new shard ``new_range_id``
+    (same replicas, this shard's data, revision, sessions and placement), at one slot of
+    this shard's log, so every replica divides the same state. Outside the session table:
+    a second split at the same point is refused as not inside the shard any more."""
+
+    request: RequestId
+    at: bytes
+    new_range_id: int
+
+
+Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +174,37 @@ class Invalid:
 
 
 @dataclass(frozen=True, slots=True)
+class OutOfRange:
+    """A key of the command is not in this shard any more (a split moved it): nothing was
+    applied; the caller routes again by ``descriptor`` and the shards it split into
+    (``successors``), and retries with the same request id."""
+
+    descriptor: RangeDescriptor
+    successors: tuple[RangeDescriptor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SplitDone:
+    left: RangeDescriptor  # this shard, now
+    right: RangeDescriptor  # the new shard
+    slot: int  # of this shard's log
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSet:
     leader_dc: str  # "": the default is in force
 
 
 ApplyResult: TypeAlias = (
-    PutResult | DeleteResult | TxnResult | PlacementSet | StaleRequest | Malformed | Invalid
+    PutResult
+    | DeleteResult
+    | TxnResult
+    | PlacementSet
+    | StaleRequest
+    | Malformed
+    | Invalid
+    | OutOfRange
+    | SplitDone
 )
 
 
@@ -200,6 +238,8 @@ def oversized(cmd: Command) -> str | None:
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
         case SetPlacement():
             return None
+        case Split():
+            keys, values = [cmd.at], []
     longest = max((len(k) for k in keys), default=0)
     if longest > KEY_BYTES_HARD_MAX:
         return f"a key of {longest} bytes is over the {KEY_BYTES_HARD_MAX} the store executes"
@@ -211,7 +251,7 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT = 1, 2, 3, 4
+_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT = 1, 2, 3, 4, 5
 DC_NAME_BYTES_MAX = 256
 
 
@@ -247,6 +287,11 @@ def encode_command(cmd: Command) -> bytes:
             w.u8(_PLACEMENT)
             _request(w, cmd.request)
             w.blob(cmd.leader_dc.encode())
+        case Split():
+            w.u8(_SPLIT)
+            _request(w, cmd.request)
+            w.blob(cmd.at)
+            w.u64(cmd.new_range_id)
     return w.framed()
 
 
@@ -275,10 +320,23 @@ def decode_command(frame: bytes) -> Command:
             cmd = SetPlacement(request, raw.decode())
         except UnicodeDecodeError:
             raise CodecError("datacenter name is not UTF-8") from None
+    elif kind == _SPLIT:
+        cmd = Split(request, r.blob(), r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
     return cmd
+
+
+def keys_of(cmd: Command) -> list[bytes]:
+    """The keys a command reads or writes (all must be in the shard that applies it)."""
+    match cmd:
+        case Put() | Delete():
+            return [cmd.key]
+        case Txn():
+            return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
+        case SetPlacement() | Split():
+            return []
 
 
 def _request(w: Writer, request: RequestId) -> None:

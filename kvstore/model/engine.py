@@ -1,13 +1,15 @@
 """What the state machine needs from storage, and an in-memory implementation of it.
 
 Rules:
-- One ``Engine`` is one shard's data inside one write transaction: the caller commits (LMDB)
+- One ``Engine`` is one shard's view inside one write transaction: the caller commits (LMDB)
   or simply keeps (memory) everything the state machine did for one batch, atomically with
   the batch's ``applied_slot``, so a crash can never apply a slot twice.
+- Data is stored by key, shared by every shard of a node (a shard's state machine keeps to
+  its own span); metadata and the descriptor are the shard's own. ``sibling`` is another
+  shard's view inside the same transaction (a split writes the new shard's state there).
 - ``scan`` returns keys in bytewise order within ``[start, end)`` (``end == b""``: unbounded).
 - ``MemoryEngine`` is the reference; the LMDB engine must pass the same contract tests.
-  Several shards of one node share a ``MemoryStore``, keyed by key as LMDB is: each shard's
-  engine sees the keys of its span and its own metadata.
+  Several shards of one node share a ``MemoryStore``, keyed by key as LMDB is.
 """
 
 from __future__ import annotations
@@ -16,9 +18,6 @@ import bisect
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cluster.keys import KeySpan
-
-WHOLE = KeySpan(b"", b"")
 _ABSENT = object()
 
 
@@ -47,20 +46,33 @@ class Engine(Protocol):
 
     def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]: ...
 
+    def range_get(self) -> bytes | None: ...
+
+    def range_put(self, raw: bytes) -> None: ...
+
+    def range_delete(self) -> None: ...
+
+    def sibling(self, shard_id: int) -> Engine: ...
+
 
 class MemoryStore:
     """Every shard's state-machine data on one node, in memory, laid out as storage lays it
-    out: keys stored by key (a shard's engine sees its span), metadata per shard."""
+    out: keys stored by key, metadata and descriptors per shard."""
 
     def __init__(self) -> None:
         self._data: dict[bytes, Record] = {}
         self._keys: list[bytes] = []
         self._meta: dict[int, dict[bytes, bytes]] = {}
+        self._ranges: dict[bytes, bytes] = {}  # shard id (8 bytes) -> its descriptor
         # While a transaction is open: how to undo each change, newest last.
         self._undo: list[tuple[dict[bytes, Any], bytes, Any]] | None = None
 
-    def engine(self, shard_id: int, span: KeySpan = WHOLE) -> MemoryEngine:
-        return MemoryEngine(self, shard_id, span)
+    def engine(self, shard_id: int) -> MemoryEngine:
+        return MemoryEngine(self, shard_id)
+
+    def ranges(self) -> dict[int, bytes]:
+        """Every shard's recorded descriptor (what a node hosts, as it starts)."""
+        return {int.from_bytes(k, "big"): v for k, v in sorted(self._ranges.items())}
 
     def begin(self) -> None:
         """Open a transaction: changes from now on can be rolled back (a crash before the
@@ -90,11 +102,9 @@ class MemoryStore:
 class MemoryEngine:
     """One shard's ``Engine`` over a ``MemoryStore`` (a store of its own when none is given)."""
 
-    def __init__(
-        self, store: MemoryStore | None = None, shard_id: int = 0, span: KeySpan = WHOLE
-    ) -> None:
+    def __init__(self, store: MemoryStore | None = None, shard_id: int = 0) -> None:
         self._store = store if store is not None else MemoryStore()
-        self._span = span
+        self._id = shard_id.to_bytes(8, "big")
         self._meta = self._store._meta.setdefault(shard_id, {})
 
     def get(self, key: bytes) -> Record | None:
@@ -114,10 +124,6 @@ class MemoryEngine:
             del store._keys[bisect.bisect_left(store._keys, key)]
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
-        span = self._span
-        start = max(start, span.start)
-        if span.end and (not end or span.end < end):
-            end = span.end
         store = self._store
         out: list[tuple[bytes, Record]] = []
         for key in store._keys[bisect.bisect_left(store._keys, start) :]:
@@ -139,3 +145,17 @@ class MemoryEngine:
 
     def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix))
+
+    def range_get(self) -> bytes | None:
+        return self._store._ranges.get(self._id)
+
+    def range_put(self, raw: bytes) -> None:
+        self._store._remember(self._store._ranges, self._id)
+        self._store._ranges[self._id] = raw
+
+    def range_delete(self) -> None:
+        self._store._remember(self._store._ranges, self._id)
+        self._store._ranges.pop(self._id, None)
+
+    def sibling(self, shard_id: int) -> MemoryEngine:
+        return MemoryEngine(self._store, shard_id)

@@ -40,13 +40,17 @@ from typing import TypeAlias
 
 from cluster import ClusterConfig
 from cluster.keys import KeySpan
+from cluster.ranges import RangeDescriptor, base_slot_of
+from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import (
     ApplyResult,
     Command,
     PlacementSet,
     RequestId,
+    SplitDone,
     encode_command,
 )
+from kvstore.model.ranges import Successor
 from paxos import (
     ChosenEntry,
     Config,
@@ -124,8 +128,9 @@ class DiskJob:
     installs: list[tuple[int, Snapshot]] = field(default_factory=list)
     applies: list[tuple[int, ChosenEntry]] = field(default_factory=list)
     dumps: list[int] = field(default_factory=list)  # groups to snapshot after the applies
-    # Each group's span as of this job (its engine's keys), for its applies, installs, dumps.
-    spans: dict[int, KeySpan] = field(default_factory=dict)
+    # Each group's descriptor as the node knows it, for a state machine that has none stored
+    # yet (a shard of the configured layout, before its first apply).
+    descriptors: dict[int, RangeDescriptor] = field(default_factory=dict)
     sends_first: bool = False  # the turn that made it also sent messages
 
     def __bool__(self) -> bool:
@@ -139,7 +144,7 @@ class DiskJob:
     def split_applies(self) -> tuple[DiskJob, DiskJob]:
         """The records (and their replies) first, the applies and dumps after."""
         return replace(self, applies=[], dumps=[]), DiskJob(
-            applies=self.applies, dumps=self.dumps, spans=self.spans
+            applies=self.applies, dumps=self.dumps, descriptors=self.descriptors
         )
 
     @staticmethod
@@ -152,7 +157,7 @@ class DiskJob:
             out.installs.extend(job.installs)
             out.applies.extend(job.applies)
             out.dumps.extend(job.dumps)
-            out.spans.update(job.spans)
+            out.descriptors.update(job.descriptors)
         return out
 
 
@@ -174,6 +179,7 @@ class Effects:
 @dataclass(frozen=True, slots=True)
 class GroupStatus:
     group_id: int
+    descriptor: RangeDescriptor
     role: str
     promised: str
     leader_node_id: int
@@ -191,8 +197,7 @@ class GroupStatus:
 class _Group:
     group_id: int
     replica: Replica
-    span: KeySpan
-    replicas: tuple[int, ...]
+    descriptor: RangeDescriptor
     applied_slot: int
     proposals: dict[int, list[tuple[bytes, Token]]] = field(default_factory=dict)
     # Gateways waiting for a command they forwarded to be applied here, by its bytes.
@@ -203,6 +208,12 @@ class _Group:
     preferred_leader: int | None = None
     dumping: bool = False
     transfer_cooldown_ticks: int = 0
+    placed_leader_dc: str | None = None  # set through the log, if ever
+
+    @property
+    def awaiting(self) -> bool:
+        """Hosted, but without the state it starts from: a snapshot will bring it."""
+        return self.replica.chosen_through < self.replica.config.base_slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +223,65 @@ class GroupStart:
     durable: DurableState
     applied_slot: int
     placed_leader_dc: str | None  # set through the log (``SetPlacement``), if ever
+    descriptor: RangeDescriptor
+    # The shards split off this one, as its state last knew them: a node that learned of a
+    # split from a snapshot hosts the new shard before it has any of its state.
+    successors: tuple[Successor, ...] = ()
+
+
+def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
+    """Whether this node's replica of a group split off ``parent`` at ``split_slot`` may vote
+    at once. Only if this disk never lost its state since before that split: then no earlier
+    life of this node took part in the new group. A parent that lost its state and rejoined
+    through slot B knows every slot above B was chosen after the loss; at or below B (or while
+    it still rejoins), the new group's replica rejoins too (``paxos.rejoin``)."""
+    voting = parent.voting if isinstance(parent, DurableState) else not parent.rejoining
+    return voting and split_slot > parent.rejoined_at
+
+
+def _blank(durable: DurableState) -> bool:
+    """Nothing was ever recorded for the group on this disk."""
+    return (
+        durable.promised == DurableState().promised
+        and not durable.log
+        and not durable.chosen_through
+        and durable.snapshot is None
+    )
+
+
+def hosted_at_start(
+    node_id: int,
+    layout: Mapping[int, RangeDescriptor],
+    open_group: Callable[[RangeDescriptor], GroupStart],
+) -> dict[int, GroupStart]:
+    """The groups a node hosts as it starts, and what it knows of each.
+
+    ``layout``: the configured layout overlaid with every descriptor the node's storage holds
+    (a stored one is newer). ``open_group`` reads one group's start from storage. A group
+    split off a hosted one, that this node replicates and knows of only from its parent's
+    state, is hosted too (it waits for a snapshot)."""
+    known = dict(layout)
+    queue = sorted(g for g, d in known.items() if node_id in d.replicas)
+    starts: dict[int, GroupStart] = {}
+    while queue:
+        group_id = queue.pop(0)
+        start = starts[group_id] = open_group(known[group_id])
+        for successor in start.successors:
+            d = successor.descriptor
+            if node_id in d.replicas and d.range_id not in known:
+                known[d.range_id] = d
+                queue.append(d.range_id)
+    # A new group with nothing recorded yet (the node stopped before its first record) votes
+    # as it would have when created; storage's default knows only how the disk was made.
+    for start in list(starts.values()):
+        for successor in start.successors:
+            child = starts.get(successor.descriptor.range_id)
+            if child is not None and _blank(child.durable):
+                voting = votes_in_new_group(start.durable, successor.split_slot)
+                starts[successor.descriptor.range_id] = replace(
+                    child, durable=replace(child.durable, voting=voting)
+                )
+    return starts
 
 
 # ---------------------------------------------------------------------- the node
@@ -249,19 +319,32 @@ class Node:
         self._touched: dict[int, None] = {}
         self._next_read_id = 0
         self._effects = Effects()
+        # Records the node itself owes the disk (a new group's vote), for the next job.
+        self._records: list[tuple[int, DurableRecord]] = []
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
 
     # ------------------------------------------------------------------ groups
 
-    def _open(self, group_id: int, start: GroupStart) -> None:
-        spec = self.cluster.shard(group_id)
+    def _open(self, group_id: int, start: GroupStart) -> _Group:
+        descriptor = start.descriptor
+        base_slot = base_slot_of(self.cluster, group_id)
         config = Config(
             node_id=NodeId(self.node_id),
-            voters=tuple(NodeId(r) for r in spec.replicas),
+            voters=tuple(NodeId(r) for r in descriptor.replicas),
+            base_slot=base_slot,
             **self._overrides,
         )
-        preferred_dc = self.cluster.leader_dc(group_id, start.placed_leader_dc)
+        durable = start.durable
+        if base_slot and durable.snapshot is None and start.applied_slot >= base_slot:
+            # The base state is in the state machine (made here by the split): the log
+            # starts after it. Derived, not stored, so no crash can separate the two.
+            durable = replace(
+                durable,
+                snapshot=Snapshot(slot=Slot(base_slot), data=b""),
+                chosen_through=max(durable.chosen_through, Slot(base_slot)),
+            )
+        preferred_dc = start.placed_leader_dc or descriptor.leader_dc or self.dc
         if preferred_dc == self.dc:
             # Leader preference, as a bias: the preferred replica campaigns as soon as the
             # guard allows, the others later at random. The guard itself (election_ticks_min)
@@ -271,26 +354,77 @@ class Node:
             config,
             rng=self._rng_for(group_id),
             logger=self._logger_for(group_id),
-            durable=start.durable,
+            durable=durable,
             applied_through=Slot(start.applied_slot),
             incarnation=self._incarnation,
         )
-        group = _Group(group_id, replica, spec.span, spec.replicas, start.applied_slot)
+        group = _Group(group_id, replica, descriptor, start.applied_slot)
+        group.placed_leader_dc = start.placed_leader_dc
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
+        return group
 
     def _prefer(self, group: _Group, dc: str) -> None:
         group.preferred_dc = dc
         group.preferred_leader = next(
-            (r for r in group.replicas if self.cluster.node(r).dc == dc), None
+            (r for r in group.descriptor.replicas if self.cluster.node(r).dc == dc), None
+        )
+
+    def _create(
+        self, descriptor: RangeDescriptor, *, born_here: bool, placed: str | None, voting: bool
+    ) -> None:
+        """Host a group that did not exist when this node started: born here (this replica
+        applied the split, so the state machine holds its base) or learned of from a
+        snapshot of its parent (it waits for a snapshot of its own). Whether it votes is
+        recorded at once (storage's default is for groups of the disk's first layout)."""
+        group_id = descriptor.range_id
+        base = base_slot_of(self.cluster, group_id)
+        durable = DurableState(voting=voting)
+        self._records.append((group_id, DurableRecord(voting=voting)))
+        group = self._open(
+            group_id,
+            GroupStart(
+                durable=durable,
+                applied_slot=base if born_here else 0,
+                placed_leader_dc=placed,
+                descriptor=descriptor,
+            ),
+        )
+        self._log.info(
+            "range_created",
+            shard=group_id,
+            start=descriptor.start,
+            end=descriptor.end,
+            generation=descriptor.generation,
+            awaiting_snapshot=group.awaiting,
         )
 
     def hosts(self, group_id: int) -> bool:
         return group_id in self._groups
 
+    def descriptor(self, group_id: int) -> RangeDescriptor:
+        return self._groups[group_id].descriptor
+
     def span(self, group_id: int) -> KeySpan:
-        return self._groups[group_id].span
+        return self._groups[group_id].descriptor.span
+
+    def descriptors(self) -> list[RangeDescriptor]:
+        """Every hosted group's descriptor as this node knows it, in key order."""
+        return sorted((g.descriptor for g in self._groups.values()), key=lambda d: d.start)
+
+    def route(self, key: bytes) -> int | None:
+        """The hosted group holding ``key`` as far as this node knows (None: none here).
+        Should two claim it (a descriptor this node has not seen superseded), the newer."""
+        best: RangeDescriptor | None = None
+        for group in self._groups.values():
+            d = group.descriptor
+            if d.contains(key) and (best is None or d.generation > best.generation):
+                best = d
+        return best.range_id if best is not None else None
+
+    def awaiting(self, group_id: int) -> bool:
+        return self._groups[group_id].awaiting
 
     def group_ids(self) -> list[int]:
         return sorted(self._groups)
@@ -396,7 +530,8 @@ class Node:
     def take_effects(self) -> Effects:
         """Everything the driver owes the node now (see the module's contract)."""
         effects = self._effects
-        job = DiskJob()
+        job = DiskJob(records=self._records)
+        self._records = []
         touched = [self._groups[g] for g in self._touched if g in self._groups]
         self._touched = {}
         for group in touched:
@@ -408,6 +543,10 @@ class Node:
                 job.follow_ups.append((group.group_id, write.seq, write.then_send))
             if ready.snapshot is not None:
                 job.installs.append((group.group_id, ready.snapshot))
+            if ready.snapshot_wanted and not group.dumping:
+                # A peer needs state our log no longer holds as entries: serialize it now.
+                group.dumping = True
+                job.dumps.append(group.group_id)
             job.applies.extend((group.group_id, entry) for entry in ready.chosen)
             for read in ready.reads:
                 token = group.reads.pop(read.request_id, None)
@@ -436,7 +575,7 @@ class Node:
                 job.dumps.append(group.group_id)
         if job:
             working = {g for g, _ in job.applies} | {g for g, _ in job.installs} | set(job.dumps)
-            job.spans = {g: self._groups[g].span for g in working}
+            job.descriptors = {g: self._groups[g].descriptor for g in working}
             effects.jobs.append(job)
         self._effects = Effects()
         return effects
@@ -465,14 +604,19 @@ class Node:
                 effects.sends.setdefault(msg.dst, []).append((group_id, msg))
             self._groups[group_id].replica.write_done(seq)
         for group_id, snap in job.installs:
-            self._groups[group_id].applied_slot = snap.slot
+            group = self._groups[group_id]
+            group.applied_slot = snap.slot
+            self._installed(group, snapshots.header(snap.data))
         for group_id, slot, (_, results) in applied:
             group = self._groups[group_id]
             group.applied_slot = slot
             for _, result in results:
                 if isinstance(result, PlacementSet):
-                    self._prefer(group, self.cluster.leader_dc(group_id, result.leader_dc))
+                    group.placed_leader_dc = result.leader_dc or None
+                    self._prefer(group, result.leader_dc or group.descriptor.leader_dc or self.dc)
                     self._log.info("placement_set", shard=group_id, leader_dc=group.preferred_dc)
+                elif isinstance(result, SplitDone):
+                    self._split_done(group, result)
         for group_id, slot, data in dumped:
             # The snapshot is of the state through `slot`: the log up to it can go.
             group = self._groups[group_id]
@@ -481,6 +625,37 @@ class Node:
         self.applied_early(applied)  # answers not given early (applies done on the loop)
         for group_id in self._touched:
             self._release_reads(self._groups[group_id])
+
+    def _split_done(self, group: _Group, done: SplitDone) -> None:
+        """This replica applied a split: the group keeps the left part; the right part is a
+        new group here, its base the state the split left in the state machine. The parent's
+        leader campaigns for it at once, so it serves without waiting out an election."""
+        group.descriptor = done.left
+        right = done.right
+        self._log.info(
+            "range_split",
+            shard=group.group_id,
+            new_shard=right.range_id,
+            at=right.start,
+            generation=right.generation,
+        )
+        if self.node_id not in right.replicas or right.range_id in self._groups:
+            return
+        voting = votes_in_new_group(group.replica, done.slot)
+        self._create(right, born_here=True, placed=group.placed_leader_dc, voting=voting)
+        if group.replica.role is Role.LEADER:
+            self._groups[right.range_id].replica.campaign()
+
+    def _installed(self, group: _Group, header: snapshots.Header) -> None:
+        """A snapshot replaced the group's state: take its descriptor, and host the groups
+        split off it (that include this node) which this node has not heard of yet."""
+        if header.descriptor is not None:
+            group.descriptor = header.descriptor
+        for successor in header.successors:
+            d = successor.descriptor
+            if self.node_id in d.replicas and d.range_id not in self._groups:
+                voting = votes_in_new_group(group.replica, successor.split_slot)
+                self._create(d, born_here=False, placed=group.placed_leader_dc, voting=voting)
 
     def applied_early(self, applied: list[Applied]) -> None:
         """A job's applies were computed (maybe not yet committed): answer their proposers
@@ -547,6 +722,7 @@ class Node:
             out.append(
                 GroupStatus(
                     group_id=group_id,
+                    descriptor=group.descriptor,
                     role="rejoining" if replica.rejoining else replica.role.value,
                     promised=str(replica.promised),
                     leader_node_id=replica.leader_hint or 0,

@@ -1,17 +1,46 @@
-"""A shard's state-machine snapshot: every record and every metadata entry (revision,
-applied slot, sessions), in one checksummed frame. Pure: works on any ``Engine``."""
+"""A shard's state-machine snapshot: its descriptor, the records of its span and every
+metadata entry (revision, applied slot, sessions, successors), in one checksummed frame.
+Pure: works on any ``Engine``.
+
+The descriptor and the shards split off it come first (``header``), so a node learns what a
+snapshot makes it host without decoding the rows.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from cluster.keys import END_OF_KEYSPACE
+from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import Reader, Writer
 from kvstore.model.engine import Engine, Record
+from kvstore.model.ranges import (
+    Successor,
+    decode_descriptor,
+    decode_successors,
+    encode_descriptor,
+    encode_successors,
+)
+from kvstore.model.state_machine import KvStateMachine
 
 ROWS_MAX = 1 << 40
 
 
-def dump(engine: Engine) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Header:
+    descriptor: RangeDescriptor | None  # None: a shard of a layout without descriptors
+    successors: tuple[Successor, ...]
+
+
+def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
+    """The shard's state as of now; ``initial``: its descriptor if none is stored yet."""
+    machine = KvStateMachine(engine, initial=initial)
+    descriptor = machine.descriptor
     w = Writer()
-    rows = engine.scan(b"", b"", 0)
+    w.blob(encode_descriptor(descriptor) if descriptor is not None else b"")
+    w.blob(encode_successors(machine.successors))
+    start, end = (descriptor.start, descriptor.end) if descriptor else (b"", END_OF_KEYSPACE)
+    rows = engine.scan(start, end, 0)
     w.u64(len(rows))
     for key, record in rows:
         w.blob(key)
@@ -27,19 +56,39 @@ def dump(engine: Engine) -> bytes:
     return w.framed()
 
 
-def restore(engine: Engine, data: bytes) -> None:
-    """Replace everything in ``engine`` with the snapshot (verified before anything changes)."""
+def header(data: bytes) -> Header:
     r = Reader(data)
+    raw = r.blob()
+    descriptor = decode_descriptor(raw) if raw else None
+    return Header(descriptor, decode_successors(r.blob()))
+
+
+def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None) -> Header:
+    """Replace the shard's state with the snapshot (verified before anything changes): its
+    metadata, its descriptor, and the keys of its span and of the span it had before (keys
+    the shard gave away meanwhile are another shard's to bring)."""
+    r = Reader(data)
+    raw = r.blob()
+    descriptor = decode_descriptor(raw) if raw else None
+    successors = decode_successors(r.blob())
     rows = [
         (r.blob(), Record(r.blob(), r.u64(), r.u64(), r.u64())) for _ in range(r.count(ROWS_MAX))
     ]
     meta = [(r.blob(), r.blob()) for _ in range(r.count(ROWS_MAX))]
     r.done()
-    for key, _ in engine.scan(b"", b"", 0):
-        engine.delete(key)
+    before = KvStateMachine(engine, initial=initial).descriptor
+    for span_of in {before, descriptor}:
+        start, end = (span_of.start, span_of.end) if span_of else (b"", END_OF_KEYSPACE)
+        for key, _ in engine.scan(start, end, 0):
+            engine.delete(key)
     for name, _ in engine.meta_scan(b""):
         engine.meta_delete(name)
     for key, record in rows:
         engine.put(key, record)
     for name, value in meta:
         engine.meta_put(name, value)
+    if descriptor is not None:
+        engine.range_put(encode_descriptor(descriptor))
+    else:
+        engine.range_delete()
+    return Header(descriptor, successors)

@@ -17,6 +17,15 @@ Rules:
   can send makes apply raise.
 - A Txn compare on a missing key sees version, create_revision and mod_revision 0 and no
   value (every VALUE compare on it is false). Ops run in order and see earlier ops' effects.
+- The shard holds the keys of its descriptor's span (replicated state: written by the
+  command that changes it, carried by snapshots; a shard without one holds every key). A
+  command with a key outside it is ``OutOfRange`` on every replica and changes nothing, not
+  even the session: a split may have moved the key after the command was proposed, and
+  the caller retries it, with the same request id, at the shard that holds the key now.
+- ``Split(at, new)`` gives the keys from ``at`` on to a new shard at this slot: the new
+  shard starts with this shard's revision, sessions (so a retry there is exactly-once too)
+  and placement, at applied slot 0; data is stored by key, so none moves. The shard's size
+  (keys, bytes of keys and values) is kept with it; a split counts the new shard's part.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
     ApplyResult,
@@ -38,11 +48,14 @@ from kvstore.model.commands import (
     KeyValue,
     Malformed,
     OpKind,
+    OutOfRange,
     PlacementSet,
     Put,
     PutResult,
     RequestId,
     SetPlacement,
+    Split,
+    SplitDone,
     StaleRequest,
     Target,
     Txn,
@@ -50,15 +63,29 @@ from kvstore.model.commands import (
     decode_command,
     decode_result,
     encode_result,
+    keys_of,
     oversized,
 )
 from kvstore.model.engine import Engine, Record
+from kvstore.model.ranges import (
+    Successor,
+    decode_descriptor,
+    decode_successors,
+    encode_descriptor,
+    encode_successors,
+)
 
 META_REVISION = b"revision"
 META_APPLIED_SLOT = b"applied_slot"
 SESSION_PREFIX = b"session/"
 META_LEADER_DC = b"placement/leader_dc"
+META_SUCCESSORS = b"range/successors"
+META_KEYS = b"size/keys"
+META_BYTES = b"size/bytes"  # keys and values
 _SCAN_PAGE_KEYS = 256
+# A shard split off another starts applied through slot 1: its own log's slot 1 stands for
+# the state it was born with (``paxos.Config.base_slot``).
+CHILD_BASE_SLOT = 1
 
 
 SessionTable = OrderedDict[int, tuple[int, int]]  # client_id -> (seq, last_slot), LRU first
@@ -71,16 +98,23 @@ class KvStateMachine:
         *,
         sessions_max: int = 10_000,
         sessions: SessionTable | None = None,
+        initial: RangeDescriptor | None = None,
     ) -> None:
         """``sessions``: the table a previous machine over the same engine state left in
         ``session_table`` (the runtime keeps it between transactions, so a write does not
-        re-read every session from disk); None loads it on the first write."""
+        re-read every session from disk); None loads it on the first write. ``initial``:
+        the shard's descriptor until its state records one (a shard of the configured
+        first layout)."""
         assert sessions_max > 0
         self._engine = engine
         self._sessions_max = sessions_max
         self.revision = _u64(engine.meta_get(META_REVISION))
         self.applied_slot = _u64(engine.meta_get(META_APPLIED_SLOT))
         self._session_table: SessionTable | None = sessions
+        raw = engine.range_get()
+        self.descriptor = decode_descriptor(raw) if raw is not None else initial
+        self.keys = _u64(engine.meta_get(META_KEYS))
+        self.bytes = _u64(engine.meta_get(META_BYTES))
 
     @property
     def session_table(self) -> SessionTable | None:
@@ -109,7 +143,7 @@ class KvStateMachine:
     ) -> list[tuple[RequestId | None, ApplyResult]]:
         assert slot == self.applied_slot + 1, (slot, self.applied_slot)
         out: list[tuple[RequestId | None, ApplyResult]] = []
-        before = self.revision
+        before = (self.revision, self.keys, self.bytes)
         for raw in commands:
             try:
                 cmd = decode_command(raw)
@@ -122,16 +156,66 @@ class KvStateMachine:
                 # (not even the session, so a retry is refused alike).
                 out.append((cmd.request, Invalid(refused)))
                 continue
+            descriptor = self.descriptor
+            if descriptor is not None and not all(descriptor.contains(k) for k in keys_of(cmd)):
+                out.append((cmd.request, OutOfRange(descriptor, self._successors())))
+                continue
             if isinstance(cmd, SetPlacement):
                 # Idempotent, so outside the session table: a retry just sets it again.
                 out.append((cmd.request, self._set_placement(cmd.leader_dc)))
                 continue
+            if isinstance(cmd, Split):
+                out.append((cmd.request, self._split(slot, cmd)))
+                continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
-        self._engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
-        if self.revision != before:
-            self._engine.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
+        engine = self._engine
+        if self.descriptor is not None and engine.range_get() is None:
+            engine.range_put(encode_descriptor(self.descriptor))  # the configured layout's
+        engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
+        if self.revision != before[0]:
+            engine.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
+        if (self.keys, self.bytes) != before[1:]:
+            engine.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
+            engine.meta_put(META_BYTES, self.bytes.to_bytes(8, "big"))
         return out
+
+    # ------------------------------------------------------------------ structure
+
+    def _split(self, slot: int, cmd: Split) -> SplitDone | Invalid:
+        descriptor = self.descriptor
+        if descriptor is None or not descriptor.can_split_at(cmd.at):
+            return Invalid(f"split point {cmd.at!r} is not inside the shard")
+        if cmd.new_range_id in (0, descriptor.range_id):
+            return Invalid(f"{cmd.new_range_id} cannot name a new shard")
+        left, right = descriptor.split(cmd.at, cmd.new_range_id)
+        engine = self._engine
+        child = engine.sibling(right.range_id)
+        # What the new shard starts with: this one's state for its keys, at slot 0.
+        keys = size = 0
+        for key, record in self._engine.scan(right.start, right.end, 0):
+            keys += 1
+            size += len(key) + len(record.value)
+        for name, value in engine.meta_scan(b""):
+            if name in (META_KEYS, META_BYTES, META_APPLIED_SLOT, META_SUCCESSORS):
+                continue
+            child.meta_put(name, value)
+        child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
+        child.meta_put(META_APPLIED_SLOT, CHILD_BASE_SLOT.to_bytes(8, "big"))
+        child.meta_put(META_KEYS, keys.to_bytes(8, "big"))
+        child.meta_put(META_BYTES, size.to_bytes(8, "big"))
+        child.range_put(encode_descriptor(right))
+        self.keys -= keys
+        self.bytes -= size
+        self.descriptor = left
+        engine.range_put(encode_descriptor(left))
+        successors = [s for s in self.successors if not s.descriptor.span.overlaps(right.span)]
+        engine.meta_put(META_SUCCESSORS, encode_successors([*successors, Successor(right, slot)]))
+        return SplitDone(left, right, slot)
+
+    def _successors(self) -> tuple[RangeDescriptor, ...]:
+        """The shards split off this one, as this one last knew them (where its keys went)."""
+        return tuple(s.descriptor for s in self.successors)
 
     def _set_placement(self, leader_dc: str) -> PlacementSet:
         if leader_dc:
@@ -192,6 +276,11 @@ class KvStateMachine:
 
     def _put(self, key: bytes, value: bytes, revision: int) -> PutResult:
         prev = self._engine.get(key)
+        if prev is None:
+            self.keys += 1
+            self.bytes += len(key) + len(value)
+        else:
+            self.bytes += len(value) - len(prev.value)
         record = Record(
             value=value,
             create_revision=prev.create_revision if prev else revision,
@@ -206,6 +295,8 @@ class KvStateMachine:
         if prev is None:
             return DeleteResult(self.revision, None)
         self._engine.delete(key)
+        self.keys -= 1
+        self.bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
 
     def _txn(self, txn: Txn) -> TxnResult:
@@ -244,7 +335,19 @@ class KvStateMachine:
 
     # ------------------------------------------------------------------ reads
 
+    def owns(self, key: bytes) -> bool:
+        """Whether the key is this shard's as of its applied slot (a split may have moved it:
+        then read it from the shard that holds it, at a read point of that shard)."""
+        return self.descriptor is None or self.descriptor.contains(key)
+
+    @property
+    def successors(self) -> tuple[Successor, ...]:
+        """The shards split off this one, with the slots that made them."""
+        raw = self._engine.meta_get(META_SUCCESSORS)
+        return decode_successors(raw) if raw is not None else ()
+
     def get(self, key: bytes) -> KeyValue | None:
+        assert self.owns(key), (key, self.descriptor)
         return _kv(key, self._engine.get(key))
 
     def scan(
@@ -254,6 +357,13 @@ class KvStateMachine:
         ``bytes_max``, at most that many bytes of keys and values (but at least one key),
         and whether more exist. Read from the engine a page at a time, so a scan over large
         values holds no more than its answer."""
+        descriptor = self.descriptor
+        if descriptor is not None:  # the keys of this shard's span only
+            start = max(start, descriptor.start)
+            if descriptor.end and (not end or descriptor.end < end):
+                end = descriptor.end
+            if end and start >= end:
+                return [], False
         out: list[KeyValue] = []
         size = 0
         page = _SCAN_PAGE_KEYS

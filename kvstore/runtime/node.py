@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 
 from cluster import ClusterConfig
+from cluster.ranges import RangeDescriptor, initial_layout
 from kvstore.model import (
     ApplyResult,
     Command,
@@ -42,8 +43,8 @@ from kvstore.model import (
     KvStateMachine,
     SessionTable,
     encoded_bytes_max,
-    snapshot,
 )
+from kvstore.model.jobs import run_job
 from kvstore.model.node import (
     Accepted,
     Answer,
@@ -57,7 +58,9 @@ from kvstore.model.node import (
     NotLeaderRefusal,
     Token,
     TooLargeRefusal,
+    hosted_at_start,
 )
+from kvstore.model.ranges import decode_descriptor
 from kvstore.runtime.clock import Clock, TickSource
 from kvstore.runtime.ports import StorePort
 from paxos import Message, Role
@@ -96,6 +99,9 @@ class NodeStoppedError(Exception):
 @dataclass(frozen=True)
 class ShardStatus:
     shard_id: int
+    descriptor: RangeDescriptor
+    keys: int
+    size_bytes: int
     role: str
     promised: str
     leader_node_id: int
@@ -165,16 +171,23 @@ class NodeRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        groups = {}
-        for spec in self.cluster.shards_of(self.node_id):
-            durable = self._store.load(spec.shard_id)
-            with self._store.read(spec.shard_id, spec.span) as engine:
-                machine = KvStateMachine(engine)
-                groups[spec.shard_id] = GroupStart(
+        layout = {d.range_id: d for d in initial_layout(self.cluster)}
+        for range_id, raw in self._store.ranges().items():
+            layout[range_id] = decode_descriptor(raw)
+
+        def open_group(descriptor: RangeDescriptor) -> GroupStart:
+            durable = self._store.load(descriptor.range_id)
+            with self._store.read(descriptor.range_id) as engine:
+                machine = KvStateMachine(engine, initial=descriptor)
+                return GroupStart(
                     durable=durable,
                     applied_slot=machine.applied_slot,
                     placed_leader_dc=machine.leader_dc,
+                    descriptor=machine.descriptor or descriptor,
+                    successors=machine.successors,
                 )
+
+        groups = hosted_at_start(self.node_id, layout, open_group)
         self._node = Node(
             self.cluster,
             self.node_id,
@@ -289,30 +302,38 @@ class NodeRuntime:
     def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
         node = self._hosting(shard_id)
-        with self._store.read(shard_id, node.span(shard_id)) as engine:
-            yield KvStateMachine(engine)
+        with self._store.read(shard_id) as engine:
+            yield KvStateMachine(engine, initial=node.descriptor(shard_id))
 
     def status(self) -> list[ShardStatus]:
         """This node's view of every shard it hosts (for operators)."""
         node = self._hosting(None)
         self._catch_up_ticks()
-        return [
-            ShardStatus(
-                shard_id=s.group_id,
-                role=s.role,
-                promised=s.promised,
-                leader_node_id=s.leader_node_id,
-                chosen_through=s.chosen_through,
-                applied_slot=s.applied_slot,
-                lease=s.lease,
-                revision=self.revision(s.group_id),
-                preferred_dc=s.preferred_dc,
-                staleness_bound_ms=None
-                if s.staleness_bound_ticks is None
-                else s.staleness_bound_ticks * self.cluster.tick_ms,
-            )
-            for s in node.status()
-        ]
+        out = []
+        for s in node.status():
+            with self.read_state_machine(s.group_id) as sm:
+                revision, keys, size = sm.revision, sm.keys, sm.bytes
+            out.append(self._shard_status(s, revision, keys, size))
+        return out
+
+    def _shard_status(self, s: Any, revision: int, keys: int, size: int) -> ShardStatus:
+        return ShardStatus(
+            shard_id=s.group_id,
+            descriptor=s.descriptor,
+            keys=keys,
+            size_bytes=size,
+            role=s.role,
+            promised=s.promised,
+            leader_node_id=s.leader_node_id,
+            chosen_through=s.chosen_through,
+            applied_slot=s.applied_slot,
+            lease=s.lease,
+            revision=revision,
+            preferred_dc=s.preferred_dc,
+            staleness_bound_ms=None
+            if s.staleness_bound_ticks is None
+            else s.staleness_bound_ticks * self.cluster.tick_ms,
+        )
 
     def transfer_leadership(self, shard_id: int, to_node: int) -> bool:
         ok = self._hosting(shard_id).transfer(shard_id, to_node)
@@ -450,39 +471,15 @@ class NodeRuntime:
     def _disk_job(self, job: DiskJob, loop: asyncio.AbstractEventLoop) -> _JobResult:
         """One transaction, one fsync, for every shard's work: on the disk thread, or on the
         loop when nothing else is on the disk (then no other write transaction is open)."""
-        applied: list[Applied] = []
-        dumps: list[Dumped] = []
+
+        def early(applied: list[Applied]) -> None:
+            # Answer the proposers now, before the commit's fsync (contract item 3).
+            loop.call_soon_threadsafe(self._applied_early, applied)
+
         with self._store.write() as batch:
             for shard_id, record in job.records:
                 batch.persist(shard_id, record)
-            for shard_id, snap in job.installs:
-                snapshot.restore(batch.engine(shard_id, job.spans[shard_id]), snap.data)
-                self._session_tables.pop(shard_id, None)  # the snapshot brought its own
-            machines: dict[int, KvStateMachine] = {}
-            for shard_id, entry in job.applies:
-                sm = machines.get(shard_id)
-                if sm is None:
-                    sm = machines[shard_id] = KvStateMachine(
-                        batch.engine(shard_id, job.spans[shard_id]),
-                        sessions=self._session_tables.get(shard_id),
-                    )
-                applied.append(
-                    (shard_id, entry.slot, (entry.value, sm.apply(entry.slot, entry.value)))
-                )
-            if applied:
-                # Answer the proposers now, before the commit's fsync (contract item 3).
-                loop.call_soon_threadsafe(self._applied_early, applied)
-            for shard_id, sm in machines.items():
-                # Kept for the next transaction. If this one fails the node stops, so a
-                # table ahead of the disk is never used.
-                table = sm.session_table
-                if table is not None:
-                    self._session_tables[shard_id] = table
-            for shard_id in job.dumps:
-                engine = batch.engine(shard_id, job.spans[shard_id])
-                slot = KvStateMachine(engine).applied_slot
-                dumps.append((shard_id, slot, snapshot.dump(engine)))
-        return applied, dumps
+            return run_job(job, batch.engine, sessions=self._session_tables, applied_early=early)
 
     def _applied_early(self, applied: list[Applied]) -> None:
         node = self._node

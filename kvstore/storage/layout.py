@@ -10,6 +10,7 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 | ``paxos``   | shard u32 · name         | chosen_through u64; snapshot; voting (framed) |
 | ``kv``      | space u8 · stored key    | record: value, create/mod revision, version (framed) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
+| ``ranges``  | shard u32                | the shard's descriptor: span, replicas, generation |
 
 Every value is a checksummed frame (``kvstore.model.codec``) and is verified when read.
 
@@ -37,10 +38,11 @@ from kvstore.model.codec import Reader, Writer
 from kvstore.model.engine import Record
 from paxos import Ballot, LogEntry, NodeId, Slot, Snapshot, Value
 
-DB_NAMES = (b"node", b"promise", b"log", b"paxos", b"kv", b"kvmeta")
+DB_NAMES = (b"node", b"promise", b"log", b"paxos", b"kv", b"kvmeta", b"ranges")
 CHOSEN_THROUGH = b"chosen_through"
 SNAPSHOT = b"snapshot"
 VOTING = b"voting"  # 1: the replica votes; 0: it lost its state and rejoins first
+REJOINED_AT = b"rejoined_at"  # the barrier its last rejoin caught up through
 
 
 # Keys up to this length are stored as themselves. With the digest and a prefix of up to 8

@@ -25,12 +25,10 @@ from typing import Any
 
 import lmdb
 
-from cluster.keys import KeySpan
 from kvstore.model.engine import Record
 from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
 from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
 
-WHOLE = KeySpan(b"", b"")
 FORMAT = b"kvstore-2"  # kv keyed by key, not by shard (layout.py); kvstore-1 is re-keyed
 FORMAT_SHARD_KEYED = b"kvstore-1"
 
@@ -144,11 +142,15 @@ class NodeStore:
             return _load(txn, self._dbs, shard_id, founding=self._founding)
 
     @contextmanager
-    def read(self, shard_id: int, span: KeySpan = WHOLE) -> Iterator[ShardEngine]:
-        """The shard's state as committed now (a consistent read snapshot); its data is the
-        keys of ``span``."""
+    def read(self, shard_id: int) -> Iterator[ShardEngine]:
+        """The shard's state as committed now (a consistent read snapshot)."""
         with self._env.begin() as txn:
-            yield ShardEngine(txn, self._dbs, shard_id, span)
+            yield ShardEngine(txn, self._dbs, shard_id)
+
+    def ranges(self) -> dict[int, bytes]:
+        """Every shard's recorded descriptor (what this node hosts, as it starts)."""
+        with self._env.begin() as txn, txn.cursor(db=self._dbs[b"ranges"]) as cursor:
+            return {int.from_bytes(key, "big"): L.decode_blob(raw) for key, raw in cursor}
 
 
 class WriteBatch:
@@ -159,21 +161,22 @@ class WriteBatch:
     def persist(self, shard_id: int, record: DurableRecord) -> None:
         _apply(self._txn, self._dbs, shard_id, record)
 
-    def engine(self, shard_id: int, span: KeySpan = WHOLE) -> ShardEngine:
-        return ShardEngine(self._txn, self._dbs, shard_id, span)
+    def engine(self, shard_id: int) -> ShardEngine:
+        return ShardEngine(self._txn, self._dbs, shard_id)
 
 
 class ShardEngine:
-    """``kvstore.model.Engine`` for one shard, inside one LMDB transaction: the keys of its
-    span (stored by key, so a neighbour's span starts where this one ends), and its own
-    metadata (prefixed by its id)."""
+    """``kvstore.model.Engine`` for one shard, inside one LMDB transaction: the node's keys
+    (stored by key; the shard's state machine keeps to its span), its own metadata (prefixed
+    by its id) and its descriptor (in ``ranges``, so a node lists its shards at once)."""
 
-    def __init__(self, txn: Any, dbs: dict[bytes, Any], shard_id: int, span: KeySpan) -> None:
+    def __init__(self, txn: Any, dbs: dict[bytes, Any], shard_id: int) -> None:
         self._txn = txn
+        self._dbs = dbs
         self._kv = dbs[b"kv"]
         self._meta = dbs[b"kvmeta"]
+        self._ranges = dbs[b"ranges"]
         self._prefix = L.shard_prefix(shard_id)
-        self._span = span
 
     def get(self, key: bytes) -> Record | None:
         stored = L.stored_key(key)
@@ -195,14 +198,9 @@ class ShardEngine:
         self._txn.delete(L.USER_SPACE + L.stored_key(key), db=self._kv)
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
-        """Keys in ``[start, end)`` and in this shard's span, in key order. Stored keys sort
-        as the keys do except within a group of long keys sharing a head
-        (``kvstore.storage.layout``): each group is read whole and sorted before its keys
-        are taken."""
-        span = self._span
-        start = max(start, span.start)
-        if span.end and (not end or span.end < end):
-            end = span.end
+        """Keys in ``[start, end)`` in key order. Stored keys sort as the keys do except
+        within a group of long keys sharing a head (``kvstore.storage.layout``): each group
+        is read whole and sorted before its keys are taken."""
         prefix = L.USER_SPACE
         cut = len(prefix)
         out: list[tuple[bytes, Record]] = []
@@ -257,6 +255,19 @@ class ShardEngine:
     def meta_delete(self, name: bytes) -> None:
         self._txn.delete(self._prefix + name, db=self._meta)
 
+    def range_get(self) -> bytes | None:
+        raw = self._txn.get(self._prefix, db=self._ranges)
+        return L.decode_blob(raw) if raw is not None else None
+
+    def range_put(self, raw: bytes) -> None:
+        self._txn.put(self._prefix, L.encode_blob(raw), db=self._ranges)
+
+    def range_delete(self) -> None:
+        self._txn.delete(self._prefix, db=self._ranges)
+
+    def sibling(self, shard_id: int) -> ShardEngine:
+        return ShardEngine(self._txn, self._dbs, shard_id)
+
     def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         full, cut = self._prefix + prefix, len(self._prefix)
         out = []
@@ -296,6 +307,8 @@ def _apply(txn: Any, dbs: dict[bytes, Any], shard_id: int, record: DurableRecord
         _raise_chosen(txn, paxos_db, prefix, record.chosen_through)
     if record.voting is not None:
         txn.put(prefix + L.VOTING, L.encode_u64(int(record.voting)), db=paxos_db)
+    if record.rejoined_at is not None:
+        txn.put(prefix + L.REJOINED_AT, L.encode_u64(record.rejoined_at), db=paxos_db)
 
 
 def _raise_chosen(txn: Any, db: Any, prefix: bytes, slot: int) -> None:
@@ -346,6 +359,12 @@ def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int, *, founding: bool) -> 
     # Unrecorded: as the node joined (a founding member's replicas vote; a node that came
     # back without its disk rejoins every group first).
     voting = bool(L.decode_u64(raw)) if raw is not None else founding
+    raw = txn.get(prefix + L.REJOINED_AT, db=dbs[b"paxos"])
     return DurableState(
-        promised=promised, log=log, chosen_through=chosen, snapshot=snapshot, voting=voting
+        promised=promised,
+        log=log,
+        chosen_through=chosen,
+        snapshot=snapshot,
+        voting=voting,
+        rejoined_at=Slot(L.decode_u64(raw)) if raw is not None else Slot(0),
     )

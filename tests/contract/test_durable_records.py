@@ -36,6 +36,7 @@ records = st.builds(
     snapshot=st.none() | st.builds(Snapshot, slot=slots, data=st.binary(max_size=4)),
     truncate_through=st.none() | slots,
     voting=st.none() | st.booleans(),
+    rejoined_at=st.none() | st.integers(0, 50).map(Slot),
 )
 
 
@@ -143,26 +144,22 @@ def test_a_directory_of_the_shard_keyed_format_is_rekeyed_once_when_claimed(
     re-keys its data by key (format kvstore-2) and keeps every Paxos record as it was."""
     import tarfile
 
-    from cluster.keys import KeySpan
-
     fixture = ROOT / "tests" / "fixtures" / "long-key-in-log.tar.gz"
     with tarfile.open(fixture) as archive:
         archive.extract("n1/data.mdb", tmp_path, filter="data")
     store = NodeStore(tmp_path / "n1", map_size=16 << 20)
     before = {shard: store.load(shard) for shard in (1, 2, 3)}
     store.claim("local", 1, founding=True, cluster_id="local")
-    for shard, key, span in (
-        (1, b"apple", KeySpan(b"", b"b")),
-        (2, b"banana", KeySpan(b"b", b"c")),
-        (3, b"cherry", KeySpan(b"c", b"")),
-    ):
-        with store.read(shard, span) as engine:
-            assert [k for k, _ in engine.scan(b"", b"", 0)] == [key]
+    with store.read(1) as engine:  # keys are the node's, stored by key
+        assert [k for k, _ in engine.scan(b"", b"", 0)] == [b"apple", b"banana", b"cherry"]
+    for shard, key in ((1, b"apple"), (2, b"banana"), (3, b"cherry")):
+        with store.read(shard) as engine:
             assert engine.get(key).value == b"red-" + key  # type: ignore[union-attr]
+            assert engine.meta_get(b"applied_slot") is not None  # its metadata kept
         assert store.load(shard) == before[shard]
     store.close()
     reopened = NodeStore(tmp_path / "n1", map_size=16 << 20)
     reopened.claim("local", 1, founding=True, cluster_id="local")  # nothing to re-key now
-    with reopened.read(1, KeySpan(b"", b"b")) as engine:
+    with reopened.read(1) as engine:
         assert engine.get(b"apple").value == b"red-apple"  # type: ignore[union-attr]
     reopened.close()

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.keys import KeySpan
-from kvstore.model import Engine, MemoryEngine, Record
+from kvstore.model import Engine, MemoryEngine, MemoryStore, Record
 from kvstore.storage import NodeStore
 from kvstore.storage.layout import KEY_HEAD_BYTES
 
@@ -147,22 +146,55 @@ def test_long_keys_sharing_a_head_scan_in_key_order_among_short_ones() -> None:
         assert [k for k, _ in engine.scan(lo, b"", 2)] == [k for k in keys if k >= lo][:2]
 
 
-def test_a_shard_engine_sees_the_keys_of_its_span_and_its_own_metadata() -> None:
-    """Data is stored by key, so two shards' engines share one keyspace: each scans only its
-    span (a neighbour's keys lie beside its own), and keeps its own metadata."""
+@contextmanager
+def memory_store_engines() -> Iterator[Callable[[int], Engine]]:
+    store = MemoryStore()
+    yield store.engine
+
+
+@contextmanager
+def lmdb_store_engines() -> Iterator[Callable[[int], Engine]]:
     with tempfile.TemporaryDirectory() as path:
         store = NodeStore(path, map_size=16 << 20)
-        left, right = KeySpan(b"", b"m"), KeySpan(b"m", b"")
+        try:
+            with store.write() as batch:
+                yield batch.engine
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize(
+    "make", [memory_store_engines, lmdb_store_engines], ids=lambda m: m.__name__
+)
+def test_shards_share_the_keys_and_keep_their_own_metadata_and_descriptor(
+    make: Callable[[], AbstractContextManager[Callable[[int], Engine]]],
+) -> None:
+    """Data is stored by key, so two shards' engines share one keyspace (moving a boundary
+    moves no data); metadata and the descriptor are each shard's own, and ``sibling`` is
+    another shard's engine in the same transaction."""
+    with make() as engine_for:
+        one, two = engine_for(1), engine_for(2)
+        one.put(b"apple", Record(b"1", 1, 1, 1))
+        two.put(b"mango", Record(b"2", 1, 1, 1))
+        one.meta_put(b"revision", b"1")
+        two.meta_put(b"revision", b"2")
+        one.range_put(b"left")
+        assert [k for k, _ in one.scan(b"", b"", 0)] == [b"apple", b"mango"]
+        assert one.meta_get(b"revision") == b"1" and two.meta_get(b"revision") == b"2"
+        assert one.range_get() == b"left" and two.range_get() is None
+        sibling = one.sibling(2)
+        assert sibling.meta_get(b"revision") == b"2"
+        sibling.range_put(b"right")
+        assert engine_for(2).range_get() == b"right"
+        one.range_delete()
+        assert one.range_get() is None
+
+
+def test_a_node_store_lists_every_recorded_descriptor() -> None:
+    with tempfile.TemporaryDirectory() as path:
+        store = NodeStore(path, map_size=16 << 20)
         with store.write() as batch:
-            batch.engine(1, left).put(b"apple", Record(b"1", 1, 1, 1))
-            batch.engine(2, right).put(b"mango", Record(b"2", 1, 1, 1))
-            batch.engine(1, left).meta_put(b"revision", b"1")
-            batch.engine(2, right).meta_put(b"revision", b"2")
-        with store.read(1, left) as one, store.read(2, right) as two:
-            assert [k for k, _ in one.scan(b"", b"", 0)] == [b"apple"]
-            assert [k for k, _ in two.scan(b"", b"", 0)] == [b"mango"]
-            assert [k for k, _ in one.scan(b"a", b"z", 0)] == [b"apple"]
-            assert one.meta_get(b"revision") == b"1" and two.meta_get(b"revision") == b"2"
-        with store.read(3) as whole:  # a span of everything sees both
-            assert [k for k, _ in whole.scan(b"", b"", 0)] == [b"apple", b"mango"]
+            batch.engine(7).range_put(b"seven")
+            batch.engine(2).range_put(b"two")
+        assert store.ranges() == {2: b"two", 7: b"seven"}
         store.close()

@@ -303,8 +303,11 @@ class FailingStore:
     def load(self, shard_id: int):  # type: ignore[no-untyped-def]
         return self._store.load(shard_id)
 
-    def read(self, shard_id: int, span):  # type: ignore[no-untyped-def]
-        return self._store.read(shard_id, span)
+    def read(self, shard_id: int):  # type: ignore[no-untyped-def]
+        return self._store.read(shard_id)
+
+    def ranges(self) -> dict[int, bytes]:
+        return self._store.ranges()
 
     def write(self):  # type: ignore[no-untyped-def]
         if self._ok <= 0:

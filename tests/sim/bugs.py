@@ -1,7 +1,8 @@
 """Deliberately broken replicas, to prove the checkers catch what they claim to catch.
 
 These live in the tests only; production code has no switch for any of them. Each is the
-classic mistake named in ``../shared/reference/reliability-anchors.md`` §3.
+classic mistake named in ``../shared/reference/reliability-anchors.md`` §3, or a mistake a
+split can make (``../shared/reference/wave2-anchors.md``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from kvstore.model import KvStateMachine
+from kvstore.model.commands import SplitDone
+from kvstore.model.node import Node
+from kvstore.model.ranges import encode_descriptor
+from kvstore.model.state_machine import SESSION_PREFIX
 from paxos import (
     NOOP,
     Accept,
@@ -224,3 +230,47 @@ class HastyRejoinReplica(Replica):
 
 def hasty_rejoin_factory(config: Config, **kw: Any) -> Replica:
     return HastyRejoinReplica(config, **kw)
+
+
+# ---------------------------------------------------------------------- splits
+
+
+class SnapshotBornNode(Node):
+    """Treats a group it learned of from its parent's snapshot as if it had made the split
+    itself: the new group starts from whatever this node's state machine holds there (a log
+    position before the split), not from a snapshot of the group."""
+
+    def _installed(self, group: Any, header: Any) -> None:
+        if header.descriptor is not None:
+            group.descriptor = header.descriptor
+        for successor in header.successors:
+            d = successor.descriptor
+            if self.node_id in d.replicas and d.range_id not in self._groups:
+                self._create(d, born_here=True, placed=group.placed_leader_dc, voting=True)
+
+
+class SessionlessSplitMachine(KvStateMachine):
+    """Splits without handing the new shard the session table: a write applied before the
+    split and retried after it (same request id) runs again in the new shard."""
+
+    def _split(self, slot: int, cmd: Any) -> Any:
+        result = super()._split(slot, cmd)
+        if isinstance(result, SplitDone):
+            child = self._engine.sibling(result.right.range_id)
+            for name, _ in child.meta_scan(SESSION_PREFIX):
+                child.meta_delete(name)
+        return result
+
+
+class GreedySplitMachine(KvStateMachine):
+    """Records the split but keeps the parent's whole span: two shards hold the right half."""
+
+    def _split(self, slot: int, cmd: Any) -> Any:
+        before = self.descriptor
+        result = super()._split(slot, cmd)
+        if isinstance(result, SplitDone) and before is not None:
+            kept = replace(result.left, end=before.end)
+            self.descriptor = kept
+            self._engine.range_put(encode_descriptor(kept))
+            result = replace(result, left=kept)
+        return result

@@ -14,6 +14,16 @@
   a staleness bound B, every command acknowledged more than B before now is in that state.
 - **Linearizable reads**: a read served from state through slot S misses no command
   acknowledged before the read was invoked.
+
+Per key, across groups (``KeyChecker``: a split hands keys to a new group, revisions and
+sessions with them, so slots no longer compare but a key's revisions do):
+
+- **Linearizable reads of values**: a read returns the key at a revision no lower than
+  every write to it acknowledged before the read was invoked, with that write's value.
+- **Exactly once**: every execution of one command (a retry lands in another group after a
+  split) yields one revision: the session table answered the retry.
+- **Acknowledged writes survive**: at the end every replica holding a key holds its latest
+  acknowledged write or a later one.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kvstore.model import CodecError, Put, decode_command
+from kvstore.model import ApplyResult, CodecError, KeyValue, Put, PutResult, decode_command
 from paxos import Ballot, DurableRecord, NodeId, Slot, Value, quorum_size
 
 
@@ -146,6 +156,68 @@ class Checker:
     @property
     def ok(self) -> bool:
         return not self.violations
+
+
+@dataclass
+class KeyChecker:
+    violations: list[Violation] = field(default_factory=list)
+    now_us: int = 0
+    # key -> acknowledged writes in acknowledgement order: (ack time, revision, value)
+    acked: dict[bytes, list[tuple[int, int, bytes]]] = field(default_factory=dict)
+    _executions: dict[bytes, int] = field(default_factory=dict)  # command -> its revision
+
+    def fail(self, kind: str, detail: str) -> None:
+        if len(self.violations) < 50:
+            self.violations.append(Violation(kind, detail, self.now_us))
+
+    def on_result(self, command: bytes, result: ApplyResult) -> None:
+        if not isinstance(result, PutResult):
+            return
+        prior = self._executions.setdefault(command, result.revision)
+        if prior != result.revision:
+            self.fail(
+                "exactly-once",
+                f"{_command(command)} executed at revisions {prior} and {result.revision}",
+            )
+
+    def on_ack(self, key: bytes, value: bytes, revision: int) -> None:
+        self.acked.setdefault(key, []).append((self.now_us, revision, value))
+
+    def _latest(self, key: bytes, before_us: int) -> tuple[int, bytes] | None:
+        acks = [(r, v) for t, r, v in self.acked.get(key, ()) if t < before_us]
+        return max(acks) if acks else None
+
+    def on_read(self, node: NodeId, key: bytes, invoked_us: int, got: KeyValue | None) -> None:
+        latest = self._latest(key, invoked_us)
+        if latest is None:
+            return
+        revision, value = latest
+        if got is None or got.mod_revision < revision:
+            seen = "nothing" if got is None else f"revision {got.mod_revision}"
+            self.fail(
+                "stale-read",
+                f"n{node} read {key!r} as {seen}, but revision {revision} was acknowledged "
+                f"before the read was invoked (t={invoked_us}us)",
+            )
+        elif got.mod_revision == revision and got.value != value:
+            self.fail("stale-read", f"n{node} read {key!r} at revision {revision}: another value")
+
+    def check_final(self, node: NodeId, key: bytes, got: KeyValue | None) -> None:
+        latest = self._latest(key, 1 << 62)
+        if latest is None:
+            return
+        revision, value = latest
+        if (
+            got is None
+            or got.mod_revision < revision
+            or (got.mod_revision == revision and got.value != value)
+        ):
+            self.fail(
+                "acked-lost",
+                f"n{node} ends with {key!r} at "
+                f"{'nothing' if got is None else got.mod_revision}; revision {revision} "
+                "was acknowledged",
+            )
 
 
 def _short(value: Value) -> str:

@@ -7,6 +7,8 @@ A crash throws away every job not yet completed (what an fsync-less page cache l
 rolls back the open transaction; completed jobs live on: each group's Paxos records in a
 ``MemoryStorage``, the state machines' data in one ``MemoryStore`` (keyed by key, like LMDB),
 both surviving restarts. A wiped disk loses both (its replicas must rejoin: ``paxos.rejoin``).
+A group the disk has no record of reads as storage's default: it votes on a disk created
+for the new cluster (``founding``), and rejoins first on a disk that was wiped, as LMDB's.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from paxos import MemoryStorage
 
 
 class SimDisk:
-    def __init__(self, rng: random.Random, latency_us: tuple[int, int], groups: list[int]) -> None:
+    def __init__(self, rng: random.Random, latency_us: tuple[int, int]) -> None:
         self._rng = rng
         self._latency_us = latency_us
-        self._groups = groups
-        self.storage = {g: MemoryStorage() for g in groups}
+        self.founding = True
+        self.storage: dict[int, MemoryStorage] = {}
         self.kv = MemoryStore()
         self.pending: deque[DiskJob] = deque()
         self._busy_until_us = 0
@@ -42,8 +44,14 @@ class SimDisk:
         """The oldest job is durable: its Paxos records now; the caller runs the rest."""
         job = self.pending.popleft()
         for group, record in job.records:
-            self.storage[group].apply(record)
+            self.storage_of(group).apply(record)
         return job
+
+    def storage_of(self, group: int) -> MemoryStorage:
+        storage = self.storage.get(group)
+        if storage is None:
+            storage = self.storage[group] = MemoryStorage(voting=self.founding)
+        return storage
 
     def crash(self) -> int:
         lost = len(self.pending)
@@ -53,5 +61,6 @@ class SimDisk:
         return lost
 
     def wipe(self) -> None:
-        self.storage = {g: MemoryStorage(voting=False) for g in self._groups}
+        self.founding = False
+        self.storage = {}
         self.kv = MemoryStore()

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kvstore.model import snapshot
+from kvstore.model import KvStateMachine, snapshot
+from kvstore.model.node import Node
 from paxos import NodeId
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
+from tests.sim.splitter import Splitter
 from tests.sim.workload import Workload
 from tests.sim.world import ReplicaFactory, World, WorldParams, default_factory
 
@@ -23,6 +25,7 @@ SAFETY_US = 10_000_000
 LIVENESS_TICKS_MAX = 1_500  # nominal ticks (15 s of simulated time at 10 ms a tick)
 CLIENTS = 8
 OPS_PER_CLIENT = 26  # 208 acknowledged commands a seed, more proposals with retries
+LOST_ACK_PERMILLE = 100  # answers the client never hears: it retries the same write
 
 
 @dataclass
@@ -97,24 +100,42 @@ def run_seed(
     trace: Callable[[str], None] | None = None,
     params_hook: Callable[[WorldParams], WorldParams] | None = None,
     plan_hook: Callable[[NemesisPlan], NemesisPlan] | None = None,
+    node_class: type[Node] = Node,
+    machine_class: type[KvStateMachine] = KvStateMachine,
+    splits: int = 0,
 ) -> SeedResult:
+    """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4)."""
     params = draw_params(seed, replicas)
     if params_hook is not None:
         params = params_hook(params)
-    world = World(seed, params, factory=factory, trace=trace)
+    world = World(
+        seed,
+        params,
+        factory=factory,
+        trace=trace,
+        node_class=node_class,
+        machine_class=machine_class,
+    )
     plan = NemesisPlan.draw(sub_rng(seed, "plan"))
     if plan_hook is not None:
         plan = plan_hook(plan)
     nemesis = Nemesis(world, sub_rng(seed, "nemesis"), plan)
+    splitter = Splitter(world, sub_rng(seed, "splits"), (300_000, SAFETY_US - 1_000_000), splits)
     workload = Workload(
-        world, sub_rng(seed, "workload"), clients=CLIENTS, ops_per_client=OPS_PER_CLIENT
+        world,
+        sub_rng(seed, "workload"),
+        clients=CLIENTS,
+        ops_per_client=OPS_PER_CLIENT,
+        lost_acks=(sub_rng(seed, "lost_acks"), LOST_ACK_PERMILLE),
     )
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
+    splitter.start()
     workload.start()
     world.run_until(SAFETY_US)
 
     core = nemesis.heal_core()
+    workload.stop_losing_answers()
     liveness_start = world.now_us
     deadline = liveness_start + LIVENESS_TICKS_MAX * params.tick_us
 
@@ -134,8 +155,9 @@ def run_seed(
             f"applied={applied}",
         )
     for group, checker in world.checkers.items():
-        checker.check_acked_survive({v: world.nodes[v].applied[group] for v in core})
+        checker.check_acked_survive({v: world.nodes[v].applied.get(group, []) for v in core})
     _check_converged_state(world, core)
+    _check_keys(world, core)
     return SeedResult(
         seed=seed,
         replicas=params.replicas,
@@ -165,7 +187,7 @@ def _core_converged(world: World, core: list[NodeId]) -> bool:
     for group in world.groups:
         if world.leader(group) not in core:
             return False
-        lengths = {len(world.nodes[v].applied[group]) for v in core}
+        lengths = {len(world.nodes[v].applied.get(group, [])) for v in core}
         chosen = set()
         for v in core:
             replica = world.nodes[v].replica(group)
@@ -181,11 +203,14 @@ def _check_converged_state(world: World, core: list[NodeId]) -> None:
     metadata (revision, sessions) alike on every core node (the state machine is a function
     of the log, and snapshots carry it whole)."""
     for group in world.groups:
-        span = world.cluster.shard(group).span
         states = {}
         for v in core:
             sim = world.nodes[v]
-            states[v] = (len(sim.applied[group]), snapshot.dump(sim.disk.kv.engine(group, span)))
+            if sim.node is None or not sim.node.hosts(group):
+                continue
+            engine = sim.disk.kv.engine(group)
+            descriptor = sim.node.descriptor(group)
+            states[v] = (len(sim.applied.get(group, [])), snapshot.dump(engine, descriptor))
         if (
             len({applied for applied, _ in states.values()}) == 1
             and len({state for _, state in states.values()}) > 1
@@ -193,6 +218,23 @@ def _check_converged_state(world: World, core: list[NodeId]) -> None:
             world.checkers[group].fail(
                 "diverged", f"replicas {sorted(states)} applied the same slots, differ in state"
             )
+
+
+def _check_keys(world: World, core: list[NodeId]) -> None:
+    """Every key's latest acknowledged write is where the key lives now, on every core node
+    (across every split since it was written)."""
+    for key in sorted(world.keys.acked):
+        group = world.group_of(key)
+        for v in core:
+            sim = world.nodes[v]
+            if sim.node is None or not sim.node.hosts(group) or sim.node.awaiting(group):
+                world.fail("liveness", f"n{v} of the healed core does not serve g{group}")
+                continue
+            machine = KvStateMachine(sim.disk.kv.engine(group), initial=sim.node.descriptor(group))
+            if not machine.owns(key):
+                world.fail("ownership", f"n{v}: g{group} does not hold {key!r} at the end")
+                continue
+            world.keys.check_final(v, key, machine.get(key))
 
 
 def repro_command(seed: int, replicas: int | None) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import settings
 
+from kvstore.model import KvStateMachine
+from kvstore.model.node import Node
 from tests.sim import bugs
 from tests.sim.nemesis import NemesisPlan
 from tests.sim.runner import lan_worst_case_clocks, run_seed, wipe_often
@@ -28,10 +30,17 @@ from tests.sim.world import ReplicaFactory, WorldParams, default_factory
 
 @dataclass(frozen=True)
 class Worlds:
-    """Which worlds a case sweeps: the seed's own, bent by these hooks."""
+    """Which worlds a case sweeps: the seed's own, bent by these hooks (and, for a bug of
+    the node or the state machine, built with the broken class)."""
 
     params: Callable[[WorldParams], WorldParams] | None = None
     plan: Callable[[NemesisPlan], NemesisPlan] | None = None
+    splits: int = 0  # 0: as the seed draws
+    node_class: type[Node] = Node
+    machine_class: type[KvStateMachine] = KvStateMachine
+
+
+SPLIT_HEAVY = 8
 
 
 Hook = Worlds | None
@@ -101,6 +110,27 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         {"agreement", "acked-lost", "learned-wrong", "prefix"},
         100,
     ),
+    (
+        "a node that learned of a split from a snapshot starts the new group from its own state",
+        default_factory,
+        Worlds(plan=wipe_often, splits=SPLIT_HEAVY, node_class=bugs.SnapshotBornNode),
+        {"acked-lost", "stale-read", "diverged", "snapshot"},
+        60,
+    ),
+    (
+        "a split does not hand the new shard its sessions",
+        default_factory,
+        Worlds(splits=SPLIT_HEAVY, machine_class=bugs.SessionlessSplitMachine),
+        {"exactly-once"},
+        100,
+    ),
+    (
+        "a split leaves the parent its whole span",
+        default_factory,
+        Worlds(splits=SPLIT_HEAVY, machine_class=bugs.GreedySplitMachine),
+        {"ownership"},
+        10,
+    ),
 ]
 
 
@@ -109,7 +139,15 @@ def first_violation(
 ) -> tuple[int, set[str]] | None:
     for seed in range(1, budget + 1):
         worlds = hook or Worlds()
-        result = run_seed(seed, factory=factory, params_hook=worlds.params, plan_hook=worlds.plan)
+        result = run_seed(
+            seed,
+            factory=factory,
+            params_hook=worlds.params,
+            plan_hook=worlds.plan,
+            splits=worlds.splits,
+            node_class=worlds.node_class,
+            machine_class=worlds.machine_class,
+        )
         if not result.ok:
             return seed, {v.split("]")[0].lstrip("[") for v in result.violations}
     return None
@@ -135,6 +173,11 @@ def test_control_correct_replica_passes_the_lease_worst_case() -> None:
 def test_control_correct_replica_passes_the_wipe_heavy_worlds() -> None:
     """The worlds that expose the rejoin bugs are safe and live for the real replica."""
     assert first_violation(default_factory, Worlds(plan=wipe_often), 100) is None
+
+
+def test_control_correct_node_passes_the_split_heavy_worlds() -> None:
+    """The worlds that expose the split bugs are safe and live for the real node."""
+    assert first_violation(default_factory, Worlds(plan=wipe_often, splits=SPLIT_HEAVY), 60) is None
 
 
 def test_state_machine_search_finds_early_replies(monkeypatch: pytest.MonkeyPatch) -> None:

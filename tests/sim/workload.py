@@ -10,8 +10,16 @@ hold every replica to acknowledgements made anywhere. A crash, pause or partitio
 as a timeout, after which the client retries (the same bytes) somewhere else.
 
 Between writes a client may read: it asks the node it believes leads the key's group for a
-linearizable read point, and the read is served from that node's committed state when the
-node says so; the checker holds it to every write acknowledged before the read was invoked.
+linearizable read point, and the read is served from that node's state when the node says
+so; the checkers hold it to every write acknowledged before the read was invoked.
+
+Some answers are lost (``lost_ack_permille``, drawn from a stream of its own): the client
+hears nothing of that apply, times out and retries the same write, which the session table
+must answer with the first execution's result, in whichever group the key lives by then.
+
+Clients route by the true range map (``World.truth``), as if meta were always current, and a
+write or read that reaches a group after a split moved its key (``OutOfRange``) goes again
+to the key's group now, the write with the same request id.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from kvstore.model import Put, RequestId, encode_command
+from kvstore.model import ApplyResult, KvStateMachine, Put, PutResult, RequestId, encode_command
+from kvstore.model.commands import OutOfRange
 from kvstore.model.node import Accepted, Answer, Dropped, NotLeaderRefusal, Token
 from paxos import NodeId, Slot, Value
 from tests.sim.world import SimNode, World
@@ -38,7 +47,8 @@ class ClientState:
     group: int = 0
     token: Token = 0
     finished: bool = False
-    reading: tuple[int, int] | None = None  # a read in flight: (group, invoked_us)
+    reading: tuple[int, bytes, int] | None = None  # a read in flight: (group, key, invoked_us)
+    deaf: tuple[int, int] | None = None  # (group, slot) of an apply whose answer was lost
 
 
 class Workload:
@@ -51,9 +61,12 @@ class Workload:
         ops_per_client: int,
         timeout_us: int = 2_000_000,
         think_us: tuple[int, int] = (1_000, 60_000),
+        lost_acks: tuple[random.Random, int] | None = None,
     ) -> None:
+        """``lost_acks``: (its own random stream, how many answers in a thousand are lost)."""
         self._world = world
         self._rng = rng
+        self._lost_acks = lost_acks
         self._ops_per_client = ops_per_client
         self._timeout_us = timeout_us
         self._think_us = think_us
@@ -72,6 +85,10 @@ class Workload:
     def start(self) -> None:
         for client in self.clients:
             self._later(client, self._rng.randrange(0, 50_000))
+
+    def stop_losing_answers(self) -> None:
+        """Lost answers are a fault: the liveness phase has none."""
+        self._lost_acks = None
 
     def all_done(self) -> bool:
         return all(c.finished for c in self.clients)
@@ -118,12 +135,33 @@ class Workload:
             case _:
                 self._later(client, self._rng.randrange(10_000, 100_000))
 
-    def _on_applied(self, _sim: SimNode, group: int, slot: Slot, value: Value) -> None:
-        for command in value:
-            client = self._in_flight.pop(command, None)
-            if client is None:
+    def _on_applied(
+        self,
+        _sim: SimNode,
+        group: int,
+        slot: Slot,
+        value: Value,
+        results: list[tuple[RequestId | None, ApplyResult]],
+    ) -> None:
+        for command, (_, result) in zip(value, results, strict=True):
+            client = self._in_flight.get(command)
+            if client is None or client.command is None or client.deaf == (group, slot):
                 continue
+            lost = self._lost_acks
+            if lost is not None and lost[0].randrange(1000) < lost[1]:
+                client.deaf = (group, slot)  # nothing heard of it: a timeout, then a retry
+                continue
+            if isinstance(result, OutOfRange):
+                # A split moved the key before this slot: the same write goes to its group now.
+                if client.group == group:
+                    client.group = self._world.group_of(client.command.key)
+                    self._tokens.pop(client.token, None)
+                    self._later(client, self._rng.randrange(1_000, 10_000))
+                continue
+            del self._in_flight[command]
             self._world.checkers[group].on_ack(command, slot)
+            if isinstance(result, PutResult):
+                self._world.keys.on_ack(client.command.key, client.command.value, result.revision)
             self.acks += 1
             client.done_ops += 1
             client.finished = client.done_ops >= self._ops_per_client
@@ -140,7 +178,8 @@ class Workload:
     def _read(self, client_id: int) -> None:
         client = self.clients[client_id - 1]
         world = self._world
-        group = world.group_of(self._rng.choice(KEYS))
+        key = self._rng.choice(KEYS)
+        group = world.group_of(key)
         sim = world.nodes[client.target]
         if not sim.running:
             client.target = self._rng.choice(world.voters)
@@ -148,7 +187,7 @@ class Workload:
             return
         client.token = world.new_token()
         self._tokens[client.token] = client
-        client.reading = (group, world.now_us)
+        client.reading = (group, key, world.now_us)
         outcome = world.read(client.target, group, client.token)
         if isinstance(outcome, Accepted):
             world.schedule(
@@ -165,10 +204,17 @@ class Workload:
         client = self._tokens.pop(token, None)
         if client is None or client.token != token or client.reading is None:
             return
-        group, invoked_us = client.reading
+        group, key, invoked_us = client.reading
         client.reading = None
-        self._world.checkers[group].on_read(sim.node_id, invoked_us, Slot(sim.committed[group]))
-        self.reads += 1
+        world, node = self._world, sim.node
+        assert node is not None
+        # Served as the runtime serves it: from the state as applied, if the key is still
+        # the group's (else the read goes again, to the key's group now).
+        machine = KvStateMachine(sim.disk.kv.engine(group), initial=node.descriptor(group))
+        if machine.owns(key):
+            world.checkers[group].on_read(sim.node_id, invoked_us, Slot(sim.committed[group]))
+            world.keys.on_read(sim.node_id, key, invoked_us, machine.get(key))
+            self.reads += 1
         self._later(client, self._rng.randrange(*self._think_us))
 
     def _read_timeout(self, client_id: int, token: Token) -> None:

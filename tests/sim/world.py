@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,24 @@ from typing import Any
 from cluster import ClusterConfig
 from cluster.config import NodeSpec, ShardSpec
 from cluster.keys import KeySpan
-from kvstore.model import Command, KvStateMachine, snapshot
-from kvstore.model.node import Answer, Applied, DiskJob, Dumped, GroupStart, Node, Token
+from cluster.ranges import RangeDescriptor, base_slot_of, initial_layout
+from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
+from kvstore.model.commands import SplitDone
+from kvstore.model.jobs import run_job
+from kvstore.model.node import (
+    Answer,
+    Applied,
+    DiskJob,
+    Dumped,
+    GroupStart,
+    Node,
+    NotLeaderRefusal,
+    Token,
+    hosted_at_start,
+)
+from kvstore.model.ranges import decode_descriptor
 from paxos import Config, NodeId, NullLogger, Replica, Role, Slot, Value
-from tests.sim.checkers import Checker
+from tests.sim.checkers import Checker, KeyChecker
 from tests.sim.disk import SimDisk
 from tests.sim.network import Network
 from tests.sim.rng import sub_rng
@@ -81,7 +96,8 @@ class SimNode:
         return self.node is not None and not self.paused
 
     def replica(self, group: int) -> Replica | None:
-        return self.node.replica(group) if self.node is not None else None
+        node = self.node
+        return node.replica(group) if node is not None and node.hosts(group) else None
 
 
 @dataclass
@@ -107,8 +123,14 @@ class World:
         *,
         factory: ReplicaFactory = default_factory,
         trace: Callable[[str], None] | None = None,
+        node_class: type[Node] = Node,
+        machine_class: type[KvStateMachine] = KvStateMachine,
     ) -> None:
+        """``node_class`` and ``machine_class``: the simulator's planted bugs pass broken
+        ones (``tests.sim.bugs``)."""
         self.seed = seed
+        self._node_class = node_class
+        self._machine_class = machine_class
         self.params = params
         self.now_us = 0
         self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -122,16 +144,22 @@ class World:
         voters = tuple(NodeId(i) for i in range(1, params.replicas + 1))
         self.voters = voters
         self.cluster = sim_cluster(voters, params.dcs, params.groups)
-        self.groups = [s.shard_id for s in self.cluster.shards]
-        self.checkers = {g: Checker(voters) for g in self.groups}
+        # The range map as it truly is: every group's newest descriptor (a split's, as soon
+        # as any replica applied it). Clients route by it, as if meta were always current.
+        self.truth: dict[int, RangeDescriptor] = {
+            d.range_id: d for d in initial_layout(self.cluster)
+        }
+        self.checkers = {g: Checker(voters) for g in self.truth}
+        self.keys = KeyChecker()  # per key, across groups: linearizable, exactly once
         self._world_checker = Checker(voters)  # world-level findings (liveness, runaways)
+        self._next_range_id = 100
         dc_of = {v: (v - 1) % params.dcs for v in voters}
         self.network = Network(sub_rng(seed, "network"), dc_of, params.one_way_us)
         self.network.faults.jitter_us = params.jitter_us
         self._drift_rng = sub_rng(seed, "drift")
         self.nodes: dict[NodeId, SimNode] = {}
         for v in voters:
-            disk = SimDisk(sub_rng(seed, f"disk{v}"), params.disk_latency_us, self.groups)
+            disk = SimDisk(sub_rng(seed, f"disk{v}"), params.disk_latency_us)
             self.nodes[v] = SimNode(node_id=v, dc=dc_of[v], disk=disk)
         # Snapshots dumped so far, by group and content: the values they stand for.
         self._snapshots: dict[tuple[int, int, bytes], list[Value]] = {}
@@ -140,7 +168,10 @@ class World:
         # bound), recomputed for nodes touched since the last event (``_check_reads``).
         self._promises: dict[tuple[NodeId, int], tuple[Slot | None, Slot, int | None]] = {}
         self._touched: set[NodeId] = set()
-        self.on_applied: Callable[[SimNode, int, Slot, Value], None] | None = None
+        self.on_applied: (
+            Callable[[SimNode, int, Slot, Value, list[tuple[RequestId | None, ApplyResult]]], None]
+            | None
+        ) = None
         self.on_answer: Callable[[Token, Answer], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
         for v in voters:
@@ -152,8 +183,29 @@ class World:
         self._world_checker.fail(kind, detail)
 
     @property
+    def groups(self) -> list[int]:
+        """Every group that exists (the configured ones and every one split off since)."""
+        return sorted(self.truth)
+
+    def new_range_id(self) -> int:
+        """A range id never used (the meta range's allocator, in the real cluster)."""
+        self._next_range_id += 1
+        return self._next_range_id
+
+    def _checker(self, group: int) -> Checker:
+        checker = self.checkers.get(group)
+        if checker is None:
+            checker = self.checkers[group] = Checker(self.voters)
+            checker.now_us = self.now_us
+            if base_slot_of(self.cluster, group):
+                # Slot 1 is the state the group was born with: no value, on every replica.
+                checker.chosen[Slot(1)] = ()
+        return checker
+
+    @property
     def violations(self) -> list[Any]:
         found = list(self._world_checker.violations)
+        found += [str(v) for v in self.keys.violations]
         for group, checker in sorted(self.checkers.items()):
             found += [
                 f"[{v.kind}] in group {group} at t={v.time_us}us: {v.detail}"
@@ -179,6 +231,7 @@ class World:
             for checker in self.checkers.values():
                 checker.now_us = at_us
             self._world_checker.now_us = at_us
+            self.keys.now_us = at_us
             self.events += 1
             try:
                 fn(*args)
@@ -216,21 +269,29 @@ class World:
             drift = self._drift_rng.randrange(-rho, rho + 1)
         sim.tick_us = self.params.tick_us * (1000 + drift) // 1000
         disk = sim.disk
-        starts = {}
-        for group in self.groups:
-            machine = KvStateMachine(disk.kv.engine(group, self.cluster.shard(group).span))
-            starts[group] = GroupStart(
-                durable=disk.storage[group].state(),
+        layout = {d.range_id: d for d in initial_layout(self.cluster)}
+        for group, raw in disk.kv.ranges().items():
+            layout[group] = decode_descriptor(raw)
+
+        def open_group(descriptor: RangeDescriptor) -> GroupStart:
+            group = descriptor.range_id
+            machine = KvStateMachine(disk.kv.engine(group), initial=descriptor)
+            return GroupStart(
+                durable=disk.storage_of(group).state(),
                 applied_slot=machine.applied_slot,
                 placed_leader_dc=machine.leader_dc,
+                descriptor=machine.descriptor or descriptor,
+                successors=machine.successors,
             )
+
+        starts = hosted_at_start(v, layout, open_group)
         incarnation = sim.incarnation
         factory = self._factory
 
         def make_replica(config: Config, **kw: Any) -> Replica:
             return factory(config, **kw)
 
-        sim.node = Node(
+        sim.node = self._node_class(
             self.cluster,
             v,
             starts,
@@ -244,9 +305,10 @@ class World:
         # What a restarted node applied survives in its state machine; the applied values
         # are known by slot from the ground truth (they were checked when first applied).
         sim.applied = {
-            group: self._values_through(group, starts[group].applied_slot) for group in self.groups
+            group: self._values_through(group, start.applied_slot)
+            for group, start in starts.items()
         }
-        sim.committed = {group: starts[group].applied_slot for group in self.groups}
+        sim.committed = {group: start.applied_slot for group, start in starts.items()}
         sim.started = None
         sim.paused = False
         sim.missed_ticks = 0
@@ -256,7 +318,7 @@ class World:
         self.schedule(self.now_us + sim.tick_us, self._tick, v, sim.incarnation)
 
     def _values_through(self, group: int, slot: int) -> list[Value]:
-        chosen = self.checkers[group].chosen
+        chosen = self._checker(group).chosen
         return [chosen[Slot(s)] for s in range(1, slot + 1)]
 
     def crash(self, v: NodeId) -> None:
@@ -283,7 +345,9 @@ class World:
         return [
             v
             for v, sim in sorted(self.nodes.items())
-            if not all(storage.voting for storage in sim.disk.storage.values())
+            if not all(
+                sim.disk.storage_of(g).voting for g, d in self.truth.items() if v in d.replicas
+            )
         ]
 
     def pause(self, v: NodeId) -> None:
@@ -348,6 +412,8 @@ class World:
         """A client's command to node ``v`` (running): the node's immediate answer."""
         sim = self.nodes[v]
         assert sim.node is not None
+        if not sim.node.hosts(group):
+            return NotLeaderRefusal(None)  # a node that has not learned of the group yet
         outcome = sim.node.submit(group, command, token)
         self._drain(sim)
         return outcome
@@ -357,6 +423,8 @@ class World:
         once a local read may be served, ``on_read`` is called with the token."""
         sim = self.nodes[v]
         assert sim.node is not None
+        if not sim.node.hosts(group):
+            return NotLeaderRefusal(None)
         outcome = sim.node.read(group, token)
         self._drain(sim)
         return outcome
@@ -420,13 +488,18 @@ class World:
         assert started is not None and started[0] is job, "the disk runs jobs in order"
         _, applied, dumped = started
         for group, record in job.records:
-            self.checkers[group].on_durable(v, record)
+            self._checker(group).on_durable(v, record)
             if record.voting:
                 self.trace(v, "rejoined", f"g{group} promised={record.promised}")
         for group, snap in job.installs:
             sim.committed[group] = snap.slot
-        for group, slot, _ in applied:
+        for group, slot, (_, results) in applied:
             sim.committed[group] = slot
+            for _, result in results:
+                if isinstance(result, SplitDone) and v in result.right.replicas:
+                    sim.committed[result.right.range_id] = base_slot_of(
+                        self.cluster, result.right.range_id
+                    )
         self._touched.add(v)
         if sim.paused:
             sim.held.append(lambda: self._after_job(sim, job, applied, dumped))
@@ -435,26 +508,13 @@ class World:
 
     def _execute(self, sim: SimNode, job: DiskJob) -> tuple[list[Applied], list[Dumped]]:
         """The job's state-machine work, in the transaction its records commit in (as one
-        LMDB transaction holds both)."""
-        kv = sim.disk.kv
+        LMDB transaction holds both), as the runtime runs it; then the ground truth."""
+        applied, dumped = run_job(job, sim.disk.kv.engine, machine_class=self._machine_class)
         for group, snap in job.installs:
-            snapshot.restore(kv.engine(group, job.spans[group]), snap.data)
             self._restore(sim, group, snap.slot, snap.data)
-        applied: list[Applied] = []
-        machines: dict[int, KvStateMachine] = {}
-        for group, entry in job.applies:
-            machine = machines.get(group)
-            if machine is None:
-                machine = machines[group] = KvStateMachine(kv.engine(group, job.spans[group]))
-            results = machine.apply(entry.slot, entry.value)
-            applied.append((group, entry.slot, (entry.value, results)))
-            self._apply(sim, group, entry.slot, entry.value)
-        dumped: list[Dumped] = []
-        for group in job.dumps:
-            engine = kv.engine(group, job.spans[group])
-            slot = KvStateMachine(engine).applied_slot
-            data = snapshot.dump(engine)
-            dumped.append((group, slot, data))
+        for group, slot, (value, results) in applied:
+            self._apply(sim, group, Slot(slot), value, results)
+        for group, slot, data in dumped:
             self._snapshots[(group, slot, hashlib.blake2b(data).digest())] = sim.applied[group][
                 :slot
             ]
@@ -467,32 +527,81 @@ class World:
         node = sim.node
         assert node is not None
         node.job_done(job, applied, dumped)
+        self._check_ownership(sim)
         self._drain(sim)
+
+    def _check_ownership(self, sim: SimNode) -> None:
+        """No key is held by two groups a node serves: their descriptors are disjoint."""
+        node = sim.node
+        assert node is not None
+        held = sorted(
+            (d for d in node.descriptors() if not node.awaiting(d.range_id)),
+            key=lambda d: d.start,
+        )
+        for left, right in itertools.pairwise(held):
+            if left.span.overlaps(right.span):
+                self.fail(
+                    "ownership",
+                    f"n{sim.node_id} serves g{left.range_id} {left.span} and "
+                    f"g{right.range_id} {right.span}",
+                )
 
     def _restore(self, sim: SimNode, group: int, slot: int, data: bytes) -> None:
         values = self._snapshots.get((group, slot, hashlib.blake2b(data).digest()))
         if values is None or len(values) != slot:
-            self.checkers[group].fail(
+            self._checker(group).fail(
                 "snapshot", f"n{sim.node_id} installed a snapshot of slot {slot} nobody made"
             )
             return
         for index, value in enumerate(values, start=1):
-            self.checkers[group].on_applied(sim.node_id, Slot(index), value)
+            self._checker(group).on_applied(sim.node_id, Slot(index), value)
         sim.applied[group] = list(values)
         self.trace(sim.node_id, "restore", f"g{group} slot={slot}")
 
-    def _apply(self, sim: SimNode, group: int, slot: Slot, value: Value) -> None:
-        applied = sim.applied[group]
+    def _apply(
+        self,
+        sim: SimNode,
+        group: int,
+        slot: Slot,
+        value: Value,
+        results: list[tuple[RequestId | None, ApplyResult]],
+    ) -> None:
+        applied = sim.applied.setdefault(group, [])
         if slot != len(applied) + 1:
-            self.checkers[group].fail(
+            self._checker(group).fail(
                 "prefix", f"n{sim.node_id} applied slot {slot} after {len(applied)}"
             )
             return
         applied.append(value)
-        self.checkers[group].on_applied(sim.node_id, slot, value)
+        self._checker(group).on_applied(sim.node_id, slot, value)
         self.trace(sim.node_id, "apply", f"g{group} slot={slot} commands={len(value)}")
+        for command, (_, result) in zip(value, results, strict=True):
+            self.keys.on_result(command, result)
+            if isinstance(result, SplitDone):
+                self._split_applied(sim, result)
         if self.on_applied is not None:
-            self.on_applied(sim, group, slot, value)
+            self.on_applied(sim, group, slot, value, results)
+
+    def _split_applied(self, sim: SimNode, done: SplitDone) -> None:
+        """A replica applied a split: the truth learns it (the first time), and the replica
+        holds the new group's base from now on."""
+        right = done.right
+        if sim.node_id in right.replicas:
+            base = base_slot_of(self.cluster, right.range_id)
+            sim.applied[right.range_id] = self._values_through(right.range_id, base)
+        known = self.truth.get(done.left.range_id)
+        if known is None or known.generation < done.left.generation:
+            self.truth[done.left.range_id] = done.left
+            self.truth[right.range_id] = right
+            self.trace(
+                sim.node_id,
+                "split",
+                f"g{done.left.range_id} at={right.start!r} new=g{right.range_id}",
+            )
+            spans = sorted(self.truth.values(), key=lambda d: d.start)
+            for left, nxt in itertools.pairwise(spans):
+                if left.end != nxt.start:
+                    self.fail("ownership", f"the range map has {left.span} then {nxt.span}")
 
     def _check_reads(self) -> None:
         """Lease holders, and what each replica would promise a read, after every event.
@@ -508,7 +617,7 @@ class World:
                 if replica is None or sim.paused:
                     self._promises.pop((v, group), None)
                     continue
-                applied = Slot(sim.committed[group])  # what a read sees: committed state
+                applied = Slot(sim.committed.get(group, 0))  # what a read sees: committed
                 self._promises[(v, group)] = (
                     replica.lease_read_point(),
                     applied,
@@ -518,7 +627,7 @@ class World:
         holders: dict[int, list[NodeId]] = {}
         tick_us = self.params.tick_us
         for (v, group), (read_point, applied, bound) in self._promises.items():
-            checker = self.checkers[group]
+            checker = self._checker(group)
             if read_point is not None:
                 holders.setdefault(group, []).append(v)
                 checker.on_lease_read_point(v, read_point)
@@ -542,4 +651,4 @@ class World:
         return best[1] if best is not None else None
 
     def group_of(self, key: bytes) -> int:
-        return next(s.shard_id for s in self.cluster.shards if s.span.contains(key))
+        return next(d.range_id for d in self.truth.values() if d.contains(key))

@@ -12,17 +12,20 @@ from paxos import (
     Accepted,
     Ballot,
     Config,
+    DurableRecord,
     Heartbeat,
     HeartbeatAck,
     NodeId,
     NotLeader,
     Overloaded,
+    Prepare,
     Proposal,
     Proposed,
     ReadQueued,
     Replica,
     Role,
     Slot,
+    Snapshot,
     TooLarge,
 )
 from tests.harness import ManualCluster
@@ -451,3 +454,81 @@ def test_a_followers_staleness_bound_counts_every_tick_since_its_stamp() -> None
     assert all(bound == expected for bound, expected in _bounds_after_an_echo(Replica))
     planted = _bounds_after_an_echo(UncountedTickFreshnessReplica)
     assert any(bound != expected for bound, expected in planted), planted
+
+
+# ---------------------------------------------------------------------- a split-born group
+
+
+def split_born(awaiting: tuple[NodeId, ...]) -> ManualCluster:
+    """A group born of a split (base slot 1): every replica but ``awaiting`` holds the base
+    state, recorded as a placeholder snapshot at slot 1; ``awaiting`` ones hold nothing."""
+    c = ManualCluster(3, election_ticks_max=1000, base_slot=1)
+    for v in c.voters:
+        if v not in awaiting:
+            c.storage[v].apply(
+                DurableRecord(snapshot=Snapshot(slot=Slot(1), data=b""), chosen_through=Slot(1))
+            )
+        c.crash(v)
+        c.restart(v)
+    return c
+
+
+def test_a_replica_without_its_groups_base_never_campaigns() -> None:
+    """Two replicas without the base are a majority: if either could lead, it would fill
+    slot 1 and the pair would choose it, over the state the third replica was born with."""
+    c = split_born(awaiting=(N2, N3))
+    for v in (N2, N3):
+        c.tick(v, 2000)
+        c.replica(v).campaign()
+        c.drain(v)
+    c.stabilize()
+    assert not any(isinstance(m, Prepare) for m in c.net)
+    assert c.replica(N2).role is Role.FOLLOWER and c.replica(N3).role is Role.FOLLOWER
+    assert not any("becomes" in line for line in c.take_events())
+
+
+def test_a_replica_without_the_base_waits_for_a_real_snapshot() -> None:
+    """A placeholder is never sent: the replica asked for it dumps its state first, and the
+    laggard applies nothing until that snapshot arrives, then everything after it."""
+    c = split_born(awaiting=(N3,))
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    assert c.replica(N1).role is Role.LEADER
+    c.replica(N1).propose(b"after-the-split")
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    assert c.applied[N3] == []  # learned of slot 2, cannot apply it without slot 1
+    for _ in range(3):
+        c.tick(N3, 4)  # its catch-up request is retransmitted
+        c.stabilize()
+    events = c.take_events()
+    assert "n1 snapshot wanted" in events
+    assert not any("InstallSnapshot" in line for line in events)
+    applied = c.replica(N1).applied_through
+    assert c.replica(N1).compact(applied, b"base-and-slot-2")
+    c.drain(N1)
+    c.flush(N1)
+    for _ in range(3):
+        c.tick(N3, 4)
+        c.stabilize()
+        heartbeat(c)
+    assert c.replica(N3).snapshot_slot == applied
+    assert c.storage[N3].state().snapshot == Snapshot(slot=applied, data=b"base-and-slot-2")
+    c.replica(N1).propose(b"later")
+    c.drain(N1)
+    c.stabilize()
+    heartbeat(c)
+    assert c.applied[N3][-1] == (b"later",)
+
+
+def test_a_placeholder_is_replaced_at_its_own_slot_and_only_by_data() -> None:
+    c = split_born(awaiting=())
+    replica = c.replica(N1)
+    assert not replica.compact(Slot(1), b"")
+    assert replica.compact(Slot(1), b"base")
+    assert not replica.compact(Slot(1), b"again")  # a real snapshot is not replaced in place

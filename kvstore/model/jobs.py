@@ -1,0 +1,56 @@
+"""A disk job's state-machine work, as every driver must do it (``kvstore.model.node``'s
+contract, items 1 and 3): snapshots installed, then chosen slots applied, then shards dumped,
+all inside the caller's open transaction. Pure: the caller passes the engines of that
+transaction, and commits it (with the job's Paxos records) afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kvstore.model import snapshot
+from kvstore.model.engine import Engine
+from kvstore.model.node import Applied, DiskJob, Dumped
+from kvstore.model.state_machine import KvStateMachine, SessionTable
+
+
+def run_job(
+    job: DiskJob,
+    engine_for: Callable[[int], Engine],
+    *,
+    sessions: dict[int, SessionTable] | None = None,
+    applied_early: Callable[[list[Applied]], None] | None = None,
+    machine_class: type[KvStateMachine] = KvStateMachine,
+) -> tuple[list[Applied], list[Dumped]]:
+    """``sessions``: each shard's session table as the last transaction left it (kept in
+    memory between transactions; updated here). ``applied_early`` hears of the applies
+    once they are computed, before the caller commits. ``machine_class``: the simulator's
+    planted bugs pass broken state machines."""
+    tables = sessions if sessions is not None else {}
+    for group, snap in job.installs:
+        snapshot.restore(engine_for(group), snap.data, job.descriptors.get(group))
+        tables.pop(group, None)  # the snapshot brought its own
+    applied: list[Applied] = []
+    machines: dict[int, KvStateMachine] = {}
+    for group, entry in job.applies:
+        machine = machines.get(group)
+        if machine is None:
+            machine = machines[group] = machine_class(
+                engine_for(group), sessions=tables.get(group), initial=job.descriptors.get(group)
+            )
+        applied.append((group, entry.slot, (entry.value, machine.apply(entry.slot, entry.value))))
+    if applied and applied_early is not None:
+        applied_early(applied)
+    for group, machine in machines.items():
+        # Kept for the next transaction. If this one fails the node stops, so a table ahead
+        # of the disk is never used.
+        table = machine.session_table
+        if table is not None:
+            tables[group] = table
+    dumped: list[Dumped] = []
+    for group in job.dumps:
+        engine = engine_for(group)
+        initial = job.descriptors.get(group)
+        slot = KvStateMachine(engine, initial=initial).applied_slot
+        dumped.append((group, slot, snapshot.dump(engine, initial)))
+    return applied, dumped

@@ -1,0 +1,58 @@
+"""Splits in every seed's schedule: the range map changes while clients write and read and
+the nemesis injects faults.
+
+Drawn from a stream of its own (``sub_rng(seed, "splits")``), so the nemesis's and the
+workload's draws are what they would be without it. Each split picks a group of the true
+range map and a key of the workload strictly inside it, and proposes ``Split`` to the
+group's leader of the moment (a new range id from the world's allocator, standing in for
+the meta range's). A split that meets no leader tries again a little later; one refused or
+overtaken by another is simply a split that did not happen.
+"""
+
+from __future__ import annotations
+
+import random
+
+from kvstore.model import RequestId
+from kvstore.model.commands import Split
+from tests.sim.workload import KEYS
+from tests.sim.world import World
+
+SPLITS = (1, 4)  # per seed, during the safety phase
+ATTEMPTS = 20
+
+
+class Splitter:
+    def __init__(
+        self, world: World, rng: random.Random, window_us: tuple[int, int], splits: int = 0
+    ) -> None:
+        self._world = world
+        self._rng = rng
+        count = splits or rng.randint(*SPLITS)
+        self._times = sorted(rng.randrange(*window_us) for _ in range(count))
+        self.proposed = 0
+
+    def start(self) -> None:
+        for at_us in self._times:
+            self._world.schedule(at_us, self._split, ATTEMPTS)
+
+    def _split(self, attempts: int) -> None:
+        world, rng = self._world, self._rng
+        candidates = [
+            (d, key)
+            for d in sorted(world.truth.values(), key=lambda d: d.start)
+            for key in KEYS
+            if d.can_split_at(key)
+        ]
+        if not candidates:
+            return
+        descriptor, at = rng.choice(candidates)
+        leader = world.leader(descriptor.range_id)
+        if leader is None:
+            if attempts > 1:
+                world.schedule(world.now_us + 200_000, self._split, attempts - 1)
+            return
+        new_id = world.new_range_id()
+        world.trace(leader, "nemesis", f"split g{descriptor.range_id} at {at!r} into g{new_id}")
+        world.submit(leader, descriptor.range_id, Split(RequestId(0, 0), at, new_id), 0)
+        self.proposed += 1
