@@ -1,7 +1,7 @@
 """Many Paxos groups on many nodes in many datacenters. Sans-IO, like ``paxos``.
 
-So far: key spans, the validated cluster configuration, and the shard lookup. Placement,
-envelopes and the per-node store of groups come with the rest of the cluster issue.
+Key spans, the validated cluster configuration, range descriptors (what a group holds) and
+the range cache that routes a key by them, and leader placement.
 """
 
 from cluster.config import (
@@ -9,11 +9,13 @@ from cluster.config import (
     ClusterConfigError,
     Limits,
     NodeSpec,
+    Sharding,
     ShardSpec,
     parse_cluster_config,
 )
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
+from cluster.ranges import RangeDescriptor, initial_layout
 
 __all__ = [
     "END_OF_KEYSPACE",
@@ -22,7 +24,10 @@ __all__ = [
     "KeySpan",
     "Limits",
     "NodeSpec",
+    "RangeDescriptor",
     "RangeMap",
     "ShardSpec",
+    "Sharding",
+    "initial_layout",
     "parse_cluster_config",
 ]

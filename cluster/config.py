@@ -68,7 +68,9 @@ NODE_ID_MAX = (1 << 63) - 1
 
 # Every key each table may hold (a closed set: anything else is a mistake, named).
 _KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"cluster", "datacenters", "nodes", "shards", "wan", "limits", "storage"}),
+    "": frozenset(
+        {"cluster", "datacenters", "nodes", "shards", "wan", "limits", "storage", "sharding"}
+    ),
     "[cluster]": frozenset({"name", "id", "tick_ms"}),
     "[storage]": frozenset({"map_size_mb"}),
     "[[datacenters]]": frozenset({"name"}),
@@ -77,6 +79,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "[wan]": frozenset({"latency_ms", "jitter_ms", "links"}),
     "[[wan.links]]": frozenset({"between", "latency_ms"}),
     "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
+    "[sharding]": frozenset({"split_size_mb", "split_ops_per_s"}),
 }
 
 
@@ -118,6 +121,20 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Sharding:
+    """When a shard splits by itself (``[sharding]``; 0 turns a trigger off): past
+    ``split_size_mb`` of keys and values, or past ``split_ops_per_s`` commands a second."""
+
+    split_size_mb: float = 64.0
+    split_ops_per_s: float = 0.0
+
+    def wants_split(self, size_bytes: int, ops_per_s: float) -> bool:
+        too_big = self.split_size_mb > 0 and size_bytes > self.split_size_mb * (1 << 20)
+        too_hot = self.split_ops_per_s > 0 and ops_per_s > self.split_ops_per_s
+        return too_big or too_hot
+
+
+@dataclass(frozen=True, slots=True)
 class WanConfig:
     """Emulated one-way delay between datacenters, applied by the nodes themselves.
 
@@ -155,6 +172,7 @@ class ClusterConfig:
     wan: WanConfig = WanConfig()
     cluster_id: str = ""  # [cluster] id; "" for configs written before it existed
     map_size_mb: int = MAP_SIZE_MB_DEFAULT  # [storage]: the most LMDB may hold, per node
+    sharding: Sharding = Sharding()
 
     @property
     def identity(self) -> str:
@@ -251,7 +269,26 @@ def parse_cluster_config(text: str) -> ClusterConfig:
         _wan(raw, dcs),
         cluster_id,
         _map_size_mb(raw.get("storage", {})),
+        _sharding(raw.get("sharding", {})),
     )
+
+
+def _sharding(raw: object) -> Sharding:
+    if not isinstance(raw, dict):
+        raise ClusterConfigError("[sharding] must be a table")
+    _known_keys(raw, "[sharding]")
+    values = {}
+    for key, value in raw.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value < float("inf")  # nan and inf too
+        ):
+            raise ClusterConfigError(
+                f"sharding.{key} must be a number >= 0 (0: off), not {value!r}"
+            )
+        values[key] = float(value)
+    return Sharding(**values)
 
 
 def _map_size_mb(raw: object) -> int:

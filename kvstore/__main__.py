@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--wan-jitter-ms", type=cli_args.wan_ms, default=0.0, help="+- per message")
     up.add_argument(
+        "--split-size-mb",
+        type=cli_args.split_size_mb,
+        default=None,
+        help="a shard past this many MB of keys and values splits in two (default 64; 0: never)",
+    )
+    up.add_argument(
         "--no-restart",
         action="store_true",
         help="leave a node that dies down (default: restart it, backing off if it keeps dying)",
@@ -150,7 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     transfer = sub.add_parser("transfer-leader", help="move a shard's leadership to a node")
     transfer.add_argument("shard", type=cli_args.shard_id)
     transfer.add_argument("node", type=cli_args.node_id)
+    split = sub.add_parser(
+        "split", help="cut a shard in two (by default where it halves its bytes)"
+    )
+    split.add_argument("shard", type=cli_args.shard_id)
+    split.add_argument("--at", metavar="KEY", help="the first key of the new right-hand shard")
     for cmd, fn in (
+        (split, _split),
         (shards, _shards),
         (txn, _txn),
         (status, _status),
@@ -273,6 +285,12 @@ def _transfer_leader(args: argparse.Namespace) -> int:
     from kvstore import cli_admin  # noqa: PLC0415 - see the rules at the top
 
     return cli_admin.transfer_leader(args)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from kvstore import cli_admin  # noqa: PLC0415 - see the rules at the top
+
+    return cli_admin.split(args)
 
 
 def _shards(args: argparse.Namespace) -> int:

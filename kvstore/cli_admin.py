@@ -1,4 +1,4 @@
-"""``kvstore status | transfer-leader | shards | config check``: the operator's commands.
+"""``kvstore status | transfer-leader | shards | split | config check``: the operator's commands.
 
 ``status`` merges every endpoint's own view (``Admin.NodeStatus``): it exits 0 when at least
 one node answered (the others show as DOWN), and 2 naming the silent endpoints when none did.
@@ -18,14 +18,16 @@ import grpc
 from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
 from kvstore import event_loop, geo_cli
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.cli_args import UserError
+from kvstore.cli_args import UserError, arg_bytes
 from kvstore.cli_support import (
+    bytes_fields,
     describe_cluster,
     endpoint_list,
     node_views,
     range_text,
     show,
     table,
+    text,
 )
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
@@ -223,28 +225,97 @@ def transfer_leader(args: argparse.Namespace) -> int:
 def shards(args: argparse.Namespace) -> int:
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
-    rows: list[dict[str, Any]] = [
-        {
-            "shard": s.shard_id,
-            "range": range_text(s.start, s.end),
-            "replicas": [{"node": r, "dc": dc_of.get(r, "?")} for r in s.replicas],
-            "leader": s.leader_node_id or None,
-        }
-        for s in view.shards
-    ]
+    rows = [_shard_row(s, dc_of) for s in view.shards]
     if args.output == "json":
         print(json.dumps({"cluster": view.cluster, "shards": rows}))
         return 0
     table(
-        ["shard", "range", "replicas", "leader"],
+        ["shard", "range", "gen", "keys", "size", "ops/s", "replicas", "leader"],
         [
             [
                 r["shard"],
                 r["range"],
+                r["generation"],
+                r["keys"],
+                _size_text(r["size_bytes"]),
+                f"{r['ops_per_s']:.0f}",
                 ", ".join(f"n{x['node']} ({x['dc']})" for x in r["replicas"]),
                 f"n{r['leader']}" if r["leader"] else "unknown",
             ]
             for r in rows
         ],
+    )
+    return 0
+
+
+def _shard_row(s: admin_pb2.ShardInfo, dc_of: dict[int, str]) -> dict[str, Any]:
+    """One shard for ``shards``' JSON (``id`` and ``shard`` are the same number: ``shard``
+    came first and scripts read it)."""
+    return {
+        "id": s.shard_id,
+        "shard": s.shard_id,
+        **bytes_fields("start", s.start),
+        **bytes_fields("end", s.end),
+        "range": range_text(s.start, s.end),
+        "generation": s.generation,
+        "replicas": [{"node": r, "dc": dc_of.get(r, "?")} for r in s.replicas],
+        "leader": s.leader_node_id or None,
+        "size_bytes": s.size_bytes,
+        "keys": s.keys,
+        "ops_per_s": round(s.ops_per_s, 1),
+    }
+
+
+def _size_text(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = n / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+# ---------------------------------------------------------------------- split
+
+
+def split(args: argparse.Namespace) -> int:
+    """Asked of each endpoint in turn until one answers (any node finds the leader)."""
+    request = admin_pb2.SplitRangeRequest(
+        shard_id=args.shard, at=arg_bytes(args.at) if args.at is not None else b""
+    )
+    if args.at is not None and not request.at:
+        raise UserError("--at must not be empty (leave it out to halve the shard)")
+    endpoints = endpoint_list(args)
+
+    async def ask() -> admin_pb2.SplitRangeResponse:
+        last = "no endpoint answered"
+        for endpoint in endpoints:
+            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+                try:
+                    response: admin_pb2.SplitRangeResponse = await admin_pb2_grpc.AdminStub(
+                        channel
+                    ).SplitRange(request, timeout=args.timeout)
+                    return response
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        raise UserError(f"{err.code().name}: {err.details()}") from None
+                    last = f"{endpoint}: {err.code().name}: {err.details()}"
+        raise UserError(last)
+
+    response = event_loop.run_in_cli_loop(ask())
+    left, right = response.left, response.right
+    if args.output == "json":
+        print(json.dumps({"left": _shard_row(left, {}), "right": _shard_row(right, {})}))
+        return 0
+    print(
+        f"shard {left.shard_id} split at '{text(right.start)}':"
+        f" shard {left.shard_id} {range_text(left.start, left.end)},"
+        f" shard {right.shard_id} {range_text(right.start, right.end)}"
+        f" (generation {right.generation})"
     )
     return 0

@@ -108,6 +108,7 @@ class AsyncClient:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._starts: list[bytes] = []
         self._shards: list[admin_pb2.ShardInfo] = []
+        self._shard_ids: set[int] = {0}
         self._addresses: dict[int, str] = {}
         self._leaders: dict[int, int] = {}
         self._batchers: dict[str, Batcher] = {}
@@ -239,6 +240,7 @@ class AsyncClient:
                 continue
             self._shards = sorted(view.shards, key=lambda s: s.start)
             self._starts = [s.start for s in self._shards]
+            self._shard_ids = {0} | {s.shard_id for s in self._shards}
             self._addresses = {n.node_id: n.address for n in view.nodes}
             self._dc_of = {n.node_id: n.dc for n in view.nodes}
             self._leaders = {s.shard_id: s.leader_node_id for s in view.shards if s.leader_node_id}
@@ -297,6 +299,9 @@ class AsyncClient:
                         self._leaders.pop(shard.shard_id, None)
                     continue
                 self._learn(response)
+                header = getattr(response, "header", None)
+                if header is not None and header.shard_id not in self._shard_ids:
+                    self._shards = []  # a shard the map lacks (a split): fetch it again
                 return response
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.5)

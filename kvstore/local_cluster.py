@@ -39,6 +39,7 @@ def default_config(
     wan_jitter_ms: float = 0.0,
     *,
     cluster_id: str | None = None,
+    split_size_mb: float | None = None,
 ) -> str:
     tick_ms = tick_ms_for_wan(tick_ms, wan_latency_ms, wan_jitter_ms)
     lines = ['[cluster]\nname = "local"\n', f"tick_ms = {tick_ms}\n"]
@@ -46,6 +47,8 @@ def default_config(
         lines.append(f'id = "{cluster_id}"\n')
     if wan_latency_ms or wan_jitter_ms:
         lines.append(f"\n[wan]\nlatency_ms = {wan_latency_ms}\njitter_ms = {wan_jitter_ms}\n")
+    if split_size_mb is not None:
+        lines.append(f"\n[sharding]\nsplit_size_mb = {split_size_mb:g}\n")
     lines += [f'\n[[datacenters]]\nname = "{dc}"\n' for dc in DATACENTERS]
     by_dc: dict[str, list[int]] = {dc: [] for dc in DATACENTERS}
     node_id = 0
@@ -79,9 +82,11 @@ class LocalCluster:
         base_port: int | None = None,
         wan_latency_ms: float | None = None,
         wan_jitter_ms: float = 0.0,
+        split_size_mb: float | None = None,
     ) -> None:
-        """``nodes_per_dc`` (default 1), ``base_port`` (default 7000) and ``wan_latency_ms``
-        (emulated one-way delay between datacenters; default none) shape a new cluster; a
+        """``nodes_per_dc`` (default 1), ``base_port`` (default 7000), ``wan_latency_ms``
+        (emulated one-way delay between datacenters; default none) and ``split_size_mb``
+        (when a shard splits by itself; default 64) shape a new cluster; a
         directory that holds one already keeps its own, and asking for others is an error
         (they would be silently ignored)."""
         self.data_dir = data_dir
@@ -94,6 +99,7 @@ class LocalCluster:
                     base_port if base_port is not None else 7000,
                     wan_latency_ms=wan_latency_ms or 0.0,
                     wan_jitter_ms=wan_jitter_ms,
+                    split_size_mb=split_size_mb,
                     # Another `kvstore up` elsewhere is another cluster: its nodes, or a data
                     # directory of it, are refused.
                     cluster_id=secrets.token_hex(8),
@@ -110,6 +116,11 @@ class LocalCluster:
             raise ValueError(
                 f"{self.config_path} has wan latency {self.cluster.wan.latency_ms} ms, not"
                 f" {wan_latency_ms}: use another --dir (or edit [wan] there)"
+            )
+        if split_size_mb is not None and self.cluster.sharding.split_size_mb != split_size_mb:
+            raise ValueError(
+                f"{self.config_path} splits shards at {self.cluster.sharding.split_size_mb:g} MB,"
+                f" not {split_size_mb:g}: use another --dir (or edit [sharding] there)"
             )
         have_base = int(self.cluster.nodes[0].address.rpartition(":")[2]) - 1
         if base_port is not None and base_port != have_base:
@@ -206,6 +217,7 @@ def up(
     wan_latency_ms: float | None = None,
     wan_jitter_ms: float = 0.0,
     restart: bool = True,
+    split_size_mb: float | None = None,
 ) -> int:
     """Start every node, print the endpoints, restart nodes that die (``kvstore.supervise``),
     and on Ctrl-C stop every node by PID. 2 if a node cannot start at all."""
@@ -215,6 +227,7 @@ def up(
         base_port=base_port,
         wan_latency_ms=wan_latency_ms,
         wan_jitter_ms=wan_jitter_ms,
+        split_size_mb=split_size_mb,
     )
     supervisor = Supervisor(local, restart=restart, say=lambda line: print(line, flush=True))
     local.start_all()

@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
+import structlog
 
-from cluster import ClusterConfig
+from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.channels import CHANNEL_OPTIONS
-from kvstore.model import PlacementSet, RequestId, SetPlacement
+from kvstore.model import (
+    AllocateRangeId,
+    ApplyResult,
+    Command,
+    Invalid,
+    PlacementSet,
+    RangeIdAllocated,
+    RequestId,
+    SetPlacement,
+    Split,
+    SplitDone,
+)
 from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
 from kvstore.runtime.node import (
     NodeRuntime,
     NotLeaderError,
     OverloadedError,
     ProposalDroppedError,
+    ShardStatus,
     UnknownShardError,
 )
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
-PLACEMENT_DEADLINE_S = 5.0
+PROPOSE_DEADLINE_S = 5.0
+AUTO_SPLIT_EVERY_S = 1.0
+AUTO_SPLIT_BACKOFF_S = 10.0
+R = TypeVar("R")
 
 
 class LinkStats(Protocol):
@@ -54,35 +70,50 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._data_dir = data_dir
         self._link_stats = link_stats or list
         self._addresses = addresses or {n.node_id: n.address for n in cluster.nodes}
-        self._spans = {s.shard_id: s.span for s in cluster.shards}
+        self._ranges = RangeMap(initial_layout(cluster))
+        self._log = structlog.get_logger("kvstore.admin").bind(node=runtime.node_id)
+
+    def _layout(self) -> RangeMap:
+        """The ranges as this node knows them: its hosted ones, else the first layout."""
+        self._ranges.update(self._runtime.descriptors())
+        return self._ranges
+
+    def _range(self, shard_id: int) -> RangeDescriptor | None:
+        d = self._layout().get(shard_id)
+        return d if d is not None and d in self._ranges.current() else None
 
     async def DescribeCluster(  # noqa: N802
         self,
         _request: admin_pb2.DescribeClusterRequest,
         _context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.DescribeClusterResponse:
-        runtime = self._runtime
+        sizes = {s.shard_id: s for s in self._runtime.status()} if self._runtime.started else {}
         return admin_pb2.DescribeClusterResponse(
             cluster=self._cluster.name,
             nodes=[
                 admin_pb2.NodeInfo(node_id=n.node_id, dc=n.dc, address=n.address)
                 for n in self._cluster.nodes
             ],
-            shards=[
-                admin_pb2.ShardInfo(
-                    shard_id=s.shard_id,
-                    start=s.span.start,
-                    end=s.span.end,
-                    replicas=list(s.replicas),
-                    leader_node_id=(runtime.leader_hint(s.shard_id) or 0)
-                    if runtime.hosts(s.shard_id)
-                    else 0,
-                    preferred_dc=runtime.preferred_dc(s.shard_id)
-                    if runtime.hosts(s.shard_id)
-                    else self._cluster.default_leader_dc(s.shard_id),
-                )
-                for s in self._cluster.shards
-            ],
+            shards=[self._shard_info(d, sizes) for d in self._layout().current()],
+        )
+
+    def _shard_info(self, d: RangeDescriptor, sizes: dict[int, ShardStatus]) -> admin_pb2.ShardInfo:
+        runtime = self._runtime
+        hosted = runtime.hosts(d.range_id)
+        status = sizes.get(d.range_id)
+        return admin_pb2.ShardInfo(
+            shard_id=d.range_id,
+            start=d.start,
+            end=d.end,
+            replicas=list(d.replicas),
+            leader_node_id=(runtime.leader_hint(d.range_id) or 0) if hosted else 0,
+            preferred_dc=runtime.preferred_dc(d.range_id)
+            if hosted
+            else (d.leader_dc or self._cluster.datacenters[0]),
+            generation=d.generation,
+            keys=status.keys if status is not None else 0,
+            size_bytes=status.size_bytes if status is not None else 0,
+            ops_per_s=status.ops_per_s if status is not None else 0.0,
         )
 
     async def NodeStatus(  # noqa: N802 - the gRPC servicer signature
@@ -96,8 +127,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             shards=[
                 admin_pb2.ShardReplicaStatus(
                     shard_id=s.shard_id,
-                    start=self._spans[s.shard_id].start,
-                    end=self._spans[s.shard_id].end,
+                    start=s.descriptor.start,
+                    end=s.descriptor.end,
+                    generation=s.descriptor.generation,
+                    keys=s.keys,
+                    size_bytes=s.size_bytes,
+                    ops_per_s=s.ops_per_s,
                     role=s.role,
                     promised_ballot=s.promised,
                     leader_node_id=s.leader_node_id,
@@ -133,7 +168,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         """Unknown shard or node: ``NOT_FOUND``; a node that holds no replica of the shard:
         ``INVALID_ARGUMENT``; a shard this node does not host: ``NOT_FOUND`` (ask its
         replicas)."""
-        if request.shard_id not in self._spans:
+        d = self._range(request.shard_id)
+        if d is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"shard {request.shard_id} does not exist"
             )
@@ -141,7 +177,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"node {request.to_node_id} does not exist"
             )
-        replicas = self._cluster.shard(request.shard_id).replicas
+        replicas = d.replicas
         if request.to_node_id not in replicas:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -159,9 +195,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.SetPlacementRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.SetPlacementResponse:
         """Proposed at the shard's leader (asked of any node: it finds the leader)."""
-        if request.shard_id not in self._spans:
+        spec = self._range(request.shard_id)
+        if spec is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
-        spec = self._cluster.shard(request.shard_id)
         replica_dcs = sorted(self._cluster.node(r).dc for r in spec.replicas)
         if request.leader_dc and request.leader_dc not in replica_dcs:
             await context.abort(
@@ -170,25 +206,178 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 f" its datacenters: {', '.join(replica_dcs)}",
             )
         command = SetPlacement(RequestId(0, 0), request.leader_dc)
+        outcome = await self._propose_at_leader(
+            spec,
+            command,
+            lambda stub: stub.SetPlacement(request, timeout=1.0, metadata=(FORWARDED,)),
+            context,
+            what="the placement",
+        )
+        if isinstance(outcome, admin_pb2.SetPlacementResponse):
+            return outcome
+        assert isinstance(outcome, PlacementSet), outcome
+        return admin_pb2.SetPlacementResponse(
+            preferred_dc=outcome.leader_dc
+            or spec.leader_dc
+            or self._runtime.preferred_dc(spec.range_id),
+            leader_node_id=self._runtime.leader_hint(spec.range_id) or 0,
+        )
+
+    async def SplitRange(  # noqa: N802
+        self, request: admin_pb2.SplitRangeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.SplitRangeResponse:
+        """Proposed at the shard's leader (asked of any node: it finds the leader). The new
+        shard's id comes from the range-id counter first, so no two splits share one."""
+        d = self._range(request.shard_id)
+        if d is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+        at = request.at or await self._halving_key(d, context)
+        limit = self._cluster.limits.key_bytes_max
+        if len(at) > limit:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"split key over {limit} bytes")
+        if not d.can_split_at(at):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"split key {at!r} is not inside shard {d.range_id} (after its start"
+                f" {d.start!r}{'' if not d.end else f', before its end {d.end!r}'})",
+            )
+        new_id = request.new_shard_id
+        if new_id and not is_forwarded(context):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "new_shard_id is set only by a node forwarding a split; leave it 0",
+            )
+        if not new_id:
+            new_id = await self._allocate_shard_id(context)
+        forwarded = admin_pb2.SplitRangeRequest(shard_id=d.range_id, at=at, new_shard_id=new_id)
+        outcome = await self._propose_at_leader(
+            d,
+            Split(RequestId(0, 0), at, new_id),
+            lambda stub: stub.SplitRange(forwarded, timeout=5.0, metadata=(FORWARDED,)),
+            context,
+            what="the split",
+        )
+        if isinstance(outcome, admin_pb2.SplitRangeResponse):
+            return outcome
+        if isinstance(outcome, Invalid):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
+        assert isinstance(outcome, SplitDone), outcome
+        return admin_pb2.SplitRangeResponse(
+            left=self._shard_info(outcome.left, {}), right=self._shard_info(outcome.right, {})
+        )
+
+    async def run_auto_splits(self) -> None:
+        """Split, as ``SplitRange`` at the halving key does, each shard this node leads that
+        ``[sharding]`` finds too big or too hot; checked once a second. A shard whose split
+        is refused (one huge key, no leader) is left alone for ``AUTO_SPLIT_BACKOFF_S``."""
+        policy = self._cluster.sharding
+        if not (policy.split_size_mb or policy.split_ops_per_s):
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + PLACEMENT_DEADLINE_S
-        candidates = list(spec.replicas)
-        while loop.time() < deadline:
-            if self._runtime.hosts(request.shard_id):
+        resting: dict[int, float] = {}
+        # Called as the RPC is, with a context of its own (``_InternalCall``).
+        split: Callable[[Any, Any], Awaitable[admin_pb2.SplitRangeResponse]] = self.SplitRange
+        while True:
+            await asyncio.sleep(AUTO_SPLIT_EVERY_S)
+            if not self._runtime.started:
+                continue
+            for s in self._runtime.status():
+                if s.role != "leader" or not policy.wants_split(s.size_bytes, s.ops_per_s):
+                    continue
+                if loop.time() < resting.get(s.shard_id, 0.0):
+                    continue
+                request = admin_pb2.SplitRangeRequest(shard_id=s.shard_id)
                 try:
-                    result = await self._runtime.submit(request.shard_id, command)
+                    done = await split(request, _InternalCall())
+                except _RefusedError as refused:
+                    resting[s.shard_id] = loop.time() + AUTO_SPLIT_BACKOFF_S
+                    self._log.info(
+                        "auto_split_refused", shard=s.shard_id, code=refused.code.name,
+                        reason=refused.details,
+                    )  # fmt: skip
+                    continue
+                self._log.info(
+                    "auto_split",
+                    shard=s.shard_id,
+                    new_shard=done.right.shard_id,
+                    at=done.right.start,
+                    size_bytes=s.size_bytes,
+                    ops_per_s=s.ops_per_s,
+                )
+
+    async def AllocateShardId(  # noqa: N802
+        self,
+        _request: admin_pb2.AllocateShardIdRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.AllocateShardIdResponse:
+        return admin_pb2.AllocateShardIdResponse(shard_id=await self._allocate_shard_id(context))
+
+    async def _allocate_shard_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> int:
+        """A shard id never handed out before, from the counter of the range that starts the
+        key space (its leader proposes it; asked of any node, it finds that leader)."""
+        first = self._layout().lookup(b"")
+        assert first is not None
+        floor = max(s.shard_id for s in self._cluster.shards) + 1
+        outcome = await self._propose_at_leader(
+            first,
+            AllocateRangeId(RequestId(0, 0), floor),
+            lambda stub: stub.AllocateShardId(
+                admin_pb2.AllocateShardIdRequest(), timeout=1.0, metadata=(FORWARDED,)
+            ),
+            context,
+            what="a shard id",
+        )
+        if isinstance(outcome, admin_pb2.AllocateShardIdResponse):
+            return outcome.shard_id
+        if not isinstance(outcome, RangeIdAllocated):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no shard id: {outcome}")
+        return outcome.range_id
+
+    async def _halving_key(
+        self, d: RangeDescriptor, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        """The key that halves the shard's bytes, as this node's replica holds them."""
+        if not self._runtime.hosts(d.range_id):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self._runtime.node_id} holds no replica of shard {d.range_id} to find"
+                " its middle: give the split key, or ask one of its replicas",
+            )
+        with self._runtime.read_state_machine(d.range_id) as sm:
+            at = sm.halving_key()
+        if at is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"shard {d.range_id} has too few keys to halve: give the split key",
+            )
+        return at
+
+    async def _propose_at_leader(
+        self,
+        d: RangeDescriptor,
+        command: Command,
+        forward: Callable[[admin_pb2_grpc.AdminStub], Awaitable[R]],
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        what: str,
+    ) -> ApplyResult | R:
+        """``command``'s result at shard ``d``'s leader: proposed here if this node leads,
+        else ``forward`` (an Admin call with FORWARDED metadata) to the leader as known, then
+        to each replica in turn, until ``PROPOSE_DEADLINE_S``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROPOSE_DEADLINE_S
+        candidates = list(d.replicas)
+        shard = d.range_id
+        while loop.time() < deadline:
+            if self._runtime.hosts(shard):
+                try:
+                    return await self._runtime.submit(shard, command)
                 except NotLeaderError as exc:
                     if exc.leader_hint:
                         candidates.insert(0, exc.leader_hint)
                 except (ProposalDroppedError, OverloadedError):
                     await asyncio.sleep(0.05)
                     continue
-                else:
-                    assert isinstance(result, PlacementSet)
-                    return admin_pb2.SetPlacementResponse(
-                        preferred_dc=self._cluster.leader_dc(request.shard_id, result.leader_dc),
-                        leader_node_id=self._runtime.leader_hint(request.shard_id) or 0,
-                    )
             if is_forwarded(context):
                 break  # the asking node tries the next replica
             for node in candidates:
@@ -198,13 +387,36 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     async with grpc.aio.insecure_channel(
                         self._addresses[node], options=CHANNEL_OPTIONS
                     ) as channel:
-                        response: admin_pb2.SetPlacementResponse = await admin_pb2_grpc.AdminStub(
-                            channel
-                        ).SetPlacement(request, timeout=1.0, metadata=(FORWARDED,))
-                        return response
-                except grpc.aio.AioRpcError:
+                        return await forward(admin_pb2_grpc.AdminStub(channel))
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        await context.abort(err.code(), err.details() or "")
                     continue
             await asyncio.sleep(0.1)
         return await context.abort(
-            grpc.StatusCode.UNAVAILABLE, f"shard {request.shard_id}: no leader took the placement"
+            grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"
         )
+
+
+class _RefusedError(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _InternalCall:
+    """The context of a call this node makes of its own service (an automatic split):
+    not forwarded, no deadline of its own, and a refusal is an exception."""
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
+        raise _RefusedError(code, details)

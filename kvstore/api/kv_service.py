@@ -4,6 +4,11 @@ Rules:
 - Bad input is refused before anything is proposed, with ``INVALID_ARGUMENT`` (empty or
   oversized key, oversized value, inverted scan range) or ``FAILED_PRECONDITION`` (a Txn
   spanning shards); nothing changes.
+- A key's shard is looked up in this node's range map: the descriptors of the ranges it
+  hosts, the configured first layout, and what refusals taught it. A range that no longer
+  holds a key (a split moved it) refuses it with where it went (``OutOfRange``, or a read's
+  ``RangeMovedError``); the request is routed again with the same request id, at most
+  ``REROUTES_MAX`` times, invisibly to the caller.
 - Any node accepts any request. If this node's replica of the shard leads, it serves;
   otherwise it forwards to the leader it knows, once: a forwarded request carries
   ``kv-forwarded`` metadata and is never forwarded again (no cycles), so the first node
@@ -30,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from cluster import ClusterConfig, RangeMap
+from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
@@ -44,6 +49,7 @@ from kvstore.model import (
     Invalid,
     KeyValue,
     OpKind,
+    OutOfRange,
     Put,
     PutResult,
     RequestId,
@@ -61,6 +67,7 @@ from kvstore.runtime.node import (
     NotLeaderError,
     OverloadedError,
     ProposalDroppedError,
+    RangeMovedError,
 )
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
@@ -74,6 +81,9 @@ FORWARDED = ("kv-forwarded", "1")
 # A scan answers at most this much of keys and values (always at least one key), with
 # ``more`` set: 10,000 keys of 1 MiB would otherwise be one 10 GB message and as much memory.
 SCAN_RESPONSE_BYTES_MAX = 16 << 20
+# A request routed again this many times (its range moved under it each time) gives up as
+# UNAVAILABLE: splits are rare, so this only ends a loop that would otherwise not end.
+REROUTES_MAX = 16
 R = TypeVar("R")
 
 
@@ -93,7 +103,8 @@ class KvService(kv_pb2_grpc.KVServicer):
         self._addresses = addresses or {n.node_id: n.address for n in cluster.nodes}
         self._runtime = runtime
         self._dc = dc
-        self._ranges = RangeMap(cluster.shards)
+        self._ranges = RangeMap(initial_layout(cluster))
+        self._layout_seen = -1
         self._limits = cluster.limits
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._batchers: dict[int, Batcher] = {}
@@ -114,10 +125,9 @@ class KvService(kv_pb2_grpc.KVServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"value over {self._limits.value_bytes_max} bytes"
             )
-        shard = self._ranges.lookup(request.key).shard_id
         command = Put(_request_id(request.request_id), request.key, request.value)
-        outcome = await self._write(
-            shard, command, context, lambda n, t: self._forward(n, "put", request, t)
+        shard, outcome = await self._write_keys(
+            [request.key], command, context, lambda n, t: self._forward(n, "put", request, t)
         )
         if isinstance(outcome, kv_pb2.PutResponse):
             return outcome
@@ -131,10 +141,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.DeleteResponse:
         await self._check_key(request.key, context)
-        shard = self._ranges.lookup(request.key).shard_id
         command = Delete(_request_id(request.request_id), request.key)
-        outcome = await self._write(
-            shard,
+        shard, outcome = await self._write_keys(
+            [request.key],
             command,
             context,
             lambda n, t: self._forward(n, "delete", request, t),
@@ -153,16 +162,26 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.GetResponse:
         await self._check_key(request.key, context)
-        shard = self._ranges.lookup(request.key).shard_id
-        local, bound = self._stale_read_here(shard, request.consistency, request.max_staleness_ms)
-        if local:
-            return self._get_local(shard, request.key, bound)
-        outcome = await self._at_leader(
-            shard, context, lambda n, t: self._forward(n, "get", request, t)
-        )
-        if isinstance(outcome, kv_pb2.GetResponse):
-            return outcome
-        return self._get_local(shard, request.key, 0.0)
+        for _ in range(REROUTES_MAX):
+            d = self._locate(request.key)
+            shard = d.range_id
+            local, bound = self._stale_read_here(
+                shard, request.consistency, request.max_staleness_ms
+            )
+            try:
+                if local:
+                    return self._get_local(shard, request.key, bound)
+                outcome = await self._at_leader(
+                    d, request.key, context, lambda n, t: self._forward(n, "get", request, t)
+                )
+                if outcome is _MOVED:
+                    continue
+                if isinstance(outcome, kv_pb2.GetResponse):
+                    return outcome
+                return self._get_local(shard, request.key, 0.0)
+            except RangeMovedError as moved:
+                self._ranges.update([moved.descriptor])
+        return await _moving(context, write=False)
 
     async def Scan(  # noqa: N802
         self, request: kv_pb2.ScanRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -186,19 +205,30 @@ class KvService(kv_pb2_grpc.KVServicer):
         bytes_left = SCAN_RESPONSE_BYTES_MAX
         response = kv_pb2.ScanResponse()
         # One shard at a time, each read at its own linearizable point. Asking every shard
-        # for one key more than still needed tells exactly whether more keys exist.
-        for spec in self._ranges.overlapping(start, end):
-            lo = max(start, spec.span.start)
-            hi = _min_end(end, spec.span.end)
-            part = await self._scan_shard(
-                spec.shard_id,
-                lo,
-                hi,
-                limit=remaining + 1,
-                consistency=request.consistency,
-                max_staleness_ms=request.max_staleness_ms,
-                context=context,
-            )
+        # for one key more than still needed tells exactly whether more keys exist. The
+        # pieces are looked up again after each (a split may move the rest meanwhile).
+        cursor = start
+        reroutes = 0
+        while pieces := self._map().overlapping(cursor, end):
+            lo, hi, d = pieces[0]
+            try:
+                part = await self._scan_shard(
+                    d,
+                    lo,
+                    hi,
+                    limit=remaining + 1,
+                    consistency=request.consistency,
+                    max_staleness_ms=request.max_staleness_ms,
+                    context=context,
+                )
+            except RangeMovedError as moved:
+                self._ranges.update([moved.descriptor])
+                part = None
+            if part is None:
+                reroutes += 1
+                if reroutes > REROUTES_MAX:
+                    return await _moving(context, write=False)
+                continue
             taken: list[kv_pb2.KeyValue] = []
             for kv in part.kvs[:remaining]:
                 bytes_left -= len(kv.key) + len(kv.value)
@@ -211,6 +241,9 @@ class KvService(kv_pb2_grpc.KVServicer):
             if part.more or len(part.kvs) > len(taken):
                 response.more = True
                 break
+            if hi == b"":
+                break
+            cursor = hi
         return response
 
     async def Txn(  # noqa: N802
@@ -238,21 +271,14 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"a transaction's values together are over {self._limits.value_bytes_max} bytes",
             )
-        shards = {self._ranges.lookup(k).shard_id for k in keys}
-        if len(shards) > 1:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"a transaction must stay within one shard; its keys span {sorted(shards)}",
-            )
-        shard = shards.pop() if shards else self._ranges.lookup(b"").shard_id
         command = Txn(
             _request_id(request.request_id),
             tuple(_compare(c) for c in request.compare),
             tuple(_op(op) for op in request.success),
             tuple(_op(op) for op in request.failure),
         )
-        outcome = await self._write(
-            shard, command, context, lambda n, t: self._forward(n, "txn", request, t)
+        shard, outcome = await self._write_keys(
+            keys or [b""], command, context, lambda n, t: self._forward(n, "txn", request, t)
         )
         if isinstance(outcome, kv_pb2.TxnResponse):
             return outcome
@@ -342,19 +368,46 @@ class KvService(kv_pb2_grpc.KVServicer):
 
     # ------------------------------------------------------------------ routing
 
+    async def _write_keys(
+        self,
+        keys: list[bytes],
+        command: Command,
+        context: grpc.aio.ServicerContext[Any, Any],
+        forward: Callable[[int, float], Awaitable[Any]],
+    ) -> tuple[int, Any]:
+        """Propose ``command`` (whose keys are ``keys``) to the shard holding them, routed
+        again with the same request id while a split moves them: its shard and outcome."""
+        for _ in range(REROUTES_MAX):
+            ranges = {d.range_id: d for d in map(self._locate, keys)}
+            if len(ranges) > 1:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"a transaction must stay within one shard; its keys span {sorted(ranges)}",
+                )
+            (d,) = ranges.values()
+            outcome = await self._write(d, keys[0], command, context, forward)
+            if isinstance(outcome, OutOfRange):
+                self._ranges.update([outcome.descriptor, *outcome.successors])
+            elif outcome is not _MOVED:
+                return d.range_id, outcome
+        return await _moving(context, write=True)
+
     async def _write(
         self,
-        shard: int,
+        d: RangeDescriptor,
+        key: bytes,
         command: Command,
         context: grpc.aio.ServicerContext[Any, Any],
         forward: Callable[[int, float], Awaitable[Any]],
     ) -> Any:
+        shard = d.range_id
+
         async def local() -> ApplyResult:
             return await self._runtime.submit(shard, command)
 
         if command.request.client_id and self._hosts(shard):
             forward = partial(self._forward_and_witness, shard, command, forward)
-        return await self._route(shard, context, local, forward, write=True)
+        return await self._route(d, key, context, local, forward, write=True)
 
     async def _forward_and_witness(
         self,
@@ -378,18 +431,20 @@ class KvService(kv_pb2_grpc.KVServicer):
 
     async def _at_leader(
         self,
-        shard: int,
+        d: RangeDescriptor,
+        key: bytes,
         context: grpc.aio.ServicerContext[Any, Any],
         forward: Callable[[int, float], Awaitable[Any]],
     ) -> Any:
         async def local() -> None:
-            await self._runtime.linearizable_point(shard)
+            await self._runtime.linearizable_point(d.range_id)
 
-        return await self._route(shard, context, local, forward, write=False)
+        return await self._route(d, key, context, local, forward, write=False)
 
     async def _route(
         self,
-        shard: int,
+        d: RangeDescriptor,
+        key: bytes,
         context: grpc.aio.ServicerContext[Any, Any],
         local: Callable[[], Awaitable[R]],
         forward: Callable[[int, float], Awaitable[Any]],
@@ -398,7 +453,9 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> Any:
         """Serve here or at the leader until the deadline. ``write``: the request may have
         been applied by an attempt that timed out, so its refusal must say so (a read's
-        never changes anything)."""
+        never changes anything). ``_MOVED`` if ``key`` left range ``d`` meanwhile (as this
+        node learned it): the caller routes again."""
+        shard = d.range_id
         loop = asyncio.get_running_loop()
         remaining_s = context.time_remaining()
         deadline = loop.time() + (remaining_s if remaining_s is not None else DEFAULT_DEADLINE_S)
@@ -407,6 +464,8 @@ class KvService(kv_pb2_grpc.KVServicer):
         attempt = 0
         while (left := deadline - loop.time()) > 0:
             attempt += 1
+            if attempt > 1 and self._locate(key).range_id != shard:
+                return _MOVED
             hosted = self._hosts(shard)
             # A follower of a known leader forwards at once: here it would only be refused.
             hint = self._runtime.follows(shard) if hosted else None
@@ -428,7 +487,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             elif not hosted:
                 # Not hosted here: try the shard's replicas in turn; whichever leads serves,
                 # the others answer UNAVAILABLE (a forwarded request is never forwarded again).
-                hint = self._replica(shard, attempt)
+                hint = d.replicas[attempt % len(d.replicas)]
             if hint is not None and hint != self._runtime.node_id and not forwarded:
                 try:
                     return await forward(hint, max(min(left, FORWARD_ATTEMPT_S_MAX), 0.001))
@@ -452,7 +511,7 @@ class KvService(kv_pb2_grpc.KVServicer):
 
     async def _scan_shard(
         self,
-        shard: int,
+        d: RangeDescriptor,
         start: bytes,
         end: bytes,
         *,
@@ -460,7 +519,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         consistency: int,
         max_staleness_ms: int,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> kv_pb2.ScanResponse:
+    ) -> kv_pb2.ScanResponse | None:
+        """``[start, end)`` of range ``d``; None if it moved before it was read here."""
+        shard = d.range_id
         sub = kv_pb2.ScanRequest(
             start=start,
             end=end,
@@ -471,12 +532,17 @@ class KvService(kv_pb2_grpc.KVServicer):
         local, bound = self._stale_read_here(shard, consistency, max_staleness_ms)
         if not local:
             outcome = await self._at_leader(
-                shard, context, lambda n, t: self._forward_scan(n, sub, t)
+                d, start, context, lambda n, t: self._forward_scan(n, sub, t)
             )
+            if outcome is _MOVED:
+                return None
             if isinstance(outcome, kv_pb2.ScanResponse):
                 return outcome
             bound = 0.0
         with self._runtime.read_state_machine(shard) as sm:
+            held = sm.descriptor
+            if held is not None and not _covers(held, start, end):
+                raise RangeMovedError(shard, held)
             kvs, more = sm.scan(start, end, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX)
         return kv_pb2.ScanResponse(
             kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None, bound)
@@ -495,9 +561,18 @@ class KvService(kv_pb2_grpc.KVServicer):
     def _hosts(self, shard: int) -> bool:
         return self._runtime.hosts(shard)
 
-    def _replica(self, shard: int, attempt: int) -> int:
-        spec = next(s for s in self._cluster.shards if s.shard_id == shard)
-        return spec.replicas[attempt % len(spec.replicas)]
+    def _map(self) -> RangeMap:
+        """The range map, with this node's hosted descriptors as of now."""
+        version = self._runtime.layout_version
+        if version != self._layout_seen:
+            self._ranges.update(self._runtime.descriptors())
+            self._layout_seen = version
+        return self._ranges
+
+    def _locate(self, key: bytes) -> RangeDescriptor:
+        d = self._map().lookup(key)
+        assert d is not None, key  # the first layout covers every key, and is never dropped
+        return d
 
     def _forward(self, node: int, kind: str, request: Any, timeout: float) -> Awaitable[Any]:
         """Forward to ``node``, batched with every other request forwarded there this turn."""
@@ -694,11 +769,31 @@ def _item_error(code: grpc.StatusCode, details: str) -> kv_pb2.BatchResult:
     return kv_pb2.BatchResult(error=kv_pb2.ItemStatus(code=code.value[0], message=details))
 
 
-def _min_end(a: bytes, b: bytes) -> bytes:
-    """The smaller of two exclusive bounds, where b"" means unbounded."""
-    if not a or not b:
-        return a or b
-    return min(a, b)
+class _Moved:
+    """A request's key left the range it was routed to: route it again."""
+
+
+_MOVED = _Moved()
+
+
+async def _moving(context: grpc.aio.ServicerContext[Any, Any], *, write: bool) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        "the key's range kept moving (splits); "
+        + (
+            "the write's outcome is unknown: retry it with the same request id"
+            if write
+            else "retry"
+        ),
+    )
+    raise AssertionError("abort returns only by raising")
+
+
+def _covers(d: RangeDescriptor, start: bytes, end: bytes) -> bool:
+    """Whether range ``d`` holds all of ``[start, end)``."""
+    if not d.contains(start):
+        return False
+    return d.end == b"" or (end != b"" and end <= d.end)
 
 
 def _request_id(pb: kv_pb2.RequestId) -> RequestId:

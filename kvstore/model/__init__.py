@@ -5,6 +5,7 @@ Storage, network and processes are adapters elsewhere in ``kvstore``; nothing he
 
 from kvstore.model.codec import CodecError
 from kvstore.model.commands import (
+    AllocateRangeId,
     ApplyResult,
     Command,
     Compare,
@@ -16,11 +17,15 @@ from kvstore.model.commands import (
     KeyValue,
     Malformed,
     OpKind,
+    OutOfRange,
     PlacementSet,
     Put,
     PutResult,
+    RangeIdAllocated,
     RequestId,
     SetPlacement,
+    Split,
+    SplitDone,
     StaleRequest,
     Target,
     Txn,
@@ -37,6 +42,7 @@ from kvstore.model.engine import Engine, MemoryEngine, MemoryStore, Record
 from kvstore.model.state_machine import KvStateMachine, SessionTable
 
 __all__ = [
+    "AllocateRangeId",
     "ApplyResult",
     "CodecError",
     "Command",
@@ -53,13 +59,17 @@ __all__ = [
     "MemoryEngine",
     "MemoryStore",
     "OpKind",
+    "OutOfRange",
     "PlacementSet",
     "Put",
     "PutResult",
+    "RangeIdAllocated",
     "Record",
     "RequestId",
     "SessionTable",
     "SetPlacement",
+    "Split",
+    "SplitDone",
     "StaleRequest",
     "Target",
     "Txn",

@@ -112,7 +112,18 @@ class Split:
     new_range_id: int
 
 
-Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split
+@dataclass(frozen=True, slots=True)
+class AllocateRangeId:
+    """Hand out a range id no range has had: the range that starts the key space keeps the
+    counter (it stays first through every split and merge), so ids come from one log.
+    ``floor``: the lowest id it may hand out (above the configured shards'). Outside the
+    session table: a retry takes another id, and an unused id is only a gap."""
+
+    request: RequestId
+    floor: int
+
+
+Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split | AllocateRangeId
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,11 @@ class SplitDone:
 
 
 @dataclass(frozen=True, slots=True)
+class RangeIdAllocated:
+    range_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSet:
     leader_dc: str  # "": the default is in force
 
@@ -205,6 +221,7 @@ ApplyResult: TypeAlias = (
     | Invalid
     | OutOfRange
     | SplitDone
+    | RangeIdAllocated
 )
 
 
@@ -236,7 +253,7 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case SetPlacement():
+        case SetPlacement() | AllocateRangeId():
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -251,7 +268,7 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT = 1, 2, 3, 4, 5
+_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE = 1, 2, 3, 4, 5, 6
 DC_NAME_BYTES_MAX = 256
 
 
@@ -292,6 +309,10 @@ def encode_command(cmd: Command) -> bytes:
             _request(w, cmd.request)
             w.blob(cmd.at)
             w.u64(cmd.new_range_id)
+        case AllocateRangeId():
+            w.u8(_ALLOCATE)
+            _request(w, cmd.request)
+            w.u64(cmd.floor)
     return w.framed()
 
 
@@ -322,6 +343,8 @@ def decode_command(frame: bytes) -> Command:
             raise CodecError("datacenter name is not UTF-8") from None
     elif kind == _SPLIT:
         cmd = Split(request, r.blob(), r.u64())
+    elif kind == _ALLOCATE:
+        cmd = AllocateRangeId(request, r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -335,7 +358,7 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
-        case SetPlacement() | Split():
+        case SetPlacement() | Split() | AllocateRangeId():
             return []
 
 

@@ -188,6 +188,7 @@ class GroupStatus:
     lease: bool
     preferred_dc: str
     staleness_bound_ticks: int | None
+    ops_per_s: float  # commands applied here in the last whole second
 
 
 # ---------------------------------------------------------------------- one group
@@ -209,6 +210,9 @@ class _Group:
     dumping: bool = False
     transfer_cooldown_ticks: int = 0
     placed_leader_dc: str | None = None  # set through the log, if ever
+    ops: int = 0  # commands applied here so far
+    ops_at_sample: int = 0  # ``ops`` at the last whole second
+    ops_per_s: float = 0.0
 
     @property
     def awaiting(self) -> bool:
@@ -321,6 +325,11 @@ class Node:
         self._effects = Effects()
         # Records the node itself owes the disk (a new group's vote), for the next job.
         self._records: list[tuple[int, DurableRecord]] = []
+        # Grows whenever a hosted group's descriptor changes or a group comes: routers that
+        # cache this node's layout refresh when it moves.
+        self.layout_version = 0
+        self._ticks = 0
+        self._ticks_per_s = max(1, 1000 // cluster.tick_ms)
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
 
@@ -363,6 +372,7 @@ class Node:
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
+        self.layout_version += 1
         return group
 
     def _prefer(self, group: _Group, dc: str) -> None:
@@ -437,6 +447,11 @@ class Node:
             group.replica.tick()
         self._touched.update(dict.fromkeys(self._groups))
         self._balance(1)
+        self._ticks += 1
+        if self._ticks % self._ticks_per_s == 0:  # the load of each group, once a second
+            for group in self._groups.values():
+                group.ops_per_s = float(group.ops - group.ops_at_sample)
+                group.ops_at_sample = group.ops
 
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the group's preferred-DC replica when it is healthy.
@@ -610,6 +625,7 @@ class Node:
         for group_id, slot, (_, results) in applied:
             group = self._groups[group_id]
             group.applied_slot = slot
+            group.ops += len(results)
             for _, result in results:
                 if isinstance(result, PlacementSet):
                     group.placed_leader_dc = result.leader_dc or None
@@ -631,6 +647,7 @@ class Node:
         new group here, its base the state the split left in the state machine. The parent's
         leader campaigns for it at once, so it serves without waiting out an election."""
         group.descriptor = done.left
+        self.layout_version += 1
         right = done.right
         self._log.info(
             "range_split",
@@ -651,6 +668,7 @@ class Node:
         split off it (that include this node) which this node has not heard of yet."""
         if header.descriptor is not None:
             group.descriptor = header.descriptor
+            self.layout_version += 1
         for successor in header.successors:
             d = successor.descriptor
             if self.node_id in d.replicas and d.range_id not in self._groups:
@@ -731,6 +749,7 @@ class Node:
                     lease=replica.lease_valid(),
                     preferred_dc=group.preferred_dc,
                     staleness_bound_ticks=self.stale_read_bound_ticks(group_id),
+                    ops_per_s=group.ops_per_s,
                 )
             )
         return out

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
+    AllocateRangeId,
     ApplyResult,
     CachedResult,
     Compare,
@@ -52,6 +53,7 @@ from kvstore.model.commands import (
     PlacementSet,
     Put,
     PutResult,
+    RangeIdAllocated,
     RequestId,
     SetPlacement,
     Split,
@@ -82,6 +84,7 @@ META_LEADER_DC = b"placement/leader_dc"
 META_SUCCESSORS = b"range/successors"
 META_KEYS = b"size/keys"
 META_BYTES = b"size/bytes"  # keys and values
+META_NEXT_RANGE_ID = b"range/next_id"  # only in the range that starts the key space
 _SCAN_PAGE_KEYS = 256
 # A shard split off another starts applied through slot 1: its own log's slot 1 stands for
 # the state it was born with (``paxos.Config.base_slot``).
@@ -167,6 +170,9 @@ class KvStateMachine:
             if isinstance(cmd, Split):
                 out.append((cmd.request, self._split(slot, cmd)))
                 continue
+            if isinstance(cmd, AllocateRangeId):
+                out.append((cmd.request, self._allocate_range_id(cmd.floor)))
+                continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
         engine = self._engine
@@ -197,7 +203,13 @@ class KvStateMachine:
             keys += 1
             size += len(key) + len(record.value)
         for name, value in engine.meta_scan(b""):
-            if name in (META_KEYS, META_BYTES, META_APPLIED_SLOT, META_SUCCESSORS):
+            if name in (
+                META_KEYS,
+                META_BYTES,
+                META_APPLIED_SLOT,
+                META_SUCCESSORS,
+                META_NEXT_RANGE_ID,
+            ):
                 continue
             child.meta_put(name, value)
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
@@ -212,6 +224,15 @@ class KvStateMachine:
         successors = [s for s in self.successors if not s.descriptor.span.overlaps(right.span)]
         engine.meta_put(META_SUCCESSORS, encode_successors([*successors, Successor(right, slot)]))
         return SplitDone(left, right, slot)
+
+    def _allocate_range_id(self, floor: int) -> RangeIdAllocated | Invalid:
+        descriptor = self.descriptor
+        if descriptor is None or descriptor.start != b"":
+            return Invalid("range ids are handed out by the range that starts the key space")
+        engine = self._engine
+        range_id = max(_u64(engine.meta_get(META_NEXT_RANGE_ID)), floor)
+        engine.meta_put(META_NEXT_RANGE_ID, (range_id + 1).to_bytes(8, "big"))
+        return RangeIdAllocated(range_id)
 
     def _successors(self) -> tuple[RangeDescriptor, ...]:
         """The shards split off this one, as this one last knew them (where its keys went)."""
@@ -349,6 +370,28 @@ class KvStateMachine:
     def get(self, key: bytes) -> KeyValue | None:
         assert self.owns(key), (key, self.descriptor)
         return _kv(key, self._engine.get(key))
+
+    def halving_key(self) -> bytes | None:
+        """The first key by which the shard's keys and values reach half their bytes: the
+        default split point (None: fewer than two keys, nothing to halve). It is never the
+        shard's first key, so both halves keep at least one key."""
+        if self.keys < 2:
+            return None
+        half = self.bytes // 2
+        seen = 0
+        later: bytes | None = None  # the latest key after the first
+        start, end = (self.descriptor.start, self.descriptor.end) if self.descriptor else (b"", b"")
+        while True:
+            rows = self._engine.scan(start, end, _SCAN_PAGE_KEYS)
+            for key, record in rows:
+                if seen:
+                    later = key
+                    if seen >= half:
+                        return key
+                seen += len(key) + len(record.value)
+            if len(rows) < _SCAN_PAGE_KEYS:
+                return later  # the last key: the first one holds over half the bytes
+            start = rows[-1][0] + b"\x00"
 
     def scan(
         self, start: bytes, end: bytes, limit: int, bytes_max: int = 0

@@ -92,6 +92,14 @@ class UnknownShardError(Exception):
     pass
 
 
+class RangeMovedError(Exception):
+    """This replica's range no longer holds the key (a split moved it): route again."""
+
+    def __init__(self, shard_id: int, descriptor: RangeDescriptor) -> None:
+        super().__init__(f"shard {shard_id} no longer holds the key")
+        self.descriptor = descriptor
+
+
 class NodeStoppedError(Exception):
     """The node hit a fatal error and is going down: callers should try another node."""
 
@@ -111,6 +119,7 @@ class ShardStatus:
     revision: int
     preferred_dc: str
     staleness_bound_ms: float | None
+    ops_per_s: float
 
 
 _JobResult = tuple[list[Applied], list[Dumped]]
@@ -295,8 +304,28 @@ class NodeRuntime:
         return self._hosting(shard_id).preferred_dc(shard_id)
 
     def get_local(self, shard_id: int, key: bytes) -> KeyValue | None:
+        """``key`` as this replica applied it; ``RangeMovedError`` if the range gave it away
+        (decided in the same read transaction as the value, so never a half-moved answer)."""
         with self.read_state_machine(shard_id) as sm:
+            if not sm.owns(key):
+                raise RangeMovedError(shard_id, sm.descriptor or self.descriptor(shard_id))
             return sm.get(key)
+
+    @property
+    def started(self) -> bool:
+        return self._node is not None and self.failure is None
+
+    @property
+    def layout_version(self) -> int:
+        """Grows whenever a hosted range changes (0 before start)."""
+        return self._node.layout_version if self._node is not None else 0
+
+    def descriptors(self) -> list[RangeDescriptor]:
+        """The hosted ranges' descriptors as this node knows them, in key order."""
+        return self._node.descriptors() if self._node is not None else []
+
+    def descriptor(self, shard_id: int) -> RangeDescriptor:
+        return self._hosting(shard_id).descriptor(shard_id)
 
     @contextmanager
     def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
@@ -333,6 +362,7 @@ class NodeRuntime:
             staleness_bound_ms=None
             if s.staleness_bound_ticks is None
             else s.staleness_bound_ticks * self.cluster.tick_ms,
+            ops_per_s=s.ops_per_s,
         )
 
     def transfer_leadership(self, shard_id: int, to_node: int) -> bool:

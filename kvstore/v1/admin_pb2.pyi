@@ -11,7 +11,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardReplicaStatus(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision", "preferred_dc", "staleness_bound_ms")
+    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision", "preferred_dc", "staleness_bound_ms", "generation", "keys", "size_bytes", "ops_per_s")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,10 @@ class ShardReplicaStatus(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_DC_FIELD_NUMBER: _ClassVar[int]
     STALENESS_BOUND_MS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OPS_PER_S_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: bytes
     end: bytes
@@ -36,7 +40,11 @@ class ShardReplicaStatus(_message.Message):
     revision: int
     preferred_dc: str
     staleness_bound_ms: int
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., staleness_bound_ms: _Optional[int] = ...) -> None: ...
+    generation: int
+    keys: int
+    size_bytes: int
+    ops_per_s: float
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., staleness_bound_ms: _Optional[int] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ...) -> None: ...
 
 class PeerLink(_message.Message):
     __slots__ = ("node_id", "dc", "connected", "rtt_ms", "rtt_avg_ms")
@@ -103,20 +111,28 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., dc: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "replicas", "leader_node_id", "preferred_dc")
+    __slots__ = ("shard_id", "start", "end", "replicas", "leader_node_id", "preferred_dc", "generation", "keys", "size_bytes", "ops_per_s")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_DC_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OPS_PER_S_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: bytes
     end: bytes
     replicas: _containers.RepeatedScalarFieldContainer[int]
     leader_node_id: int
     preferred_dc: str
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ..., preferred_dc: _Optional[str] = ...) -> None: ...
+    generation: int
+    keys: int
+    size_bytes: int
+    ops_per_s: float
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
     __slots__ = ("cluster", "nodes", "shards")
@@ -143,3 +159,31 @@ class SetPlacementResponse(_message.Message):
     preferred_dc: str
     leader_node_id: int
     def __init__(self, preferred_dc: _Optional[str] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+
+class SplitRangeRequest(_message.Message):
+    __slots__ = ("shard_id", "at", "new_shard_id")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    NEW_SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    at: bytes
+    new_shard_id: int
+    def __init__(self, shard_id: _Optional[int] = ..., at: _Optional[bytes] = ..., new_shard_id: _Optional[int] = ...) -> None: ...
+
+class SplitRangeResponse(_message.Message):
+    __slots__ = ("left", "right")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    left: ShardInfo
+    right: ShardInfo
+    def __init__(self, left: _Optional[_Union[ShardInfo, _Mapping]] = ..., right: _Optional[_Union[ShardInfo, _Mapping]] = ...) -> None: ...
+
+class AllocateShardIdRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AllocateShardIdResponse(_message.Message):
+    __slots__ = ("shard_id",)
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    def __init__(self, shard_id: _Optional[int] = ...) -> None: ...

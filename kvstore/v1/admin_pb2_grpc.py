@@ -54,6 +54,16 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.FromString,
                 _registered_method=True)
+        self.SplitRange = channel.unary_unary(
+                '/kvstore.v1.Admin/SplitRange',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.SplitRangeRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.SplitRangeResponse.FromString,
+                _registered_method=True)
+        self.AllocateShardId = channel.unary_unary(
+                '/kvstore.v1.Admin/AllocateShardId',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -83,6 +93,18 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SplitRange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllocateShardId(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +127,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SetPlacement,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.SerializeToString,
+            ),
+            'SplitRange': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitRange,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.SplitRangeRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.SplitRangeResponse.SerializeToString,
+            ),
+            'AllocateShardId': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocateShardId,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +247,60 @@ class Admin:
             '/kvstore.v1.Admin/SetPlacement',
             kvstore_dot_v1_dot_admin__pb2.SetPlacementRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.SetPlacementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/SplitRange',
+            kvstore_dot_v1_dot_admin__pb2.SplitRangeRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.SplitRangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocateShardId(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/AllocateShardId',
+            kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
             options,
             channel_credentials,
             insecure,

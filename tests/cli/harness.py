@@ -120,6 +120,15 @@ class _Admin(admin_pb2_grpc.AdminServicer):
             shards=[admin_pb2.ShardInfo(shard_id=1, replicas=[1, 2, 3], leader_node_id=1)],
         )
 
+    def SplitRange(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.shard_id != 1:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+        at = request.at or b"m"
+        return admin_pb2.SplitRangeResponse(
+            left=admin_pb2.ShardInfo(shard_id=1, end=at, replicas=[1, 2, 3], generation=2),
+            right=admin_pb2.ShardInfo(shard_id=4, start=at, replicas=[1, 2, 3], generation=2),
+        )
+
     def NodeStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         shard = admin_pb2.ShardReplicaStatus(shard_id=1, role="leader", promised_ballot="1.n1")
         return admin_pb2.NodeStatusResponse(

@@ -112,3 +112,40 @@ def test_an_unknown_datacenter_is_named() -> None:
         )
         assert not script.requests  # refused before any KV call
         assert run("get", "k", "--dc", "dc1", "--endpoints", node).code == 0
+
+
+def test_split_sends_the_key_as_typed_and_shows_both_halves() -> None:
+    with fake_node() as (node, _):
+        ran = run("split", "1", "--at", "m" + SURROGATE_FF, "--endpoints", node, "-o", "json")
+        assert ran.code == 0, ran.err
+        shown = json.loads(ran.out)
+        assert (shown["left"]["id"], shown["right"]["id"]) == (1, 4)
+        assert base64.b64decode(shown["right"]["start_base64"]) == b"m\xff"
+        assert shown["right"]["generation"] == 2
+        ran = run("split", "1", "--endpoints", node)
+        assert ran.code == 0, ran.err
+        assert ran.out.startswith("shard 1 split at 'm': shard 1 ['', 'm'), shard 4 ['m', ∞)")
+        ran = run("split", "7", "--endpoints", node)
+        assert (ran.code, ran.err.strip()) == (2, "kvstore: NOT_FOUND: no shard 7")
+        ran = run("split", "1", "--at", "", "--endpoints", node)
+        assert ran.code == 2 and ran.err.count("\n") == 1, ran.err
+
+
+def test_shards_shows_generation_size_and_load_in_json_and_table() -> None:
+    with fake_node() as (node, _):
+        rows = json.loads(run("shards", "--endpoints", node, "-o", "json").out)["shards"]
+        assert set(rows[0]) >= {
+            "id", "start", "end", "generation", "replicas", "leader", "size_bytes", "keys",
+            "ops_per_s",
+        }  # fmt: skip
+        table = run("shards", "--endpoints", node).out.splitlines()
+        assert table[0].split() == [
+            "shard",
+            "range",
+            "gen",
+            "keys",
+            "size",
+            "ops/s",
+            "replicas",
+            "leader",
+        ]

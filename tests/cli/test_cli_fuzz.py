@@ -19,6 +19,7 @@ COMMANDS = (
     ("status",),
     ("shards",),
     ("transfer-leader",),
+    ("split",),
     ("placement", "set"),
     ("placement", "plan"),
     ("config", "check"),
@@ -26,7 +27,7 @@ COMMANDS = (
 FLAGS = (
     "--limit", "--timeout", "--prefix", "--start", "--end", "--stale", "--max-staleness-ms",
     "-o", "--output", "--if", "--then", "--else", "--file", "--output-file", "--dc",
-    "--leader-dc", "--default", "--endpoints", "-", "--", "-h",
+    "--leader-dc", "--default", "--at", "--endpoints", "-", "--", "-h",
 )  # fmt: skip
 SPECIAL = (
     "", " ", "nan", "inf", "-inf", "-0", "1e309", "0x10", "²", "json", "table", "raw",

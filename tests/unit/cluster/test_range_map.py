@@ -1,36 +1,68 @@
-"""Shard lookup agrees with a linear scan over the spans, for any split points and key."""
+"""The range cache against a history of splits: it answers with the newest descriptor it
+learned for a key, and with the true owner once it learned the current layout."""
 
 from __future__ import annotations
+
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster import KeySpan, RangeMap, ShardSpec
+from cluster import RangeDescriptor, RangeMap
 
-splits = st.lists(st.binary(min_size=1, max_size=3), max_size=8, unique=True).map(sorted)
-
-
-def shards_for(points: list[bytes]) -> list[ShardSpec]:
-    bounds = [b"", *points, b""]
-    return [
-        ShardSpec(i + 1, KeySpan(bounds[i], bounds[i + 1]), (1, 2, 3), None)
-        for i in range(len(bounds) - 1)
-    ]
+points = st.lists(st.binary(min_size=1, max_size=3), max_size=8, unique=True)
 
 
-@given(splits, st.binary(max_size=4))
-def test_lookup_matches_a_linear_scan(points: list[bytes], key: bytes) -> None:
-    shards = shards_for(points)
-    expected = next(s for s in shards if s.span.contains(key))
-    assert RangeMap(shards).lookup(key) == expected
+def history(cuts: list[bytes]) -> tuple[list[RangeDescriptor], list[RangeDescriptor]]:
+    """Split one range covering everything at each cut in turn: every descriptor that ever
+    existed, and the layout at the end."""
+    layout = [RangeDescriptor(1, b"", b"", (1, 2, 3))]
+    seen = list(layout)
+    for at in cuts:
+        owner = next(d for d in layout if d.contains(at))
+        if not owner.can_split_at(at):
+            continue
+        left, right = owner.split(at, max(d.range_id for d in seen) + 1)
+        layout = [d for d in layout if d is not owner] + [left, right]
+        seen += [left, right]
+    return seen, sorted(layout, key=lambda d: d.start)
 
 
-@given(splits, st.binary(max_size=4), st.binary(max_size=4))
-def test_overlapping_matches_a_linear_scan(points: list[bytes], a: bytes, b: bytes) -> None:
+@given(points, st.binary(max_size=4))
+def test_knowing_the_current_layout_finds_the_owner(cuts: list[bytes], key: bytes) -> None:
+    seen, layout = history(cuts)
+    owner = next(d for d in layout if d.contains(key))
+    assert RangeMap(layout).lookup(key) == owner
+    assert RangeMap(seen).lookup(key) == owner  # stale descriptors lose to newer ones
+
+
+@given(points, st.data())
+def test_a_partial_history_answers_with_the_newest_descriptor_it_knows(
+    cuts: list[bytes], data: st.DataObject
+) -> None:
+    seen, _ = history(cuts)
+    known = [seen[0], *data.draw(st.lists(st.sampled_from(seen)))]
+    key = data.draw(st.binary(max_size=4))
+    cache = RangeMap()
+    for d in known:  # one at a time, in any order
+        cache.update([d])
+    answer = cache.lookup(key)
+    newest = max((d for d in known if d.contains(key)), key=lambda d: d.generation)
+    assert answer is not None and answer.contains(key)
+    assert answer.generation == newest.generation
+
+
+@given(points, st.binary(max_size=4), st.binary(max_size=4))
+def test_overlapping_pieces_cover_the_span_each_with_its_owner(
+    cuts: list[bytes], a: bytes, b: bytes
+) -> None:
     start, end = min(a, b), max(a, b)
     if start == end:
         end = b""
-    shards = shards_for(points)
-    query = KeySpan(start, end)
-    expected = [s for s in shards if s.span.overlaps(query)]
-    assert RangeMap(shards).overlapping(start, end) == expected
+    _, layout = history(cuts)
+    pieces = RangeMap(layout).overlapping(start, end)
+    assert pieces[0][0] == start and pieces[-1][1] == end
+    for (_, hi, _), (lo, _, _) in itertools.pairwise(pieces):
+        assert hi == lo
+    for lo, _, d in pieces:
+        assert d.contains(lo)
