@@ -14,8 +14,11 @@ Kinds (``--nemesis`` takes any comma-separated mix; ``all`` is every kind but
     leader-storm  transfer-leader in a loop on random shards
     clock         clock rates within the lease's drift bound (must stay safe)
     clock-unsafe  rates far beyond the bound and forward jumps (see docs/jepsen.md)
+    split         split a shard (``Admin.SplitRange``) at a key of the workloads' (a
+                  register key or a set element), or where it halves its bytes; an event,
+                  not a state: nothing to undo when the fault ends
 
-Splits and membership changes do not exist yet, so they are not faults yet.
+Merges and membership changes do not exist yet, so they are not faults yet.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ SAFE_KINDS = (
     "kill-all",
     "leader-storm",
     "clock",
+    "split",
 )
 KINDS = (*SAFE_KINDS, "clock-unsafe")
 DRIFT_MAX = 0.09  # inside the configured 10 % bound, away from its edge
@@ -227,6 +231,8 @@ class Nemesis:
             return self._leader_storm()
         if kind in ("clock", "clock-unsafe"):
             return self._clock(unsafe=kind == "clock-unsafe")
+        if kind == "split":
+            return await self._split()
         raise ValueError(kind)
 
     def _cut(self, links: list[tuple[int, int]]) -> End:
@@ -374,7 +380,8 @@ class Nemesis:
                     continue
                 shard = self.rng.choice(sorted(leaders))
                 leader = leaders[shard]
-                target = self.rng.choice([r for r in self.replicas[shard] if r != leader])
+                replicas = self.replicas.get(shard, self.cluster.ids)  # one split off: the same
+                target = self.rng.choice([r for r in replicas if r != leader])
                 try:
                     await self.cluster.admin(leader).TransferLeader(
                         admin_pb2.TransferLeaderRequest(shard_id=shard, to_node_id=target),
@@ -391,6 +398,48 @@ class Nemesis:
             await asyncio.gather(task, return_exceptions=True)
 
         return "transfer-leader every 0.2-0.6 s", end
+
+    async def _split(self) -> tuple[str, End] | None:
+        """Asked of each running node in turn (any finds the leaders); a split that finds
+        no leader in time (a partition, a kill) is not a fault that happened: None."""
+        rng = self.rng
+        choice = rng.random()
+        if choice < 0.4:
+            at = f"k{rng.randint(0, 400)}".encode()  # the register's keys
+        elif choice < 0.8:
+            at = f"s{rng.randint(0, 3000)}".encode()  # the set's elements
+        else:
+            at = b""  # where the shard halves its bytes
+        for node_id in rng.sample(self.cluster.ids, len(self.cluster.ids)):
+            if not self.cluster.running(node_id) or node_id in self.cluster.paused:
+                continue
+            stub = self.cluster.admin(node_id)
+            try:
+                view = await stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=1)
+                shards = sorted(view.shards, key=lambda s: s.start)
+                if at:
+                    shard = next(
+                        s for s in reversed(shards) if s.start <= at and (not s.end or at < s.end)
+                    )
+                else:
+                    shard = rng.choice(shards)
+                if at == shard.start:
+                    return None  # already a boundary
+                done = await stub.SplitRange(
+                    admin_pb2.SplitRangeRequest(shard_id=shard.shard_id, at=at), timeout=5
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            for new in (done.left, done.right):
+                self.replicas[new.shard_id] = list(new.replicas)
+            where = done.right.start.decode(errors="backslashreplace")
+            detail = f"shard {done.left.shard_id} at {where!r}: new shard {done.right.shard_id}"
+
+            async def nothing() -> None:
+                return None
+
+            return detail, nothing
+        return None
 
     def _clock(self, *, unsafe: bool) -> tuple[str, End] | None:
         free = [n for n in self.cluster.ids if n not in self._clock_busy]

@@ -34,15 +34,16 @@ def jepsen(out: Path, *args: str) -> tuple[int, dict[str, Any], str]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_partitions_kills_and_wiped_disks_stay_linearizable_and_recover(
+def test_partitions_kills_wiped_disks_and_splits_stay_linearizable_and_recover(
     tmp_path: Path, seed: int
 ) -> None:
     out = tmp_path / "run"
     # Seed 2 also mixes in bounded-staleness reads, checked against the same history.
     bounded = ["--bounded-reads-ms", "300"] if seed == 2 else []
     code, results, output = jepsen(
-        out, "--duration", "30", "--nemesis", "partition,kill,wipe", "--seed", str(seed), *bounded
-    )
+        out, "--duration", "30", "--nemesis", "partition,kill,wipe,split", "--seed", str(seed),
+        *bounded,
+    )  # fmt: skip
     assert results["verdict"] == "valid", output + (out / "summary.md").read_text()
     if bounded:
         assert results["bounded_reads"]["verdict"] == "valid"

@@ -228,3 +228,23 @@ def test_limits_may_not_exceed_what_the_store_executes() -> None:
         assert getattr(at.limits, key) == most
         with pytest.raises(ClusterConfigError, match=f"limits.{key} {most + 1} is over {most}"):
             parse_cluster_config(default_config() + f"[limits]\n{key} = {most + 1}\n")
+
+
+def test_sharding_thresholds_are_read_checked_and_decide_splits() -> None:
+    from cluster import Sharding
+
+    assert parse_cluster_config(config(PICTURE)).sharding == Sharding(64.0, 0.0)
+    custom = parse_cluster_config(
+        config(PICTURE) + "\n[sharding]\nsplit_size_mb = 1\nsplit_ops_per_s = 500\n"
+    ).sharding
+    assert custom == Sharding(1.0, 500.0)
+    mib = 1 << 20
+    assert not custom.wants_split(mib, 500.0)  # at both limits: not past them
+    assert custom.wants_split(mib + 1, 0.0) and custom.wants_split(0, 500.5)
+    off = Sharding(0.0, 0.0)
+    assert not off.wants_split(1 << 40, 1e9)
+    for bad in ("-1", "nan", "inf", "true", '"8"'):
+        with pytest.raises(ClusterConfigError, match=r"sharding\.split_size_mb must be a number"):
+            parse_cluster_config(config(PICTURE) + f"\n[sharding]\nsplit_size_mb = {bad}\n")
+    with pytest.raises(ClusterConfigError, match="unknown key 'merge' in table \\[sharding\\]"):
+        parse_cluster_config(config(PICTURE) + "\n[sharding]\nmerge = 1\n")
