@@ -20,6 +20,7 @@ from kvstore import event_loop, geo_cli
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError, arg_bytes
 from kvstore.cli_support import (
+    ask_any,
     bytes_fields,
     describe_cluster,
     endpoint_list,
@@ -288,26 +289,9 @@ def split(args: argparse.Namespace) -> int:
     if args.at is not None and not request.at:
         raise UserError("--at must not be empty (leave it out to halve the shard)")
     endpoints = endpoint_list(args)
-
-    async def ask() -> admin_pb2.SplitRangeResponse:
-        last = "no endpoint answered"
-        for endpoint in endpoints:
-            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
-                try:
-                    response: admin_pb2.SplitRangeResponse = await admin_pb2_grpc.AdminStub(
-                        channel
-                    ).SplitRange(request, timeout=args.timeout)
-                    return response
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in (
-                        grpc.StatusCode.UNAVAILABLE,
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                    ):
-                        raise UserError(f"{err.code().name}: {err.details()}") from None
-                    last = f"{endpoint}: {err.code().name}: {err.details()}"
-        raise UserError(last)
-
-    response = event_loop.run_in_cli_loop(ask())
+    response: admin_pb2.SplitRangeResponse = event_loop.run_in_cli_loop(
+        ask_any(endpoints, lambda stub: stub.SplitRange(request, timeout=args.timeout))
+    )
     left, right = response.left, response.right
     if args.output == "json":
         print(json.dumps({"left": _shard_row(left, {}), "right": _shard_row(right, {})}))

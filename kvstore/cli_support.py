@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import base64
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -21,6 +22,7 @@ from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2
 
+T = TypeVar("T")
 NODE_STATUS_S_MAX = 3.0  # one node's answer to `status`: a slow node must not stall the rest
 
 
@@ -93,6 +95,27 @@ async def describe_cluster(
             except grpc.aio.AioRpcError as err:
                 failures.append(f"{endpoint}: {err.code().name}")
     raise UserError(f"no endpoint answered ({', '.join(failures)})")
+
+
+async def ask_any(
+    endpoints: list[str], call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[T]]
+) -> T:
+    """``call`` (an ``Admin`` request the node finds the leader for) at each endpoint in
+    turn until one answers: UNAVAILABLE and DEADLINE_EXCEEDED try the next; any other
+    refusal is the user's one line, as is the last failure if none answered."""
+    last = "no endpoint answered"
+    for endpoint in endpoints:
+        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+            try:
+                return await call(admin_pb2_grpc.AdminStub(channel))
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise UserError(f"{err.code().name}: {err.details()}") from None
+                last = f"{endpoint}: {err.code().name}: {err.details()}"
+    raise UserError(last)
 
 
 # ---------------------------------------------------------------------- output

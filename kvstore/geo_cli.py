@@ -14,14 +14,11 @@ import math
 from collections import defaultdict
 from typing import Any
 
-import grpc
-
 from cluster.placement import Rtt, ShardPlan, plan
 from kvstore import event_loop
-from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError
-from kvstore.cli_support import endpoint_list, node_views, table
-from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from kvstore.cli_support import ask_any, endpoint_list, node_views, table
+from kvstore.v1 import admin_pb2
 
 # ---------------------------------------------------------------------- round trips
 
@@ -62,25 +59,9 @@ def placement_set(args: argparse.Namespace) -> int:
 
     endpoints = endpoint_list(args)  # outside the loop below: with --dc it runs one itself
 
-    async def ask() -> admin_pb2.SetPlacementResponse:
-        last = "no endpoint answered"
-        for endpoint in endpoints:
-            async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
-                try:
-                    response: admin_pb2.SetPlacementResponse = await admin_pb2_grpc.AdminStub(
-                        channel
-                    ).SetPlacement(request, timeout=args.timeout)
-                    return response
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in (
-                        grpc.StatusCode.UNAVAILABLE,
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                    ):
-                        raise UserError(f"{err.code().name}: {err.details()}") from None
-                    last = f"{endpoint}: {err.code().name}: {err.details()}"
-        raise UserError(last)
-
-    response = event_loop.run_in_cli_loop(ask())
+    response: admin_pb2.SetPlacementResponse = event_loop.run_in_cli_loop(
+        ask_any(endpoints, lambda stub: stub.SetPlacement(request, timeout=args.timeout))
+    )
     row = {"shard": args.shard, "preferred_dc": response.preferred_dc}
     if args.output == "json":
         print(json.dumps(row))
