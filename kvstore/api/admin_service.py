@@ -13,6 +13,7 @@ import structlog
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from kvstore.api.kv_service import FORWARDED, is_forwarded
+from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
     AllocateRangeId,
@@ -188,7 +189,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             started = self._runtime.transfer_leadership(request.shard_id, request.to_node_id)
             leader = self._runtime.leader_hint(request.shard_id) or 0
         except UnknownShardError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            await context.abort(shown_status(exc), str(exc))
         return admin_pb2.TransferLeaderResponse(started=started, leader_node_id=leader)
 
     async def SetPlacement(  # noqa: N802

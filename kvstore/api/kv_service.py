@@ -36,6 +36,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
+from kvstore.api.statuses import shown_status, status_of_result
 from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
@@ -46,14 +47,12 @@ from kvstore.model import (
     Delete,
     DeleteResult,
     GetResult,
-    Invalid,
     KeyValue,
     OpKind,
     OutOfRange,
     Put,
     PutResult,
     RequestId,
-    StaleRequest,
     Target,
     Txn,
     TxnOp,
@@ -363,7 +362,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         except _ItemAbortedError as aborted:
             return _item_error(aborted.code, aborted.details)
         except NodeStoppedError as stopped:  # as the interceptor does for a unary call
-            return _item_error(grpc.StatusCode.UNAVAILABLE, str(stopped))
+            return _item_error(shown_status(stopped), str(stopped))
         return kv_pb2.BatchResult(**{kind: response})
 
     # ------------------------------------------------------------------ routing
@@ -478,10 +477,8 @@ class KvService(kv_pb2_grpc.KVServicer):
                     hint = exc.leader_hint
                 except ProposalDroppedError:
                     continue  # same request id: the session table keeps it exactly-once
-                except CommandTooLargeError as exc:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                except OverloadedError as exc:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                except (CommandTooLargeError, OverloadedError) as exc:
+                    await context.abort(shown_status(exc), str(exc))
                 except TimeoutError:
                     break
             elif not hosted:
@@ -662,13 +659,9 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _expect(
         self, result: Any, kind: type[R], context: grpc.aio.ServicerContext[Any, Any]
     ) -> R:
-        if isinstance(result, StaleRequest):
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"request id is older than this client's latest ({result.latest_seq})",
-            )
-        if isinstance(result, Invalid):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.reason)
+        refused = status_of_result(result)
+        if refused is not None:
+            await context.abort(*refused)
         if not isinstance(result, kind):
             await context.abort(grpc.StatusCode.INTERNAL, f"unexpected result {result!r}")
         return result

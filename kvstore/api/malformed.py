@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from kvstore.api.statuses import shown_status
 from kvstore.runtime.node import NodeStoppedError
 
 _MALFORMED = object()
@@ -53,7 +54,7 @@ class RejectMalformedRequests(grpc.aio.ServerInterceptor):
                 try:
                     return await unary(request, context)
                 except NodeStoppedError as stopped:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(stopped))
+                    await context.abort(shown_status(stopped), str(stopped))
 
             return grpc.unary_unary_rpc_method_handler(
                 guarded,
