@@ -15,7 +15,6 @@ by default on Linux, which let a second node on the same address start and share
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
@@ -115,7 +114,7 @@ class NodeServer:
             cluster, self.runtime, data_dir, self._transport.link_stats, addresses
         )
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
-        self._auto_splits: asyncio.Task[None] | None = None
+        self.runtime.on_split_wanted = self._admin.split_wanted
 
     def _deliver(self, shard_id: int, msg: Message) -> None:
         self.runtime.deliver(shard_id, msg)
@@ -139,7 +138,6 @@ class NodeServer:
         self._log.info("listening", address=address)
         await self.runtime.start()
         self._transport.start()
-        self._auto_splits = asyncio.create_task(self._admin.run_auto_splits())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 0.5) -> None:
@@ -151,8 +149,7 @@ class NodeServer:
     async def stop_serving(self, grace_s: float | None = 0.5) -> None:
         """Health NOT_SERVING, then stop the peer links and the gRPC server: what a node
         that failed (its runtime may be wedged on a broken disk) can still do safely."""
-        if self._auto_splits is not None:
-            self._auto_splits.cancel()
+        self._admin.close()
         await self._health.enter_graceful_shutdown()
         await self._transport.stop()
         await self._server.stop(grace_s)

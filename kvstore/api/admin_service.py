@@ -39,8 +39,6 @@ from kvstore.runtime.node import (
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
 PROPOSE_DEADLINE_S = 5.0
-AUTO_SPLIT_EVERY_S = 1.0
-AUTO_SPLIT_BACKOFF_S = 10.0
 R = TypeVar("R")
 
 
@@ -73,6 +71,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._addresses = addresses or {n.node_id: n.address for n in cluster.nodes}
         self._ranges = RangeMap(initial_layout(cluster))
         self._log = structlog.get_logger("kvstore.admin").bind(node=runtime.node_id)
+        self._splitting: set[asyncio.Task[None]] = set()
 
     def _layout(self) -> RangeMap:
         """The ranges as this node knows them: its hosted ones, else the first layout."""
@@ -228,8 +227,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.SplitRangeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> admin_pb2.SplitRangeResponse:
         """Proposed at the shard's leader (asked of any node: it finds the leader). The new
-        shard's id comes from the range-id counter first, so no two splits share one."""
+        shard's id comes from the range-id counter first, so no two splits share one. A
+        shard this node has not heard of (made a moment ago by a split it has not applied
+        yet) is asked of the other nodes before it is NOT_FOUND."""
         d = self._range(request.shard_id)
+        if d is None and not is_forwarded(context):
+            elsewhere: admin_pb2.SplitRangeResponse | None = await self._ask_others(
+                lambda stub: stub.SplitRange(request, timeout=10.0, metadata=(FORWARDED,)),
+                context,
+            )
+            if elsewhere is not None:
+                return elsewhere
         if d is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
         at = request.at or await self._halving_key(d, context)
@@ -263,48 +271,36 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if isinstance(outcome, Invalid):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
         assert isinstance(outcome, SplitDone), outcome
+        await self._until_hosted(outcome.right)
         return admin_pb2.SplitRangeResponse(
             left=self._shard_info(outcome.left, {}), right=self._shard_info(outcome.right, {})
         )
 
-    async def run_auto_splits(self) -> None:
-        """Split, as ``SplitRange`` at the halving key does, each shard this node leads that
-        ``[sharding]`` finds too big or too hot; checked once a second. A shard whose split
-        is refused (one huge key, no leader) is left alone for ``AUTO_SPLIT_BACKOFF_S``."""
-        policy = self._cluster.sharding
-        if not (policy.split_size_mb or policy.split_ops_per_s):
-            return
-        loop = asyncio.get_running_loop()
-        resting: dict[int, float] = {}
+    def split_wanted(self, shard_id: int) -> None:
+        """The node wants ``shard_id`` split (``[sharding]``; this node leads it): split it
+        at the key that halves its bytes, as ``SplitRange`` does, in a task of its own."""
+        task = asyncio.create_task(self._split_automatically(shard_id))
+        self._splitting.add(task)
+        task.add_done_callback(self._splitting.discard)
+
+    async def _split_automatically(self, shard_id: int) -> None:
         # Called as the RPC is, with a context of its own (``_InternalCall``).
         split: Callable[[Any, Any], Awaitable[admin_pb2.SplitRangeResponse]] = self.SplitRange
-        while True:
-            await asyncio.sleep(AUTO_SPLIT_EVERY_S)
-            if not self._runtime.started:
-                continue
-            for s in self._runtime.status():
-                if s.role != "leader" or not policy.wants_split(s.size_bytes, s.ops_per_s):
-                    continue
-                if loop.time() < resting.get(s.shard_id, 0.0):
-                    continue
-                request = admin_pb2.SplitRangeRequest(shard_id=s.shard_id)
-                try:
-                    done = await split(request, _InternalCall())
-                except _RefusedError as refused:
-                    resting[s.shard_id] = loop.time() + AUTO_SPLIT_BACKOFF_S
-                    self._log.info(
-                        "auto_split_refused", shard=s.shard_id, code=refused.code.name,
-                        reason=refused.details,
-                    )  # fmt: skip
-                    continue
-                self._log.info(
-                    "auto_split",
-                    shard=s.shard_id,
-                    new_shard=done.right.shard_id,
-                    at=done.right.start,
-                    size_bytes=s.size_bytes,
-                    ops_per_s=s.ops_per_s,
-                )
+        try:
+            done = await split(admin_pb2.SplitRangeRequest(shard_id=shard_id), _InternalCall())
+        except _RefusedError as refused:  # the node asks again after SPLIT_REST_S
+            self._log.info(
+                "auto_split_refused", shard=shard_id, code=refused.code.name,
+                reason=refused.details,
+            )  # fmt: skip
+            return
+        self._log.info(
+            "auto_split", shard=shard_id, new_shard=done.right.shard_id, at=done.right.start
+        )
+
+    def close(self) -> None:
+        for task in self._splitting:
+            task.cancel()
 
     async def AllocateShardId(  # noqa: N802
         self,
@@ -352,6 +348,39 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 f"shard {d.range_id} has too few keys to halve: give the split key",
             )
         return at
+
+    async def _until_hosted(self, d: RangeDescriptor) -> None:
+        """Until this node hosts the range a split made (its proposer is answered as the
+        split is applied, a moment before the node creates the group), so that the caller's
+        next request here finds it; at most ``PROPOSE_DEADLINE_S``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROPOSE_DEADLINE_S
+        if self._runtime.node_id not in d.replicas:
+            return
+        while not self._runtime.hosts(d.range_id) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def _ask_others(
+        self,
+        call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[R]],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> R | None:
+        """``call`` at each other node until one does not answer NOT_FOUND or UNAVAILABLE
+        (its answer, or its refusal, passed on); None if none knew more."""
+        for node, address in self._addresses.items():
+            if node == self._runtime.node_id:
+                continue
+            try:
+                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                    return await call(admin_pb2_grpc.AdminStub(channel))
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in (
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    await context.abort(err.code(), err.details() or "")
+        return None
 
     async def _propose_at_leader(
         self,

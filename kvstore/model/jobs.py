@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kvstore.model import snapshot
+from kvstore.model import SplitDone, snapshot
 from kvstore.model.engine import Engine
 from kvstore.model.node import Applied, DiskJob, Dumped
 from kvstore.model.state_machine import KvStateMachine, SessionTable
@@ -21,11 +21,13 @@ def run_job(
     sessions: dict[int, SessionTable] | None = None,
     applied_early: Callable[[list[Applied]], None] | None = None,
     machine_class: type[KvStateMachine] = KvStateMachine,
+    sizes: dict[int, int] | None = None,
 ) -> tuple[list[Applied], list[Dumped]]:
     """``sessions``: each shard's session table as the last transaction left it (kept in
     memory between transactions; updated here). ``applied_early`` hears of the applies
     once they are computed, before the caller commits. ``machine_class``: the simulator's
-    planted bugs pass broken state machines."""
+    planted bugs pass broken state machines. ``sizes``: filled with the bytes of keys and
+    values of each shard the job changed, for ``Node.job_done`` (the split policy)."""
     tables = sessions if sessions is not None else {}
     for group, snap in job.installs:
         snapshot.restore(engine_for(group), snap.data, job.descriptors.get(group))
@@ -47,6 +49,8 @@ def run_job(
         table = machine.session_table
         if table is not None:
             tables[group] = table
+    if sizes is not None:
+        _measure(job, applied, machines, engine_for, sizes)
     dumped: list[Dumped] = []
     for group in job.dumps:
         engine = engine_for(group)
@@ -54,3 +58,24 @@ def run_job(
         slot = KvStateMachine(engine, initial=initial).applied_slot
         dumped.append((group, slot, snapshot.dump(engine, initial)))
     return applied, dumped
+
+
+def _measure(
+    job: DiskJob,
+    applied: list[Applied],
+    machines: dict[int, KvStateMachine],
+    engine_for: Callable[[int], Engine],
+    sizes: dict[int, int],
+) -> None:
+    """The bytes of keys and values of each group the job changed: applied to, installed,
+    or born of a split."""
+    for group, _ in job.installs:
+        sizes[group] = KvStateMachine(engine_for(group), initial=job.descriptors.get(group)).bytes
+    for group, machine in machines.items():
+        sizes[group] = machine.bytes
+    for _, _, (_, results) in applied:
+        for _, result in results:
+            if isinstance(result, SplitDone):
+                sizes[result.right.range_id] = KvStateMachine(
+                    engine_for(result.right.range_id)
+                ).bytes

@@ -73,6 +73,9 @@ from paxos import (
 
 Token: TypeAlias = int  # the driver's name for one waiting caller
 BALANCE_COOLDOWN_TICKS = 200  # a new leader holds this long before moving to its preferred DC
+# A group this node asked to split is not asked about again for this many seconds (the
+# split, or its refusal, comes within them; a refused one waits as long before a retry).
+SPLIT_REST_S = 10
 
 
 # ---------------------------------------------------------------------- answers
@@ -174,6 +177,9 @@ class Effects:
     sends: dict[int, list[tuple[int, Message]]] = field(default_factory=dict)
     answers: list[tuple[Token, Answer]] = field(default_factory=list)
     reads: list[Token] = field(default_factory=list)  # serve these now
+    # Groups this node leads that ``[sharding]`` finds too big or too hot: the driver splits
+    # each (a new range id, the halving key, ``Split`` proposed here).
+    splits_wanted: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +219,8 @@ class _Group:
     ops: int = 0  # commands applied here so far
     ops_at_sample: int = 0  # ``ops`` at the last whole second
     ops_per_s: float = 0.0
+    size_bytes: int = 0  # keys and values, as the last job that changed them left them
+    split_rest_s: int = 0  # seconds before this node may ask to split the group again
 
     @property
     def awaiting(self) -> bool:
@@ -231,6 +239,7 @@ class GroupStart:
     # The shards split off this one, as its state last knew them: a node that learned of a
     # split from a snapshot hosts the new shard before it has any of its state.
     successors: tuple[Successor, ...] = ()
+    size_bytes: int = 0  # keys and values (the split policy's measure)
 
 
 def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
@@ -368,6 +377,7 @@ class Node:
             incarnation=self._incarnation,
         )
         group = _Group(group_id, replica, descriptor, start.applied_slot)
+        group.size_bytes = start.size_bytes
         group.placed_leader_dc = start.placed_leader_dc
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
@@ -452,6 +462,26 @@ class Node:
             for group in self._groups.values():
                 group.ops_per_s = float(group.ops - group.ops_at_sample)
                 group.ops_at_sample = group.ops
+            self._want_splits()
+
+    def _want_splits(self) -> None:
+        """Once a second: the groups this node leads that ``[sharding]`` wants split."""
+        policy = self.cluster.sharding
+        for group in self._groups.values():
+            if group.split_rest_s:
+                group.split_rest_s -= 1
+                continue
+            if group.replica.role is not Role.LEADER or group.awaiting:
+                continue
+            if policy.wants_split(group.size_bytes, group.ops_per_s):
+                group.split_rest_s = SPLIT_REST_S
+                self._effects.splits_wanted.append(group.group_id)
+                self._log.info(
+                    "split_wanted",
+                    shard=group.group_id,
+                    size_bytes=group.size_bytes,
+                    ops_per_s=group.ops_per_s,
+                )
 
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the group's preferred-DC replica when it is healthy.
@@ -607,9 +637,20 @@ class Node:
         effects.answers, effects.reads = [], []
         return answers, reads
 
-    def job_done(self, job: DiskJob, applied: list[Applied], dumped: list[Dumped]) -> None:
-        """``job`` is committed (fsync'd): what depends on it may go."""
+    def job_done(
+        self,
+        job: DiskJob,
+        applied: list[Applied],
+        dumped: list[Dumped],
+        sizes: Mapping[int, int] | None = None,
+    ) -> None:
+        """``job`` is committed (fsync'd): what depends on it may go. ``sizes``: the bytes of
+        keys and values of each group the job changed (``jobs.run_job`` fills them)."""
         effects = self._effects
+        for group_id, size in (sizes or {}).items():
+            hosted = self._groups.get(group_id)
+            if hosted is not None:
+                hosted.size_bytes = size
         self._touched.update(dict.fromkeys(g for g, _, _ in job.follow_ups))
         self._touched.update(dict.fromkeys(g for g, _ in job.installs))
         self._touched.update(dict.fromkeys(g for g, _, _ in applied))

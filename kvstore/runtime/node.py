@@ -122,7 +122,7 @@ class ShardStatus:
     ops_per_s: float
 
 
-_JobResult = tuple[list[Applied], list[Dumped]]
+_JobResult = tuple[list[Applied], list[Dumped], dict[int, int]]  # sizes: run_job's
 _Drained = tuple[DiskJob, int, ConcurrentFuture[_JobResult]] | None
 
 
@@ -173,6 +173,9 @@ class NodeRuntime:
         self.jobs_split = 0  # how often it split one (a statistic; tests read it)
         self.jobs_on_loop = 0  # how often a job ran on the loop (likewise)
         self.jobs_merged = 0  # jobs that shared a transaction with an earlier one (likewise)
+        # Told of each group the node wants split (``Effects.splits_wanted``): the server
+        # splits it as ``Admin.SplitRange`` would. None: nobody splits automatically.
+        self.on_split_wanted: Callable[[int], None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
@@ -194,6 +197,7 @@ class NodeRuntime:
                     placed_leader_dc=machine.leader_dc,
                     descriptor=machine.descriptor or descriptor,
                     successors=machine.successors,
+                    size_bytes=machine.bytes,
                 )
 
         groups = hosted_at_start(self.node_id, layout, open_group)
@@ -422,6 +426,9 @@ class NodeRuntime:
         for dst, batch in effects.sends.items():
             self._send(dst, batch)
         self._answer(effects.answers, effects.reads)
+        if self.on_split_wanted is not None:
+            for group_id in effects.splits_wanted:
+                self.on_split_wanted(group_id)
         for job in effects.jobs:
             self._submit_held_back()  # an earlier turn's applies go first
             self._submit(self._split_for_latency(job))
@@ -509,7 +516,15 @@ class NodeRuntime:
         with self._store.write() as batch:
             for shard_id, record in job.records:
                 batch.persist(shard_id, record)
-            return run_job(job, batch.engine, sessions=self._session_tables, applied_early=early)
+            sizes: dict[int, int] = {}
+            applied, dumped = run_job(
+                job,
+                batch.engine,
+                sessions=self._session_tables,
+                applied_early=early,
+                sizes=sizes,
+            )
+            return applied, dumped, sizes
 
     def _applied_early(self, applied: list[Applied]) -> None:
         node = self._node
@@ -529,8 +544,8 @@ class NodeRuntime:
         # The transaction is durable: only now may what depends on it leave.
         node = self._node
         assert node is not None
-        applied, dumps = done.result()
-        node.job_done(job, applied, dumps)
+        applied, dumps, sizes = done.result()
+        node.job_done(job, applied, dumps, sizes)
         for dst, batch in node.take_sends().items():  # the job's then_send, at once
             self._send(dst, batch)
         self._answer(*node.take_answers())

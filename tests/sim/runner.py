@@ -55,7 +55,10 @@ def draw_params(seed: int, replicas: int | None) -> WorldParams:
         for b in range(a, 3):
             one_way[(a, b)] = rng.randrange(100, 800) if a == b else rng.randrange(2_000, 30_000)
     compact = rng.random() < 0.5
+    # A stream of its own, so every other draw is what it was before automatic splits.
+    split_size = sub_rng(seed, "sharding").choice((0, 0, 20, 36))
     return WorldParams(
+        split_size_bytes=split_size,
         replicas=n,
         dcs=3,
         groups=rng.choice((1, 2, 3)),

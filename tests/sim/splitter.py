@@ -7,14 +7,20 @@ range map and a key of the workload strictly inside it, and proposes ``Split`` t
 group's leader of the moment (a new range id from the world's allocator, standing in for
 the meta range's). A split that meets no leader tries again a little later; one refused or
 overtaken by another is simply a split that did not happen.
+
+Automatic splits come from the nodes themselves: in the seeds that draw a split size
+(``sub_rng(seed, "sharding")``), a node that leads a group past it asks (``Effects.
+splits_wanted``) and the splitter proposes ``Split`` there at the group's halving key, as
+the runtime's admin service does.
 """
 
 from __future__ import annotations
 
 import random
 
-from kvstore.model import RequestId
+from kvstore.model import KvStateMachine, RequestId
 from kvstore.model.commands import Split
+from paxos import NodeId
 from tests.sim.workload import KEYS
 from tests.sim.world import World
 
@@ -31,10 +37,31 @@ class Splitter:
         count = splits or rng.randint(*SPLITS)
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.proposed = 0
+        self.automatic = 0
+        world.on_split_wanted = self._wanted
 
     def start(self) -> None:
         for at_us in self._times:
             self._world.schedule(at_us, self._split, ATTEMPTS)
+
+    def _wanted(self, v: NodeId, group: int) -> None:
+        # Not from inside the node's turn: proposing is an input of its own.
+        self._world.schedule(self._world.now_us + 1, self._auto_split, v, group)
+
+    def _auto_split(self, v: NodeId, group: int) -> None:
+        world = self._world
+        sim = world.nodes[v]
+        node = sim.node
+        if node is None or sim.paused or not node.hosts(group):
+            return
+        descriptor = node.descriptor(group)
+        at = KvStateMachine(sim.disk.kv.engine(group), initial=descriptor).halving_key()
+        if at is None or not descriptor.can_split_at(at):
+            return
+        new_id = world.new_range_id()
+        world.trace(v, "auto-split", f"g{group} at {at!r} into g{new_id}")
+        world.submit(v, group, Split(RequestId(0, 0), at, new_id), 0)
+        self.automatic += 1
 
     def _split(self, attempts: int) -> None:
         world, rng = self._world, self._rng

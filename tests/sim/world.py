@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster import ClusterConfig
-from cluster.config import NodeSpec, ShardSpec
+from cluster.config import NodeSpec, Sharding, ShardSpec
 from cluster.keys import KeySpan
 from cluster.ranges import RangeDescriptor, base_slot_of, initial_layout
 from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
@@ -55,8 +55,11 @@ def split_points(groups: int) -> list[bytes]:
     return [b"k%02d" % (12 * g // groups) for g in range(1, groups)]
 
 
-def sim_cluster(voters: tuple[NodeId, ...], dcs: int, groups: int) -> ClusterConfig:
-    """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every node as a voter."""
+def sim_cluster(
+    voters: tuple[NodeId, ...], dcs: int, groups: int, split_size_bytes: int = 0
+) -> ClusterConfig:
+    """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every node as a voter;
+    a group past ``split_size_bytes`` (0: never) splits by itself (``[sharding]``)."""
     names = tuple(f"d{d}" for d in range(dcs))
     bounds = [b"", *split_points(groups), b""]
     return ClusterConfig(
@@ -68,6 +71,7 @@ def sim_cluster(voters: tuple[NodeId, ...], dcs: int, groups: int) -> ClusterCon
             ShardSpec(g, KeySpan(bounds[g - 1], bounds[g]), tuple(voters), None)
             for g in range(1, groups + 1)
         ),
+        sharding=Sharding(split_size_mb=split_size_bytes / (1 << 20)),
     )
 
 
@@ -85,7 +89,7 @@ class SimNode:
     applied: dict[int, list[Value]] = field(default_factory=dict)  # group -> values, by slot
     committed: dict[int, int] = field(default_factory=dict)  # group -> slots readable now
     # The job the disk has started (its applies computed, uncommitted), with their results.
-    started: tuple[DiskJob, list[Applied], list[Dumped]] | None = None
+    started: tuple[DiskJob, list[Applied], list[Dumped], dict[int, int]] | None = None
 
     @property
     def up(self) -> bool:
@@ -112,6 +116,7 @@ class WorldParams:
     jitter_us: int = 1_000
     disk_latency_us: tuple[int, int] = (100, 2_000)
     compact_every: int = 0  # 0: never compact
+    split_size_bytes: int = 0  # automatic splits past this size (0: none)
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,7 +148,7 @@ class World:
 
         voters = tuple(NodeId(i) for i in range(1, params.replicas + 1))
         self.voters = voters
-        self.cluster = sim_cluster(voters, params.dcs, params.groups)
+        self.cluster = sim_cluster(voters, params.dcs, params.groups, params.split_size_bytes)
         # The range map as it truly is: every group's newest descriptor (a split's, as soon
         # as any replica applied it). Clients route by it, as if meta were always current.
         self.truth: dict[int, RangeDescriptor] = {
@@ -174,6 +179,8 @@ class World:
         ) = None
         self.on_answer: Callable[[Token, Answer], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
+        # Told of each group a node wants split (``Effects.splits_wanted``).
+        self.on_split_wanted: Callable[[NodeId, int], None] | None = None
         for v in voters:
             self.start(v)
 
@@ -457,6 +464,9 @@ class World:
         for token in effects.reads:
             if self.on_read is not None:
                 self.on_read(sim, token)
+        for group in effects.splits_wanted:
+            if self.on_split_wanted is not None:
+                self.on_split_wanted(sim.node_id, group)
 
     def _disk_start(self, v: NodeId, incarnation: int, job: DiskJob) -> None:
         """The disk takes ``job`` up: its applies are computed in an open transaction, and
@@ -465,8 +475,9 @@ class World:
         if sim.incarnation != incarnation or sim.node is None:
             return
         sim.disk.kv.begin()
-        applied, dumped = self._execute(sim, job)
-        sim.started = (job, applied, dumped)
+        sizes: dict[int, int] = {}
+        applied, dumped = self._execute(sim, job, sizes)
+        sim.started = (job, applied, dumped, sizes)
         if sim.paused:
             sim.held.append(lambda: self._applied_early(sim, applied))
             return
@@ -486,7 +497,7 @@ class World:
         sim.disk.kv.commit()
         started, sim.started = sim.started, None
         assert started is not None and started[0] is job, "the disk runs jobs in order"
-        _, applied, dumped = started
+        _, applied, dumped, sizes = started
         for group, record in job.records:
             self._checker(group).on_durable(v, record)
             if record.voting:
@@ -502,14 +513,18 @@ class World:
                     )
         self._touched.add(v)
         if sim.paused:
-            sim.held.append(lambda: self._after_job(sim, job, applied, dumped))
+            sim.held.append(lambda: self._after_job(sim, job, applied, dumped, sizes))
             return
-        self._after_job(sim, job, applied, dumped)
+        self._after_job(sim, job, applied, dumped, sizes)
 
-    def _execute(self, sim: SimNode, job: DiskJob) -> tuple[list[Applied], list[Dumped]]:
+    def _execute(
+        self, sim: SimNode, job: DiskJob, sizes: dict[int, int]
+    ) -> tuple[list[Applied], list[Dumped]]:
         """The job's state-machine work, in the transaction its records commit in (as one
         LMDB transaction holds both), as the runtime runs it; then the ground truth."""
-        applied, dumped = run_job(job, sim.disk.kv.engine, machine_class=self._machine_class)
+        applied, dumped = run_job(
+            job, sim.disk.kv.engine, machine_class=self._machine_class, sizes=sizes
+        )
         for group, snap in job.installs:
             self._restore(sim, group, snap.slot, snap.data)
         for group, slot, (value, results) in applied:
@@ -522,11 +537,16 @@ class World:
         return applied, dumped
 
     def _after_job(
-        self, sim: SimNode, job: DiskJob, applied: list[Applied], dumped: list[Dumped]
+        self,
+        sim: SimNode,
+        job: DiskJob,
+        applied: list[Applied],
+        dumped: list[Dumped],
+        sizes: dict[int, int],
     ) -> None:
         node = sim.node
         assert node is not None
-        node.job_done(job, applied, dumped)
+        node.job_done(job, applied, dumped, sizes)
         self._check_ownership(sim)
         self._drain(sim)
 
