@@ -67,8 +67,10 @@ def float_within(low: float, high: float, *, low_open: bool = False) -> Callable
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         below = value <= low if low_open else value < low
         if not math.isfinite(value) or below or value > high:
-            bound = f"above {low:g}" if low_open else f"within {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound}..{high:g}, not {text}")
+            bounds = (
+                f"above {low:g} and at most {high:g}" if low_open else f"within {low:g}..{high:g}"
+            )
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
         return value
 
     parse.__name__ = "number"

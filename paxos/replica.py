@@ -409,6 +409,13 @@ class Replica:
             return
         if self._acceptor.on_prepare(msg):
             self._yield_to(msg.ballot)
+            if msg.src != self.node_id:
+                # A candidate we promised gets a whole timeout to finish phases 1 and 2 (as
+                # a Raft vote resets the timer): a timer that ran out while no leader was
+                # heard would fire on the next tick and preempt it. With a quorum of exactly
+                # the live replicas, two such preempted each other's campaigns for good
+                # (sim seed 7500: no leader through the whole liveness phase).
+                self._election.restart_timer()
 
     def _on_accept(self, msg: Accept) -> None:
         from_peer = msg.src != self.node_id

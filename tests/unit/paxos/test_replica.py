@@ -532,3 +532,35 @@ def test_a_placeholder_is_replaced_at_its_own_slot_and_only_by_data() -> None:
     assert not replica.compact(Slot(1), b"")
     assert replica.compact(Slot(1), b"base")
     assert not replica.compact(Slot(1), b"again")  # a real snapshot is not replaced in place
+
+
+def _unguarded_and_about_to_campaign(c: ManualCluster, v: NodeId) -> int:
+    """Tick ``v`` (no leader anywhere) until one tick before it would campaign; the count."""
+    probe = ManualCluster(3, seed=c.seed, election_ticks_min=10, election_ticks_max=40)
+    ticks = 0
+    while probe.replica(v).role is Role.FOLLOWER:
+        probe.tick(v)
+        ticks += 1
+    c.tick(v, ticks - 1)
+    return ticks - 1
+
+
+def test_a_promise_gives_the_candidate_a_whole_timeout() -> None:
+    """A replica whose election timer ran low promises a candidate: it does not campaign
+    against it on its next tick (seed 7500: two replicas of a three-replica quorum kept
+    preempting each other's campaigns and the group had no leader for 15 s)."""
+    for seed in range(5):
+        c = ManualCluster(3, seed=seed, election_ticks_min=10, election_ticks_max=40)
+        waited = _unguarded_and_about_to_campaign(c, N3)
+        if waited < 10:
+            continue  # still guarding "nobody in particular": it would not promise at all
+        c.replica(N2).campaign()
+        c.drain(N2)
+        c.flush(N2)  # its own promise is durable: its Prepares leave
+        assert c.deliver(lambda m: m.dst == N3) == 1
+        assert c.replica(N3).promised.node_id == N2
+        for _ in range(9):  # election_ticks_min - 1
+            c.tick(N3)
+            assert c.replica(N3).role is Role.FOLLOWER, seed
+        return
+    raise AssertionError("no seed left a replica unguarded before its timeout")
