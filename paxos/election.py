@@ -9,6 +9,8 @@ Rules:
   "nobody in particular" for the same time: it promises no other node at all.
 - Election timeouts are drawn uniformly from ``[election_ticks_min, election_ticks_max]``
   with the injected ``Rng``, anew for every attempt, so dueling candidates separate.
+- Promising another node's ``Prepare`` restarts the timer (``Replica._on_prepare``), as a
+  Raft vote does: the candidate gets a whole timeout to finish before this replica competes.
 
 Clock assumption: each replica's tick lasts within ``clock_drift_max_permille`` of nominal.
 ``paxos.config`` states the inequality that makes the lease safe under that bound.
