@@ -35,7 +35,7 @@ class Driven:
             config,
             1,
             {1: start},
-            rng_for=lambda g: random.Random(g),
+            rng_for=random.Random,
             incarnation=1,
             logger_for=lambda _: NullLogger(),
         )
