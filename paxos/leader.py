@@ -140,7 +140,7 @@ class Leader:
         self.phase = Phase.CATCHING_UP
         best = max(self._promises.values(), key=lambda p: (p.chosen_through, p.src))
         self._need_chosen_through = best.chosen_through
-        self._learner.note_peer_progress(best.chosen_through, best.src)
+        self._learner.note_peer_progress(best.chosen_through, best.src, reachable=True)
         self.try_finish_catch_up()
 
     def try_finish_catch_up(self) -> bool:

@@ -105,11 +105,16 @@ class Learner:
                 log.chosen_ahead.setdefault(slot, entry.value)
         self._advance()
 
-    def note_peer_progress(self, peer_chosen_through: Slot, peer: NodeId) -> None:
-        """``peer`` knows slots up to ``peer_chosen_through`` are chosen; fetch what we lack."""
+    def note_peer_progress(
+        self, peer_chosen_through: Slot, peer: NodeId, *, reachable: bool = False
+    ) -> None:
+        """``peer`` knows slots up to ``peer_chosen_through`` are chosen; fetch what we lack.
+        ``reachable``: ``peer`` has just answered us (a promise), so fetch from it even if
+        another reported more: that one may be cut off (sim seed 2186: a candidate kept
+        asking a partitioned node for slots its promiser held, and never led)."""
         if peer_chosen_through <= self._log.chosen_through or peer == self._cfg.node_id:
             return
-        if peer_chosen_through >= self._catchup_target or self._catchup_peer is None:
+        if reachable or peer_chosen_through >= self._catchup_target or self._catchup_peer is None:
             # Ties go to the latest reporter: it has just shown that it can reach us.
             self._catchup_target = max(self._catchup_target, peer_chosen_through)
             self._catchup_peer = peer

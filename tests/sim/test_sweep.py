@@ -29,6 +29,7 @@ def test_seeds_are_safe_and_live(first: int) -> None:
 REGRESSION_SEEDS = (
     2785,  # a leader never learned slots its followers learned chosen and then compacted
     7500,  # two replicas of a quorum of three preempted each other's campaigns for good
+    2186,  # a candidate fetched chosen slots from a cut-off peer, not from its promiser
 )
 
 

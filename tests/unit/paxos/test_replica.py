@@ -564,3 +564,46 @@ def test_a_promise_gives_the_candidate_a_whole_timeout() -> None:
             assert c.replica(N3).role is Role.FOLLOWER, seed
         return
     raise AssertionError("no seed left a replica unguarded before its timeout")
+
+
+def test_a_candidate_catches_up_from_its_promiser_not_from_a_peer_cut_off() -> None:
+    """A replica heard that slots up to 5 are chosen from a leader that is then cut off; a
+    peer that knows slots up to 4 promises it. It fetches them from that peer and leads (sim
+    seed 2186: it kept asking the cut-off node, and never led)."""
+    c = elected()
+    leader = c.replica(N1)
+    for i in range(3):
+        assert isinstance(leader.propose(b"c%d" % i), Proposed)
+        c.drain(N1)
+        c.flush(N1)
+        c.drop(lambda m: m.dst == N3)
+        c.stabilize()
+        c.drop(lambda m: m.dst == N3)
+    known = c.replica(N2).chosen_through
+    assert known > c.replica(N3).chosen_through
+    # n1 tells n3 of one more chosen slot than n2 knows, then is cut off for good.
+    c.replica(N3).step(
+        Heartbeat(
+            src=N1,
+            dst=N3,
+            ballot=leader.promised,
+            commit=Slot(known + 1),
+            sent_tick=0,
+            round=99,
+        )
+    )
+    c.drain(N3)
+    c.crash(N1)
+    for v in (N2, N3):
+        c.tick(v, c.configs[v].election_ticks_min)  # nobody guards n1 any more
+    c.replica(N3).campaign()
+    for _ in range(50):
+        c.drain(N3)
+        c.flush(N3)
+        c.flush(N2)
+        c.deliver()
+        c.tick(N3)
+        c.tick(N2)
+        if c.replica(N3).role is Role.LEADER:
+            break
+    assert c.replica(N3).role is Role.LEADER
