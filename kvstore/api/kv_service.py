@@ -779,7 +779,6 @@ async def _moving(context: grpc.aio.ServicerContext[Any, Any], *, write: bool) -
             else "retry"
         ),
     )
-    raise AssertionError("abort returns only by raising")
 
 
 def _covers(d: RangeDescriptor, start: bytes, end: bytes) -> bool:
