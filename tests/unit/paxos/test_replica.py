@@ -36,7 +36,11 @@ N1, N2, N3, N4, N5 = (NodeId(i) for i in range(1, 6))
 
 def elected(**config: int) -> ManualCluster:
     """A three-replica group with n1 elected and its barrier chosen everywhere."""
-    c = ManualCluster(3, election_ticks_max=1000, **config)
+    return elect_n1(ManualCluster(3, election_ticks_max=1000, **config))
+
+
+def elect_n1(c: ManualCluster) -> ManualCluster:
+    """``c`` with n1 elected and its barrier chosen everywhere."""
     for v in c.voters:
         c.tick(v, 10)
     c.replica(N1).campaign()
@@ -490,14 +494,7 @@ def test_a_replica_without_its_groups_base_never_campaigns() -> None:
 def test_a_replica_without_the_base_waits_for_a_real_snapshot() -> None:
     """A placeholder is never sent: the replica asked for it dumps its state first, and the
     laggard applies nothing until that snapshot arrives, then everything after it."""
-    c = split_born(awaiting=(N3,))
-    for v in c.voters:
-        c.tick(v, 10)
-    c.replica(N1).campaign()
-    c.drain(N1)
-    c.stabilize()
-    heartbeat(c)
-    assert c.replica(N1).role is Role.LEADER
+    c = elect_n1(split_born(awaiting=(N3,)))
     c.replica(N1).propose(b"after-the-split")
     c.drain(N1)
     c.stabilize()
