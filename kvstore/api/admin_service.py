@@ -232,12 +232,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         yet) is asked of the other nodes before it is NOT_FOUND."""
         d = self._range(request.shard_id)
         if d is None and not is_forwarded(context):
-            elsewhere: admin_pb2.SplitRangeResponse | None = await self._ask_others(
-                lambda stub: stub.SplitRange(request, timeout=10.0, metadata=(FORWARDED,)),
-                context,
-            )
-            if elsewhere is not None:
-                return elsewhere
+            d = await self._learn_range(request.shard_id, context)
         if d is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
         at = request.at or await self._halving_key(d, context)
@@ -360,19 +355,52 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         while not self._runtime.hosts(d.range_id) and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
+    async def _learn_range(
+        self, shard_id: int, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> RangeDescriptor | None:
+        """The descriptor of ``shard_id`` as another node knows it (a split this node has not
+        applied yet made it); learned into this node's map. None: no node knows it."""
+
+        def knows(answer: admin_pb2.DescribeClusterResponse) -> bool:
+            return any(s.shard_id == shard_id for s in answer.shards)
+
+        view = await self._ask_others(
+            lambda stub: stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=2.0),
+            context,
+            until=knows,
+        )
+        if view is None:
+            return None
+        for s in view.shards:
+            if s.shard_id == shard_id:
+                d = RangeDescriptor(
+                    s.shard_id,
+                    s.start,
+                    s.end,
+                    tuple(s.replicas),
+                    s.generation,
+                    s.preferred_dc or None,
+                )
+                self._ranges.update([d])
+                return d
+        return None
+
     async def _ask_others(
         self,
         call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[R]],
         context: grpc.aio.ServicerContext[Any, Any],
+        until: Callable[[R], bool] = lambda _: True,
     ) -> R | None:
-        """``call`` at each other node until one does not answer NOT_FOUND or UNAVAILABLE
-        (its answer, or its refusal, passed on); None if none knew more."""
+        """``call`` at each other node until an answer passes ``until`` (NOT_FOUND and
+        UNAVAILABLE try the next; another refusal is passed on); None if none did."""
         for node, address in self._addresses.items():
             if node == self._runtime.node_id:
                 continue
             try:
                 async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-                    return await call(admin_pb2_grpc.AdminStub(channel))
+                    answer = await call(admin_pb2_grpc.AdminStub(channel))
+                    if until(answer):
+                        return answer
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (
                     grpc.StatusCode.NOT_FOUND,
