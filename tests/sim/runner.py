@@ -198,6 +198,11 @@ def _core_converged(world: World, core: list[NodeId]) -> bool:
                 chosen.add(replica.chosen_through)
         if not (len(lengths) == 1 and len(chosen) == 1 and lengths == chosen):
             return False
+        # Everything chosen anywhere (a slot chosen with replicas outside the core is re-
+        # proposed by the core's leader): not just a prefix the core agrees on.
+        checker = world.checkers.get(group)
+        if checker is not None and max(chosen) < max(checker.chosen, default=0):
+            return False
     return True
 
 
