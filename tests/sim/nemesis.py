@@ -169,6 +169,8 @@ class Nemesis:
         core = sorted(self._rng.sample(voters, quorum_size(len(voters))))
         if world.rejoining():
             core = voters  # a replica that may not vote yet needs every other voter to rejoin
+        elif world.awaiting_base():
+            core = voters  # a new group's base may be held only outside a random quorum
         faults = world.network.faults
         faults.loss_permille = 0
         faults.duplicate_permille = 0

@@ -357,6 +357,16 @@ class World:
             )
         ]
 
+    def awaiting_base(self) -> list[NodeId]:
+        """Nodes hosting a group split off another that still waits for its first state (it
+        learned of the split from a snapshot of the parent): only a replica that applied the
+        split can give it, and that one may be outside any quorum the liveness phase heals."""
+        return [
+            v
+            for v, sim in sorted(self.nodes.items())
+            if sim.node is not None and any(sim.node.awaiting(g) for g in sim.node.group_ids())
+        ]
+
     def pause(self, v: NodeId) -> None:
         sim = self.nodes[v]
         if sim.running:
