@@ -33,7 +33,11 @@ N1, N2, N3, N4, N5 = (NodeId(i) for i in range(1, 6))
 
 def elected(**config: int) -> ManualCluster:
     """A three-replica group with n1 elected and its barrier chosen everywhere."""
-    c = ManualCluster(3, election_ticks_max=1000, **config)
+    return elect_n1(ManualCluster(3, election_ticks_max=1000, **config))
+
+
+def elect_n1(c: ManualCluster) -> ManualCluster:
+    """``c`` with n1 elected and its barrier chosen everywhere."""
     for v in c.voters:
         c.tick(v, 10)
     c.replica(N1).campaign()
@@ -340,12 +344,7 @@ def _inherits_two_acknowledged_slots(leader_class: type | None) -> tuple[ManualC
     c.restart(N2)
     if leader_class is not None:
         c.replica(N2).leader_class = leader_class
-    for v in c.voters:
-        c.tick(v, 10)
-    c.replica(N1).campaign()
-    c.drain(N1)
-    c.stabilize()
-    heartbeat(c)
+    elect_n1(c)
     slots = []
     for command in (b"x", b"y"):
         outcome = c.replica(N1).propose(command)
