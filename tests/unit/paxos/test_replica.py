@@ -347,12 +347,7 @@ def _inherits_two_acknowledged_slots(leader_class: type | None) -> tuple[ManualC
     c.restart(N2)
     if leader_class is not None:
         c.replica(N2).leader_class = leader_class
-    for v in c.voters:
-        c.tick(v, 10)
-    c.replica(N1).campaign()
-    c.drain(N1)
-    c.stabilize()
-    heartbeat(c)
+    elect_n1(c)
     slots = []
     for command in (b"x", b"y"):
         outcome = c.replica(N1).propose(command)
