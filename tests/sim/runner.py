@@ -17,7 +17,7 @@ from kvstore.model.node import Node
 from paxos import NodeId
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
-from tests.sim.splitter import Splitter
+from tests.sim.splitter import NO_SPLITS, Splitter
 from tests.sim.workload import Workload
 from tests.sim.world import ReplicaFactory, World, WorldParams, default_factory
 
@@ -107,8 +107,11 @@ def run_seed(
     machine_class: type[KvStateMachine] = KvStateMachine,
     splits: int = 0,
 ) -> SeedResult:
-    """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4)."""
+    """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4;
+    ``NO_SPLITS``: none, automatic ones included)."""
     params = draw_params(seed, replicas)
+    if splits == NO_SPLITS:
+        params.split_size_bytes = 0
     if params_hook is not None:
         params = params_hook(params)
     world = World(

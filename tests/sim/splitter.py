@@ -25,6 +25,7 @@ from tests.sim.workload import KEYS
 from tests.sim.world import World
 
 SPLITS = (1, 4)  # per seed, during the safety phase
+NO_SPLITS = -1  # a world of the Paxos layer alone: no manual and no automatic splits
 ATTEMPTS = 20
 
 
@@ -34,7 +35,7 @@ class Splitter:
     ) -> None:
         self._world = world
         self._rng = rng
-        count = splits or rng.randint(*SPLITS)
+        count = max(splits, 0) if splits else rng.randint(*SPLITS)
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.proposed = 0
         self.automatic = 0
