@@ -161,8 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     split.add_argument("shard", type=cli_args.shard_id)
     split.add_argument("--at", metavar="KEY", help="the first key of the new right-hand shard")
+    merge = sub.add_parser(
+        "merge", help="join a shard with the range right after it (on the same replicas)"
+    )
+    merge.add_argument("shard", type=cli_args.shard_id)
     for cmd, fn in (
         (split, _split),
+        (merge, _merge),
         (shards, _shards),
         (txn, _txn),
         (status, _status),
@@ -291,6 +296,12 @@ def _split(args: argparse.Namespace) -> int:
     from kvstore import cli_admin  # noqa: PLC0415 - see the rules at the top
 
     return cli_admin.split(args)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from kvstore import cli_admin  # noqa: PLC0415 - see the rules at the top
+
+    return cli_admin.merge(args)
 
 
 def _shards(args: argparse.Namespace) -> int:

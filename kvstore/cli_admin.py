@@ -1,4 +1,4 @@
-"""``kvstore status | transfer-leader | shards | split | config check``: the operator's commands.
+"""``kvstore status | transfer-leader | shards | split | merge | config check``: operators'.
 
 ``status`` merges every endpoint's own view (``Admin.NodeStatus``): it exits 0 when at least
 one node answered (the others show as DOWN), and 2 naming the silent endpoints when none did.
@@ -301,5 +301,26 @@ def split(args: argparse.Namespace) -> int:
         f" shard {left.shard_id} {range_text(left.start, left.end)},"
         f" shard {right.shard_id} {range_text(right.start, right.end)}"
         f" (generation {right.generation})"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------- merge
+
+
+def merge(args: argparse.Namespace) -> int:
+    """Asked of each endpoint in turn until one answers (any node drives both steps)."""
+    request = admin_pb2.MergeRangeRequest(shard_id=args.shard)
+    endpoints = endpoint_list(args)
+    response: admin_pb2.MergeRangeResponse = event_loop.run_in_cli_loop(
+        ask_any(endpoints, lambda stub: stub.MergeRange(request, timeout=args.timeout))
+    )
+    merged = response.merged
+    if args.output == "json":
+        print(json.dumps({"merged": _shard_row(merged, {})}))
+        return 0
+    print(
+        f"shard {merged.shard_id} now spans {range_text(merged.start, merged.end)}"
+        f" (generation {merged.generation})"
     )
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -19,7 +20,11 @@ from kvstore.model import (
     AllocateRangeId,
     ApplyResult,
     Command,
+    Freeze,
+    Frozen,
     Invalid,
+    Merge,
+    MergeDone,
     PlacementSet,
     RangeIdAllocated,
     RequestId,
@@ -271,6 +276,164 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             left=self._shard_info(outcome.left, {}), right=self._shard_info(outcome.right, {})
         )
 
+    async def MergeRange(  # noqa: N802
+        self, request: admin_pb2.MergeRangeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.MergeRangeResponse:
+        """Freeze the range right after ``shard_id`` at its leader, then merge it into its
+        left neighbour at that one's leader (each step forwarded to the leader as one Admin
+        call with FORWARDED metadata). A right range frozen already (a merge whose caller
+        stopped half-way) is merged as it stands."""
+        if is_forwarded(context) and request.freeze_shard_id:
+            return await self._forwarded_freeze(request.freeze_shard_id, context)
+        if is_forwarded(context) and request.HasField("right"):
+            return await self._forwarded_merge(request, context)
+        left = self._range(request.shard_id)
+        if left is None and not is_forwarded(context):
+            left = await self._learn_range(request.shard_id, context)
+        if left is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+        if left.end == b"":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"shard {left.range_id} is the last: no range after it to merge",
+            )
+        right = next((d for d in self._layout().current() if d.start == left.end), None)
+        if right is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"the range after shard {left.range_id} is moving"
+            )
+        if set(right.replicas) != set(left.replicas):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"shards {left.range_id} and {right.range_id} are on different replicas",
+            )
+        frozen, frozen_slot = await self._freeze(right, context)
+        merged = await self.finish_merge(frozen, frozen_slot, context)
+        return admin_pb2.MergeRangeResponse(merged=self._shard_info(merged, {}))
+
+    async def _freeze(
+        self, right: RangeDescriptor, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[RangeDescriptor, int]:
+        forwarded = admin_pb2.MergeRangeRequest(freeze_shard_id=right.range_id)
+        outcome = await self._propose_at_leader(
+            right,
+            Freeze(RequestId(0, 0)),
+            lambda stub: stub.MergeRange(forwarded, timeout=5.0, metadata=(FORWARDED,)),
+            context,
+            what="the freeze",
+        )
+        if isinstance(outcome, admin_pb2.MergeRangeResponse):
+            return _descriptor(outcome.frozen), outcome.frozen_slot
+        if isinstance(outcome, Frozen):  # logged by each replica's node as it applies it
+            return outcome.descriptor, outcome.slot
+        if isinstance(outcome, Invalid):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
+        return await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"shard {right.range_id} changed before it was frozen (a split or merge): retry",
+        )
+
+    async def _forwarded_freeze(
+        self, shard_id: int, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.MergeRangeResponse:
+        if not self._runtime.hosts(shard_id):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"shard {shard_id} is not here")
+        frozen, slot = await self._freeze(self._runtime.descriptor(shard_id), context)
+        return admin_pb2.MergeRangeResponse(frozen=_shard_of(frozen), frozen_slot=slot)
+
+    async def _forwarded_merge(
+        self, request: admin_pb2.MergeRangeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.MergeRangeResponse:
+        if not self._runtime.hosts(request.shard_id):
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"shard {request.shard_id} is not here"
+            )
+        outcome = await self._runtime.submit(
+            request.shard_id,
+            Merge(RequestId(0, 0), _descriptor(request.right), request.frozen_slot),
+        )
+        return _merge_answer(outcome)
+
+    async def finish_merge(
+        self,
+        frozen: RangeDescriptor,
+        frozen_slot: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> RangeDescriptor:
+        """Merge the frozen range into whichever range ends where it starts (a split of the
+        left one meanwhile changes which), until ``PROPOSE_DEADLINE_S`` per attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * PROPOSE_DEADLINE_S
+        while True:
+            left = next((d for d in self._layout().current() if d.end == frozen.start), None)
+            if left is None:
+                merged = next(
+                    (d for d in self._layout().current() if d.contains(frozen.start)), None
+                )
+                if merged is not None and merged.generation > frozen.generation:
+                    return merged  # merged already (by another caller)
+            else:
+                forwarded = admin_pb2.MergeRangeRequest(
+                    shard_id=left.range_id, right=_shard_of(frozen), frozen_slot=frozen_slot
+                )
+                outcome = await self._propose_at_leader(
+                    left,
+                    Merge(RequestId(0, 0), frozen, frozen_slot),
+                    partial(_forward_merge, forwarded),
+                    context,
+                    what="the merge",
+                )
+                merged = None
+                if isinstance(outcome, admin_pb2.MergeRangeResponse):
+                    merged = _descriptor(outcome.merged) if outcome.HasField("merged") else None
+                elif isinstance(outcome, MergeDone):
+                    merged = outcome.merged
+                if merged is not None:  # logged by each replica's node as it applies it
+                    self._ranges.update([merged])
+                    return merged
+            if loop.time() > deadline:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"shard {frozen.range_id} is frozen and not merged yet: ask again to finish",
+                )
+            # The left range changed (a split, or its own merge): learn the layout anew.
+            await asyncio.sleep(0.05)
+            await self._learn_layout(context)
+
+    async def _learn_layout(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        view = await self._ask_others(
+            lambda stub: stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=2.0),
+            context,
+        )
+        if view is not None:
+            self._ranges.update(_descriptor(s) for s in view.shards)
+
+    def merge_wanted(self, shard_id: int) -> None:
+        """A frozen range this node leads was not merged in time (its merge's caller
+        stopped half-way): finish it, in a task of its own."""
+        task = asyncio.create_task(self._finish_automatically(shard_id))
+        self._splitting.add(task)
+        task.add_done_callback(self._splitting.discard)
+
+    async def _finish_automatically(self, shard_id: int) -> None:
+        if not self._runtime.hosts(shard_id):
+            return
+        with self._runtime.read_state_machine(shard_id) as sm:
+            frozen, slot = sm.descriptor, sm.frozen_slot
+        if frozen is None or not slot:
+            return
+        # Called as the RPC's step is, with a context of its own (``_InternalCall``).
+        finish: Callable[..., Awaitable[RangeDescriptor]] = self.finish_merge
+        try:
+            merged = await finish(frozen, slot, _InternalCall())
+        except _RefusedError as refused:
+            self._log.info(
+                "merge_finish_refused", shard=shard_id, code=refused.code.name,
+                reason=refused.details,
+            )  # fmt: skip
+            return
+        self._log.info("merge_finished", shard=merged.range_id, merged_shard=shard_id)
+
     def split_wanted(self, shard_id: int) -> None:
         """The node wants ``shard_id`` split (``[sharding]``; this node leads it): split it
         at the key that halves its bytes, as ``SplitRange`` does, in a task of its own."""
@@ -457,6 +620,39 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"
         )
+
+
+def _forward_merge(
+    request: admin_pb2.MergeRangeRequest, stub: admin_pb2_grpc.AdminStub
+) -> Awaitable[admin_pb2.MergeRangeResponse]:
+    answer: Awaitable[admin_pb2.MergeRangeResponse] = stub.MergeRange(
+        request, timeout=5.0, metadata=(FORWARDED,)
+    )
+    return answer
+
+
+def _shard_of(d: RangeDescriptor) -> admin_pb2.ShardInfo:
+    return admin_pb2.ShardInfo(
+        shard_id=d.range_id,
+        start=d.start,
+        end=d.end,
+        replicas=list(d.replicas),
+        generation=d.generation,
+        preferred_dc=d.leader_dc or "",
+    )
+
+
+def _descriptor(s: admin_pb2.ShardInfo) -> RangeDescriptor:
+    return RangeDescriptor(
+        s.shard_id, s.start, s.end, tuple(s.replicas), s.generation, s.preferred_dc or None
+    )
+
+
+def _merge_answer(outcome: ApplyResult) -> admin_pb2.MergeRangeResponse:
+    """A forwarded merge's result as an answer: merged, or not (an empty answer)."""
+    if isinstance(outcome, MergeDone):
+        return admin_pb2.MergeRangeResponse(merged=_shard_of(outcome.merged))
+    return admin_pb2.MergeRangeResponse()
 
 
 class _RefusedError(Exception):

@@ -161,7 +161,8 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.GetResponse:
         await self._check_key(request.key, context)
-        for _ in range(REROUTES_MAX):
+        reroutes = _Reroutes()
+        while await reroutes.again():
             d = self._locate(request.key)
             shard = d.range_id
             local, bound = self._stale_read_here(
@@ -207,7 +208,8 @@ class KvService(kv_pb2_grpc.KVServicer):
         # for one key more than still needed tells exactly whether more keys exist. The
         # pieces are looked up again after each (a split may move the rest meanwhile).
         cursor = start
-        reroutes = 0
+        reroutes = _Reroutes()
+        await reroutes.again()  # the first attempt
         while pieces := self._map().overlapping(cursor, end):
             lo, hi, d = pieces[0]
             try:
@@ -224,8 +226,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 self._ranges.update([moved.descriptor])
                 part = None
             if part is None:
-                reroutes += 1
-                if reroutes > REROUTES_MAX:
+                if not await reroutes.again():
                     return await _moving(context, write=False)
                 continue
             taken: list[kv_pb2.KeyValue] = []
@@ -376,7 +377,8 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> tuple[int, Any]:
         """Propose ``command`` (whose keys are ``keys``) to the shard holding them, routed
         again with the same request id while a split moves them: its shard and outcome."""
-        for _ in range(REROUTES_MAX):
+        reroutes = _Reroutes()
+        while await reroutes.again():
             ranges = {d.range_id: d for d in map(self._locate, keys)}
             if len(ranges) > 1:
                 await context.abort(
@@ -538,7 +540,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             bound = 0.0
         with self._runtime.read_state_machine(shard) as sm:
             held = sm.descriptor
-            if held is not None and not _covers(held, start, end):
+            if held is not None and (sm.frozen_slot or not _covers(held, start, end)):
                 raise RangeMovedError(shard, held)
             kvs, more = sm.scan(start, end, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX)
         return kv_pb2.ScanResponse(
@@ -769,10 +771,30 @@ class _Moved:
 _MOVED = _Moved()
 
 
+class _Reroutes:
+    """Attempts at a key whose range moved (a split, or a merge: its right range refuses
+    everything from its freeze until its left neighbour took it over): at most
+    ``REROUTES_MAX``, each after a pause that doubles from 5 ms to 200 ms (about 2.5 s in
+    all), so a merge in progress is waited out rather than hammered."""
+
+    def __init__(self) -> None:
+        self._attempts = 0
+        self._pause_s = 0.005
+
+    async def again(self) -> bool:
+        if self._attempts >= REROUTES_MAX:
+            return False
+        if self._attempts:
+            await asyncio.sleep(self._pause_s)
+            self._pause_s = min(self._pause_s * 2, 0.2)
+        self._attempts += 1
+        return True
+
+
 async def _moving(context: grpc.aio.ServicerContext[Any, Any], *, write: bool) -> NoReturn:
     await context.abort(
         grpc.StatusCode.UNAVAILABLE,
-        "the key's range kept moving (splits); "
+        "the key's range kept moving (splits or merges); "
         + (
             "the write's outcome is unknown: retry it with the same request id"
             if write

@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeAlias, TypeVar
@@ -17,6 +18,7 @@ from typing import TypeAlias, TypeVar
 from cluster.config import KEY_BYTES_HARD_MAX, VALUE_BYTES_HARD_MAX
 from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
+from kvstore.model.ranges import decode_descriptor, encode_descriptor
 
 E = TypeVar("E", bound=IntEnum)
 
@@ -123,7 +125,29 @@ class AllocateRangeId:
     floor: int
 
 
-Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split | AllocateRangeId
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """The first half of a merge, in the right-hand shard's log: from this slot on the
+    shard changes nothing (every command is ``OutOfRange``, retried elsewhere), so its state
+    at this slot is final and the left neighbour may take it (``Merge``). Outside the
+    session table; freezing a frozen shard answers with the first freeze's slot."""
+
+    request: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """The second half, in the left neighbour's log: take over ``right``'s keys, as
+    ``right`` (frozen at ``frozen_slot`` of its own log) left them. Every replica applies it
+    only once its own replica of ``right`` applied that slot (``kvstore.model.node``), so each
+    finds the same state there; right's data stays where it is (stored by key)."""
+
+    request: RequestId
+    right: RangeDescriptor
+    frozen_slot: int
+
+
+Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split | AllocateRangeId | Freeze | Merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +226,19 @@ class SplitDone:
 
 
 @dataclass(frozen=True, slots=True)
+class Frozen:
+    descriptor: RangeDescriptor  # the shard, final
+    slot: int  # of its log: the state a merge takes
+
+
+@dataclass(frozen=True, slots=True)
+class MergeDone:
+    merged: RangeDescriptor  # the left shard, now spanning both
+    right: RangeDescriptor  # the shard it took over (frozen; its group is retired)
+    slot: int  # of the left shard's log
+
+
+@dataclass(frozen=True, slots=True)
 class RangeIdAllocated:
     range_id: int
 
@@ -222,6 +259,8 @@ ApplyResult: TypeAlias = (
     | OutOfRange
     | SplitDone
     | RangeIdAllocated
+    | Frozen
+    | MergeDone
 )
 
 
@@ -253,7 +292,7 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case SetPlacement() | AllocateRangeId():
+        case SetPlacement() | AllocateRangeId() | Freeze() | Merge():
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -268,7 +307,8 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE = 1, 2, 3, 4, 5, 6
+_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE = 1, 2, 3, 4, 5, 6, 7, 8
+_KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
 DC_NAME_BYTES_MAX = 256
 
 
@@ -313,6 +353,14 @@ def encode_command(cmd: Command) -> bytes:
             w.u8(_ALLOCATE)
             _request(w, cmd.request)
             w.u64(cmd.floor)
+        case Freeze():
+            w.u8(_FREEZE)
+            _request(w, cmd.request)
+        case Merge():
+            w.u8(_MERGE)
+            _request(w, cmd.request)
+            w.blob(encode_descriptor(cmd.right))
+            w.u64(cmd.frozen_slot)
     return w.framed()
 
 
@@ -345,6 +393,10 @@ def decode_command(frame: bytes) -> Command:
         cmd = Split(request, r.blob(), r.u64())
     elif kind == _ALLOCATE:
         cmd = AllocateRangeId(request, r.u64())
+    elif kind == _FREEZE:
+        cmd = Freeze(request)
+    elif kind == _MERGE:
+        cmd = Merge(request, decode_descriptor(r.blob()), r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -358,8 +410,22 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
-        case SetPlacement() | Split() | AllocateRangeId():
+        case SetPlacement() | Split() | AllocateRangeId() | Freeze() | Merge():
             return []
+
+
+def merge_in(value: Sequence[bytes]) -> Merge | None:
+    """The ``Merge`` among a slot's commands, if any: the node holds such a slot back until
+    its replica of the right shard is ready (a cheap look at each command's kind first)."""
+    for raw in value:
+        if len(raw) > _KIND_AT and raw[_KIND_AT] == _MERGE:
+            try:
+                cmd = decode_command(raw)
+            except CodecError:
+                continue
+            if isinstance(cmd, Merge):
+                return cmd
+    return None
 
 
 def _request(w: Writer, request: RequestId) -> None:

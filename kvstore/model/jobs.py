@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cluster.ranges import RangeDescriptor
 from kvstore.model import SplitDone, snapshot
+from kvstore.model.codec import CodecError
+from kvstore.model.commands import ApplyResult, OutOfRange, RequestId, decode_command
 from kvstore.model.engine import Engine
 from kvstore.model.node import Applied, DiskJob, Dumped
-from kvstore.model.state_machine import KvStateMachine, SessionTable
+from kvstore.model.state_machine import KvStateMachine, SessionTable, mark_merged
 
 
 def run_job(
@@ -29,12 +32,19 @@ def run_job(
     planted bugs pass broken state machines. ``sizes``: filled with the bytes of keys and
     values of each shard the job changed, for ``Node.job_done`` (the split policy)."""
     tables = sessions if sessions is not None else {}
+    for group, into in job.tombstones:
+        mark_merged(engine_for(group), into)
     for group, snap in job.installs:
+        assert group not in job.retired, group
         snapshot.restore(engine_for(group), snap.data, job.descriptors.get(group))
         tables.pop(group, None)  # the snapshot brought its own
     applied: list[Applied] = []
     machines: dict[int, KvStateMachine] = {}
     for group, entry in job.applies:
+        merged = job.retired.get(group)
+        if merged is not None:
+            applied.append((group, entry.slot, (entry.value, _retired(entry.value, merged))))
+            continue
         machine = machines.get(group)
         if machine is None:
             machine = machines[group] = machine_class(
@@ -58,6 +68,20 @@ def run_job(
         slot = KvStateMachine(engine, initial=initial).applied_slot
         dumped.append((group, slot, snapshot.dump(engine, initial)))
     return applied, dumped
+
+
+def _retired(
+    value: tuple[bytes, ...], merged: RangeDescriptor
+) -> list[tuple[RequestId | None, ApplyResult]]:
+    """A merged-away shard's slot: nothing runs, every command is told where its keys are."""
+    out: list[tuple[RequestId | None, ApplyResult]] = []
+    for raw in value:
+        try:
+            request: RequestId | None = decode_command(raw).request
+        except CodecError:
+            request = None
+        out.append((request, OutOfRange(merged)))
+    return out
 
 
 def _measure(

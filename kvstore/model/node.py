@@ -34,7 +34,7 @@ The driver contract, in the node's terms:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
@@ -45,10 +45,14 @@ from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import (
     ApplyResult,
     Command,
+    Frozen,
+    Merge,
+    MergeDone,
     PlacementSet,
     RequestId,
     SplitDone,
     encode_command,
+    merge_in,
 )
 from kvstore.model.ranges import Successor
 from paxos import (
@@ -76,6 +80,9 @@ BALANCE_COOLDOWN_TICKS = 200  # a new leader holds this long before moving to it
 # A group this node asked to split is not asked about again for this many seconds (the
 # split, or its refusal, comes within them; a refused one waits as long before a retry).
 SPLIT_REST_S = 10
+# A frozen range still not merged this long after its freeze (its merge's caller stopped
+# half-way): the node leading it asks the driver to finish the merge, and again as long.
+MERGE_FINISH_S = 5
 
 
 # ---------------------------------------------------------------------- answers
@@ -134,10 +141,16 @@ class DiskJob:
     # Each group's descriptor as the node knows it, for a state machine that has none stored
     # yet (a shard of the configured layout, before its first apply).
     descriptors: dict[int, RangeDescriptor] = field(default_factory=dict)
+    # Groups merged into another here (group -> the merged descriptor): their slots touch no
+    # state (right's keys are the left shard's now); every command in them is OutOfRange.
+    retired: dict[int, RangeDescriptor] = field(default_factory=dict)
+    # Groups this node found merged away (a snapshot of the group that took them over):
+    # (group, the one that took it), recorded in the group's state, for every restart.
+    tombstones: list[tuple[int, int]] = field(default_factory=list)
     sends_first: bool = False  # the turn that made it also sent messages
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.installs or self.applies or self.dumps)
+        return bool(self.records or self.installs or self.applies or self.dumps or self.tombstones)
 
     @property
     def answers_peers(self) -> bool:
@@ -147,7 +160,10 @@ class DiskJob:
     def split_applies(self) -> tuple[DiskJob, DiskJob]:
         """The records (and their replies) first, the applies and dumps after."""
         return replace(self, applies=[], dumps=[]), DiskJob(
-            applies=self.applies, dumps=self.dumps, descriptors=self.descriptors
+            applies=self.applies,
+            dumps=self.dumps,
+            descriptors=self.descriptors,
+            retired=self.retired,
         )
 
     @staticmethod
@@ -161,6 +177,8 @@ class DiskJob:
             out.applies.extend(job.applies)
             out.dumps.extend(job.dumps)
             out.descriptors.update(job.descriptors)
+            out.retired.update(job.retired)
+            out.tombstones.extend(job.tombstones)
         return out
 
 
@@ -180,6 +198,9 @@ class Effects:
     # Groups this node leads that ``[sharding]`` finds too big or too hot: the driver splits
     # each (a new range id, the halving key, ``Split`` proposed here).
     splits_wanted: list[int] = field(default_factory=list)
+    # Frozen groups this node leads whose merge did not follow: the driver finishes each
+    # (``Merge`` at the left neighbour's leader).
+    merges_wanted: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +242,16 @@ class _Group:
     ops_per_s: float = 0.0
     size_bytes: int = 0  # keys and values, as the last job that changed them left them
     split_rest_s: int = 0  # seconds before this node may ask to split the group again
+    frozen_for_s: int = 0  # whole seconds this node saw it frozen and not merged
+    frozen_slot: int = 0  # applied a Freeze there: final, waiting to be merged (0: not)
+    # Merged into this group here: a tombstone that still votes in its Paxos group (a
+    # lagging peer may need its log to reach the freeze) but touches no state.
+    absorbed_by: int | None = None
+    # Chosen slots held back from a Merge on: applied once this node's replica of the
+    # right shard has applied its freeze (so every replica merges the same final state).
+    held: list[ChosenEntry] = field(default_factory=list)
+    held_install: Snapshot | None = None  # came while a merge of this group was in flight
+    merging_into: int | None = None  # a Merge of this group is queued there, outcome unknown
 
     @property
     def awaiting(self) -> bool:
@@ -240,6 +271,8 @@ class GroupStart:
     # split from a snapshot hosts the new shard before it has any of its state.
     successors: tuple[Successor, ...] = ()
     size_bytes: int = 0  # keys and values (the split policy's measure)
+    frozen_slot: int = 0  # the slot of the ``Freeze`` that made it final for a merge (0: none)
+    merged_into: int = 0  # merged away here into that group (0: not)
 
 
 def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
@@ -334,6 +367,7 @@ class Node:
         self._effects = Effects()
         # Records the node itself owes the disk (a new group's vote), for the next job.
         self._records: list[tuple[int, DurableRecord]] = []
+        self._tombstones: list[tuple[int, int]] = []  # for the next job (``DiskJob``)
         # Grows whenever a hosted group's descriptor changes or a group comes: routers that
         # cache this node's layout refresh when it moves.
         self.layout_version = 0
@@ -341,6 +375,11 @@ class Node:
         self._ticks_per_s = max(1, 1000 // cluster.tick_ms)
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
+        for group_id, start in groups.items():
+            if start.merged_into in self._groups:
+                self._groups[group_id].absorbed_by = start.merged_into
+        for group in list(self._groups.values()):
+            self._absorb_covered(group)
 
     # ------------------------------------------------------------------ groups
 
@@ -378,6 +417,7 @@ class Node:
         )
         group = _Group(group_id, replica, descriptor, start.applied_slot)
         group.size_bytes = start.size_bytes
+        group.frozen_slot = start.frozen_slot
         group.placed_leader_dc = start.placed_leader_dc
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
@@ -420,6 +460,55 @@ class Node:
             awaiting_snapshot=group.awaiting,
         )
 
+    def _absorb_covered(self, by: _Group, d: RangeDescriptor | None = None) -> None:
+        """Every other hosted group whose span ``by``'s descriptor (or ``d``, the one a
+        snapshot being installed brings) overlaps with a newer generation was merged away
+        (the higher generation of two overlapping descriptors is the newer: every split and
+        merge raises it past those it replaced). It is a tombstone from now: nothing of it
+        may touch the state any more, which is ``by``'s."""
+        d = d or by.descriptor
+        for group in self._groups.values():
+            if (
+                group is not by
+                and group.absorbed_by is None
+                and group.descriptor.generation < d.generation
+                and group.descriptor.span.overlaps(d.span)
+            ):
+                self._tombstone(group, by.group_id)
+
+    def _tombstone(self, group: _Group, into: int) -> None:
+        group.absorbed_by = into
+        self._tombstones.append((group.group_id, into))
+        group.merging_into = None
+        group.held_install = None
+        self._touched[group.group_id] = None  # its held slots go, as a tombstone's
+        self.layout_version += 1
+        self._log.info("range_retired", shard=group.group_id, merged_into=into)
+
+    @staticmethod
+    def _merge_ready(right: _Group, merge: Merge) -> bool:
+        return right.absorbed_by is not None or (
+            right.applied_slot >= merge.frozen_slot
+            and right.replica.snapshot_slot >= merge.frozen_slot
+            and right.merging_into is None
+        )
+
+    def _superseded(self, d: RangeDescriptor) -> int | None:
+        """A live hosted group overlapping ``d`` with a newer generation, if any."""
+        for group in self._groups.values():
+            other = group.descriptor
+            if (
+                group.absorbed_by is None
+                and other.generation > d.generation
+                and other.span.overlaps(d.span)
+            ):
+                return group.group_id
+        return None
+
+    def merged_away(self, group_id: int) -> bool:
+        """A tombstone: merged into another group here (still a Paxos voter)."""
+        return self._groups[group_id].absorbed_by is not None
+
     def hosts(self, group_id: int) -> bool:
         return group_id in self._groups
 
@@ -430,8 +519,11 @@ class Node:
         return self._groups[group_id].descriptor.span
 
     def descriptors(self) -> list[RangeDescriptor]:
-        """Every hosted group's descriptor as this node knows it, in key order."""
-        return sorted((g.descriptor for g in self._groups.values()), key=lambda d: d.start)
+        """Every live hosted group's descriptor as this node knows it, in key order."""
+        return sorted(
+            (g.descriptor for g in self._groups.values() if g.absorbed_by is None),
+            key=lambda d: d.start,
+        )
 
     def route(self, key: bytes) -> int | None:
         """The hosted group holding ``key`` as far as this node knows (None: none here).
@@ -439,6 +531,8 @@ class Node:
         best: RangeDescriptor | None = None
         for group in self._groups.values():
             d = group.descriptor
+            if group.absorbed_by is not None:
+                continue
             if d.contains(key) and (best is None or d.generation > best.generation):
                 best = d
         return best.range_id if best is not None else None
@@ -463,6 +557,7 @@ class Node:
                 group.ops_per_s = float(group.ops - group.ops_at_sample)
                 group.ops_at_sample = group.ops
             self._want_splits()
+            self._want_merges_finished()
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -471,7 +566,7 @@ class Node:
             if group.split_rest_s:
                 group.split_rest_s -= 1
                 continue
-            if group.replica.role is not Role.LEADER or group.awaiting:
+            if group.replica.role is not Role.LEADER or group.awaiting or group.frozen_slot:
                 continue
             if policy.wants_split(group.size_bytes, group.ops_per_s):
                 group.split_rest_s = SPLIT_REST_S
@@ -482,6 +577,15 @@ class Node:
                     size_bytes=group.size_bytes,
                     ops_per_s=group.ops_per_s,
                 )
+
+    def _want_merges_finished(self) -> None:
+        for group in self._groups.values():
+            if not group.frozen_slot or group.absorbed_by is not None:
+                continue
+            group.frozen_for_s += 1
+            if group.frozen_for_s % MERGE_FINISH_S == 0 and group.replica.role is Role.LEADER:
+                self._effects.merges_wanted.append(group.group_id)
+                self._log.info("merge_unfinished", shard=group.group_id)
 
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the group's preferred-DC replica when it is healthy.
@@ -575,8 +679,8 @@ class Node:
     def take_effects(self) -> Effects:
         """Everything the driver owes the node now (see the module's contract)."""
         effects = self._effects
-        job = DiskJob(records=self._records)
-        self._records = []
+        job = DiskJob(records=self._records, tombstones=self._tombstones)
+        self._records, self._tombstones = [], []
         touched = [self._groups[g] for g in self._touched if g in self._groups]
         self._touched = {}
         for group in touched:
@@ -586,13 +690,32 @@ class Node:
             for write in ready.writes:
                 job.records.append((group.group_id, write.record))
                 job.follow_ups.append((group.group_id, write.seq, write.then_send))
-            if ready.snapshot is not None:
-                job.installs.append((group.group_id, ready.snapshot))
-            if ready.snapshot_wanted and not group.dumping:
+            if ready.snapshot is not None and group.absorbed_by is None:
+                if group.merging_into is not None:
+                    group.held_install = ready.snapshot  # after the merge's outcome
+                else:
+                    installed = snapshots.header(ready.snapshot.data).descriptor
+                    newer = self._superseded(installed) if installed is not None else None
+                    if newer is not None:
+                        # The state of a range merged away since (this node learned of it
+                        # late): its keys are another group's here.
+                        self._tombstone(group, newer)
+                    else:
+                        job.installs.append((group.group_id, ready.snapshot))
+                    if installed is not None and newer is None:
+                        # Before any later work of the groups it took over is queued.
+                        self._absorb_covered(group, installed)
+            if (
+                ready.snapshot_wanted
+                and not group.dumping
+                and group.absorbed_by is None
+                and group.merging_into is None
+            ):
                 # A peer needs state our log no longer holds as entries: serialize it now.
+                # (Never a tombstone's: its keys hold the merged shard's state.)
                 group.dumping = True
                 job.dumps.append(group.group_id)
-            job.applies.extend((group.group_id, entry) for entry in ready.chosen)
+            self._release(group, ready.chosen, job)
             for read in ready.reads:
                 token = group.reads.pop(read.request_id, None)
                 if token is not None:
@@ -610,20 +733,63 @@ class Node:
             # is applied here, the answer tells success from Dropped; the caller's deadline
             # bounds a slot that is never filled.
             self._release_reads(group)
+        for group in list(self._groups.values()):
+            if group.held and group not in touched:
+                self._release(group, [], job)
         job.sends_first = bool(effects.sends)
         for group in touched:
             if (
                 not group.dumping
-                and group.applied_slot - group.replica.snapshot_slot >= self._compact_every
+                and group.absorbed_by is None
+                and group.merging_into is None
+                and (
+                    group.applied_slot - group.replica.snapshot_slot >= self._compact_every
+                    # A frozen shard keeps its final state as a snapshot: any replica that
+                    # still needs it can have it once the others merged it away.
+                    or group.replica.snapshot_slot < group.frozen_slot <= group.applied_slot
+                )
             ):
                 group.dumping = True
                 job.dumps.append(group.group_id)
         if job:
+            # A group merged away during this turn: none of its work may touch the state.
+            job.installs = [(g, s) for g, s in job.installs if self._groups[g].absorbed_by is None]
+            job.dumps = [g for g in job.dumps if self._groups[g].absorbed_by is None]
             working = {g for g, _ in job.applies} | {g for g, _ in job.installs} | set(job.dumps)
             job.descriptors = {g: self._groups[g].descriptor for g in working}
+            for g in working:
+                absorber = self._groups[g].absorbed_by
+                if absorber is not None:
+                    job.retired[g] = self._groups[absorber].descriptor
             effects.jobs.append(job)
         self._effects = Effects()
         return effects
+
+    def _release(self, group: _Group, chosen: Sequence[ChosenEntry], job: DiskJob) -> None:
+        """Queue ``group``'s chosen slots for applying, holding back those from a Merge on
+        until this node's replica of the right shard has applied its freeze and kept that
+        state as its snapshot (then every replica merges the same final state, and one that
+        lags can still get it). While a merge of ``group`` is being applied
+        here, nothing of ``group``'s is queued: if it succeeds, nothing of it ever is."""
+        pending = [*group.held, *chosen]
+        group.held = []
+        if group.merging_into is not None:
+            group.held = pending
+            return
+        if group.held_install is not None:
+            if group.absorbed_by is None:
+                job.installs.append((group.group_id, group.held_install))
+            group.held_install = None
+        for index, entry in enumerate(pending):
+            merge = merge_in(entry.value) if group.absorbed_by is None else None
+            if merge is not None:
+                right = self._groups.get(merge.right.range_id)
+                if right is None or not self._merge_ready(right, merge):
+                    group.held = pending[index:]
+                    return
+                if right.absorbed_by is None:
+                    right.merging_into = group.group_id
+            job.applies.append((group.group_id, entry))
 
     def take_sends(self) -> dict[int, list[tuple[int, Message]]]:
         """Only the messages owed now (what ``job_done`` released): cheaper than a turn."""
@@ -663,7 +829,7 @@ class Node:
             group = self._groups[group_id]
             group.applied_slot = snap.slot
             self._installed(group, snapshots.header(snap.data))
-        for group_id, slot, (_, results) in applied:
+        for group_id, slot, (_value, results) in applied:
             group = self._groups[group_id]
             group.applied_slot = slot
             group.ops += len(results)
@@ -674,6 +840,16 @@ class Node:
                     self._log.info("placement_set", shard=group_id, leader_dc=group.preferred_dc)
                 elif isinstance(result, SplitDone):
                     self._split_done(group, result)
+                elif isinstance(result, Frozen):
+                    group.frozen_slot = result.slot
+                    self._log.info("range_frozen", shard=group_id, slot=result.slot)
+                elif isinstance(result, MergeDone):
+                    self._merge_done(group, result)
+            if group.absorbed_by is None and (merge := merge_in(_value)) is not None:
+                right = self._groups.get(merge.right.range_id)
+                if right is not None and right.merging_into == group_id:
+                    right.merging_into = None  # failed, or done (then it is a tombstone)
+                    self._touched[right.group_id] = None
         for group_id, slot, data in dumped:
             # The snapshot is of the state through `slot`: the log up to it can go.
             group = self._groups[group_id]
@@ -704,12 +880,28 @@ class Node:
         if group.replica.role is Role.LEADER:
             self._groups[right.range_id].replica.campaign()
 
+    def _merge_done(self, group: _Group, done: MergeDone) -> None:
+        """This replica merged the right shard into ``group``: it spans both now, and the
+        right shard's group here is a tombstone."""
+        group.descriptor = done.merged
+        self.layout_version += 1
+        self._log.info(
+            "range_merged",
+            shard=group.group_id,
+            merged_shard=done.right.range_id,
+            start=done.merged.start,
+            end=done.merged.end,
+            generation=done.merged.generation,
+        )
+        self._absorb_covered(group)
+
     def _installed(self, group: _Group, header: snapshots.Header) -> None:
         """A snapshot replaced the group's state: take its descriptor, and host the groups
         split off it (that include this node) which this node has not heard of yet."""
         if header.descriptor is not None:
             group.descriptor = header.descriptor
             self.layout_version += 1
+            self._absorb_covered(group)
         for successor in header.successors:
             d = successor.descriptor
             if self.node_id in d.replicas and d.range_id not in self._groups:
@@ -777,6 +969,8 @@ class Node:
     def status(self) -> list[GroupStatus]:
         out = []
         for group_id, group in sorted(self._groups.items()):
+            if group.absorbed_by is not None:
+                continue  # a tombstone: no range of the map any more
             replica = group.replica
             out.append(
                 GroupStatus(

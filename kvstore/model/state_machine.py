@@ -26,6 +26,13 @@ Rules:
   shard starts with this shard's revision, sessions (so a retry there is exactly-once too)
   and placement, at applied slot 0; data is stored by key, so none moves. The shard's size
   (keys, bytes of keys and values) is kept with it; a split counts the new shard's part.
+- A merge is two commands in two logs. ``Freeze`` at slot F of the right shard makes it
+  final: from F on every command there is ``OutOfRange`` (nothing changes; callers retry
+  where the keys go next). ``Merge(right, F)`` in the left neighbour's log takes right's
+  span, size, sessions (per client the newer) and revision (the higher): applied only where
+  this node's replica of right has applied F (the node holds the slot back until then), so
+  every replica reads the same final state; right's records stay where they are. A merge of
+  a shard that is not right's left neighbour, or of a right not frozen at F, is ``Invalid``.
 """
 
 from __future__ import annotations
@@ -44,10 +51,14 @@ from kvstore.model.commands import (
     CompareOp,
     Delete,
     DeleteResult,
+    Freeze,
+    Frozen,
     GetResult,
     Invalid,
     KeyValue,
     Malformed,
+    Merge,
+    MergeDone,
     OpKind,
     OutOfRange,
     PlacementSet,
@@ -85,6 +96,8 @@ META_SUCCESSORS = b"range/successors"
 META_KEYS = b"size/keys"
 META_BYTES = b"size/bytes"  # keys and values
 META_NEXT_RANGE_ID = b"range/next_id"  # only in the range that starts the key space
+META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot of its Freeze
+META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 _SCAN_PAGE_KEYS = 256
 # A shard split off another starts applied through slot 1: its own log's slot 1 stands for
 # the state it was born with (``paxos.Config.base_slot``).
@@ -118,6 +131,10 @@ class KvStateMachine:
         self.descriptor = decode_descriptor(raw) if raw is not None else initial
         self.keys = _u64(engine.meta_get(META_KEYS))
         self.bytes = _u64(engine.meta_get(META_BYTES))
+        # The slot that froze this shard for a merge (0: not frozen).
+        self.frozen_slot = _u64(engine.meta_get(META_FROZEN_SLOT))
+        # Merged away into this shard (0: not): a tombstone on this node, for good.
+        self.merged_into = _u64(engine.meta_get(META_MERGED_INTO))
 
     @property
     def session_table(self) -> SessionTable | None:
@@ -160,6 +177,13 @@ class KvStateMachine:
                 out.append((cmd.request, Invalid(refused)))
                 continue
             descriptor = self.descriptor
+            if isinstance(cmd, Freeze):
+                out.append((cmd.request, self._freeze(slot)))
+                continue
+            if self.frozen_slot and descriptor is not None:
+                # Final: a write here would be lost to the merge; retried where keys go.
+                out.append((cmd.request, OutOfRange(descriptor, self._successors())))
+                continue
             if descriptor is not None and not all(descriptor.contains(k) for k in keys_of(cmd)):
                 out.append((cmd.request, OutOfRange(descriptor, self._successors())))
                 continue
@@ -172,6 +196,9 @@ class KvStateMachine:
                 continue
             if isinstance(cmd, AllocateRangeId):
                 out.append((cmd.request, self._allocate_range_id(cmd.floor)))
+                continue
+            if isinstance(cmd, Merge):
+                out.append((cmd.request, self._merge(slot, cmd)))
                 continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
@@ -224,6 +251,59 @@ class KvStateMachine:
         successors = [s for s in self.successors if not s.descriptor.span.overlaps(right.span)]
         engine.meta_put(META_SUCCESSORS, encode_successors([*successors, Successor(right, slot)]))
         return SplitDone(left, right, slot)
+
+    def _freeze(self, slot: int) -> Frozen | Invalid:
+        descriptor = self.descriptor
+        if descriptor is None:
+            return Invalid("a shard without a descriptor cannot be merged")
+        if descriptor.start == b"":
+            return Invalid("the first shard has no left neighbour to merge into")
+        if not self.frozen_slot:
+            self.frozen_slot = slot
+            self._engine.meta_put(META_FROZEN_SLOT, slot.to_bytes(8, "big"))
+        return Frozen(descriptor, self.frozen_slot)
+
+    def _merge(self, slot: int, cmd: Merge) -> MergeDone | Invalid:
+        left, right = self.descriptor, cmd.right
+        if left is None or left.end != right.start or right.start == b"":
+            return Invalid(f"shard {right.range_id} is not right after this one")
+        if right.range_id == left.range_id or set(right.replicas) != set(left.replicas):
+            return Invalid(f"shard {right.range_id} is not on this shard's replicas")
+        other = self._engine.sibling(right.range_id)
+        final = KvStateMachine(other)
+        if final.frozen_slot != cmd.frozen_slot or final.descriptor != right:
+            return Invalid(f"shard {right.range_id} is not frozen at slot {cmd.frozen_slot}")
+        merged = RangeDescriptor(
+            left.range_id,
+            left.start,
+            right.end,
+            left.replicas,
+            max(left.generation, right.generation) + 1,
+            left.leader_dc,
+        )
+        engine = self._engine
+        sessions = self._sessions
+        for name, raw in other.meta_scan(SESSION_PREFIX):
+            client_id = int.from_bytes(name[len(SESSION_PREFIX) :], "big")
+            seq, _, result = _decode_session(raw)
+            known = sessions.get(client_id)
+            if known is None or known[0] < seq:
+                self._remember(RequestId(client_id, seq), slot, result)
+        mark_merged(other, left.range_id)
+        self.revision = max(self.revision, final.revision)
+        self.keys += final.keys
+        self.bytes += final.bytes
+        self.descriptor = merged
+        engine.range_put(encode_descriptor(merged))
+        # The shards split off right are now split off this one (for a node that learns of
+        # them from this shard's snapshot); their slots are of right's log, so such a node
+        # has its replica rejoin before it votes (slot 0: ``node.votes_in_new_group``).
+        successors = [
+            *(s for s in self.successors if s.descriptor.range_id != right.range_id),
+            *(Successor(s.descriptor, 0) for s in final.successors),
+        ]
+        engine.meta_put(META_SUCCESSORS, encode_successors(successors))
+        return MergeDone(merged, right, slot)
 
     def _allocate_range_id(self, floor: int) -> RangeIdAllocated | Invalid:
         descriptor = self.descriptor
@@ -357,8 +437,10 @@ class KvStateMachine:
     # ------------------------------------------------------------------ reads
 
     def owns(self, key: bytes) -> bool:
-        """Whether the key is this shard's as of its applied slot (a split may have moved it:
-        then read it from the shard that holds it, at a read point of that shard)."""
+        """Whether the key is this shard's as of its applied slot (a split or a merge may have
+        moved it: then read it from the shard that holds it, at a read point of that shard)."""
+        if self.frozen_slot:
+            return False  # final, about to be merged: read it where it goes
         return self.descriptor is None or self.descriptor.contains(key)
 
     @property
@@ -423,6 +505,12 @@ class KvStateMachine:
             if len(rows) < want:
                 return out, False
             start = rows[-1][0] + b"\x00"  # the next key after the last one read
+
+
+def mark_merged(engine: Engine, into: int) -> None:
+    """Record, in the merged-away shard's own state, that ``into`` took it over here (by
+    the merge, or by a snapshot of ``into`` that already held it)."""
+    engine.meta_put(META_MERGED_INTO, into.to_bytes(8, "big"))
 
 
 def _compare(left: bytes | int, right: bytes | int, op: CompareOp) -> bool:

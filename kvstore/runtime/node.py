@@ -176,6 +176,8 @@ class NodeRuntime:
         # Told of each group the node wants split (``Effects.splits_wanted``): the server
         # splits it as ``Admin.SplitRange`` would. None: nobody splits automatically.
         self.on_split_wanted: Callable[[int], None] | None = None
+        # Told of each frozen group whose merge did not follow (``Effects.merges_wanted``).
+        self.on_merge_wanted: Callable[[int], None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
@@ -198,6 +200,8 @@ class NodeRuntime:
                     descriptor=machine.descriptor or descriptor,
                     successors=machine.successors,
                     size_bytes=machine.bytes,
+                    frozen_slot=machine.frozen_slot,
+                    merged_into=machine.merged_into,
                 )
 
         groups = hosted_at_start(self.node_id, layout, open_group)
@@ -335,6 +339,9 @@ class NodeRuntime:
     def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
         node = self._hosting(shard_id)
+        if node.merged_away(shard_id):
+            # A tombstone: its keys are the merged range's, and its state here is not.
+            raise RangeMovedError(shard_id, node.descriptor(shard_id))
         with self._store.read(shard_id) as engine:
             yield KvStateMachine(engine, initial=node.descriptor(shard_id))
 
@@ -429,6 +436,9 @@ class NodeRuntime:
         if self.on_split_wanted is not None:
             for group_id in effects.splits_wanted:
                 self.on_split_wanted(group_id)
+        if self.on_merge_wanted is not None:
+            for group_id in effects.merges_wanted:
+                self.on_merge_wanted(group_id)
         for job in effects.jobs:
             self._submit_held_back()  # an earlier turn's applies go first
             self._submit(self._split_for_latency(job))

@@ -178,6 +178,28 @@ class SplitRangeResponse(_message.Message):
     right: ShardInfo
     def __init__(self, left: _Optional[_Union[ShardInfo, _Mapping]] = ..., right: _Optional[_Union[ShardInfo, _Mapping]] = ...) -> None: ...
 
+class MergeRangeRequest(_message.Message):
+    __slots__ = ("shard_id", "freeze_shard_id", "right", "frozen_slot")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    FREEZE_SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_SLOT_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    freeze_shard_id: int
+    right: ShardInfo
+    frozen_slot: int
+    def __init__(self, shard_id: _Optional[int] = ..., freeze_shard_id: _Optional[int] = ..., right: _Optional[_Union[ShardInfo, _Mapping]] = ..., frozen_slot: _Optional[int] = ...) -> None: ...
+
+class MergeRangeResponse(_message.Message):
+    __slots__ = ("merged", "frozen", "frozen_slot")
+    MERGED_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_SLOT_FIELD_NUMBER: _ClassVar[int]
+    merged: ShardInfo
+    frozen: ShardInfo
+    frozen_slot: int
+    def __init__(self, merged: _Optional[_Union[ShardInfo, _Mapping]] = ..., frozen: _Optional[_Union[ShardInfo, _Mapping]] = ..., frozen_slot: _Optional[int] = ...) -> None: ...
+
 class AllocateShardIdRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -17,8 +17,11 @@ Kinds (``--nemesis`` takes any comma-separated mix; ``all`` is every kind but
     split         split a shard (``Admin.SplitRange``) at a key of the workloads' (a
                   register key or a set element), or where it halves its bytes; an event,
                   not a state: nothing to undo when the fault ends
+    merge         merge a shard with the one after it (``Admin.MergeRange``): its right
+                  neighbour is frozen, then taken over; also an event. A merge cut off
+                  half-way (a partition, a kill) is finished by the frozen shard's leader
 
-Merges and membership changes do not exist yet, so they are not faults yet.
+Membership changes do not exist yet, so they are not faults yet.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ SAFE_KINDS = (
     "leader-storm",
     "clock",
     "split",
+    "merge",
 )
 KINDS = (*SAFE_KINDS, "clock-unsafe")
 DRIFT_MAX = 0.09  # inside the configured 10 % bound, away from its edge
@@ -233,6 +237,8 @@ class Nemesis:
             return self._clock(unsafe=kind == "clock-unsafe")
         if kind == "split":
             return await self._split()
+        if kind == "merge":
+            return await self._merge()
         raise ValueError(kind)
 
     def _cut(self, links: list[tuple[int, int]]) -> End:
@@ -434,6 +440,38 @@ class Nemesis:
                 self.replicas[new.shard_id] = list(new.replicas)
             where = done.right.start.decode(errors="backslashreplace")
             detail = f"shard {done.left.shard_id} at {where!r}: new shard {done.right.shard_id}"
+
+            async def nothing() -> None:
+                return None
+
+            return detail, nothing
+        return None
+
+    async def _merge(self) -> tuple[str, End] | None:
+        """Asked of each running node in turn, for a shard that has one after it; a merge
+        that does not finish in time is not a fault that happened: None (a frozen shard
+        left behind is merged by its leader, as after a coordinator that died)."""
+        for node_id in self.rng.sample(self.cluster.ids, len(self.cluster.ids)):
+            if not self.cluster.running(node_id) or node_id in self.cluster.paused:
+                continue
+            stub = self.cluster.admin(node_id)
+            try:
+                view = await stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=1)
+                shards = sorted(view.shards, key=lambda s: s.start)
+                if len(shards) < 2:
+                    return None
+                left = self.rng.choice(shards[:-1])
+                done = await stub.MergeRange(
+                    admin_pb2.MergeRangeRequest(shard_id=left.shard_id), timeout=10
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            merged = done.merged
+            detail = (
+                f"shard {merged.shard_id} now spans "
+                f"{merged.start.decode(errors='backslashreplace')!r}.."
+                f"{merged.end.decode(errors='backslashreplace')!r}"
+            )
 
             async def nothing() -> None:
                 return None

@@ -274,3 +274,29 @@ class GreedySplitMachine(KvStateMachine):
             self._engine.range_put(encode_descriptor(kept))
             result = replace(result, left=kept)
         return result
+
+
+# ---------------------------------------------------------------------- merges
+
+
+class LeakyFreezeMachine(KvStateMachine):
+    """Records the freeze (so the merge goes ahead) but keeps executing writes in the frozen
+    shard: what it applies after the freeze is missing from the merged shard."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.frozen_slot = 0
+
+    def _freeze(self, slot: int) -> Any:
+        result = super()._freeze(slot)
+        self.frozen_slot = 0
+        return result
+
+
+class HastyMergeNode(Node):
+    """Applies a merge as soon as it is chosen, without waiting for its own replica of the
+    right shard to reach the freeze: a lagging replica merges a different state."""
+
+    @staticmethod
+    def _merge_ready(right: Any, merge: Any) -> bool:
+        return right.merging_into is None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kvstore.model import KvStateMachine, snapshot
 from kvstore.model.node import Node
 from paxos import NodeId
+from tests.sim.merger import Merger
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
 from tests.sim.splitter import NO_SPLITS, Splitter
@@ -106,9 +107,11 @@ def run_seed(
     node_class: type[Node] = Node,
     machine_class: type[KvStateMachine] = KvStateMachine,
     splits: int = 0,
+    merges: int = 0,
 ) -> SeedResult:
     """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4;
-    ``NO_SPLITS``: none, automatic ones included)."""
+    ``NO_SPLITS``: none, automatic ones included, and no merges); ``merges`` likewise (0:
+    as the seed draws, 1 or 2)."""
     params = draw_params(seed, replicas)
     if splits == NO_SPLITS:
         params.split_size_bytes = 0
@@ -126,7 +129,9 @@ def run_seed(
     if plan_hook is not None:
         plan = plan_hook(plan)
     nemesis = Nemesis(world, sub_rng(seed, "nemesis"), plan)
-    splitter = Splitter(world, sub_rng(seed, "splits"), (300_000, SAFETY_US - 1_000_000), splits)
+    window = (300_000, SAFETY_US - 1_000_000)
+    splitter = Splitter(world, sub_rng(seed, "splits"), window, splits)
+    merger = Merger(world, sub_rng(seed, "merges"), window, merges)
     workload = Workload(
         world,
         sub_rng(seed, "workload"),
@@ -137,6 +142,8 @@ def run_seed(
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
     splitter.start()
+    if splits != NO_SPLITS:
+        merger.start()
     workload.start()
     world.run_until(SAFETY_US)
 
@@ -175,6 +182,7 @@ def run_seed(
         events=world.events,
         faults=plan.enabled,
         liveness_ticks=liveness_ticks,
+        stats={"merged": len(world.retired), "groups": len(world.truth)},
     )
 
 

@@ -37,6 +37,7 @@ class Worlds:
     params: Callable[[WorldParams], WorldParams] | None = None
     plan: Callable[[NemesisPlan], NemesisPlan] | None = None
     splits: int = 0  # 0: as the seed draws
+    merges: int = 0  # 0: as the seed draws
     node_class: type[Node] = Node
     machine_class: type[KvStateMachine] = KvStateMachine
 
@@ -136,6 +137,20 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         100,
     ),
     (
+        "a frozen shard keeps executing writes (the merge drops them)",
+        default_factory,
+        Worlds(merges=2, machine_class=bugs.LeakyFreezeMachine),
+        {"acked-lost", "diverged", "exactly-once", "ownership", "stale-read"},
+        20,
+    ),
+    (
+        "a replica merges before its own replica of the right shard reached the freeze",
+        default_factory,
+        Worlds(merges=2, node_class=bugs.HastyMergeNode),
+        {"acked-lost", "diverged", "exactly-once", "ownership", "stale-read"},
+        40,
+    ),
+    (
         "a split leaves the parent its whole span",
         default_factory,
         Worlds(splits=SPLIT_HEAVY, machine_class=bugs.GreedySplitMachine),
@@ -156,6 +171,7 @@ def first_violation(
             params_hook=worlds.params,
             plan_hook=worlds.plan,
             splits=worlds.splits,
+            merges=worlds.merges,
             node_class=worlds.node_class,
             machine_class=worlds.machine_class,
         )

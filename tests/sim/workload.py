@@ -211,7 +211,7 @@ class Workload:
         # Served as the runtime serves it: from the state as applied, if the key is still
         # the group's (else the read goes again, to the key's group now).
         machine = KvStateMachine(sim.disk.kv.engine(group), initial=node.descriptor(group))
-        if machine.owns(key):
+        if machine.owns(key) and not node.merged_away(group):
             world.checkers[group].on_read(sim.node_id, invoked_us, Slot(sim.committed[group]))
             world.keys.on_read(sim.node_id, key, invoked_us, machine.get(key))
             self.reads += 1

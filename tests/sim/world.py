@@ -25,7 +25,7 @@ from cluster.config import NodeSpec, Sharding, ShardSpec
 from cluster.keys import KeySpan
 from cluster.ranges import RangeDescriptor, base_slot_of, initial_layout
 from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
-from kvstore.model.commands import SplitDone
+from kvstore.model.commands import MergeDone, SplitDone
 from kvstore.model.jobs import run_job
 from kvstore.model.node import (
     Answer,
@@ -155,6 +155,7 @@ class World:
             d.range_id: d for d in initial_layout(self.cluster)
         }
         self.checkers = {g: Checker(voters) for g in self.truth}
+        self.retired: set[int] = set()  # groups merged into another (tombstones)
         self.keys = KeyChecker()  # per key, across groups: linearizable, exactly once
         self._world_checker = Checker(voters)  # world-level findings (liveness, runaways)
         self._next_range_id = 100
@@ -289,6 +290,8 @@ class World:
                 placed_leader_dc=machine.leader_dc,
                 descriptor=machine.descriptor or descriptor,
                 successors=machine.successors,
+                frozen_slot=machine.frozen_slot,
+                merged_into=machine.merged_into,
             )
 
         starts = hosted_at_start(v, layout, open_group)
@@ -538,6 +541,11 @@ class World:
         for group, snap in job.installs:
             self._restore(sim, group, snap.slot, snap.data)
         for group, slot, (value, results) in applied:
+            if group in job.retired:
+                # A tombstone's slot changes nothing; proposers hear OutOfRange.
+                if self.on_applied is not None:
+                    self.on_applied(sim, group, Slot(slot), value, results)
+                continue
             self._apply(sim, group, Slot(slot), value, results)
         for group, slot, data in dumped:
             self._snapshots[(group, slot, hashlib.blake2b(data).digest())] = sim.applied[group][
@@ -609,6 +617,8 @@ class World:
             self.keys.on_result(command, result)
             if isinstance(result, SplitDone):
                 self._split_applied(sim, result)
+            elif isinstance(result, MergeDone):
+                self._merge_applied(sim, result)
         if self.on_applied is not None:
             self.on_applied(sim, group, slot, value, results)
 
@@ -620,6 +630,8 @@ class World:
             base = base_slot_of(self.cluster, right.range_id)
             sim.applied[right.range_id] = self._values_through(right.range_id, base)
         known = self.truth.get(done.left.range_id)
+        if done.left.range_id in self.retired:
+            return  # a lagging replica's split of a range merged away since
         if known is None or known.generation < done.left.generation:
             self.truth[done.left.range_id] = done.left
             self.truth[right.range_id] = right
@@ -628,10 +640,26 @@ class World:
                 "split",
                 f"g{done.left.range_id} at={right.start!r} new=g{right.range_id}",
             )
-            spans = sorted(self.truth.values(), key=lambda d: d.start)
-            for left, nxt in itertools.pairwise(spans):
-                if left.end != nxt.start:
-                    self.fail("ownership", f"the range map has {left.span} then {nxt.span}")
+            self._check_truth()
+
+    def _merge_applied(self, sim: SimNode, done: MergeDone) -> None:
+        """A replica applied a merge: the truth learns it (the first time); the right
+        group lives on as a tombstone (still a Paxos group), outside the range map."""
+        known = self.truth.get(done.merged.range_id)
+        if done.merged.range_id in self.retired:
+            return
+        if known is None or known.generation < done.merged.generation:
+            self.truth[done.merged.range_id] = done.merged
+            self.truth.pop(done.right.range_id, None)
+            self.retired.add(done.right.range_id)
+            self.trace(sim.node_id, "merge", f"g{done.merged.range_id} took g{done.right.range_id}")
+            self._check_truth()
+
+    def _check_truth(self) -> None:
+        spans = sorted(self.truth.values(), key=lambda d: d.start)
+        for left, nxt in itertools.pairwise(spans):
+            if left.end != nxt.start:
+                self.fail("ownership", f"the range map has {left.span} then {nxt.span}")
 
     def _check_reads(self) -> None:
         """Lease holders, and what each replica would promise a read, after every event.
@@ -642,7 +670,7 @@ class World:
         *now* every time, since a promise ages as time passes."""
         for v in self._touched:
             sim = self.nodes[v]
-            for group in self.groups:
+            for group in [*self.groups, *self.retired]:  # a tombstone is still a Paxos group
                 replica = sim.replica(group)
                 if replica is None or sim.paused:
                     self._promises.pop((v, group), None)

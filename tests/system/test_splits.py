@@ -129,3 +129,76 @@ def test_shards_past_the_split_size_split_by_themselves(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         local.stop_all()
+
+
+def test_a_merge_under_writes_loses_nothing_and_survives_a_restart(tmp_path: Path) -> None:
+    """``Admin.MergeRange`` (as ``kvstore merge``) joins a shard split off a moment before
+    back into its left neighbour while a client writes to both: the client never sees an
+    error, every write applies once, the scan is whole, the layout is as before the split
+    (one generation on), and all of it survives a restart."""
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+    keys = [f"k{i:04d}" for i in range(KEYS_BEFORE + KEYS_DURING)]
+
+    async def main() -> None:
+        async with AsyncClient(local.endpoints, timeout_s=20) as kv:
+            for key in keys[:KEYS_BEFORE]:
+                await kv.put(key, f"v-{key}")
+            channel, stub = await admin(local.endpoints[1])
+            async with channel:
+                before = await layout(local.endpoints[0])
+                split = await stub.SplitRange(
+                    admin_pb2.SplitRangeRequest(shard_id=3, at=b"k0100"), timeout=10
+                )
+
+                async def writer() -> None:
+                    for key in keys[KEYS_BEFORE:]:
+                        await kv.put(key, f"v-{key}")  # an error here fails the test
+
+                writing = asyncio.create_task(writer())
+                await asyncio.sleep(0.2)
+                merged = await stub.MergeRange(
+                    admin_pb2.MergeRangeRequest(shard_id=3), timeout=20
+                )
+                assert merged.merged.shard_id == 3
+                assert (merged.merged.start, merged.merged.end) == (split.left.start, b"")
+                assert merged.merged.generation == 3
+                await writing
+                # The last shard has nothing after it; an unknown shard is not found.
+                for shard_id, code in (
+                    (3, grpc.StatusCode.FAILED_PRECONDITION),
+                    (999, grpc.StatusCode.NOT_FOUND),
+                ):
+                    try:
+                        await stub.MergeRange(
+                            admin_pb2.MergeRangeRequest(shard_id=shard_id), timeout=10
+                        )
+                        raise AssertionError(f"merge of shard {shard_id} was accepted")
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() == code, err
+            for key in keys:
+                got = await kv.get(key)
+                assert got is not None and got.value == f"v-{key}".encode(), key
+                assert got.version == 1, key
+            scanned, more = await kv.scan("c", "")
+            assert not more and [x.key.decode() for x in scanned] == keys
+            after = await layout(local.endpoints[2])
+            assert [(s.shard_id, s.start, s.end) for s in after] == [
+                (s.shard_id, s.start, s.end) for s in before
+            ]
+            assert sum(s.keys for s in after if s.start >= b"c") == len(keys)
+
+        for node_id in list(local.procs):
+            local.kill(node_id)
+        local.start_all()
+        async with AsyncClient(local.endpoints, timeout_s=20) as kv:
+            scanned, _ = await kv.scan("c", "")
+            assert [x.key.decode() for x in scanned] == keys
+            await kv.put("k0101", "after-restart")
+            assert (await kv.get("k0101")).value == b"after-restart"  # type: ignore[union-attr]
+        assert len(await layout(local.endpoints[0])) == len(after)
+
+    try:
+        asyncio.run(main())
+    finally:
+        local.stop_all()

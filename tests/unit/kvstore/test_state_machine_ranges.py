@@ -10,9 +10,13 @@ from hypothesis import strategies as st
 from cluster import RangeDescriptor
 from kvstore.model import (
     AllocateRangeId,
+    Freeze,
+    Frozen,
     Invalid,
     KvStateMachine,
     MemoryStore,
+    Merge,
+    MergeDone,
     OutOfRange,
     Put,
     PutResult,
@@ -20,6 +24,7 @@ from kvstore.model import (
     RequestId,
     Split,
     SplitDone,
+    StaleRequest,
     encode_command,
 )
 
@@ -108,3 +113,71 @@ def test_the_halving_key_splits_the_bytes_as_evenly_as_a_key_boundary_allows(
     # the first cut whose left side reaches half, or the last key if none does
     assert left >= sum(sizes) // 2 or cut == len(keys) - 1
     assert cut == 1 or sum(sizes[: cut - 1]) < sum(sizes) // 2
+
+
+# ---------------------------------------------------------------------- merges
+
+
+def test_a_merge_takes_the_frozen_right_shard_keys_size_sessions_and_revision() -> None:
+    store = MemoryStore()
+    left, right = machine(store, FIRST), machine(store, SECOND)
+    apply(left, Put(RequestId(7, 1), b"a", b"1"))
+    apply(right, Put(RequestId(7, 2), b"p", b"22"), Put(RequestId(8, 5), b"q", b"3"))
+    apply(right, Put(RequestId(0, 0), b"r", b"4"))  # right's revision passes left's
+    (frozen,) = apply(right, Freeze(RequestId(0, 0)))
+    assert frozen == Frozen(SECOND, right.applied_slot)
+    # Final: nothing changes right any more, not even a split.
+    assert apply(right, Put(RequestId(9, 1), b"p", b"x"), Split(RequestId(0, 0), b"t", 9)) == [
+        OutOfRange(SECOND),
+        OutOfRange(SECOND),
+    ]
+    (done,) = apply(left, Merge(RequestId(0, 0), SECOND, frozen.slot))
+    assert isinstance(done, MergeDone)
+    assert done.merged == RangeDescriptor(1, b"", b"", (1, 2, 3), generation=2)
+    assert (left.owns(b"p"), left.keys, left.bytes) == (True, 4, 2 + 3 + 2 + 2)
+    assert left.revision == right.revision == 3
+    assert left.get(b"p").value == b"22"  # type: ignore[union-attr]
+    # Sessions: right's retry is still exactly-once in the merged shard; per client the
+    # newer entry wins (client 7's seq 2 from right over seq 1 from left).
+    (again,) = apply(left, Put(RequestId(8, 5), b"q", b"3"))
+    assert isinstance(again, PutResult) and left.get(b"q").version == 1  # type: ignore[union-attr]
+    (stale,) = apply(left, Put(RequestId(7, 1), b"a", b"1"))
+    assert stale == StaleRequest(2)
+    # The next write takes a revision above both shards'.
+    (put,) = apply(left, Put(RequestId(0, 0), b"z", b"5"))
+    assert isinstance(put, PutResult) and put.revision == 4
+
+
+def test_a_merge_of_an_unfrozen_or_non_adjacent_shard_is_refused_and_changes_nothing() -> None:
+    store = MemoryStore()
+    left, right = machine(store, FIRST), machine(store, SECOND)
+    apply(right, Put(RequestId(0, 0), b"p", b"1"))
+    (unfrozen,) = apply(left, Merge(RequestId(0, 0), SECOND, 2))
+    assert isinstance(unfrozen, Invalid)
+    (frozen,) = apply(right, Freeze(RequestId(0, 0)))
+    (wrong_slot,) = apply(left, Merge(RequestId(0, 0), SECOND, frozen.slot + 1))
+    assert isinstance(wrong_slot, Invalid)
+    far = RangeDescriptor(5, b"x", b"", (1, 2, 3))
+    (not_adjacent,) = apply(left, Merge(RequestId(0, 0), far, frozen.slot))
+    assert isinstance(not_adjacent, Invalid)
+    other_nodes = RangeDescriptor(2, b"m", b"", (4, 5, 6))
+    (elsewhere,) = apply(left, Merge(RequestId(0, 0), other_nodes, frozen.slot))
+    assert isinstance(elsewhere, Invalid)
+    assert left.descriptor == FIRST and not left.owns(b"p")
+    # The first shard has no left neighbour: it cannot be frozen.
+    (first,) = apply(left, Freeze(RequestId(0, 0)))
+    assert isinstance(first, Invalid) and not left.frozen_slot
+    # Freezing twice answers with the first freeze.
+    (twice,) = apply(right, Freeze(RequestId(0, 0)))
+    assert twice == frozen
+
+
+def test_freeze_and_merge_survive_the_codec() -> None:
+    from kvstore.model.commands import decode_command, merge_in
+
+    merge = Merge(RequestId(3, 4), SECOND, 17)
+    assert decode_command(encode_command(merge)) == merge
+    assert decode_command(encode_command(Freeze(RequestId(1, 2)))) == Freeze(RequestId(1, 2))
+    put = encode_command(Put(RequestId(0, 0), b"k", b"v"))
+    assert merge_in((put, encode_command(merge))) == merge
+    assert merge_in((put,)) is None

@@ -1,0 +1,86 @@
+"""Merges in every seed's schedule: two neighbours become one while clients write and read,
+splits happen and the nemesis injects faults.
+
+Drawn from a stream of its own (``sub_rng(seed, "merges")``), so every other draw is what it
+would be without it. A merge is the admin service's two steps, as a coordinator that may
+be slow or retry: ``Freeze`` at the right range's leader, until some replica applied it
+(its slot read from that replica's state, as the proposer would hear it); then ``Merge``
+at the leader of whatever range ends where the frozen one starts (a split of the left one
+meanwhile changes which), until the truth shows the merge. A frozen range is unavailable
+until merged, so the coordinator keeps trying into the liveness phase: a merge that never
+finishes shows up as clients that never finish.
+"""
+
+from __future__ import annotations
+
+import random
+
+from cluster.ranges import RangeDescriptor
+from kvstore.model import KvStateMachine, RequestId
+from kvstore.model.commands import Freeze, Merge
+from tests.sim.world import World
+
+MERGES = (1, 2)  # per seed, during the safety phase
+RETRY_US = 150_000
+
+
+class Merger:
+    def __init__(
+        self, world: World, rng: random.Random, window_us: tuple[int, int], merges: int = 0
+    ) -> None:
+        self._world = world
+        self._rng = rng
+        count = max(merges, 0) if merges else rng.randint(*MERGES)
+        self._times = sorted(rng.randrange(*window_us) for _ in range(count))
+        self.frozen = 0
+        self.merged = 0
+
+    def start(self) -> None:
+        for at_us in self._times:
+            self._world.schedule(at_us, self._begin)
+
+    def _begin(self) -> None:
+        world = self._world
+        ranges = sorted(world.truth.values(), key=lambda d: d.start)
+        if len(ranges) < 2:
+            return
+        right = self._rng.choice(ranges[1:])
+        world.trace(0, "nemesis", f"merge g{right.range_id} into its left neighbour")
+        self._freeze(right.range_id)
+
+    def _freeze(self, range_id: int) -> None:
+        world = self._world
+        if range_id not in world.truth:
+            return  # merged meanwhile (by an earlier coordinator)
+        frozen = self._frozen_at(range_id)
+        if frozen is not None:
+            self.frozen += 1
+            self._merge(*frozen)
+            return
+        leader = world.leader(range_id)
+        if leader is not None:
+            world.submit(leader, range_id, Freeze(RequestId(0, 0)), 0)
+        world.schedule(world.now_us + RETRY_US, self._freeze, range_id)
+
+    def _frozen_at(self, range_id: int) -> tuple[RangeDescriptor, int] | None:
+        """The frozen range and its freeze slot, from any replica that applied the freeze."""
+        for sim in self._world.nodes.values():
+            node = sim.node
+            if node is None or not node.hosts(range_id):
+                continue
+            machine = KvStateMachine(sim.disk.kv.engine(range_id))
+            if machine.frozen_slot and machine.descriptor is not None:
+                return machine.descriptor, machine.frozen_slot
+        return None
+
+    def _merge(self, right: RangeDescriptor, frozen_slot: int) -> None:
+        world = self._world
+        if right.range_id not in world.truth:
+            self.merged += 1
+            return
+        left = next((d for d in world.truth.values() if d.end == right.start), None)
+        if left is not None:
+            leader = world.leader(left.range_id)
+            if leader is not None:
+                world.submit(leader, left.range_id, Merge(RequestId(0, 0), right, frozen_slot), 0)
+        world.schedule(world.now_us + RETRY_US, self._merge, right, frozen_slot)
