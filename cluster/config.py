@@ -79,7 +79,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "[wan]": frozenset({"latency_ms", "jitter_ms", "links"}),
     "[[wan.links]]": frozenset({"between", "latency_ms"}),
     "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
-    "[sharding]": frozenset({"split_size_mb", "split_ops_per_s"}),
+    "[sharding]": frozenset({"split_size_mb", "split_ops_per_s", "merge_size_mb", "merge_after_s"}),
 }
 
 
@@ -123,15 +123,32 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Sharding:
     """When a shard splits by itself (``[sharding]``; 0 turns a trigger off): past
-    ``split_size_mb`` of keys and values, or past ``split_ops_per_s`` commands a second."""
+    ``split_size_mb`` of keys and values, or past ``split_ops_per_s`` commands a second.
+
+    And when a range split off another merges back into its left neighbour by itself: both
+    unchanged for ``merge_after_s``, together under ``merge_size_mb`` (and under a quarter
+    of ``split_size_mb``, so a merged range must grow four-fold before it splits again: no
+    flapping), and together under half of ``split_ops_per_s`` if that is set. The configured
+    layout's boundaries are never merged away by themselves."""
 
     split_size_mb: float = 64.0
     split_ops_per_s: float = 0.0
+    merge_size_mb: float = 16.0
+    merge_after_s: float = 60.0
 
     def wants_split(self, size_bytes: int, ops_per_s: float) -> bool:
         too_big = self.split_size_mb > 0 and size_bytes > self.split_size_mb * (1 << 20)
         too_hot = self.split_ops_per_s > 0 and ops_per_s > self.split_ops_per_s
         return too_big or too_hot
+
+    def wants_merge(self, size_bytes: int, ops_per_s: float) -> bool:
+        """Whether two neighbours of these sizes and load together should be one."""
+        limit = self.merge_size_mb
+        if self.split_size_mb > 0:
+            limit = min(limit, self.split_size_mb / 4)
+        if limit <= 0 or size_bytes >= limit * (1 << 20):
+            return False
+        return self.split_ops_per_s <= 0 or ops_per_s < self.split_ops_per_s / 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -409,30 +409,24 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self._ranges.update(_descriptor(s) for s in view.shards)
 
     def merge_wanted(self, shard_id: int) -> None:
-        """A frozen range this node leads was not merged in time (its merge's caller
-        stopped half-way): finish it, in a task of its own."""
-        task = asyncio.create_task(self._finish_automatically(shard_id))
+        """The node wants the range after ``shard_id`` merged into it (``[sharding]``, or a
+        frozen one whose merge's caller stopped half-way): as ``MergeRange``, in a task."""
+        task = asyncio.create_task(self._merge_automatically(shard_id))
         self._splitting.add(task)
         task.add_done_callback(self._splitting.discard)
 
-    async def _finish_automatically(self, shard_id: int) -> None:
-        if not self._runtime.hosts(shard_id):
-            return
-        with self._runtime.read_state_machine(shard_id) as sm:
-            frozen, slot = sm.descriptor, sm.frozen_slot
-        if frozen is None or not slot:
-            return
-        # Called as the RPC's step is, with a context of its own (``_InternalCall``).
-        finish: Callable[..., Awaitable[RangeDescriptor]] = self.finish_merge
+    async def _merge_automatically(self, shard_id: int) -> None:
+        # Called as the RPC is, with a context of its own (``_InternalCall``).
+        merge: Callable[[Any, Any], Awaitable[admin_pb2.MergeRangeResponse]] = self.MergeRange
         try:
-            merged = await finish(frozen, slot, _InternalCall())
-        except _RefusedError as refused:
+            done = await merge(admin_pb2.MergeRangeRequest(shard_id=shard_id), _InternalCall())
+        except _RefusedError as refused:  # the node asks again after MERGE_REST_S
             self._log.info(
-                "merge_finish_refused", shard=shard_id, code=refused.code.name,
+                "auto_merge_refused", shard=shard_id, code=refused.code.name,
                 reason=refused.details,
             )  # fmt: skip
             return
-        self._log.info("merge_finished", shard=merged.range_id, merged_shard=shard_id)
+        self._log.info("auto_merge", shard=shard_id, end=done.merged.end)
 
     def split_wanted(self, shard_id: int) -> None:
         """The node wants ``shard_id`` split (``[sharding]``; this node leads it): split it

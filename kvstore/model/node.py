@@ -81,8 +81,11 @@ BALANCE_COOLDOWN_TICKS = 200  # a new leader holds this long before moving to it
 # split, or its refusal, comes within them; a refused one waits as long before a retry).
 SPLIT_REST_S = 10
 # A frozen range still not merged this long after its freeze (its merge's caller stopped
-# half-way): the node leading it asks the driver to finish the merge, and again as long.
+# half-way): the node leading it asks the driver to finish the merge.
 MERGE_FINISH_S = 5
+# A range this node asked to merge (or to finish merging) is not asked about again for this
+# many seconds (the merge, or its refusal, comes within them).
+MERGE_REST_S = 10
 
 
 # ---------------------------------------------------------------------- answers
@@ -198,8 +201,9 @@ class Effects:
     # Groups this node leads that ``[sharding]`` finds too big or too hot: the driver splits
     # each (a new range id, the halving key, ``Split`` proposed here).
     splits_wanted: list[int] = field(default_factory=list)
-    # Frozen groups this node leads whose merge did not follow: the driver finishes each
-    # (``Merge`` at the left neighbour's leader).
+    # Left ranges whose right neighbour (led here) should merge into them: small and cold
+    # (``[sharding]``), or frozen and not merged in time. The driver merges each, as
+    # ``Admin.MergeRange`` of the left range does (a frozen right one is merged as it is).
     merges_wanted: list[int] = field(default_factory=list)
 
 
@@ -243,6 +247,8 @@ class _Group:
     size_bytes: int = 0  # keys and values, as the last job that changed them left them
     split_rest_s: int = 0  # seconds before this node may ask to split the group again
     frozen_for_s: int = 0  # whole seconds this node saw it frozen and not merged
+    unchanged_s: int = 0  # whole seconds since its span last changed here (or since start)
+    merge_rest_s: int = 0  # seconds before this node may ask to merge it again
     frozen_slot: int = 0  # applied a Freeze there: final, waiting to be merged (0: not)
     # Merged into this group here: a tombstone that still votes in its Paxos group (a
     # lagging peer may need its log to reach the freeze) but touches no state.
@@ -557,7 +563,7 @@ class Node:
                 group.ops_per_s = float(group.ops - group.ops_at_sample)
                 group.ops_at_sample = group.ops
             self._want_splits()
-            self._want_merges_finished()
+            self._want_merges()
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -578,14 +584,46 @@ class Node:
                     ops_per_s=group.ops_per_s,
                 )
 
-    def _want_merges_finished(self) -> None:
-        for group in self._groups.values():
-            if not group.frozen_slot or group.absorbed_by is not None:
+    def _want_merges(self) -> None:
+        """Once a second: the ranges this node leads that should merge into their left
+        neighbour (``[sharding]``), and frozen ones whose merge did not follow in time."""
+        policy = self.cluster.sharding
+        live = [g for g in self._groups.values() if g.absorbed_by is None]
+        by_end = {g.descriptor.end: g for g in live if g.descriptor.end}
+        for right in live:
+            right.unchanged_s += 1
+            if right.frozen_slot:
+                right.frozen_for_s += 1
+            if right.merge_rest_s:
+                right.merge_rest_s -= 1
                 continue
-            group.frozen_for_s += 1
-            if group.frozen_for_s % MERGE_FINISH_S == 0 and group.replica.role is Role.LEADER:
-                self._effects.merges_wanted.append(group.group_id)
-                self._log.info("merge_unfinished", shard=group.group_id)
+            left = by_end.get(right.descriptor.start) if right.descriptor.start else None
+            if right.replica.role is not Role.LEADER or right.awaiting or left is None:
+                continue
+            if right.frozen_slot:
+                if right.frozen_for_s < MERGE_FINISH_S:
+                    continue
+                reason = "merge_unfinished"
+            elif (
+                base_slot_of(self.cluster, right.group_id) == 0  # a configured boundary
+                or left.awaiting
+                or left.frozen_slot
+                or min(left.unchanged_s, right.unchanged_s) < policy.merge_after_s
+                or not policy.wants_merge(
+                    left.size_bytes + right.size_bytes, left.ops_per_s + right.ops_per_s
+                )
+            ):
+                continue
+            else:
+                reason = "merge_wanted"
+            right.merge_rest_s = MERGE_REST_S
+            self._effects.merges_wanted.append(left.group_id)
+            self._log.info(
+                reason,
+                shard=left.group_id,
+                right_shard=right.group_id,
+                size_bytes=left.size_bytes + right.size_bytes,
+            )
 
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the group's preferred-DC replica when it is healthy.
@@ -864,6 +902,7 @@ class Node:
         new group here, its base the state the split left in the state machine. The parent's
         leader campaigns for it at once, so it serves without waiting out an election."""
         group.descriptor = done.left
+        group.unchanged_s = 0
         self.layout_version += 1
         right = done.right
         self._log.info(
@@ -884,6 +923,7 @@ class Node:
         """This replica merged the right shard into ``group``: it spans both now, and the
         right shard's group here is a tombstone."""
         group.descriptor = done.merged
+        group.unchanged_s = 0
         self.layout_version += 1
         self._log.info(
             "range_merged",
@@ -899,6 +939,8 @@ class Node:
         """A snapshot replaced the group's state: take its descriptor, and host the groups
         split off it (that include this node) which this node has not heard of yet."""
         if header.descriptor is not None:
+            if header.descriptor != group.descriptor:
+                group.unchanged_s = 0
             group.descriptor = header.descriptor
             self.layout_version += 1
             self._absorb_covered(group)

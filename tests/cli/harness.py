@@ -129,6 +129,13 @@ class _Admin(admin_pb2_grpc.AdminServicer):
             right=admin_pb2.ShardInfo(shard_id=4, start=at, replicas=[1, 2, 3], generation=2),
         )
 
+    def MergeRange(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.shard_id != 1:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+        return admin_pb2.MergeRangeResponse(
+            merged=admin_pb2.ShardInfo(shard_id=1, end=b"t", replicas=[1, 2, 3], generation=3)
+        )
+
     def NodeStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         shard = admin_pb2.ShardReplicaStatus(shard_id=1, role="leader", promised_ballot="1.n1")
         return admin_pb2.NodeStatusResponse(

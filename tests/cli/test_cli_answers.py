@@ -131,6 +131,20 @@ def test_split_sends_the_key_as_typed_and_shows_both_halves() -> None:
         assert ran.code == 2 and ran.err.count("\n") == 1, ran.err
 
 
+def test_merge_shows_the_merged_range_in_json_and_words() -> None:
+    with fake_node() as (node, _):
+        ran = run("merge", "1", "--endpoints", node, "-o", "json")
+        assert ran.code == 0, ran.err
+        shown = json.loads(ran.out)["merged"]
+        assert (shown["id"], shown["end"], shown["generation"]) == (1, "t", 3)
+        ran = run("merge", "1", "--endpoints", node)
+        assert ran.out == "shard 1 now spans ['', 't') (generation 3)\n"
+        ran = run("merge", "7", "--endpoints", node)
+        assert (ran.code, ran.err.strip()) == (2, "kvstore: NOT_FOUND: no shard 7")
+        ran = run("merge", "x", "--endpoints", node)
+        assert ran.code == 2 and ran.err.count("\n") == 1, ran.err
+
+
 def test_shards_shows_generation_size_and_load_in_json_and_table() -> None:
     with fake_node() as (node, _):
         rows = json.loads(run("shards", "--endpoints", node, "-o", "json").out)["shards"]

@@ -20,6 +20,7 @@ COMMANDS = (
     ("shards",),
     ("transfer-leader",),
     ("split",),
+    ("merge",),
     ("placement", "set"),
     ("placement", "plan"),
     ("config", "check"),

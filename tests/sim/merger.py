@@ -9,6 +9,10 @@ at the leader of whatever range ends where the frozen one starts (a split of the
 meanwhile changes which), until the truth shows the merge. A frozen range is unavailable
 until merged, so the coordinator keeps trying into the liveness phase: a merge that never
 finishes shows up as clients that never finish.
+
+Automatic merges come from the nodes (``Effects.merges_wanted``, in the seeds that draw a
+split size): a node leading a small, quiet range asks, and the merger merges it into the
+left range the node named, as the runtime's admin service does.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Merger:
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.frozen = 0
         self.merged = 0
+        self.automatic = 0
+        world.on_merge_wanted = self._wanted
 
     def start(self) -> None:
         for at_us in self._times:
@@ -46,6 +52,20 @@ class Merger:
             return
         right = self._rng.choice(ranges[1:])
         world.trace(0, "nemesis", f"merge g{right.range_id} into its left neighbour")
+        self._freeze(right.range_id)
+
+    def _wanted(self, v: int, left_id: int) -> None:
+        # Not from inside the node's turn: proposing is an input of its own.
+        self._world.schedule(self._world.now_us + 1, self._auto_merge, left_id)
+
+    def _auto_merge(self, left_id: int) -> None:
+        world = self._world
+        left = world.truth.get(left_id)
+        right = next((d for d in world.truth.values() if left and d.start == left.end), None)
+        if left is None or right is None or not left.end:
+            return
+        world.trace(0, "auto-merge", f"g{right.range_id} into g{left_id}")
+        self.automatic += 1
         self._freeze(right.range_id)
 
     def _freeze(self, range_id: int) -> None:

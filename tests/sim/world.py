@@ -71,7 +71,13 @@ def sim_cluster(
             ShardSpec(g, KeySpan(bounds[g - 1], bounds[g]), tuple(voters), None)
             for g in range(1, groups + 1)
         ),
-        sharding=Sharding(split_size_mb=split_size_bytes / (1 << 20)),
+        # Automatic merges where automatic splits are on: after a second of quiet, under a
+        # quarter of the split size (the policy's own bound).
+        sharding=Sharding(
+            split_size_mb=split_size_bytes / (1 << 20),
+            merge_size_mb=split_size_bytes / (1 << 20),
+            merge_after_s=1.0,
+        ),
     )
 
 
@@ -182,6 +188,8 @@ class World:
         self.on_read: Callable[[SimNode, Token], None] | None = None
         # Told of each group a node wants split (``Effects.splits_wanted``).
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
+        # Told of each left range a node wants its right neighbour merged into.
+        self.on_merge_wanted: Callable[[NodeId, int], None] | None = None
         for v in voters:
             self.start(v)
 
@@ -480,6 +488,9 @@ class World:
         for group in effects.splits_wanted:
             if self.on_split_wanted is not None:
                 self.on_split_wanted(sim.node_id, group)
+        for group in effects.merges_wanted:
+            if self.on_merge_wanted is not None:
+                self.on_merge_wanted(sim.node_id, group)
 
     def _disk_start(self, v: NodeId, incarnation: int, job: DiskJob) -> None:
         """The disk takes ``job`` up: its applies are computed in an open transaction, and

@@ -157,9 +157,7 @@ def test_a_merge_under_writes_loses_nothing_and_survives_a_restart(tmp_path: Pat
 
                 writing = asyncio.create_task(writer())
                 await asyncio.sleep(0.2)
-                merged = await stub.MergeRange(
-                    admin_pb2.MergeRangeRequest(shard_id=3), timeout=20
-                )
+                merged = await stub.MergeRange(admin_pb2.MergeRangeRequest(shard_id=3), timeout=20)
                 assert merged.merged.shard_id == 3
                 assert (merged.merged.start, merged.merged.end) == (split.left.start, b"")
                 assert merged.merged.generation == 3

@@ -248,3 +248,24 @@ def test_sharding_thresholds_are_read_checked_and_decide_splits() -> None:
             parse_cluster_config(config(PICTURE) + f"\n[sharding]\nsplit_size_mb = {bad}\n")
     with pytest.raises(ClusterConfigError, match="unknown key 'merge' in table \\[sharding\\]"):
         parse_cluster_config(config(PICTURE) + "\n[sharding]\nmerge = 1\n")
+
+
+def test_merge_thresholds_keep_a_merged_range_far_from_its_next_split() -> None:
+    from cluster import Sharding
+
+    custom = parse_cluster_config(
+        config(PICTURE) + "\n[sharding]\nmerge_size_mb = 2\nmerge_after_s = 5\n"
+    ).sharding
+    assert (custom.merge_size_mb, custom.merge_after_s) == (2.0, 5.0)
+    mib = 1 << 20
+    assert custom.wants_merge(2 * mib - 1, 0.0) and not custom.wants_merge(2 * mib, 0.0)
+    # Never past a quarter of the split size, whatever merge_size_mb says: a merged range
+    # must grow four-fold before it splits again.
+    small = Sharding(split_size_mb=1.0, merge_size_mb=16.0)
+    assert small.wants_merge(mib // 4 - 1, 0.0) and not small.wants_merge(mib // 4, 0.0)
+    # Hot neighbours stay apart: under half the split load only.
+    hot = Sharding(split_ops_per_s=100.0)
+    assert hot.wants_merge(0, 49.9) and not hot.wants_merge(0, 50.0)
+    assert not Sharding(merge_size_mb=0.0).wants_merge(0, 0.0)  # 0: never
+    with pytest.raises(ClusterConfigError, match=r"sharding\.merge_size_mb must be a number"):
+        parse_cluster_config(config(PICTURE) + "\n[sharding]\nmerge_size_mb = -1\n")
