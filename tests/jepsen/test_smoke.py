@@ -41,8 +41,8 @@ def test_partitions_kills_wiped_disks_and_splits_stay_linearizable_and_recover(
     # Seed 2 also mixes in bounded-staleness reads, checked against the same history.
     bounded = ["--bounded-reads-ms", "300"] if seed == 2 else []
     code, results, output = jepsen(
-        out, "--duration", "30", "--nemesis", "partition,kill,wipe,split,merge", "--seed", str(seed),
-        *bounded,
+        out, "--duration", "30", "--nemesis", "partition,kill,wipe,split,merge",
+        "--seed", str(seed), *bounded,
     )  # fmt: skip
     assert results["verdict"] == "valid", output + (out / "summary.md").read_text()
     if bounded:
