@@ -740,6 +740,7 @@ class Node:
                         self._tombstone(group, newer)
                     else:
                         job.installs.append((group.group_id, ready.snapshot))
+                        group.held = []  # slots the snapshot covers (all that were held)
                     if installed is not None and newer is None:
                         # Before any later work of the groups it took over is queued.
                         self._absorb_covered(group, installed)
@@ -817,6 +818,8 @@ class Node:
         if group.held_install is not None:
             if group.absorbed_by is None:
                 job.installs.append((group.group_id, group.held_install))
+                covered = group.held_install.slot
+                pending = [entry for entry in pending if entry.slot > covered]
             group.held_install = None
         for index, entry in enumerate(pending):
             merge = merge_in(entry.value) if group.absorbed_by is None else None
