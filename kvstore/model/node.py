@@ -261,8 +261,10 @@ class _Group:
 
     @property
     def awaiting(self) -> bool:
-        """Hosted, but without the state it starts from: a snapshot will bring it."""
-        return self.replica.chosen_through < self.replica.config.base_slot
+        """Hosted, but without the state it starts from: a snapshot will bring it (until
+        its install is applied here, the descriptor is only what its parent recorded)."""
+        base = self.replica.config.base_slot
+        return self.replica.chosen_through < base or self.applied_slot < base
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,9 @@ class Workload:
             client.in_flight = encode_command(client.command)
             self._in_flight[client.in_flight] = client
         command = client.command
+        # Routed again at every attempt, as a gateway does: a merge may have retired the
+        # group an earlier attempt went to (a tombstone may have no leader to refuse it).
+        client.group = world.group_of(command.key)
         sim = world.nodes[client.target]
         if not sim.running:
             client.target = self._rng.choice(world.voters)
