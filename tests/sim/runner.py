@@ -207,6 +207,9 @@ def _core_converged(world: World, core: list[NodeId]) -> bool:
             replica = world.nodes[v].replica(group)
             if replica is not None:
                 chosen.add(replica.chosen_through)
+            node = world.nodes[v].node
+            if node is not None and node.hosts(group) and node.awaiting(group):
+                return False  # its first state is still on its way (an install in flight)
         if not (len(lengths) == 1 and len(chosen) == 1 and lengths == chosen):
             return False
         # Everything chosen anywhere (a slot chosen with replicas outside the core is re-

@@ -30,6 +30,10 @@ REGRESSION_SEEDS = (
     2785,  # a leader never learned slots its followers learned chosen and then compacted
     7500,  # two replicas of a quorum of three preempted each other's campaigns for good
     2186,  # a candidate fetched chosen slots from a cut-off peer, not from its promiser
+    527,  # a client kept retrying at a range merged away (route again at every attempt)
+    669,  # the same: a client pinned to a range merged away
+    732,  # a snapshot-born group's recorded descriptor overlapped a live one before install
+    1434,  # the liveness phase ended while a core node's new group still awaited its install
 )
 
 
