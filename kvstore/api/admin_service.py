@@ -411,44 +411,51 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     def merge_wanted(self, shard_id: int) -> None:
         """The node wants the range after ``shard_id`` merged into it (``[sharding]``, or a
         frozen one whose merge's caller stopped half-way): as ``MergeRange``, in a task."""
-        task = asyncio.create_task(self._merge_automatically(shard_id))
-        self._splitting.add(task)
-        task.add_done_callback(self._splitting.discard)
-
-    async def _merge_automatically(self, shard_id: int) -> None:
-        # Called as the RPC is, with a context of its own (``_InternalCall``).
-        merge: Callable[[Any, Any], Awaitable[admin_pb2.MergeRangeResponse]] = self.MergeRange
-        try:
-            done = await merge(admin_pb2.MergeRangeRequest(shard_id=shard_id), _InternalCall())
-        except _RefusedError as refused:  # the node asks again after MERGE_REST_S
-            self._log.info(
-                "auto_merge_refused", shard=shard_id, code=refused.code.name,
-                reason=refused.details,
-            )  # fmt: skip
-            return
-        self._log.info("auto_merge", shard=shard_id, end=done.merged.end)
+        self._in_background(
+            "merge",
+            self.MergeRange,
+            admin_pb2.MergeRangeRequest(shard_id=shard_id),
+            shard_id,
+            lambda done: {"end": done.merged.end},
+        )
 
     def split_wanted(self, shard_id: int) -> None:
         """The node wants ``shard_id`` split (``[sharding]``; this node leads it): split it
         at the key that halves its bytes, as ``SplitRange`` does, in a task of its own."""
-        task = asyncio.create_task(self._split_automatically(shard_id))
+        self._in_background(
+            "split",
+            self.SplitRange,
+            admin_pb2.SplitRangeRequest(shard_id=shard_id),
+            shard_id,
+            lambda done: {"new_shard": done.right.shard_id, "at": done.right.start},
+        )
+
+    def _in_background(
+        self,
+        what: str,
+        rpc: Callable[[Any, Any], Awaitable[Any]],
+        request: Any,
+        shard_id: int,
+        facts: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        """``rpc`` as the node's own wish: called as the RPC is, with a context of its own
+        (``_InternalCall``); logged ``auto_<what>``, or ``auto_<what>_refused`` (the node
+        asks again after its rest)."""
+
+        async def call() -> None:
+            try:
+                done = await rpc(request, _InternalCall())
+            except _RefusedError as refused:
+                self._log.info(
+                    f"auto_{what}_refused", shard=shard_id, code=refused.code.name,
+                    reason=refused.details,
+                )  # fmt: skip
+                return
+            self._log.info(f"auto_{what}", shard=shard_id, **facts(done))
+
+        task = asyncio.create_task(call())
         self._splitting.add(task)
         task.add_done_callback(self._splitting.discard)
-
-    async def _split_automatically(self, shard_id: int) -> None:
-        # Called as the RPC is, with a context of its own (``_InternalCall``).
-        split: Callable[[Any, Any], Awaitable[admin_pb2.SplitRangeResponse]] = self.SplitRange
-        try:
-            done = await split(admin_pb2.SplitRangeRequest(shard_id=shard_id), _InternalCall())
-        except _RefusedError as refused:  # the node asks again after SPLIT_REST_S
-            self._log.info(
-                "auto_split_refused", shard=shard_id, code=refused.code.name,
-                reason=refused.details,
-            )  # fmt: skip
-            return
-        self._log.info(
-            "auto_split", shard=shard_id, new_shard=done.right.shard_id, at=done.right.start
-        )
 
     def close(self) -> None:
         for task in self._splitting:
