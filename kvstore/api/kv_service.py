@@ -606,9 +606,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         return bound is not None and bound <= max_staleness_ms, bound
 
     def _get_local(self, shard: int, key: bytes, bound_ms: float | None) -> kv_pb2.GetResponse:
-        kv = self._runtime.get_local(shard, key)
+        kv, revision = self._runtime.get_local(shard, key)
         response = kv_pb2.GetResponse(
-            found=kv is not None, header=self._header(shard, None, bound_ms)
+            found=kv is not None, header=self._header(shard, revision, bound_ms)
         )
         if kv is not None:
             response.kv.CopyFrom(_kv(kv))

@@ -94,12 +94,14 @@ def _measure(
     """The bytes of keys and values of each group the job changed: applied to, installed,
     or born of a split."""
     for group, _ in job.installs:
-        sizes[group] = KvStateMachine(engine_for(group), initial=job.descriptors.get(group)).bytes
+        sizes[group] = KvStateMachine(
+            engine_for(group), initial=job.descriptors.get(group)
+        ).size_bytes
     for group, machine in machines.items():
-        sizes[group] = machine.bytes
+        sizes[group] = machine.size_bytes
     for _, _, (_, results) in applied:
         for _, result in results:
             if isinstance(result, SplitDone):
                 sizes[result.right.range_id] = KvStateMachine(
                     engine_for(result.right.range_id)
-                ).bytes
+                ).size_bytes

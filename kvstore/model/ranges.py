@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
@@ -30,7 +31,10 @@ def encode_descriptor(d: RangeDescriptor) -> bytes:
     return w.framed()
 
 
+@lru_cache(maxsize=4096)
 def decode_descriptor(raw: bytes) -> RangeDescriptor:
+    """Cached: every read decodes its shard's descriptor (to check the key is still there),
+    and a shard's descriptor bytes change only with a split or a merge."""
     r = Reader(raw)
     range_id, start, end = r.u64(), r.blob(), r.blob()
     replicas = tuple(r.u64() for _ in range(r.count(REPLICAS_MAX)))

@@ -129,12 +129,37 @@ class KvStateMachine:
         self._session_table: SessionTable | None = sessions
         raw = engine.range_get()
         self.descriptor = decode_descriptor(raw) if raw is not None else initial
-        self.keys = _u64(engine.meta_get(META_KEYS))
-        self.bytes = _u64(engine.meta_get(META_BYTES))
+        # The size counters are read when first used: a read (a machine per Get) never does.
+        self._keys: int | None = None
+        self._bytes: int | None = None
         # The slot that froze this shard for a merge (0: not frozen).
         self.frozen_slot = _u64(engine.meta_get(META_FROZEN_SLOT))
-        # Merged away into this shard (0: not): a tombstone on this node, for good.
-        self.merged_into = _u64(engine.meta_get(META_MERGED_INTO))
+
+    @property
+    def keys(self) -> int:
+        if self._keys is None:
+            self._keys = _u64(self._engine.meta_get(META_KEYS))
+        return self._keys
+
+    @keys.setter
+    def keys(self, value: int) -> None:
+        self._keys = value
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of keys and values."""
+        if self._bytes is None:
+            self._bytes = _u64(self._engine.meta_get(META_BYTES))
+        return self._bytes
+
+    @size_bytes.setter
+    def size_bytes(self, value: int) -> None:
+        self._bytes = value
+
+    @property
+    def merged_into(self) -> int:
+        """Merged away into this shard (0: not): a tombstone on this node, for good."""
+        return _u64(self._engine.meta_get(META_MERGED_INTO))
 
     @property
     def session_table(self) -> SessionTable | None:
@@ -163,7 +188,7 @@ class KvStateMachine:
     ) -> list[tuple[RequestId | None, ApplyResult]]:
         assert slot == self.applied_slot + 1, (slot, self.applied_slot)
         out: list[tuple[RequestId | None, ApplyResult]] = []
-        before = (self.revision, self.keys, self.bytes)
+        before = (self.revision, self.keys, self.size_bytes)
         for raw in commands:
             try:
                 cmd = decode_command(raw)
@@ -208,9 +233,9 @@ class KvStateMachine:
         engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
         if self.revision != before[0]:
             engine.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
-        if (self.keys, self.bytes) != before[1:]:
+        if (self.keys, self.size_bytes) != before[1:]:
             engine.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
-            engine.meta_put(META_BYTES, self.bytes.to_bytes(8, "big"))
+            engine.meta_put(META_BYTES, self.size_bytes.to_bytes(8, "big"))
         return out
 
     # ------------------------------------------------------------------ structure
@@ -245,7 +270,7 @@ class KvStateMachine:
         child.meta_put(META_BYTES, size.to_bytes(8, "big"))
         child.range_put(encode_descriptor(right))
         self.keys -= keys
-        self.bytes -= size
+        self.size_bytes -= size
         self.descriptor = left
         engine.range_put(encode_descriptor(left))
         successors = [s for s in self.successors if not s.descriptor.span.overlaps(right.span)]
@@ -292,7 +317,7 @@ class KvStateMachine:
         mark_merged(other, left.range_id)
         self.revision = max(self.revision, final.revision)
         self.keys += final.keys
-        self.bytes += final.bytes
+        self.size_bytes += final.size_bytes
         self.descriptor = merged
         engine.range_put(encode_descriptor(merged))
         # The shards split off right are now split off this one (for a node that learns of
@@ -379,9 +404,9 @@ class KvStateMachine:
         prev = self._engine.get(key)
         if prev is None:
             self.keys += 1
-            self.bytes += len(key) + len(value)
+            self.size_bytes += len(key) + len(value)
         else:
-            self.bytes += len(value) - len(prev.value)
+            self.size_bytes += len(value) - len(prev.value)
         record = Record(
             value=value,
             create_revision=prev.create_revision if prev else revision,
@@ -397,7 +422,7 @@ class KvStateMachine:
             return DeleteResult(self.revision, None)
         self._engine.delete(key)
         self.keys -= 1
-        self.bytes -= len(key) + len(prev.value)
+        self.size_bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
 
     def _txn(self, txn: Txn) -> TxnResult:
@@ -459,7 +484,7 @@ class KvStateMachine:
         shard's first key, so both halves keep at least one key."""
         if self.keys < 2:
             return None
-        half = self.bytes // 2
+        half = self.size_bytes // 2
         seen = 0
         later: bytes | None = None  # the latest key after the first
         start, end = (self.descriptor.start, self.descriptor.end) if self.descriptor else (b"", b"")

@@ -199,7 +199,7 @@ class NodeRuntime:
                     placed_leader_dc=machine.leader_dc,
                     descriptor=machine.descriptor or descriptor,
                     successors=machine.successors,
-                    size_bytes=machine.bytes,
+                    size_bytes=machine.size_bytes,
                     frozen_slot=machine.frozen_slot,
                     merged_into=machine.merged_into,
                 )
@@ -311,13 +311,14 @@ class NodeRuntime:
     def preferred_dc(self, shard_id: int) -> str:
         return self._hosting(shard_id).preferred_dc(shard_id)
 
-    def get_local(self, shard_id: int, key: bytes) -> KeyValue | None:
-        """``key`` as this replica applied it; ``RangeMovedError`` if the range gave it away
-        (decided in the same read transaction as the value, so never a half-moved answer)."""
+    def get_local(self, shard_id: int, key: bytes) -> tuple[KeyValue | None, int]:
+        """``key`` as this replica applied it, and the shard's revision then (one read
+        transaction); ``RangeMovedError`` if the range gave the key away (decided in the
+        same transaction as the value, so never a half-moved answer)."""
         with self.read_state_machine(shard_id) as sm:
             if not sm.owns(key):
                 raise RangeMovedError(shard_id, sm.descriptor or self.descriptor(shard_id))
-            return sm.get(key)
+            return sm.get(key), sm.revision
 
     @property
     def started(self) -> bool:
@@ -352,7 +353,7 @@ class NodeRuntime:
         out = []
         for s in node.status():
             with self.read_state_machine(s.group_id) as sm:
-                revision, keys, size = sm.revision, sm.keys, sm.bytes
+                revision, keys, size = sm.revision, sm.keys, sm.size_bytes
             out.append(self._shard_status(s, revision, keys, size))
         return out
 

@@ -113,7 +113,7 @@ class Cluster:
     async def read(self, shard: int, key: bytes) -> bytes | None:
         leader = await self.leader(shard)
         await leader.linearizable_point(shard)
-        kv = leader.get_local(shard, key)
+        kv = leader.get_local(shard, key)[0]
         return kv.value if kv else None
 
 
@@ -207,8 +207,8 @@ def test_followers_apply_every_write_in_order_when_replies_go_before_applies(
         for follower in followers:
             assert follower.applied_slot(1) >= target
             for key in keys:
-                assert follower.get_local(1, key) == leader.get_local(1, key), key
-        assert leader.get_local(1, b"a").value == b"last"  # type: ignore[union-attr]
+                assert follower.get_local(1, key)[0] == leader.get_local(1, key)[0], key
+        assert leader.get_local(1, b"a")[0].value == b"last"  # type: ignore[union-attr]
 
     run(scenario, tmp_path)
 
@@ -273,7 +273,7 @@ def test_followers_name_the_leader_and_retries_apply_once(tmp_path: Path) -> Non
         first = await c.write(1, put)
         again = await c.write(1, put)
         assert first == again
-        assert leader.get_local(1, b"k").version == 1  # type: ignore[union-attr]
+        assert leader.get_local(1, b"k")[0].version == 1  # type: ignore[union-attr]
 
     run(scenario, tmp_path)
 
@@ -363,12 +363,12 @@ def test_a_node_that_missed_compacted_history_catches_up_by_snapshot(tmp_path: P
             await asyncio.sleep(0.02)
         assert node3.node.replica(1).snapshot_slot > 0
         for i in range(20):
-            assert node3.get_local(1, b"k%02d" % i).value == b"v%d" % i  # type: ignore[union-attr]
-        assert node3.get_local(1, b"early").value == b"0"  # type: ignore[union-attr]
+            assert node3.get_local(1, b"k%02d" % i)[0].value == b"v%d" % i  # type: ignore[union-attr]
+        assert node3.get_local(1, b"early")[0].value == b"0"  # type: ignore[union-attr]
         # The replicated session table came along: a retry applies once.
         await c.write(1, Put(RequestId(31, 20), b"k19", b"v19"))
         leader = await c.leader(1)
         await leader.linearizable_point(1)
-        assert leader.get_local(1, b"k19").version == 1  # type: ignore[union-attr]
+        assert leader.get_local(1, b"k19")[0].version == 1  # type: ignore[union-attr]
 
     run(scenario, tmp_path, compact_every_slots=5)

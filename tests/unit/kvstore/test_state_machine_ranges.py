@@ -134,7 +134,7 @@ def test_a_merge_takes_the_frozen_right_shard_keys_size_sessions_and_revision() 
     (done,) = apply(left, Merge(RequestId(0, 0), SECOND, frozen.slot))
     assert isinstance(done, MergeDone)
     assert done.merged == RangeDescriptor(1, b"", b"", (1, 2, 3), generation=2)
-    assert (left.owns(b"p"), left.keys, left.bytes) == (True, 4, 2 + 3 + 2 + 2)
+    assert (left.owns(b"p"), left.keys, left.size_bytes) == (True, 4, 2 + 3 + 2 + 2)
     assert left.revision == right.revision == 3
     assert left.get(b"p").value == b"22"  # type: ignore[union-attr]
     # Sessions: right's retry is still exactly-once in the merged shard; per client the
