@@ -280,6 +280,9 @@ class GroupStart:
     successors: tuple[Successor, ...] = ()
     size_bytes: int = 0  # keys and values (the split policy's measure)
     frozen_slot: int = 0  # the slot of the ``Freeze`` that made it final for a merge (0: none)
+    # Whether it votes was decided as it starts (a new group with nothing on disk yet): the
+    # node records the decision in its first job, or storage's default would undo it.
+    record_voting: bool = False
     merged_into: int = 0  # merged away here into that group (0: not)
 
 
@@ -333,7 +336,7 @@ def hosted_at_start(
             if child is not None and _blank(child.durable):
                 voting = votes_in_new_group(start.durable, successor.split_slot)
                 starts[successor.descriptor.range_id] = replace(
-                    child, durable=replace(child.durable, voting=voting)
+                    child, durable=replace(child.durable, voting=voting), record_voting=True
                 )
     return starts
 
@@ -384,6 +387,8 @@ class Node:
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
         for group_id, start in groups.items():
+            if start.record_voting:
+                self._records.append((group_id, DurableRecord(voting=start.durable.voting)))
             if start.merged_into in self._groups:
                 self._groups[group_id].absorbed_by = start.merged_into
         for group in list(self._groups.values()):

@@ -39,6 +39,7 @@ class Merger:
         self.frozen = 0
         self.merged = 0
         self.automatic = 0
+        self._active: set[int] = set()  # right ranges being merged: frozen until done
         world.on_merge_wanted = self._wanted
 
     def start(self) -> None:
@@ -68,10 +69,16 @@ class Merger:
         self.automatic += 1
         self._freeze(right.range_id)
 
+    def idle(self) -> bool:
+        """No merge in progress (a frozen range serves nothing until it is merged)."""
+        return not self._active
+
     def _freeze(self, range_id: int) -> None:
         world = self._world
         if range_id not in world.truth:
+            self._active.discard(range_id)
             return  # merged meanwhile (by an earlier coordinator)
+        self._active.add(range_id)
         frozen = self._frozen_at(range_id)
         if frozen is not None:
             self.frozen += 1
@@ -97,6 +104,7 @@ class Merger:
         world = self._world
         if right.range_id not in world.truth:
             self.merged += 1
+            self._active.discard(right.range_id)
             return
         left = next((d for d in world.truth.values() if d.end == right.start), None)
         if left is not None:

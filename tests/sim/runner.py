@@ -153,7 +153,7 @@ def run_seed(
     deadline = liveness_start + LIVENESS_TICKS_MAX * params.tick_us
 
     def converged() -> bool:
-        return workload.all_done() and _core_converged(world, core)
+        return workload.all_done() and merger.idle() and _core_converged(world, core)
 
     world.run_until(deadline, stop=converged)
     liveness_ticks: int | None = (world.now_us - liveness_start) // params.tick_us

@@ -34,6 +34,8 @@ REGRESSION_SEEDS = (
     669,  # the same: a client pinned to a range merged away
     732,  # a snapshot-born group's recorded descriptor overlapped a live one before install
     1434,  # the liveness phase ended while a core node's new group still awaited its install
+    2489,  # the liveness phase ended with a merge half done (its range frozen, not merged)
+    2525,  # a new group's vote, decided at a restart, was not recorded: undone at the next
 )
 
 
