@@ -537,14 +537,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             return None
         for s in view.shards:
             if s.shard_id == shard_id:
-                d = RangeDescriptor(
-                    s.shard_id,
-                    s.start,
-                    s.end,
-                    tuple(s.replicas),
-                    s.generation,
-                    s.preferred_dc or None,
-                )
+                d = _descriptor(s)
                 self._ranges.update([d])
                 return d
         return None

@@ -296,6 +296,12 @@ def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
     return voting and split_slot > parent.rejoined_at
 
 
+def _supersedes(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
+    """``newer`` took over some of ``older``'s keys: they overlap and its generation is
+    higher (every split and merge raises it past those it replaced)."""
+    return newer.generation > older.generation and newer.span.overlaps(older.span)
+
+
 def _blank(durable: DurableState) -> bool:
     """Nothing was ever recorded for the group on this disk."""
     return (
@@ -481,12 +487,7 @@ class Node:
         may touch the state any more, which is ``by``'s."""
         d = d or by.descriptor
         for group in self._groups.values():
-            if (
-                group is not by
-                and group.absorbed_by is None
-                and group.descriptor.generation < d.generation
-                and group.descriptor.span.overlaps(d.span)
-            ):
+            if group is not by and group.absorbed_by is None and _supersedes(d, group.descriptor):
                 self._tombstone(group, by.group_id)
 
     def _tombstone(self, group: _Group, into: int) -> None:
@@ -509,12 +510,7 @@ class Node:
     def _superseded(self, d: RangeDescriptor) -> int | None:
         """A live hosted group overlapping ``d`` with a newer generation, if any."""
         for group in self._groups.values():
-            other = group.descriptor
-            if (
-                group.absorbed_by is None
-                and other.generation > d.generation
-                and other.span.overlaps(d.span)
-            ):
+            if group.absorbed_by is None and _supersedes(group.descriptor, d):
                 return group.group_id
         return None
 

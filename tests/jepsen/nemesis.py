@@ -63,6 +63,10 @@ DURATION_S = (5.0, 10.0)
 End = Callable[[], Awaitable[None]]
 
 
+async def _nothing() -> None:
+    """The end of a fault that is an event (a split, a merge): nothing to undo."""
+
+
 def parse_kinds(spec: str) -> list[str]:
     kinds: list[str] = []
     for name in (s.strip() for s in spec.split(",") if s.strip()):
@@ -440,11 +444,7 @@ class Nemesis:
                 self.replicas[new.shard_id] = list(new.replicas)
             where = done.right.start.decode(errors="backslashreplace")
             detail = f"shard {done.left.shard_id} at {where!r}: new shard {done.right.shard_id}"
-
-            async def nothing() -> None:
-                return None
-
-            return detail, nothing
+            return detail, _nothing
         return None
 
     async def _merge(self) -> tuple[str, End] | None:
@@ -472,11 +472,7 @@ class Nemesis:
                 f"{merged.start.decode(errors='backslashreplace')!r}.."
                 f"{merged.end.decode(errors='backslashreplace')!r}"
             )
-
-            async def nothing() -> None:
-                return None
-
-            return detail, nothing
+            return detail, _nothing
         return None
 
     def _clock(self, *, unsafe: bool) -> tuple[str, End] | None:
