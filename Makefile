@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench bench-geo
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench bench-geo idle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ jepsen: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/kvstore bench --local --suite standard --calibrate --duration 10 \
 	  --markdown docs/benchmarks.md $(ARGS)
+
+## make idle SHARDS=N: a local cluster of N shards (default 1000) left idle; each node's CPU
+## over 30 s; ends with "idle: N shards, max P% of a core per node".
+SHARDS ?= 1000
+idle: $(STAMP)
+	$(BIN)/python -m kvstore.bench.idle --shards $(SHARDS) $(ARGS)
 
 ## make bench-geo: three DCs 60 ms apart (--wan-latency-ms 30); put, linearizable get and
 ## bounded-stale get from a client in each DC, for a shard led from dc1; writes docs/geo-bench.md.

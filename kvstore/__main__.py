@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a shard past this many MB of keys and values splits in two (default 64; 0: never)",
     )
     up.add_argument(
+        "--shards",
+        type=cli_args.shard_count,
+        default=None,
+        help="how many ranges the key space starts in (default 3: a*, b*, the rest; at most"
+        " 10000; a --dir that exists keeps its own)",
+    )
+    up.add_argument(
         "--no-restart",
         action="store_true",
         help="leave a node that dies down (default: restart it, backing off if it keeps dying)",

@@ -87,9 +87,16 @@ def status(args: argparse.Namespace) -> int:
         silent = ", ".join(e for e, _ in views)
         raise UserError(f"no node answered: {silent}")
     nodes = [
-        {"node": v.node_id, "dc": v.dc, "address": v.address, "up": True}
+        {
+            "node": v.node_id,
+            "dc": v.dc,
+            "address": v.address,
+            "up": True,
+            "shards": len(v.shards),
+            "quiet_shards": sum(1 for s in v.shards if s.quiet),
+        }
         if v is not None
-        else {"node": None, "dc": "", "address": e, "up": False}
+        else {"node": None, "dc": "", "address": e, "up": False, "shards": 0, "quiet_shards": 0}
         for e, v in views
     ]
     rows = _shard_rows(views)
@@ -98,8 +105,17 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps({"nodes": nodes, "shards": rows, "rtt": geo_cli.rtt_rows(rtt)}))
         return 0
     table(
-        ["node", "dc", "address", "status"],
-        [[n["node"] or "?", n["dc"], n["address"], "up" if n["up"] else "DOWN"] for n in nodes],
+        ["node", "dc", "address", "status", "shards (quiet)"],
+        [
+            [
+                n["node"] or "?",
+                n["dc"],
+                n["address"],
+                "up" if n["up"] else "DOWN",
+                f"{n['shards']} ({n['quiet_shards']})" if n["up"] else "",
+            ]
+            for n in nodes
+        ],
     )
     print()
     geo_cli.print_rtt_table(rtt)
@@ -150,6 +166,7 @@ def _shard_rows(views: list[tuple[str, Any]]) -> list[dict[str, Any]]:
                     "commit": s.chosen_through,
                     "applied": s.applied_slot,
                     "lease": s.lease,
+                    "quiet": s.quiet,
                     "staleness_bound_ms": s.staleness_bound_ms
                     if s.staleness_bound_ms >= 0
                     else None,

@@ -84,6 +84,7 @@ port = int_within(1, 65535)
 timeout_s = float_within(0.0, TIMEOUT_S_MAX, low_open=True)
 wan_ms = float_within(0.0, 10_000.0)
 split_size_mb = float_within(0.0, 1 << 20)  # 0: never; up to a TiB
+shard_count = int_within(1, 10_000)  # ``kvstore up --shards`` (local_cluster.SHARDS_MAX)
 
 
 # ---------------------------------------------------------------------- shared flags

@@ -125,6 +125,7 @@ def run_up(args: argparse.Namespace) -> int:
             wan_jitter_ms=args.wan_jitter_ms,
             restart=not args.no_restart,
             split_size_mb=args.split_size_mb,
+            shards=args.shards,
         )
     except ValueError as exc:  # the directory's own cluster.toml: unreadable or another WAN
         raise UserError(" ".join(str(exc).split())) from None

@@ -3,7 +3,8 @@
 Each datacenter gets its own loopback network (dc1 on 127.0.1.x, dc2 on 127.0.2.x, dc3 on
 127.0.3.x); node i of a datacenter listens on 127.0.D.i at ``base_port + node id``. Shards
 follow the picture: ``a*`` (leader preferred in dc1), ``b*`` (dc2) and the rest of the key
-space (dc3), each with one replica per datacenter.
+space (dc3), each with one replica per datacenter. ``--shards N`` cuts the key space into N
+ranges instead (``initial_layout``), their preferred leaders in dc1, dc2, dc3 in turn.
 """
 
 from __future__ import annotations
@@ -22,6 +23,31 @@ from kvstore.supervise import Supervisor
 
 DATACENTERS = ("dc1", "dc2", "dc3")
 SHARDS = (("", "b", "dc1"), ("b", "c", "dc2"), ("c", "", "dc3"))
+SHARDS_MAX = 10_000
+# Boundaries of a layout of many shards: fixed-width strings over these (in byte order), so
+# keys made of letters and digits spread over all the shards.
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def initial_layout(shards: int) -> tuple[tuple[str, str, str], ...]:
+    """``shards`` ranges (start, end, preferred leader DC) covering every key: the three of
+    the picture, or as many cut at evenly spaced letter-and-digit boundaries."""
+    if shards == len(SHARDS):
+        return SHARDS
+    base, width = len(_ALPHABET), 1
+    while base**width < shards:
+        width += 1
+    cuts = []
+    for i in range(1, shards):
+        n, digits = i * base**width // shards, []
+        for _ in range(width):
+            n, d = divmod(n, base)
+            digits.append(_ALPHABET[d])
+        cuts.append("".join(reversed(digits)).rstrip("0") or "0")
+    bounds = ["", *cuts, ""]
+    return tuple(
+        (bounds[i], bounds[i + 1], DATACENTERS[i % len(DATACENTERS)]) for i in range(shards)
+    )
 
 
 def tick_ms_for_wan(tick_ms: int, wan_latency_ms: float, wan_jitter_ms: float) -> int:
@@ -40,6 +66,7 @@ def default_config(
     *,
     cluster_id: str | None = None,
     split_size_mb: float | None = None,
+    shards: int = len(SHARDS),
 ) -> str:
     tick_ms = tick_ms_for_wan(tick_ms, wan_latency_ms, wan_jitter_ms)
     lines = ['[cluster]\nname = "local"\n', f"tick_ms = {tick_ms}\n"]
@@ -58,7 +85,7 @@ def default_config(
             by_dc[dc].append(node_id)
             address = f"127.0.{d}.{i}:{base_port + node_id}"
             lines.append(f'\n[[nodes]]\nid = {node_id}\ndc = "{dc}"\naddress = "{address}"\n')
-    for shard_id, (start, end, leader_dc) in enumerate(SHARDS, start=1):
+    for shard_id, (start, end, leader_dc) in enumerate(initial_layout(shards), start=1):
         copy = (shard_id - 1) % nodes_per_dc  # with more nodes per DC, spread the shards
         replicas = [by_dc[dc][copy] for dc in DATACENTERS]
         lines.append(
@@ -83,10 +110,12 @@ class LocalCluster:
         wan_latency_ms: float | None = None,
         wan_jitter_ms: float = 0.0,
         split_size_mb: float | None = None,
+        shards: int | None = None,
     ) -> None:
         """``nodes_per_dc`` (default 1), ``base_port`` (default 7000), ``wan_latency_ms``
-        (emulated one-way delay between datacenters; default none) and ``split_size_mb``
-        (when a shard splits by itself; default 64) shape a new cluster; a
+        (emulated one-way delay between datacenters; default none), ``split_size_mb``
+        (when a shard splits by itself; default 64) and ``shards`` (the initial layout's
+        count; default 3) shape a new cluster; a
         directory that holds one already keeps its own, and asking for others is an error
         (they would be silently ignored)."""
         self.data_dir = data_dir
@@ -100,6 +129,7 @@ class LocalCluster:
                     wan_latency_ms=wan_latency_ms or 0.0,
                     wan_jitter_ms=wan_jitter_ms,
                     split_size_mb=split_size_mb,
+                    shards=shards or len(SHARDS),
                     # Another `kvstore up` elsewhere is another cluster: its nodes, or a data
                     # directory of it, are refused.
                     cluster_id=secrets.token_hex(8),
@@ -121,6 +151,12 @@ class LocalCluster:
             raise ValueError(
                 f"{self.config_path} splits shards at {self.cluster.sharding.split_size_mb:g} MB,"
                 f" not {split_size_mb:g}: use another --dir (or edit [sharding] there)"
+            )
+        configured = len(self.cluster.shards)
+        if shards is not None and shards != configured:
+            raise ValueError(
+                f"{self.config_path} started with {configured} shards, not {shards}: use another"
+                " --dir (the layout changes by splits and merges after the start)"
             )
         have_base = int(self.cluster.nodes[0].address.rpartition(":")[2]) - 1
         if base_port is not None and base_port != have_base:
@@ -218,6 +254,7 @@ def up(
     wan_jitter_ms: float = 0.0,
     restart: bool = True,
     split_size_mb: float | None = None,
+    shards: int | None = None,
 ) -> int:
     """Start every node, print the endpoints, restart nodes that die (``kvstore.supervise``),
     and on Ctrl-C stop every node by PID. 2 if a node cannot start at all."""
@@ -228,6 +265,7 @@ def up(
         wan_latency_ms=wan_latency_ms,
         wan_jitter_ms=wan_jitter_ms,
         split_size_mb=split_size_mb,
+        shards=shards,
     )
     supervisor = Supervisor(local, restart=restart, say=lambda line: print(line, flush=True))
     local.start_all()

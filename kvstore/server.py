@@ -94,6 +94,8 @@ class NodeServer:
                 for n in cluster.nodes
             },
             incarnation=self.identity.incarnation,
+            heard=self._heard,
+            restarted=self._restarted,
         )
         self.runtime = NodeRuntime(
             cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides
@@ -119,6 +121,12 @@ class NodeServer:
 
     def _deliver(self, shard_id: int, msg: Message) -> None:
         self.runtime.deliver(shard_id, msg)
+
+    def _heard(self, peer: int) -> None:
+        self.runtime.heard(peer)
+
+    def _restarted(self, peer: int) -> None:
+        self.runtime.peer_restarted(peer)
 
     async def start(self) -> None:
         """Listen, then run. On ``StartupError`` nothing runs and nothing is left to stop

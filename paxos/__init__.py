@@ -29,7 +29,9 @@ After any input, call ``take_ready()`` and, for the ``Ready`` it returns:
    ``ready.failed_reads`` id (leadership was lost; retry elsewhere).
 7. **Tick** once per tick of the local clock, and before delivering a message, serving a
    read, or trusting ``lease_valid()`` or ``stale_read_bound()``, deliver every tick that
-   elapsed (a paused process catches up first: leases and freshness stamps are in ticks).
+   elapsed (a paused process catches up first: leases and freshness stamps are in ticks);
+   ``tick(n)`` delivers n at once. A ``quiescent`` replica may go unticked: ``resume(n)``
+   with the ticks it missed before any other input, or pass them to the time-based views.
 8. **Restart** by building a new ``Replica`` from the durable state (``DurableState``; see
    ``MemoryStorage.state()``) and ``applied_through``; in-flight writes that never became
    durable are simply gone, and that is safe. A replica whose durable state was *lost* (a

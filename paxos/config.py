@@ -47,6 +47,9 @@ class Config:
 
     retransmit_ticks: int = 4  # resend unacknowledged accepts / catch-up requests
     transfer_ticks_max: int = 20  # give up a leadership transfer after this long
+    # A leader with nothing to do for this many ticks, whose followers have everything
+    # chosen, asks them to go quiet (``paxos.replica``: quiescence); 0: never.
+    quiesce_ticks: int = 10
 
     inflight_slots_max: int = 32  # slots sent but not yet chosen (pipelining window)
     batch_commands_max: int = 512  # client commands packed into one slot
@@ -91,6 +94,8 @@ class Config:
         )
         if min(positive) <= 0:
             raise ConfigError("limits must be positive")
+        if self.quiesce_ticks < 0:
+            raise ConfigError("quiesce_ticks must be >= 0 (0: never quiesce)")
         if self.base_slot not in (0, 1):
             raise ConfigError(f"base_slot must be 0 or 1, not {self.base_slot}")
 

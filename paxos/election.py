@@ -11,6 +11,14 @@ Rules:
   with the injected ``Rng``, anew for every attempt, so dueling candidates separate.
 - Promising another node's ``Prepare`` restarts the timer (``Replica._on_prepare``), as a
   Raft vote does: the candidate gets a whole timeout to finish before this replica competes.
+- Timeouts count *calls* of ``tick``, the guard counts ticks: a driver that fell behind
+  delivers its overdue ticks in one call, and neither starts a campaign for each of them nor
+  lets a stall of its own (peers' messages queued, unread) pass for their silence. The
+  guard, which the lease rests on, still counts every tick.
+- Each campaign in a row that heard no leader doubles the next timeout, up to
+  ``BACKOFF_MAX`` times the drawn one (hearing a leader, or winning, resets it): a node of
+  many groups whose campaigns time out because it is overloaded stops starting new ballots
+  faster than it can answer the old ones (a storm that never elects).
 
 Clock assumption: each replica's tick lasts within ``clock_drift_max_permille`` of nominal.
 ``paxos.config`` states the inequality that makes the lease safe under that bound.
@@ -23,6 +31,8 @@ from paxos.ids import Ballot, NodeId
 from paxos.messages import Prepare
 from paxos.ports import Rng
 
+BACKOFF_MAX = 8
+
 
 class Election:
     def __init__(self, cfg: Config, rng: Rng) -> None:
@@ -32,12 +42,19 @@ class Election:
         self.leader: NodeId | None = None
         self.leader_ballot = Ballot.ZERO
         self.elapsed = 0
+        self._backoff = 1  # the next timeout's multiplier (campaigns in a row double it)
         self.timeout = self._draw()
 
     def _draw(self) -> int:
-        return self._rng.randrange(self._cfg.election_ticks_min, self._cfg.election_ticks_max + 1)
+        drawn = self._rng.randrange(self._cfg.election_ticks_min, self._cfg.election_ticks_max + 1)
+        return drawn * self._backoff
+
+    def campaigned(self) -> None:
+        """We start a campaign: if it too hears no leader, the next waits twice as long."""
+        self._backoff = min(2 * self._backoff, BACKOFF_MAX)
 
     def heard_leader(self, ballot: Ballot) -> None:
+        self._backoff = 1
         self.ticks_since_leader = 0
         self.elapsed = 0
         if ballot >= self.leader_ballot:
@@ -51,9 +68,15 @@ class Election:
         self.elapsed = 0
         self.timeout = self._draw()
 
-    def tick(self) -> bool:
-        """One tick; True when the timeout ran out (campaign, or retry the campaign)."""
-        self.ticks_since_leader += 1
+    def skip(self, ticks: int) -> None:
+        """``ticks`` went by untracked (a quiet group): they count toward the guard's end,
+        and a fresh timeout starts now (so woken groups do not all campaign at once)."""
+        self.ticks_since_leader += ticks
+        self.restart_timer()
+
+    def tick(self, ticks: int = 1) -> bool:
+        """``ticks`` ticks in one call; True when the timeout ran out (campaign, or retry)."""
+        self.ticks_since_leader += ticks
         self.elapsed += 1
         return self.elapsed >= self.timeout
 

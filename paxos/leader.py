@@ -103,6 +103,10 @@ class Leader:
 
         # liveness, lease, reads
         self._last_heard: dict[NodeId, int] = dict.fromkeys(cfg.peers, now)
+        # Check-quorum counts calls of ``tick`` (see ``paxos.election``): a stall of ours
+        # delivers many ticks in one call, and is no sign the peers went silent.
+        self._tick_calls = 0
+        self._heard_call: dict[NodeId, int] = dict.fromkeys(cfg.peers, 0)
         self.peer_chosen: dict[NodeId, Slot] = {p: Slot(0) for p in cfg.peers}
         self._lease_acks: dict[NodeId, int] = {}
         self._stamps: dict[NodeId, Stamp] = {}  # followers' stamps received under the lease
@@ -114,6 +118,14 @@ class Leader:
         self.transfer_to: NodeId | None = None
         self._transfer_deadline = 0
         self._timeout_now_sent = False
+
+        # quiescence: ticks with nothing to do, and the peers that went quiet since
+        self._idle_ticks = 0
+        self._quiet_peers: set[NodeId] = set()
+        self._quiet_from_round = 0  # acks to heartbeats of earlier rounds do not count
+        # Peers the driver knows are down (``Replica.set_absent``): quiescence does not wait
+        # for them to catch up or go quiet.
+        self.absent: frozenset[NodeId] = frozenset()
 
     # ================================================================== phase 1
 
@@ -135,6 +147,7 @@ class Leader:
             return
         self._promises[msg.src] = msg
         self._last_heard[msg.src] = self._now
+        self._heard_call[msg.src] = self._tick_calls
         if not is_quorum(self._promises, self._cfg.voters):
             return
         self.phase = Phase.CATCHING_UP
@@ -190,6 +203,7 @@ class Leader:
             return NotLeader(None)
         if self.transfer_to is not None:
             return NotLeader(self.transfer_to)
+        self.stir()
         if len(command) > cfg.batch_bytes_max:
             return TooLarge(cfg.batch_bytes_max)
         closed_unsent = self.next_slot - 1 - self._sent_through
@@ -295,15 +309,23 @@ class Leader:
 
     # ================================================================== heartbeats, lease, reads
 
-    def tick(self, now: int) -> bool:
-        """One tick. False when we lost contact with a quorum and must step down."""
+    def tick(self, now: int, ticks: int = 1) -> bool:
+        """Time is ``now`` (``ticks`` later than the last call). False when we lost contact
+        with a quorum and must step down."""
         self._now = now
         cfg = self._cfg
         if self.phase is not Phase.LEADING:
             return True
-        heard = dict(self._last_heard)
-        heard[cfg.node_id] = now
-        if now - quorum_floor(heard, cfg.voters) > cfg.election_ticks_max:
+        if self._has_work():
+            self.stir()
+        else:
+            self._idle_ticks += ticks
+        if self.quiescent:
+            return True  # the followers went quiet too: nothing to guard or resend
+        self._tick_calls += 1
+        heard = dict(self._heard_call)
+        heard[cfg.node_id] = self._tick_calls
+        if self._tick_calls - quorum_floor(heard, cfg.voters) > cfg.election_ticks_max:
             self._logger.info("leader_lost_quorum", ballot=str(self.ballot))
             return False
         if self._last_hb_tick is None or now - self._last_hb_tick >= cfg.heartbeat_ticks:
@@ -314,9 +336,56 @@ class Leader:
             self.transfer_to = None
         return True
 
+    # ------------------------------------------------------------------ quiescence
+
+    def _has_work(self) -> bool:
+        """Anything that needs ticks: proposals in flight, reads waiting for a round, a
+        transfer, the barrier not chosen yet, or a peer that lacks a chosen slot."""
+        chosen = self._log.chosen_through
+        return bool(
+            self.proposals
+            or self._open_batch
+            or self._pending_reads
+            or self.transfer_to is not None
+            or not self._barrier_chosen()
+            or any(self.peer_chosen[p] < chosen for p in self._present_peers())
+        )
+
+    def _present_peers(self) -> list[NodeId]:
+        return [p for p in self._cfg.peers if p not in self.absent]
+
+    def stir(self) -> None:
+        """Work came: stop quiescing; heartbeats asking for quiet start over later."""
+        self._idle_ticks = 0
+        self._quiet_peers.clear()
+        self._quiet_from_round = self._hb_round + 1
+
+    @property
+    def _quiescing(self) -> bool:
+        return 0 < self._cfg.quiesce_ticks <= self._idle_ticks
+
+    @property
+    def quiescent(self) -> bool:
+        """Leading, idle, and every peer went quiet (but those known to be down, as long as
+        a quorum did): ticks may stop until an input comes."""
+        return (
+            self.phase is Phase.LEADING
+            and self._quiescing
+            and self._quiet_peers.issuperset(self._present_peers())
+            and is_quorum({*self._quiet_peers, self._cfg.node_id}, self._cfg.voters)
+        )
+
+    def resume(self, now: int) -> None:
+        """Ticks up to ``now`` passed untracked while we were quiescent (``Replica.resume``).
+        The lease is not renewed: it is counted from acknowledgements, as ever."""
+        self._now = now
+        self._heard_call = dict.fromkeys(self._heard_call, self._tick_calls)
+        self.stir()
+
     def send_heartbeats(self) -> None:
         self._hb_round += 1
         self._last_hb_tick = self._now
+        quiesce = self._quiescing
         for peer in self._cfg.peers:
             self._out.send(
                 Heartbeat(
@@ -329,6 +398,7 @@ class Leader:
                     echo=self._stamps.get(peer),
                     echo_through=self.read_point(),
                     barrier=self.barrier_slot,
+                    quiesce=quiesce,
                 )
             )
 
@@ -338,6 +408,8 @@ class Leader:
         self._heard(msg.src, msg.chosen_through)
         self._lease_acks[msg.src] = max(self._lease_acks.get(msg.src, 0), msg.sent_tick)
         self._round_acks[msg.src] = max(self._round_acks.get(msg.src, 0), msg.round)
+        if msg.quiesced and msg.round >= self._quiet_from_round and self._quiescing:
+            self._quiet_peers.add(msg.src)
         if msg.stamp is not None and self.lease_valid(self._now):
             # We hold the lease on receipt, so no other leader can have acknowledged a write
             # we do not have chosen (a lease read's argument): everything acknowledged before
@@ -365,6 +437,7 @@ class Leader:
         if peer == self._cfg.node_id:
             return
         self._last_heard[peer] = self._now
+        self._heard_call[peer] = self._tick_calls
         self.peer_chosen[peer] = max(self.peer_chosen[peer], chosen_through)
 
     def _barrier_chosen(self) -> bool:
@@ -405,6 +478,7 @@ class Leader:
             return ReadQueued()
         if len(self._pending_reads) >= self._cfg.read_requests_max:
             return Overloaded()
+        self.stir()
         # ReadIndex: confirm leadership with a heartbeat round sent after the read arrived.
         self.send_heartbeats()
         self._pending_reads.append((request_id, self._hb_round))
@@ -461,6 +535,7 @@ class Leader:
     def transfer(self, to: NodeId) -> bool:
         if self.phase is not Phase.LEADING or to not in self._cfg.peers:
             return False
+        self.stir()
         self.transfer_to = to
         self._transfer_deadline = self._now + self._cfg.transfer_ticks_max
         self._timeout_now_sent = False

@@ -150,6 +150,11 @@ class Learner:
 
     # ------------------------------------------------------------------ catch-up
 
+    @property
+    def catching_up(self) -> bool:
+        """A catch-up from a peer is under way (it needs ticks to be retried)."""
+        return self._catchup_peer is not None and self._catchup_target > self._log.chosen_through
+
     def tick(self, now: int) -> None:
         self._now = now
         self._request_catchup(force=False)

@@ -130,6 +130,9 @@ class Heartbeat:
     # The last slot this leader re-proposed after its phase 1: a rejoining replica may vote
     # once it holds the chosen prefix through it (``paxos.rejoin``).
     barrier: Slot = Slot(0)
+    # The leader has been idle a while: a follower that has everything through ``commit``
+    # may stop ticking the group until something arrives for it (quiescence).
+    quiesce: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +146,7 @@ class HeartbeatAck:
     round: int
     chosen_through: Slot
     stamp: Stamp | None = None  # the follower's clock when it sent this ack
+    quiesced: bool = False  # the follower went quiet on this (a ``quiesce`` heartbeat)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,6 +5,15 @@ campaigns or leads, a leader) and routes every input to them with one exhaustive
 Inputs are verbs (``step``, ``tick``, ``propose``, ``read``, ``transfer_leadership``,
 ``compact``), completions are past participles (``write_done``), and everything the caller
 owes the replica comes out of ``take_ready()``. Invariants are asserted after every input.
+
+Quiescence (as CockroachDB quiesces an idle range): a leader with nothing to do for
+``quiesce_ticks`` marks its heartbeats ``quiesce``; a follower that has everything chosen goes
+quiet on one and says so in its ack; once every peer did, the leader is ``quiescent`` too.
+A driver may then stop ticking the replica, and must call ``resume(ticks)`` with the ticks
+it skipped before giving it any other input: time-based state (the lease, the follower's
+guard, the staleness bound) then reads exactly as if every tick had been delivered, so no
+safety argument changes; only liveness does, and the driver keeps that: it wakes the quiet
+followers of a leader whose node fell silent (``kvstore.model.node``).
 """
 
 from __future__ import annotations
@@ -85,6 +94,8 @@ class Replica:
         self._role = Role.FOLLOWER
         self._now = 0
         self._max_seen = state.promised
+        self._quiet = False  # a follower that went quiet on its leader's ``quiesce`` heartbeat
+        self._absent: frozenset[NodeId] = frozenset()  # see ``set_absent``
         # Tick counts restart at zero: stamps carry this to tell our own echoes from a
         # previous life's. The driver passes a value unique to this process start.
         self._incarnation = incarnation
@@ -154,21 +165,22 @@ class Replica:
     def log_entry(self, slot: Slot) -> LogEntry | None:
         return self._log.entries.get(slot)
 
-    def lease_valid(self) -> bool:
-        """We may serve linearizable reads locally now (deliver elapsed ticks first)."""
+    def lease_valid(self, skipped: int = 0) -> bool:
+        """We may serve linearizable reads locally now (deliver elapsed ticks first, or
+        name them: ``skipped`` ticks the driver has not delivered while we were quiescent)."""
         leader = self._leader
-        return leader is not None and leader.lease_valid(self._now)
+        return leader is not None and leader.lease_valid(self._now + skipped)
 
-    def lease_read_point(self) -> Slot | None:
+    def lease_read_point(self, skipped: int = 0) -> Slot | None:
         """While we hold the lease: the slot a linearizable read arriving now is served at
         (once applied). Every write acknowledged anywhere before now is at or below it (the
         lease read's argument; the simulator checks it at every event). None: no lease."""
         leader = self._leader
-        if leader is None or not self.lease_valid():
+        if leader is None or not self.lease_valid(skipped):
             return None
         return leader.read_point()
 
-    def stale_read_bound(self, applied: Slot) -> int | None:
+    def stale_read_bound(self, applied: Slot, skipped: int = 0) -> int | None:
         """How stale a read of our state through ``applied`` can be, in nominal ticks.
 
         0 while we hold the lease and have applied all we know chosen. Otherwise from the
@@ -176,14 +188,15 @@ class Replica:
         slot C" (``Heartbeat.echo``) with C <= ``applied``: our state misses nothing
         acknowledged more than ``now - T + 1`` of our ticks ago (the +1 covers the part of
         tick T already gone when we stamped), which is at most that times ``1 + rho``
-        nominal ticks. None when no claim covers ``applied``. Deliver elapsed ticks first.
+        nominal ticks. None when no claim covers ``applied``. Deliver elapsed ticks first
+        (or name the undelivered ones, as for ``lease_valid``).
         """
         leader = self._leader
-        if self.lease_valid() and leader is not None and applied >= leader.read_point():
+        if self.lease_valid(skipped) and leader is not None and applied >= leader.read_point():
             return 0
         ticks = [tick for commit, tick in self._freshness if commit <= applied]
         if ticks:
-            own_ticks = self._now - max(ticks) + 1
+            own_ticks = self._now + skipped - max(ticks) + 1
             drift = self._cfg.clock_drift_max_permille
             return -(-own_ticks * (1000 + drift) // 1000)
         return None
@@ -198,6 +211,28 @@ class Replica:
         return leader.lease_expiry() if leader is not None else None
 
     @property
+    def quiescent(self) -> bool:
+        """Nothing here needs ticks until an input comes (see the module docstring)."""
+        if self._rejoin is not None or self._learner.catching_up:
+            return False
+        leader = self._leader
+        if leader is not None:
+            return self._role is Role.LEADER and leader.quiescent
+        return self._quiet
+
+    def stirs(self, msg: Message) -> bool:
+        """Whether ``msg`` needs a quiescent replica resumed. Only a late ack of a heartbeat
+        that asked for quiet does not: it says what we know (and is dropped)."""
+        leader = self._leader
+        return not (
+            isinstance(msg, HeartbeatAck)
+            and msg.quiesced
+            and leader is not None
+            and msg.ballot == leader.ballot
+            and self.quiescent
+        )
+
+    @property
     def writes_outstanding(self) -> int:
         return self._out.writes_outstanding
 
@@ -209,20 +244,23 @@ class Replica:
         if msg.src not in self._cfg.voters:
             self._logger.info("message_from_non_voter_dropped", src=msg.src)
             return
+        self._quiet = False  # only a ``quiesce`` heartbeat quiets us again
         self._dispatch(msg)
         self._process()
 
-    def tick(self) -> None:
-        """One tick of this replica's clock passed."""
-        self._now += 1
+    def tick(self, ticks: int = 1) -> None:
+        """``ticks`` ticks of this replica's clock passed (more than one: a driver that fell
+        behind delivers them at once; time counts them all, timers fire at most once)."""
+        self._now += ticks
         now = self._now
         self._learner.tick(now)
         rejoin = self._rejoin
         if rejoin is not None:
-            self._election.tick()  # never campaigns: a rejoining replica cannot vote
+            self._election.tick(ticks)  # never campaigns: a rejoining replica cannot vote
             self._query_peers()
-            rejoin.ticks += 1
-            if rejoin.ticks % _REJOIN_REPORT_TICKS == 0:
+            reported = rejoin.ticks // _REJOIN_REPORT_TICKS
+            rejoin.ticks += ticks
+            if rejoin.ticks // _REJOIN_REPORT_TICKS > reported:
                 # Normally a rejoin takes a few round trips; say what holds a long one up.
                 self._logger.info(
                     "rejoin_waiting", ticks=rejoin.ticks, waiting_for=rejoin.waiting_for()
@@ -232,14 +270,40 @@ class Replica:
         leader = self._leader
         if leader is not None and leader.phase is Phase.LEADING:
             self._election.heard_leader(leader.ballot)  # we guard ourselves
-            if not leader.tick(now):
+            if not leader.tick(now, ticks):
                 self._step_down()
         else:
             if leader is not None:
-                leader.tick(now)
-            if self._election.tick():
+                leader.tick(now, ticks)
+            if self._election.tick(ticks):
                 self._campaign(transfer_of=None)
         self._process()
+
+    def resume(self, ticks: int) -> None:
+        """``ticks`` ticks of our clock passed while the driver skipped us (we were
+        quiescent): count them, as ``tick`` would have, without acting on each."""
+        self._quiet = False
+        self._now += ticks
+        self._election.skip(ticks)
+        self._learner.tick(self._now)
+        leader = self._leader
+        if leader is not None:
+            leader.resume(self._now)
+        self._process()
+
+    def keep_awake(self) -> None:
+        """The driver has work for us that needs ticks (a leadership move it plans): a
+        leader stops quiescing, so its heartbeats go on."""
+        if self._leader is not None:
+            self._leader.stir()
+
+    def set_absent(self, peers: frozenset[NodeId]) -> None:
+        """The driver knows these peers are down (their node fell silent): a leader may go
+        quiescent without them (as CockroachDB quiesces without dead followers). A peer that
+        comes back is named no more, and the driver resumes us so it hears from us."""
+        self._absent = peers
+        if self._leader is not None:
+            self._leader.absent = peers
 
     def propose(self, command: bytes) -> ProposeOutcome:
         """Propose one client command; it is batched with others proposed in this turn."""
@@ -443,6 +507,12 @@ class Replica:
         echo = msg.echo
         if echo is not None and echo.incarnation == self._incarnation and echo.tick <= self._now:
             self._freshness.append((max(msg.commit, msg.echo_through), echo.tick))
+        self._quiet = (
+            msg.quiesce
+            and self._leader is None
+            and self._log.chosen_through >= msg.commit
+            and not self._learner.catching_up
+        )
         self._out.send(
             HeartbeatAck(
                 src=self.node_id,
@@ -452,6 +522,7 @@ class Replica:
                 round=msg.round,
                 chosen_through=self._log.chosen_through,
                 stamp=Stamp(self._incarnation, self._now),
+                quiesced=self._quiet,
             )
         )
 
@@ -494,6 +565,7 @@ class Replica:
         self._max_seen = ballot
         leader = self._new_leader(ballot)
         self._leader = leader
+        self._election.campaigned()
         self._election.restart_timer()
         self._election.forget_leader()
         self._set_role(Role.CANDIDATE, ballot)
@@ -505,7 +577,7 @@ class Replica:
         assert promised, (ballot, self._acceptor.promised)
 
     def _new_leader(self, ballot: Ballot) -> Leader:
-        return self.leader_class(
+        leader = self.leader_class(
             self._cfg,
             ballot,
             log=self._log,
@@ -514,6 +586,8 @@ class Replica:
             logger=self._logger,
             now=self._now,
         )
+        leader.absent = self._absent
+        return leader
 
     def _yield_to(self, ballot: Ballot) -> None:
         """Someone else's ``ballot`` is at least ours: stop campaigning or leading."""

@@ -149,6 +149,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     staleness_bound_ms=-1
                     if s.staleness_bound_ms is None
                     else math.ceil(s.staleness_bound_ms),
+                    quiet=s.quiet,
                 )
                 for s in self._runtime.status()
             ],

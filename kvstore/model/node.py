@@ -7,17 +7,26 @@ and the simulator drive the same object.
 Randomness (each group's election timeouts) and logging are injected (``rng_for``,
 ``logger_for``), as ``paxos`` takes them.
 
-Inputs: ``tick`` (one tick of the local clock, for every group), ``step`` (a peer's message
-for one group), ``submit`` / ``witness`` / ``read`` (a caller, named by a ``Token`` the driver
-chose, asks to propose a command, to hear of a command's result wherever it was proposed, or
-for a linearizable read point), ``transfer``, and the completions of what it asked for:
+Inputs: ``tick`` (ticks of the local clock, for every group), ``step`` (a peer's message for
+one group), ``heard`` and ``peer_restarted`` (node liveness), ``submit`` / ``witness`` /
+``read`` (a caller, named by a ``Token`` the driver chose, asks to propose a command, to hear
+of a command's result wherever it was proposed, or for a linearizable read point),
+``transfer``, and the completions of what it asked for:
 ``job_done`` (a disk job is committed and its applies were computed) and ``applied_early``
 (the applies of a job were computed, not yet committed).
 
 Effects (``take_effects``): ``DiskJob``s (Paxos records, snapshots to install, chosen slots to
 apply and shards to snapshot, for every group at once: one transaction, one fsync), messages
-to send now, and answers for tokens: a command's result, a refusal, a read that may be
-served.
+to send now, liveness pings, and answers for tokens: a command's result, a refusal, a read
+that may be served.
+
+Many shards, idle cheaply: a group whose replica is ``quiescent`` (``paxos.replica``) is not
+ticked until an input comes for it, and is then resumed with the ticks it missed; a turn
+touches only the groups an input reached. What keeps quiet groups live is one liveness
+signal per pair of nodes, not per group: every message from a peer counts, and a node that
+sent a peer nothing for ``PING_TICKS`` sends it a ``Ping``. A peer silent for
+``SILENT_TICKS`` wakes every quiet group here that follows a leader on it (they elect anew
+if it is gone), as CockroachDB's quiesced ranges wake on node liveness.
 
 The driver contract, in the node's terms:
 1. Run each job's records, installs, applies and dumps in one transaction, jobs in the order
@@ -34,6 +43,7 @@ The driver contract, in the node's terms:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
@@ -86,6 +96,28 @@ MERGE_FINISH_S = 5
 # A range this node asked to merge (or to finish merging) is not asked about again for this
 # many seconds (the merge, or its refusal, comes within them).
 MERGE_REST_S = 10
+# Liveness per pair of nodes (quiet groups rely on it): a ping to a peer sent nothing for
+# this many ticks, and a peer silent this long wakes the quiet groups that follow it.
+PING_TICKS = 5
+SILENT_TICKS = 25
+# Every group starts dormant (quiet, untimed): a node of many shards must not tick them all,
+# nor start an election for each, at once. The preferred replica of each is queued to
+# campaign, a few at a time (while fewer than ``AWAKE_TARGET`` groups are awake here), and
+# its messages wake the others. A dormant group that has heard no leader after
+# ``DORMANT_TICKS`` (spread over as many again, by group) wakes anyway (a preferred replica
+# that cannot campaign, say, as it waits for a snapshot).
+AWAKE_TARGET = 48
+DORMANT_TICKS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Node-to-node liveness, with nothing else to say (``Effects.pings``). ``incarnation``:
+    the sender's process start, so a peer notices a restart however quick."""
+
+    src: int
+    dst: int
+    incarnation: int = 0
 
 
 # ---------------------------------------------------------------------- answers
@@ -205,6 +237,7 @@ class Effects:
     # (``[sharding]``), or frozen and not merged in time. The driver merges each, as
     # ``Admin.MergeRange`` of the left range does (a frozen right one is merged as it is).
     merges_wanted: list[int] = field(default_factory=list)
+    pings: list[Ping] = field(default_factory=list)  # peers sent nothing else a while
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +253,7 @@ class GroupStatus:
     preferred_dc: str
     staleness_bound_ticks: int | None
     ops_per_s: float  # commands applied here in the last whole second
+    quiet: bool = False  # quiescent: not ticked until an input comes
 
 
 # ---------------------------------------------------------------------- one group
@@ -258,6 +292,7 @@ class _Group:
     held: list[ChosenEntry] = field(default_factory=list)
     held_install: Snapshot | None = None  # came while a merge of this group was in flight
     merging_into: int | None = None  # a Merge of this group is queued there, outcome unknown
+    quiet_since: int | None = None  # the node tick it went quiet at (None: ticked)
 
     @property
     def awaiting(self) -> bool:
@@ -390,6 +425,20 @@ class Node:
         self.layout_version = 0
         self._ticks = 0
         self._ticks_per_s = max(1, 1000 // cluster.tick_ms)
+        # The groups ticked: all but the quiet ones (``quiet_since``).
+        self._active: dict[int, None] = {}
+        self._holding: dict[int, None] = {}  # groups with chosen slots held back
+        # Liveness per peer node: the tick we last heard from it / sent it anything.
+        peers = [n.node_id for n in cluster.nodes if n.node_id != node_id]
+        self._peer_heard: dict[int, int] = dict.fromkeys(peers, 0)
+        self._peer_sent: dict[int, int] = dict.fromkeys(peers, 0)
+        self._peers_silent: set[int] = set()
+        self._peer_incarnation: dict[int, int] = {}  # as their pings said
+        # Dormant groups this node prefers to lead, waiting for their turn to campaign.
+        self._to_campaign: deque[int] = deque()
+        self._guard_ticks = Config(
+            node_id=NodeId(node_id), voters=(NodeId(node_id),), **self._overrides
+        ).election_ticks_min
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
         for group_id, start in groups.items():
@@ -435,14 +484,48 @@ class Node:
             incarnation=self._incarnation,
         )
         group = _Group(group_id, replica, descriptor, start.applied_slot)
+        if self._peers_silent:
+            replica.set_absent(self._absent_of(group))
         group.size_bytes = start.size_bytes
         group.frozen_slot = start.frozen_slot
         group.placed_leader_dc = start.placed_leader_dc
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
+        if self._starts_dormant(group):
+            group.quiet_since = self._ticks
+            if group.preferred_leader == self.node_id:
+                self._to_campaign.append(group_id)
+        else:
+            self._active[group_id] = None
         self.layout_version += 1
         return group
+
+    def _starts_dormant(self, group: _Group) -> bool:
+        """A group with a preferred leader that needs no ticks of its own to get going (see
+        ``AWAKE_TARGET``): not rejoining, not waiting for a snapshot."""
+        return (
+            group.preferred_leader is not None
+            and len(group.descriptor.replicas) > 1
+            and not group.replica.rejoining
+            and not group.awaiting
+        )
+
+    def _admit_campaigns(self) -> None:
+        """Wake and campaign for queued dormant groups while few groups are awake here; one
+        that heard a leader meanwhile (another node's, after a restart here) is left be."""
+        if self._ticks < self._guard_ticks:
+            return  # peers that just started too would refuse: they guard nobody yet
+        queue = self._to_campaign
+        while queue and len(self._active) < AWAKE_TARGET:
+            group = self._groups.get(queue.popleft())
+            # (A tombstone too: a peer that lags may need its log, from a leader, to go on.)
+            if group is None or group.quiet_since is None:
+                continue
+            if group.replica.leader_hint is not None:
+                continue
+            self._wake(group)
+            group.replica.campaign()
 
     def _prefer(self, group: _Group, dc: str) -> None:
         group.preferred_dc = dc
@@ -554,14 +637,21 @@ class Node:
 
     # ------------------------------------------------------------------ time
 
-    def tick(self) -> None:
-        """One tick of this node's clock passed, for every group."""
-        for group in self._groups.values():
-            group.replica.tick()
-        self._touched.update(dict.fromkeys(self._groups))
-        self._balance(1)
-        self._ticks += 1
-        if self._ticks % self._ticks_per_s == 0:  # the load of each group, once a second
+    def tick(self, ticks: int = 1) -> None:
+        """``ticks`` ticks of this node's clock passed, for every group (the quiet ones count
+        them when they resume). A driver that fell behind passes all it owes at once: time
+        counts every one, while timers fire once (a node of many groups that falls behind
+        would otherwise fire every overdue timeout in a row and fall further behind)."""
+        before = self._ticks
+        self._ticks += ticks
+        groups = self._groups
+        for group_id in self._active:
+            groups[group_id].replica.tick(ticks)
+        self._touched.update(self._active)
+        self._balance(ticks)
+        self._watch_peers(before)
+        self._admit_campaigns()
+        if self._ticks // self._ticks_per_s > before // self._ticks_per_s:  # once a second
             for group in self._groups.values():
                 group.ops_per_s = float(group.ops - group.ops_at_sample)
                 group.ops_at_sample = group.ops
@@ -628,14 +718,138 @@ class Node:
                 size_bytes=left.size_bytes + right.size_bytes,
             )
 
+    # ------------------------------------------------------------------ quiescence
+
+    def heard(self, peer: int) -> None:
+        """Something came from node ``peer`` (any message, or a ``Ping``)."""
+        if peer not in self._peer_heard:
+            return
+        self._peer_heard[peer] = self._ticks
+        if peer in self._peers_silent:
+            self._peers_silent.discard(peer)
+            # The groups led here that went quiet without it: it hears from them again.
+            woken = [
+                g
+                for g in self._tell_absent(peer)
+                if g.quiet_since is not None and g.replica.role is Role.LEADER
+            ]
+            for group in woken:
+                self._wake(group)
+            self._log.info("peer_heard_again", peer=peer, woken_shards=len(woken))
+
+    def peer_restarted(self, peer: int) -> None:
+        """Node ``peer`` runs a new process (however quickly it came back): the groups
+        quiet here that followed a leader there wake (it leads nothing any more), and those
+        led here that it replicates wake too, so it hears who leads before it campaigns."""
+        woken = [
+            g
+            for g in self._groups_of(peer)
+            if g.quiet_since is not None
+            and (self._awaits(g) == peer or g.replica.role is Role.LEADER)
+        ]
+        for group in woken:
+            self._wake(group)
+        self._log.info("peer_restarted", peer=peer, woken_shards=len(woken))
+
+    def _groups_of(self, peer: int) -> list[_Group]:
+        return [g for g in self._groups.values() if peer in g.descriptor.replicas]
+
+    def _watch_peers(self, before: int) -> None:
+        """Ping peers we sent nothing lately; wake the quiet followers of a silent one."""
+        now = self._ticks
+        for peer, sent in self._peer_sent.items():
+            if now - sent >= PING_TICKS:
+                self._peer_sent[peer] = now
+                self._effects.pings.append(
+                    Ping(src=self.node_id, dst=peer, incarnation=self._incarnation)
+                )
+        if now // SILENT_TICKS > before // SILENT_TICKS:
+            self._wake_dormant()
+        for peer, heard in self._peer_heard.items():
+            if now - heard < SILENT_TICKS or peer in self._peers_silent:
+                continue
+            self._peers_silent.add(peer)
+            self._tell_absent(peer)  # they quiesce without it now
+            woken = [
+                g
+                for g in self._groups.values()
+                if g.quiet_since is not None and self._awaits(g) == peer
+            ]
+            for group in woken:
+                self._wake(group)
+            self._log.info("peer_silent", peer=peer, woken_shards=len(woken))
+
+    def _tell_absent(self, peer: int) -> list[_Group]:
+        """The groups ``peer`` has a replica of, each told which of its peers are silent."""
+        groups = self._groups_of(peer)
+        for group in groups:
+            group.replica.set_absent(self._absent_of(group))
+        return groups
+
+    def _absent_of(self, group: _Group) -> frozenset[NodeId]:
+        return frozenset(NodeId(p) for p in group.descriptor.replicas if p in self._peers_silent)
+
+    def _awaits(self, group: _Group) -> int | None:
+        """The node a quiet group waits to hear from: its leader, or (dormant, no leader
+        heard yet) its preferred one."""
+        hint = group.replica.leader_hint
+        return group.preferred_leader if hint is None else hint
+
+    def _wake_dormant(self) -> None:
+        """Dormant groups that heard no leader in their time (see ``DORMANT_TICKS``) run
+        their own timers."""
+        now = self._ticks
+        for group in self._groups.values():
+            since = group.quiet_since
+            if since is None or group.replica.leader_hint is not None:
+                continue
+            if now - since >= DORMANT_TICKS + group.group_id * 7919 % DORMANT_TICKS:
+                self._wake(group)
+
+    def _wake(self, group: _Group) -> None:
+        """Tick ``group`` again, after counting the ticks it missed while quiet."""
+        since = group.quiet_since
+        if since is None:
+            return
+        group.quiet_since = None
+        group.replica.resume(self._ticks - since)
+        self._active[group.group_id] = None
+        self._touched[group.group_id] = None
+
+    def _may_quiesce(self, group: _Group) -> bool:
+        """Whether ``group``, its replica quiescent, can stop being ticked: nothing of the
+        node's own waits on ticks (held slots, a merge, a move to its preferred DC)."""
+        return (
+            not group.held
+            and group.merging_into is None
+            and not group.read_waits
+            and not self._balance_due(group)
+        )
+
+    def quiet_count(self) -> int:
+        """How many hosted groups are quiet (not ticked) now."""
+        return len(self._groups) - len(self._active)
+
+    def _balance_due(self, group: _Group) -> bool:
+        """We lead outside the preferred DC and its replica is up: a move is coming."""
+        target = group.preferred_leader
+        return (
+            group.replica.role is Role.LEADER
+            and target is not None
+            and target != self.node_id
+            and target not in self._peers_silent
+        )
+
     def _balance(self, ticks: int) -> None:
         """Hand leadership to the group's preferred-DC replica when it is healthy.
 
         Only a leader outside the preferred DC acts, only toward a replica that answered
         recently and is caught up (an aborted transfer would cost this ballot its lease),
-        and at most once per ``BALANCE_COOLDOWN_TICKS``, so leaders never flap.
+        and at most once per ``BALANCE_COOLDOWN_TICKS``, so leaders never flap. Quiet
+        groups are never due (``_may_quiesce``).
         """
-        for group in self._groups.values():
+        for group_id in self._active:
+            group = self._groups[group_id]
             group.transfer_cooldown_ticks = max(0, group.transfer_cooldown_ticks - ticks)
             target = group.preferred_leader
             replica = group.replica
@@ -654,16 +868,29 @@ class Node:
 
     # ------------------------------------------------------------------ inputs
 
-    def step(self, group_id: int, msg: Message) -> None:
+    def step(self, group_id: int, msg: Message | Ping) -> None:
         """A peer's message for one group (a group this node does not host: dropped)."""
+        self.heard(msg.src)
+        if isinstance(msg, Ping):
+            known = self._peer_incarnation.get(msg.src)
+            self._peer_incarnation[msg.src] = msg.incarnation
+            if known is not None and known != msg.incarnation:
+                self.peer_restarted(msg.src)
+            return
         group = self._groups.get(group_id)
-        if group is not None:
-            group.replica.step(msg)
-            self._touched[group_id] = None
+        if group is None:
+            return
+        if group.quiet_since is not None:
+            if not group.replica.stirs(msg):
+                return
+            self._wake(group)
+        group.replica.step(msg)
+        self._touched[group_id] = None
 
     def submit(self, group_id: int, command: Command, token: Token) -> Accepted | Refusal:
         """Propose ``command``; its result (or ``Dropped``) comes for ``token`` once applied."""
         group = self._groups[group_id]
+        self._wake(group)
         encoded = encode_command(command)
         outcome = group.replica.propose(encoded)
         self._touched[group_id] = None
@@ -701,6 +928,7 @@ class Node:
         """A linearizable read point: ``token`` comes back in ``Effects.reads`` once a local
         read reflects every write acknowledged before this call."""
         group = self._groups[group_id]
+        self._wake(group)
         self._next_read_id += 1
         outcome = group.replica.read(self._next_read_id)
         self._touched[group_id] = None
@@ -712,8 +940,10 @@ class Node:
         return Accepted()
 
     def transfer(self, group_id: int, to_node: int) -> bool:
+        group = self._groups[group_id]
+        self._wake(group)
         self._touched[group_id] = None
-        return self._groups[group_id].replica.transfer_leadership(NodeId(to_node))
+        return group.replica.transfer_leadership(NodeId(to_node))
 
     # ------------------------------------------------------------------ effects
 
@@ -775,10 +1005,27 @@ class Node:
             # is applied here, the answer tells success from Dropped; the caller's deadline
             # bounds a slot that is never filled.
             self._release_reads(group)
-        for group in list(self._groups.values()):
+        for group_id in list(self._holding):
+            group = self._groups[group_id]
             if group.held and group not in touched:
                 self._release(group, [], job)
+            if not group.held:
+                del self._holding[group_id]
         job.sends_first = bool(effects.sends)
+        for dst in effects.sends:
+            self._peer_sent[dst] = self._ticks
+        for group in touched:
+            if group.held:
+                self._holding[group.group_id] = None
+            else:
+                self._holding.pop(group.group_id, None)
+            if group.quiet_since is None and group.replica.quiescent:
+                if self._may_quiesce(group):
+                    group.quiet_since = self._ticks
+                    del self._active[group.group_id]
+                elif self._balance_due(group):
+                    # The move needs a current peer, so heartbeats must go on.
+                    group.replica.keep_awake()
         for group in touched:
             if (
                 not group.dumping
@@ -923,7 +1170,9 @@ class Node:
         voting = votes_in_new_group(group.replica, done.slot)
         self._create(right, born_here=True, placed=group.placed_leader_dc, voting=voting)
         if group.replica.role is Role.LEADER:
-            self._groups[right.range_id].replica.campaign()
+            born = self._groups[right.range_id]
+            self._wake(born)
+            born.replica.campaign()
 
     def _merge_done(self, group: _Group, done: MergeDone) -> None:
         """This replica merged the right shard into ``group``: it spans both now, and the
@@ -1008,7 +1257,15 @@ class Node:
         """A read of this replica's applied state misses no write acknowledged more than
         this many nominal ticks ago (0: nothing; a caught-up leaseholder). None: no bound."""
         group = self._groups[group_id]
-        return group.replica.stale_read_bound(Slot(group.applied_slot))
+        return group.replica.stale_read_bound(
+            Slot(group.applied_slot), self.skipped_ticks(group_id)
+        )
+
+    def skipped_ticks(self, group_id: int) -> int:
+        """Ticks the group's replica has not been given because it is quiet (its views of
+        time, the lease and staleness bounds, take them as an argument)."""
+        since = self._groups[group_id].quiet_since
+        return 0 if since is None else self._ticks - since
 
     def replica(self, group_id: int) -> Replica:
         """The group's replica, read-only (tests and the simulator inspect it)."""
@@ -1029,10 +1286,11 @@ class Node:
                     leader_node_id=replica.leader_hint or 0,
                     chosen_through=replica.chosen_through,
                     applied_slot=group.applied_slot,
-                    lease=replica.lease_valid(),
+                    lease=replica.lease_valid(self.skipped_ticks(group_id)),
                     preferred_dc=group.preferred_dc,
                     staleness_bound_ticks=self.stale_read_bound_ticks(group_id),
                     ops_per_s=group.ops_per_s,
+                    quiet=group.quiet_since is not None,
                 )
             )
         return out

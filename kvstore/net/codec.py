@@ -78,6 +78,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     echo=_stamp(msg.echo),
                     echo_through=msg.echo_through,
                     barrier=msg.barrier,
+                    quiesce=msg.quiesce,
                 )
             )
         case HeartbeatAck():
@@ -88,6 +89,7 @@ def to_wire(shard_id: int, msg: Message) -> pb.PaxosMessage:
                     round=msg.round,
                     chosen_through=msg.chosen_through,
                     stamp=_stamp(msg.stamp),
+                    quiesced=msg.quiesced,
                 )
             )
         case CatchUpRequest():
@@ -182,6 +184,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             echo=_from_stamp(h.echo) if h.HasField("echo") else None,
             echo_through=Slot(h.echo_through),
             barrier=Slot(h.barrier),
+            quiesce=h.quiesce,
         )
     elif kind == "heartbeat_ack":
         k = wire.heartbeat_ack
@@ -193,6 +196,7 @@ def from_wire(wire: pb.PaxosMessage) -> tuple[int, Message]:
             round=k.round,
             chosen_through=Slot(k.chosen_through),
             stamp=_from_stamp(k.stamp) if k.HasField("stamp") else None,
+            quiesced=k.quiesced,
         )
     elif kind == "catch_up_request":
         msg = CatchUpRequest(src=src, dst=dst, from_slot=Slot(wire.catch_up_request.from_slot))

@@ -8,6 +8,8 @@ Rules:
   Paxos tolerates loss; retransmission and catch-up recover.
 - A link that breaks is re-dialed with capped backoff; a batch from another cluster, or from
   a node that is not who it claims, is refused and the stream closed.
+- ``send`` of an empty batch is a liveness ping (``kvstore.model.node.Ping``): a batch with
+  nothing in it; every batch that arrives is reported to ``heard`` (the node's liveness).
 - Every ``PROBE_INTERVAL_S`` each side sends a probe (``ping``) that the other answers at
   once (``pong``): the round trip, WAN delay included, is what ``kvstore status`` shows.
 - With an emulated WAN (``[wan]`` in the config) each message leaves only after its link's
@@ -35,6 +37,7 @@ from kvstore.v1 import peer_pb2, peer_pb2_grpc
 from paxos import Message
 
 Deliver = Callable[[int, Message], None]
+Heard = Callable[[int], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
 BATCH_BYTES_MAX = 4 << 20  # of client data per batch (one larger message still goes alone)
@@ -83,6 +86,10 @@ class PeerLink:
     def offer(self, shard_id: int, msg: Message) -> None:
         self._push(shard_id, msg, 0, 0)
 
+    def nudge(self) -> None:
+        """An empty batch: the peer hears from us (node liveness), nothing more."""
+        self._push(0, None, 0, 0)
+
     def probe(self) -> None:
         ping = next(self._probe_ids)
         self._probes = {ping: time.monotonic()}  # older ones count as lost
@@ -121,7 +128,7 @@ class PeerLink:
         self._wake.set()
 
     async def batches(
-        self, cluster: str, me: int, incarnation: int = 0
+        self, cluster: str, me: int, incarnation: int = 0, process: int = 0
     ) -> AsyncIterator[peer_pb2.PeerBatch]:
         """The outgoing side of one stream. Starting a new stream ends the older one's:
         grpc keeps pulling from the request iterator of a call that ended with status OK
@@ -130,7 +137,9 @@ class PeerLink:
         self._session += 1
         session = self._session
         # A hello first, so the other side knows who we are before any traffic.
-        yield peer_pb2.PeerBatch(cluster=cluster, from_node=me, incarnation=incarnation)
+        yield peer_pb2.PeerBatch(
+            cluster=cluster, from_node=me, incarnation=incarnation, process=process
+        )
         pending = self._pending
         while True:
             while not pending and session == self._session:
@@ -174,12 +183,20 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         delays: dict[int, LinkDelay] | None = None,
         *,
         incarnation: int = 0,
+        heard: Heard | None = None,
+        restarted: Heard | None = None,
     ) -> None:
         """``cluster``: what tells this cluster from others (``ClusterConfig.identity``);
-        ``incarnation``: this node's data directory's, so peers notice a replaced one."""
+        ``incarnation``: this node's data directory's, so peers notice a replaced one;
+        ``heard``: told of every batch a peer sends (its liveness); ``restarted``: of a peer
+        whose incarnation changed (a new process, however quick)."""
+        self._heard = heard
+        self._restarted = restarted
         self._cluster = cluster
         self._incarnation = incarnation
         self._incarnations: dict[int, int] = {}  # the last one each peer said in its hello
+        self._process = random.SystemRandom().randrange(1, 1 << 63)  # this process start's
+        self._processes: dict[int, int] = {}  # each peer's, from its last hello
         self._me = node_id
         self._addresses = addresses
         self._deliver = deliver
@@ -195,6 +212,10 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
     def send(self, dst: int, batch: list[tuple[int, Message]]) -> None:
         link = self._links.get(dst)
         if link is None:
+            return
+        if not batch:
+            if link.connected:
+                link.nudge()
             return
         for shard_id, msg in batch:
             link.offer(shard_id, msg)
@@ -231,7 +252,9 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     self._addresses[peer], options=CHANNEL_OPTIONS
                 ) as channel:
                     stub = peer_pb2_grpc.PeerStub(channel)
-                    call = stub.Stream(link.batches(self._cluster, self._me, self._incarnation))
+                    call = stub.Stream(
+                        link.batches(self._cluster, self._me, self._incarnation, self._process)
+                    )
                     delay = RECONNECT_S[0]
                     link.connected = True
                     try:
@@ -265,11 +288,14 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             self._log.info("peer_refused", claimed=peer, cluster=hello.cluster)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not a peer of this cluster")
         self._note_incarnation(peer, hello.incarnation)
+        self._note_process(peer, hello.process)
         link = self._links[peer]
         reader = asyncio.create_task(self._read(peer, requests))
         link.connected = True
         try:
-            async for batch in link.batches(self._cluster, self._me, self._incarnation):
+            async for batch in link.batches(
+                self._cluster, self._me, self._incarnation, self._process
+            ):
                 if reader.done():
                     break
                 yield batch
@@ -294,11 +320,23 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             self._log.info("peer_incarnation_changed", peer=peer, was=known, now=incarnation)
         self._incarnations[peer] = incarnation
 
+    def _note_process(self, peer: int, process: int) -> None:
+        """A peer's hello names its process: a new one restarted (``restarted``)."""
+        if not process:
+            return
+        known = self._processes.get(peer)
+        self._processes[peer] = process
+        if known is not None and known != process and self._restarted is not None:
+            self._restarted(peer)
+
     def _receive(self, peer: int, batch: peer_pb2.PeerBatch) -> None:
         if batch.cluster != self._cluster or batch.from_node != peer:
             raise PeerProtocolError(f"batch claims node {batch.from_node} on the link of {peer}")
         self._note_incarnation(peer, batch.incarnation)
+        self._note_process(peer, batch.process)
         link = self._links[peer]
+        if self._heard is not None:
+            self._heard(peer)
         if batch.ping:
             link.answer(batch.ping)
         if batch.pong:

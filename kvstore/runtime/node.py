@@ -120,6 +120,7 @@ class ShardStatus:
     preferred_dc: str
     staleness_bound_ms: float | None
     ops_per_s: float
+    quiet: bool = False
 
 
 _JobResult = tuple[list[Applied], list[Dumped], dict[int, int]]  # sizes: run_job's
@@ -241,19 +242,30 @@ class NodeRuntime:
         node = self._node
         if node is None or not due:
             return
-        for _ in range(due):
-            node.tick()
+        node.tick(due)
         self._kick()
 
     # ------------------------------------------------------------------ inputs
 
-    def deliver(self, shard_id: int, msg: Message) -> None:
+    def _feed(self, give: Callable[[Node], None]) -> None:
+        """One input for the node, after every tick that elapsed (driver contract 7)."""
         node = self._node
         if node is None or self.failure is not None:
             return
         self._catch_up_ticks()
-        node.step(shard_id, msg)
+        give(node)
         self._kick()
+
+    def heard(self, peer: int) -> None:
+        """Something came from node ``peer`` (its liveness keeps quiet groups quiet)."""
+        self._feed(lambda node: node.heard(peer))
+
+    def peer_restarted(self, peer: int) -> None:
+        """Node ``peer`` runs a new process: quiet groups that depend on it wake."""
+        self._feed(lambda node: node.peer_restarted(peer))
+
+    def deliver(self, shard_id: int, msg: Message) -> None:
+        self._feed(lambda node: node.step(shard_id, msg))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
         node = self._hosting(shard_id)
@@ -375,6 +387,7 @@ class NodeRuntime:
             if s.staleness_bound_ticks is None
             else s.staleness_bound_ticks * self.cluster.tick_ms,
             ops_per_s=s.ops_per_s,
+            quiet=s.quiet,
         )
 
     def transfer_leadership(self, shard_id: int, to_node: int) -> bool:
@@ -433,6 +446,8 @@ class NodeRuntime:
         effects = node.take_effects()
         for dst, batch in effects.sends.items():
             self._send(dst, batch)
+        for ping in effects.pings:
+            self._send(ping.dst, [])  # an empty batch: liveness only
         self._answer(effects.answers, effects.reads)
         if self.on_split_wanted is not None:
             for group_id in effects.splits_wanted:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kvstore/v1/admin.proto\x12\nkvstore.v1\"\x13\n\x11NodeStatusRequest\"\xcb\x02\n\x12ShardReplicaStatus\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x17\n\x0fpromised_ballot\x18\x05 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x06 \x01(\x04\x12\x16\n\x0e\x63hosen_through\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pplied_slot\x18\x08 \x01(\x04\x12\r\n\x05lease\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x0b \x01(\t\x12\x1a\n\x12staleness_bound_ms\x18\x0c \x01(\x03\x12\x12\n\ngeneration\x18\r \x01(\x04\x12\x0c\n\x04keys\x18\x0e \x01(\x04\x12\x12\n\nsize_bytes\x18\x0f \x01(\x04\x12\x11\n\tops_per_s\x18\x10 \x01(\x01\"^\n\x08PeerLink\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_avg_ms\x18\x05 \x01(\x01\"\xd3\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12.\n\x06shards\x18\x04 \x03(\x0b\x32\x1e.kvstore.v1.ShardReplicaStatus\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x11\n\trss_bytes\x18\x06 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.kvstore.v1.PeerLink\"=\n\x15TransferLeaderRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\nto_node_id\x18\x02 \x01(\x04\"A\n\x16TransferLeaderResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"\x18\n\x16\x44\x65scribeClusterRequest\"8\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc2\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x16\n\x0eleader_node_id\x18\x05 \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\x0c\n\x04keys\x18\x08 \x01(\x04\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x11\n\tops_per_s\x18\n \x01(\x01\"v\n\x17\x44\x65scribeClusterResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\x12%\n\x06shards\x18\x03 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\":\n\x13SetPlacementRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x11\n\tleader_dc\x18\x02 \x01(\t\"D\n\x14SetPlacementResponse\x12\x14\n\x0cpreferred_dc\x18\x01 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"G\n\x11SplitRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\n\n\x02\x61t\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_shard_id\x18\x03 \x01(\r\"_\n\x12SplitRangeResponse\x12#\n\x04left\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12$\n\x05right\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"y\n\x11MergeRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x17\n\x0f\x66reeze_shard_id\x18\x02 \x01(\r\x12$\n\x05right\x18\x03 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x04 \x01(\x04\"w\n\x12MergeRangeResponse\x12%\n\x06merged\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12%\n\x06\x66rozen\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x03 \x01(\x04\"\x18\n\x16\x41llocateShardIdRequest\"+\n\x17\x41llocateShardIdResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\r2\xd2\x04\n\x05\x41\x64min\x12Z\n\x0f\x44\x65scribeCluster\x12\".kvstore.v1.DescribeClusterRequest\x1a#.kvstore.v1.DescribeClusterResponse\x12K\n\nNodeStatus\x12\x1d.kvstore.v1.NodeStatusRequest\x1a\x1e.kvstore.v1.NodeStatusResponse\x12W\n\x0eTransferLeader\x12!.kvstore.v1.TransferLeaderRequest\x1a\".kvstore.v1.TransferLeaderResponse\x12Q\n\x0cSetPlacement\x12\x1f.kvstore.v1.SetPlacementRequest\x1a .kvstore.v1.SetPlacementResponse\x12K\n\nSplitRange\x12\x1d.kvstore.v1.SplitRangeRequest\x1a\x1e.kvstore.v1.SplitRangeResponse\x12K\n\nMergeRange\x12\x1d.kvstore.v1.MergeRangeRequest\x1a\x1e.kvstore.v1.MergeRangeResponse\x12Z\n\x0f\x41llocateShardId\x12\".kvstore.v1.AllocateShardIdRequest\x1a#.kvstore.v1.AllocateShardIdResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kvstore/v1/admin.proto\x12\nkvstore.v1\"\x13\n\x11NodeStatusRequest\"\xda\x02\n\x12ShardReplicaStatus\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x17\n\x0fpromised_ballot\x18\x05 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x06 \x01(\x04\x12\x16\n\x0e\x63hosen_through\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pplied_slot\x18\x08 \x01(\x04\x12\r\n\x05lease\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x0b \x01(\t\x12\x1a\n\x12staleness_bound_ms\x18\x0c \x01(\x03\x12\x12\n\ngeneration\x18\r \x01(\x04\x12\x0c\n\x04keys\x18\x0e \x01(\x04\x12\x12\n\nsize_bytes\x18\x0f \x01(\x04\x12\x11\n\tops_per_s\x18\x10 \x01(\x01\x12\r\n\x05quiet\x18\x11 \x01(\x08\"^\n\x08PeerLink\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_avg_ms\x18\x05 \x01(\x01\"\xd3\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12.\n\x06shards\x18\x04 \x03(\x0b\x32\x1e.kvstore.v1.ShardReplicaStatus\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x11\n\trss_bytes\x18\x06 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.kvstore.v1.PeerLink\"=\n\x15TransferLeaderRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\nto_node_id\x18\x02 \x01(\x04\"A\n\x16TransferLeaderResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"\x18\n\x16\x44\x65scribeClusterRequest\"8\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc2\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x16\n\x0eleader_node_id\x18\x05 \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\x0c\n\x04keys\x18\x08 \x01(\x04\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x11\n\tops_per_s\x18\n \x01(\x01\"v\n\x17\x44\x65scribeClusterResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\x12%\n\x06shards\x18\x03 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\":\n\x13SetPlacementRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x11\n\tleader_dc\x18\x02 \x01(\t\"D\n\x14SetPlacementResponse\x12\x14\n\x0cpreferred_dc\x18\x01 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"G\n\x11SplitRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\n\n\x02\x61t\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_shard_id\x18\x03 \x01(\r\"_\n\x12SplitRangeResponse\x12#\n\x04left\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12$\n\x05right\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"y\n\x11MergeRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x17\n\x0f\x66reeze_shard_id\x18\x02 \x01(\r\x12$\n\x05right\x18\x03 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x04 \x01(\x04\"w\n\x12MergeRangeResponse\x12%\n\x06merged\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12%\n\x06\x66rozen\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x03 \x01(\x04\"\x18\n\x16\x41llocateShardIdRequest\"+\n\x17\x41llocateShardIdResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\r2\xd2\x04\n\x05\x41\x64min\x12Z\n\x0f\x44\x65scribeCluster\x12\".kvstore.v1.DescribeClusterRequest\x1a#.kvstore.v1.DescribeClusterResponse\x12K\n\nNodeStatus\x12\x1d.kvstore.v1.NodeStatusRequest\x1a\x1e.kvstore.v1.NodeStatusResponse\x12W\n\x0eTransferLeader\x12!.kvstore.v1.TransferLeaderRequest\x1a\".kvstore.v1.TransferLeaderResponse\x12Q\n\x0cSetPlacement\x12\x1f.kvstore.v1.SetPlacementRequest\x1a .kvstore.v1.SetPlacementResponse\x12K\n\nSplitRange\x12\x1d.kvstore.v1.SplitRangeRequest\x1a\x1e.kvstore.v1.SplitRangeResponse\x12K\n\nMergeRange\x12\x1d.kvstore.v1.MergeRangeRequest\x1a\x1e.kvstore.v1.MergeRangeResponse\x12Z\n\x0f\x41llocateShardId\x12\".kvstore.v1.AllocateShardIdRequest\x1a#.kvstore.v1.AllocateShardIdResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,39 +34,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODESTATUSREQUEST']._serialized_start=38
   _globals['_NODESTATUSREQUEST']._serialized_end=57
   _globals['_SHARDREPLICASTATUS']._serialized_start=60
-  _globals['_SHARDREPLICASTATUS']._serialized_end=391
-  _globals['_PEERLINK']._serialized_start=393
-  _globals['_PEERLINK']._serialized_end=487
-  _globals['_NODESTATUSRESPONSE']._serialized_start=490
-  _globals['_NODESTATUSRESPONSE']._serialized_end=701
-  _globals['_TRANSFERLEADERREQUEST']._serialized_start=703
-  _globals['_TRANSFERLEADERREQUEST']._serialized_end=764
-  _globals['_TRANSFERLEADERRESPONSE']._serialized_start=766
-  _globals['_TRANSFERLEADERRESPONSE']._serialized_end=831
-  _globals['_DESCRIBECLUSTERREQUEST']._serialized_start=833
-  _globals['_DESCRIBECLUSTERREQUEST']._serialized_end=857
-  _globals['_NODEINFO']._serialized_start=859
-  _globals['_NODEINFO']._serialized_end=915
-  _globals['_SHARDINFO']._serialized_start=918
-  _globals['_SHARDINFO']._serialized_end=1112
-  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_start=1114
-  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=1232
-  _globals['_SETPLACEMENTREQUEST']._serialized_start=1234
-  _globals['_SETPLACEMENTREQUEST']._serialized_end=1292
-  _globals['_SETPLACEMENTRESPONSE']._serialized_start=1294
-  _globals['_SETPLACEMENTRESPONSE']._serialized_end=1362
-  _globals['_SPLITRANGEREQUEST']._serialized_start=1364
-  _globals['_SPLITRANGEREQUEST']._serialized_end=1435
-  _globals['_SPLITRANGERESPONSE']._serialized_start=1437
-  _globals['_SPLITRANGERESPONSE']._serialized_end=1532
-  _globals['_MERGERANGEREQUEST']._serialized_start=1534
-  _globals['_MERGERANGEREQUEST']._serialized_end=1655
-  _globals['_MERGERANGERESPONSE']._serialized_start=1657
-  _globals['_MERGERANGERESPONSE']._serialized_end=1776
-  _globals['_ALLOCATESHARDIDREQUEST']._serialized_start=1778
-  _globals['_ALLOCATESHARDIDREQUEST']._serialized_end=1802
-  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_start=1804
-  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_end=1847
-  _globals['_ADMIN']._serialized_start=1850
-  _globals['_ADMIN']._serialized_end=2444
+  _globals['_SHARDREPLICASTATUS']._serialized_end=406
+  _globals['_PEERLINK']._serialized_start=408
+  _globals['_PEERLINK']._serialized_end=502
+  _globals['_NODESTATUSRESPONSE']._serialized_start=505
+  _globals['_NODESTATUSRESPONSE']._serialized_end=716
+  _globals['_TRANSFERLEADERREQUEST']._serialized_start=718
+  _globals['_TRANSFERLEADERREQUEST']._serialized_end=779
+  _globals['_TRANSFERLEADERRESPONSE']._serialized_start=781
+  _globals['_TRANSFERLEADERRESPONSE']._serialized_end=846
+  _globals['_DESCRIBECLUSTERREQUEST']._serialized_start=848
+  _globals['_DESCRIBECLUSTERREQUEST']._serialized_end=872
+  _globals['_NODEINFO']._serialized_start=874
+  _globals['_NODEINFO']._serialized_end=930
+  _globals['_SHARDINFO']._serialized_start=933
+  _globals['_SHARDINFO']._serialized_end=1127
+  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_start=1129
+  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=1247
+  _globals['_SETPLACEMENTREQUEST']._serialized_start=1249
+  _globals['_SETPLACEMENTREQUEST']._serialized_end=1307
+  _globals['_SETPLACEMENTRESPONSE']._serialized_start=1309
+  _globals['_SETPLACEMENTRESPONSE']._serialized_end=1377
+  _globals['_SPLITRANGEREQUEST']._serialized_start=1379
+  _globals['_SPLITRANGEREQUEST']._serialized_end=1450
+  _globals['_SPLITRANGERESPONSE']._serialized_start=1452
+  _globals['_SPLITRANGERESPONSE']._serialized_end=1547
+  _globals['_MERGERANGEREQUEST']._serialized_start=1549
+  _globals['_MERGERANGEREQUEST']._serialized_end=1670
+  _globals['_MERGERANGERESPONSE']._serialized_start=1672
+  _globals['_MERGERANGERESPONSE']._serialized_end=1791
+  _globals['_ALLOCATESHARDIDREQUEST']._serialized_start=1793
+  _globals['_ALLOCATESHARDIDREQUEST']._serialized_end=1817
+  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_start=1819
+  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_end=1862
+  _globals['_ADMIN']._serialized_start=1865
+  _globals['_ADMIN']._serialized_end=2459
 # @@protoc_insertion_point(module_scope)

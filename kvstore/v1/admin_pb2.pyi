@@ -11,7 +11,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardReplicaStatus(_message.Message):
-    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision", "preferred_dc", "staleness_bound_ms", "generation", "keys", "size_bytes", "ops_per_s")
+    __slots__ = ("shard_id", "start", "end", "role", "promised_ballot", "leader_node_id", "chosen_through", "applied_slot", "lease", "revision", "preferred_dc", "staleness_bound_ms", "generation", "keys", "size_bytes", "ops_per_s", "quiet")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class ShardReplicaStatus(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     OPS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    QUIET_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     start: bytes
     end: bytes
@@ -44,7 +45,8 @@ class ShardReplicaStatus(_message.Message):
     keys: int
     size_bytes: int
     ops_per_s: float
-    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., staleness_bound_ms: _Optional[int] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ...) -> None: ...
+    quiet: bool
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., role: _Optional[str] = ..., promised_ballot: _Optional[str] = ..., leader_node_id: _Optional[int] = ..., chosen_through: _Optional[int] = ..., applied_slot: _Optional[int] = ..., lease: _Optional[bool] = ..., revision: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., staleness_bound_ms: _Optional[int] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ..., quiet: _Optional[bool] = ...) -> None: ...
 
 class PeerLink(_message.Message):
     __slots__ = ("node_id", "dc", "connected", "rtt_ms", "rtt_avg_ms")

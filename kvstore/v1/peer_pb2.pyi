@@ -97,7 +97,7 @@ class Stamp(_message.Message):
     def __init__(self, incarnation: _Optional[int] = ..., tick: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo", "echo_through", "barrier")
+    __slots__ = ("ballot", "commit", "sent_tick", "round", "echo", "echo_through", "barrier", "quiesce")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class Heartbeat(_message.Message):
     ECHO_FIELD_NUMBER: _ClassVar[int]
     ECHO_THROUGH_FIELD_NUMBER: _ClassVar[int]
     BARRIER_FIELD_NUMBER: _ClassVar[int]
+    QUIESCE_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     commit: int
     sent_tick: int
@@ -112,21 +113,24 @@ class Heartbeat(_message.Message):
     echo: Stamp
     echo_through: int
     barrier: int
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ..., echo_through: _Optional[int] = ..., barrier: _Optional[int] = ...) -> None: ...
+    quiesce: bool
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., commit: _Optional[int] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., echo: _Optional[_Union[Stamp, _Mapping]] = ..., echo_through: _Optional[int] = ..., barrier: _Optional[int] = ..., quiesce: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
-    __slots__ = ("ballot", "sent_tick", "round", "chosen_through", "stamp")
+    __slots__ = ("ballot", "sent_tick", "round", "chosen_through", "stamp", "quiesced")
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     SENT_TICK_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_THROUGH_FIELD_NUMBER: _ClassVar[int]
     STAMP_FIELD_NUMBER: _ClassVar[int]
+    QUIESCED_FIELD_NUMBER: _ClassVar[int]
     ballot: Ballot
     sent_tick: int
     round: int
     chosen_through: int
     stamp: Stamp
-    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., chosen_through: _Optional[int] = ..., stamp: _Optional[_Union[Stamp, _Mapping]] = ...) -> None: ...
+    quiesced: bool
+    def __init__(self, ballot: _Optional[_Union[Ballot, _Mapping]] = ..., sent_tick: _Optional[int] = ..., round: _Optional[int] = ..., chosen_through: _Optional[int] = ..., stamp: _Optional[_Union[Stamp, _Mapping]] = ..., quiesced: _Optional[bool] = ...) -> None: ...
 
 class CatchUpRequest(_message.Message):
     __slots__ = ("from_slot",)
@@ -207,17 +211,19 @@ class PaxosMessage(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ..., rejoin_query: _Optional[_Union[RejoinQuery, _Mapping]] = ..., rejoin_info: _Optional[_Union[RejoinInfo, _Mapping]] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "incarnation")
+    __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "incarnation", "process")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[PaxosMessage]
     ping: int
     pong: int
     incarnation: int
-    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    process: int
+    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ..., incarnation: _Optional[int] = ..., process: _Optional[int] = ...) -> None: ...

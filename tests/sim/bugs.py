@@ -112,10 +112,10 @@ def unguarded_follower_factory(config: Config, **kw: Any) -> Replica:
 class UnappliedFreshnessReplica(Replica):
     """Trusts the newest freshness claim even when it has not applied the claimed commit."""
 
-    def stale_read_bound(self, applied: Slot) -> int | None:
+    def stale_read_bound(self, applied: Slot, skipped: int = 0) -> int | None:
         if not self._freshness:
             return None
-        return self._now - self._freshness[-1][1] + 1
+        return self._now + skipped - self._freshness[-1][1] + 1
 
 
 def unapplied_freshness_factory(config: Config, **kw: Any) -> Replica:
@@ -125,8 +125,8 @@ def unapplied_freshness_factory(config: Config, **kw: Any) -> Replica:
 class UncountedTickFreshnessReplica(Replica):
     """Counts only whole ticks since the stamp: forgets the part of the stamped tick gone."""
 
-    def stale_read_bound(self, applied: Slot) -> int | None:
-        bound = super().stale_read_bound(applied)
+    def stale_read_bound(self, applied: Slot, skipped: int = 0) -> int | None:
+        bound = super().stale_read_bound(applied, skipped)
         return None if bound is None or bound == 0 else max(0, bound - 2)
 
     def _new_leader(self, ballot: Ballot) -> Leader:
@@ -300,3 +300,24 @@ class HastyMergeNode(Node):
     @staticmethod
     def _merge_ready(right: Any, merge: Any) -> bool:
         return right.merging_into is None
+
+
+class QuietClockReplica(Replica):
+    """Resumes from quiescence without counting the ticks it missed: a quiet old leader
+    still believes in a lease its followers stopped guarding long ago."""
+
+    def resume(self, ticks: int) -> None:
+        super().resume(0)
+
+
+def quiet_clock_factory(config: Config, **kw: Any) -> Replica:
+    return QuietClockReplica(config, **kw)
+
+
+class DeafToSilenceNode(Node):
+    """Never wakes the quiet followers of a peer that fell silent: a quiet group whose
+    leader's node died waits for a message that never comes."""
+
+    def _watch_peers(self, before: int) -> None:
+        self._peer_heard = dict.fromkeys(self._peer_heard, self._ticks)
+        super()._watch_peers(before)

@@ -1,7 +1,10 @@
 """The simulated disk: one FIFO queue of jobs per node, one job at a time, as the runtime's disk
 thread runs them: a job *starts* (its applies are computed, in an open transaction: the
 runtime answers proposers then, before the fsync) when the one before it is done, and is
-durable only when it *completes*.
+durable only when it *completes*. Jobs that queue while the disk is busy share the next
+fsync, as the runtime's group commit merges them into one transaction: the first of them pays
+the disk's latency, the rest complete right behind it (a disk that charged every queued job
+a full fsync falls behind a busy leader for good, which the runtime never does).
 
 A crash throws away every job not yet completed (what an fsync-less page cache loses) and
 rolls back the open transaction; completed jobs live on: each group's Paxos records in a
@@ -30,15 +33,18 @@ class SimDisk:
         self.kv = MemoryStore()
         self.pending: deque[DiskJob] = deque()
         self._busy_until_us = 0
+        self._batch_start_us = 0  # when the last batch (jobs sharing one fsync) starts
 
     def submit(self, job: DiskJob, now_us: int) -> tuple[int, int]:
         """Queue ``job``; returns when it starts and when it is durable (each job after
         every earlier one is durable)."""
-        lo, hi = self._latency_us
-        start = max(now_us, self._busy_until_us)
-        self._busy_until_us = start + self._rng.randrange(lo, hi + 1)
         self.pending.append(job)
-        return start, self._busy_until_us
+        if now_us < self._batch_start_us:  # the queued batch has not started: join it
+            return self._busy_until_us, self._busy_until_us
+        lo, hi = self._latency_us
+        self._batch_start_us = max(now_us, self._busy_until_us)
+        self._busy_until_us = self._batch_start_us + self._rng.randrange(lo, hi + 1)
+        return self._batch_start_us, self._busy_until_us
 
     def complete(self) -> DiskJob:
         """The oldest job is durable: its Paxos records now; the caller runs the rest."""
@@ -58,6 +64,7 @@ class SimDisk:
         self.pending.clear()
         self.kv.rollback()  # the job that had started, uncommitted
         self._busy_until_us = 0
+        self._batch_start_us = 0
         return lost
 
     def wipe(self) -> None:

@@ -39,7 +39,7 @@ from kvstore.model.node import (
     hosted_at_start,
 )
 from kvstore.model.ranges import decode_descriptor
-from paxos import Config, NodeId, NullLogger, Replica, Role, Slot, Value
+from paxos import Ballot, Config, NodeId, NullLogger, Replica, Role, Slot, Value
 from tests.sim.checkers import Checker, KeyChecker
 from tests.sim.disk import SimDisk
 from tests.sim.network import Network
@@ -479,6 +479,8 @@ class World:
         for sends in effects.sends.values():
             for group, msg in sends:
                 self.send(group, msg)
+        for ping in effects.pings:
+            self.send(0, ping)  # node-to-node liveness: no group's (``Node.step`` knows it)
         for token, answer in effects.answers:
             if self.on_answer is not None:
                 self.on_answer(token, answer)
@@ -687,10 +689,12 @@ class World:
                     self._promises.pop((v, group), None)
                     continue
                 applied = Slot(sim.committed.get(group, 0))  # what a read sees: committed
+                # A quiet group is not ticked: its views take the ticks it missed.
+                skipped = sim.node.skipped_ticks(group) if sim.node is not None else 0
                 self._promises[(v, group)] = (
-                    replica.lease_read_point(),
+                    replica.lease_read_point(skipped),
                     applied,
-                    replica.stale_read_bound(applied),
+                    replica.stale_read_bound(applied, skipped),
                 )
         self._touched.clear()
         holders: dict[int, list[NodeId]] = {}
@@ -709,14 +713,15 @@ class World:
     # ================================================================== inspection
 
     def leader(self, group: int) -> NodeId | None:
-        """A running replica of ``group`` in phase 2 with the highest ballot, if any."""
-        best: tuple[int, NodeId] | None = None
+        """A running replica of ``group`` in phase 2 with the highest ballot, if any (a
+        quiet leader cut off from the rest keeps leading a lower one until it hears)."""
+        best: tuple[Ballot, NodeId] | None = None
         for v, sim in sorted(self.nodes.items()):
             replica = sim.replica(group)
             if sim.running and replica is not None and replica.role is Role.LEADER:
                 ballot = replica.leader_ballot
-                if ballot is not None and (best is None or ballot.round > best[0]):
-                    best = (ballot.round, v)
+                if ballot is not None and (best is None or ballot > best[0]):
+                    best = (ballot, v)
         return best[1] if best is not None else None
 
     def group_of(self, key: bytes) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cluster import ClusterConfigError, KeySpan, parse_cluster_config
@@ -269,3 +271,31 @@ def test_merge_thresholds_keep_a_merged_range_far_from_its_next_split() -> None:
     assert not Sharding(merge_size_mb=0.0).wants_merge(0, 0.0)  # 0: never
     with pytest.raises(ClusterConfigError, match=r"sharding\.merge_size_mb must be a number"):
         parse_cluster_config(config(PICTURE) + "\n[sharding]\nmerge_size_mb = -1\n")
+
+
+def test_up_cuts_the_key_space_into_as_many_shards_as_asked() -> None:
+    """``kvstore up --shards N``: N ranges, in key order, covering every key once, their
+    preferred leaders in dc1, dc2, dc3 in turn; 3 is the picture's a*, b*, the rest; the
+    limit (10000) is a layout the config accepts."""
+    from kvstore.local_cluster import SHARDS, SHARDS_MAX, default_config, initial_layout
+
+    assert initial_layout(3) == SHARDS
+    for count in (1, 2, 4, 62, 63, 1000, SHARDS_MAX):
+        layout = initial_layout(count)
+        assert len(layout) == count
+        assert layout[0][0] == "" and layout[-1][1] == ""
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(layout, layout[1:], strict=False))
+        assert [dc for _, _, dc in layout[:4]] == ["dc1", "dc2", "dc3", "dc1"][:count]
+    parsed = parse_cluster_config(default_config(shards=SHARDS_MAX))
+    assert len(parsed.shards) == SHARDS_MAX
+
+
+def test_a_local_cluster_directory_keeps_its_shard_count(tmp_path: Path) -> None:
+    """The layout is the directory's from its first start: another --shards is refused
+    (it would be silently ignored), none keeps it."""
+    from kvstore.local_cluster import LocalCluster
+
+    assert len(LocalCluster(tmp_path, shards=5).cluster.shards) == 5
+    assert len(LocalCluster(tmp_path).cluster.shards) == 5
+    with pytest.raises(ValueError, match="started with 5 shards, not 6"):
+        LocalCluster(tmp_path, shards=6)
