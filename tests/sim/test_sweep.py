@@ -36,6 +36,8 @@ REGRESSION_SEEDS = (
     1434,  # the liveness phase ended while a core node's new group still awaited its install
     2489,  # the liveness phase ended with a merge half done (its range frozen, not merged)
     2525,  # a new group's vote, decided at a restart, was not recorded: undone at the next
+    5213,  # the simulated disk charged every queued job a whole fsync: it fell behind for good
+    597,  # a quiet leader cut off keeps its lower ballot: the sim took it for the leader
 )
 
 
