@@ -203,7 +203,8 @@ class Leader:
             return NotLeader(None)
         if self.transfer_to is not None:
             return NotLeader(self.transfer_to)
-        self.stir()
+        if self._idle_ticks:  # (at 0 a stir has nothing to undo: a hot path, per command)
+            self.stir()
         if len(command) > cfg.batch_bytes_max:
             return TooLarge(cfg.batch_bytes_max)
         closed_unsent = self.next_slot - 1 - self._sent_through

@@ -213,12 +213,12 @@ class Replica:
     @property
     def quiescent(self) -> bool:
         """Nothing here needs ticks until an input comes (see the module docstring)."""
-        if self._rejoin is not None or self._learner.catching_up:
-            return False
         leader = self._leader
         if leader is not None:
-            return self._role is Role.LEADER and leader.quiescent
-        return self._quiet
+            quiet = self._role is Role.LEADER and leader.quiescent
+        else:
+            quiet = self._quiet
+        return quiet and self._rejoin is None and not self._learner.catching_up
 
     def stirs(self, msg: Message) -> bool:
         """Whether ``msg`` needs a quiescent replica resumed. Only a late ack of a heartbeat

@@ -257,8 +257,12 @@ class NodeRuntime:
         self._kick()
 
     def heard(self, peer: int) -> None:
-        """Something came from node ``peer`` (its liveness keeps quiet groups quiet)."""
-        self._feed(lambda node: node.heard(peer))
+        """Something came from node ``peer`` (its liveness keeps quiet groups quiet). Per
+        batch received, so kept light: no turn, and the node's tick count as it stands (a
+        liveness mark a tick early is no harm)."""
+        node = self._node
+        if node is not None and self.failure is None:
+            node.heard(peer)
 
     def peer_restarted(self, peer: int) -> None:
         """Node ``peer`` runs a new process: quiet groups that depend on it wake."""
