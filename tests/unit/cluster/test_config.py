@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -284,7 +285,7 @@ def test_up_cuts_the_key_space_into_as_many_shards_as_asked() -> None:
         layout = initial_layout(count)
         assert len(layout) == count
         assert layout[0][0] == "" and layout[-1][1] == ""
-        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(layout, layout[1:], strict=False))
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(layout))
         assert [dc for _, _, dc in layout[:4]] == ["dc1", "dc2", "dc3", "dc1"][:count]
     parsed = parse_cluster_config(default_config(shards=SHARDS_MAX))
     assert len(parsed.shards) == SHARDS_MAX
