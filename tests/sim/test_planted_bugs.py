@@ -215,7 +215,7 @@ def test_control_correct_replica_passes_the_wipe_heavy_worlds() -> None:
 def test_control_correct_replica_passes_the_splitless_wipe_heavy_worlds() -> None:
     """The worlds that expose the hasty rejoin are safe and live for the real replica."""
     worlds = Worlds(plan=wipe_often, splits=NO_SPLITS)
-    assert first_violation(default_factory, worlds, 60) is None
+    assert first_violation(default_factory, worlds, 40) is None
 
 
 def test_control_correct_node_passes_the_split_heavy_worlds() -> None:
