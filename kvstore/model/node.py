@@ -44,7 +44,7 @@ The driver contract, in the node's terms:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
@@ -728,28 +728,21 @@ class Node:
         if peer in self._peers_silent:
             self._peers_silent.discard(peer)
             # The groups led here that went quiet without it: it hears from them again.
-            woken = [
-                g
-                for g in self._tell_absent(peer)
-                if g.quiet_since is not None and g.replica.role is Role.LEADER
-            ]
-            for group in woken:
-                self._wake(group)
-            self._log.info("peer_heard_again", peer=peer, woken_shards=len(woken))
+            woken = self._wake_each(
+                g for g in self._tell_absent(peer) if g.replica.role is Role.LEADER
+            )
+            self._log.info("peer_heard_again", peer=peer, woken_shards=woken)
 
     def peer_restarted(self, peer: int) -> None:
         """Node ``peer`` runs a new process (however quickly it came back): the groups
         quiet here that followed a leader there wake (it leads nothing any more), and those
         led here that it replicates wake too, so it hears who leads before it campaigns."""
-        woken = [
+        woken = self._wake_each(
             g
             for g in self._groups_of(peer)
-            if g.quiet_since is not None
-            and (self._awaits(g) == peer or g.replica.role is Role.LEADER)
-        ]
-        for group in woken:
-            self._wake(group)
-        self._log.info("peer_restarted", peer=peer, woken_shards=len(woken))
+            if self._awaits(g) == peer or g.replica.role is Role.LEADER
+        )
+        self._log.info("peer_restarted", peer=peer, woken_shards=woken)
 
     def _groups_of(self, peer: int) -> list[_Group]:
         return [g for g in self._groups.values() if peer in g.descriptor.replicas]
@@ -769,15 +762,9 @@ class Node:
             if now - heard < SILENT_TICKS or peer in self._peers_silent:
                 continue
             self._peers_silent.add(peer)
-            self._tell_absent(peer)  # they quiesce without it now
-            woken = [
-                g
-                for g in self._groups.values()
-                if g.quiet_since is not None and self._awaits(g) == peer
-            ]
-            for group in woken:
-                self._wake(group)
-            self._log.info("peer_silent", peer=peer, woken_shards=len(woken))
+            # Its groups quiesce without it now; the quiet ones that wait for it wake.
+            woken = self._wake_each(g for g in self._tell_absent(peer) if self._awaits(g) == peer)
+            self._log.info("peer_silent", peer=peer, woken_shards=woken)
 
     def _tell_absent(self, peer: int) -> list[_Group]:
         """The groups ``peer`` has a replica of, each told which of its peers are silent."""
@@ -806,13 +793,19 @@ class Node:
             if now - since >= DORMANT_TICKS + group.group_id * 7919 % DORMANT_TICKS:
                 self._wake(group)
 
+    def _wake_each(self, groups: Iterable[_Group]) -> int:
+        """Wake those of ``groups`` that are quiet; how many were."""
+        quiet = [g for g in groups if g.quiet_since is not None]
+        for group in quiet:
+            self._wake(group)
+        return len(quiet)
+
     def _wake(self, group: _Group) -> None:
         """Tick ``group`` again, after counting the ticks it missed while quiet."""
-        since = group.quiet_since
-        if since is None:
+        if group.quiet_since is None:
             return
+        group.replica.resume(self.skipped_ticks(group.group_id))
         group.quiet_since = None
-        group.replica.resume(self._ticks - since)
         self._active[group.group_id] = None
         self._touched[group.group_id] = None
 
@@ -855,8 +848,7 @@ class Node:
             replica = group.replica
             if (
                 target is None
-                or target == self.node_id
-                or replica.role is not Role.LEADER
+                or not self._balance_due(group)
                 or group.transfer_cooldown_ticks
                 or not replica.peer_is_current(NodeId(target))
             ):
