@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 
 from kvstore import event_loop
-from kvstore.cli_args import UserError, port, shard_count
+from kvstore.cli_args import UserError, float_within, port, shard_count
 from kvstore.cli_support import describe_cluster
 from kvstore.local_cluster import LocalCluster
 
 READY_TIMEOUT_S = 600.0
+WINDOW_S = float_within(0.0, 3600.0, low_open=True)
+SETTLE_S = float_within(0.0, 3600.0)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -69,8 +71,10 @@ def measure(local: LocalCluster, seconds: float) -> dict[int, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kvstore.bench.idle", description=__doc__)
     parser.add_argument("--shards", type=shard_count, default=1000)
-    parser.add_argument("--seconds", type=float, default=30.0, help="the measured window")
-    parser.add_argument("--settle", type=float, default=10.0, help="wait after all are led")
+    parser.add_argument(
+        "--seconds", type=WINDOW_S, default=30.0, help="the measured window (up to an hour)"
+    )
+    parser.add_argument("--settle", type=SETTLE_S, default=10.0, help="wait after all are led")
     parser.add_argument("--base-port", type=port, default=7400)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kvstore-idle-") as tmp:
