@@ -15,10 +15,17 @@ from cluster.config import (
 )
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
-from cluster.ranges import RangeDescriptor, initial_layout
+from cluster.ranges import (
+    META_RANGE_ID,
+    RangeDescriptor,
+    hosted_layout,
+    initial_layout,
+    meta_descriptor,
+)
 
 __all__ = [
     "END_OF_KEYSPACE",
+    "META_RANGE_ID",
     "ClusterConfig",
     "ClusterConfigError",
     "KeySpan",
@@ -28,6 +35,8 @@ __all__ = [
     "RangeMap",
     "ShardSpec",
     "Sharding",
+    "hosted_layout",
     "initial_layout",
+    "meta_descriptor",
     "parse_cluster_config",
 ]

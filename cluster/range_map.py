@@ -33,6 +33,8 @@ class RangeMap:
         """Learn ``descriptors``; whether anything changed."""
         changed = False
         for d in descriptors:
+            if d.is_meta:
+                continue  # it holds no keys
             if (d.range_id, d.generation) not in self._known:
                 self._known[d.range_id, d.generation] = d
                 changed = True
@@ -41,25 +43,38 @@ class RangeMap:
         return changed
 
     def _rebuild(self) -> None:
-        # Paint from the highest generation down: each descriptor takes what is still free.
-        taken: list[tuple[bytes, bytes, RangeDescriptor]] = []
+        # Paint from the highest generation down: each descriptor takes the gaps left between
+        # the pieces already taken (kept sorted, so a range costs O(log n) plus its pieces).
+        starts: list[tuple[int, bytes]] = []  # the taken pieces' bounds, as _at positions
+        ends: list[tuple[int, bytes]] = []
+        owners: list[RangeDescriptor] = []
         for d in sorted(self._known.values(), key=lambda d: (-d.generation, d.start)):
-            pieces = [(d.start, d.end)]
-            for lo, hi, _ in taken:
-                pieces = [p for piece in pieces for p in _minus(piece, (lo, hi))]
-            if not pieces:
+            lo, hi = _at(d.start), _at(d.end, end=True)
+            j = bisect.bisect_right(starts, lo) - 1
+            if j < 0 or ends[j] <= lo:
+                j += 1
+            cursor, gaps = lo, []
+            while j < len(starts) and starts[j] < hi:
+                if starts[j] > cursor:
+                    gaps.append((cursor, starts[j]))
+                cursor = max(cursor, ends[j])
+                j += 1
+            if cursor < hi:
+                gaps.append((cursor, hi))
+            if not gaps:
                 del self._known[d.range_id, d.generation]  # superseded everywhere
                 continue
-            taken.extend((lo, hi, d) for lo, hi in pieces)
-        taken.sort(key=lambda t: t[0])
+            for gap_lo, gap_hi in gaps:
+                at = bisect.bisect_left(starts, gap_lo)
+                starts.insert(at, gap_lo)
+                ends.insert(at, gap_hi)
+                owners.insert(at, d)
         self._latest = {}
         for d in self._known.values():
-            if d.generation > self._latest.get(d.range_id, d).generation or (
-                d.range_id not in self._latest
-            ):
+            if d.range_id not in self._latest or d.generation > self._latest[d.range_id].generation:
                 self._latest[d.range_id] = d
-        self._segments = taken
-        self._starts = [t[0] for t in taken]
+        self._segments = [(lo[1], hi[1], d) for lo, hi, d in zip(starts, ends, owners, strict=True)]
+        self._starts = [t[0] for t in self._segments]
 
     def lookup(self, key: bytes) -> RangeDescriptor | None:
         index = bisect.bisect_right(self._starts, key) - 1
@@ -86,6 +101,11 @@ class RangeMap:
         """The newest descriptor of ``range_id`` known here."""
         return self._latest.get(range_id)
 
+    def known(self) -> list[RangeDescriptor]:
+        """Every descriptor kept (each owns some key), by range id and generation: what the
+        meta range stores, since the map is a function of this set alone."""
+        return [self._known[k] for k in sorted(self._known)]
+
     def current(self) -> list[RangeDescriptor]:
         """The descriptors that own some key, in key order (one per range)."""
         seen: dict[int, RangeDescriptor] = {}
@@ -106,16 +126,6 @@ def _min_end(a: bytes, b: bytes) -> bytes:
     return min(a, b)
 
 
-def _minus(piece: tuple[bytes, bytes], cut: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    """``piece`` without ``cut`` (both half-open; an end of b"" is the end of the keys)."""
-    lo, hi = piece
-    c_lo, c_hi = cut
-    overlaps = (hi == END_OF_KEYSPACE or c_lo < hi) and (c_hi == END_OF_KEYSPACE or lo < c_hi)
-    if not overlaps:
-        return [piece]
-    out = []
-    if lo < c_lo:
-        out.append((lo, c_lo))
-    if c_hi != END_OF_KEYSPACE and (hi == END_OF_KEYSPACE or c_hi < hi):
-        out.append((c_hi, hi))
-    return out
+def _at(key: bytes, *, end: bool = False) -> tuple[int, bytes]:
+    """A bound as an orderable position: an end of b"" is after every key."""
+    return (1, b"") if end and key == END_OF_KEYSPACE else (0, key)

@@ -28,10 +28,19 @@ class RangeDescriptor:
 
     @property
     def span(self) -> KeySpan:
+        assert not self.is_meta, "the meta range holds no keys"
         return KeySpan(self.start, self.end)
+
+    @property
+    def is_meta(self) -> bool:
+        return self.range_id == META_RANGE_ID
 
     def contains(self, key: bytes) -> bool:
         return self.start <= key and (self.end == END_OF_KEYSPACE or key < self.end)
+
+    def overlaps(self, other: RangeDescriptor) -> bool:
+        """Some key is in both (never for the meta range: it holds none)."""
+        return not (self.is_meta or other.is_meta) and self.span.overlaps(other.span)
 
     def can_split_at(self, at: bytes) -> bool:
         """A split point must leave both parts non-empty."""
@@ -47,9 +56,31 @@ class RangeDescriptor:
         return left, right
 
 
-# The meta range: a group of its own that holds the range map and hands out range ids.
-# It holds no user keys; its id is outside the configured shards' (1..).
+# The meta range: a group of its own that holds the range map (every range's descriptor)
+# and hands out range ids. It holds no user keys (its span is empty: ``META_BOUND`` to
+# itself, which ``contains`` no key), never splits nor merges, and its id is outside the
+# configured shards' (1..).
 META_RANGE_ID = 0
+META_BOUND = b"\x00"
+
+
+def meta_descriptor(cluster: ClusterConfig) -> RangeDescriptor:
+    """The meta range: on the replicas of the configured shard that starts the key space,
+    led from that shard's preferred datacenter."""
+    first = min(cluster.shards, key=lambda s: s.span.start)
+    return RangeDescriptor(
+        META_RANGE_ID,
+        META_BOUND,
+        META_BOUND,
+        first.replicas,
+        generation=1,
+        leader_dc=cluster.default_leader_dc(first.shard_id),
+    )
+
+
+def hosted_layout(cluster: ClusterConfig) -> list[RangeDescriptor]:
+    """Every group of the first layout a node may host: the configured shards and meta."""
+    return [meta_descriptor(cluster), *initial_layout(cluster)]
 
 
 def initial_layout(cluster: ClusterConfig) -> list[RangeDescriptor]:
@@ -68,6 +99,7 @@ def initial_layout(cluster: ClusterConfig) -> list[RangeDescriptor]:
 
 
 def base_slot_of(cluster: ClusterConfig, range_id: int) -> int:
-    """0 for a configured shard (its log starts from nothing); 1 for one split off another
+    """0 for a configured shard or meta (its log starts from nothing); 1 for one split off another
     (slot 1 stands for the state it was born with: ``paxos.Config.base_slot``)."""
-    return 0 if any(s.shard_id == range_id for s in cluster.shards) else 1
+    configured = range_id == META_RANGE_ID or any(s.shard_id == range_id for s in cluster.shards)
+    return 0 if configured else 1

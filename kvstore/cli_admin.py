@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from cluster import ClusterConfig, ClusterConfigError, parse_cluster_config
+from cluster import META_RANGE_ID, ClusterConfig, ClusterConfigError, parse_cluster_config
 from kvstore import event_loop, geo_cli
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError, arg_bytes
@@ -147,7 +147,10 @@ def _shard_rows(views: list[tuple[str, Any]]) -> list[dict[str, Any]]:
                 s.shard_id,
                 {
                     "shard": s.shard_id,
-                    "range": range_text(s.start, s.end),
+                    # The meta range holds the range map, not keys.
+                    "range": "(meta)"
+                    if s.shard_id == META_RANGE_ID
+                    else range_text(s.start, s.end),
                     "leader": None,
                     "leader_dc": "",
                     "preferred_dc": s.preferred_dc,

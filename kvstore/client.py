@@ -34,6 +34,7 @@ from typing import Any, TypeVar, overload
 
 import grpc
 
+from kvstore import range_changed
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.request_ids import new_client_id
@@ -109,6 +110,7 @@ class AsyncClient:
         self._starts: list[bytes] = []
         self._shards: list[admin_pb2.ShardInfo] = []
         self._shard_ids: set[int] = {0}
+        self._generations: dict[int, int] = {}
         self._addresses: dict[int, str] = {}
         self._leaders: dict[int, int] = {}
         self._batchers: dict[str, Batcher] = {}
@@ -137,7 +139,10 @@ class AsyncClient:
                 key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=request_id
             )
             response: kv_pb2.PutResponse = await self._call(
-                request.key, lambda a, t: self._batch(a, "put", request, t), write=True
+                request.key,
+                lambda a, t: self._batch(a, "put", request, t),
+                write=True,
+                routed=request,
             )
         return response
 
@@ -162,7 +167,10 @@ class AsyncClient:
             key=_key(key), consistency=consistency, max_staleness_ms=max_staleness_ms
         )
         response: kv_pb2.GetResponse = await self._call(
-            request.key, lambda a, t: self._batch(a, "get", request, t), write=False
+            request.key,
+            lambda a, t: self._batch(a, "get", request, t),
+            write=False,
+            routed=request,
         )
         return response
 
@@ -170,7 +178,10 @@ class AsyncClient:
         with self._lanes.take() as request_id:
             request = kv_pb2.DeleteRequest(key=_key(key), request_id=request_id)
             response: kv_pb2.DeleteResponse = await self._call(
-                request.key, lambda a, t: self._batch(a, "delete", request, t), write=True
+                request.key,
+                lambda a, t: self._batch(a, "delete", request, t),
+                write=True,
+                routed=request,
             )
         return response.deleted
 
@@ -211,6 +222,7 @@ class AsyncClient:
                 keys[0] if keys else b"",
                 lambda a, t: self._batch(a, "txn", request, t),
                 write=True,
+                routed=request,
             )
         return response
 
@@ -241,6 +253,7 @@ class AsyncClient:
             self._shards = sorted(view.shards, key=lambda s: s.start)
             self._starts = [s.start for s in self._shards]
             self._shard_ids = {0} | {s.shard_id for s in self._shards}
+            self._generations = {s.shard_id: s.generation for s in self._shards}
             self._addresses = {n.node_id: n.address for n in view.nodes}
             self._dc_of = {n.node_id: n.dc for n in view.nodes}
             self._leaders = {s.shard_id: s.leader_node_id for s in view.shards if s.leader_node_id}
@@ -249,7 +262,34 @@ class AsyncClient:
     def _shard_for(self, key: bytes) -> admin_pb2.ShardInfo | None:
         if not self._shards:
             return None
-        return self._shards[max(0, bisect.bisect_right(self._starts, key) - 1)]
+        shard = self._shards[max(0, bisect.bisect_right(self._starts, key) - 1)]
+        if shard.start <= key and (not shard.end or key < shard.end):
+            return shard
+        self._shards = []  # a gap (a range learned from a refusal): fetch the map again
+        return None
+
+    def _learn_range(self, info: kv_pb2.RangeInfo) -> None:
+        """A node said the key's range is ``info`` now: it replaces what it overlaps."""
+
+        def overlaps(s: admin_pb2.ShardInfo) -> bool:
+            return (not info.end or s.start < info.end) and (not s.end or info.start < s.end)
+
+        learned = admin_pb2.ShardInfo(
+            shard_id=info.shard_id,
+            start=info.start,
+            end=info.end,
+            replicas=info.replicas,
+            generation=info.generation,
+            leader_node_id=info.leader_node_id,
+        )
+        self._shards = sorted(
+            [s for s in self._shards if not overlaps(s)] + [learned], key=lambda s: s.start
+        )
+        self._starts = [s.start for s in self._shards]
+        self._shard_ids.add(info.shard_id)
+        self._generations[info.shard_id] = info.generation
+        if info.leader_node_id:
+            self._leaders[info.shard_id] = info.leader_node_id
 
     def _targets(self, shard: admin_pb2.ShardInfo | None) -> list[str]:
         ordered: list[str] = []
@@ -274,10 +314,18 @@ class AsyncClient:
         return batcher.submit(kind, request, timeout)
 
     async def _call(
-        self, key: bytes, call: Callable[[str, float], Awaitable[T]], *, write: bool
+        self,
+        key: bytes,
+        call: Callable[[str, float], Awaitable[T]],
+        *,
+        write: bool,
+        routed: Any = None,
     ) -> T:
         """``call`` at the best target, retried until the deadline. ``write``: a failure
-        must say that the outcome is unknown (an attempt may have applied it)."""
+        must say that the outcome is unknown (an attempt may have applied it). ``routed``:
+        the request, which names the range it is routed by (``routed_by``); a node that
+        knows the range changed refuses it with the new range, learned here before the
+        retry (the same request: the same request id)."""
         deadline = time.monotonic() + self._timeout_s
         backoff = 0.02
         last = "no node answered"
@@ -285,6 +333,10 @@ class AsyncClient:
             if not self._shards:
                 await self._refresh(deadline)
             shard = self._shard_for(key)
+            if routed is not None and shard is not None:
+                routed.routed_by.shard_id = shard.shard_id
+                routed.routed_by.generation = shard.generation
+            moved = False
             for address in self._targets(shard):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -292,6 +344,12 @@ class AsyncClient:
                 try:
                     response = await call(address, min(left, ATTEMPT_S_MAX))
                 except grpc.aio.AioRpcError as err:
+                    info = range_changed.range_of(err)
+                    if info is not None:
+                        self._learn_range(info)
+                        last = f"{address}: shard {info.shard_id} changed"
+                        moved = True
+                        break
                     if err.code() not in RETRYABLE:
                         raise KvError(err.code(), err.details() or "") from None
                     last = f"{address}: {err.code().name}"
@@ -300,9 +358,14 @@ class AsyncClient:
                     continue
                 self._learn(response)
                 header = getattr(response, "header", None)
-                if header is not None and header.shard_id not in self._shard_ids:
-                    self._shards = []  # a shard the map lacks (a split): fetch it again
+                if header is not None and (
+                    header.shard_id not in self._shard_ids
+                    or header.generation > self._generations.get(header.shard_id, 0)
+                ):
+                    self._shards = []  # a range the map lacks or has older: fetch it again
                 return response
+            if moved:
+                continue  # route by what was learned, at once
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.5)
             self._shards = []  # the map may be stale: fetch it again

@@ -118,6 +118,7 @@ class NodeServer:
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted
+        self.runtime.on_ranges_to_record = self._admin.ranges_to_record
 
     def _deliver(self, shard_id: int, msg: Message) -> None:
         self.runtime.deliver(shard_id, msg)

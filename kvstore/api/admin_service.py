@@ -12,7 +12,14 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import grpc
 import structlog
 
-from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
+from cluster import (
+    META_RANGE_ID,
+    ClusterConfig,
+    RangeDescriptor,
+    RangeMap,
+    initial_layout,
+    meta_descriptor,
+)
 from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
@@ -27,6 +34,8 @@ from kvstore.model import (
     MergeDone,
     PlacementSet,
     RangeIdAllocated,
+    RangesRecorded,
+    RecordRanges,
     RequestId,
     SetPlacement,
     Split,
@@ -77,10 +86,19 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._ranges = RangeMap(initial_layout(cluster))
         self._log = structlog.get_logger("kvstore.admin").bind(node=runtime.node_id)
         self._splitting: set[asyncio.Task[None]] = set()
+        self._meta = meta_descriptor(cluster)
+        self._recording = False  # a record of the node's ranges is on its way to meta
+        self._layout_seen = -1
 
     def _layout(self) -> RangeMap:
-        """The ranges as this node knows them: its hosted ones, else the first layout."""
-        self._ranges.update(self._runtime.descriptors())
+        """The ranges as this node knows them: the meta range's directory as this node's
+        replica of it applied it, its hosted ones (where two overlap the newer wins), and
+        what it learned from others; the first layout where nothing newer is known."""
+        runtime = self._runtime
+        if runtime.layout_version != self._layout_seen:
+            self._layout_seen = runtime.layout_version
+            self._ranges.update(runtime.directory() or ())
+            self._ranges.update(runtime.descriptors())
         return self._ranges
 
     def _range(self, shard_id: int) -> RangeDescriptor | None:
@@ -100,6 +118,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 for n in self._cluster.nodes
             ],
             shards=[self._shard_info(d, sizes) for d in self._layout().current()],
+            meta_directory=[
+                _shard_of(d)
+                for d in RangeMap(self._runtime.directory() or ()).current()
+                if self._runtime.started
+            ],
         )
 
     def _shard_info(self, d: RangeDescriptor, sizes: dict[int, ShardStatus]) -> admin_pb2.ShardInfo:
@@ -236,6 +259,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         shard's id comes from the range-id counter first, so no two splits share one. A
         shard this node has not heard of (made a moment ago by a split it has not applied
         yet) is asked of the other nodes before it is NOT_FOUND."""
+        await _not_meta(request.shard_id, "split", context)
         d = self._range(request.shard_id)
         if d is None and not is_forwarded(context):
             d = await self._learn_range(request.shard_id, context)
@@ -272,6 +296,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if isinstance(outcome, Invalid):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
         assert isinstance(outcome, SplitDone), outcome
+        await self._record_now([outcome.left, outcome.right])
         await self._until_hosted(outcome.right)
         return admin_pb2.SplitRangeResponse(
             left=self._shard_info(outcome.left, {}), right=self._shard_info(outcome.right, {})
@@ -288,6 +313,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             return await self._forwarded_freeze(request.freeze_shard_id, context)
         if is_forwarded(context) and request.HasField("right"):
             return await self._forwarded_merge(request, context)
+        await _not_meta(request.shard_id, "merge", context)
         left = self._range(request.shard_id)
         if left is None and not is_forwarded(context):
             left = await self._learn_range(request.shard_id, context)
@@ -391,6 +417,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     merged = outcome.merged
                 if merged is not None:  # logged by each replica's node as it applies it
                     self._ranges.update([merged])
+                    await self._record_now([merged])
                     return merged
             if loop.time() > deadline:
                 await context.abort(
@@ -462,6 +489,93 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         for task in self._splitting:
             task.cancel()
 
+    # ------------------------------------------------------------------ the meta range
+
+    def ranges_to_record(self, descriptors: list[RangeDescriptor]) -> None:
+        """The node wants ``descriptors`` in the meta range's directory (ranges it leads):
+        recorded in a task, one at a time (the node asks again each second until told)."""
+        if self._recording:
+            return
+        self._recording = True
+
+        async def call() -> None:
+            try:
+                await self._record(descriptors, _InternalCall())
+            except _RefusedError as refused:
+                self._log.info(
+                    "meta_record_refused", code=refused.code.name, reason=refused.details
+                )
+            finally:
+                self._recording = False
+
+        task = asyncio.create_task(call())
+        self._splitting.add(task)
+        task.add_done_callback(self._splitting.discard)
+
+    async def _record_now(self, descriptors: list[RangeDescriptor]) -> None:
+        """After a split or merge this node drove: the directory learns it before the
+        caller is answered, so the next DescribeCluster shows it. Best effort: a failure is
+        repaired by the range's leader, which records its descriptor until meta has it."""
+        try:
+            await self._record(descriptors, _InternalCall())
+        except _RefusedError as refused:
+            self._log.info("meta_record_refused", code=refused.code.name, reason=refused.details)
+
+    async def _record(self, descriptors: list[RangeDescriptor], context: Any) -> bool:
+        """``context``: the RPC's, or ``_InternalCall`` for the node's own wish."""
+        forwarded = admin_pb2.RecordRangesRequest(ranges=[_shard_of(d) for d in descriptors])
+        outcome = await self._propose_at_leader(
+            self._meta,
+            RecordRanges(RequestId(0, 0), tuple(descriptors)),
+            lambda stub: stub.RecordRanges(forwarded, timeout=2.0, metadata=(FORWARDED,)),
+            context,
+            what="the ranges to record",
+        )
+        changed: bool
+        if isinstance(outcome, admin_pb2.RecordRangesResponse):
+            changed = bool(outcome.changed)
+        elif isinstance(outcome, RangesRecorded):
+            changed = outcome.changed
+        else:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"the meta range refused: {outcome}"
+            )
+            raise AssertionError("abort raises")
+        self._runtime.ranges_recorded(descriptors)
+        if changed:
+            self._log.info(
+                "meta_recorded", shards=[d.range_id for d in descriptors],
+                generations=[d.generation for d in descriptors],
+            )  # fmt: skip
+        return changed
+
+    async def RecordRanges(  # noqa: N802
+        self,
+        request: admin_pb2.RecordRangesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.RecordRangesResponse:
+        """Node to node only: what a range's leader tells the meta range."""
+        if not is_forwarded(context):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "RecordRanges is sent by nodes (a range's leader), not by clients",
+            )
+        nodes = {n.node_id for n in self._cluster.nodes}
+        descriptors = []
+        for s in request.ranges:
+            if s.shard_id == META_RANGE_ID or (s.end and s.end <= s.start):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"shard {s.shard_id} holds no keys"
+                )
+            if not s.replicas or not set(s.replicas) <= nodes or not s.generation:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"shard {s.shard_id}: replicas and generation must name this cluster's",
+                )
+            descriptors.append(_descriptor(s))
+        changed = await self._record(descriptors, context)
+        return admin_pb2.RecordRangesResponse(changed=changed)
+
     async def AllocateShardId(  # noqa: N802
         self,
         _request: admin_pb2.AllocateShardIdRequest,
@@ -470,13 +584,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return admin_pb2.AllocateShardIdResponse(shard_id=await self._allocate_shard_id(context))
 
     async def _allocate_shard_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> int:
-        """A shard id never handed out before, from the counter of the range that starts the
-        key space (its leader proposes it; asked of any node, it finds that leader)."""
-        first = self._layout().lookup(b"")
-        assert first is not None
+        """A shard id never handed out before, from the meta range's counter (its leader
+        proposes it; asked of any node, it finds that leader)."""
         floor = max(s.shard_id for s in self._cluster.shards) + 1
         outcome = await self._propose_at_leader(
-            first,
+            self._meta,
             AllocateRangeId(RequestId(0, 0), floor),
             lambda stub: stub.AllocateShardId(
                 admin_pb2.AllocateShardIdRequest(), timeout=1.0, metadata=(FORWARDED,)
@@ -614,6 +726,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await asyncio.sleep(0.1)
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"
+        )
+
+
+async def _not_meta(shard_id: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if shard_id == META_RANGE_ID:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"shard {META_RANGE_ID} is the meta range: it holds no keys, so it cannot {what}",
         )
 
 

@@ -36,6 +36,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
+from kvstore import range_changed
 from kvstore.api.statuses import shown_status, status_of_result
 from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
@@ -126,7 +127,11 @@ class KvService(kv_pb2_grpc.KVServicer):
             )
         command = Put(_request_id(request.request_id), request.key, request.value)
         shard, outcome = await self._write_keys(
-            [request.key], command, context, lambda n, t: self._forward(n, "put", request, t)
+            request,
+            [request.key],
+            command,
+            context,
+            lambda n, t: self._forward(n, "put", request, t),
         )
         if isinstance(outcome, kv_pb2.PutResponse):
             return outcome
@@ -142,6 +147,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         await self._check_key(request.key, context)
         command = Delete(_request_id(request.request_id), request.key)
         shard, outcome = await self._write_keys(
+            request,
             [request.key],
             command,
             context,
@@ -161,10 +167,15 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.GetResponse:
         await self._check_key(request.key, context)
+        routed = _routed_by(request)
         reroutes = _Reroutes()
         while await reroutes.again():
             d = self._locate(request.key)
             shard = d.range_id
+            if routed is not None:
+                await self._refuse_if_stale(routed, d, context)
+                routed = None
+            _stamp(request, d)
             local, bound = self._stale_read_here(
                 shard, request.consistency, request.max_staleness_ms
             )
@@ -278,7 +289,11 @@ class KvService(kv_pb2_grpc.KVServicer):
             tuple(_op(op) for op in request.failure),
         )
         shard, outcome = await self._write_keys(
-            keys or [b""], command, context, lambda n, t: self._forward(n, "txn", request, t)
+            request,
+            keys or [b""],
+            command,
+            context,
+            lambda n, t: self._forward(n, "txn", request, t),
         )
         if isinstance(outcome, kv_pb2.TxnResponse):
             return outcome
@@ -361,7 +376,11 @@ class KvService(kv_pb2_grpc.KVServicer):
         try:
             response = await handler(getattr(item, kind), _ItemContext(context, item))
         except _ItemAbortedError as aborted:
-            return _item_error(aborted.code, aborted.details)
+            result = _item_error(aborted.code, aborted.details)
+            for key, value in aborted.trailers:
+                if key == range_changed.RANGE_TRAILER:
+                    result.error.range.ParseFromString(value)
+            return result
         except NodeStoppedError as stopped:  # as the interceptor does for a unary call
             return _item_error(shown_status(stopped), str(stopped))
         return kv_pb2.BatchResult(**{kind: response})
@@ -370,13 +389,16 @@ class KvService(kv_pb2_grpc.KVServicer):
 
     async def _write_keys(
         self,
+        request: Any,
         keys: list[bytes],
         command: Command,
         context: grpc.aio.ServicerContext[Any, Any],
         forward: Callable[[int, float], Awaitable[Any]],
     ) -> tuple[int, Any]:
         """Propose ``command`` (whose keys are ``keys``) to the shard holding them, routed
-        again with the same request id while a split moves them: its shard and outcome."""
+        again with the same request id while a split moves them: its shard and outcome.
+        ``request`` (the caller's) names the range it is routed by, for each forward."""
+        routed = _routed_by(request)
         reroutes = _Reroutes()
         while await reroutes.again():
             ranges = {d.range_id: d for d in map(self._locate, keys)}
@@ -386,6 +408,10 @@ class KvService(kv_pb2_grpc.KVServicer):
                     f"a transaction must stay within one shard; its keys span {sorted(ranges)}",
                 )
             (d,) = ranges.values()
+            if routed is not None:
+                await self._refuse_if_stale(routed, d, context)
+                routed = None
+            _stamp(request, d)
             outcome = await self._write(d, keys[0], command, context, forward)
             if isinstance(outcome, OutOfRange):
                 self._ranges.update([outcome.descriptor, *outcome.successors])
@@ -491,6 +517,10 @@ class KvService(kv_pb2_grpc.KVServicer):
                 try:
                     return await forward(hint, max(min(left, FORWARD_ATTEMPT_S_MAX), 0.001))
                 except grpc.aio.AioRpcError as err:
+                    moved = range_changed.range_of(err)
+                    if moved is not None:
+                        self._ranges.update([_descriptor_of(moved)])
+                        return _MOVED  # the leader knows the key's range anew: route again
                     if err.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -560,12 +590,43 @@ class KvService(kv_pb2_grpc.KVServicer):
     def _hosts(self, shard: int) -> bool:
         return self._runtime.hosts(shard)
 
+    async def _refuse_if_stale(
+        self,
+        routed: kv_pb2.RangeVersion,
+        d: RangeDescriptor,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """The caller routed by an older view of the key's range than this node's: refuse
+        with the range as this node knows it (nothing done; retry there, same request id)."""
+        if not range_changed.stale(routed, d.range_id, d.generation):
+            return
+        info = kv_pb2.RangeInfo(
+            shard_id=d.range_id,
+            start=d.start,
+            end=d.end,
+            replicas=list(d.replicas),
+            generation=d.generation,
+            leader_node_id=(self._runtime.leader_hint(d.range_id) or 0)
+            if self._hosts(d.range_id)
+            else 0,
+        )
+        await context.abort(
+            range_changed.CODE,
+            f"routed by shard {routed.shard_id} generation {routed.generation}, but the key is"
+            f" in shard {d.range_id} generation {d.generation} now: retry there with the same"
+            " request id",
+            trailing_metadata=range_changed.trailer(info),
+        )
+
     def _map(self) -> RangeMap:
-        """The range map, with this node's hosted descriptors as of now."""
-        version = self._runtime.layout_version
+        """The range map, with this node's hosted descriptors as of now and the meta range's
+        directory as this node's replica of it applied it (where two overlap, the newer)."""
+        runtime = self._runtime
+        version = runtime.layout_version
         if version != self._layout_seen:
-            self._ranges.update(self._runtime.descriptors())
             self._layout_seen = version
+            self._ranges.update(runtime.directory() or ())
+            self._ranges.update(runtime.descriptors())
         return self._ranges
 
     def _locate(self, key: bytes) -> RangeDescriptor:
@@ -630,6 +691,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             served_by_dc=self._dc,
             applied_slot=runtime.applied_slot(shard) if hosted else 0,
             staleness_bound_ms=-1 if staleness_ms is None else math.ceil(staleness_ms),
+            generation=d.generation if (d := self._ranges.get(shard)) is not None else 0,
         )
 
     def _response_op(
@@ -670,10 +732,13 @@ class KvService(kv_pb2_grpc.KVServicer):
 
 
 class _ItemAbortedError(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, Any], ...] = ()
+    ) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
+        self.trailers = trailers
 
 
 class _ItemContext:
@@ -696,8 +761,13 @@ class _ItemContext:
     def invocation_metadata(self) -> Any:
         return self._call.invocation_metadata()
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise _ItemAbortedError(code, details)
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: tuple[tuple[str, Any], ...] = (),
+    ) -> NoReturn:
+        raise _ItemAbortedError(code, details, trailing_metadata)
 
 
 class _Parts:
@@ -808,6 +878,27 @@ def _covers(d: RangeDescriptor, start: bytes, end: bytes) -> bool:
     if not d.contains(start):
         return False
     return d.end == b"" or (end != b"" and end <= d.end)
+
+
+def _routed_by(request: Any) -> kv_pb2.RangeVersion | None:
+    """The range the caller routed ``request`` by, if it named one (a copy: the request's
+    own field is restamped with this node's choice before each forward)."""
+    if not request.HasField("routed_by"):
+        return None
+    routed = kv_pb2.RangeVersion()
+    routed.CopyFrom(request.routed_by)
+    return routed
+
+
+def _stamp(request: Any, d: RangeDescriptor) -> None:
+    request.routed_by.shard_id = d.range_id
+    request.routed_by.generation = d.generation
+
+
+def _descriptor_of(info: kv_pb2.RangeInfo) -> RangeDescriptor:
+    return RangeDescriptor(
+        info.shard_id, info.start, info.end, tuple(info.replicas), info.generation
+    )
 
 
 def _request_id(pb: kv_pb2.RequestId) -> RequestId:

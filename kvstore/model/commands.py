@@ -126,6 +126,18 @@ class AllocateRangeId:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordRanges:
+    """Tell the meta range of descriptors (a split's or merge's, or a new leader's view of
+    its range). Applied by the meta range only; a join, not an overwrite: the directory is
+    ``cluster.RangeMap`` of every descriptor it was ever told (where two overlap the higher
+    generation wins; one that owns no key any more is dropped), so duplicates, retries and
+    any order of arrival leave the same directory."""
+
+    request: RequestId
+    descriptors: tuple[RangeDescriptor, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Freeze:
     """The first half of a merge, in the right-hand shard's log: from this slot on the
     shard changes nothing (every command is ``OutOfRange``, retried elsewhere), so its state
@@ -147,7 +159,9 @@ class Merge:
     frozen_slot: int
 
 
-Command: TypeAlias = Put | Delete | Txn | SetPlacement | Split | AllocateRangeId | Freeze | Merge
+Command: TypeAlias = (
+    Put | Delete | Txn | SetPlacement | Split | AllocateRangeId | Freeze | Merge | RecordRanges
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +258,11 @@ class RangeIdAllocated:
 
 
 @dataclass(frozen=True, slots=True)
+class RangesRecorded:
+    changed: bool  # the directory is not what it was
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSet:
     leader_dc: str  # "": the default is in force
 
@@ -261,6 +280,7 @@ ApplyResult: TypeAlias = (
     | RangeIdAllocated
     | Frozen
     | MergeDone
+    | RangesRecorded
 )
 
 
@@ -292,7 +312,7 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case SetPlacement() | AllocateRangeId() | Freeze() | Merge():
+        case SetPlacement() | AllocateRangeId() | Freeze() | Merge() | RecordRanges():
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -307,7 +327,8 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE = 1, 2, 3, 4, 5, 6, 7, 8
+_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE, _RECORD = range(1, 10)
+RECORD_RANGES_MAX = 1 << 20
 _KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
 DC_NAME_BYTES_MAX = 256
 
@@ -361,6 +382,12 @@ def encode_command(cmd: Command) -> bytes:
             _request(w, cmd.request)
             w.blob(encode_descriptor(cmd.right))
             w.u64(cmd.frozen_slot)
+        case RecordRanges():
+            w.u8(_RECORD)
+            _request(w, cmd.request)
+            w.u64(len(cmd.descriptors))
+            for d in cmd.descriptors:
+                w.blob(encode_descriptor(d))
     return w.framed()
 
 
@@ -397,6 +424,10 @@ def decode_command(frame: bytes) -> Command:
         cmd = Freeze(request)
     elif kind == _MERGE:
         cmd = Merge(request, decode_descriptor(r.blob()), r.u64())
+    elif kind == _RECORD:
+        cmd = RecordRanges(
+            request, tuple(decode_descriptor(r.blob()) for _ in range(r.count(RECORD_RANGES_MAX)))
+        )
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -410,7 +441,7 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
-        case SetPlacement() | Split() | AllocateRangeId() | Freeze() | Merge():
+        case SetPlacement() | Split() | AllocateRangeId() | Freeze() | Merge() | RecordRanges():
             return []
 
 

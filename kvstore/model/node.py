@@ -59,6 +59,7 @@ from kvstore.model.commands import (
     Merge,
     MergeDone,
     PlacementSet,
+    RangesRecorded,
     RequestId,
     SplitDone,
     encode_command,
@@ -107,6 +108,7 @@ SILENT_TICKS = 25
 # ``DORMANT_TICKS`` (spread over as many again, by group) wakes anyway (a preferred replica
 # that cannot campaign, say, as it waits for a snapshot).
 AWAKE_TARGET = 48
+NODE_LOG = -1  # what ``logger_for`` is asked for the node's own log (not a group's)
 DORMANT_TICKS = 1000
 
 
@@ -238,6 +240,10 @@ class Effects:
     # ``Admin.MergeRange`` of the left range does (a frozen right one is merged as it is).
     merges_wanted: list[int] = field(default_factory=list)
     pings: list[Ping] = field(default_factory=list)  # peers sent nothing else a while
+    # Descriptors of ranges led here that the meta range may not know yet (this node began
+    # to lead them, or split or merged them): the driver records them there
+    # (``RecordRanges`` at the meta leader) and calls ``ranges_recorded`` once it did.
+    ranges_to_record: list[RangeDescriptor] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +340,7 @@ def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
 def _supersedes(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
     """``newer`` took over some of ``older``'s keys: they overlap and its generation is
     higher (every split and merge raises it past those it replaced)."""
-    return newer.generation > older.generation and newer.span.overlaps(older.span)
+    return newer.generation > older.generation and newer.overlaps(older)
 
 
 def _blank(durable: DurableState) -> bool:
@@ -408,7 +414,7 @@ class Node:
         self._rng_for = rng_for
         self._incarnation = incarnation
         self._logger_for = logger_for
-        self._log = logger_for(0)
+        self._log = logger_for(NODE_LOG)
         self._overrides = dict(paxos_overrides or {})
         self._compact_every = compact_every_slots
         self._groups: dict[int, _Group] = {}
@@ -420,8 +426,9 @@ class Node:
         # Records the node itself owes the disk (a new group's vote), for the next job.
         self._records: list[tuple[int, DurableRecord]] = []
         self._tombstones: list[tuple[int, int]] = []  # for the next job (``DiskJob``)
-        # Grows whenever a hosted group's descriptor changes or a group comes: routers that
-        # cache this node's layout refresh when it moves.
+        # Grows whenever a hosted group's descriptor changes, a group comes, or the meta
+        # range's directory here changes: routers that cache this node's layout refresh when
+        # it moves.
         self.layout_version = 0
         self._ticks = 0
         self._ticks_per_s = max(1, 1000 // cluster.tick_ms)
@@ -436,6 +443,9 @@ class Node:
         self._peer_incarnation: dict[int, int] = {}  # as their pings said
         # Dormant groups this node prefers to lead, waiting for their turn to campaign.
         self._to_campaign: deque[int] = deque()
+        # Ranges led here whose descriptor the meta range has not confirmed (``Effects.
+        # ranges_to_record``).
+        self._unrecorded: dict[int, None] = {}
         self._guard_ticks = Config(
             node_id=NodeId(node_id), voters=(NodeId(node_id),), **self._overrides
         ).election_ticks_min
@@ -444,7 +454,7 @@ class Node:
         for group_id, start in groups.items():
             if start.record_voting:
                 self._records.append((group_id, DurableRecord(voting=start.durable.voting)))
-            if start.merged_into in self._groups:
+            if start.merged_into and start.merged_into in self._groups:
                 self._groups[group_id].absorbed_by = start.merged_into
         for group in list(self._groups.values()):
             self._absorb_covered(group)
@@ -613,7 +623,11 @@ class Node:
     def descriptors(self) -> list[RangeDescriptor]:
         """Every live hosted group's descriptor as this node knows it, in key order."""
         return sorted(
-            (g.descriptor for g in self._groups.values() if g.absorbed_by is None),
+            (
+                g.descriptor
+                for g in self._groups.values()
+                if g.absorbed_by is None and not g.descriptor.is_meta
+            ),
             key=lambda d: d.start,
         )
 
@@ -657,6 +671,7 @@ class Node:
                 group.ops_at_sample = group.ops
             self._want_splits()
             self._want_merges()
+            self._want_records()
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -665,7 +680,12 @@ class Node:
             if group.split_rest_s:
                 group.split_rest_s -= 1
                 continue
-            if group.replica.role is not Role.LEADER or group.awaiting or group.frozen_slot:
+            if (
+                group.replica.role is not Role.LEADER
+                or group.awaiting
+                or group.frozen_slot
+                or group.descriptor.is_meta
+            ):
                 continue
             if policy.wants_split(group.size_bytes, group.ops_per_s):
                 group.split_rest_s = SPLIT_REST_S
@@ -681,7 +701,9 @@ class Node:
         """Once a second: the ranges this node leads that should merge into their left
         neighbour (``[sharding]``), and frozen ones whose merge did not follow in time."""
         policy = self.cluster.sharding
-        live = [g for g in self._groups.values() if g.absorbed_by is None]
+        live = [
+            g for g in self._groups.values() if g.absorbed_by is None and not g.descriptor.is_meta
+        ]
         by_end = {g.descriptor.end: g for g in live if g.descriptor.end}
         for right in live:
             right.unchanged_s += 1
@@ -717,6 +739,32 @@ class Node:
                 right_shard=right.group_id,
                 size_bytes=left.size_bytes + right.size_bytes,
             )
+
+    def _want_records(self) -> None:
+        """Once a second: the descriptors of ranges led here that meta has not confirmed.
+        Asked again every second until it does (recording is idempotent); a range this node
+        stopped leading is its new leader's to record."""
+        wanted = []
+        for group_id in list(self._unrecorded):
+            group = self._groups.get(group_id)
+            if (
+                group is None
+                or group.absorbed_by is not None
+                or group.descriptor.is_meta
+                or group.replica.role is not Role.LEADER
+            ):
+                del self._unrecorded[group_id]
+            elif not group.awaiting:
+                wanted.append(group.descriptor)
+        if wanted:
+            self._effects.ranges_to_record = wanted
+
+    def ranges_recorded(self, descriptors: Iterable[RangeDescriptor]) -> None:
+        """The meta range applied a record of ``descriptors``."""
+        for d in descriptors:
+            group = self._groups.get(d.range_id)
+            if group is not None and group.descriptor == d:
+                self._unrecorded.pop(d.range_id, None)
 
     # ------------------------------------------------------------------ quiescence
 
@@ -992,6 +1040,7 @@ class Node:
                 # Hysteresis: whoever just won (an election, or an operator's transfer)
                 # leads for a while before the balancer considers moving it.
                 group.transfer_cooldown_ticks = BALANCE_COOLDOWN_TICKS
+                self._unrecorded[group.group_id] = None
             # Role changes are logged by the replica itself (with shard, node and ballot).
             # Proposals of a replica that stopped leading stay registered: when their slot
             # is applied here, the answer tells success from Dropped; the caller's deadline
@@ -1128,6 +1177,8 @@ class Node:
                     self._log.info("range_frozen", shard=group_id, slot=result.slot)
                 elif isinstance(result, MergeDone):
                     self._merge_done(group, result)
+                elif isinstance(result, RangesRecorded) and result.changed:
+                    self.layout_version += 1  # the meta directory routers read moved
             if group.absorbed_by is None and (merge := merge_in(_value)) is not None:
                 right = self._groups.get(merge.right.range_id)
                 if right is not None and right.merging_into == group_id:
@@ -1149,6 +1200,8 @@ class Node:
         group.descriptor = done.left
         group.unchanged_s = 0
         self.layout_version += 1
+        self._unrecorded[group.group_id] = None
+        self._unrecorded[done.right.range_id] = None
         right = done.right
         self._log.info(
             "range_split",
@@ -1172,6 +1225,7 @@ class Node:
         group.descriptor = done.merged
         group.unchanged_s = 0
         self.layout_version += 1
+        self._unrecorded[group.group_id] = None
         self._log.info(
             "range_merged",
             shard=group.group_id,

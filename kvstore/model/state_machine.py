@@ -41,12 +41,15 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from cluster.keys import END_OF_KEYSPACE
+from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
     AllocateRangeId,
     ApplyResult,
     CachedResult,
+    Command,
     Compare,
     CompareOp,
     Delete,
@@ -65,6 +68,8 @@ from kvstore.model.commands import (
     Put,
     PutResult,
     RangeIdAllocated,
+    RangesRecorded,
+    RecordRanges,
     RequestId,
     SetPlacement,
     Split,
@@ -95,7 +100,8 @@ META_LEADER_DC = b"placement/leader_dc"
 META_SUCCESSORS = b"range/successors"
 META_KEYS = b"size/keys"
 META_BYTES = b"size/bytes"  # keys and values
-META_NEXT_RANGE_ID = b"range/next_id"  # only in the range that starts the key space
+META_NEXT_RANGE_ID = b"range/next_id"  # only in the meta range
+DIRECTORY_PREFIX = b"directory/"  # only in the meta range: range id, generation -> descriptor
 META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot of its Freeze
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 _SCAN_PAGE_KEYS = 256
@@ -202,6 +208,9 @@ class KvStateMachine:
                 out.append((cmd.request, Invalid(refused)))
                 continue
             descriptor = self.descriptor
+            if descriptor is not None and descriptor.is_meta:
+                out.append((cmd.request, self._apply_meta(cmd)))
+                continue
             if isinstance(cmd, Freeze):
                 out.append((cmd.request, self._freeze(slot)))
                 continue
@@ -219,11 +228,11 @@ class KvStateMachine:
             if isinstance(cmd, Split):
                 out.append((cmd.request, self._split(slot, cmd)))
                 continue
-            if isinstance(cmd, AllocateRangeId):
-                out.append((cmd.request, self._allocate_range_id(cmd.floor)))
-                continue
             if isinstance(cmd, Merge):
                 out.append((cmd.request, self._merge(slot, cmd)))
+                continue
+            if isinstance(cmd, AllocateRangeId | RecordRanges):
+                out.append((cmd.request, Invalid("only the meta range keeps range ids and ranges")))
                 continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
@@ -330,10 +339,42 @@ class KvStateMachine:
         engine.meta_put(META_SUCCESSORS, encode_successors(successors))
         return MergeDone(merged, right, slot)
 
+    # ------------------------------------------------------------------ the meta range
+
+    def _apply_meta(self, cmd: Command) -> ApplyResult:
+        if isinstance(cmd, RecordRanges):
+            return self._record_ranges(cmd.descriptors)
+        if isinstance(cmd, AllocateRangeId):
+            return self._allocate_range_id(cmd.floor)
+        if isinstance(cmd, SetPlacement):
+            return self._set_placement(cmd.leader_dc)
+        return Invalid("the meta range holds no keys and never splits nor merges")
+
+    def directory(self) -> RangeMap:
+        """The meta range's directory: every range's descriptor it was told of."""
+        return RangeMap(
+            decode_descriptor(raw) for _, raw in self._engine.meta_scan(DIRECTORY_PREFIX)
+        )
+
+    def _record_ranges(self, descriptors: Sequence[RangeDescriptor]) -> RangesRecorded | Invalid:
+        for d in descriptors:
+            if d.is_meta or (d.end != END_OF_KEYSPACE and d.end <= d.start):
+                return Invalid(f"shard {d.range_id} has no keys to record")
+        directory = self.directory()
+        before = directory.known()
+        if not directory.update(descriptors):
+            return RangesRecorded(changed=False)
+        after = directory.known()
+        if after == before:
+            return RangesRecorded(changed=False)
+        engine = self._engine
+        for d in set(before) - set(after):
+            engine.meta_delete(_directory_key(d))
+        for d in set(after) - set(before):
+            engine.meta_put(_directory_key(d), encode_descriptor(d))
+        return RangesRecorded(changed=True)
+
     def _allocate_range_id(self, floor: int) -> RangeIdAllocated | Invalid:
-        descriptor = self.descriptor
-        if descriptor is None or descriptor.start != b"":
-            return Invalid("range ids are handed out by the range that starts the key space")
         engine = self._engine
         range_id = max(_u64(engine.meta_get(META_NEXT_RANGE_ID)), floor)
         engine.meta_put(META_NEXT_RANGE_ID, (range_id + 1).to_bytes(8, "big"))
@@ -530,6 +571,10 @@ class KvStateMachine:
             if len(rows) < want:
                 return out, False
             start = rows[-1][0] + b"\x00"  # the next key after the last one read
+
+
+def _directory_key(d: RangeDescriptor) -> bytes:
+    return DIRECTORY_PREFIX + d.range_id.to_bytes(8, "big") + d.generation.to_bytes(8, "big")
 
 
 def mark_merged(engine: Engine, into: int) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from cluster import ClusterConfig
-from cluster.ranges import RangeDescriptor, initial_layout
+from cluster.ranges import META_RANGE_ID, RangeDescriptor, hosted_layout
 from kvstore.model import (
     ApplyResult,
     Command,
@@ -46,6 +46,7 @@ from kvstore.model import (
 )
 from kvstore.model.jobs import run_job
 from kvstore.model.node import (
+    NODE_LOG,
     Accepted,
     Answer,
     Applied,
@@ -179,6 +180,8 @@ class NodeRuntime:
         self.on_split_wanted: Callable[[int], None] | None = None
         # Told of each frozen group whose merge did not follow (``Effects.merges_wanted``).
         self.on_merge_wanted: Callable[[int], None] | None = None
+        # Told of descriptors to record in the meta range (``Effects.ranges_to_record``).
+        self.on_ranges_to_record: Callable[[list[RangeDescriptor]], None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
@@ -186,7 +189,7 @@ class NodeRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        layout = {d.range_id: d for d in initial_layout(self.cluster)}
+        layout = {d.range_id: d for d in hosted_layout(self.cluster)}
         for range_id, raw in self._store.ranges().items():
             layout[range_id] = decode_descriptor(raw)
 
@@ -212,7 +215,9 @@ class NodeRuntime:
             groups,
             rng_for=lambda group: random.Random(f"{self._seed}/{group}"),
             incarnation=self._incarnation,
-            logger_for=lambda group: self._log.bind(shard=group) if group else self._log,
+            logger_for=lambda group: (
+                self._log if group == NODE_LOG else self._log.bind(shard=group)
+            ),
             paxos_overrides=self._overrides,
             compact_every_slots=self._compact_every,
         )
@@ -352,6 +357,19 @@ class NodeRuntime:
     def descriptor(self, shard_id: int) -> RangeDescriptor:
         return self._hosting(shard_id).descriptor(shard_id)
 
+    def ranges_recorded(self, descriptors: list[RangeDescriptor]) -> None:
+        """The meta range applied a record of ``descriptors``."""
+        if self._node is not None:
+            self._node.ranges_recorded(descriptors)
+
+    def directory(self) -> list[RangeDescriptor] | None:
+        """The range map as this node's replica of the meta range has applied it (it may
+        lag the leader's); None if this node hosts no replica of meta."""
+        if not self.hosts(META_RANGE_ID):
+            return None
+        with self.read_state_machine(META_RANGE_ID) as sm:
+            return sm.directory().known()
+
     @contextmanager
     def read_state_machine(self, shard_id: int) -> Iterator[KvStateMachine]:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
@@ -459,6 +477,8 @@ class NodeRuntime:
         if self.on_merge_wanted is not None:
             for group_id in effects.merges_wanted:
                 self.on_merge_wanted(group_id)
+        if self.on_ranges_to_record is not None and effects.ranges_to_record:
+            self.on_ranges_to_record(effects.ranges_to_record)
         for job in effects.jobs:
             self._submit_held_back()  # an earlier turn's applies go first
             self._submit(self._split_for_latency(job))

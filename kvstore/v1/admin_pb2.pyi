@@ -137,14 +137,16 @@ class ShardInfo(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
-    __slots__ = ("cluster", "nodes", "shards")
+    __slots__ = ("cluster", "nodes", "shards", "meta_directory")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    META_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
-    def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+    meta_directory: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., meta_directory: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
 
 class SetPlacementRequest(_message.Message):
     __slots__ = ("shard_id", "leader_dc")
@@ -161,6 +163,18 @@ class SetPlacementResponse(_message.Message):
     preferred_dc: str
     leader_node_id: int
     def __init__(self, preferred_dc: _Optional[str] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+
+class RecordRangesRequest(_message.Message):
+    __slots__ = ("ranges",)
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, ranges: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+
+class RecordRangesResponse(_message.Message):
+    __slots__ = ("changed",)
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    def __init__(self, changed: _Optional[bool] = ...) -> None: ...
 
 class SplitRangeRequest(_message.Message):
     __slots__ = ("shard_id", "at", "new_shard_id")

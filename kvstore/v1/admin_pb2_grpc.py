@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
                 _registered_method=True)
+        self.RecordRanges = channel.unary_unary(
+                '/kvstore.v1.Admin/RecordRanges',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -116,6 +121,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRanges(self, request, context):
+        """Node to node (kv-forwarded metadata): tell the meta range of descriptors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +165,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.AllocateShardId,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.SerializeToString,
+            ),
+            'RecordRanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRanges,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +361,33 @@ class Admin:
             '/kvstore.v1.Admin/AllocateShardId',
             kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/RecordRanges',
+            kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,8 +36,32 @@ class RequestId(_message.Message):
     seq: int
     def __init__(self, client_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
+class RangeVersion(_message.Message):
+    __slots__ = ("shard_id", "generation")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    generation: int
+    def __init__(self, shard_id: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class RangeInfo(_message.Message):
+    __slots__ = ("shard_id", "start", "end", "replicas", "generation", "leader_node_id")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    start: bytes
+    end: bytes
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    generation: int
+    leader_node_id: int
+    def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., generation: _Optional[int] = ..., leader_node_id: _Optional[int] = ...) -> None: ...
+
 class ResponseHeader(_message.Message):
-    __slots__ = ("shard_id", "revision", "leader_node_id", "served_by_node_id", "served_by_dc", "applied_slot", "staleness_bound_ms")
+    __slots__ = ("shard_id", "revision", "leader_node_id", "served_by_node_id", "served_by_dc", "applied_slot", "staleness_bound_ms", "generation")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     LEADER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +69,7 @@ class ResponseHeader(_message.Message):
     SERVED_BY_DC_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SLOT_FIELD_NUMBER: _ClassVar[int]
     STALENESS_BOUND_MS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     revision: int
     leader_node_id: int
@@ -52,17 +77,20 @@ class ResponseHeader(_message.Message):
     served_by_dc: str
     applied_slot: int
     staleness_bound_ms: int
-    def __init__(self, shard_id: _Optional[int] = ..., revision: _Optional[int] = ..., leader_node_id: _Optional[int] = ..., served_by_node_id: _Optional[int] = ..., served_by_dc: _Optional[str] = ..., applied_slot: _Optional[int] = ..., staleness_bound_ms: _Optional[int] = ...) -> None: ...
+    generation: int
+    def __init__(self, shard_id: _Optional[int] = ..., revision: _Optional[int] = ..., leader_node_id: _Optional[int] = ..., served_by_node_id: _Optional[int] = ..., served_by_dc: _Optional[str] = ..., applied_slot: _Optional[int] = ..., staleness_bound_ms: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("key", "consistency", "max_staleness_ms")
+    __slots__ = ("key", "consistency", "max_staleness_ms", "routed_by")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     consistency: Consistency
     max_staleness_ms: int
-    def __init__(self, key: _Optional[bytes] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
+    routed_by: RangeVersion
+    def __init__(self, key: _Optional[bytes] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("found", "kv", "header")
@@ -75,16 +103,18 @@ class GetResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., kv: _Optional[_Union[KeyValue, _Mapping]] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ...) -> None: ...
 
 class PutRequest(_message.Message):
-    __slots__ = ("key", "value", "request_id", "prev_kv")
+    __slots__ = ("key", "value", "request_id", "prev_kv", "routed_by")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PREV_KV_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     request_id: RequestId
     prev_kv: bool
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ..., prev_kv: _Optional[bool] = ...) -> None: ...
+    routed_by: RangeVersion
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ..., prev_kv: _Optional[bool] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ...) -> None: ...
 
 class PutResponse(_message.Message):
     __slots__ = ("header", "prev_kv")
@@ -95,14 +125,16 @@ class PutResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., prev_kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("key", "request_id", "prev_kv")
+    __slots__ = ("key", "request_id", "prev_kv", "routed_by")
     KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PREV_KV_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     request_id: RequestId
     prev_kv: bool
-    def __init__(self, key: _Optional[bytes] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ..., prev_kv: _Optional[bool] = ...) -> None: ...
+    routed_by: RangeVersion
+    def __init__(self, key: _Optional[bytes] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ..., prev_kv: _Optional[bool] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted", "header", "prev_kv")
@@ -193,16 +225,18 @@ class ResponseOp(_message.Message):
     def __init__(self, get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ...) -> None: ...
 
 class TxnRequest(_message.Message):
-    __slots__ = ("compare", "success", "failure", "request_id")
+    __slots__ = ("compare", "success", "failure", "request_id", "routed_by")
     COMPARE_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
     compare: _containers.RepeatedCompositeFieldContainer[Compare]
     success: _containers.RepeatedCompositeFieldContainer[RequestOp]
     failure: _containers.RepeatedCompositeFieldContainer[RequestOp]
     request_id: RequestId
-    def __init__(self, compare: _Optional[_Iterable[_Union[Compare, _Mapping]]] = ..., success: _Optional[_Iterable[_Union[RequestOp, _Mapping]]] = ..., failure: _Optional[_Iterable[_Union[RequestOp, _Mapping]]] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ...) -> None: ...
+    routed_by: RangeVersion
+    def __init__(self, compare: _Optional[_Iterable[_Union[Compare, _Mapping]]] = ..., success: _Optional[_Iterable[_Union[RequestOp, _Mapping]]] = ..., failure: _Optional[_Iterable[_Union[RequestOp, _Mapping]]] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ...) -> None: ...
 
 class TxnResponse(_message.Message):
     __slots__ = ("succeeded", "responses", "header")
@@ -229,12 +263,14 @@ class BatchItem(_message.Message):
     def __init__(self, get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., txn: _Optional[_Union[TxnRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ItemStatus(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "range")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    range: RangeInfo
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., range: _Optional[_Union[RangeInfo, _Mapping]] = ...) -> None: ...
 
 class BatchResult(_message.Message):
     __slots__ = ("get", "put", "delete", "txn", "error")

@@ -153,7 +153,12 @@ def run_seed(
     deadline = liveness_start + LIVENESS_TICKS_MAX * params.tick_us
 
     def converged() -> bool:
-        return workload.all_done() and merger.idle() and _core_converged(world, core)
+        return (
+            workload.all_done()
+            and merger.idle()
+            and _core_converged(world, core)
+            and world.directory_current()
+        )
 
     world.run_until(deadline, stop=converged)
     liveness_ticks: int | None = (world.now_us - liveness_start) // params.tick_us
@@ -171,6 +176,7 @@ def run_seed(
         checker.check_acked_survive({v: world.nodes[v].applied.get(group, []) for v in core})
     _check_converged_state(world, core)
     _check_keys(world, core)
+    world.check_directory()
     return SeedResult(
         seed=seed,
         replicas=params.replicas,

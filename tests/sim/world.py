@@ -20,12 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster import ClusterConfig
+from cluster import ClusterConfig, RangeMap
 from cluster.config import NodeSpec, Sharding, ShardSpec
 from cluster.keys import KeySpan
-from cluster.ranges import RangeDescriptor, base_slot_of, initial_layout
+from cluster.ranges import (
+    META_RANGE_ID,
+    RangeDescriptor,
+    base_slot_of,
+    hosted_layout,
+    initial_layout,
+    meta_descriptor,
+)
 from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
-from kvstore.model.commands import MergeDone, SplitDone
+from kvstore.model.commands import MergeDone, RangesRecorded, RecordRanges, SplitDone
 from kvstore.model.jobs import run_job
 from kvstore.model.node import (
     Answer,
@@ -160,7 +167,11 @@ class World:
         self.truth: dict[int, RangeDescriptor] = {
             d.range_id: d for d in initial_layout(self.cluster)
         }
-        self.checkers = {g: Checker(voters) for g in self.truth}
+        self.checkers = {g: Checker(voters) for g in [META_RANGE_ID, *self.truth]}
+        # Every descriptor any range ever had: all the meta range may ever be told of.
+        self.ever: set[RangeDescriptor] = set(self.truth.values())
+        self.meta = meta_descriptor(self.cluster)
+        self._recording: dict[Token, tuple[NodeId, int, list[RangeDescriptor]]] = {}
         self.retired: set[int] = set()  # groups merged into another (tombstones)
         self.keys = KeyChecker()  # per key, across groups: linearizable, exactly once
         self._world_checker = Checker(voters)  # world-level findings (liveness, runaways)
@@ -200,8 +211,9 @@ class World:
 
     @property
     def groups(self) -> list[int]:
-        """Every group that exists (the configured ones and every one split off since)."""
-        return sorted(self.truth)
+        """Every group that exists: meta, the configured ones and every one split off since
+        (not the tombstones of merges)."""
+        return [META_RANGE_ID, *sorted(self.truth)]
 
     def new_range_id(self) -> int:
         """A range id never used (the meta range's allocator, in the real cluster)."""
@@ -285,7 +297,7 @@ class World:
             drift = self._drift_rng.randrange(-rho, rho + 1)
         sim.tick_us = self.params.tick_us * (1000 + drift) // 1000
         disk = sim.disk
-        layout = {d.range_id: d for d in initial_layout(self.cluster)}
+        layout = {d.range_id: d for d in hosted_layout(self.cluster)}
         for group, raw in disk.kv.ranges().items():
             layout[group] = decode_descriptor(raw)
 
@@ -364,7 +376,9 @@ class World:
             v
             for v, sim in sorted(self.nodes.items())
             if not all(
-                sim.disk.storage_of(g).voting for g, d in self.truth.items() if v in d.replicas
+                sim.disk.storage_of(d.range_id).voting
+                for d in [self.meta, *self.truth.values()]
+                if v in d.replicas
             )
         ]
 
@@ -482,7 +496,9 @@ class World:
         for ping in effects.pings:
             self.send(0, ping)  # node-to-node liveness: no group's (``Node.step`` knows it)
         for token, answer in effects.answers:
-            if self.on_answer is not None:
+            if token in self._recording:
+                self._recorded(token, answer)
+            elif self.on_answer is not None:
                 self.on_answer(token, answer)
         for token in effects.reads:
             if self.on_read is not None:
@@ -493,6 +509,71 @@ class World:
         for group in effects.merges_wanted:
             if self.on_merge_wanted is not None:
                 self.on_merge_wanted(sim.node_id, group)
+        if effects.ranges_to_record:
+            self.schedule(
+                self.now_us + 1,
+                self._record_ranges,
+                sim.node_id,
+                sim.incarnation,
+                effects.ranges_to_record,
+            )
+
+    # ================================================================== the meta range
+
+    def _record_ranges(
+        self, v: NodeId, incarnation: int, descriptors: list[RangeDescriptor]
+    ) -> None:
+        """What the admin service does with ``Effects.ranges_to_record``: propose them to the
+        meta range's leader; once applied, tell the asking node (it asks again each second
+        until told, so a record lost to a fault is only late)."""
+        leader = self.leader(META_RANGE_ID)
+        if leader is None:
+            return
+        token = self.new_token()
+        self._recording[token] = (v, incarnation, descriptors)
+        self.submit(leader, META_RANGE_ID, RecordRanges(RequestId(0, 0), tuple(descriptors)), token)
+
+    def _recorded(self, token: Token, answer: Answer) -> None:
+        v, incarnation, descriptors = self._recording.pop(token)
+        if isinstance(answer, RangesRecorded):
+            self.schedule(self.now_us + 1_000, self._tell_recorded, v, incarnation, descriptors)
+
+    def _tell_recorded(
+        self, v: NodeId, incarnation: int, descriptors: list[RangeDescriptor]
+    ) -> None:
+        sim = self.nodes[v]
+        if sim.node is None or sim.incarnation != incarnation:
+            return
+        if sim.paused:
+            sim.held.append(lambda: self._tell_recorded(v, incarnation, descriptors))
+            return
+        sim.node.ranges_recorded(descriptors)
+        self._drain(sim)
+
+    def directory(self, v: NodeId) -> RangeMap | None:
+        """The meta range's directory as node ``v``'s replica applied it (None: no replica)."""
+        sim = self.nodes[v]
+        if sim.node is None or not sim.node.hosts(META_RANGE_ID):
+            return None
+        return KvStateMachine(sim.disk.kv.engine(META_RANGE_ID), initial=self.meta).directory()
+
+    def check_directory(self) -> None:
+        """The meta range is only ever told of descriptors some range really had, and its
+        directory never holds two owners of a key (``RangeMap`` paints one per key)."""
+        for v in self.nodes:
+            directory = self.directory(v)
+            if directory is None:
+                continue
+            for d in directory.known():
+                if d not in self.ever:
+                    self.fail("directory", f"n{v}'s meta directory holds {d}, which never was")
+
+    def directory_current(self) -> bool:
+        """The meta leader's directory is the range map as it truly is."""
+        leader = self.leader(META_RANGE_ID)
+        directory = self.directory(leader) if leader is not None else None
+        truth = sorted(self.truth.values(), key=lambda d: d.start)
+        return directory is not None and directory.current() == truth
 
     def _disk_start(self, v: NodeId, incarnation: int, job: DiskJob) -> None:
         """The disk takes ``job`` up: its applies are computed in an open transaction, and
@@ -648,6 +729,7 @@ class World:
         if known is None or known.generation < done.left.generation:
             self.truth[done.left.range_id] = done.left
             self.truth[right.range_id] = right
+            self.ever.update((done.left, right))
             self.trace(
                 sim.node_id,
                 "split",
@@ -663,6 +745,7 @@ class World:
             return
         if known is None or known.generation < done.merged.generation:
             self.truth[done.merged.range_id] = done.merged
+            self.ever.add(done.merged)
             self.truth.pop(done.right.range_id, None)
             self.retired.add(done.right.range_id)
             self.trace(sim.node_id, "merge", f"g{done.merged.range_id} took g{done.right.range_id}")
@@ -699,10 +782,14 @@ class World:
         self._touched.clear()
         holders: dict[int, list[NodeId]] = {}
         tick_us = self.params.tick_us
+        checkers = self.checkers
         for (v, group), (read_point, applied, bound) in self._promises.items():
-            checker = self._checker(group)
+            checker = checkers.get(group) or self._checker(group)
             if read_point is not None:
                 holders.setdefault(group, []).append(v)
+            if not checker.acked:
+                continue  # nothing acknowledged yet that a promise could miss
+            if read_point is not None:
                 checker.on_lease_read_point(v, read_point)
             if bound is not None:
                 checker.on_stale_read_bound(v, applied, bound * tick_us)

@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cluster import META_RANGE_ID
 from kvstore.bench.runner import node_statuses
 from kvstore.client import AsyncClient, KvError
 from kvstore.local_cluster import LocalCluster
@@ -44,11 +45,12 @@ def wan_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 async def _leader_dcs(local: LocalCluster) -> dict[int, str]:
+    """Where each shard holding keys is led (not the meta range, which holds none)."""
     return {
         s.shard_id: view.dc
         for view in await node_statuses(local.endpoints)
         for s in view.shards
-        if s.role == "leader"
+        if s.role == "leader" and s.shard_id != META_RANGE_ID
     }
 
 

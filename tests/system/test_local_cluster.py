@@ -153,7 +153,7 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         assert local.returncode == 0, local.stderr
         local_nodes = sorted(json.loads(local.stdout)["nodes"], key=lambda n: n["node"])
         assert local_nodes == status["nodes"]  # its own DC's node asked first, same answers
-        shard1 = status["shards"][0]
+        shard1 = next(s for s in status["shards"] if s["shard"] == 1)  # (0 is meta)
         assert shard1["leader"] in (1, 2, 3) and len(shard1["replicas"]) == 3
         target = next(n for n in (1, 2, 3) if n != shard1["leader"])
         moved = cli("transfer-leader", "1", str(target), endpoints=endpoints)
@@ -161,10 +161,11 @@ def test_up_serves_survives_ctrl_c_and_restarts_with_its_data(tmp_path: Path) ->
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             status = json.loads(cli("status", "-o", "json", endpoints=endpoints).stdout)
-            if status["shards"][0]["leader"] == target:
+            shard1 = next(s for s in status["shards"] if s["shard"] == 1)
+            if shard1["leader"] == target:
                 break
             time.sleep(0.2)
-        assert status["shards"][0]["leader"] == target
+        assert shard1["leader"] == target
     finally:
         out = stop_up(proc)
     assert "every node stopped" in out

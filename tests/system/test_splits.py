@@ -10,10 +10,13 @@ from pathlib import Path
 
 import grpc
 
-from kvstore import AsyncClient
+from cluster import META_RANGE_ID
+from kvstore import AsyncClient, range_changed
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.local_cluster import LocalCluster
-from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from kvstore.model import KvStateMachine
+from kvstore.storage.lmdb_store import NodeStore
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests.system.test_local_cluster import free_base_port
 
 KEYS_BEFORE = 120
@@ -200,3 +203,93 @@ def test_a_merge_under_writes_loses_nothing_and_survives_a_restart(tmp_path: Pat
         asyncio.run(main())
     finally:
         local.stop_all()
+
+
+def test_the_meta_range_holds_the_layout_and_a_stale_route_is_refused_with_the_new_range(
+    tmp_path: Path,
+) -> None:
+    """A split is recorded in the meta range (on a majority of its replicas' disks); a
+    request that names the range generation it routed by, older than the node's, is refused
+    with ABORTED and the range now (unary and batched alike), nothing applied; the client
+    library, whose map is stale, never sees it."""
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+
+    async def main() -> list[admin_pb2.ShardInfo]:
+        async with AsyncClient(local.endpoints, timeout_s=20) as kv:
+            await kv.put("k0100", "before")  # the client's map now has shard 3 at generation 1
+            channel, stub = await admin(local.endpoints[0])
+            async with channel:
+                done = await stub.SplitRange(
+                    admin_pb2.SplitRangeRequest(shard_id=3, at=b"k0200"), timeout=10
+                )
+            left, right = done.left, done.right
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(await layout(local.endpoints[1])) < 4:  # node 2 learns it (meta, its log)
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            kv_channel = grpc.aio.insecure_channel(local.endpoints[1], options=CHANNEL_OPTIONS)
+            async with kv_channel:
+                raw = kv_pb2_grpc.KVStub(kv_channel)
+                stale = kv_pb2.RangeVersion(shard_id=3, generation=1)
+                for key, now in ((b"k0300", right), (b"k0150", left)):
+                    put = kv_pb2.PutRequest(key=key, value=b"x", routed_by=stale)
+                    try:
+                        await raw.Put(put, timeout=10)
+                        raise AssertionError("a stale route was served")
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() == grpc.StatusCode.ABORTED, err
+                        info = range_changed.range_of(err)
+                    assert info is not None
+                    assert (info.shard_id, info.start, info.end, info.generation) == (
+                        now.shard_id, now.start, now.end, now.generation,
+                    )  # fmt: skip
+                    item = kv_pb2.BatchItem(put=put)
+                    (result,) = (await raw.Batch(kv_pb2.BatchRequest(items=[item]))).results
+                    assert result.error.code == grpc.StatusCode.ABORTED.value[0]
+                    assert result.error.range.shard_id == now.shard_id
+                    current = kv_pb2.RangeVersion(shard_id=now.shard_id, generation=now.generation)
+                    served = await raw.Put(
+                        kv_pb2.PutRequest(key=key, value=b"routed", routed_by=current), timeout=10
+                    )
+                    assert served.header.shard_id == now.shard_id
+                    assert served.header.generation == now.generation
+                    got = await kv.get(key)  # the client library routes by its stale map
+                    assert got is not None and got.value == b"routed" and got.version == 1
+            await kv.put("k0300", "after")  # refused once for its stale map, then served
+            assert (await kv.get("k0300")).version == 2  # type: ignore[union-attr]
+            # Every range's leader records its range (within a second of leading it).
+            shards = await layout(local.endpoints[2])
+            expected = [(s.shard_id, s.start, s.end, s.generation) for s in shards]
+            for endpoint in local.endpoints:
+                channel, stub = await admin(endpoint)
+                async with channel:
+                    while True:
+                        view = await stub.DescribeCluster(admin_pb2.DescribeClusterRequest())
+                        recorded = [
+                            (s.shard_id, s.start, s.end, s.generation) for s in view.meta_directory
+                        ]
+                        if recorded == expected:
+                            break
+                        assert asyncio.get_running_loop().time() < deadline + 20, recorded
+                        await asyncio.sleep(0.05)
+            return shards
+
+    try:
+        shards = asyncio.run(main())
+    finally:
+        local.stop_all()
+    expected = [(s.shard_id, s.start, s.end, s.generation) for s in shards]
+    assert len(expected) == 4
+    recorded = 0
+    for node_id in (1, 2, 3):
+        store = NodeStore(tmp_path / "data" / f"n{node_id}")
+        try:
+            with store.read(META_RANGE_ID) as engine:
+                machine = KvStateMachine(engine)
+                directory = machine.directory().current()
+        finally:
+            store.close()
+        got = [(d.range_id, d.start, d.end, d.generation) for d in directory]
+        recorded += got == expected
+    assert recorded == 3, "every replica of the meta range holds the layout on its disk"

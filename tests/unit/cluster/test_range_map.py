@@ -66,3 +66,23 @@ def test_overlapping_pieces_cover_the_span_each_with_its_owner(
         assert hi == lo
     for lo, _, d in pieces:
         assert d.contains(lo)
+
+
+@given(points, st.data())
+def test_the_map_is_a_function_of_what_it_learned_not_of_the_order(
+    cuts: list[bytes], data: st.DataObject
+) -> None:
+    """What the meta range relies on: its directory is a RangeMap told every descriptor in
+    whatever order records arrive (retries and duplicates included), so replicas and
+    retries agree."""
+    seen, layout = history(cuts)
+    told = data.draw(st.lists(st.sampled_from(seen), min_size=1))
+    one_by_one = RangeMap()
+    for d in data.draw(st.permutations(told)):
+        one_by_one.update([d, d])
+    at_once = RangeMap(told)
+    assert one_by_one.known() == at_once.known()
+    assert one_by_one.current() == at_once.current()
+    everything = RangeMap(told + layout)
+    assert everything.current() == layout
+    assert RangeMap(everything.known()).current() == layout  # what meta stores rebuilds it

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster import RangeDescriptor
+from cluster.ranges import META_BOUND, META_RANGE_ID
 from kvstore.model import (
     AllocateRangeId,
     Freeze,
@@ -21,6 +22,8 @@ from kvstore.model import (
     Put,
     PutResult,
     RangeIdAllocated,
+    RangesRecorded,
+    RecordRanges,
     RequestId,
     Split,
     SplitDone,
@@ -28,6 +31,7 @@ from kvstore.model import (
     encode_command,
 )
 
+META = RangeDescriptor(META_RANGE_ID, META_BOUND, META_BOUND, (1, 2, 3))
 FIRST = RangeDescriptor(1, b"", b"m", (1, 2, 3))
 SECOND = RangeDescriptor(2, b"m", b"", (1, 2, 3))
 
@@ -72,25 +76,45 @@ def test_a_split_outside_the_range_or_to_its_own_id_is_refused() -> None:
     assert sm.descriptor == SECOND
 
 
-def test_range_ids_come_once_each_from_the_first_range_only() -> None:
+def test_range_ids_come_once_each_from_the_meta_range_only() -> None:
     store = MemoryStore()
-    first, second = machine(store, FIRST), machine(store, SECOND)
-    got = [apply(first, AllocateRangeId(RequestId(0, 0), 4))[0] for _ in range(3)]
+    meta, first = machine(store, META), machine(store, FIRST)
+    got = [apply(meta, AllocateRangeId(RequestId(0, 0), 4))[0] for _ in range(3)]
     assert got == [RangeIdAllocated(4), RangeIdAllocated(5), RangeIdAllocated(6)]
-    assert apply(first, AllocateRangeId(RequestId(0, 0), 2)) == [RangeIdAllocated(7)]
-    assert apply(first, AllocateRangeId(RequestId(0, 0), 100)) == [RangeIdAllocated(100)]
-    (refused,) = apply(second, AllocateRangeId(RequestId(0, 0), 4))
+    assert apply(meta, AllocateRangeId(RequestId(0, 0), 2)) == [RangeIdAllocated(7)]
+    assert apply(meta, AllocateRangeId(RequestId(0, 0), 100)) == [RangeIdAllocated(100)]
+    (refused,) = apply(first, AllocateRangeId(RequestId(0, 0), 4))
     assert isinstance(refused, Invalid)
     # A restarted machine (the counter is state) goes on from where it was.
-    assert apply(machine(store, FIRST), AllocateRangeId(RequestId(0, 0), 4)) == [
+    assert apply(machine(store, META), AllocateRangeId(RequestId(0, 0), 4)) == [
         RangeIdAllocated(101)
     ]
-    # The first range stays first through a split, and keeps counting; the new one cannot.
-    (done,) = apply(first, Split(RequestId(0, 0), b"f", 50))
-    assert isinstance(done, SplitDone)
-    assert apply(first, AllocateRangeId(RequestId(0, 0), 4)) == [RangeIdAllocated(102)]
-    (refused,) = apply(KvStateMachine(store.engine(50)), AllocateRangeId(RequestId(0, 0), 4))
+
+
+def test_the_meta_range_keeps_the_directory_and_refuses_keys() -> None:
+    store = MemoryStore()
+    meta = machine(store, META)
+    left, right = FIRST.split(b"f", 7)
+    (done,) = apply(meta, RecordRanges(RequestId(0, 0), (FIRST, SECOND)))
+    assert done == RangesRecorded(changed=True)
+    assert apply(meta, RecordRanges(RequestId(0, 0), (right, left))) == [RangesRecorded(True)]
+    # An older descriptor told late (a retry, a slow leader) changes nothing.
+    assert apply(meta, RecordRanges(RequestId(0, 0), (FIRST,))) == [RangesRecorded(False)]
+    assert machine(store, META).directory().current() == [left, right, SECOND]
+    # FIRST owns no key any more: the directory keeps only what owns some.
+    assert FIRST not in machine(store, META).directory().known()
+    for command in (
+        Put(RequestId(5, 1), b"a", b"x"),
+        Split(RequestId(0, 0), b"a", 9),
+        Freeze(RequestId(0, 0)),
+        RecordRanges(RequestId(0, 0), (RangeDescriptor(4, b"b", b"a", (1,)),)),
+        RecordRanges(RequestId(0, 0), (META,)),
+    ):
+        (refused,) = apply(meta, command)
+        assert isinstance(refused, Invalid), command
+    (refused,) = apply(machine(store, FIRST), RecordRanges(RequestId(0, 0), (FIRST,)))
     assert isinstance(refused, Invalid)
+    assert machine(store, META).directory().current() == [left, right, SECOND]
 
 
 @given(st.dictionaries(st.binary(min_size=1, max_size=6), st.binary(max_size=40), max_size=30))
