@@ -114,6 +114,16 @@ class Checker:
                 f"{self._ack_slot_max[older - 1]} was acknowledged before that",
             )
 
+    @property
+    def ack_count(self) -> int:
+        return len(self._ack_times)
+
+    def first_ack_after(self, slot: Slot) -> int | None:
+        """When the first acknowledgement beyond ``slot`` (its own or an earlier one's slot)
+        was made (None: none yet): a promise at ``slot`` can break only from then on."""
+        index = bisect.bisect_right(self._ack_slot_max, slot)
+        return self._ack_times[index] if index < len(self._ack_times) else None
+
     def on_lease_read_point(self, node: NodeId, read_point: Slot) -> None:
         """A leaseholder would serve a read arriving now at ``read_point``: every command
         acknowledged before now must be at or below it."""

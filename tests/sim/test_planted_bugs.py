@@ -171,9 +171,10 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
 
 
 def first_violation(
-    factory: ReplicaFactory, hook: Hook, budget: int
+    factory: ReplicaFactory, hook: Hook, budget: int, first: int = 1
 ) -> tuple[int, set[str]] | None:
-    for seed in range(1, budget + 1):
+    """The first seed of ``first`` .. ``budget`` whose run reports a violation, and its kinds."""
+    for seed in range(first, budget + 1):
         worlds = hook or Worlds()
         result = run_seed(
             seed,
@@ -202,14 +203,23 @@ def test_planted_bug_is_caught(
     assert reported & kinds, f"{name}: seed {seed} reported {reported}, expected one of {kinds}"
 
 
-def test_control_correct_replica_passes_the_lease_worst_case() -> None:
+def chunks(seeds: int, size: int) -> list[tuple[int, int]]:
+    """Seeds 1 .. ``seeds`` as ``(first, last)`` runs of ``size``: pytest-xdist spreads a
+    control sweep over both cores instead of leaving one long test for the end."""
+    return [(first, min(first + size - 1, seeds)) for first in range(1, seeds + 1, size)]
+
+
+@pytest.mark.parametrize(("first", "last"), chunks(60, 15))
+def test_control_correct_replica_passes_the_lease_worst_case(first: int, last: int) -> None:
     """The same worst-case worlds that expose the lease bugs are safe for the real replica."""
-    assert first_violation(default_factory, Worlds(params=lan_worst_case_clocks), 60) is None
+    worlds = Worlds(params=lan_worst_case_clocks)
+    assert first_violation(default_factory, worlds, last, first) is None
 
 
-def test_control_correct_replica_passes_the_wipe_heavy_worlds() -> None:
+@pytest.mark.parametrize(("first", "last"), chunks(100, 25))
+def test_control_correct_replica_passes_the_wipe_heavy_worlds(first: int, last: int) -> None:
     """The worlds that expose the rejoin bugs are safe and live for the real replica."""
-    assert first_violation(default_factory, Worlds(plan=wipe_often), 100) is None
+    assert first_violation(default_factory, Worlds(plan=wipe_often), last, first) is None
 
 
 def test_control_correct_replica_passes_the_splitless_wipe_heavy_worlds() -> None:
@@ -218,9 +228,11 @@ def test_control_correct_replica_passes_the_splitless_wipe_heavy_worlds() -> Non
     assert first_violation(default_factory, worlds, 40) is None
 
 
-def test_control_correct_node_passes_the_split_heavy_worlds() -> None:
+@pytest.mark.parametrize(("first", "last"), chunks(60, 20))
+def test_control_correct_node_passes_the_split_heavy_worlds(first: int, last: int) -> None:
     """The worlds that expose the split bugs are safe and live for the real node."""
-    assert first_violation(default_factory, Worlds(plan=wipe_often, splits=SPLIT_HEAVY), 60) is None
+    worlds = Worlds(plan=wipe_often, splits=SPLIT_HEAVY)
+    assert first_violation(default_factory, worlds, last, first) is None
 
 
 def test_state_machine_search_finds_early_replies(monkeypatch: pytest.MonkeyPatch) -> None:
