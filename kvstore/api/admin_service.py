@@ -586,7 +586,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def _allocate_shard_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> int:
         """A shard id never handed out before, from the meta range's counter (its leader
         proposes it; asked of any node, it finds that leader)."""
+        # Above every id this node knows of too: a directory written before the counter
+        # moved to the meta range has split-off ranges the new counter never handed out.
+        known = [d.range_id for d in self._layout().known()] + self._runtime.group_ids()
         floor = max(s.shard_id for s in self._cluster.shards) + 1
+        floor = max(floor, max(known, default=0) + 1)
         outcome = await self._propose_at_leader(
             self._meta,
             AllocateRangeId(RequestId(0, 0), floor),

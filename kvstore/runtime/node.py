@@ -380,6 +380,10 @@ class NodeRuntime:
         with self._store.read(shard_id) as engine:
             yield KvStateMachine(engine, initial=node.descriptor(shard_id))
 
+    def group_ids(self) -> list[int]:
+        """Every group hosted here, merged-away ones (tombstones) included."""
+        return self._node.group_ids() if self._node is not None else []
+
     def status(self) -> list[ShardStatus]:
         """This node's view of every shard it hosts (for operators)."""
         node = self._hosting(None)
