@@ -38,6 +38,7 @@ REGRESSION_SEEDS = (
     2525,  # a new group's vote, decided at a restart, was not recorded: undone at the next
     5213,  # the simulated disk charged every queued job a whole fsync: it fell behind for good
     597,  # a quiet leader cut off keeps its lower ballot: the sim took it for the leader
+    4778,  # a busy peer's restart went unnoticed: in the sim only pings named the incarnation
 )
 
 

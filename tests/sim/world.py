@@ -197,6 +197,8 @@ class World:
         self._fires: list[tuple[int, int, tuple[NodeId, int], tuple[Any, ...]]] = []
         self._acks_seen: dict[int, int] = {}
         self._fire_seq = itertools.count()
+        # Per (receiver, sender): the sender's incarnation on the newest message delivered.
+        self._incarnation_seen: dict[tuple[NodeId, NodeId], int] = {}
         self._holders_dirty: set[int] = set()
         self.on_applied: (
             Callable[[SimNode, int, Slot, Value, list[tuple[RequestId | None, ApplyResult]]], None]
@@ -297,6 +299,9 @@ class World:
     def start(self, v: NodeId) -> None:
         sim = self.nodes[v]
         sim.incarnation += 1
+        # A new process knows no peer's incarnation yet (the first message from each is news).
+        for pair in [p for p in self._incarnation_seen if p[0] == v]:
+            del self._incarnation_seen[pair]
         rho = self.params.drift_permille
         if self.params.drift_extreme:
             drift = self._drift_rng.choice((-rho, rho))
@@ -439,16 +444,30 @@ class World:
     def send(self, group: int, msg: Any) -> None:
         for latency in self.network.deliveries(msg.src, msg.dst):
             self.schedule(
-                self.now_us + latency, self._deliver, group, msg, self.nodes[msg.dst].incarnation
+                self.now_us + latency,
+                self._deliver,
+                group,
+                msg,
+                self.nodes[msg.dst].incarnation,
+                self.nodes[msg.src].incarnation,
             )
 
-    def _deliver(self, group: int, msg: Any, incarnation: int) -> None:
+    def _deliver(self, group: int, msg: Any, incarnation: int, sender: int = 0) -> None:
+        """``sender``: the sending process's incarnation. Every message names it, as every
+        ``PeerBatch`` names its process in the runtime, so a peer's restart is noticed on
+        the first message from its new life (not only from a ping, which a busy peer never
+        sends)."""
         sim = self.nodes[msg.dst]
         if sim.node is None or sim.incarnation != incarnation:
             return
         if sim.paused:
-            sim.held.append(lambda: self._deliver(group, msg, sim.incarnation))
+            sim.held.append(lambda: self._deliver(group, msg, sim.incarnation, sender))
             return
+        seen = self._incarnation_seen.get((msg.dst, msg.src))
+        if sender and (seen is None or sender > seen):
+            self._incarnation_seen[(msg.dst, msg.src)] = (seen_new := sender)
+            if seen is not None and seen_new != seen:
+                sim.node.peer_restarted(msg.src)
         self.trace(msg.dst, "recv", f"{type(msg).__name__} from n{msg.src} g{group}")
         sim.node.step(group, msg)
         self._drain(sim)
