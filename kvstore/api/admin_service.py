@@ -500,11 +500,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
         async def call() -> None:
             try:
-                await self._record(descriptors, _InternalCall())
-            except _RefusedError as refused:
-                self._log.info(
-                    "meta_record_refused", code=refused.code.name, reason=refused.details
-                )
+                await self._record_now(descriptors)
             finally:
                 self._recording = False
 
@@ -513,9 +509,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         task.add_done_callback(self._splitting.discard)
 
     async def _record_now(self, descriptors: list[RangeDescriptor]) -> None:
-        """After a split or merge this node drove: the directory learns it before the
-        caller is answered, so the next DescribeCluster shows it. Best effort: a failure is
-        repaired by the range's leader, which records its descriptor until meta has it."""
+        """Record ``descriptors`` as the node's own wish, best effort: after a split or merge
+        this node drove (the directory learns it before the caller is answered), or for a
+        range it leads. A failure is repaired by the range's leader, which asks again each
+        second until meta has it."""
         try:
             await self._record(descriptors, _InternalCall())
         except _RefusedError as refused:
