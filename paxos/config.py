@@ -56,6 +56,10 @@ class Config:
     batch_bytes_max: int = 1 << 20
     pending_commands_max: int = 16_384  # proposals waiting for a window slot
     catchup_slots_max: int = 256  # chosen slots per catch-up message
+    # Catch-up requests in flight at once: a far-behind replica fetches this many pieces
+    # per round trip, not one (sim seed 5165: 2-slot pieces, one per round trip, left a
+    # wiped replica 64 slots short after 15 s).
+    catchup_requests_max: int = 4
     read_requests_max: int = 4096  # read-index requests waiting for a quorum round
     # The slot the group's state starts from: 0 for a group that starts empty; 1 for one
     # split off another (slot 1 stands for the state it was born with, a snapshot only the
@@ -90,6 +94,7 @@ class Config:
             self.batch_bytes_max,
             self.pending_commands_max,
             self.catchup_slots_max,
+            self.catchup_requests_max,
             self.read_requests_max,
         )
         if min(positive) <= 0:

@@ -53,6 +53,13 @@ class Learner:
         self._catchup_target = Slot(0)
         self._catchup_peer: NodeId | None = None
         self._catchup_sent_tick: int | None = None
+        # The last slot asked for since the window last (re)started: progress asks only
+        # for pieces beyond it, so duplicated replies never multiply requests.
+        self._catchup_requested_through = Slot(0)
+        # Pieces are fetched in parallel only once a CatchUp has made progress: a first
+        # request may be answered with a whole snapshot, and four copies of one would waste
+        # the link.
+        self._catchup_streaming = False
         self._now = 0
         self._emit()
 
@@ -160,22 +167,33 @@ class Learner:
         self._request_catchup(force=False)
 
     def _request_catchup(self, *, force: bool) -> None:
+        """Keep up to ``catchup_requests_max`` pieces of the gap requested. After progress
+        (or the first time) ask only for pieces not yet asked for; after a silence of
+        ``retransmit_ticks`` ask for the whole window again."""
         log = self._log
         if self._catchup_peer is None or self._catchup_target <= log.chosen_through:
             self._catchup_peer = None
             self._catchup_sent_tick = None
+            self._catchup_streaming = False
             return
         sent = self._catchup_sent_tick
         if not force and sent is not None and self._now - sent < self._cfg.retransmit_ticks:
             return
+        piece = self._cfg.catchup_slots_max
+        if sent is not None:  # a retransmission: whatever was asked may be lost
+            self._catchup_requested_through = log.chosen_through
+            self._catchup_streaming = False
+        pieces = self._cfg.catchup_requests_max if self._catchup_streaming else 1
+        first = Slot(max(log.chosen_through, self._catchup_requested_through) + 1)
+        window_end = min(self._catchup_target, log.chosen_through + piece * pieces)
+        # The retransmission clock runs from the last send or progress, whichever is later.
         self._catchup_sent_tick = self._now
-        self._out.send(
-            CatchUpRequest(
-                src=self._cfg.node_id,
-                dst=self._catchup_peer,
-                from_slot=Slot(log.chosen_through + 1),
+        while first <= window_end:
+            self._out.send(
+                CatchUpRequest(src=self._cfg.node_id, dst=self._catchup_peer, from_slot=first)
             )
-        )
+            self._catchup_requested_through = Slot(min(first + piece - 1, window_end))
+            first = Slot(first + piece)
 
     def on_catchup_request(self, msg: CatchUpRequest) -> None:
         log = self._log
@@ -218,6 +236,7 @@ class Learner:
             # duplicate, or an answer to an older request) must not, or duplicated messages
             # would multiply requests without bound.
             self._catchup_sent_tick = None
+            self._catchup_streaming = True
         self.note_peer_progress(msg.chosen_through, msg.src)
 
     def on_install_snapshot(self, msg: InstallSnapshot) -> None:
