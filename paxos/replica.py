@@ -102,6 +102,10 @@ class Replica:
         # Freshness claims from leaseholders, oldest first: (commit, our tick); see
         # ``stale_read_bound``. A few suffice: an older claim only helps a replica behind.
         self._freshness: deque[tuple[Slot, int]] = deque(maxlen=_FRESHNESS_KEPT)
+        # The newest claim covering a given applied slot, kept until a claim arrives:
+        # (claims seen, applied) -> tick. Asked after every simulator event, it rarely moves.
+        self._claims_seen = 0
+        self._newest_claim: tuple[int, Slot, int | None] = (0, Slot(0), None)
         # Set while this replica, having lost its durable state, may not vote yet.
         self._rejoin: Rejoin | None = None
         self.rejoined_at: Slot = state.rejoined_at
@@ -191,15 +195,28 @@ class Replica:
         nominal ticks. None when no claim covers ``applied``. Deliver elapsed ticks first
         (or name the undelivered ones, as for ``lease_valid``).
         """
+        return self.read_promise(applied, skipped)[1]
+
+    def read_promise(self, applied: Slot, skipped: int = 0) -> tuple[Slot | None, int | None]:
+        """``(lease_read_point(skipped), stale_read_bound(applied, skipped))`` in one pass
+        (the simulator asks both after every event)."""
         leader = self._leader
-        if self.lease_valid(skipped) and leader is not None and applied >= leader.read_point():
-            return 0
-        ticks = [tick for commit, tick in self._freshness if commit <= applied]
-        if ticks:
-            own_ticks = self._now + skipped - max(ticks) + 1
-            drift = self._cfg.clock_drift_max_permille
-            return -(-own_ticks * (1000 + drift) // 1000)
-        return None
+        point = None
+        if leader is not None and leader.lease_valid(self._now + skipped):
+            point = leader.read_point()
+            if applied >= point:
+                return point, 0
+        seen, covered, newest = self._newest_claim
+        if seen != self._claims_seen or covered != applied:
+            newest = max(
+                (tick for commit, tick in self._freshness if commit <= applied), default=None
+            )
+            self._newest_claim = (self._claims_seen, applied, newest)
+        if newest is None:
+            return point, None
+        own_ticks = self._now + skipped - newest + 1
+        drift = self._cfg.clock_drift_max_permille
+        return point, -(-own_ticks * (1000 + drift) // 1000)
 
     def peer_is_current(self, peer: NodeId) -> bool:
         """We lead, ``peer`` answered recently and is caught up (a safe transfer target)."""
@@ -507,6 +524,7 @@ class Replica:
         echo = msg.echo
         if echo is not None and echo.incarnation == self._incarnation and echo.tick <= self._now:
             self._freshness.append((max(msg.commit, msg.echo_through), echo.tick))
+            self._claims_seen += 1
         self._quiet = (
             msg.quiesce
             and self._leader is None

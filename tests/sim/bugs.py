@@ -112,10 +112,11 @@ def unguarded_follower_factory(config: Config, **kw: Any) -> Replica:
 class UnappliedFreshnessReplica(Replica):
     """Trusts the newest freshness claim even when it has not applied the claimed commit."""
 
-    def stale_read_bound(self, applied: Slot, skipped: int = 0) -> int | None:
+    def read_promise(self, applied: Slot, skipped: int = 0) -> tuple[Slot | None, int | None]:
+        point, _ = super().read_promise(applied, skipped)
         if not self._freshness:
-            return None
-        return self._now + skipped - self._freshness[-1][1] + 1
+            return point, None
+        return point, self._now + skipped - self._freshness[-1][1] + 1
 
 
 def unapplied_freshness_factory(config: Config, **kw: Any) -> Replica:
@@ -125,9 +126,9 @@ def unapplied_freshness_factory(config: Config, **kw: Any) -> Replica:
 class UncountedTickFreshnessReplica(Replica):
     """Counts only whole ticks since the stamp: forgets the part of the stamped tick gone."""
 
-    def stale_read_bound(self, applied: Slot, skipped: int = 0) -> int | None:
-        bound = super().stale_read_bound(applied, skipped)
-        return None if bound is None or bound == 0 else max(0, bound - 2)
+    def read_promise(self, applied: Slot, skipped: int = 0) -> tuple[Slot | None, int | None]:
+        point, bound = super().read_promise(applied, skipped)
+        return point, None if bound is None or bound == 0 else max(0, bound - 2)
 
     def _new_leader(self, ballot: Ballot) -> Leader:
         leader = super()._new_leader(ballot)

@@ -200,6 +200,9 @@ class World:
         # Per (receiver, sender): the sender's incarnation on the newest message delivered.
         self._incarnation_seen: dict[tuple[NodeId, NodeId], int] = {}
         self._holders_dirty: set[int] = set()
+        # Per group: the kept promises' keys, and the nodes whose promise holds a lease.
+        self._promise_keys: dict[int, set[tuple[NodeId, int]]] = {}
+        self._holders: dict[int, set[NodeId]] = {}
         self.on_applied: (
             Callable[[SimNode, int, Slot, Value, list[tuple[RequestId | None, ApplyResult]]], None]
             | None
@@ -793,34 +796,41 @@ class World:
         break it (an acknowledgement ages past its staleness bound, or becomes one made
         before a lease read): the same verdicts as checking every promise after every event,
         at a fraction of the cost."""
-        promises, dirty = self._promises, self._dirty
+        promises, dirty, holders = self._promises, self._dirty, self._holders
+        if self._touched:
+            groups = [*self.groups, *self.retired]  # a tombstone is still a Paxos group
         for v in self._touched:
             sim = self.nodes[v]
-            for group in [*self.groups, *self.retired]:  # a tombstone is still a Paxos group
+            node = sim.node
+            for group in groups:
                 key = (v, group)
-                replica = sim.replica(group)
-                if replica is None or sim.paused:
+                if node is None or sim.paused or not node.hosts(group):
                     if promises.pop(key, None) is not None:
                         self._holders_dirty.add(group)
+                        self._keys_of(group).discard(key)
+                        holders.get(group, set()).discard(v)
                     continue
+                replica = node.replica(group)
                 applied = Slot(sim.committed.get(group, 0))  # what a read sees: committed
                 # A quiet group is not ticked: its views take the ticks it missed.
-                skipped = sim.node.skipped_ticks(group) if sim.node is not None else 0
-                promise = (
-                    replica.lease_read_point(skipped),
-                    applied,
-                    replica.stale_read_bound(applied, skipped),
-                )
+                point, bound = replica.read_promise(applied, node.skipped_ticks(group))
+                promise = (point, applied, bound)
                 if promises.get(key) != promise:
                     promises[key] = promise
+                    self._keys_of(group).add(key)
                     dirty.add(key)
                     self._holders_dirty.add(group)
+                    held = holders.setdefault(group, set())
+                    if point is None:
+                        held.discard(v)
+                    else:
+                        held.add(v)
         self._touched.clear()
         checkers = self.checkers
         for group, checker in checkers.items():
             if checker.ack_count != self._acks_seen.get(group, 0):
                 self._acks_seen[group] = checker.ack_count
-                dirty.update(k for k in promises if k[1] == group)
+                dirty.update(self._keys_of(group))
         fires, now = self._fires, self.now_us
         while fires and fires[0][0] <= now:
             _, _, key, promise = heapq.heappop(fires)
@@ -849,10 +859,17 @@ class World:
                     heapq.heappush(fires, (at, next(self._fire_seq), key, promise))
         dirty.clear()
         for group in self._holders_dirty:
-            held = sorted(v for (v, g), p in promises.items() if g == group and p[0] is not None)
-            if len(held) > 1:
-                self._checker(group).on_lease_holders(held)
+            held_now = holders.get(group, ())
+            if len(held_now) > 1:
+                self._checker(group).on_lease_holders(sorted(held_now))
         self._holders_dirty.clear()
+
+    def _keys_of(self, group: int) -> set[tuple[NodeId, int]]:
+        """The promises kept for ``group`` (to mark them all when its acknowledgements move)."""
+        keys = self._promise_keys.get(group)
+        if keys is None:
+            keys = self._promise_keys[group] = set()
+        return keys
 
     # ================================================================== inspection
 
