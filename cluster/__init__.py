@@ -7,6 +7,7 @@ the range cache that routes a key by them, and leader placement.
 from cluster.config import (
     ClusterConfig,
     ClusterConfigError,
+    History,
     Limits,
     NodeSpec,
     Sharding,
@@ -28,6 +29,7 @@ __all__ = [
     "META_RANGE_ID",
     "ClusterConfig",
     "ClusterConfigError",
+    "History",
     "KeySpan",
     "Limits",
     "NodeSpec",

@@ -44,6 +44,10 @@ Format (keys are UTF-8 strings; ``end = ""`` means the end of the key space)::
 
     [storage]              # optional
     map_size_mb = 65536    # the most one node's LMDB may hold (reserved, not allocated)
+
+    [history]              # optional; these are the defaults (0 turns a bound off)
+    retention_s = 3600     # reads and watches may start this far back ...
+    revisions_max = 1000000  # ... but never more revisions back than this
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +74,17 @@ NODE_ID_MAX = (1 << 63) - 1
 # Every key each table may hold (a closed set: anything else is a mistake, named).
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset(
-        {"cluster", "datacenters", "nodes", "shards", "wan", "limits", "storage", "sharding"}
+        {
+            "cluster",
+            "datacenters",
+            "nodes",
+            "shards",
+            "wan",
+            "limits",
+            "storage",
+            "sharding",
+            "history",
+        }
     ),
     "[cluster]": frozenset({"name", "id", "tick_ms"}),
     "[storage]": frozenset({"map_size_mb"}),
@@ -80,6 +95,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "[[wan.links]]": frozenset({"between", "latency_ms"}),
     "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
     "[sharding]": frozenset({"split_size_mb", "split_ops_per_s", "merge_size_mb", "merge_after_s"}),
+    "[history]": frozenset({"retention_s", "revisions_max"}),
 }
 
 
@@ -152,6 +168,31 @@ class Sharding:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """How much of each shard's past is kept for reads and watches at a revision
+    (``[history]``): the revisions of the last ``retention_s`` seconds, but never more than
+    ``revisions_max`` revisions back (0 turns a bound off; both 0: keep everything)."""
+
+    retention_s: float = 3600.0
+    revisions_max: int = 1_000_000
+
+    def compact_to(
+        self, revision: int, samples: Sequence[tuple[float, int]], now_s: float
+    ) -> int:
+        """The revision to compact to: the newest sampled ``(at_s, revision)`` at least
+        ``retention_s`` old, raised to ``revision - revisions_max`` (0: nothing to forget)."""
+        target = 0
+        if self.retention_s > 0:
+            aged = [rev for at_s, rev in samples if at_s <= now_s - self.retention_s]
+            target = max(aged, default=0)
+        elif self.revisions_max <= 0:
+            return 0
+        if self.revisions_max > 0:
+            target = max(target, revision - self.revisions_max)
+        return max(target, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class WanConfig:
     """Emulated one-way delay between datacenters, applied by the nodes themselves.
 
@@ -190,6 +231,7 @@ class ClusterConfig:
     cluster_id: str = ""  # [cluster] id; "" for configs written before it existed
     map_size_mb: int = MAP_SIZE_MB_DEFAULT  # [storage]: the most LMDB may hold, per node
     sharding: Sharding = Sharding()
+    history: History = History()
 
     @property
     def identity(self) -> str:
@@ -287,7 +329,28 @@ def parse_cluster_config(text: str) -> ClusterConfig:
         cluster_id,
         _map_size_mb(raw.get("storage", {})),
         _sharding(raw.get("sharding", {})),
+        _history(raw.get("history", {})),
     )
+
+
+def _history(raw: object) -> History:
+    if not isinstance(raw, dict):
+        raise ClusterConfigError("[history] must be a table")
+    _known_keys(raw, "[history]")
+    defaults = History()
+    retention = raw.get("retention_s", defaults.retention_s)
+    if (
+        isinstance(retention, bool)
+        or not isinstance(retention, int | float)
+        or not 0 <= retention < float("inf")
+    ):
+        raise ClusterConfigError(
+            f"history.retention_s must be a number >= 0 (0: off), not {retention!r}"
+        )
+    revisions = _int(raw.get("revisions_max", defaults.revisions_max), "history.revisions_max")
+    if revisions < 0:
+        raise ClusterConfigError(f"history.revisions_max must be >= 0 (0: off), not {revisions}")
+    return History(float(retention), revisions)
 
 
 def _sharding(raw: object) -> Sharding:

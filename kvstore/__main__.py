@@ -2,7 +2,7 @@
 
     kvstore up [--dir ./data] [--nodes-per-dc 1] [--base-port 7000]
     kvstore serve --config cluster.toml --node 1 --data ./data/n1
-    kvstore put KEY VALUE|-|--file PATH | get KEY [--stale] [--output-file PATH] | del KEY
+    kvstore put KEY VALUE|-|--file PATH | get KEY [--stale] [--rev N] [--output-file PATH] | del KEY
     kvstore scan [--prefix P | --start A --end B] [--limit N]
     kvstore config check FILE
 
@@ -228,6 +228,12 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="read the nearest replica if it can prove it is at most this stale",
     )
     get.add_argument(
+        "--rev",
+        type=cli_args.revision,
+        default=0,
+        help="read the key as it was at this revision of its shard",
+    )
+    get.add_argument(
         "--output-file",
         metavar="PATH",
         help="write the value's exact bytes to PATH (- : to stdout, nothing else printed)",
@@ -244,6 +250,12 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     scan.add_argument("--end", default="", help="the end key (exclusive; empty: the last key)")
     scan.add_argument(
         "--limit", type=cli_args.uint32, default=100, help="at most this many keys (0: the most)"
+    )
+    scan.add_argument(
+        "--rev",
+        type=cli_args.revision,
+        default=0,
+        help="read each shard as it was at this revision of its own",
     )
     scan.set_defaults(run=_scan)
     for cmd in (put, get, delete, scan):

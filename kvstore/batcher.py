@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from kvstore import precise_timer, range_changed
+from kvstore import compacted, precise_timer, range_changed
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
 T = TypeVar("T")
@@ -127,11 +127,13 @@ class Batcher:
             which = result.WhichOneof("response")
             if which == "error" or which is None:
                 code = _STATUS_CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)
-                trailers = (
+                trailers: tuple[tuple[str, str | bytes], ...] = (
                     range_changed.trailer(result.error.range)
                     if result.error.HasField("range")
                     else ()
                 )
+                if result.error.compacted_revision:
+                    trailers = (*trailers, *compacted.trailer(result.error.compacted_revision))
                 future.set_exception(_rpc_error(code, result.error.message, trailers))
             else:
                 future.set_result(getattr(result, which))
@@ -255,7 +257,7 @@ _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _rpc_error(
-    code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, bytes], ...] = ()
+    code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str | bytes], ...] = ()
 ) -> grpc.aio.AioRpcError:
     """An item's failure, shaped like the unary call's would have been."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details)

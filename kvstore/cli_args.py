@@ -80,6 +80,7 @@ def float_within(low: float, high: float, *, low_open: bool = False) -> Callable
 shard_id = int_within(1, UINT32_MAX)
 node_id = int_within(1, NODE_ID_MAX)
 uint32 = int_within(0, UINT32_MAX)
+revision = int_within(1, (1 << 64) - 1)  # ``--rev``: a shard's revision (0 is "now")
 port = int_within(1, 65535)
 timeout_s = float_within(0.0, TIMEOUT_S_MAX, low_open=True)
 wan_ms = float_within(0.0, 10_000.0)

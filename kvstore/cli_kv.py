@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import grpc
 
-from kvstore import event_loop
+from kvstore import compacted, event_loop
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError, arg_bytes
 from kvstore.cli_support import bytes_fields, endpoint_list, kv_row, show, table, text
@@ -58,6 +58,8 @@ def call(args: argparse.Namespace, method: str, request: Any, *, write: bool) ->
                     maybe_sent |= "failed to connect" not in (err.details() or "")
         assert last is not None
         details = last.details() or ""
+        if (compacted_at := compacted.compacted_of(last)) is not None:
+            details += f" (read at --rev {compacted_at} or later)"
         if write and maybe_sent and last.code() in RETRYABLE and "outcome" not in details:
             details += "; the write's outcome is unknown (a retry with the same request applies"
             details += " it at most once)"
@@ -119,6 +121,7 @@ def get(args: argparse.Namespace) -> int:
         key=key,
         consistency=kv_pb2.CONSISTENCY_STALE if stale else kv_pb2.CONSISTENCY_LINEARIZABLE,
         max_staleness_ms=args.max_staleness_ms,
+        revision=args.rev,
     )
     response = call(args, "Get", request, write=False)
     header = response.header
@@ -191,7 +194,7 @@ def scan(args: argparse.Namespace) -> int:
         end = prefix_end(start)
     else:
         start, end = arg_bytes(args.start), arg_bytes(args.end)
-    request = kv_pb2.ScanRequest(start=start, end=end, limit=args.limit)
+    request = kv_pb2.ScanRequest(start=start, end=end, limit=args.limit, revision=args.rev)
     response = call(args, "Scan", request, write=False)
     rows = [kv_row(kv) for kv in response.kvs]
     if args.output == "json":

@@ -147,15 +147,29 @@ class AsyncClient:
         return response
 
     async def get(
-        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+        self,
+        key: bytes | str,
+        *,
+        stale: bool = False,
+        max_staleness_ms: int = 0,
+        revision: int = 0,
     ) -> kv_pb2.KeyValue | None:
         """Linearizable by default; ``stale`` reads the nearest replica (any age), and
-        ``max_staleness_ms`` one that can prove it misses no write older than that."""
-        response = await self.get_response(key, stale=stale, max_staleness_ms=max_staleness_ms)
+        ``max_staleness_ms`` one that can prove it misses no write older than that.
+        ``revision``: the key as it was at that revision of its shard (OUT_OF_RANGE below
+        the compacted one: ``kvstore.compacted.compacted_of`` reads it from the error)."""
+        response = await self.get_response(
+            key, stale=stale, max_staleness_ms=max_staleness_ms, revision=revision
+        )
         return response.kv if response.found else None
 
     async def get_response(
-        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+        self,
+        key: bytes | str,
+        *,
+        stale: bool = False,
+        max_staleness_ms: int = 0,
+        revision: int = 0,
     ) -> kv_pb2.GetResponse:
         """As ``get``, with the header: who served it, from which DC, and how stale."""
         consistency = (
@@ -164,7 +178,10 @@ class AsyncClient:
             else kv_pb2.CONSISTENCY_LINEARIZABLE
         )
         request = kv_pb2.GetRequest(
-            key=_key(key), consistency=consistency, max_staleness_ms=max_staleness_ms
+            key=_key(key),
+            consistency=consistency,
+            max_staleness_ms=max_staleness_ms,
+            revision=revision,
         )
         response: kv_pb2.GetResponse = await self._call(
             request.key,
@@ -186,9 +203,12 @@ class AsyncClient:
         return response.deleted
 
     async def scan(
-        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0
+        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0, revision: int = 0
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
-        request = kv_pb2.ScanRequest(start=_key(start), end=_key(end), limit=limit)
+        """``revision``: each shard as it was at that revision of its own."""
+        request = kv_pb2.ScanRequest(
+            start=_key(start), end=_key(end), limit=limit, revision=revision
+        )
         response: kv_pb2.ScanResponse = await self._call(
             request.start, lambda a, t: self._stub(a).Scan(request, timeout=t), write=False
         )
@@ -417,24 +437,38 @@ class Client:
         return self._run(self._async.put(key, value, prev_kv=prev_kv))
 
     def get(
-        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+        self,
+        key: bytes | str,
+        *,
+        stale: bool = False,
+        max_staleness_ms: int = 0,
+        revision: int = 0,
     ) -> kv_pb2.KeyValue | None:
-        return self._run(self._async.get(key, stale=stale, max_staleness_ms=max_staleness_ms))
+        return self._run(
+            self._async.get(key, stale=stale, max_staleness_ms=max_staleness_ms, revision=revision)
+        )
 
     def get_response(
-        self, key: bytes | str, *, stale: bool = False, max_staleness_ms: int = 0
+        self,
+        key: bytes | str,
+        *,
+        stale: bool = False,
+        max_staleness_ms: int = 0,
+        revision: int = 0,
     ) -> kv_pb2.GetResponse:
         return self._run(
-            self._async.get_response(key, stale=stale, max_staleness_ms=max_staleness_ms)
+            self._async.get_response(
+                key, stale=stale, max_staleness_ms=max_staleness_ms, revision=revision
+            )
         )
 
     def delete(self, key: bytes | str) -> bool:
         return self._run(self._async.delete(key))
 
     def scan(
-        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0
+        self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0, revision: int = 0
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
-        return self._run(self._async.scan(start, end, limit))
+        return self._run(self._async.scan(start, end, limit, revision))
 
     @overload
     def txn(self) -> Txn[TxnResult]: ...

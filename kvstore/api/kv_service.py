@@ -37,9 +37,10 @@ import grpc
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from kvstore import range_changed
-from kvstore.api.statuses import shown_status, status_of_result
+from kvstore.api.statuses import history_refusal, shown_status, status_of_result
 from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.compacted import COMPACTED_TRAILER
 from kvstore.model import (
     ApplyResult,
     Command,
@@ -60,6 +61,7 @@ from kvstore.model import (
     TxnResult,
 )
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
+from kvstore.model.history import HistoryError
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeRuntime,
@@ -179,9 +181,11 @@ class KvService(kv_pb2_grpc.KVServicer):
             local, bound = self._stale_read_here(
                 shard, request.consistency, request.max_staleness_ms
             )
+            if self._history_here(shard, request.revision):
+                local, bound = True, 0.0
             try:
                 if local:
-                    return self._get_local(shard, request.key, bound)
+                    return self._get_local(shard, request.key, bound, request.revision)
                 outcome = await self._at_leader(
                     d, request.key, context, lambda n, t: self._forward(n, "get", request, t)
                 )
@@ -189,9 +193,11 @@ class KvService(kv_pb2_grpc.KVServicer):
                     continue
                 if isinstance(outcome, kv_pb2.GetResponse):
                     return outcome
-                return self._get_local(shard, request.key, 0.0)
+                return self._get_local(shard, request.key, 0.0, request.revision)
             except RangeMovedError as moved:
                 self._ranges.update([moved.descriptor])
+            except HistoryError as refused:
+                await _refuse_history(context, refused)
         return await _moving(context, write=False)
 
     async def Scan(  # noqa: N802
@@ -231,11 +237,14 @@ class KvService(kv_pb2_grpc.KVServicer):
                     limit=remaining + 1,
                     consistency=request.consistency,
                     max_staleness_ms=request.max_staleness_ms,
+                    revision=request.revision,
                     context=context,
                 )
             except RangeMovedError as moved:
                 self._ranges.update([moved.descriptor])
                 part = None
+            except HistoryError as refused:
+                await _refuse_history(context, refused)
             if part is None:
                 if not await reroutes.again():
                     return await _moving(context, write=False)
@@ -380,6 +389,8 @@ class KvService(kv_pb2_grpc.KVServicer):
             for key, value in aborted.trailers:
                 if key == range_changed.RANGE_TRAILER:
                     result.error.range.ParseFromString(value)
+                elif key == COMPACTED_TRAILER:
+                    result.error.compacted_revision = int(value)
             return result
         except NodeStoppedError as stopped:  # as the interceptor does for a unary call
             return _item_error(shown_status(stopped), str(stopped))
@@ -525,7 +536,9 @@ class KvService(kv_pb2_grpc.KVServicer):
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.DEADLINE_EXCEEDED,
                     ):
-                        await context.abort(err.code(), err.details() or "")
+                        await context.abort(
+                            err.code(), err.details() or "", trailing_metadata=_passed_on(err)
+                        )
             if forwarded and (hint is None or hint != self._runtime.node_id):
                 break  # let the first node retry; never forward twice
             await asyncio.sleep(backoff)
@@ -547,9 +560,11 @@ class KvService(kv_pb2_grpc.KVServicer):
         limit: int,
         consistency: int,
         max_staleness_ms: int,
+        revision: int,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> kv_pb2.ScanResponse | None:
-        """``[start, end)`` of range ``d``; None if it moved before it was read here."""
+        """``[start, end)`` of range ``d`` (at ``revision`` of it, 0: now); None if it moved
+        before it was read here."""
         shard = d.range_id
         sub = kv_pb2.ScanRequest(
             start=start,
@@ -557,8 +572,11 @@ class KvService(kv_pb2_grpc.KVServicer):
             limit=limit,
             consistency=consistency,  # type: ignore[arg-type]
             max_staleness_ms=max_staleness_ms,
+            revision=revision,
         )
         local, bound = self._stale_read_here(shard, consistency, max_staleness_ms)
+        if self._history_here(shard, revision):
+            local, bound = True, 0.0
         if not local:
             outcome = await self._at_leader(
                 d, start, context, lambda n, t: self._forward_scan(n, sub, t)
@@ -572,9 +590,17 @@ class KvService(kv_pb2_grpc.KVServicer):
             held = sm.descriptor
             if held is not None and (sm.frozen_slot or not _covers(held, start, end)):
                 raise RangeMovedError(shard, held)
-            kvs, more = sm.scan(start, end, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX)
+            if revision:
+                kvs, more = sm.scan_at(
+                    start, end, revision, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX
+                )
+            else:
+                kvs, more = sm.scan(start, end, limit, bytes_max=SCAN_RESPONSE_BYTES_MAX)
+            answered_at = sm.revision
         return kv_pb2.ScanResponse(
-            kvs=[_kv(kv) for kv in kvs], more=more, header=self._header(shard, None, bound)
+            kvs=[_kv(kv) for kv in kvs],
+            more=more,
+            header=self._header(shard, answered_at, bound),
         )
 
     def _forward_scan(
@@ -666,8 +692,15 @@ class KvService(kv_pb2_grpc.KVServicer):
         bound = self._runtime.stale_read_bound_ms(shard)
         return bound is not None and bound <= max_staleness_ms, bound
 
-    def _get_local(self, shard: int, key: bytes, bound_ms: float | None) -> kv_pb2.GetResponse:
-        kv, revision = self._runtime.get_local(shard, key)
+    def _history_here(self, shard: int, revision: int) -> bool:
+        """A read at ``revision`` this node's replica answers itself: it has applied that
+        revision, so its history there is final (what any replica would answer)."""
+        return bool(revision) and self._hosts(shard) and self._runtime.revision(shard) >= revision
+
+    def _get_local(
+        self, shard: int, key: bytes, bound_ms: float | None, at_revision: int = 0
+    ) -> kv_pb2.GetResponse:
+        kv, revision = self._runtime.get_local(shard, key, at_revision)
         response = kv_pb2.GetResponse(
             found=kv is not None, header=self._header(shard, revision, bound_ms)
         )
@@ -903,6 +936,25 @@ def _descriptor_of(info: kv_pb2.RangeInfo) -> RangeDescriptor:
 
 def _request_id(pb: kv_pb2.RequestId) -> RequestId:
     return RequestId(pb.client_id, pb.seq)
+
+
+def _passed_on(err: grpc.aio.AioRpcError) -> tuple[tuple[str, str], ...]:
+    """The trailers of a forwarded call's refusal that its caller needs too."""
+    return tuple(
+        (key, value)
+        for key, value in err.trailing_metadata() or ()
+        if key == COMPACTED_TRAILER and isinstance(value, str)
+    )
+
+
+async def _refuse_history(
+    context: grpc.aio.ServicerContext[Any, Any], refused: HistoryError
+) -> NoReturn:
+    """A read at a revision the shard cannot answer at: OUT_OF_RANGE, naming the compacted
+    revision in a trailer when that is why."""
+    code, trailers = history_refusal(refused)
+    await context.abort(code, str(refused), trailing_metadata=trailers)
+    raise AssertionError("abort returned")
 
 
 def _kv(kv: KeyValue) -> kv_pb2.KeyValue:

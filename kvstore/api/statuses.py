@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import grpc
 
+from kvstore import compacted
 from kvstore.model import ApplyResult, Invalid, Malformed, StaleRequest
+from kvstore.model.history import HistoryError, RevisionCompactedError
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeStoppedError,
@@ -34,7 +36,16 @@ _ERRORS: dict[type[Exception], grpc.StatusCode] = {
     OverloadedError: grpc.StatusCode.RESOURCE_EXHAUSTED,  # back off, then retry
     NodeStoppedError: grpc.StatusCode.UNAVAILABLE,  # another node will answer
     UnknownShardError: grpc.StatusCode.NOT_FOUND,
+    HistoryError: grpc.StatusCode.OUT_OF_RANGE,  # compacted, or not reached yet (as etcd)
 }
+
+
+def history_refusal(exc: HistoryError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
+    """A read at a revision the shard cannot answer at: its status and trailers."""
+    trailers: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, RevisionCompactedError):
+        trailers = compacted.trailer(exc.compacted)
+    return shown_status(exc), trailers
 
 
 def status_of_error(exc: Exception) -> grpc.StatusCode | None:

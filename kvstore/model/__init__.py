@@ -44,7 +44,7 @@ from kvstore.model.commands import (
     encoded_bytes_max,
     oversized,
 )
-from kvstore.model.engine import Engine, MemoryEngine, MemoryStore, Record
+from kvstore.model.engine import Engine, MemoryEngine, MemoryStore, Record, Version
 from kvstore.model.state_machine import KvStateMachine, SessionTable
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "Txn",
     "TxnOp",
     "TxnResult",
+    "Version",
     "decode_command",
     "decode_result",
     "encode_command",

@@ -159,8 +159,30 @@ class Merge:
     frozen_slot: int
 
 
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """Forget the shard's history before ``revision``: reads and watches from an earlier
+    revision are refused from this slot on, on every replica alike. Each one also removes
+    the versions no read needs any more, for a bounded number of keys from where the last
+    one stopped (a cursor in the shard's state); while ``HistoryCompacted.more`` says some
+    are left, the leader proposes another (the same revision, or a later one). Outside the
+    session table: a lower revision moves nothing back."""
+
+    request: RequestId
+    revision: int
+
+
 Command: TypeAlias = (
-    Put | Delete | Txn | SetPlacement | Split | AllocateRangeId | Freeze | Merge | RecordRanges
+    Put
+    | Delete
+    | Txn
+    | SetPlacement
+    | Split
+    | AllocateRangeId
+    | Freeze
+    | Merge
+    | RecordRanges
+    | Compact
 )
 
 
@@ -267,6 +289,12 @@ class PlacementSet:
     leader_dc: str  # "": the default is in force
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryCompacted:
+    revision: int  # the shard keeps history from here on (reads below it are refused)
+    more: bool = False  # versions no read needs are left to remove (propose Compact again)
+
+
 ApplyResult: TypeAlias = (
     PutResult
     | DeleteResult
@@ -281,6 +309,7 @@ ApplyResult: TypeAlias = (
     | Frozen
     | MergeDone
     | RangesRecorded
+    | HistoryCompacted
 )
 
 
@@ -312,7 +341,7 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case SetPlacement() | AllocateRangeId() | Freeze() | Merge() | RecordRanges():
+        case SetPlacement() | AllocateRangeId() | Freeze() | Merge() | RecordRanges() | Compact():
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -327,7 +356,9 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE, _RECORD = range(1, 10)
+_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE, _RECORD, _COMPACT = range(
+    1, 11
+)
 RECORD_RANGES_MAX = 1 << 20
 _KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
 DC_NAME_BYTES_MAX = 256
@@ -388,6 +419,10 @@ def encode_command(cmd: Command) -> bytes:
             w.u64(len(cmd.descriptors))
             for d in cmd.descriptors:
                 w.blob(encode_descriptor(d))
+        case Compact():
+            w.u8(_COMPACT)
+            _request(w, cmd.request)
+            w.u64(cmd.revision)
     return w.framed()
 
 
@@ -428,6 +463,8 @@ def decode_command(frame: bytes) -> Command:
         cmd = RecordRanges(
             request, tuple(decode_descriptor(r.blob()) for _ in range(r.count(RECORD_RANGES_MAX)))
         )
+    elif kind == _COMPACT:
+        cmd = Compact(request, r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -441,7 +478,15 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
-        case SetPlacement() | Split() | AllocateRangeId() | Freeze() | Merge() | RecordRanges():
+        case (
+            SetPlacement()
+            | Split()
+            | AllocateRangeId()
+            | Freeze()
+            | Merge()
+            | RecordRanges()
+            | Compact()
+        ):
             return []
 
 

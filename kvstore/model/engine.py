@@ -8,6 +8,12 @@ Rules:
   its own span); metadata and the descriptor are the shard's own. ``sibling`` is another
   shard's view inside the same transaction (a split writes the new shard's state there).
 - ``scan`` returns keys in bytewise order within ``[start, end)`` (``end == b""``: unbounded).
+- History: every change of a key is also kept as a ``Version`` (its record after the
+  change, or None for a delete) under the key and the change's revision, shared by every
+  shard as the data is. ``history_at`` is the newest version at or before a revision;
+  revisions of one key only grow (a split child starts at its parent's revision, a merge at
+  the higher of the two), so a key's versions are its changes in order whatever shard made
+  them. What to keep is the state machine's business (``kvstore.model.history``).
 - ``MemoryEngine`` is the reference; the LMDB engine must pass the same contract tests.
   Several shards of one node share a ``MemoryStore``, keyed by key as LMDB is.
 """
@@ -29,6 +35,15 @@ class Record:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One change of ``key`` at ``revision``: the record it left, or None (a delete)."""
+
+    key: bytes
+    revision: int
+    record: Record | None
+
+
 class Engine(Protocol):
     def get(self, key: bytes) -> Record | None: ...
 
@@ -37,6 +52,22 @@ class Engine(Protocol):
     def delete(self, key: bytes) -> None: ...
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]: ...
+
+    def history_put(self, key: bytes, revision: int, record: Record | None) -> None: ...
+
+    def history_at(self, key: bytes, revision: int) -> Version | None:
+        """The newest version of ``key`` at or before ``revision``."""
+        ...
+
+    def history_after(self, key: bytes, revision: int) -> list[Version]:
+        """The versions of ``key`` after ``revision``, oldest first."""
+        ...
+
+    def history_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        """Keys in ``[start, end)`` with any version, in order (at most ``limit``; 0: all)."""
+        ...
+
+    def history_delete(self, key: bytes, revision: int) -> None: ...
 
     def meta_get(self, name: bytes) -> bytes | None: ...
 
@@ -62,6 +93,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[bytes, Record] = {}
         self._keys: list[bytes] = []
+        # key -> its versions, oldest first (a new tuple per change, so undo restores it)
+        self._history: dict[bytes, tuple[Version, ...]] = {}
+        self._history_keys: list[bytes] = []
         self._meta: dict[int, dict[bytes, bytes]] = {}
         self._ranges: dict[bytes, bytes] = {}  # shard id (8 bytes) -> its descriptor
         # While a transaction is open: how to undo each change, newest last.
@@ -86,13 +120,22 @@ class MemoryStore:
     def rollback(self) -> None:
         undo, self._undo = self._undo or [], None
         for table, key, before in reversed(undo):
+            ordered = self._ordered(table)
             if before is _ABSENT:
-                if table.pop(key, None) is not None and table is self._data:
-                    del self._keys[bisect.bisect_left(self._keys, key)]
+                if table.pop(key, None) is not None and ordered is not None:
+                    del ordered[bisect.bisect_left(ordered, key)]
             else:
-                if key not in table and table is self._data:
-                    bisect.insort(self._keys, key)
+                if key not in table and ordered is not None:
+                    bisect.insort(ordered, key)
                 table[key] = before
+
+    def _ordered(self, table: dict[bytes, Any]) -> list[bytes] | None:
+        """The sorted key list kept beside ``table``, if it has one."""
+        if table is self._data:
+            return self._keys
+        if table is self._history:
+            return self._history_keys
+        return None
 
     def _remember(self, table: dict[bytes, Any], key: bytes) -> None:
         if self._undo is not None:
@@ -131,6 +174,47 @@ class MemoryEngine:
                 break
             out.append((key, store._data[key]))
         return out
+
+    def history_put(self, key: bytes, revision: int, record: Record | None) -> None:
+        store = self._store
+        store._remember(store._history, key)
+        versions = store._history.get(key)
+        if versions is None:
+            bisect.insort(store._history_keys, key)
+            versions = ()
+        kept = tuple(v for v in versions if v.revision != revision)
+        at = bisect.bisect_left([v.revision for v in kept], revision)
+        store._history[key] = (*kept[:at], Version(key, revision, record), *kept[at:])
+
+    def history_at(self, key: bytes, revision: int) -> Version | None:
+        versions = self._store._history.get(key, ())
+        at = bisect.bisect_right([v.revision for v in versions], revision)
+        return versions[at - 1] if at else None
+
+    def history_after(self, key: bytes, revision: int) -> list[Version]:
+        return [v for v in self._store._history.get(key, ()) if v.revision > revision]
+
+    def history_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        keys = self._store._history_keys
+        out: list[bytes] = []
+        for key in keys[bisect.bisect_left(keys, start) :]:
+            if (end and key >= end) or (limit and len(out) >= limit):
+                break
+            out.append(key)
+        return out
+
+    def history_delete(self, key: bytes, revision: int) -> None:
+        store = self._store
+        versions = store._history.get(key)
+        if versions is None or all(v.revision != revision for v in versions):
+            return
+        store._remember(store._history, key)
+        kept = tuple(v for v in versions if v.revision != revision)
+        if kept:
+            store._history[key] = kept
+        else:
+            del store._history[key]
+            del store._history_keys[bisect.bisect_left(store._history_keys, key)]
 
     def meta_get(self, name: bytes) -> bytes | None:
         return self._meta.get(name)

@@ -53,15 +53,21 @@ from cluster.keys import KeySpan
 from cluster.ranges import RangeDescriptor, base_slot_of
 from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import (
+    NO_REQUEST,
     ApplyResult,
     Command,
+    Compact,
+    DeleteResult,
     Frozen,
+    HistoryCompacted,
     Merge,
     MergeDone,
     PlacementSet,
+    PutResult,
     RangesRecorded,
     RequestId,
     SplitDone,
+    TxnResult,
     encode_command,
     merge_in,
 )
@@ -299,6 +305,13 @@ class _Group:
     held_install: Snapshot | None = None  # came while a merge of this group was in flight
     merging_into: int | None = None  # a Merge of this group is queued there, outcome unknown
     quiet_since: int | None = None  # the node tick it went quiet at (None: ticked)
+    # History (``[history]``): the newest revision applied here as results showed it, that
+    # revision once a second when it moved (seconds of this node's clock), what the group
+    # compacted to, and whether its pass removing unneeded versions goes on.
+    revision: int = 0
+    revision_samples: deque[tuple[float, int]] = field(default_factory=deque)
+    compacted: int = 0
+    collecting: bool = False
 
     @property
     def awaiting(self) -> bool:
@@ -672,6 +685,7 @@ class Node:
             self._want_splits()
             self._want_merges()
             self._want_records()
+            self._want_compactions()
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -758,6 +772,38 @@ class Node:
                 wanted.append(group.descriptor)
         if wanted:
             self._effects.ranges_to_record = wanted
+
+    def _want_compactions(self) -> None:
+        """Once a second: every group samples its revision (any replica may lead next), and
+        one this node leads whose history reaches past ``[history]`` proposes ``Compact``."""
+        policy = self.cluster.history
+        now_s = self._ticks / self._ticks_per_s
+        for group in self._groups.values():
+            samples = group.revision_samples
+            if not samples or samples[-1][1] != group.revision:
+                samples.append((now_s, group.revision))
+            # Keep one sample at least ``retention_s`` old: the next target.
+            while len(samples) > 1 and samples[1][0] <= now_s - policy.retention_s:
+                samples.popleft()
+            if (
+                group.replica.role is not Role.LEADER
+                or group.awaiting
+                or group.frozen_slot
+                or group.absorbed_by is not None
+                or group.descriptor.is_meta
+            ):
+                continue
+            target = policy.compact_to(group.revision, samples, now_s)
+            if target > group.compacted or group.collecting:
+                self._propose_compact(group, max(target, group.compacted))
+
+    def _propose_compact(self, group: _Group, revision: int) -> None:
+        """Proposed by the node itself: nobody waits for it, and a lost one is proposed
+        again the next second (it is idempotent)."""
+        outcome = group.replica.propose(encode_command(Compact(NO_REQUEST, revision)))
+        self._touched[group.group_id] = None
+        if isinstance(outcome, Proposed):
+            self._log.debug("compact_proposed", shard=group.group_id, revision=revision)
 
     def ranges_recorded(self, descriptors: Iterable[RangeDescriptor]) -> None:
         """The meta range applied a record of ``descriptors``."""
@@ -1179,6 +1225,13 @@ class Node:
                     self._merge_done(group, result)
                 elif isinstance(result, RangesRecorded) and result.changed:
                     self.layout_version += 1  # the meta directory routers read moved
+                elif isinstance(result, PutResult | DeleteResult | TxnResult):
+                    group.revision = max(group.revision, result.revision)
+                elif isinstance(result, HistoryCompacted):
+                    group.compacted = result.revision
+                    group.collecting = result.more
+                    if result.more and group.replica.role is Role.LEADER:
+                        self._propose_compact(group, result.revision)  # the pass goes on
             if group.absorbed_by is None and (merge := merge_in(_value)) is not None:
                 right = self._groups.get(merge.right.range_id)
                 if right is not None and right.merging_into == group_id:

@@ -1,6 +1,7 @@
-"""A shard's state-machine snapshot: its descriptor, the records of its span and every
-metadata entry (revision, applied slot, sessions, successors), in one checksummed frame.
-Pure: works on any ``Engine``.
+"""A shard's state-machine snapshot: its descriptor, the records of its span, every
+metadata entry (revision, applied slot, sessions, successors) and the history of its span
+that reads at or after its compacted revision need, in one checksummed frame. Pure: works
+on any ``Engine``.
 
 The descriptor and the shards split off it come first (``header``), so a node learns what a
 snapshot makes it host without decoding the rows.
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 
 from cluster.keys import END_OF_KEYSPACE
 from cluster.ranges import RangeDescriptor
+from kvstore.model import history
 from kvstore.model.codec import Reader, Writer
-from kvstore.model.engine import Engine, Record
+from kvstore.model.engine import Engine, Record, Version
 from kvstore.model.ranges import (
     Successor,
     decode_descriptor,
@@ -53,6 +55,22 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
     for name, value in meta:
         w.blob(name)
         w.blob(value)
+    compacted = machine.compacted_revision
+    versions = [
+        v
+        for key in engine.history_keys(start, end, 0)
+        for v in history.needed(engine, key, compacted)
+    ]
+    w.u64(len(versions))
+    for v in versions:
+        w.blob(v.key)
+        w.u64(v.revision)
+        w.u64(1 if v.record is None else 0)
+        record = v.record or Record(b"", 0, 0, 0)
+        w.blob(record.value)
+        w.u64(record.create_revision)
+        w.u64(record.mod_revision)
+        w.u64(record.version)
     return w.framed()
 
 
@@ -75,20 +93,32 @@ def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None)
         (r.blob(), Record(r.blob(), r.u64(), r.u64(), r.u64())) for _ in range(r.count(ROWS_MAX))
     ]
     meta = [(r.blob(), r.blob()) for _ in range(r.count(ROWS_MAX))]
+    versions = [_read_version(r) for _ in range(r.count(ROWS_MAX))]
     r.done()
     before = KvStateMachine(engine, initial=initial).descriptor
     for span_of in {before, descriptor}:
         start, end = (span_of.start, span_of.end) if span_of else (b"", END_OF_KEYSPACE)
         for key, _ in engine.scan(start, end, 0):
             engine.delete(key)
+        for key in engine.history_keys(start, end, 0):
+            for v in engine.history_after(key, -1):
+                engine.history_delete(key, v.revision)
     for name, _ in engine.meta_scan(b""):
         engine.meta_delete(name)
     for key, record in rows:
         engine.put(key, record)
     for name, value in meta:
         engine.meta_put(name, value)
+    for v in versions:
+        engine.history_put(v.key, v.revision, v.record)
     if descriptor is not None:
         engine.range_put(encode_descriptor(descriptor))
     else:
         engine.range_delete()
     return Header(descriptor, successors)
+
+
+def _read_version(r: Reader) -> Version:
+    key, revision, deleted = r.blob(), r.u64(), r.u64()
+    record = Record(r.blob(), r.u64(), r.u64(), r.u64())
+    return Version(key, revision, None if deleted else record)

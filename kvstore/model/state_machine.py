@@ -22,6 +22,10 @@ Rules:
   command with a key outside it is ``OutOfRange`` on every replica and changes nothing, not
   even the session: a split may have moved the key after the command was proposed, and
   the caller retries it, with the same request id, at the shard that holds the key now.
+- History (``kvstore.model.history``): every change is also kept as a version of its key;
+  reads at a revision are answered from it, from the compacted revision (replicated:
+  ``Compact``, outside the session table) to the current one. A shard's history begins at
+  its first applied slot. The changes of the last ``apply`` are in ``changes`` (watchers).
 - ``Split(at, new)`` gives the keys from ``at`` on to a new shard at this slot: the new
   shard starts with this shard's revision, sessions (so a retry there is exactly-once too)
   and placement, at applied slot 0; data is stored by key, so none moves. The shard's size
@@ -44,12 +48,14 @@ from collections.abc import Sequence
 from cluster.keys import END_OF_KEYSPACE
 from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
+from kvstore.model import history
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
     AllocateRangeId,
     ApplyResult,
     CachedResult,
     Command,
+    Compact,
     Compare,
     CompareOp,
     Delete,
@@ -57,6 +63,7 @@ from kvstore.model.commands import (
     Freeze,
     Frozen,
     GetResult,
+    HistoryCompacted,
     Invalid,
     KeyValue,
     Malformed,
@@ -85,6 +92,7 @@ from kvstore.model.commands import (
     oversized,
 )
 from kvstore.model.engine import Engine, Record
+from kvstore.model.history import Change
 from kvstore.model.ranges import (
     Successor,
     decode_descriptor,
@@ -104,6 +112,16 @@ META_NEXT_RANGE_ID = b"range/next_id"  # only in the meta range
 DIRECTORY_PREFIX = b"directory/"  # only in the meta range: range id, generation -> descriptor
 META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot of its Freeze
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
+# Reads at a revision below this are refused (its history may be gone). Written at the
+# shard's first apply (its revision then: history begins there) and by ``Compact``.
+META_COMPACTED = b"history/compacted"
+# The pass that removes versions no read needs: where the next ``Compact`` goes on from
+# (absent: no pass under way), the compacted revision the pass started at, and the one the
+# last finished pass started at (nothing older than that is left to remove).
+META_COLLECT_FROM = b"history/collect_from"
+META_COLLECTING = b"history/collecting"
+META_COLLECTED = b"history/collected"
+COLLECT_KEYS_MAX = 256  # keys whose versions one ``Compact`` looks through
 _SCAN_PAGE_KEYS = 256
 # A shard split off another starts applied through slot 1: its own log's slot 1 stands for
 # the state it was born with (``paxos.Config.base_slot``).
@@ -140,6 +158,14 @@ class KvStateMachine:
         self._bytes: int | None = None
         # The slot that froze this shard for a merge (0: not frozen).
         self.frozen_slot = _u64(engine.meta_get(META_FROZEN_SLOT))
+        # What the last ``apply`` changed, in order (for watchers).
+        self.changes: list[Change] = []
+
+    @property
+    def compacted_revision(self) -> int:
+        """Reads at a revision below this are refused: its history may be gone."""
+        raw = self._engine.meta_get(META_COMPACTED)
+        return _u64(raw) if raw is not None else self.revision
 
     @property
     def keys(self) -> int:
@@ -195,6 +221,11 @@ class KvStateMachine:
         assert slot == self.applied_slot + 1, (slot, self.applied_slot)
         out: list[tuple[RequestId | None, ApplyResult]] = []
         before = (self.revision, self.keys, self.size_bytes)
+        self.changes = []
+        engine = self._engine
+        if engine.meta_get(META_COMPACTED) is None:
+            # History begins here (a store from before history kept none).
+            engine.meta_put(META_COMPACTED, self.revision.to_bytes(8, "big"))
         for raw in commands:
             try:
                 cmd = decode_command(raw)
@@ -225,6 +256,9 @@ class KvStateMachine:
                 # Idempotent, so outside the session table: a retry just sets it again.
                 out.append((cmd.request, self._set_placement(cmd.leader_dc)))
                 continue
+            if isinstance(cmd, Compact):
+                out.append((cmd.request, self._compact(cmd.revision)))
+                continue
             if isinstance(cmd, Split):
                 out.append((cmd.request, self._split(slot, cmd)))
                 continue
@@ -236,7 +270,6 @@ class KvStateMachine:
                 continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
-        engine = self._engine
         if self.descriptor is not None and engine.range_get() is None:
             engine.range_put(encode_descriptor(self.descriptor))  # the configured layout's
         engine.meta_put(META_APPLIED_SLOT, slot.to_bytes(8, "big"))
@@ -324,6 +357,12 @@ class KvStateMachine:
             if known is None or known[0] < seq:
                 self._remember(RequestId(client_id, seq), slot, result)
         mark_merged(other, left.range_id)
+        mine, theirs = self.compacted_revision, final.compacted_revision
+        engine.meta_put(META_COMPACTED, max(mine, theirs).to_bytes(8, "big"))
+        if mine or theirs:
+            # Either half's keys may hold versions no read needs: a new pass over them all.
+            engine.meta_delete(META_COLLECT_FROM)
+            engine.meta_delete(META_COLLECTED)
         self.revision = max(self.revision, final.revision)
         self.keys += final.keys
         self.size_bytes += final.size_bytes
@@ -391,6 +430,33 @@ class KvStateMachine:
             self._engine.meta_delete(META_LEADER_DC)
         return PlacementSet(leader_dc)
 
+    def _compact(self, revision: int) -> HistoryCompacted | Invalid:
+        """Raise the compacted revision, and go on with the pass that removes the versions
+        no read needs: one pass at a time over the whole span, COLLECT_KEYS_MAX keys per
+        command, so a pass finishes however often the revision moves meanwhile."""
+        if revision > self.revision:
+            return Invalid(f"revision {revision} is ahead of the shard's revision {self.revision}")
+        engine = self._engine
+        compacted = max(self.compacted_revision, revision)
+        engine.meta_put(META_COMPACTED, compacted.to_bytes(8, "big"))
+        start = engine.meta_get(META_COLLECT_FROM)
+        if start is None:
+            if _u64(engine.meta_get(META_COLLECTED)) >= compacted:
+                return HistoryCompacted(compacted)
+            start = b""  # a new pass, for the versions no read at or after this one needs
+            engine.meta_put(META_COLLECTING, compacted.to_bytes(8, "big"))
+        lo, hi = self._clip(start, b"")
+        after = None
+        if not hi or lo < hi:
+            after = history.collect(engine, lo, hi, compacted, COLLECT_KEYS_MAX)
+        if after is not None:
+            engine.meta_put(META_COLLECT_FROM, after)
+            return HistoryCompacted(compacted, more=True)
+        engine.meta_delete(META_COLLECT_FROM)
+        collected = engine.meta_get(META_COLLECTING) or b""
+        engine.meta_put(META_COLLECTED, collected)
+        return HistoryCompacted(compacted, more=_u64(collected) < compacted)
+
     @property
     def leader_dc(self) -> str | None:
         """The leader placement set through the log, if any (else the config decides)."""
@@ -455,6 +521,8 @@ class KvStateMachine:
             version=prev.version + 1 if prev else 1,
         )
         self._engine.put(key, record)
+        self._engine.history_put(key, revision, record)
+        self.changes.append(Change(key, revision, record, prev))
         return PutResult(revision, _kv(key, prev))
 
     def _delete(self, key: bytes, revision: int) -> DeleteResult:
@@ -462,6 +530,8 @@ class KvStateMachine:
         if prev is None:
             return DeleteResult(self.revision, None)
         self._engine.delete(key)
+        self._engine.history_put(key, revision, None)
+        self.changes.append(Change(key, revision, None, prev))
         self.keys -= 1
         self.size_bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
@@ -519,6 +589,33 @@ class KvStateMachine:
         assert self.owns(key), (key, self.descriptor)
         return _kv(key, self._engine.get(key))
 
+    def get_at(self, key: bytes, revision: int) -> KeyValue | None:
+        """``key`` as it was at ``revision`` of this shard (``history.HistoryError`` if the
+        shard cannot answer at it)."""
+        assert self.owns(key), (key, self.descriptor)
+        history.check_readable(revision, self.compacted_revision, self.revision)
+        return history.key_at(self._engine, key, revision)
+
+    def scan_at(
+        self, start: bytes, end: bytes, revision: int, limit: int, bytes_max: int = 0
+    ) -> tuple[list[KeyValue], bool]:
+        """``scan`` as of ``revision`` of this shard (``history.HistoryError`` if the shard
+        cannot answer at it)."""
+        history.check_readable(revision, self.compacted_revision, self.revision)
+        start, end = self._clip(start, end)
+        if end and start >= end:
+            return [], False
+        return history.scan_at(self._engine, start, end, revision, limit=limit, bytes_max=bytes_max)
+
+    def _clip(self, start: bytes, end: bytes) -> tuple[bytes, bytes]:
+        """``[start, end)`` cut to this shard's span."""
+        descriptor = self.descriptor
+        if descriptor is not None:
+            start = max(start, descriptor.start)
+            if descriptor.end and (not end or descriptor.end < end):
+                end = descriptor.end
+        return start, end
+
     def halving_key(self) -> bytes | None:
         """The first key by which the shard's keys and values reach half their bytes: the
         default split point (None: fewer than two keys, nothing to halve). It is never the
@@ -548,13 +645,9 @@ class KvStateMachine:
         ``bytes_max``, at most that many bytes of keys and values (but at least one key),
         and whether more exist. Read from the engine a page at a time, so a scan over large
         values holds no more than its answer."""
-        descriptor = self.descriptor
-        if descriptor is not None:  # the keys of this shard's span only
-            start = max(start, descriptor.start)
-            if descriptor.end and (not end or descriptor.end < end):
-                end = descriptor.end
-            if end and start >= end:
-                return [], False
+        start, end = self._clip(start, end)  # the keys of this shard's span only
+        if end and start >= end:
+            return [], False
         out: list[KeyValue] = []
         size = 0
         page = _SCAN_PAGE_KEYS

@@ -332,14 +332,19 @@ class NodeRuntime:
     def preferred_dc(self, shard_id: int) -> str:
         return self._hosting(shard_id).preferred_dc(shard_id)
 
-    def get_local(self, shard_id: int, key: bytes) -> tuple[KeyValue | None, int]:
-        """``key`` as this replica applied it, and the shard's revision then (one read
-        transaction); ``RangeMovedError`` if the range gave the key away (decided in the
-        same transaction as the value, so never a half-moved answer)."""
+    def get_local(
+        self, shard_id: int, key: bytes, at_revision: int = 0
+    ) -> tuple[KeyValue | None, int]:
+        """``key`` as this replica applied it (or as it was at ``at_revision``: raises
+        ``kvstore.model.history.HistoryError`` where the shard cannot answer), and the
+        shard's revision (one read transaction); ``RangeMovedError`` if the range gave the
+        key away (decided in the same transaction as the value, so never a half-moved
+        answer)."""
         with self.read_state_machine(shard_id) as sm:
             if not sm.owns(key):
                 raise RangeMovedError(shard_id, sm.descriptor or self.descriptor(shard_id))
-            return sm.get(key), sm.revision
+            kv = sm.get_at(key, at_revision) if at_revision else sm.get(key)
+            return kv, sm.revision
 
     @property
     def started(self) -> bool:

@@ -11,6 +11,14 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 | ``kv``      | space u8 · stored key    | record: value, create/mod revision, version (framed) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
 | ``ranges``  | shard u32                | the shard's descriptor: span, replicas, generation |
+| ``history`` | space u8 · stored key    | (dupsort) ~revision u64 per version, newest first |
+| ``versions``| space u8 · stored key · rev u64 | deleted flag, record (whole key if long) |
+
+History (``kvstore.model.engine``: every change of a key, by key and revision) is two
+databases: ``history`` lists a key's revisions as sorted duplicates (complemented, so the
+newest comes first and "the newest at or before R" is one ``set_range_dup``), and
+``versions`` holds each version under its exact stored key and revision. Exact lookups only,
+so a stored key followed by a revision is never mistaken for a longer key.
 
 Every value is a checksummed frame (``kvstore.model.codec``) and is verified when read.
 
@@ -38,7 +46,30 @@ from kvstore.model.codec import Reader, Writer
 from kvstore.model.engine import Record
 from paxos import Ballot, LogEntry, NodeId, Slot, Snapshot, Value
 
-DB_NAMES = (b"node", b"promise", b"log", b"paxos", b"kv", b"kvmeta", b"ranges")
+DB_NAMES = (
+    b"node",
+    b"promise",
+    b"log",
+    b"paxos",
+    b"kv",
+    b"kvmeta",
+    b"ranges",
+    b"history",
+    b"versions",
+)
+DUPSORT_DBS = (b"history",)
+_REVISION_MASK = (1 << 64) - 1
+
+
+def history_dup(revision: int) -> bytes:
+    """A revision as a ``history`` duplicate: complemented, so newer sorts first."""
+    return (_REVISION_MASK ^ revision).to_bytes(8, "big")
+
+
+def dup_revision(dup: bytes) -> int:
+    return _REVISION_MASK ^ int.from_bytes(dup, "big")
+
+
 CHOSEN_THROUGH = b"chosen_through"
 SNAPSHOT = b"snapshot"
 VOTING = b"voting"  # 1: the replica votes; 0: it lost its state and rejoins first
@@ -168,6 +199,30 @@ def decode_long_record(raw: bytes) -> tuple[bytes, Record]:
     r = Reader(raw)
     key = r.blob()
     record = Record(r.blob(), r.u64(), r.u64(), r.u64())
+    r.done()
+    return key, record
+
+
+def encode_version(key: bytes, record: Record | None, *, long: bool) -> bytes:
+    """A version: the whole key if it is long, then whether it deleted the key, then the
+    record it left (if it did not)."""
+    w = Writer()
+    w.blob(key if long else b"")
+    w.u64(1 if record is None else 0)
+    if record is not None:
+        w.blob(record.value)
+        w.u64(record.create_revision)
+        w.u64(record.mod_revision)
+        w.u64(record.version)
+    return w.framed()
+
+
+def decode_version(raw: bytes) -> tuple[bytes, Record | None]:
+    """The whole key (empty unless long) and the record (None: a delete)."""
+    r = Reader(raw)
+    key = r.blob()
+    deleted = r.u64()
+    record = None if deleted else Record(r.blob(), r.u64(), r.u64(), r.u64())
     r.done()
     return key, record
 

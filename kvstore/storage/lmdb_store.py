@@ -25,7 +25,7 @@ from typing import Any
 
 import lmdb
 
-from kvstore.model.engine import Record
+from kvstore.model.engine import Record, Version
 from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
 from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
 
@@ -62,7 +62,9 @@ class NodeStore:
             metasync=True,
             readahead=False,
         )
-        self._dbs = {name: self._env.open_db(name) for name in L.DB_NAMES}
+        self._dbs = {
+            name: self._env.open_db(name, dupsort=name in L.DUPSORT_DBS) for name in L.DB_NAMES
+        }
         # Until ``claim`` says otherwise (tests open stores without claiming them).
         self._founding = True
 
@@ -176,6 +178,8 @@ class ShardEngine:
         self._kv = dbs[b"kv"]
         self._meta = dbs[b"kvmeta"]
         self._ranges = dbs[b"ranges"]
+        self._history = dbs[b"history"]
+        self._versions = dbs[b"versions"]
         self._prefix = L.shard_prefix(shard_id)
 
     def get(self, key: bytes) -> Record | None:
@@ -244,6 +248,91 @@ class ShardEngine:
                     return out
         take(sorted(group, key=lambda row: row[0]))
         return out
+
+    # ------------------------------------------------------------------ history
+
+    def history_put(self, key: bytes, revision: int, record: Record | None) -> None:
+        stored = L.USER_SPACE + L.stored_key(key)
+        self._txn.put(stored, L.history_dup(revision), db=self._history, dupdata=True)
+        raw = L.encode_version(key, record, long=L.is_long(stored[1:]))
+        self._txn.put(stored + revision.to_bytes(8, "big"), raw, db=self._versions)
+
+    def _version(self, key: bytes, stored: bytes, revision: int) -> Version:
+        raw = self._txn.get(stored + revision.to_bytes(8, "big"), db=self._versions)
+        assert raw is not None, (key, revision)
+        whole, record = L.decode_version(raw)
+        assert not whole or whole == key, "two long keys with one BLAKE2b-256 digest"
+        return Version(key, revision, record)
+
+    def history_at(self, key: bytes, revision: int) -> Version | None:
+        stored = L.USER_SPACE + L.stored_key(key)
+        with self._txn.cursor(db=self._history) as cursor:
+            if not cursor.set_range_dup(stored, L.history_dup(revision)):
+                return None
+            return self._version(key, stored, L.dup_revision(cursor.value()))
+
+    def history_after(self, key: bytes, revision: int) -> list[Version]:
+        stored = L.USER_SPACE + L.stored_key(key)
+        newer: list[int] = []
+        with self._txn.cursor(db=self._history) as cursor:
+            if cursor.set_key(stored):
+                for dup in cursor.iternext_dup():
+                    at = L.dup_revision(dup)
+                    if at <= revision:
+                        break
+                    newer.append(at)
+        return [self._version(key, stored, at) for at in reversed(newer)]
+
+    def history_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        """As ``scan``: stored keys sort as the keys do except within a group of long keys
+        sharing a head, which is read whole (each key from its newest version) and sorted."""
+        prefix = L.USER_SPACE
+        out: list[bytes] = []
+        group: list[bytes] = []
+        group_head = b""
+
+        def take(keys: list[bytes]) -> bool:
+            for key in keys:
+                if key < start:
+                    continue
+                if (end and key >= end) or (limit and len(out) >= limit):
+                    return False
+                out.append(key)
+            return True
+
+        with self._txn.cursor(db=self._history) as cursor:
+            if not cursor.set_range(prefix + start[: L.KEY_HEAD_BYTES]):
+                return out
+            for full in cursor.iternext_nodup(keys=True, values=False):
+                if not full.startswith(prefix):
+                    break
+                stored = full[len(prefix) :]
+                if L.is_long(stored):
+                    head = stored[: L.KEY_HEAD_BYTES]
+                    if group and head != group_head:
+                        if not take(sorted(group)):
+                            return out
+                        group = []
+                    if end and head >= end:
+                        return out
+                    group_head = head
+                    newest = L.dup_revision(self._txn.get(full, db=self._history))
+                    raw = self._txn.get(full + newest.to_bytes(8, "big"), db=self._versions)
+                    group.append(L.decode_version(raw)[0])
+                    continue
+                if group:
+                    if not take(sorted(group)):
+                        return out
+                    group = []
+                if not take([stored]):
+                    return out
+        take(sorted(group))
+        return out
+
+    def history_delete(self, key: bytes, revision: int) -> None:
+        stored = L.USER_SPACE + L.stored_key(key)
+        self._txn.delete(stored, L.history_dup(revision), db=self._history)
+        self._txn.delete(stored + revision.to_bytes(8, "big"), db=self._versions)
 
     def meta_get(self, name: bytes) -> bytes | None:
         raw = self._txn.get(self._prefix + name, db=self._meta)

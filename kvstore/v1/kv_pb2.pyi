@@ -81,16 +81,18 @@ class ResponseHeader(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., revision: _Optional[int] = ..., leader_node_id: _Optional[int] = ..., served_by_node_id: _Optional[int] = ..., served_by_dc: _Optional[str] = ..., applied_slot: _Optional[int] = ..., staleness_bound_ms: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("key", "consistency", "max_staleness_ms", "routed_by")
+    __slots__ = ("key", "consistency", "max_staleness_ms", "routed_by", "revision")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
     ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     consistency: Consistency
     max_staleness_ms: int
     routed_by: RangeVersion
-    def __init__(self, key: _Optional[bytes] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, key: _Optional[bytes] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ..., routed_by: _Optional[_Union[RangeVersion, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("found", "kv", "header")
@@ -147,18 +149,20 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ..., header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., prev_kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
-    __slots__ = ("start", "end", "limit", "consistency", "max_staleness_ms")
+    __slots__ = ("start", "end", "limit", "consistency", "max_staleness_ms", "revision")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     start: bytes
     end: bytes
     limit: int
     consistency: Consistency
     max_staleness_ms: int
-    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
+    revision: int
+    def __init__(self, start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., limit: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., max_staleness_ms: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
     __slots__ = ("kvs", "more", "header")
@@ -263,14 +267,16 @@ class BatchItem(_message.Message):
     def __init__(self, get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., txn: _Optional[_Union[TxnRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ItemStatus(_message.Message):
-    __slots__ = ("code", "message", "range")
+    __slots__ = ("code", "message", "range", "compacted_revision")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    COMPACTED_REVISION_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     range: RangeInfo
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., range: _Optional[_Union[RangeInfo, _Mapping]] = ...) -> None: ...
+    compacted_revision: int
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., range: _Optional[_Union[RangeInfo, _Mapping]] = ..., compacted_revision: _Optional[int] = ...) -> None: ...
 
 class BatchResult(_message.Message):
     __slots__ = ("get", "put", "delete", "txn", "error")

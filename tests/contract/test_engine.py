@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvstore.model import Engine, MemoryEngine, MemoryStore, Record
+from kvstore.model import Engine, MemoryEngine, MemoryStore, Record, Version
 from kvstore.storage import NodeStore
 from kvstore.storage.layout import KEY_HEAD_BYTES
 
@@ -198,3 +198,64 @@ def test_a_node_store_lists_every_recorded_descriptor() -> None:
             batch.engine(2).range_put(b"two")
         assert store.ranges() == {2: b"two", 7: b"seven"}
         store.close()
+
+
+# History: versions of keys of every size (long keys share heads), puts, deletes and drops.
+history_keys = st.one_of(st.binary(max_size=3), long_keys)
+history_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "delete", "drop"]),
+        history_keys,
+        st.integers(1, 12),
+        st.binary(max_size=4),
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize("make", ENGINES, ids=lambda m: m.__name__)
+@settings(max_examples=80)
+@given(
+    actions=history_actions,
+    probe=st.integers(0, 13),
+    start=history_keys,
+    end=history_keys,
+    limit=st.integers(0, 4),
+)
+def test_history_behaves_like_a_map_of_sorted_versions(  # noqa: PLR0917 - hypothesis
+    make: Callable[[], AbstractContextManager[Engine]],
+    actions: list[tuple[str, bytes, int, bytes]],
+    probe: int,
+    start: bytes,
+    end: bytes,
+    limit: int,
+) -> None:
+    """Versions by key and revision: the newest at or before a revision, those after one,
+    and the keys that have any, in key order, exactly like a dict of sorted lists."""
+    model: dict[bytes, dict[int, Record | None]] = {}
+    with make() as engine:
+        for kind, key, revision, value in actions:
+            if kind == "drop":
+                engine.history_delete(key, revision)
+                versions = model.get(key, {})
+                versions.pop(revision, None)
+                if not versions:
+                    model.pop(key, None)
+                continue
+            record = Record(value, 1, revision, 1) if kind == "put" else None
+            engine.history_put(key, revision, record)
+            model.setdefault(key, {})[revision] = record
+        for key in {k for _, k, _, _ in actions} | {start}:
+            versions = model.get(key, {})
+            at = [r for r in versions if r <= probe]
+            got = engine.history_at(key, probe)
+            if not at:
+                assert got is None
+            else:
+                newest = max(at)
+                assert got == Version(key, newest, versions[newest])
+            assert engine.history_after(key, probe) == [
+                Version(key, r, versions[r]) for r in sorted(versions) if r > probe
+            ]
+        expected = [k for k in sorted(model) if k >= start and (not end or k < end)]
+        assert engine.history_keys(start, end, limit) == (expected[:limit] if limit else expected)

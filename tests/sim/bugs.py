@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from kvstore.model import KvStateMachine
-from kvstore.model.commands import SplitDone
+from kvstore.model.commands import HistoryCompacted, SplitDone
 from kvstore.model.node import Node
 from kvstore.model.ranges import encode_descriptor
 from kvstore.model.state_machine import SESSION_PREFIX
@@ -322,3 +322,21 @@ class DeafToSilenceNode(Node):
     def _watch_peers(self, before: int) -> None:
         self._peer_heard = dict.fromkeys(self._peer_heard, self._ticks)
         super()._watch_peers(before)
+
+
+# ---------------------------------------------------------------------- history
+
+
+class OverCompactingMachine(KvStateMachine):
+    """Compaction removes every version at or before the compacted revision, the one a
+    read at that revision still needs included (as if the newest were garbage too)."""
+
+    def _compact(self, revision: int) -> Any:
+        result = super()._compact(revision)
+        if isinstance(result, HistoryCompacted):
+            engine = self._engine
+            for key in engine.history_keys(b"", b"", 0):
+                kept = engine.history_at(key, result.revision)
+                if kept is not None and self.owns(key):
+                    engine.history_delete(key, kept.revision)
+        return result

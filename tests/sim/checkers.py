@@ -32,7 +32,15 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kvstore.model import ApplyResult, CodecError, KeyValue, Put, PutResult, decode_command
+from kvstore.model import (
+    ApplyResult,
+    CodecError,
+    KeyValue,
+    KvStateMachine,
+    Put,
+    PutResult,
+    decode_command,
+)
 from paxos import Ballot, DurableRecord, NodeId, Slot, Value, quorum_size
 
 
@@ -228,6 +236,21 @@ class KeyChecker:
                 f"{'nothing' if got is None else got.mod_revision}; revision {revision} "
                 "was acknowledged",
             )
+
+    def check_history(self, node: NodeId, key: bytes, machine: KvStateMachine) -> None:
+        """Read at its revision, each acknowledged write of ``key`` the shard still keeps
+        history for is exactly that write."""
+        for _, revision, value in self.acked.get(key, ()):
+            if revision < machine.compacted_revision or revision > machine.revision:
+                continue
+            got = machine.get_at(key, revision)
+            if got is None or got.mod_revision != revision or got.value != value:
+                seen = "nothing" if got is None else f"revision {got.mod_revision}"
+                self.fail(
+                    "history",
+                    f"n{node} reads {key!r} at revision {revision} as {seen}; that revision"
+                    " was acknowledged",
+                )
 
 
 def _short(value: Value) -> str:

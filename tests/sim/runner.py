@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cluster import History
 from kvstore.model import KvStateMachine, snapshot
 from kvstore.model.node import Node
 from paxos import NodeId
@@ -58,8 +59,14 @@ def draw_params(seed: int, replicas: int | None) -> WorldParams:
     compact = rng.random() < 0.5
     # A stream of its own, so every other draw is what it was before automatic splits.
     split_size = sub_rng(seed, "sharding").choice((0, 0, 20, 36))
+    # Likewise: history kept as configured by default (nothing compacts in a run), or
+    # compacted by a short window, a small revision cap, or both.
+    retention_s, revisions_max = sub_rng(seed, "history").choice(
+        ((3600.0, 1_000_000), (1.0, 0), (0.0, 20), (2.0, 50))
+    )
     return WorldParams(
         split_size_bytes=split_size,
+        history=History(retention_s, revisions_max),
         replicas=n,
         dcs=3,
         groups=rng.choice((1, 2, 3)),
@@ -250,7 +257,8 @@ def _check_converged_state(world: World, core: list[NodeId]) -> None:
 
 def _check_keys(world: World, core: list[NodeId]) -> None:
     """Every key's latest acknowledged write is where the key lives now, on every core node
-    (across every split since it was written)."""
+    (across every split since it was written), and its history holds every acknowledged
+    write from the compacted revision on, at its revision."""
     for key in sorted(world.keys.acked):
         group = world.group_of(key)
         for v in core:
@@ -263,6 +271,7 @@ def _check_keys(world: World, core: list[NodeId]) -> None:
                 world.fail("ownership", f"n{v}: g{group} does not hold {key!r} at the end")
                 continue
             world.keys.check_final(v, key, machine.get(key))
+            world.keys.check_history(v, key, machine)
 
 
 def repro_command(seed: int, replicas: int | None) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import settings
 
+from cluster import History
 from kvstore.model import KvStateMachine
 from kvstore.model.node import Node
 from tests.sim import bugs
@@ -43,6 +44,12 @@ class Worlds:
 
 
 SPLIT_HEAVY = 8
+
+
+def compacting_often(params: WorldParams) -> WorldParams:
+    """History compacted to 20 revisions back: compactions in every run."""
+    params.history = History(retention_s=0.0, revisions_max=20)
+    return params
 
 
 Hook = Worlds | None
@@ -159,6 +166,13 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         Worlds(node_class=bugs.DeafToSilenceNode),
         {"liveness"},
         40,
+    ),
+    (
+        "compaction removes the version a read at the compacted revision needs",
+        default_factory,
+        Worlds(params=compacting_often, machine_class=bugs.OverCompactingMachine),
+        {"history", "diverged"},
+        10,
     ),
     (
         "a split leaves the parent its whole span",

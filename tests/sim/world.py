@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster import ClusterConfig, RangeMap
-from cluster.config import NodeSpec, Sharding, ShardSpec
+from cluster.config import History, NodeSpec, Sharding, ShardSpec
 from cluster.keys import KeySpan
 from cluster.ranges import (
     META_RANGE_ID,
@@ -63,10 +63,15 @@ def split_points(groups: int) -> list[bytes]:
 
 
 def sim_cluster(
-    voters: tuple[NodeId, ...], dcs: int, groups: int, split_size_bytes: int = 0
+    voters: tuple[NodeId, ...],
+    dcs: int,
+    groups: int,
+    split_size_bytes: int = 0,
+    history: History | None = None,
 ) -> ClusterConfig:
     """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every node as a voter;
-    a group past ``split_size_bytes`` (0: never) splits by itself (``[sharding]``)."""
+    a group past ``split_size_bytes`` (0: never) splits by itself (``[sharding]``);
+    ``history``: what each group keeps (``[history]``; default: the config's)."""
     names = tuple(f"d{d}" for d in range(dcs))
     bounds = [b"", *split_points(groups), b""]
     return ClusterConfig(
@@ -85,6 +90,7 @@ def sim_cluster(
             merge_size_mb=split_size_bytes / (1 << 20),
             merge_after_s=1.0,
         ),
+        history=history or History(),
     )
 
 
@@ -130,6 +136,7 @@ class WorldParams:
     disk_latency_us: tuple[int, int] = (100, 2_000)
     compact_every: int = 0  # 0: never compact
     split_size_bytes: int = 0  # automatic splits past this size (0: none)
+    history: History = field(default_factory=History)  # [history]: when groups compact
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,7 +168,9 @@ class World:
 
         voters = tuple(NodeId(i) for i in range(1, params.replicas + 1))
         self.voters = voters
-        self.cluster = sim_cluster(voters, params.dcs, params.groups, params.split_size_bytes)
+        self.cluster = sim_cluster(
+            voters, params.dcs, params.groups, params.split_size_bytes, params.history
+        )
         # The range map as it truly is: every group's newest descriptor (a split's, as soon
         # as any replica applied it). Clients route by it, as if meta were always current.
         self.truth: dict[int, RangeDescriptor] = {

@@ -274,6 +274,35 @@ def test_merge_thresholds_keep_a_merged_range_far_from_its_next_split() -> None:
         parse_cluster_config(config(PICTURE) + "\n[sharding]\nmerge_size_mb = -1\n")
 
 
+def test_history_keeps_the_retention_window_capped_by_a_revision_count() -> None:
+    """``[history]``: defaults 3600 s and 1,000,000 revisions; the compaction target is the
+    newest revision at least ``retention_s`` old, raised to ``revision - revisions_max``;
+    0 turns a bound off; anything else is refused by name."""
+    from cluster import History
+
+    assert parse_cluster_config(config(PICTURE)).history == History(3600.0, 1_000_000)
+    custom = parse_cluster_config(
+        config(PICTURE) + "\n[history]\nretention_s = 10\nrevisions_max = 100\n"
+    ).history
+    assert custom == History(10.0, 100)
+    samples = [(0.0, 5), (5.0, 40), (9.0, 60), (12.0, 90)]
+    assert custom.compact_to(90, samples, now_s=14.0) == 5  # at 4 s: aged past 10 s
+    assert custom.compact_to(90, samples, now_s=15.0) == 40  # at 5 s: exactly 10 s old
+    assert custom.compact_to(90, samples, now_s=3.0) == 0  # nothing that old yet
+    assert custom.compact_to(300, samples, now_s=3.0) == 200  # the cap: 100 revisions back
+    assert History(0.0, 100).compact_to(300, samples, now_s=1e9) == 200
+    assert History(10.0, 0).compact_to(10**9, samples, now_s=14.0) == 5
+    assert History(0.0, 0).compact_to(10**9, samples, now_s=1e9) == 0  # keep everything
+    for bad in ("-1", "nan", "inf", "true", '"8"'):
+        with pytest.raises(ClusterConfigError, match=r"history\.retention_s must be a number"):
+            parse_cluster_config(config(PICTURE) + f"\n[history]\nretention_s = {bad}\n")
+    for bad in ("-1", "1.5", "true"):
+        with pytest.raises(ClusterConfigError, match=r"history\.revisions_max must be"):
+            parse_cluster_config(config(PICTURE) + f"\n[history]\nrevisions_max = {bad}\n")
+    with pytest.raises(ClusterConfigError, match="unknown key 'keep' in table \\[history\\]"):
+        parse_cluster_config(config(PICTURE) + "\n[history]\nkeep = 1\n")
+
+
 def test_up_cuts_the_key_space_into_as_many_shards_as_asked() -> None:
     """``kvstore up --shards N``: N ranges, in key order, covering every key once, their
     preferred leaders in dc1, dc2, dc3 in turn; 3 is the picture's a*, b*, the rest; the

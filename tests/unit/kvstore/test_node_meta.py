@@ -30,8 +30,10 @@ def one_node() -> ClusterConfig:
 
 
 class Driven:
-    def __init__(self) -> None:
-        config = one_node()
+    """One node driven by hand: every job run at once on an in-memory store."""
+
+    def __init__(self, config: ClusterConfig | None = None) -> None:
+        config = config or one_node()
         self.store = MemoryStore()
         self.node = Node(
             config,
