@@ -176,9 +176,7 @@ class History:
     retention_s: float = 3600.0
     revisions_max: int = 1_000_000
 
-    def compact_to(
-        self, revision: int, samples: Sequence[tuple[float, int]], now_s: float
-    ) -> int:
+    def compact_to(self, revision: int, samples: Sequence[tuple[float, int]], now_s: float) -> int:
         """The revision to compact to: the newest sampled ``(at_s, revision)`` at least
         ``retention_s`` old, raised to ``revision - revisions_max`` (0: nothing to forget)."""
         target = 0
