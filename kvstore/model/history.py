@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cluster.keys import KeySpan
 from kvstore.model.commands import KeyValue
 from kvstore.model.engine import Engine, Record, Version
 
@@ -47,13 +48,15 @@ class FutureRevisionError(HistoryError):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change a command made, for watchers: the record it left (None: deleted) and the
-    one before (None: the key was absent)."""
+    """One change a command made, for watchers: the record it left (None: deleted), the one
+    before (None: the key was absent), and the span of the shard that made it, as it was
+    then (None: a shard without a descriptor, holding every key)."""
 
     key: bytes
     revision: int
     record: Record | None
     prev: Record | None
+    span: KeySpan | None = None
 
 
 def check_readable(revision: int, compacted: int, current: int) -> None:

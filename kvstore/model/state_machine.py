@@ -44,8 +44,9 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
-from cluster.keys import END_OF_KEYSPACE
+from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
 from kvstore.model import history
@@ -522,7 +523,7 @@ class KvStateMachine:
         )
         self._engine.put(key, record)
         self._engine.history_put(key, revision, record)
-        self.changes.append(Change(key, revision, record, prev))
+        self._changed(Change(key, revision, record, prev, self._span()))
         return PutResult(revision, _kv(key, prev))
 
     def _delete(self, key: bytes, revision: int) -> DeleteResult:
@@ -531,7 +532,7 @@ class KvStateMachine:
             return DeleteResult(self.revision, None)
         self._engine.delete(key)
         self._engine.history_put(key, revision, None)
-        self.changes.append(Change(key, revision, None, prev))
+        self._changed(Change(key, revision, None, prev, self._span()))
         self.keys -= 1
         self.size_bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
@@ -606,6 +607,23 @@ class KvStateMachine:
         if end and start >= end:
             return [], False
         return history.scan_at(self._engine, start, end, revision, limit=limit, bytes_max=bytes_max)
+
+    def _changed(self, change: Change) -> None:
+        """Record a change for watchers. A revision is one atomic step: a key a Txn writes
+        twice changed once there (to what it left last, from what it was before)."""
+        changes = self.changes
+        for i in range(len(changes) - 1, -1, -1):
+            earlier = changes[i]
+            if earlier.revision != change.revision:
+                break
+            if earlier.key == change.key:
+                del changes[i]
+                change = replace(change, prev=earlier.prev)
+                break
+        changes.append(change)
+
+    def _span(self) -> KeySpan | None:
+        return self.descriptor.span if self.descriptor is not None else None
 
     def _clip(self, start: bytes, end: bytes) -> tuple[bytes, bytes]:
         """``[start, end)`` cut to this shard's span."""
