@@ -33,6 +33,12 @@ class KeySpan:
         return f"[{_show(self.start)}, {end})"
 
 
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix`` (b"" when there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else END_OF_KEYSPACE
+
+
 def _before(start: bytes, end: bytes) -> bool:
     """``start`` lies before the exclusive bound ``end``."""
     return end == END_OF_KEYSPACE or start < end

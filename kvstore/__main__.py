@@ -258,7 +258,32 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="read each shard as it was at this revision of its own",
     )
     scan.set_defaults(run=_scan)
-    for cmd in (put, get, delete, scan):
+    watch = sub.add_parser(
+        "watch",
+        help="print every change to a range as it happens (until Ctrl-C)",
+        description="Each line is one change; the last line of each revision ends with the"
+        " token after it: --from TOKEN resumes there, missing and repeating nothing.",
+    )
+    watch.add_argument("prefix", nargs="?", help="watch every key that starts with this")
+    watch.add_argument(
+        "--range",
+        nargs=2,
+        metavar=("START", "END"),
+        help="watch [START, END) (END '': to the last key)",
+    )
+    watch.add_argument(
+        "--rev", type=cli_args.revision, default=0, help="from this revision of each shard on"
+    )
+    watch.add_argument(
+        "--from",
+        dest="from_token",
+        default="",
+        metavar="TOKEN",
+        help="resume right after this token (printed by an earlier watch)",
+    )
+    watch.add_argument("--prev-kv", action="store_true", help="show each key's value before")
+    watch.set_defaults(run=_watch)
+    for cmd in (put, get, delete, scan, watch):
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)
 
@@ -357,6 +382,12 @@ def _del(args: argparse.Namespace) -> int:
     from kvstore import cli_kv  # noqa: PLC0415 - see the rules at the top
 
     return cli_kv.delete(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from kvstore import cli_watch  # noqa: PLC0415 - see the rules at the top
+
+    return cli_watch.watch(args)
 
 
 def _scan(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import grpc
 
+from cluster.keys import prefix_end
 from kvstore import compacted, event_loop
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_args import UserError, arg_bytes
@@ -207,12 +208,6 @@ def scan(args: argparse.Namespace) -> int:
         if response.more:
             print(f"(more keys after '{rows[-1]['key']}'; raise --limit)")
     return 0
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The first key after every key that starts with ``prefix`` (b"" when there is none)."""
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b""
 
 
 # ---------------------------------------------------------------------- txn

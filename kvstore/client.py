@@ -29,19 +29,28 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar, overload
 
 import grpc
 
-from kvstore import range_changed
+from cluster.keys import prefix_end
+from kvstore import range_changed, watching
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.request_ids import new_client_id
 from kvstore.txn import Txn, TxnResult
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+from kvstore.watching import WatchCompactedError, WatchEvent
 
-__all__ = ["AsyncClient", "Client", "KvError", "new_client_id"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "KvError",
+    "WatchCompactedError",
+    "WatchEvent",
+    "new_client_id",
+]
 
 T = TypeVar("T")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -245,6 +254,46 @@ class AsyncClient:
                 routed=request,
             )
         return response
+
+    def watch(
+        self,
+        prefix: bytes | str = b"",
+        *,
+        end: bytes | str | None = None,
+        start: int | str | None = None,
+        prev_kv: bool = False,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Every change to the keys starting with ``prefix`` (or, with ``end``, in
+        ``[prefix, end)``), once each, in revision order per shard, until the caller stops
+        iterating. ``start``: a revision (each shard's changes from it on), a token (an
+        event's ``token``: resume exactly after it), or None (from now). Served by a
+        replica in the client's datacenter when it has one; resumes by itself on another
+        node if that one fails (see ``kvstore.watching``)."""
+        first = _key(prefix)
+        last = prefix_end(first) if end is None else _key(end)
+        create = kv_pb2.WatchCreateRequest(key=first, range_end=last or b"\x00", prev_kv=prev_kv)
+        if isinstance(start, str):
+            create.start_token = start
+        elif start:
+            create.start_revision = start
+        return self._watch(create, on_progress)
+
+    async def _watch(
+        self, create: kv_pb2.WatchCreateRequest, on_progress: Callable[[str], None] | None
+    ) -> AsyncIterator[WatchEvent]:
+        if not self._shards:
+            await self._refresh(time.monotonic() + self._timeout_s)
+        events = watching.watch(
+            self._stub,
+            lambda: self._targets(self._shard_for(create.key)),
+            create,
+            resume_for_s=self._timeout_s,
+            on_progress=on_progress,
+            error=KvError,
+        )
+        async for event in events:
+            yield event
 
     def leader_of(self, shard_id: int) -> int | None:
         """The leader this client believes the shard has (None: unknown)."""
@@ -480,6 +529,25 @@ class Client:
         if request is None:
             return Txn(lambda built: self._run(self._async._commit(built)))
         return self._run(self._async.txn(request))
+
+    def watch(
+        self,
+        prefix: bytes | str = b"",
+        *,
+        end: bytes | str | None = None,
+        start: int | str | None = None,
+        prev_kv: bool = False,
+    ) -> Iterator[WatchEvent]:
+        """``AsyncClient.watch``, blocking: iterate it; leave the loop to stop watching."""
+        events = self._async.watch(prefix, end=end, start=start, prev_kv=prev_kv)
+        try:
+            while True:
+                try:
+                    yield self._run(events.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(events.aclose())  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._run(self._async.close())

@@ -38,6 +38,7 @@ import grpc
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from kvstore import range_changed
 from kvstore.api.statuses import history_refusal, shown_status, status_of_result
+from kvstore.api.watch_service import WatchStream
 from kvstore.batcher import Batcher, across_wan
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.compacted import COMPACTED_TRAILER
@@ -317,6 +318,15 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.BatchResponse:
         return await self._batch(request, context)
+
+    async def Watch(  # noqa: N802
+        self,
+        requests: AsyncIterator[kv_pb2.WatchRequest],
+        _context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[kv_pb2.WatchResponse]:
+        """Watches served from this node's replicas (``kvstore.api.watch_service``)."""
+        async for response in WatchStream(self._runtime, self._dc).serve(requests):
+            yield response
 
     async def BatchStream(  # noqa: N802
         self,

@@ -7,14 +7,20 @@ transaction, and commits it (with the job's Paxos records) afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
+from cluster.keys import KeySpan
 from cluster.ranges import RangeDescriptor
 from kvstore.model import SplitDone, snapshot
 from kvstore.model.codec import CodecError
 from kvstore.model.commands import ApplyResult, OutOfRange, RequestId, decode_command
 from kvstore.model.engine import Engine
+from kvstore.model.history import Change
 from kvstore.model.node import Applied, DiskJob, Dumped
 from kvstore.model.state_machine import KvStateMachine, SessionTable, mark_merged
+
+# (shard, its changes in order, its span after them (None: every key), its revision then)
+Changed: TypeAlias = tuple[int, list[Change], KeySpan | None, int]
 
 
 def run_job(
@@ -25,12 +31,15 @@ def run_job(
     applied_early: Callable[[list[Applied]], None] | None = None,
     machine_class: type[KvStateMachine] = KvStateMachine,
     sizes: dict[int, int] | None = None,
+    changes: list[Changed] | None = None,
 ) -> tuple[list[Applied], list[Dumped]]:
     """``sessions``: each shard's session table as the last transaction left it (kept in
     memory between transactions; updated here). ``applied_early`` hears of the applies
     once they are computed, before the caller commits. ``machine_class``: the simulator's
     planted bugs pass broken state machines. ``sizes``: filled with the bytes of keys and
-    values of each shard the job changed, for ``Node.job_done`` (the split policy)."""
+    values of each shard the job changed, for ``Node.job_done`` (the split policy).
+    ``changes``: filled, per apply that changed keys, with the shard, its changes, and its
+    span and revision after them (for watchers, once the caller committed)."""
     tables = sessions if sessions is not None else {}
     for group, into in job.tombstones:
         mark_merged(engine_for(group), into)
@@ -51,6 +60,9 @@ def run_job(
                 engine_for(group), sessions=tables.get(group), initial=job.descriptors.get(group)
             )
         applied.append((group, entry.slot, (entry.value, machine.apply(entry.slot, entry.value))))
+        if changes is not None and machine.changes:
+            span = machine.descriptor.span if machine.descriptor is not None else None
+            changes.append((group, machine.changes, span, machine.revision))
     if applied and applied_early is not None:
         applied_early(applied)
     for group, machine in machines.items():

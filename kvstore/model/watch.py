@@ -17,8 +17,10 @@ Rules:
   position over the shard to that revision, and then replays what was held through the
   same filter: a change both read and held is delivered once. A shard whose history was
   compacted past the position cancels the watch, naming the compacted revision.
-- Catch-up batches are cut only between revisions (a Txn's changes stay together), so the
-  position after each batch is exact.
+- One delivery per revision (a Txn's changes share one), each with the exact position
+  after it: a reader that stops anywhere resumes from the last token it took, missing and
+  repeating nothing. Watchers at one position share the step to the next (1,000 watchers
+  of one shard cost one position update per revision, not 1,000).
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from cluster.keys import KeySpan
 from cluster.position import Position
 from kvstore.model.engine import Engine
 from kvstore.model.history import Change
-
-CATCH_UP_BATCH_EVENTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,7 @@ class Watcher:
     prev_kv: bool
     outbox: list[Delivery] = field(default_factory=list)
     canceled: int | None = None  # the compacted revision that ended it
+    cancel_reason: str = ""  # why it ended, if anything else did (the caller resumes)
     _held: list[tuple[int, list[Change], KeySpan | None, int]] | None = None
 
 
@@ -100,17 +101,31 @@ class WatchHub:
         ``span`` (None: every key): the watchers that have something new to send."""
         changes = list(changes)
         woken = []
+        memo: _Memo = {}  # watchers at one position share each step from it
         for watcher in self._watchers.values():
-            if watcher.canceled is not None:
+            if watcher.canceled is not None or watcher.cancel_reason:
                 continue
             if span is not None and not span.overlaps(watcher.span):
                 continue
             if watcher._held is not None:
                 watcher._held.append((shard, changes, span, revision))
                 continue
-            if _feed(watcher, shard, changes, span, revision):
+            if _feed(watcher, shard, changes, span, revision, memo=memo):
                 woken.append(watcher)
         return woken
+
+    def resync(self, watch_id: int) -> None:
+        """The watcher's shards here skipped changes (a snapshot install): what it is fed
+        is held until ``caught_up`` hands it the history from its position."""
+        watcher = self._watchers.get(watch_id)
+        if watcher is not None and watcher._held is None:
+            watcher._held = []
+
+    def cancel(self, watch_id: int, reason: str) -> None:
+        watcher = self._watchers.get(watch_id)
+        if watcher is not None:
+            watcher.cancel_reason = reason
+            watcher._held = None
 
     def caught_up(self, watch_id: int, parts: Iterable[ShardHistory]) -> Watcher | None:
         watcher = self._watchers.get(watch_id)
@@ -123,55 +138,65 @@ class WatchHub:
                 watcher.canceled = part.compacted
                 watcher.outbox.clear()
                 return watcher
-            batch: list[WatchEvent] = []
-            for change in part.changes:
-                if not watcher.span.contains(change.key):
-                    continue
-                if not watcher.position.is_new(change.key, change.revision):
-                    continue
-                if (
-                    len(batch) >= CATCH_UP_BATCH_EVENTS
-                    and batch[-1].change.revision != change.revision
-                ):
-                    _send(watcher, batch, part.span, batch[-1].change.revision)
-                    batch = []
-                batch.append(WatchEvent(part.shard, change))
-            _send(watcher, batch, part.span, part.revision)
+            changes = [
+                c
+                for c in part.changes
+                if watcher.span.contains(c.key) and watcher.position.is_new(c.key, c.revision)
+            ]
+            _feed(watcher, part.shard, changes, part.span, part.revision, memo={})
         for shard, changes, span, revision in held:
-            _feed(watcher, shard, changes, span, revision)
+            _feed(watcher, shard, changes, span, revision, memo={})
         return watcher
 
 
+_Memo = dict[tuple[int, KeySpan, int], tuple[Position, Position]]
+
+
 def _feed(
-    watcher: Watcher, shard: int, changes: list[Change], span: KeySpan | None, revision: int
+    watcher: Watcher,
+    shard: int,
+    changes: list[Change],
+    span: KeySpan | None,
+    revision: int,
+    *,
+    memo: _Memo,
 ) -> bool:
-    """Deliver what is new to ``watcher``; whether it has a delivery to send.
+    """Deliver what is new to ``watcher``, one delivery per revision (a revision is one
+    atomic step: a Txn's changes share it), each with the exact position after it; whether
+    there is one to send.
 
-    New is judged against the position before the batch (a batch holds each change once;
-    a Txn's changes share a revision). The position after it is advanced over each span
-    the changes were made in (a split in the batch leaves the part that moved where the
-    parent's changes left it) and over the shard's span now."""
-    before = watcher.position
-    events = []
-    reached: dict[KeySpan, int] = {}
-    for change in changes:
-        if watcher.span.contains(change.key) and before.is_new(change.key, change.revision):
-            events.append(WatchEvent(shard, change))
-        made_in = change.span or watcher.span
-        reached[made_in] = max(reached.get(made_in, 0), change.revision)
-    after = before
-    for made_in, upto in reached.items():
-        after = after.advanced(made_in, upto)
-    watcher.position = after.advanced(span or watcher.span, revision)
-    if events:
-        watcher.outbox.append(Delivery(tuple(events), watcher.position))
-    return bool(events)
+    After each revision the position advances over the span the changes were made in (a
+    split later in the batch leaves the part that moved where the parent's changes left
+    it); after the batch, over the shard's span now. New is judged against the position
+    before each revision, which no earlier revision of the batch raised past it."""
+    position = watcher.position
+    sent = False
+    i = 0
+    while i < len(changes):
+        at = changes[i].revision
+        made_in = changes[i].span or watcher.span
+        events = []
+        while i < len(changes) and changes[i].revision == at:
+            change = changes[i]
+            if watcher.span.contains(change.key) and position.is_new(change.key, at):
+                events.append(WatchEvent(shard, change))
+            i += 1
+        position = _advanced(position, made_in, at, memo)
+        if events:
+            watcher.outbox.append(Delivery(tuple(events), position))
+            sent = True
+    watcher.position = _advanced(position, span or watcher.span, revision, memo)
+    return sent
 
 
-def _send(watcher: Watcher, batch: list[WatchEvent], span: KeySpan, through: int) -> None:
-    watcher.position = watcher.position.advanced(span, through)
-    if batch:
-        watcher.outbox.append(Delivery(tuple(batch), watcher.position))
+def _advanced(position: Position, span: KeySpan, revision: int, memo: _Memo) -> Position:
+    key = (id(position), span, revision)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is position:
+        return hit[1]
+    after = position.advanced(span, revision)
+    memo[key] = (position, after)
+    return after
 
 
 def history_since(engine: Engine, span: KeySpan, position: Position, through: int) -> list[Change]:

@@ -44,7 +44,7 @@ from kvstore.model import (
     SessionTable,
     encoded_bytes_max,
 )
-from kvstore.model.jobs import run_job
+from kvstore.model.jobs import Changed, run_job
 from kvstore.model.node import (
     NODE_LOG,
     Accepted,
@@ -64,6 +64,7 @@ from kvstore.model.node import (
 from kvstore.model.ranges import decode_descriptor
 from kvstore.runtime.clock import Clock, TickSource
 from kvstore.runtime.ports import StorePort
+from kvstore.runtime.watches import Watches
 from paxos import Message, Role
 
 SendFn = Callable[[int, list[tuple[int, Message]]], None]
@@ -124,7 +125,8 @@ class ShardStatus:
     quiet: bool = False
 
 
-_JobResult = tuple[list[Applied], list[Dumped], dict[int, int]]  # sizes: run_job's
+# sizes and changes: run_job's
+_JobResult = tuple[list[Applied], list[Dumped], dict[int, int], list[Changed]]
 _Drained = tuple[DiskJob, int, ConcurrentFuture[_JobResult]] | None
 
 
@@ -184,6 +186,8 @@ class NodeRuntime:
         self.on_ranges_to_record: Callable[[list[RangeDescriptor]], None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
+        # The watches served here, fed each committed apply's changes (``_job_done``).
+        self.watches = Watches(self.descriptors, self._store.read)
         self._log = structlog.get_logger("kvstore.node").bind(node=node_id)
 
     # ------------------------------------------------------------------ lifecycle
@@ -576,14 +580,17 @@ class NodeRuntime:
             for shard_id, record in job.records:
                 batch.persist(shard_id, record)
             sizes: dict[int, int] = {}
+            changes: list[Changed] = []
             applied, dumped = run_job(
                 job,
                 batch.engine,
                 sessions=self._session_tables,
                 applied_early=early,
                 sizes=sizes,
+                # Always: a watch added while this job runs starts before its changes.
+                changes=changes,
             )
-            return applied, dumped, sizes
+            return applied, dumped, sizes, changes
 
     def _applied_early(self, applied: list[Applied]) -> None:
         node = self._node
@@ -603,8 +610,12 @@ class NodeRuntime:
         # The transaction is durable: only now may what depends on it leave.
         node = self._node
         assert node is not None
-        applied, dumps, sizes = done.result()
+        applied, dumps, sizes, changes = done.result()
         node.job_done(job, applied, dumps, sizes)
+        if job.installs:
+            self.watches.installed([group for group, _ in job.installs])
+        if changes:
+            self.watches.applied(changes)
         for dst, batch in node.take_sends().items():  # the job's then_send, at once
             self._send(dst, batch)
         self._answer(*node.take_answers())

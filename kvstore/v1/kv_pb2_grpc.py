@@ -69,6 +69,11 @@ class KVStub:
                 request_serializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.stream_stream(
+                '/kvstore.v1.KV/Watch',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -120,6 +125,16 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request_iterator, context):
+        """Many watches on one stream: create and cancel them with WatchRequests; every change of
+        a watched range arrives once, in revision order per shard, with a token to resume from.
+        Served from the replicas of the node asked (any node of the range's replicas: bounded
+        staleness, as a stale read, so fan-out loads neither the leader nor the WAN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +172,11 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.BatchStream,
                     request_deserializer=kvstore_dot_v1_dot_kv__pb2.BatchRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_kv__pb2.BatchResponse.SerializeToString,
+            ),
+            'Watch': grpc.stream_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.WatchRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +368,33 @@ class KV:
             '/kvstore.v1.KV/BatchStream',
             kvstore_dot_v1_dot_kv__pb2.BatchRequest.SerializeToString,
             kvstore_dot_v1_dot_kv__pb2.BatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kvstore.v1.KV/Watch',
+            kvstore_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,151 @@
+"""The watches one node serves: ``kvstore.model.watch.WatchHub`` driven by the runtime.
+
+Rules:
+- The runtime feeds the hub every apply that changed keys, after its transaction committed
+  (``applied``), and tells it of snapshot installs (``installed``): a replica that installed
+  a snapshot skipped the changes the snapshot covers, so its watchers over that shard catch
+  up again from history, from their exact positions (nothing missed, nothing repeated).
+- A watch covers only shards this node hosts (``WatchNotHostedError`` otherwise). "Now" is
+  each hosted shard's revision as applied here; any other start catches up from history,
+  read in one transaction per shard on the disk thread's executor (a read transaction does
+  not wait for writes), then handed to the hub on the loop.
+- Each watch has an ``asyncio.Event`` set whenever its watcher has something to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from cluster.keys import END_OF_KEYSPACE, KeySpan
+from cluster.position import Position
+from cluster.ranges import RangeDescriptor
+from kvstore.model import KvStateMachine
+from kvstore.model.engine import Engine
+from kvstore.model.jobs import Changed
+from kvstore.model.watch import ShardHistory, Watcher, WatchHub, history_since
+
+
+class WatchNotHostedError(Exception):
+    """Part of the watched span is on shards this node holds no replica of."""
+
+
+@dataclass
+class Watch:
+    watcher: Watcher
+    wake: asyncio.Event
+
+
+class Watches:
+    def __init__(
+        self,
+        hosted: Callable[[], list[RangeDescriptor]],
+        read: Callable[[int], AbstractContextManager[Engine]],
+    ) -> None:
+        """``hosted``: the live ranges this node holds replicas of; ``read``: a read
+        transaction's engine for a shard."""
+        self._hub = WatchHub()
+        self._hosted = hosted
+        self._read = read
+        self._watches: dict[int, Watch] = {}
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    # ------------------------------------------------------------------ the runtime's side
+
+    def applied(self, changed: list[Changed]) -> None:
+        for shard, changes, span, revision in changed:
+            for watcher in self._hub.applied(shard, changes, span, revision):
+                self._watches[watcher.watch_id].wake.set()
+
+    def installed(self, shards: list[int]) -> None:
+        """These shards' replicas here installed snapshots: their watchers catch up again."""
+        spans = [d.span for d in self._hosted() if d.range_id in shards]
+        for watch in list(self._watches.values()):
+            watcher = watch.watcher
+            if watcher.canceled is None and any(s.overlaps(watcher.span) for s in spans):
+                self._hub.resync(watcher.watch_id)
+                asyncio.get_running_loop().create_task(self._catch_up(watcher))
+
+    # ------------------------------------------------------------------ the service's side
+
+    def add(self, span: KeySpan, start: Position | None, *, prev_kv: bool) -> Watch:
+        """A watch of ``span`` from ``start`` (None: now)."""
+        shards = self._covering(span)
+        now = start is None
+        if start is None:
+            start = Position.at(span, 0)
+            for d, revision in self._revisions(shards):
+                start = start.advanced(d.span, revision)
+        watch_id = next(self._ids)
+        watcher = self._hub.add(watch_id, span, start, prev_kv=prev_kv, now=now)
+        watch = self._watches[watch_id] = Watch(watcher, asyncio.Event())
+        if not now:
+            asyncio.get_running_loop().create_task(self._catch_up(watcher))
+        return watch
+
+    def remove(self, watch_id: int) -> None:
+        self._watches.pop(watch_id, None)
+        self._hub.remove(watch_id)
+
+    # ------------------------------------------------------------------ inside
+
+    def _covering(self, span: KeySpan) -> list[RangeDescriptor]:
+        """The hosted ranges over ``span``, in key order; ``WatchNotHostedError`` at a gap."""
+        shards = sorted((d for d in self._hosted() if d.span.overlaps(span)), key=lambda d: d.start)
+        cursor = span.start
+        for d in shards:
+            if d.start > cursor:
+                break
+            if d.end == END_OF_KEYSPACE:
+                return shards
+            cursor = max(cursor, d.end)
+            if span.end != END_OF_KEYSPACE and cursor >= span.end:
+                return shards
+        raise WatchNotHostedError(
+            f"this node holds no replica of the watched keys from {cursor!r} on: watch them"
+            " through a node that does (kvstore shards lists the replicas)"
+        )
+
+    def _revisions(self, shards: list[RangeDescriptor]) -> Iterator[tuple[RangeDescriptor, int]]:
+        for d in shards:
+            with self._read(d.range_id) as engine:
+                yield d, KvStateMachine(engine, initial=d).revision
+
+    async def _catch_up(self, watcher: Watcher) -> None:
+        position = watcher.position
+        try:
+            shards = self._covering(watcher.span)
+            loop = asyncio.get_running_loop()
+            parts = await loop.run_in_executor(None, self._histories, shards, position)
+        except WatchNotHostedError as exc:
+            # A range moved off this node meanwhile: the caller resumes elsewhere.
+            self._hub.cancel(watcher.watch_id, str(exc))
+        else:
+            self._hub.caught_up(watcher.watch_id, parts)
+        watch = self._watches.get(watcher.watch_id)
+        if watch is not None:
+            watch.wake.set()
+
+    def _histories(self, shards: list[RangeDescriptor], position: Position) -> list[ShardHistory]:
+        parts = []
+        for d in shards:
+            with self._read(d.range_id) as engine:
+                machine = KvStateMachine(engine, initial=d)
+                span = machine.descriptor.span if machine.descriptor is not None else d.span
+                changes = history_since(engine, span, position, machine.revision)
+                parts.append(
+                    ShardHistory(
+                        d.range_id,
+                        span,
+                        machine.revision,
+                        machine.compacted_revision,
+                        tuple(changes),
+                    )
+                )
+        return parts
