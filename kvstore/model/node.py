@@ -445,6 +445,9 @@ class Node:
         self.layout_version = 0
         self._ticks = 0
         self._ticks_per_s = max(1, 1000 // cluster.tick_ms)
+        # Per group: the lowest revision a watcher served here has seen up to (the driver
+        # sets it); a compaction proposed here stays at or below it.
+        self.watch_floors: dict[int, int] = {}
         # The groups ticked: all but the quiet ones (``quiet_since``).
         self._active: dict[int, None] = {}
         self._holding: dict[int, None] = {}  # groups with chosen slots held back
@@ -794,6 +797,9 @@ class Node:
             ):
                 continue
             target = policy.compact_to(group.revision, samples, now_s)
+            floor = self.watch_floors.get(group.group_id)
+            if floor is not None:
+                target = min(target, floor)  # a watcher here still needs what is above it
             if target > group.compacted or group.collecting:
                 self._propose_compact(group, max(target, group.compacted))
 

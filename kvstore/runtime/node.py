@@ -240,8 +240,13 @@ class NodeRuntime:
         self._waiting.clear()
 
     async def _tick_loop(self) -> None:
+        floors_at = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.cluster.tick_ms / 2000)
+            if self._node is not None and loop.time() - floors_at >= 1.0:
+                floors_at = loop.time()  # once a second, as the node decides compactions
+                self._node.watch_floors = self.watches.floors() if len(self.watches) else {}
             self._catch_up_ticks()
 
     def _catch_up_ticks(self) -> None:

@@ -72,6 +72,17 @@ class Watches:
                 self._hub.resync(watcher.watch_id)
                 asyncio.get_running_loop().create_task(self._catch_up(watcher))
 
+    def floors(self) -> dict[int, int]:
+        """Per hosted shard, the lowest revision any watcher here has seen up to over it:
+        compacting above it would cancel that watcher."""
+        out: dict[int, int] = {}
+        for d in self._hosted():
+            for watch in self._watches.values():
+                lowest = watch.watcher.position.lowest(d.span)
+                if lowest is not None:
+                    out[d.range_id] = min(out.get(d.range_id, lowest), lowest)
+        return out
+
     # ------------------------------------------------------------------ the service's side
 
     def add(self, span: KeySpan, start: Position | None, *, prev_kv: bool) -> Watch:

@@ -68,3 +68,15 @@ def test_nothing_is_compacted_while_history_is_within_both_bounds() -> None:
     d.tick(5 * TICKS_PER_S)
     assert machine(d).compacted_revision == 0
     assert len(d.store.engine(SHARD).history_after(b"k", -1)) == 30
+
+
+def test_a_watcher_here_holds_compaction_at_what_it_has_seen() -> None:
+    d = driven(History(retention_s=0, revisions_max=10))
+    d.node.watch_floors = {SHARD: 5}
+    for token in range(1, 31):
+        put(d, token, b"k")
+    d.tick(TICKS_PER_S)
+    assert machine(d).compacted_revision == 5
+    d.node.watch_floors = {}
+    d.tick(TICKS_PER_S)
+    assert machine(d).compacted_revision == 20
