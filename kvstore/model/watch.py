@@ -70,6 +70,9 @@ class Watcher:
     canceled: int | None = None  # the compacted revision that ended it
     cancel_reason: str = ""  # why it ended, if anything else did (the caller resumes)
     _held: list[tuple[int, list[Change], KeySpan | None, int]] | None = None
+    # Bumped by each resync: a catch-up read before the latest one is stale (an install
+    # since replaced the history it read) and is ignored; the latest one delivers.
+    sync: int = 0
 
 
 class WatchHub:
@@ -114,12 +117,17 @@ class WatchHub:
                 woken.append(watcher)
         return woken
 
-    def resync(self, watch_id: int) -> None:
+    def resync(self, watch_id: int) -> int | None:
         """The watcher's shards here skipped changes (a snapshot install): what it is fed
-        is held until ``caught_up`` hands it the history from its position."""
+        is held until ``caught_up`` hands it the history from its position, read after
+        this call; the sync number to hand it with (None: no such watcher)."""
         watcher = self._watchers.get(watch_id)
-        if watcher is not None and watcher._held is None:
+        if watcher is None or watcher.canceled is not None or watcher.cancel_reason:
+            return None
+        if watcher._held is None:
             watcher._held = []
+        watcher.sync += 1
+        return watcher.sync
 
     def cancel(self, watch_id: int, reason: str) -> None:
         watcher = self._watchers.get(watch_id)
@@ -127,9 +135,13 @@ class WatchHub:
             watcher.cancel_reason = reason
             watcher._held = None
 
-    def caught_up(self, watch_id: int, parts: Iterable[ShardHistory]) -> Watcher | None:
+    def caught_up(
+        self, watch_id: int, parts: Iterable[ShardHistory], sync: int = 0
+    ) -> Watcher | None:
+        """The history read for the watcher (after ``add``, or after the ``resync`` that
+        returned ``sync``): delivered, then what was held. A stale read is ignored."""
         watcher = self._watchers.get(watch_id)
-        if watcher is None or watcher._held is None:
+        if watcher is None or watcher._held is None or sync != watcher.sync:
             return None
         held, watcher._held = watcher._held, None
         for part in parts:

@@ -69,8 +69,9 @@ class Watches:
         for watch in list(self._watches.values()):
             watcher = watch.watcher
             if watcher.canceled is None and any(s.overlaps(watcher.span) for s in spans):
-                self._hub.resync(watcher.watch_id)
-                asyncio.get_running_loop().create_task(self._catch_up(watcher))
+                sync = self._hub.resync(watcher.watch_id)
+                if sync is not None:
+                    asyncio.get_running_loop().create_task(self._catch_up(watcher, sync))
 
     def floors(self) -> dict[int, int]:
         """Per hosted shard, the lowest revision any watcher here has seen up to over it:
@@ -128,7 +129,7 @@ class Watches:
             with self._read(d.range_id) as engine:
                 yield d, KvStateMachine(engine, initial=d).revision
 
-    async def _catch_up(self, watcher: Watcher) -> None:
+    async def _catch_up(self, watcher: Watcher, sync: int = 0) -> None:
         position = watcher.position
         try:
             shards = self._covering(watcher.span)
@@ -138,7 +139,7 @@ class Watches:
             # A range moved off this node meanwhile: the caller resumes elsewhere.
             self._hub.cancel(watcher.watch_id, str(exc))
         else:
-            self._hub.caught_up(watcher.watch_id, parts)
+            self._hub.caught_up(watcher.watch_id, parts, sync)
         watch = self._watches.get(watcher.watch_id)
         if watch is not None:
             watch.wake.set()

@@ -20,6 +20,7 @@ from tests.sim.merger import Merger
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
 from tests.sim.splitter import NO_SPLITS, Splitter
+from tests.sim.watcher import SimWatcher
 from tests.sim.workload import Workload
 from tests.sim.world import ReplicaFactory, World, WorldParams, default_factory
 
@@ -115,10 +116,12 @@ def run_seed(
     machine_class: type[KvStateMachine] = KvStateMachine,
     splits: int = 0,
     merges: int = 0,
+    watcher_skips: bool = False,
 ) -> SeedResult:
     """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4;
     ``NO_SPLITS``: none, automatic ones included, and no merges); ``merges`` likewise (0:
-    as the seed draws, 1 or 2)."""
+    as the seed draws, 1 or 2). ``watcher_skips``: the planted watch bug
+    (``tests.sim.watcher``)."""
     params = draw_params(seed, replicas)
     if splits == NO_SPLITS:
         params.split_size_bytes = 0
@@ -146,12 +149,14 @@ def run_seed(
         ops_per_client=OPS_PER_CLIENT,
         lost_acks=(sub_rng(seed, "lost_acks"), LOST_ACK_PERMILLE),
     )
+    watcher = SimWatcher(world, sub_rng(seed, "watcher"), skips_after_reconnect=watcher_skips)
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
     splitter.start()
     if splits != NO_SPLITS:
         merger.start()
     workload.start()
+    watcher.start()
     world.run_until(SAFETY_US)
 
     core = nemesis.heal_core()
@@ -183,6 +188,8 @@ def run_seed(
         checker.check_acked_survive({v: world.nodes[v].applied.get(group, []) for v in core})
     _check_converged_state(world, core)
     _check_keys(world, core)
+    if liveness_ticks is not None:
+        watcher.finish(core)
     world.check_directory()
     return SeedResult(
         seed=seed,
@@ -195,7 +202,13 @@ def run_seed(
         events=world.events,
         faults=plan.enabled,
         liveness_ticks=liveness_ticks,
-        stats={"merged": len(world.retired), "groups": len(world.truth)},
+        stats={
+            "merged": len(world.retired),
+            "groups": len(world.truth),
+            "watched": watcher.delivered,
+            "watch_moves": watcher.reconnects,
+            "watch_spans": watcher.spans,
+        },
     )
 
 

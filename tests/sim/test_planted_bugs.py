@@ -41,6 +41,7 @@ class Worlds:
     merges: int = 0  # 0: as the seed draws
     node_class: type[Node] = Node
     machine_class: type[KvStateMachine] = KvStateMachine
+    watcher_skips: bool = False  # the watch client's planted bug (``tests.sim.watcher``)
 
 
 SPLIT_HEAVY = 8
@@ -168,6 +169,13 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         40,
     ),
     (
+        "a watch resumed at a leader change or a node's loss skips the first change after it",
+        default_factory,
+        Worlds(watcher_skips=True),
+        {"watch-gap"},
+        5,
+    ),
+    (
         "compaction removes the version a read at the compacted revision needs",
         default_factory,
         Worlds(params=compacting_often, machine_class=bugs.OverCompactingMachine),
@@ -199,6 +207,7 @@ def first_violation(
             merges=worlds.merges,
             node_class=worlds.node_class,
             machine_class=worlds.machine_class,
+            watcher_skips=worlds.watcher_skips,
         )
         if not result.ok:
             return seed, {v.split("]")[0].lstrip("[") for v in result.violations}

@@ -33,7 +33,7 @@ from cluster.ranges import (
 )
 from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
 from kvstore.model.commands import MergeDone, RangesRecorded, RecordRanges, SplitDone
-from kvstore.model.jobs import run_job
+from kvstore.model.jobs import Changed, run_job
 from kvstore.model.node import (
     Answer,
     Applied,
@@ -46,6 +46,7 @@ from kvstore.model.node import (
     hosted_at_start,
 )
 from kvstore.model.ranges import decode_descriptor
+from kvstore.model.watch import WatchHub
 from paxos import Ballot, Config, NodeId, NullLogger, Replica, Role, Slot, Value
 from tests.sim.checkers import Checker, KeyChecker
 from tests.sim.disk import SimDisk
@@ -109,6 +110,10 @@ class SimNode:
     committed: dict[int, int] = field(default_factory=dict)  # group -> slots readable now
     # The job the disk has started (its applies computed, uncommitted), with their results.
     started: tuple[DiskJob, list[Applied], list[Dumped], dict[int, int]] | None = None
+    # The watches this process serves (gone with it), fed each committed apply's changes,
+    # and the changes of the job the disk has started.
+    hub: WatchHub | None = None
+    started_changes: list[Changed] = field(default_factory=list)
 
     @property
     def up(self) -> bool:
@@ -222,6 +227,10 @@ class World:
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
         # Told of each left range a node wants its right neighbour merged into.
         self.on_merge_wanted: Callable[[NodeId, int], None] | None = None
+        # Every change any node applied: (key, revision) -> value (None: a delete); and who
+        # to tell of snapshot installs (watchers there catch up again).
+        self.watch_truth: dict[tuple[bytes, int], bytes | None] = {}
+        self.on_installed: Callable[[NodeId, list[int]], None] | None = None
         for v in voters:
             self.start(v)
 
@@ -367,6 +376,7 @@ class World:
         sim.paused = False
         sim.missed_ticks = 0
         sim.held = []
+        sim.hub = WatchHub()
         self.trace(v, "start", f"inc={sim.incarnation} tick_us={sim.tick_us}")
         self._drain(sim)
         self.schedule(self.now_us + sim.tick_us, self._tick, v, sim.incarnation)
@@ -381,6 +391,7 @@ class World:
             return
         lost = sim.disk.crash()
         sim.node = None
+        sim.hub = None
         sim.incarnation += 1
         sim.held = []
         sim.paused = False
@@ -621,7 +632,8 @@ class World:
             return
         sim.disk.kv.begin()
         sizes: dict[int, int] = {}
-        applied, dumped = self._execute(sim, job, sizes)
+        sim.started_changes = []
+        applied, dumped = self._execute(sim, job, sizes, sim.started_changes)
         sim.started = (job, applied, dumped, sizes)
         if sim.paused:
             sim.held.append(lambda: self._applied_early(sim, applied))
@@ -643,6 +655,7 @@ class World:
         started, sim.started = sim.started, None
         assert started is not None and started[0] is job, "the disk runs jobs in order"
         _, applied, dumped, sizes = started
+        changes = sim.started_changes
         for group, record in job.records:
             self._checker(group).on_durable(v, record)
             if record.voting:
@@ -658,18 +671,33 @@ class World:
                     )
         self._touched.add(v)
         if sim.paused:
-            sim.held.append(lambda: self._after_job(sim, job, applied, dumped, sizes))
+            sim.held.append(lambda: self._after_job(sim, job, applied, dumped, sizes, changes))
             return
-        self._after_job(sim, job, applied, dumped, sizes)
+        self._after_job(sim, job, applied, dumped, sizes, changes)
 
     def _execute(
-        self, sim: SimNode, job: DiskJob, sizes: dict[int, int]
+        self, sim: SimNode, job: DiskJob, sizes: dict[int, int], changes: list[Changed]
     ) -> tuple[list[Applied], list[Dumped]]:
         """The job's state-machine work, in the transaction its records commit in (as one
         LMDB transaction holds both), as the runtime runs it; then the ground truth."""
         applied, dumped = run_job(
-            job, sim.disk.kv.engine, machine_class=self._machine_class, sizes=sizes
+            job,
+            sim.disk.kv.engine,
+            machine_class=self._machine_class,
+            sizes=sizes,
+            changes=changes,
         )
+        # The ground truth of every change made, by key and revision: chosen slots' applies,
+        # the same wherever and however often they run (a rolled-back one runs again alike).
+        for _, shard_changes, _, _ in changes:
+            for change in shard_changes:
+                value = change.record.value if change.record is not None else None
+                known = self.watch_truth.setdefault((change.key, change.revision), value)
+                if known != value:
+                    self.fail(
+                        "watch-truth",
+                        f"{change.key!r} at revision {change.revision}: two different changes",
+                    )
         for group, snap in job.installs:
             self._restore(sim, group, snap.slot, snap.data)
         for group, slot, (value, results) in applied:
@@ -686,17 +714,19 @@ class World:
             self.trace(sim.node_id, "compact", f"g{group} through={slot}")
         return applied, dumped
 
-    def _after_job(
+    def _after_job(  # noqa: PLR0917 - the job's parts, as the runtime's _job_done has them
         self,
         sim: SimNode,
         job: DiskJob,
         applied: list[Applied],
         dumped: list[Dumped],
         sizes: dict[int, int],
+        changes: list[Changed],
     ) -> None:
         node = sim.node
         assert node is not None
         node.job_done(job, applied, dumped, sizes)
+        self._watch_fed(sim, job, changes)
         self._check_ownership(sim)
         self._drain(sim)
 
@@ -879,6 +909,21 @@ class World:
         if keys is None:
             keys = self._promise_keys[group] = set()
         return keys
+
+    # ================================================================== watches
+
+    def _watch_fed(self, sim: SimNode, job: DiskJob, changes: list[Changed]) -> None:
+        """A committed job's changes reach the node's watch hub; installs make its watchers
+        resync."""
+        hub = sim.hub
+        if hub is None:
+            return
+        # Installs first, as the runtime tells them: they come before the job's applies, so
+        # a watcher must start holding what it is fed before the applies reach it.
+        if job.installs and self.on_installed is not None:
+            self.on_installed(sim.node_id, [group for group, _ in job.installs])
+        for shard, shard_changes, span, revision in changes:
+            hub.applied(shard, shard_changes, span, revision)
 
     # ================================================================== inspection
 

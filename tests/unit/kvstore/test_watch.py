@@ -229,3 +229,26 @@ def test_each_delivery_is_one_revision_with_the_exact_position_after_it() -> Non
             assert len(revisions) == 1
             assert delivery.position.revision_at(b"") == revisions.pop()
         assert len(watcher.outbox[-1].events) == 2
+
+
+def test_a_catch_up_read_before_a_resync_is_ignored_and_the_latest_delivers() -> None:
+    """A snapshot install (``resync``) while a catch-up is on its way makes that catch-up's
+    history stale: the state it read was replaced, and the changes the snapshot covered are
+    in no feed. Only the read after the latest resync is delivered."""
+    node = OneNode()
+    hub = WatchHub()
+    node.hubs = [hub]
+    node.apply(_put(b"a", b"1"))
+    hub.add(1, WHOLE, Position.at(WHOLE, 0), prev_kv=False, now=False)
+    stale = node.history(Position.at(WHOLE, 0))
+    node.hubs = []  # these changes reach this node only in a snapshot (no feed)
+    node.apply(_put(b"b", b"2"))
+    node.hubs = [hub]
+    sync = hub.resync(1)
+    assert sync == 1
+    fresh = node.history(Position.at(WHOLE, 0))
+    node.apply(_put(b"c", b"3"))  # fed, held
+    assert hub.caught_up(1, stale, 0) is None
+    watcher = hub.caught_up(1, fresh, sync)
+    assert watcher is not None
+    assert delivered(hub, 1) == [(b"a", 1), (b"b", 2), (b"c", 3)]
