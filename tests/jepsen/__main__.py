@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="start a cluster, inject faults, record and check a history")
     r.add_argument("--duration", type=float, default=300.0, help="seconds of workload (300)")
     r.add_argument("--nemesis", default="all", help="comma-separated fault kinds, or all/none")
-    r.add_argument("--workload", default="register,set", help="register, set, or both")
+    r.add_argument(
+        "--workload",
+        default="register,set",
+        help="register, set, watch (watchers of the register keys), comma-separated",
+    )
     r.add_argument("--concurrency", type=int, default=12, help="client workers (>= 1)")
     r.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
     r.add_argument("--seed", type=int, help="default: random, printed")
@@ -66,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
-    if not workloads or any(w not in ("register", "set") for w in workloads):
-        parser.error("--workload takes register, set or register,set")
+    if not workloads or any(w not in ("register", "set", "watch") for w in workloads):
+        parser.error("--workload takes register, set and watch (comma-separated)")
+    if "watch" in workloads and "register" not in workloads:
+        parser.error("the watch workload watches the register workload's keys: add register")
     if args.concurrency < 1 or args.duration <= 0:
         parser.error("--concurrency must be >= 1 and --duration > 0")
     if args.bounded_reads_ms < 0 or (args.planted_unbounded_reads and not args.bounded_reads_ms):
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f" unknown {ops['unknown']}; {len(results['faults'])} faults;"
         f" recovery {'never' if recovery is None else f'{recovery:.2f} s'}"
     )
-    for name in ("register", "bounded_reads", "set"):
+    for name in ("register", "bounded_reads", "set", "watch"):
         if name in results:
             print(f"{name}: {results[name]['verdict']}")
     print(f"verdict: {results['verdict']}; output in {results['output']}")

@@ -64,6 +64,18 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
         for name in ("lost", "phantom", "unstable"):
             if sets[name]:
                 lines.append(f"- {name}: {sets[name][:20]}")
+    watch = results.get("watch")
+    if watch is not None:
+        lines += [
+            "",
+            f"## Watch (every acknowledged write seen once, in order): {watch['verdict']}",
+            f"{watch['watchers']} watchers, {watch['events']} events, {watch['restarts']}"
+            f" restarts by the harness, {watch['broken_streams']} streams broken by faults,"
+            f" {watch['canceled']} ended by a node; all caught up: {watch['settled']}.",
+        ]
+        for name in ("lost", "duplicates", "order", "phantoms"):
+            if watch[name]:
+                lines.append(f"- {name}: {watch[name]}")
     lines += ["", "Files: history.jsonl, set-history.jsonl, timeline.jsonl, nodes/, *.png"]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 

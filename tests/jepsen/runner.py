@@ -28,6 +28,7 @@ from tests.jepsen.proxy import Network, ProxyServer
 from tests.jepsen.report import plot, write_results, write_summary
 from tests.jepsen.setcheck import check_set
 from tests.jepsen.staleness import check_bounded_reads, write_bounded_reads
+from tests.jepsen.watchers import WatchWorkload, check_watches
 from tests.jepsen.workload import (
     Counters,
     Identity,
@@ -133,6 +134,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         planted_unbounded=options.planted_unbounded,
     )
     sets = SetWorkload(op_timeout_s=options.op_timeout_s)
+    watches: WatchWorkload | None = None
+    watches_settled = False
     nemesis = Nemesis(
         random.Random(rng.getrandbits(64)),
         cluster,
@@ -155,6 +158,9 @@ async def run(options: RunOptions) -> dict[str, Any]:
             f"jepsen: {len(cluster.ids)} nodes up, every shard led;"
             f" running {options.duration_s:.0f} s"
         )
+        if "watch" in options.workloads:
+            watches = WatchWorkload(random.Random(rng.getrandbits(64)), nodes)
+            watches.start()  # from the first revision: they miss nothing written after this
         started = time.monotonic()
         start_ns = now_ns()
         stop = Stop(started + options.duration_s, options.ops_max)
@@ -175,7 +181,13 @@ async def run(options: RunOptions) -> dict[str, Any]:
         say("jepsen: healed every fault; waiting for recovery")
         recovery_s = await _recover(cluster, register, sets, nodes, options)
         progress_task.cancel()
+        if watches is not None:
+            say("jepsen: waiting for the watchers to see every acknowledged write")
+            watches_settled = await watches.settle(register.ops)
+            await watches.stop()
     finally:
+        if watches is not None:
+            await watches.stop()
         history.close()
         cluster.stop_all()
         await cluster.close()
@@ -189,6 +201,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
         out=out,
         register=register,
         sets=sets,
+        watches=None if watches is None else (watches, watches_settled),
         nemesis=nemesis,
         recovery_s=recovery_s,
         start_ns=start_ns,
@@ -318,6 +331,7 @@ def _results(
     out: Path,
     register: RegisterWorkload,
     sets: SetWorkload,
+    watches: tuple[WatchWorkload, bool] | None,
     nemesis: Nemesis,
     recovery_s: float | None,
     start_ns: int,
@@ -392,6 +406,11 @@ def _results(
             "phantom": set_verdict.phantom,
             "unstable": set_verdict.unstable,
         }
+    if watches is not None:
+        workload, settled = watches
+        watch_verdict = check_watches(register.ops, workload.logs, settled=settled)
+        verdicts.append(watch_verdict.verdict)
+        results["watch"] = watch_verdict.summary()
     recovered = recovery_s is not None and recovery_s <= options.recovery_limit_s
     if "invalid" in verdicts:
         overall = "invalid"
