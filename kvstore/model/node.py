@@ -340,12 +340,21 @@ class GroupStart:
     merged_into: int = 0  # merged away here into that group (0: not)
 
 
-def votes_in_new_group(parent: DurableState | Replica, split_slot: int) -> bool:
+def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, founding: bool) -> bool:
     """Whether this node's replica of a group split off ``parent`` at ``split_slot`` may vote
     at once. Only if this disk never lost its state since before that split: then no earlier
     life of this node took part in the new group. A parent that lost its state and rejoined
     through slot B knows every slot above B was chosen after the loss; at or below B (or while
-    it still rejoins), the new group's replica rejoins too (``paxos.rejoin``)."""
+    it still rejoins), the new group's replica rejoins too (``paxos.rejoin``).
+
+    ``split_slot`` 0: the group was split off another one, since merged into ``parent``, at
+    a slot of that other log, which says nothing about ``parent``'s. Then only a disk that
+    never lost its state (``founding``: made for the cluster, never wiped) may vote at once:
+    it holds every group it ever took part in (seed 3538: two replicas of such a group that
+    learned of it from the merged range's snapshot both waited to rejoin, and a group of
+    three with two rejoining never elects)."""
+    if split_slot == 0:
+        return founding
     voting = parent.voting if isinstance(parent, DurableState) else not parent.rejoining
     return voting and split_slot > parent.rejoined_at
 
@@ -394,7 +403,10 @@ def hosted_at_start(
         for successor in start.successors:
             child = starts.get(successor.descriptor.range_id)
             if child is not None and _blank(child.durable):
-                voting = votes_in_new_group(start.durable, successor.split_slot)
+                # A blank group's storage default says how the disk was made (founding).
+                voting = votes_in_new_group(
+                    start.durable, successor.split_slot, founding=child.durable.voting
+                )
                 starts[successor.descriptor.range_id] = replace(
                     child, durable=replace(child.durable, voting=voting), record_voting=True
                 )
@@ -417,9 +429,12 @@ class Node:
         paxos_overrides: Mapping[str, int] | None = None,
         compact_every_slots: int = 10_000,
         make_replica: Callable[..., Replica] = Replica,
+        founding: bool = True,
     ) -> None:
         """``make_replica`` builds each group's replica (``paxos.Replica``'s signature): the
-        simulator's planted bugs pass broken ones."""
+        simulator's planted bugs pass broken ones. ``founding``: this node's disk was made
+        for the cluster and never lost its state (``votes_in_new_group``)."""
+        self._founding = founding
         self.cluster = cluster
         self._make_replica = make_replica
         self.node_id = node_id
@@ -1271,7 +1286,7 @@ class Node:
         )
         if self.node_id not in right.replicas or right.range_id in self._groups:
             return
-        voting = votes_in_new_group(group.replica, done.slot)
+        voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
         self._create(right, born_here=True, placed=group.placed_leader_dc, voting=voting)
         if group.replica.role is Role.LEADER:
             born = self._groups[right.range_id]
@@ -1307,7 +1322,9 @@ class Node:
         for successor in header.successors:
             d = successor.descriptor
             if self.node_id in d.replicas and d.range_id not in self._groups:
-                voting = votes_in_new_group(group.replica, successor.split_slot)
+                voting = votes_in_new_group(
+                    group.replica, successor.split_slot, founding=self._founding
+                )
                 self._create(d, born_here=False, placed=group.placed_leader_dc, voting=voting)
 
     def applied_early(self, applied: list[Applied]) -> None:

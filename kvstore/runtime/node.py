@@ -224,6 +224,7 @@ class NodeRuntime:
             ),
             paxos_overrides=self._overrides,
             compact_every_slots=self._compact_every,
+            founding=self._store.founding,
         )
         self._ticks = TickSource(self._clock, self.cluster.tick_ms)
         self._ticker = asyncio.create_task(self._tick_loop())

@@ -20,6 +20,11 @@ class WriteBatchPort(Protocol):
 
 
 class StorePort(Protocol):
+    @property
+    def founding(self) -> bool:
+        """The directory was made for the cluster and never lost its state."""
+        ...
+
     def load(self, shard_id: int) -> DurableState: ...
 
     def read(self, shard_id: int) -> AbstractContextManager[Engine]: ...

@@ -71,6 +71,11 @@ class NodeStore:
     def close(self) -> None:
         self._env.close()
 
+    @property
+    def founding(self) -> bool:
+        """Made for the cluster and never lost its state (a replaced disk joins anew)."""
+        return self._founding
+
     def claim(
         self,
         cluster_name: str,

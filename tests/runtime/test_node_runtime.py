@@ -306,6 +306,10 @@ class FailingStore:
     def read(self, shard_id: int):  # type: ignore[no-untyped-def]
         return self._store.read(shard_id)
 
+    @property
+    def founding(self) -> bool:
+        return self._store.founding
+
     def ranges(self) -> dict[int, bytes]:
         return self._store.ranges()
 

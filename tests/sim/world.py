@@ -364,6 +364,7 @@ class World:
             paxos_overrides=self.params.config_overrides,
             compact_every_slots=self.params.compact_every or 1 << 60,
             make_replica=make_replica,
+            founding=disk.founding,
         )
         # What a restarted node applied survives in its state machine; the applied values
         # are known by slot from the ground truth (they were checked when first applied).

@@ -195,3 +195,22 @@ def test_ranges_past_the_merge_size_or_of_the_configured_layout_stay_apart() -> 
     alone = Driven(sharding=Sharding(merge_size_mb=1.0, merge_after_s=1.0))
     alone.tick(5 * 100)
     assert alone.merges_wanted == []
+
+
+def test_a_group_learned_through_a_merged_range_votes_at_once_on_a_disk_that_never_lost_state() -> (
+    None
+):
+    """A group split off a range since merged away is recorded with split slot 0 (a slot of
+    the other log). A node that learns of it from the merged range's snapshot never took
+    part in it if its disk never lost state (it would hold the group): its replica votes at
+    once. On a disk that lost its state it rejoins first (sim seed 3538: two of three
+    replicas rejoining, the group never elected)."""
+    from kvstore.model.node import votes_in_new_group
+    from paxos import DurableState
+
+    never_lost = DurableState()
+    assert votes_in_new_group(never_lost, 0, founding=True)
+    assert not votes_in_new_group(never_lost, 0, founding=False)
+    rejoined = DurableState(voting=True, rejoined_at=40)
+    assert votes_in_new_group(rejoined, 41, founding=False)
+    assert not votes_in_new_group(rejoined, 40, founding=True)  # its own log says otherwise
