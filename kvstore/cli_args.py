@@ -21,7 +21,7 @@ UINT32_MAX = (1 << 32) - 1
 NODE_ID_MAX = (1 << 63) - 1  # the cluster config's bound (cluster.config.NODE_ID_MAX)
 TIMEOUT_S_MAX = 24 * 3600.0  # far beyond any sensible call; gRPC overflows on huge deadlines
 DEFAULT_ENDPOINTS = "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"
-WORKLOADS = ("put", "get", "mixed", "cas", "load")
+WORKLOADS = ("put", "get", "mixed", "cas", "load", "watch")
 
 
 class NodeFailedError(Exception):
@@ -164,6 +164,18 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         "--ops", type=int_within(0, 1 << 62), default=0, help="stop after this many ops (0: none)"
     )
     bench.add_argument("--calibrate", action="store_true", help="also time a gRPC echo server")
+    bench.add_argument(
+        "--watchers",
+        type=int_within(1, 100_000),
+        default=1000,
+        help="--workload watch: watch streams of one shard's prefix",
+    )
+    bench.add_argument(
+        "--rate",
+        type=float_within(0.0, 1e6, low_open=True),
+        default=1000.0,
+        help="--workload watch: writes a second",
+    )
     bench.add_argument(
         "--suite",
         choices=("standard", "geo"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import multiprocessing
 import shlex
 import signal
@@ -16,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kvstore import event_loop
+from kvstore.bench import watch as watch_bench
 from kvstore.bench.client_process import LoadSpec
 from kvstore.bench.echo import serve as serve_echo
 from kvstore.bench.report import markdown, table, to_json
@@ -67,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             if not 1 <= args.shard <= len(spans):
                 raise BenchError(f"--shard must be within 1..{len(spans)} (in key order)")
             spans = [spans[args.shard - 1]]
+        if args.workload == "watch":
+            return _watch(args, endpoints, spans)
         results = _benchmarks(args, endpoints, spans, dcs)
     finally:
         if local is not None:
@@ -80,6 +85,27 @@ def run(args: argparse.Namespace) -> int:
         print(table(results))
     if args.markdown:
         args.markdown.write_text(markdown(results, command, _notes(results)))
+    return 0
+
+
+def _watch(args: argparse.Namespace, endpoints: list[str], spans: list[tuple[bytes, bytes]]) -> int:
+    """Watchers of one shard (``--shard``, default the first) under ``--rate`` writes/s."""
+    start, _ = spans[0]
+    result = watch_bench.run(
+        endpoints,
+        start + b"\x00watch-bench/",  # right after the shard's start: inside it
+        watchers=args.watchers,
+        rate=args.rate,
+        duration_s=args.duration,
+        processes=args.clients,
+        progress=not args.quiet,
+    )
+    if args.output == "json":
+        print(json.dumps(dataclasses.asdict(result)))
+    else:
+        width = max(len(k) for k, _ in result.rows())
+        for key, value in result.rows():
+            print(f"{key:<{width}}  {value}")
     return 0
 
 
