@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -36,9 +37,12 @@ class Piece:
     revision: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Position:
-    """Contiguous pieces in key order, covering ``[start, end)`` of the range read."""
+    """Contiguous pieces in key order, covering ``[start, end)`` of the range read.
+
+    Immutable, and shared: the watchers at one position hold one object, so its token is
+    made once (``token`` is cached on it)."""
 
     pieces: tuple[Piece, ...]
 
@@ -85,6 +89,10 @@ class Position:
     # ------------------------------------------------------------------ the token
 
     def token(self) -> str:
+        return self._token
+
+    @functools.cached_property
+    def _token(self) -> str:
         body = bytearray([_VERSION])
         body += _varint(len(self.pieces))
         for piece in self.pieces:

@@ -9,7 +9,9 @@ Rules:
   the iterator resumes from the last token on the next node (``targets``), with backoff,
   until ``resume_for_s`` passes without an answer. A start below a shard's compacted
   revision raises ``WatchCompactedError`` (the compacted revision in it); a refused create
-  raises ``KvError`` (``INVALID_ARGUMENT``).
+  raises ``KvError`` with the status the refusal names (``INVALID_ARGUMENT``,
+  ``RESOURCE_EXHAUSTED``); ``UNAVAILABLE`` (the node serves no replica of the range, or the
+  watch fell behind) resumes elsewhere.
 """
 
 from __future__ import annotations
@@ -77,9 +79,10 @@ async def watch(
                 if response.canceled:
                     if response.compact_revision:
                         raise WatchCompactedError(response.compact_revision)
-                    code, _, details = response.cancel_reason.partition(": ")
-                    if code == grpc.StatusCode.INVALID_ARGUMENT.name:
-                        raise error(grpc.StatusCode.INVALID_ARGUMENT, details)
+                    name, _, details = response.cancel_reason.partition(": ")
+                    code = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
+                    if code is not grpc.StatusCode.UNAVAILABLE:
+                        raise error(code, details)
                     break  # resume elsewhere from the last token
                 if response.created:
                     token = response.token or token

@@ -30,6 +30,7 @@ from kvstore.v1 import kv_pb2
 PROGRESS_S = 1.0  # a watch with nothing to send says where it is this often
 OUTBOX_MAX = 10_000  # deliveries a watch may fall behind before it is ended (resume it)
 RESPONSES_QUEUED_MAX = 1024
+WATCHES_PER_STREAM_MAX = 10_000  # a stream asking for more is refused the extra ones
 
 
 class WatchStream:
@@ -80,13 +81,20 @@ class WatchStream:
         watch_id = create.watch_id or self._fresh_id()
         refusal = None
         start: Position | None = None
+        longest = self._runtime.cluster.limits.key_bytes_max
         try:
+            if max(len(create.key), len(create.range_end)) > longest:
+                raise ValueError(f"a watched key is over the {longest}-byte key limit")
             span = watched_span(create.key, create.range_end)
             start = starting_position(span, create.start_token, create.start_revision)
         except ValueError as exc:
             refusal = f"INVALID_ARGUMENT: {exc}"
         if refusal is None and watch_id in self._watches:
             refusal = f"INVALID_ARGUMENT: watch id {watch_id} is in use on this stream"
+        if refusal is None and len(self._watches) >= WATCHES_PER_STREAM_MAX:
+            refusal = (
+                f"RESOURCE_EXHAUSTED: {WATCHES_PER_STREAM_MAX} watches on one stream at most"
+            )
         if refusal is not None:
             await self._send(watch_id, created=True, canceled=True, cancel_reason=refusal)
             return

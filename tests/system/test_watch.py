@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
+
 from kvstore import AsyncClient
-from kvstore.client import WatchEvent
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.client import KvError, WatchEvent
 from kvstore.local_cluster import LocalCluster
-from kvstore.v1 import admin_pb2
+from kvstore.v1 import admin_pb2, kv_pb2, kv_pb2_grpc
 from tests.system.test_local_cluster import free_base_port
 from tests.system.test_splits import admin
 
@@ -81,3 +84,61 @@ def test_a_watcher_resumed_from_its_token_sees_each_write_once_across_a_leader_k
 async def write(kv: AsyncClient, first: int, end: int) -> None:
     for i in range(first, end):
         await kv.put(b"k%04d" % i, b"v%d" % i)
+
+
+def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Path) -> None:
+    """A create the node cannot serve is answered ``created`` + ``canceled`` with the reason
+    (as etcd does), the stream and its good watches going on: a key over the limit (at the
+    limit is fine), an inverted range, a token that is not one, a duplicate id. The client
+    library raises them as statuses. (A start below the compacted revision: the watch hub's
+    unit tests.)"""
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+
+    async def main() -> None:
+        channel = grpc.aio.insecure_channel(local.endpoints[0], options=CHANNEL_OPTIONS)
+        async with channel, AsyncClient(local.endpoints, timeout_s=20) as kv:
+            await kv.put("a1", "x")
+            limit = 4096
+            creates = [
+                kv_pb2.WatchCreateRequest(key=b"a", range_end=b"b", watch_id=1),
+                kv_pb2.WatchCreateRequest(key=b"k" * limit, watch_id=2),  # at the limit
+                kv_pb2.WatchCreateRequest(key=b"k" * (limit + 1), watch_id=3),
+                kv_pb2.WatchCreateRequest(key=b"b", range_end=b"a", watch_id=4),
+                kv_pb2.WatchCreateRequest(key=b"a", start_token="nope", watch_id=5),
+                kv_pb2.WatchCreateRequest(key=b"a", range_end=b"b", watch_id=1),  # in use
+            ]
+            call = kv_pb2_grpc.KVStub(channel).Watch(
+                iter([kv_pb2.WatchRequest(create=c) for c in creates])
+            )
+            answers: dict[int, kv_pb2.WatchResponse] = {}
+            async with asyncio.timeout(20):
+                async for response in call:
+                    if response.created or response.canceled:
+                        answers.setdefault(response.watch_id, response)
+                        if response.watch_id == 1 and response.canceled:
+                            answers[-1] = response  # the duplicate's refusal
+                    if len(answers) == 6:
+                        break
+                await kv.put("a2", "y")
+                async for response in call:
+                    if response.watch_id == 1 and response.events:
+                        assert response.events[0].kv.key == b"a2"
+                        break
+            call.cancel()
+            assert not answers[1].canceled and not answers[2].canceled
+            for watch_id, reason in ((3, "key limit"), (4, "range_end"), (5, "not a position")):
+                assert answers[watch_id].canceled, watch_id
+                assert answers[watch_id].cancel_reason.startswith("INVALID_ARGUMENT"), watch_id
+                assert reason in answers[watch_id].cancel_reason, watch_id
+            assert "in use" in answers[-1].cancel_reason
+            try:
+                async for _ in kv.watch("a", start="nope"):
+                    raise AssertionError("a bad token was served")
+            except KvError as exc:
+                assert exc.code is grpc.StatusCode.INVALID_ARGUMENT
+
+    try:
+        asyncio.run(main())
+    finally:
+        local.stop_all()
