@@ -1,10 +1,9 @@
 """The client side of ``KV.Watch``: an async iterator of events that resumes by itself.
 
 Rules:
-- Events come one revision at a time (a Txn's changes together); each carries the token of
-  the position after its revision, and only the last event of a revision has it (the others
-  have ""), so a token a reader stored is always exact: resuming from it (any node, any
-  time within history) repeats and misses nothing.
+- Each revision's last event carries the token of the position after that revision (the
+  others have ""; a Txn's changes share a revision), so a token a reader stored is always
+  exact: resuming from it (any node, any time within history) repeats and misses nothing.
 - When the serving node goes away or ends the watch for a reason other than compaction,
   the iterator resumes from the last token on the next node (``targets``), with backoff,
   until ``resume_for_s`` passes without an answer. A start below a shard's compacted
@@ -92,10 +91,9 @@ async def watch(
                     if on_progress is not None:
                         on_progress(token)
                     continue
-                last = len(response.events) - 1
-                for i, event in enumerate(response.events):
-                    yield _event(event, response.token if i == last else "")
-                token = response.token
+                for event in response.events:
+                    yield _event(event, event.token)
+                    token = event.token or token
         except grpc.aio.AioRpcError as err:
             if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 raise error(err.code(), err.details() or "") from None

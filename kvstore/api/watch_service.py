@@ -4,9 +4,10 @@ Rules:
 - A create that cannot be served (a bad range or token, a duplicate id, keys this node holds
   no replica of) is answered on the stream with ``created`` and ``canceled`` and the reason,
   as etcd does: the stream and its other watches go on.
-- Every watch answers ``created`` first (its token is its start), then one response per
-  delivery (events and the token after them), or, after a second with nothing to send, a
-  progress mark: no events, the token now.
+- Every watch answers ``created`` first (its token is its start), then events: whatever
+  waits when its watcher wakes goes in one response (cut after the revision that reaches
+  ``RESPONSE_EVENTS_MAX`` events), each revision's last event carrying the token after it;
+  or, after a second with nothing to send, a progress mark: no events, the token now.
 - A watch whose start a shard has compacted ends with ``canceled`` and
   ``compact_revision``; one ended for another reason (its range moved off this node, or it
   fell ``OUTBOX_MAX`` deliveries behind) ends with ``canceled`` and a reason: the caller
@@ -30,6 +31,7 @@ from kvstore.v1 import kv_pb2
 PROGRESS_S = 1.0  # a watch with nothing to send says where it is this often
 OUTBOX_MAX = 10_000  # deliveries a watch may fall behind before it is ended (resume it)
 RESPONSES_QUEUED_MAX = 1024
+RESPONSE_EVENTS_MAX = 1000  # a response is cut after the revision that reaches this many
 WATCHES_PER_STREAM_MAX = 10_000  # a stream asking for more is refused the extra ones
 
 
@@ -92,9 +94,7 @@ class WatchStream:
         if refusal is None and watch_id in self._watches:
             refusal = f"INVALID_ARGUMENT: watch id {watch_id} is in use on this stream"
         if refusal is None and len(self._watches) >= WATCHES_PER_STREAM_MAX:
-            refusal = (
-                f"RESOURCE_EXHAUSTED: {WATCHES_PER_STREAM_MAX} watches on one stream at most"
-            )
+            refusal = f"RESOURCE_EXHAUSTED: {WATCHES_PER_STREAM_MAX} watches on one stream at most"
         if refusal is not None:
             await self._send(watch_id, created=True, canceled=True, cancel_reason=refusal)
             return
@@ -148,12 +148,16 @@ class WatchStream:
             if not deliveries:
                 await self._send(watch_id, token=watcher.position.token())
                 continue
-            for delivery in deliveries:
-                await self._send(
-                    watch_id,
-                    events=[event_of(e.shard, e.change, watcher.prev_kv) for e in delivery.events],
-                    token=delivery.position.token(),
-                )
+            # Every delivery waiting, a response per RESPONSE_EVENTS_MAX events or so: one
+            # message for a burst, each revision's last event carrying its token.
+            events: list[kv_pb2.WatchEvent] = []
+            for i, delivery in enumerate(deliveries):
+                for event in delivery.events:
+                    events.append(event_of(event.shard, event.change, watcher.prev_kv))
+                events[-1].token = delivery.position.token()
+                if len(events) >= RESPONSE_EVENTS_MAX or i == len(deliveries) - 1:
+                    await self._send(watch_id, events=events, token=events[-1].token)
+                    events = []
 
     async def _send(self, watch_id: int, **fields: Any) -> None:
         if self._out.qsize() >= RESPONSES_QUEUED_MAX:

@@ -105,6 +105,8 @@ class WatchHub:
         changes = list(changes)
         woken = []
         memo: _Memo = {}  # watchers at one position share each step from it
+        # Watchers of one span at one position are told the same: computed once, shared.
+        alike: dict[tuple[int, KeySpan], list[Watcher]] = {}
         for watcher in self._watchers.values():
             if watcher.canceled is not None or watcher.cancel_reason:
                 continue
@@ -113,8 +115,17 @@ class WatchHub:
             if watcher._held is not None:
                 watcher._held.append((shard, changes, span, revision))
                 continue
-            if _feed(watcher, shard, changes, span, revision, memo=memo):
-                woken.append(watcher)
+            alike.setdefault((id(watcher.position), watcher.span), []).append(watcher)
+        for first, *others in alike.values():
+            before = len(first.outbox)
+            sent = _feed(first, shard, changes, span, revision, memo=memo)
+            added = first.outbox[before:]
+            for other in others:
+                other.outbox.extend(added)
+                other.position = first.position
+            if sent:
+                woken.append(first)
+                woken.extend(others)
         return woken
 
     def resync(self, watch_id: int) -> int | None:

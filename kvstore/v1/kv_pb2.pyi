@@ -343,7 +343,7 @@ class WatchCancelRequest(_message.Message):
     def __init__(self, watch_id: _Optional[int] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("type", "kv", "prev_kv", "shard_id")
+    __slots__ = ("type", "kv", "prev_kv", "shard_id", "token")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PUT: _ClassVar[WatchEvent.EventType]
@@ -354,11 +354,13 @@ class WatchEvent(_message.Message):
     KV_FIELD_NUMBER: _ClassVar[int]
     PREV_KV_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     type: WatchEvent.EventType
     kv: KeyValue
     prev_kv: KeyValue
     shard_id: int
-    def __init__(self, type: _Optional[_Union[WatchEvent.EventType, str]] = ..., kv: _Optional[_Union[KeyValue, _Mapping]] = ..., prev_kv: _Optional[_Union[KeyValue, _Mapping]] = ..., shard_id: _Optional[int] = ...) -> None: ...
+    token: str
+    def __init__(self, type: _Optional[_Union[WatchEvent.EventType, str]] = ..., kv: _Optional[_Union[KeyValue, _Mapping]] = ..., prev_kv: _Optional[_Union[KeyValue, _Mapping]] = ..., shard_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("watch_id", "created", "canceled", "cancel_reason", "compact_revision", "events", "token", "header")

@@ -252,3 +252,26 @@ def test_a_catch_up_read_before_a_resync_is_ignored_and_the_latest_delivers() ->
     watcher = hub.caught_up(1, fresh, sync)
     assert watcher is not None
     assert delivered(hub, 1) == [(b"a", 1), (b"b", 2), (b"c", 3)]
+
+
+def test_watchers_at_one_position_share_their_deliveries_and_move_together() -> None:
+    """Watchers of one span at one position are fed once and told the same; one that
+    starts later (another position) is fed on its own, and none is told the same twice."""
+    node = OneNode()
+    hub = WatchHub()
+    node.hubs = [hub]
+    for watch_id in (1, 2, 3):
+        hub.add(watch_id, WHOLE, Position.at(WHOLE, 0), prev_kv=False, now=True)
+    hub.add(4, KeySpan(b"b", b""), Position.at(KeySpan(b"b", b""), 0), prev_kv=False, now=True)
+    for i in range(3):
+        node.apply(_put(b"a%d" % i, b"v"))
+    hub.add(5, WHOLE, Position.at(WHOLE, 2), prev_kv=False, now=True)
+    for i in range(3):
+        node.apply(_put(b"b%d" % i, b"v"))
+    alone = delivered(hub, 1)
+    assert alone == [(b"a0", 1), (b"a1", 2), (b"a2", 3), (b"b0", 4), (b"b1", 5), (b"b2", 6)]
+    assert delivered(hub, 2) == delivered(hub, 3) == alone
+    assert delivered(hub, 4) == alone[3:]
+    assert delivered(hub, 5) == alone[3:]  # added after a2, fed only what came later
+    watchers = [hub.watcher(i) for i in (1, 2, 3, 5)]
+    assert len({w.position for w in watchers if w is not None}) == 1
