@@ -98,10 +98,13 @@ def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Pa
     async def main() -> None:
         channel = grpc.aio.insecure_channel(local.endpoints[0], options=CHANNEL_OPTIONS)
         async with channel, AsyncClient(local.endpoints, timeout_s=20) as kv:
-            await kv.put("a1", "x")
+            first = await kv.put("a1", "x")
+            after = first.header.revision + 1  # "now" on a lagging replica may precede a1
             limit = 4096
             creates = [
-                kv_pb2.WatchCreateRequest(key=b"a", range_end=b"b", watch_id=1),
+                kv_pb2.WatchCreateRequest(
+                    key=b"a", range_end=b"b", watch_id=1, start_revision=after
+                ),
                 kv_pb2.WatchCreateRequest(key=b"k" * limit, watch_id=2),  # at the limit
                 kv_pb2.WatchCreateRequest(key=b"k" * (limit + 1), watch_id=3),
                 kv_pb2.WatchCreateRequest(key=b"b", range_end=b"a", watch_id=4),
