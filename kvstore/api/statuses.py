@@ -17,6 +17,7 @@ import grpc
 
 from kvstore import compacted
 from kvstore.model import ApplyResult, Invalid, Malformed, StaleRequest
+from kvstore.model.commands import LeaseGone
 from kvstore.model.history import HistoryError, RevisionCompactedError
 from kvstore.runtime.node import (
     CommandTooLargeError,
@@ -76,4 +77,6 @@ def status_of_result(result: ApplyResult) -> tuple[grpc.StatusCode, str] | None:
         return grpc.StatusCode.INVALID_ARGUMENT, result.reason
     if isinstance(result, Malformed):
         return grpc.StatusCode.INVALID_ARGUMENT, f"malformed command: {result.reason}"
+    if isinstance(result, LeaseGone):
+        return grpc.StatusCode.FAILED_PRECONDITION, f"lease {result.lease_id} has ended"
     return None

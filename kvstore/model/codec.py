@@ -73,6 +73,10 @@ class Reader:
             raise CodecError(f"count {n} over limit {limit}")
         return n
 
+    def at_end(self) -> bool:
+        """Nothing left to read (a field added later is read only when it is there)."""
+        return self._pos == len(self._data)
+
     def done(self) -> None:
         if self._pos != len(self._data):
             raise CodecError("trailing bytes")

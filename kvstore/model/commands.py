@@ -76,6 +76,7 @@ class Put:
     request: RequestId
     key: bytes
     value: bytes
+    lease: int = 0  # attach the key to this lease (0: none; a put without one detaches it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,43 @@ class Compact:
     revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """In the meta range: a lease ``lease_id`` of ``ttl_ms`` (the id is the caller's pick,
+    a random 63-bit number; one in use is ``Invalid``). Its expiry is the meta leader's to
+    decide, in memory, never through the log; only its end is (``LeaseRevoke``)."""
+
+    request: RequestId
+    lease_id: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevoke:
+    """In the meta range: the lease ends (revoked, or expired by the leader's clock). It is
+    kept as ending until every range detached its keys (``LeasesEnded``)."""
+
+    request: RequestId
+    lease_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeasesEnded:
+    """In the meta range: every range detached these leases' keys; forget them."""
+
+    request: RequestId
+    lease_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DetachLease:
+    """In a data range: the lease ended; delete its keys here at one revision, and refuse
+    any later put attaching a key to it."""
+
+    request: RequestId
+    lease_id: int
+
+
 Command: TypeAlias = (
     Put
     | Delete
@@ -183,6 +221,10 @@ Command: TypeAlias = (
     | Merge
     | RecordRanges
     | Compact
+    | LeaseGrant
+    | LeaseRevoke
+    | LeasesEnded
+    | DetachLease
 )
 
 
@@ -290,6 +332,37 @@ class PlacementSet:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseGranted:
+    lease_id: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevoked:
+    lease_id: int
+    existed: bool  # False: no such lease (already ended, or never granted)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasesForgotten:
+    lease_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseDetached:
+    lease_id: int
+    deleted: int  # keys deleted here
+    revision: int  # the shard's revision after it
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGone:
+    """A put named a lease this range knows ended: nothing was applied."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryCompacted:
     revision: int  # the shard keeps history from here on (reads below it are refused)
     more: bool = False  # versions no read needs are left to remove (propose Compact again)
@@ -310,6 +383,11 @@ ApplyResult: TypeAlias = (
     | MergeDone
     | RangesRecorded
     | HistoryCompacted
+    | LeaseGranted
+    | LeaseRevoked
+    | LeasesForgotten
+    | LeaseDetached
+    | LeaseGone
 )
 
 
@@ -341,7 +419,18 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case SetPlacement() | AllocateRangeId() | Freeze() | Merge() | RecordRanges() | Compact():
+        case (
+            SetPlacement()
+            | AllocateRangeId()
+            | Freeze()
+            | Merge()
+            | RecordRanges()
+            | Compact()
+            | LeaseGrant()
+            | LeaseRevoke()
+            | LeasesEnded()
+            | DetachLease()
+        ):
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -356,9 +445,24 @@ def oversized(cmd: Command) -> str | None:
 
 # ---------------------------------------------------------------------- commands <-> bytes
 
-_PUT, _DELETE, _TXN, _PLACEMENT, _SPLIT, _ALLOCATE, _FREEZE, _MERGE, _RECORD, _COMPACT = range(
-    1, 11
-)
+(
+    _PUT,
+    _DELETE,
+    _TXN,
+    _PLACEMENT,
+    _SPLIT,
+    _ALLOCATE,
+    _FREEZE,
+    _MERGE,
+    _RECORD,
+    _COMPACT,
+    _PUT_LEASED,
+    _LEASE_GRANT,
+    _LEASE_REVOKE,
+    _LEASES_ENDED,
+    _DETACH_LEASE,
+) = range(1, 16)
+LEASES_ENDED_MAX = 1 << 16
 RECORD_RANGES_MAX = 1 << 20
 _KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
 DC_NAME_BYTES_MAX = 256
@@ -368,10 +472,12 @@ def encode_command(cmd: Command) -> bytes:
     w = Writer()
     match cmd:
         case Put():
-            w.u8(_PUT)
+            w.u8(_PUT_LEASED if cmd.lease else _PUT)  # a put as before leases, without one
             _request(w, cmd.request)
             w.blob(cmd.key)
             w.blob(cmd.value)
+            if cmd.lease:
+                w.u64(cmd.lease)
         case Delete():
             w.u8(_DELETE)
             _request(w, cmd.request)
@@ -423,6 +529,25 @@ def encode_command(cmd: Command) -> bytes:
             w.u8(_COMPACT)
             _request(w, cmd.request)
             w.u64(cmd.revision)
+        case LeaseGrant():
+            w.u8(_LEASE_GRANT)
+            _request(w, cmd.request)
+            w.u64(cmd.lease_id)
+            w.u64(cmd.ttl_ms)
+        case LeaseRevoke():
+            w.u8(_LEASE_REVOKE)
+            _request(w, cmd.request)
+            w.u64(cmd.lease_id)
+        case LeasesEnded():
+            w.u8(_LEASES_ENDED)
+            _request(w, cmd.request)
+            w.u64(len(cmd.lease_ids))
+            for lease_id in cmd.lease_ids:
+                w.u64(lease_id)
+        case DetachLease():
+            w.u8(_DETACH_LEASE)
+            _request(w, cmd.request)
+            w.u64(cmd.lease_id)
     return w.framed()
 
 
@@ -465,6 +590,16 @@ def decode_command(frame: bytes) -> Command:
         )
     elif kind == _COMPACT:
         cmd = Compact(request, r.u64())
+    elif kind == _PUT_LEASED:
+        cmd = Put(request, r.blob(), r.blob(), r.u64())
+    elif kind == _LEASE_GRANT:
+        cmd = LeaseGrant(request, r.u64(), r.u64())
+    elif kind == _LEASE_REVOKE:
+        cmd = LeaseRevoke(request, r.u64())
+    elif kind == _LEASES_ENDED:
+        cmd = LeasesEnded(request, tuple(r.u64() for _ in range(r.count(LEASES_ENDED_MAX))))
+    elif kind == _DETACH_LEASE:
+        cmd = DetachLease(request, r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -486,6 +621,10 @@ def keys_of(cmd: Command) -> list[bytes]:
             | Merge()
             | RecordRanges()
             | Compact()
+            | LeaseGrant()
+            | LeaseRevoke()
+            | LeasesEnded()
+            | DetachLease()
         ):
             return []
 

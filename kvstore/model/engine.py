@@ -33,6 +33,7 @@ class Record:
     create_revision: int
     mod_revision: int
     version: int
+    lease: int = 0  # the lease the key is attached to (0: none): it goes when the lease does
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
         w.u64(record.create_revision)
         w.u64(record.mod_revision)
         w.u64(record.version)
+        w.u64(record.lease)
     meta = engine.meta_scan(b"")
     w.u64(len(meta))
     for name, value in meta:
@@ -71,6 +72,7 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
         w.u64(record.create_revision)
         w.u64(record.mod_revision)
         w.u64(record.version)
+        w.u64(record.lease)
     return w.framed()
 
 
@@ -90,7 +92,8 @@ def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None)
     descriptor = decode_descriptor(raw) if raw else None
     successors = decode_successors(r.blob())
     rows = [
-        (r.blob(), Record(r.blob(), r.u64(), r.u64(), r.u64())) for _ in range(r.count(ROWS_MAX))
+        (r.blob(), Record(r.blob(), r.u64(), r.u64(), r.u64(), r.u64()))
+        for _ in range(r.count(ROWS_MAX))
     ]
     meta = [(r.blob(), r.blob()) for _ in range(r.count(ROWS_MAX))]
     versions = [_read_version(r) for _ in range(r.count(ROWS_MAX))]
@@ -120,5 +123,5 @@ def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None)
 
 def _read_version(r: Reader) -> Version:
     key, revision, deleted = r.blob(), r.u64(), r.u64()
-    record = Record(r.blob(), r.u64(), r.u64(), r.u64())
+    record = Record(r.blob(), r.u64(), r.u64(), r.u64(), r.u64())
     return Version(key, revision, None if deleted else record)

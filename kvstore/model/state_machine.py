@@ -49,7 +49,7 @@ from dataclasses import replace
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
-from kvstore.model import history
+from kvstore.model import history, leases
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
     AllocateRangeId,
@@ -61,12 +61,21 @@ from kvstore.model.commands import (
     CompareOp,
     Delete,
     DeleteResult,
+    DetachLease,
     Freeze,
     Frozen,
     GetResult,
     HistoryCompacted,
     Invalid,
     KeyValue,
+    LeaseDetached,
+    LeaseGone,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    LeasesEnded,
+    LeasesForgotten,
     Malformed,
     Merge,
     MergeDone,
@@ -266,8 +275,20 @@ class KvStateMachine:
             if isinstance(cmd, Merge):
                 out.append((cmd.request, self._merge(slot, cmd)))
                 continue
-            if isinstance(cmd, AllocateRangeId | RecordRanges):
-                out.append((cmd.request, Invalid("only the meta range keeps range ids and ranges")))
+            if isinstance(
+                cmd, AllocateRangeId | RecordRanges | LeaseGrant | LeaseRevoke | LeasesEnded
+            ):
+                out.append(
+                    (cmd.request, Invalid("only the meta range keeps range ids, ranges and leases"))
+                )
+                continue
+            if isinstance(cmd, DetachLease):
+                # Outside the session table: detaching twice deletes nothing more.
+                out.append((cmd.request, self._detach_lease(cmd.lease_id)))
+                continue
+            if isinstance(cmd, Put) and cmd.lease and leases.is_dead(engine, cmd.lease):
+                # Outside the session table: a retry finds the lease as dead.
+                out.append((cmd.request, LeaseGone(cmd.lease)))
                 continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
@@ -357,6 +378,7 @@ class KvStateMachine:
             known = sessions.get(client_id)
             if known is None or known[0] < seq:
                 self._remember(RequestId(client_id, seq), slot, result)
+        leases.take_over(engine, other)
         mark_merged(other, left.range_id)
         mine, theirs = self.compacted_revision, final.compacted_revision
         engine.meta_put(META_COMPACTED, max(mine, theirs).to_bytes(8, "big"))
@@ -388,6 +410,14 @@ class KvStateMachine:
             return self._allocate_range_id(cmd.floor)
         if isinstance(cmd, SetPlacement):
             return self._set_placement(cmd.leader_dc)
+        if isinstance(cmd, LeaseGrant):
+            refused = leases.grant(self._engine, cmd.lease_id, cmd.ttl_ms)
+            return Invalid(refused) if refused else LeaseGranted(cmd.lease_id, cmd.ttl_ms)
+        if isinstance(cmd, LeaseRevoke):
+            return LeaseRevoked(cmd.lease_id, leases.revoke(self._engine, cmd.lease_id))
+        if isinstance(cmd, LeasesEnded):
+            leases.forget(self._engine, cmd.lease_ids)
+            return LeasesForgotten(cmd.lease_ids)
         return Invalid("the meta range holds no keys and never splits nor merges")
 
     def directory(self) -> RangeMap:
@@ -499,7 +529,7 @@ class KvStateMachine:
         match cmd:
             case Put():
                 self.revision += 1
-                return self._put(cmd.key, cmd.value, self.revision)
+                return self._put(cmd.key, cmd.value, self.revision, cmd.lease)
             case Delete():
                 result = self._delete(cmd.key, self.revision + 1)
                 if result.prev is not None:
@@ -508,8 +538,12 @@ class KvStateMachine:
             case Txn():
                 return self._txn(cmd)
 
-    def _put(self, key: bytes, value: bytes, revision: int) -> PutResult:
+    def _put(self, key: bytes, value: bytes, revision: int, lease: int = 0) -> PutResult:
         prev = self._engine.get(key)
+        if prev is not None and prev.lease and prev.lease != lease:
+            leases.detach(self._engine, key, prev.lease)
+        if lease and (prev is None or prev.lease != lease):
+            leases.attach(self._engine, key, lease)
         if prev is None:
             self.keys += 1
             self.size_bytes += len(key) + len(value)
@@ -520,6 +554,7 @@ class KvStateMachine:
             create_revision=prev.create_revision if prev else revision,
             mod_revision=revision,
             version=prev.version + 1 if prev else 1,
+            lease=lease,
         )
         self._engine.put(key, record)
         self._engine.history_put(key, revision, record)
@@ -531,11 +566,31 @@ class KvStateMachine:
         if prev is None:
             return DeleteResult(self.revision, None)
         self._engine.delete(key)
+        if prev.lease:
+            leases.detach(self._engine, key, prev.lease)
         self._engine.history_put(key, revision, None)
         self._changed(Change(key, revision, None, prev, self._span()))
         self.keys -= 1
         self.size_bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
+
+    def _detach_lease(self, lease_id: int) -> LeaseDetached:
+        """The lease ended: delete the keys it holds here at one revision (as a Txn of
+        deletes), and refuse it from now on."""
+        engine = self._engine
+        if leases.is_dead(engine, lease_id):
+            return LeaseDetached(lease_id, 0, self.revision)
+        revision = self.revision + 1
+        deleted = 0
+        for key in leases.attached(engine, lease_id):
+            record = engine.get(key)
+            if record is not None and record.lease == lease_id and self.owns(key):
+                self._delete(key, revision)
+                deleted += 1
+        leases.ended_here(engine, lease_id)
+        if deleted:
+            self.revision = revision
+        return LeaseDetached(lease_id, deleted, self.revision)
 
     def _txn(self, txn: Txn) -> TxnResult:
         succeeded = all(self._holds(c) for c in txn.compares)

@@ -168,39 +168,46 @@ def decode_snapshot(raw: bytes) -> Snapshot:
     return snapshot
 
 
-def encode_record(record: Record) -> bytes:
-    w = Writer()
+def _write_record(w: Writer, record: Record) -> None:
+    """The record's fields; its lease only when it has one (records before leases had
+    none, and read the same)."""
     w.blob(record.value)
     w.u64(record.create_revision)
     w.u64(record.mod_revision)
     w.u64(record.version)
+    if record.lease:
+        w.u64(record.lease)
+
+
+def _read_record(r: Reader) -> Record:
+    value, create, mod, version = r.blob(), r.u64(), r.u64(), r.u64()
+    lease = 0 if r.at_end() else r.u64()
+    r.done()
+    return Record(value, create, mod, version, lease)
+
+
+def encode_record(record: Record) -> bytes:
+    w = Writer()
+    _write_record(w, record)
     return w.framed()
 
 
 def decode_record(raw: bytes) -> Record:
-    r = Reader(raw)
-    record = Record(r.blob(), r.u64(), r.u64(), r.u64())
-    r.done()
-    return record
+    return _read_record(Reader(raw))
 
 
 def encode_long_record(key: bytes, record: Record) -> bytes:
     """A long key's record: the whole key first, then the record's fields."""
     w = Writer()
     w.blob(key)
-    w.blob(record.value)
-    w.u64(record.create_revision)
-    w.u64(record.mod_revision)
-    w.u64(record.version)
+    _write_record(w, record)
     return w.framed()
 
 
 def decode_long_record(raw: bytes) -> tuple[bytes, Record]:
     r = Reader(raw)
     key = r.blob()
-    record = Record(r.blob(), r.u64(), r.u64(), r.u64())
-    r.done()
-    return key, record
+    return key, _read_record(r)
 
 
 def encode_version(key: bytes, record: Record | None, *, long: bool) -> bytes:
@@ -210,10 +217,7 @@ def encode_version(key: bytes, record: Record | None, *, long: bool) -> bytes:
     w.blob(key if long else b"")
     w.u64(1 if record is None else 0)
     if record is not None:
-        w.blob(record.value)
-        w.u64(record.create_revision)
-        w.u64(record.mod_revision)
-        w.u64(record.version)
+        _write_record(w, record)
     return w.framed()
 
 
@@ -221,10 +225,10 @@ def decode_version(raw: bytes) -> tuple[bytes, Record | None]:
     """The whole key (empty unless long) and the record (None: a delete)."""
     r = Reader(raw)
     key = r.blob()
-    deleted = r.u64()
-    record = None if deleted else Record(r.blob(), r.u64(), r.u64(), r.u64())
-    r.done()
-    return key, record
+    if r.u64():
+        r.done()
+        return key, None
+    return key, _read_record(r)
 
 
 def encode_blob(value: bytes) -> bytes:

@@ -34,7 +34,12 @@ def lmdb_engine() -> Iterator[Engine]:
 ENGINES: list[Callable[[], AbstractContextManager[Engine]]] = [memory_engine, lmdb_engine]
 
 rec = st.builds(
-    Record, st.binary(max_size=4), st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)
+    Record,
+    st.binary(max_size=4),
+    st.integers(0, 9),
+    st.integers(0, 9),
+    st.integers(0, 9),
+    st.sampled_from([0, 0, 1, (1 << 63) - 1]),  # a lease, or none
 )
 actions = st.lists(st.tuples(st.booleans(), st.binary(min_size=0, max_size=3), rec), max_size=40)
 
@@ -98,7 +103,9 @@ big_values = st.one_of(
     st.builds(lambda n, b: bytes([b]) * n, st.sampled_from(VALUE_SIZES), st.integers(0, 255)),
     st.builds(bytes, st.integers(0, 2 << 20)),
 )
-big_records = st.builds(Record, big_values, st.integers(0, 9), st.integers(0, 9), st.integers(1, 9))
+big_records = st.builds(
+    Record, big_values, st.integers(0, 9), st.integers(0, 9), st.integers(1, 9), st.integers(0, 3)
+)
 long_actions = st.lists(st.tuples(st.booleans(), long_keys, big_records), max_size=12)
 
 
@@ -242,7 +249,7 @@ def test_history_behaves_like_a_map_of_sorted_versions(  # noqa: PLR0917 - hypot
                 if not versions:
                     model.pop(key, None)
                 continue
-            record = Record(value, 1, revision, 1) if kind == "put" else None
+            record = Record(value, 1, revision, 1, revision % 3) if kind == "put" else None
             engine.history_put(key, revision, record)
             model.setdefault(key, {})[revision] = record
         for key in {k for _, k, _, _ in actions} | {start}:
