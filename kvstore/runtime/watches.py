@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -74,14 +75,22 @@ class Watches:
                     asyncio.get_running_loop().create_task(self._catch_up(watcher, sync))
 
     def floors(self) -> dict[int, int]:
-        """Per hosted shard, the lowest revision any watcher here has seen up to over it:
-        compacting above it would cancel that watcher."""
+        """Per hosted shard, at most the lowest revision a watcher here has seen up to over
+        it: compacting above it would cancel that watcher. A watcher counts its lowest
+        piece for every shard its span overlaps (cheap, and only ever too low)."""
+        shards = sorted(self._hosted(), key=lambda d: d.start)
+        starts = [d.start for d in shards]
         out: dict[int, int] = {}
-        for d in self._hosted():
-            for watch in self._watches.values():
-                lowest = watch.watcher.position.lowest(d.span)
-                if lowest is not None:
-                    out[d.range_id] = min(out.get(d.range_id, lowest), lowest)
+        for watch in self._watches.values():
+            watcher = watch.watcher
+            lowest = min(p.revision for p in watcher.position.pieces)
+            first = max(0, bisect.bisect_right(starts, watcher.span.start) - 1)
+            for d in shards[first:]:
+                if not d.span.overlaps(watcher.span):
+                    if watcher.span.end != END_OF_KEYSPACE and d.start >= watcher.span.end:
+                        break
+                    continue
+                out[d.range_id] = min(out.get(d.range_id, lowest), lowest)
         return out
 
     # ------------------------------------------------------------------ the service's side
