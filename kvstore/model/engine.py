@@ -48,7 +48,9 @@ class Version:
 class Engine(Protocol):
     def get(self, key: bytes) -> Record | None: ...
 
-    def put(self, key: bytes, record: Record) -> None: ...
+    def put(self, key: bytes, record: Record) -> None:
+        """The key's record, which is also its version at ``record.mod_revision``."""
+        ...
 
     def delete(self, key: bytes) -> None: ...
 
@@ -160,6 +162,7 @@ class MemoryEngine:
         if key not in store._data:
             bisect.insort(store._keys, key)
         store._data[key] = record
+        self.history_put(key, record.mod_revision, record)  # as LMDB keeps the value once
 
     def delete(self, key: bytes) -> None:
         store = self._store

@@ -556,8 +556,7 @@ class KvStateMachine:
             version=prev.version + 1 if prev else 1,
             lease=lease,
         )
-        self._engine.put(key, record)
-        self._engine.history_put(key, revision, record)
+        self._engine.put(key, record)  # its version at this revision too
         self._changed(Change(key, revision, record, prev, self._span()))
         return PutResult(revision, _kv(key, prev))
 

@@ -8,13 +8,15 @@ Named databases (keys are big-endian so LMDB's byte order is numeric order):
 | ``promise`` | shard u32                | promised ballot                            |
 | ``log``     | shard u32 · slot u64     | accepted entry: ballot and value (framed, crc32) |
 | ``paxos``   | shard u32 · name         | chosen_through u64; snapshot; voting (framed) |
-| ``kv``      | space u8 · stored key    | record: value, create/mod revision, version (framed) |
+| ``kv``      | space u8 · stored key    | create/mod revision, version, lease (value: below) |
 | ``kvmeta``  | shard u32 · name         | state machine: revision, applied slot, sessions |
 | ``ranges``  | shard u32                | the shard's descriptor: span, replicas, generation |
 | ``history`` | space u8 · stored key    | (dupsort) ~revision u64 per version, newest first |
 | ``versions``| space u8 · stored key · rev u64 | deleted flag, record (whole key if long) |
 
-History (``kvstore.model.engine``: every change of a key, by key and revision) is two
+A key's value is kept once: in its version at its mod revision (a write costs one copy of
+the value, not two); ``kv`` holds the rest of its record. History (every change of a key,
+by key and revision: ``kvstore.model.engine``) is two
 databases: ``history`` lists a key's revisions as sorted duplicates (complemented, so the
 newest comes first and "the newest at or before R" is one ``set_range_dup``), and
 ``versions`` holds each version under its exact stored key and revision. Exact lookups only,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from kvstore.model.engine import Record, Version
 from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
 from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
 
-FORMAT = b"kvstore-2"  # kv keyed by key, not by shard (layout.py); kvstore-1 is re-keyed
-FORMAT_SHARD_KEYED = b"kvstore-1"
+# kv keyed by key, each value kept once, in its version (layout.py); older ones are converted
+FORMAT = b"kvstore-3"
+FORMAT_VALUES_IN_KV = b"kvstore-2"  # values in the kv rows, no history
+FORMAT_SHARD_KEYED = b"kvstore-1"  # also keyed by shard
 
 
 class StoreIdentityError(RuntimeError):
@@ -104,6 +106,9 @@ class NodeStore:
             new = txn.get(b"format", db=db) is None
             if txn.get(b"format", db=db) == FORMAT_SHARD_KEYED:
                 _rekey_by_key(txn, self._dbs[b"kv"])
+                txn.put(b"format", FORMAT_VALUES_IN_KV, db=db)
+            if txn.get(b"format", db=db) == FORMAT_VALUES_IN_KV:
+                _values_into_versions(txn, self._dbs)
                 txn.put(b"format", FORMAT, db=db)
             for name, value in want.items():
                 have = txn.get(name, db=db)
@@ -193,23 +198,41 @@ class ShardEngine:
         if raw is None:
             return None
         if not L.is_long(stored):
-            return L.decode_record(raw)
+            return self._valued(key, L.decode_record(raw))
         whole, record = L.decode_long_record(raw)
         assert whole == key, "two long keys with one BLAKE2b-256 digest"
-        return record
+        return self._valued(key, record)
 
     def put(self, key: bytes, record: Record) -> None:
+        """The key's record, its value kept once: in its version at ``mod_revision``
+        (history), the ``kv`` row holding the rest (so a write costs one copy of the value,
+        not two)."""
         stored = L.stored_key(key)
-        raw = L.encode_long_record(key, record) if L.is_long(stored) else L.encode_record(record)
+        row = replace(record, value=b"")
+        raw = L.encode_long_record(key, row) if L.is_long(stored) else L.encode_record(row)
         self._txn.put(L.USER_SPACE + stored, raw, db=self._kv)
+        self.history_put(key, record.mod_revision, record)
+
+    def _valued(self, key: bytes, row: Record) -> Record:
+        """A ``kv`` row with its value, read from the version it names."""
+        full = L.USER_SPACE + L.stored_key(key)
+        raw = self._txn.get(full + row.mod_revision.to_bytes(8, "big"), db=self._versions)
+        assert raw is not None, (key, row.mod_revision)
+        _, version = L.decode_version(raw)
+        assert version is not None, (key, row.mod_revision)
+        return replace(row, value=version.value)
+
+    def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
+        return [(key, self._valued(key, row)) for key, row in self._scan_rows(start, end, limit)]
 
     def delete(self, key: bytes) -> None:
         self._txn.delete(L.USER_SPACE + L.stored_key(key), db=self._kv)
 
-    def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
-        """Keys in ``[start, end)`` in key order. Stored keys sort as the keys do except
-        within a group of long keys sharing a head (``kvstore.storage.layout``): each group
-        is read whole and sorted before its keys are taken."""
+    def _scan_rows(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
+        """Keys in ``[start, end)`` in key order, their rows without values. Stored keys
+        sort as the keys do except within a group of long keys sharing a head
+        (``kvstore.storage.layout``): each group is read whole and sorted before its keys
+        are taken."""
         prefix = L.USER_SPACE
         cut = len(prefix)
         out: list[tuple[bytes, Record]] = []
@@ -431,6 +454,24 @@ def _rekey_by_key(txn: Any, db: Any) -> None:
         txn.delete(key, db=db)
     for key, value in old:
         txn.put(L.USER_SPACE + key[4:], value, db=db)
+
+
+def _values_into_versions(txn: Any, dbs: dict[bytes, Any]) -> None:
+    """Format kvstore-2 to kvstore-3: each kv row's value moves into the key's version at
+    its mod revision (history), the row keeping the rest. Once, in the claiming
+    transaction."""
+    kv = dbs[b"kv"]
+    with txn.cursor(db=kv) as cursor:
+        rows = [(full, raw) for full, raw in cursor if full.startswith(L.USER_SPACE)]
+    for full, raw in rows:
+        stored = full[len(L.USER_SPACE) :]
+        long = L.is_long(stored)
+        whole, record = L.decode_long_record(raw) if long else (stored, L.decode_record(raw))
+        txn.put(full, L.history_dup(record.mod_revision), db=dbs[b"history"], dupdata=True)
+        version = L.encode_version(whole, record, long=long)
+        txn.put(full + record.mod_revision.to_bytes(8, "big"), version, db=dbs[b"versions"])
+        row = replace(record, value=b"")
+        txn.put(full, L.encode_long_record(whole, row) if long else L.encode_record(row), db=kv)
 
 
 def _load(txn: Any, dbs: dict[bytes, Any], shard_id: int, *, founding: bool) -> DurableState:

@@ -141,7 +141,8 @@ def test_a_directory_of_the_shard_keyed_format_is_rekeyed_once_when_claimed(
     tmp_path: Path,
 ) -> None:
     """Format kvstore-1 stored each key under its shard's id; claiming such a directory
-    re-keys its data by key (format kvstore-2) and keeps every Paxos record as it was."""
+    re-keys its data by key (format kvstore-2), moves each value into its version (format
+    kvstore-3: values kept once) and keeps every Paxos record as it was."""
     import tarfile
 
     fixture = ROOT / "tests" / "fixtures" / "long-key-in-log.tar.gz"
