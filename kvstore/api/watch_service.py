@@ -23,6 +23,7 @@ from typing import Any
 
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.position import Position
+from kvstore.model.engine import Record
 from kvstore.model.history import Change
 from kvstore.runtime.node import NodeRuntime
 from kvstore.runtime.watches import Watch, WatchNotHostedError
@@ -204,29 +205,21 @@ def starting_position(span: KeySpan, token: str, revision: int) -> Position | No
 
 def event_of(shard: int, change: Change, prev_kv: bool) -> kv_pb2.WatchEvent:
     event = kv_pb2.WatchEvent(shard_id=shard)
-    record = change.record
-    if record is None:
+    if change.record is None:
         event.type = kv_pb2.WatchEvent.DELETE
         event.kv.CopyFrom(kv_pb2.KeyValue(key=change.key, mod_revision=change.revision))
     else:
-        event.kv.CopyFrom(
-            kv_pb2.KeyValue(
-                key=change.key,
-                value=record.value,
-                create_revision=record.create_revision,
-                mod_revision=record.mod_revision,
-                version=record.version,
-            )
-        )
+        event.kv.CopyFrom(_key_value(change.key, change.record))
     if prev_kv and change.prev is not None:
-        prev = change.prev
-        event.prev_kv.CopyFrom(
-            kv_pb2.KeyValue(
-                key=change.key,
-                value=prev.value,
-                create_revision=prev.create_revision,
-                mod_revision=prev.mod_revision,
-                version=prev.version,
-            )
-        )
+        event.prev_kv.CopyFrom(_key_value(change.key, change.prev))
     return event
+
+
+def _key_value(key: bytes, record: Record) -> kv_pb2.KeyValue:
+    return kv_pb2.KeyValue(
+        key=key,
+        value=record.value,
+        create_revision=record.create_revision,
+        mod_revision=record.mod_revision,
+        version=record.version,
+    )

@@ -391,6 +391,22 @@ ApplyResult: TypeAlias = (
 )
 
 
+# Commands that read and write no key of the store (a range's structure, its metadata, the
+# meta range's tables).
+KEYLESS = (
+    SetPlacement,
+    AllocateRangeId,
+    Freeze,
+    Merge,
+    RecordRanges,
+    Compact,
+    LeaseGrant,
+    LeaseRevoke,
+    LeasesEnded,
+    DetachLease,
+)
+
+
 def encoded_bytes_max(key_bytes_max: int, value_bytes_max: int) -> int:
     """The longest ``encode_command`` output for a command whose keys are at most
     ``key_bytes_max`` and whose values together at most ``value_bytes_max``: a Txn with every
@@ -419,18 +435,7 @@ def oversized(cmd: Command) -> str | None:
             ops = (*cmd.success, *cmd.failure)
             keys = [c.key for c in cmd.compares] + [op.key for op in ops]
             values = [c.value for c in cmd.compares] + [op.value for op in ops]
-        case (
-            SetPlacement()
-            | AllocateRangeId()
-            | Freeze()
-            | Merge()
-            | RecordRanges()
-            | Compact()
-            | LeaseGrant()
-            | LeaseRevoke()
-            | LeasesEnded()
-            | DetachLease()
-        ):
+        case _ if isinstance(cmd, KEYLESS):
             return None
         case Split():
             keys, values = [cmd.at], []
@@ -613,19 +618,9 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
-        case (
-            SetPlacement()
-            | Split()
-            | AllocateRangeId()
-            | Freeze()
-            | Merge()
-            | RecordRanges()
-            | Compact()
-            | LeaseGrant()
-            | LeaseRevoke()
-            | LeasesEnded()
-            | DetachLease()
-        ):
+        case Split():
+            return []
+        case _ if isinstance(cmd, KEYLESS):
             return []
 
 
