@@ -12,6 +12,7 @@ import grpc
 from kvstore import AsyncClient
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.client import KvError, WatchEvent
+from kvstore.compacted import compacted_of
 from kvstore.local_cluster import LocalCluster
 from kvstore.v1 import admin_pb2, kv_pb2, kv_pb2_grpc
 from tests.system.test_local_cluster import free_base_port
@@ -140,6 +141,52 @@ def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Pa
                     raise AssertionError("a bad token was served")
             except KvError as exc:
                 assert exc.code is grpc.StatusCode.INVALID_ARGUMENT
+
+    try:
+        asyncio.run(main())
+    finally:
+        local.stop_all()
+
+
+def test_reads_at_a_revision_through_every_node_and_path(tmp_path: Path) -> None:
+    """``Get`` and ``Scan`` at a revision answer the state then through any node (the
+    client's batched path and a unary call to each node, its replica's history or the
+    leader's); a revision ahead of the shard is OUT_OF_RANGE everywhere, with no
+    compacted-revision trailer (nothing was compacted)."""
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+
+    async def main() -> None:
+        async with AsyncClient(local.endpoints, timeout_s=20) as kv:
+            revisions = [(await kv.put("h1", f"v{i}")).header.revision for i in range(3)]
+            await kv.put("h2", "only-later")
+            for i, revision in enumerate(revisions):
+                got = await kv.get("h1", revision=revision)
+                assert got is not None and got.value == f"v{i}".encode()
+                kvs, more = await kv.scan("h", "i", revision=revision)
+                assert [(x.key, x.value) for x in kvs] == [(b"h1", f"v{i}".encode())]
+                assert not more
+            ahead = revisions[-1] + 1000
+            try:
+                await kv.get("h1", revision=ahead)
+                raise AssertionError("a future revision was served")
+            except KvError as exc:
+                assert exc.code is grpc.StatusCode.OUT_OF_RANGE
+            for endpoint in local.endpoints:
+                channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+                async with channel:
+                    stub = kv_pb2_grpc.KVStub(channel)
+                    request = kv_pb2.GetRequest(key=b"h1", revision=revisions[1])
+                    response = await stub.Get(request, timeout=10)
+                    assert response.kv.value == b"v1", endpoint
+                    scan = kv_pb2.ScanRequest(start=b"h", end=b"i", revision=revisions[0])
+                    assert [x.value for x in (await stub.Scan(scan, timeout=10)).kvs] == [b"v0"]
+                    try:
+                        await stub.Get(kv_pb2.GetRequest(key=b"h1", revision=ahead), timeout=10)
+                        raise AssertionError("a future revision was served")
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() is grpc.StatusCode.OUT_OF_RANGE, endpoint
+                        assert compacted_of(err) is None
 
     try:
         asyncio.run(main())
