@@ -62,7 +62,7 @@ from kvstore.model import (
     TxnResult,
 )
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
-from kvstore.model.history import HistoryError
+from kvstore.model.history import FutureRevisionError, HistoryError
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeRuntime,
@@ -182,9 +182,14 @@ class KvService(kv_pb2_grpc.KVServicer):
             local, bound = self._stale_read_here(
                 shard, request.consistency, request.max_staleness_ms
             )
-            if self._history_here(shard, request.revision):
-                local, bound = True, 0.0
             try:
+                if request.revision and self._hosts(shard):
+                    try:
+                        # History at a revision this replica applied is final: what any
+                        # replica would answer, so it answers, whatever the consistency.
+                        return self._get_local(shard, request.key, 0.0, request.revision)
+                    except FutureRevisionError:
+                        local = False  # not applied here yet: the leader's replica answers
                 if local:
                     return self._get_local(shard, request.key, bound, request.revision)
                 outcome = await self._at_leader(
@@ -585,8 +590,12 @@ class KvService(kv_pb2_grpc.KVServicer):
             revision=revision,
         )
         local, bound = self._stale_read_here(shard, consistency, max_staleness_ms)
-        if self._history_here(shard, revision):
-            local, bound = True, 0.0
+        if revision and self._hosts(shard):
+            try:
+                # History at a revision this replica applied is final (as in ``Get``).
+                return self._scan_here(shard, start, end, limit, revision, 0.0)
+            except FutureRevisionError:
+                local = False
         if not local:
             outcome = await self._at_leader(
                 d, start, context, lambda n, t: self._forward_scan(n, sub, t)
@@ -596,6 +605,18 @@ class KvService(kv_pb2_grpc.KVServicer):
             if isinstance(outcome, kv_pb2.ScanResponse):
                 return outcome
             bound = 0.0
+        return self._scan_here(shard, start, end, limit, revision, bound)
+
+    def _scan_here(  # noqa: PLR0917 - the sub-scan's own arguments
+        self,
+        shard: int,
+        start: bytes,
+        end: bytes,
+        limit: int,
+        revision: int,
+        bound: float | None,
+    ) -> kv_pb2.ScanResponse:
+        """``[start, end)`` of this node's replica of ``shard`` (at ``revision``, 0: now)."""
         with self._runtime.read_state_machine(shard) as sm:
             held = sm.descriptor
             if held is not None and (sm.frozen_slot or not _covers(held, start, end)):
@@ -701,11 +722,6 @@ class KvService(kv_pb2_grpc.KVServicer):
             return True, None
         bound = self._runtime.stale_read_bound_ms(shard)
         return bound is not None and bound <= max_staleness_ms, bound
-
-    def _history_here(self, shard: int, revision: int) -> bool:
-        """A read at ``revision`` this node's replica answers itself: it has applied that
-        revision, so its history there is final (what any replica would answer)."""
-        return bool(revision) and self._hosts(shard) and self._runtime.revision(shard) >= revision
 
     def _get_local(
         self, shard: int, key: bytes, bound_ms: float | None, at_revision: int = 0
