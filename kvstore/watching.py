@@ -100,9 +100,10 @@ async def watch(
         finally:
             call.cancel()
         if loop.time() - quiet_since > resume_for_s:
+            where = f"resume from token {token}" if token else "no change seen yet"
             raise error(
                 grpc.StatusCode.UNAVAILABLE,
-                f"no node served the watch for {resume_for_s:g} s (resume from token {token!r})",
+                f"no node served the watch for {resume_for_s:g} s ({where})",
             )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, BACKOFF_S_MAX)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,7 @@ class ShardEngine:
         (history), the ``kv`` row holding the rest (so a write costs one copy of the value,
         not two)."""
         stored = L.stored_key(key)
-        row = replace(record, value=b"")
+        row = _with_value(record, b"")
         raw = L.encode_long_record(key, row) if L.is_long(stored) else L.encode_record(row)
         self._txn.put(L.USER_SPACE + stored, raw, db=self._kv)
         self.history_put(key, record.mod_revision, record)
@@ -220,7 +220,7 @@ class ShardEngine:
         assert raw is not None, (key, row.mod_revision)
         _, version = L.decode_version(raw)
         assert version is not None, (key, row.mod_revision)
-        return replace(row, value=version.value)
+        return _with_value(row, version.value)
 
     def scan(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
         return [(key, self._valued(key, row)) for key, row in self._scan_rows(start, end, limit)]
@@ -456,6 +456,11 @@ def _rekey_by_key(txn: Any, db: Any) -> None:
         txn.put(L.USER_SPACE + key[4:], value, db=db)
 
 
+def _with_value(record: Record, value: bytes) -> Record:
+    """``record`` with another value (built directly: it is on every read and write)."""
+    return Record(value, record.create_revision, record.mod_revision, record.version, record.lease)
+
+
 def _values_into_versions(txn: Any, dbs: dict[bytes, Any]) -> None:
     """Format kvstore-2 to kvstore-3: each kv row's value moves into the key's version at
     its mod revision (history), the row keeping the rest. Once, in the claiming
@@ -470,7 +475,7 @@ def _values_into_versions(txn: Any, dbs: dict[bytes, Any]) -> None:
         txn.put(full, L.history_dup(record.mod_revision), db=dbs[b"history"], dupdata=True)
         version = L.encode_version(whole, record, long=long)
         txn.put(full + record.mod_revision.to_bytes(8, "big"), version, db=dbs[b"versions"])
-        row = replace(record, value=b"")
+        row = _with_value(record, b"")
         txn.put(full, L.encode_long_record(whole, row) if long else L.encode_record(row), db=kv)
 
 
