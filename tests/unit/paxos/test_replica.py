@@ -560,19 +560,25 @@ def test_a_promise_gives_the_candidate_a_whole_timeout() -> None:
     raise AssertionError("no seed left a replica unguarded before its timeout")
 
 
+def choose_without_n3(c: ManualCluster, count: int) -> None:
+    """n1 (leading) gets ``count`` commands chosen, one slot each, with n2 alone: every
+    message to n3 is lost, so n3 falls that far behind."""
+    for i in range(count):
+        assert isinstance(c.replica(N1).propose(b"c%d" % i), Proposed)
+        c.drain(N1)
+        c.flush(N1)
+        c.drop(lambda m: m.dst == N3)
+        c.stabilize()
+        c.drop(lambda m: m.dst == N3)
+
+
 def test_a_candidate_catches_up_from_its_promiser_not_from_a_peer_cut_off() -> None:
     """A replica heard that slots up to 5 are chosen from a leader that is then cut off; a
     peer that knows slots up to 4 promises it. It fetches them from that peer and leads (sim
     seed 2186: it kept asking the cut-off node, and never led)."""
     c = elected()
     leader = c.replica(N1)
-    for i in range(3):
-        assert isinstance(leader.propose(b"c%d" % i), Proposed)
-        c.drain(N1)
-        c.flush(N1)
-        c.drop(lambda m: m.dst == N3)
-        c.stabilize()
-        c.drop(lambda m: m.dst == N3)
+    choose_without_n3(c, 3)
     known = c.replica(N2).chosen_through
     assert known > c.replica(N3).chosen_through
     # n1 tells n3 of one more chosen slot than n2 knows, then is cut off for good.
@@ -611,13 +617,7 @@ def test_a_far_behind_replica_fetches_several_pieces_per_round_trip() -> None:
     replica behind after 15 s)."""
     c = elected(catchup_slots_max=2, catchup_requests_max=3, quiesce_ticks=0)
     leader = c.replica(N1)
-    for i in range(20):
-        assert isinstance(leader.propose(b"c%d" % i), Proposed)
-        c.drain(N1)
-        c.flush(N1)
-        c.drop(lambda m: m.dst == N3)
-        c.stabilize()
-        c.drop(lambda m: m.dst == N3)
+    choose_without_n3(c, 20)
     target = leader.chosen_through
     behind = c.replica(N3)
     start = behind.chosen_through
