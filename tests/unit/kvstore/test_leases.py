@@ -30,6 +30,7 @@ from kvstore.model.commands import (
     decode_command,
 )
 from kvstore.model.leases import attached, ending, live
+from tests.unit.kvstore.test_node_meta import one_node
 
 NO = RequestId(0, 0)
 WHOLE = RangeDescriptor(1, b"", b"", (1, 2, 3), 1)
@@ -61,7 +62,7 @@ def test_lease_commands_round_trip_and_a_put_without_a_lease_encodes_as_before()
 
 
 def test_the_meta_range_keeps_the_table_and_leases_end_as_ending_until_detached() -> None:
-    meta = Shard(MemoryEngine(), meta_descriptor_for_test())
+    meta = Shard(MemoryEngine(), meta_descriptor(one_node()))
     assert meta.apply(LeaseGrant(NO, 7, 3000)) == [LeaseGranted(7, 3000)]
     [dup, zero_ttl, bad_id] = meta.apply(
         LeaseGrant(NO, 7, 5000), LeaseGrant(NO, 8, 0), LeaseGrant(NO, 0, 10)
@@ -81,19 +82,6 @@ def test_the_meta_range_keeps_the_table_and_leases_end_as_ending_until_detached(
     assert isinstance(meta.apply(LeaseGrant(NO, 7, 10))[0], Invalid)  # never granted again
     data = Shard(MemoryEngine())
     assert isinstance(data.apply(LeaseGrant(NO, 1, 10))[0], Invalid)  # only meta keeps them
-
-
-def meta_descriptor_for_test() -> RangeDescriptor:
-    from cluster import ClusterConfig, KeySpan, NodeSpec, ShardSpec
-
-    config = ClusterConfig(
-        name="t",
-        tick_ms=10,
-        datacenters=("d",),
-        nodes=(NodeSpec(1, "d", "n:1"),),
-        shards=(ShardSpec(1, KeySpan(b"", b""), (1,), None),),
-    )
-    return meta_descriptor(config)
 
 
 def test_a_lease_s_end_deletes_its_keys_at_one_revision_and_refuses_it_after() -> None:
