@@ -17,17 +17,19 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
 from kvstore.model.engine import Record, Version
 from kvstore.storage import layout as L  # noqa: N812 - the layout reads best as L.xxx
 from paxos import Ballot, DurableRecord, DurableState, LogEntry, Slot
+
+T = TypeVar("T")
 
 # kv keyed by key, each value kept once, in its version (layout.py); older ones are converted
 FORMAT = b"kvstore-3"
@@ -229,53 +231,18 @@ class ShardEngine:
         self._txn.delete(L.USER_SPACE + L.stored_key(key), db=self._kv)
 
     def _scan_rows(self, start: bytes, end: bytes, limit: int) -> list[tuple[bytes, Record]]:
-        """Keys in ``[start, end)`` in key order, their rows without values. Stored keys
-        sort as the keys do except within a group of long keys sharing a head
-        (``kvstore.storage.layout``): each group is read whole and sorted before its keys
-        are taken."""
-        prefix = L.USER_SPACE
-        cut = len(prefix)
-        out: list[tuple[bytes, Record]] = []
-        group: list[tuple[bytes, Record]] = []
-        group_head = b""
+        """Keys in ``[start, end)`` in key order (``_key_ordered``), their rows without
+        values."""
 
-        def take(rows: list[tuple[bytes, Record]]) -> bool:
-            """Add the rows in range; False once the scan is complete."""
-            for key, record in rows:
-                if key < start:
-                    continue
-                if (end and key >= end) or (limit and len(out) >= limit):
-                    return False
-                out.append((key, record))
-            return True
+        def decode(stored: bytes, raw: bytes) -> tuple[bytes, Record]:
+            return (
+                L.decode_long_record(raw) if L.is_long(stored) else (stored, L.decode_record(raw))
+            )
 
         with self._txn.cursor(db=self._kv) as cursor:
-            # A long key at or after ``start`` may be stored under ``start``'s head.
-            if not cursor.set_range(prefix + start[: L.KEY_HEAD_BYTES]):
-                return out
-            for full, raw in cursor:
-                if not full.startswith(prefix):
-                    break
-                stored = full[cut:]
-                if L.is_long(stored):
-                    head = stored[: L.KEY_HEAD_BYTES]
-                    if group and head != group_head:
-                        if not take(sorted(group, key=lambda row: row[0])):
-                            return out
-                        group = []
-                    if end and head >= end:
-                        return out  # every key with this head is at or after ``end``
-                    group_head = head
-                    group.append(L.decode_long_record(raw))
-                    continue
-                if group:
-                    if not take(sorted(group, key=lambda row: row[0])):
-                        return out
-                    group = []
-                if not take([(stored, L.decode_record(raw))]):
-                    return out
-        take(sorted(group, key=lambda row: row[0]))
-        return out
+            return _key_ordered(
+                _stored_from(cursor, start, iter(cursor)), decode, start, end, limit
+            )
 
     # ------------------------------------------------------------------ history
 
@@ -312,50 +279,19 @@ class ShardEngine:
         return [self._version(key, stored, at) for at in reversed(newer)]
 
     def history_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
-        """As ``scan``: stored keys sort as the keys do except within a group of long keys
-        sharing a head, which is read whole (each key from its newest version) and sorted."""
-        prefix = L.USER_SPACE
-        out: list[bytes] = []
-        group: list[bytes] = []
-        group_head = b""
+        """As ``scan`` (``_key_ordered``), a long key read from its newest version."""
 
-        def take(keys: list[bytes]) -> bool:
-            for key in keys:
-                if key < start:
-                    continue
-                if (end and key >= end) or (limit and len(out) >= limit):
-                    return False
-                out.append(key)
-            return True
+        def decode(stored: bytes, full: bytes) -> tuple[bytes, None]:
+            if not L.is_long(stored):
+                return stored, None
+            newest = L.dup_revision(self._txn.get(full, db=self._history))
+            raw = self._txn.get(full + newest.to_bytes(8, "big"), db=self._versions)
+            return L.decode_version(raw)[0], None
 
         with self._txn.cursor(db=self._history) as cursor:
-            if not cursor.set_range(prefix + start[: L.KEY_HEAD_BYTES]):
-                return out
-            for full in cursor.iternext_nodup(keys=True, values=False):
-                if not full.startswith(prefix):
-                    break
-                stored = full[len(prefix) :]
-                if L.is_long(stored):
-                    head = stored[: L.KEY_HEAD_BYTES]
-                    if group and head != group_head:
-                        if not take(sorted(group)):
-                            return out
-                        group = []
-                    if end and head >= end:
-                        return out
-                    group_head = head
-                    newest = L.dup_revision(self._txn.get(full, db=self._history))
-                    raw = self._txn.get(full + newest.to_bytes(8, "big"), db=self._versions)
-                    group.append(L.decode_version(raw)[0])
-                    continue
-                if group:
-                    if not take(sorted(group)):
-                        return out
-                    group = []
-                if not take([stored]):
-                    return out
-        take(sorted(group))
-        return out
+            keys = cursor.iternext_nodup(keys=True, values=False)
+            rows = _stored_from(cursor, start, ((full, full) for full in keys))
+            return [key for key, _ in _key_ordered(rows, decode, start, end, limit)]
 
     def history_delete(self, key: bytes, revision: int) -> None:
         stored = L.USER_SPACE + L.stored_key(key)
@@ -454,6 +390,69 @@ def _rekey_by_key(txn: Any, db: Any) -> None:
         txn.delete(key, db=db)
     for key, value in old:
         txn.put(L.USER_SPACE + key[4:], value, db=db)
+
+
+def _stored_from(
+    cursor: Any, start: bytes, entries: Iterator[tuple[bytes, Any]]
+) -> Iterator[tuple[bytes, Any]]:
+    """The user space's entries from the first one a key at or after ``start`` may be
+    stored under (a long one under ``start``'s head), as (stored key, what ``entries``
+    gives with it)."""
+    prefix = L.USER_SPACE
+    if not cursor.set_range(prefix + start[: L.KEY_HEAD_BYTES]):
+        return
+    for full, item in entries:
+        if not full.startswith(prefix):
+            return
+        yield full[len(prefix) :], item
+
+
+def _key_ordered(
+    rows: Iterator[tuple[bytes, Any]],
+    decode: Callable[[bytes, Any], tuple[bytes, T]],
+    start: bytes,
+    end: bytes,
+    limit: int,
+) -> list[tuple[bytes, T]]:
+    """The keys of ``rows`` (stored keys in stored order) in ``[start, end)``, in key order,
+    at most ``limit`` (0: all), each with what ``decode`` makes of its row. Stored keys sort
+    as the keys do except within a group of long keys sharing a head
+    (``kvstore.storage.layout``): each group is read whole and sorted before its keys are
+    taken."""
+    out: list[tuple[bytes, T]] = []
+    group: list[tuple[bytes, T]] = []
+    group_head = b""
+
+    def take(decoded: list[tuple[bytes, T]]) -> bool:
+        """Add the keys in range; False once the answer is complete."""
+        for key, payload in sorted(decoded, key=lambda row: row[0]):
+            if key < start:
+                continue
+            if (end and key >= end) or (limit and len(out) >= limit):
+                return False
+            out.append((key, payload))
+        return True
+
+    for stored, raw in rows:
+        if L.is_long(stored):
+            head = stored[: L.KEY_HEAD_BYTES]
+            if group and head != group_head:
+                if not take(group):
+                    return out
+                group = []
+            if end and head >= end:
+                return out  # every key with this head is at or after ``end``
+            group_head = head
+            group.append(decode(stored, raw))
+            continue
+        if group:
+            if not take(group):
+                return out
+            group = []
+        if not take([decode(stored, raw)]):
+            return out
+    take(group)
+    return out
 
 
 def _with_value(record: Record, value: bytes) -> Record:
