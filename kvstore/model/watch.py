@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 
 from cluster.keys import KeySpan
 from cluster.position import Position
+from cluster.ranges import RangeDescriptor
 from kvstore.model.engine import Engine
 from kvstore.model.history import Change
+from kvstore.model.state_machine import KvStateMachine
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,17 @@ def _advanced(position: Position, span: KeySpan, revision: int, memo: _Memo) -> 
     after = position.advanced(span, revision)
     memo[key] = (position, after)
     return after
+
+
+def shard_history(engine: Engine, descriptor: RangeDescriptor, position: Position) -> ShardHistory:
+    """One hosted shard's part of a catch-up: its history after ``position`` through its
+    revision, read from ``engine`` (one transaction)."""
+    machine = KvStateMachine(engine, initial=descriptor)
+    span = machine.descriptor.span if machine.descriptor is not None else descriptor.span
+    changes = history_since(engine, span, position, machine.revision)
+    return ShardHistory(
+        descriptor.range_id, span, machine.revision, machine.compacted_revision, tuple(changes)
+    )
 
 
 def history_since(engine: Engine, span: KeySpan, position: Position, through: int) -> list[Change]:

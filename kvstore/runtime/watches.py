@@ -27,7 +27,7 @@ from cluster.ranges import RangeDescriptor
 from kvstore.model import KvStateMachine
 from kvstore.model.engine import Engine
 from kvstore.model.jobs import Changed
-from kvstore.model.watch import ShardHistory, Watcher, WatchHub, history_since
+from kvstore.model.watch import ShardHistory, Watcher, WatchHub, shard_history
 
 
 class WatchNotHostedError(Exception):
@@ -157,16 +157,5 @@ class Watches:
         parts = []
         for d in shards:
             with self._read(d.range_id) as engine:
-                machine = KvStateMachine(engine, initial=d)
-                span = machine.descriptor.span if machine.descriptor is not None else d.span
-                changes = history_since(engine, span, position, machine.revision)
-                parts.append(
-                    ShardHistory(
-                        d.range_id,
-                        span,
-                        machine.revision,
-                        machine.compacted_revision,
-                        tuple(changes),
-                    )
-                )
+                parts.append(shard_history(engine, d, position))
         return parts

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from cluster.keys import KeySpan
 from cluster.position import Position
 from kvstore.model import KvStateMachine
-from kvstore.model.watch import ShardHistory, Watcher, history_since
+from kvstore.model.watch import ShardHistory, Watcher, shard_history
 from paxos import NodeId
 from tests.sim.world import World
 
@@ -124,20 +124,11 @@ class SimWatcher:
         sim = self._world.nodes[v]
         node = sim.node
         assert node is not None
-        parts = []
-        for d in node.descriptors():
-            if node.awaiting(d.range_id):
-                return None
-            engine = sim.disk.kv.engine(d.range_id)
-            machine = KvStateMachine(engine, initial=d)
-            span = machine.descriptor.span if machine.descriptor is not None else d.span
-            changes = history_since(engine, span, position, machine.revision)
-            parts.append(
-                ShardHistory(
-                    d.range_id, span, machine.revision, machine.compacted_revision, tuple(changes)
-                )
-            )
-        return parts
+        if any(node.awaiting(d.range_id) for d in node.descriptors()):
+            return None
+        return [
+            shard_history(sim.disk.kv.engine(d.range_id), d, position) for d in node.descriptors()
+        ]
 
     def _installed(self, v: NodeId, _groups: list[int]) -> None:
         if v != self._node or not self._connected() or self._watcher is None:
