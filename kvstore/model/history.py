@@ -71,7 +71,7 @@ def key_at(engine: Engine, key: bytes, revision: int) -> KeyValue | None:
     version = engine.history_at(key, revision)
     if version is None or version.record is None:
         return None
-    return _kv(key, version.record)
+    return key_value(key, version.record)
 
 
 def scan_at(
@@ -128,5 +128,6 @@ def collect(
     return keys[-1] + b"\x00"
 
 
-def _kv(key: bytes, record: Record) -> KeyValue:
+def key_value(key: bytes, record: Record) -> KeyValue:
+    """What a read answers for ``key`` holding ``record``."""
     return KeyValue(key, record.value, record.create_revision, record.mod_revision, record.version)

@@ -732,7 +732,7 @@ class KvStateMachine:
                 size += len(key) + len(r.value)
                 if bytes_max and out and size > bytes_max:
                     return out, True
-                out.append(KeyValue(key, r.value, r.create_revision, r.mod_revision, r.version))
+                out.append(history.key_value(key, r))
             if len(rows) < want:
                 return out, False
             start = rows[-1][0] + b"\x00"  # the next key after the last one read
@@ -759,9 +759,7 @@ def _compare(left: bytes | int, right: bytes | int, op: CompareOp) -> bool:
 
 
 def _kv(key: bytes, record: Record | None) -> KeyValue | None:
-    if record is None:
-        return None
-    return KeyValue(key, record.value, record.create_revision, record.mod_revision, record.version)
+    return None if record is None else history.key_value(key, record)
 
 
 def _u64(raw: bytes | None) -> int:
