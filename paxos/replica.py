@@ -503,6 +503,14 @@ class Replica:
         if from_peer and msg.ballot >= self._acceptor.promised:
             self._yield_to(msg.ballot)
             self._election.heard_leader(msg.ballot)
+            if self._log.chosen_through < self._cfg.base_slot:
+                # Without the group's base state we accept nothing: a slot chosen past the
+                # base then proves a majority holds it, which the parent's replicas wait for
+                # before compacting away the log that makes it (sim seed 1715: the only
+                # replica holding a new shard's base lost its disk). The commit point
+                # starts the catch-up that brings the base.
+                self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
+                return
         if self._acceptor.on_accept(msg) and from_peer:
             self._learner.learn_commit(msg.ballot, msg.commit, msg.src)
 

@@ -292,6 +292,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             what="the split",
         )
         if isinstance(outcome, admin_pb2.SplitRangeResponse):
+            # The leader applied it; this node may not have yet. Its caller's next call here
+            # (a split of the new shard, say) must find the shard all the same.
+            self._ranges.update([_descriptor(outcome.left), _descriptor(outcome.right)])
             return outcome
         if isinstance(outcome, Invalid):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)

@@ -304,6 +304,12 @@ class _Group:
     held: list[ChosenEntry] = field(default_factory=list)
     held_install: Snapshot | None = None  # came while a merge of this group was in flight
     merging_into: int | None = None  # a Merge of this group is queued there, outcome unknown
+    # Shards split off this one whose base state may be held by too few of their replicas
+    # (new shard id -> split slot): until each has chosen a slot past its base, which its
+    # replicas accept only once they hold the base, this log keeps the split, so a replica
+    # that lags catches up through it and makes the base itself rather than receiving a
+    # snapshot without it (sim seed 1715).
+    young_successors: dict[int, int] = field(default_factory=dict)
     quiet_since: int | None = None  # the node tick it went quiet at (None: ticked)
     # History (``[history]``): the newest revision applied here as results showed it, that
     # revision once a second when it moved (seconds of this node's clock), what the group
@@ -529,6 +535,12 @@ class Node:
             replica.set_absent(self._absent_of(group))
         group.size_bytes = start.size_bytes
         group.frozen_slot = start.frozen_slot
+        compacted = durable.snapshot.slot if durable.snapshot is not None else 0
+        group.young_successors = {
+            s.descriptor.range_id: s.split_slot
+            for s in start.successors
+            if s.split_slot > compacted and self.node_id in s.descriptor.replicas
+        }
         group.placed_leader_dc = start.placed_leader_dc
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
@@ -1139,6 +1151,7 @@ class Node:
                 not group.dumping
                 and group.absorbed_by is None
                 and group.merging_into is None
+                and not self._keeps_splits(group)
                 and (
                     group.applied_slot - group.replica.snapshot_slot >= self._compact_every
                     # A frozen shard keeps its final state as a snapshot: any replica that
@@ -1284,7 +1297,10 @@ class Node:
             at=right.start,
             generation=right.generation,
         )
-        if self.node_id not in right.replicas or right.range_id in self._groups:
+        if self.node_id not in right.replicas:
+            return
+        group.young_successors[right.range_id] = done.slot
+        if right.range_id in self._groups:
             return
         voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
         self._create(right, born_here=True, placed=group.placed_leader_dc, voting=voting)
@@ -1292,6 +1308,21 @@ class Node:
             born = self._groups[right.range_id]
             self._wake(born)
             born.replica.campaign()
+
+    def _keeps_splits(self, group: _Group) -> bool:
+        """Whether the group's log must keep a split it holds (``young_successors``). A new
+        shard is settled here once its replica knows a slot past its base chosen (or it was
+        merged away, which took such a slot: its freeze)."""
+        young = group.young_successors
+        for successor_id in list(young):
+            successor = self._groups.get(successor_id)
+            if (
+                successor is None
+                or successor.absorbed_by is not None
+                or successor.replica.chosen_through > successor.replica.config.base_slot
+            ):
+                del young[successor_id]
+        return bool(young)
 
     def _merge_done(self, group: _Group, done: MergeDone) -> None:
         """This replica merged the right shard into ``group``: it spans both now, and the

@@ -100,10 +100,13 @@ class Cluster:
         raise AssertionError(f"no leader for shard {shard} within {timeout_s}s")
 
     async def write(self, shard: int, command: Command) -> PutResult:
-        for _ in range(50):
+        for attempt in range(30):
             leader = await self.leader(shard)
             try:
-                result = await asyncio.wait_for(leader.submit(shard, command), 2.0)
+                # A deposed leader drops its proposals at once; a slow one (a loaded
+                # machine) is given longer each time rather than abandoned.
+                wait_s = min(2.0 * (attempt + 1), 10.0)
+                result = await asyncio.wait_for(leader.submit(shard, command), wait_s)
             except (NotLeaderError, ProposalDroppedError, TimeoutError):
                 continue
             assert isinstance(result, PutResult), result

@@ -35,10 +35,13 @@ def cluster() -> ClusterConfig:
 class Trio:
     """Three nodes, their disk jobs run at once in memory, messages delivered in order."""
 
-    def __init__(self) -> None:
-        self.config = cluster()
+    def __init__(
+        self, config: ClusterConfig | None = None, *, compact_every_slots: int = 10_000
+    ) -> None:
+        self.config = config or cluster()
         self.nodes: dict[int, Node] = {}
         self.down: set[int] = set()
+        self.cut: set[int] = set()  # groups whose messages are lost on the wire
         self.wire: list[tuple[int, Any]] = []  # (group, message or Ping)
         self.answers: dict[int, Any] = {}
         self.sent: list[tuple[int, Any]] = []  # everything that left, for inspection
@@ -62,6 +65,7 @@ class Trio:
                 rng_for=lambda g, n=n: random.Random(g * 10 + n),
                 incarnation=1,
                 logger_for=lambda _: NullLogger(),
+                compact_every_slots=compact_every_slots,
             )
             node.store = store  # type: ignore[attr-defined]
             self.nodes[n] = node
@@ -87,7 +91,7 @@ class Trio:
             wire, self.wire = self.wire, []
             for group, msg in wire:
                 self.sent.append((group, msg))
-                if msg.dst not in self.down and msg.src not in self.down:
+                if msg.dst not in self.down and msg.src not in self.down and group not in self.cut:
                     self.nodes[msg.dst].step(group, msg)
                     moved = True
             if not moved:

@@ -520,6 +520,35 @@ def test_a_replica_without_the_base_waits_for_a_real_snapshot() -> None:
     assert c.applied[N3][-1] == (b"later",)
 
 
+def test_a_replica_without_the_base_accepts_nothing_until_its_snapshot_comes() -> None:
+    """A slot past the base is chosen only by replicas holding the base: the new shard's
+    base is then on a majority before its parent's replicas may compact the split away (sim
+    seed 1715: the one replica with the base lost its disk, and the shard with it)."""
+    c = elect_n1(split_born(awaiting=(N2, N3)))
+    c.replica(N1).propose(b"after-the-split")
+    c.drain(N1)
+    for _ in range(3):
+        c.stabilize()
+        heartbeat(c)
+    assert c.replica(N1).chosen_through == 1  # its own acceptance is not a majority
+    events = c.take_events()
+    assert not any(isinstance(m, Accepted) and m.src != N1 for m in c.net), (
+        "an awaiting replica accepted"
+    )
+    assert "n1 snapshot wanted" in events  # the commit point started their catch-up
+    assert c.replica(N1).compact(Slot(1), b"base")
+    c.drain(N1)
+    c.flush(N1)
+    for _ in range(4):
+        c.tick(N2, 4)
+        c.tick(N3, 4)
+        c.stabilize()
+        heartbeat(c)
+    assert c.replica(N2).snapshot_slot == 1
+    assert c.replica(N1).chosen_through >= 3  # the barrier and the proposal, at last
+    assert c.applied[N2][-1] == (b"after-the-split",)
+
+
 def test_a_placeholder_is_replaced_at_its_own_slot_and_only_by_data() -> None:
     c = split_born(awaiting=())
     replica = c.replica(N1)
