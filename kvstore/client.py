@@ -38,6 +38,7 @@ from cluster.keys import prefix_end
 from kvstore import range_changed, watching
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.leasing import Lease, LeaseCalls, LeaseContext
 from kvstore.request_ids import new_client_id
 from kvstore.txn import Txn, TxnResult
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
@@ -123,6 +124,20 @@ class AsyncClient:
         self._addresses: dict[int, str] = {}
         self._leaders: dict[int, int] = {}
         self._batchers: dict[str, Batcher] = {}
+        # The Lease service (any endpoint forwards to the meta range's leader).
+        self.leases = LeaseCalls(self._channel, self._endpoints, timeout_s, KvError)
+
+    def lease(self, ttl_s: float) -> LeaseContext:
+        """``async with client.lease(ttl_s) as lease``: a lease granted on entry, kept alive
+        meanwhile (``lease.lost`` is set if that fails), revoked on exit, its keys with it."""
+        ttl_ms = round(ttl_s * 1000)
+        if ttl_ms <= 0:
+            raise ValueError(f"a lease's TTL is positive, not {ttl_s}")
+        return LeaseContext(self.leases, ttl_ms)
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        self._stub(address)  # opens it
+        return self._channels[address]
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
@@ -141,11 +156,17 @@ class AsyncClient:
     # ------------------------------------------------------------------ the API
 
     async def put(
-        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False
+        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False, lease: int = 0
     ) -> kv_pb2.PutResponse:
+        """``lease``: attach the key to this lease (``lease()``, ``leases.grant``): the key
+        is deleted when the lease ends."""
         with self._lanes.take() as request_id:
             request = kv_pb2.PutRequest(
-                key=_key(key), value=_key(value), prev_kv=prev_kv, request_id=request_id
+                key=_key(key),
+                value=_key(value),
+                prev_kv=prev_kv,
+                request_id=request_id,
+                lease=lease,
             )
             response: kv_pb2.PutResponse = await self._call(
                 request.key,
@@ -481,9 +502,26 @@ class Client:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
 
     def put(
-        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False
+        self, key: bytes | str, value: bytes | str, *, prev_kv: bool = False, lease: int = 0
     ) -> kv_pb2.PutResponse:
-        return self._run(self._async.put(key, value, prev_kv=prev_kv))
+        return self._run(self._async.put(key, value, prev_kv=prev_kv, lease=lease))
+
+    def lease(self, ttl_s: float) -> contextlib.AbstractContextManager[Lease]:
+        """``with client.lease(ttl_s) as lease``: ``AsyncClient.lease``, blocking."""
+        return _blocking_lease(self, ttl_s)
+
+    def lease_grant(self, ttl_s: float) -> int:
+        return self._run(self._async.leases.grant(round(ttl_s * 1000)))
+
+    def lease_revoke(self, lease_id: int) -> None:
+        self._run(self._async.leases.revoke(lease_id))
+
+    def lease_keep_alive(self, lease_id: int) -> int:
+        """Once: the lease's TTL in ms, counted again from now."""
+        return self._run(self._async.leases.keep_alive_once(lease_id))
+
+    def lease_list(self) -> list[int]:
+        return self._run(self._async.leases.list())
 
     def get(
         self,
@@ -559,3 +597,13 @@ class Client:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _blocking_lease(client: Client, ttl_s: float) -> Iterator[Lease]:
+    context = client._async.lease(ttl_s)
+    lease = client._run(context.__aenter__())
+    try:
+        yield lease
+    finally:
+        client._run(context.__aexit__(None, None, None))

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
+from kvstore.api.lease_service import LeaseService
 from kvstore.api.malformed import RejectMalformedRequests
 from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
@@ -38,6 +39,7 @@ KV_SERVICE = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name  # "kvstore.v1.K
 HEALTH_SERVICES = ("", KV_SERVICE)  # "": the server as a whole, as the protocol defines
 REFLECTED_SERVICES = (
     KV_SERVICE,
+    kv_pb2.DESCRIPTOR.services_by_name["Lease"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
@@ -116,6 +118,10 @@ class NodeServer:
             cluster, self.runtime, data_dir, self._transport.link_stats, addresses
         )
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
+        self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
+        kv_pb2_grpc.add_LeaseServicer_to_server(self._leases, self._server)
+        self._kv.lease_known = self._leases.known
+        self.runtime.on_leases_to_detach = self._admin.leases_to_detach
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted
         self.runtime.on_ranges_to_record = self._admin.ranges_to_record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -32,6 +33,7 @@ from kvstore.model import (
     Invalid,
     Merge,
     MergeDone,
+    OutOfRange,
     PlacementSet,
     RangeIdAllocated,
     RangesRecorded,
@@ -41,6 +43,7 @@ from kvstore.model import (
     Split,
     SplitDone,
 )
+from kvstore.model.commands import DetachLease, LeaseDetached, LeasesEnded
 from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
 from kvstore.runtime.node import (
     NodeRuntime,
@@ -88,6 +91,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._splitting: set[asyncio.Task[None]] = set()
         self._meta = meta_descriptor(cluster)
         self._recording = False  # a record of the node's ranges is on its way to meta
+        self._detaching = False  # ended leases are being detached everywhere
         self._layout_seen = -1
 
     def _layout(self) -> RangeMap:
@@ -431,7 +435,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await asyncio.sleep(0.05)
             await self._learn_layout(context)
 
-    async def _learn_layout(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def _learn_layout(self, context: Any) -> None:
         view = await self._ask_others(
             lambda stub: stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=2.0),
             context,
@@ -548,6 +552,96 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 generations=[d.generation for d in descriptors],
             )  # fmt: skip
         return changed
+
+    async def DetachLease(  # noqa: N802
+        self, request: admin_pb2.DetachLeaseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.DetachLeaseResponse:
+        """Delete an ended lease's keys in one shard (at its leader). Harmless to repeat,
+        and to send for a lease that never had keys there."""
+        await _not_meta(request.shard_id, "hold a lease's keys", context)
+        d = self._range(request.shard_id)
+        if d is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+        if request.lease_id <= 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a lease id is positive")
+        outcome = await self._detach_lease(d, request.lease_id, context)
+        if isinstance(outcome, admin_pb2.DetachLeaseResponse):
+            return outcome
+        if isinstance(outcome, LeaseDetached):
+            return admin_pb2.DetachLeaseResponse(deleted=outcome.deleted, revision=outcome.revision)
+        return await context.abort(
+            grpc.StatusCode.ABORTED, f"shard {d.range_id} changed (a split or merge): retry"
+        )
+
+    async def _detach_lease(
+        self, d: RangeDescriptor, lease_id: int, context: Any
+    ) -> ApplyResult | admin_pb2.DetachLeaseResponse:
+        forwarded = admin_pb2.DetachLeaseRequest(shard_id=d.range_id, lease_id=lease_id)
+        return await self._propose_at_leader(
+            d,
+            DetachLease(RequestId(0, 0), lease_id),
+            lambda stub: stub.DetachLease(forwarded, timeout=5.0, metadata=(FORWARDED,)),
+            context,
+            what="the lease's end",
+        )
+
+    def leases_to_detach(self, lease_ids: list[int]) -> None:
+        """The node (the meta leader) wants ended leases' keys gone: one pass at a time in
+        a task (it asks again each second until the meta range forgot them)."""
+        if self._detaching:
+            return
+        self._detaching = True
+
+        async def call() -> None:
+            try:
+                await self.detach_leases(lease_ids)
+            except _RefusedError as refused:
+                self._log.info(
+                    "lease_detach_refused", code=refused.code.name, reason=refused.details
+                )
+            finally:
+                self._detaching = False
+
+        task = asyncio.create_task(call())
+        self._splitting.add(task)
+        task.add_done_callback(self._splitting.discard)
+
+    async def detach_leases(self, lease_ids: list[int]) -> bool:
+        """Detach the leases' keys in every range, ranges that split or merged meanwhile
+        included, then tell the meta range (if this node still leads it) they are gone.
+        Whether every range was done."""
+        context = _InternalCall()
+        done: set[tuple[int, int]] = set()  # (range id, generation) detached
+        for _ in range(8):  # a split or merge per pass at most, in practice
+            pending = [
+                d for d in self._layout().current() if (d.range_id, d.generation) not in done
+            ]
+            if not pending:
+                break
+
+            async def one(d: RangeDescriptor) -> bool:
+                for lease_id in lease_ids:
+                    outcome = await self._detach_lease(d, lease_id, context)
+                    if isinstance(outcome, OutOfRange):
+                        return False
+                return True
+
+            results = await asyncio.gather(*(one(d) for d in pending))
+            done.update(
+                (d.range_id, d.generation) for d, ok in zip(pending, results, strict=True) if ok
+            )
+            if not all(results):
+                await self._learn_layout(context)
+        else:
+            return False
+        self._log.info("leases_detached", leases=len(lease_ids), ranges=len(done))
+        if self._runtime.hosts(META_RANGE_ID):
+            # Refused: the meta leader (this node or the next) asks again.
+            with contextlib.suppress(NotLeaderError, ProposalDroppedError, OverloadedError):
+                await self._runtime.submit(
+                    META_RANGE_ID, LeasesEnded(RequestId(0, 0), tuple(lease_ids))
+                )
+        return True
 
     async def RecordRanges(  # noqa: N802
         self,

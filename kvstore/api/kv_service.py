@@ -63,6 +63,7 @@ from kvstore.model import (
 )
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.model.history import FutureRevisionError, HistoryError
+from kvstore.model.leases import LEASE_ID_MAX
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeRuntime,
@@ -111,6 +112,11 @@ class KvService(kv_pb2_grpc.KVServicer):
         self._limits = cluster.limits
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._batchers: dict[int, Batcher] = {}
+        # Whether a lease was ever granted (the lease service's ``known``): a put may attach
+        # a key only to such a lease. None: leases are not served (every lease is unknown).
+        self.lease_known: (
+            Callable[[int, grpc.aio.ServicerContext[Any, Any]], Awaitable[bool]] | None
+        ) = None
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
@@ -128,7 +134,9 @@ class KvService(kv_pb2_grpc.KVServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"value over {self._limits.value_bytes_max} bytes"
             )
-        command = Put(_request_id(request.request_id), request.key, request.value)
+        if request.lease and not is_forwarded(context):
+            await self._check_lease(request.lease, context)
+        command = Put(_request_id(request.request_id), request.key, request.value, request.lease)
         shard, outcome = await self._write_keys(
             request,
             [request.key],
@@ -143,6 +151,16 @@ class KvService(kv_pb2_grpc.KVServicer):
         if request.prev_kv and result.prev is not None:
             response.prev_kv.CopyFrom(_kv(result.prev))
         return response
+
+    async def _check_lease(
+        self, lease_id: int, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        if not 0 < lease_id <= LEASE_ID_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"a lease id is within 1..{LEASE_ID_MAX}"
+            )
+        if self.lease_known is None or not await self.lease_known(lease_id, context):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {lease_id}")
 
     async def Delete(  # noqa: N802
         self, request: kv_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]

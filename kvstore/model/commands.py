@@ -202,6 +202,15 @@ class LeasesEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseTable:
+    """In the meta range: read the lease table through the log. A new meta leader proposes
+    it and takes the answer (every lease live as of that slot, and those ending) as the
+    start of its deadlines, each a full TTL from then (``lease_clock``)."""
+
+    request: RequestId
+
+
+@dataclass(frozen=True, slots=True)
 class DetachLease:
     """In a data range: the lease ended; delete its keys here at one revision, and refuse
     any later put attaching a key to it."""
@@ -224,6 +233,7 @@ Command: TypeAlias = (
     | LeaseGrant
     | LeaseRevoke
     | LeasesEnded
+    | LeaseTable
     | DetachLease
 )
 
@@ -349,6 +359,12 @@ class LeasesForgotten:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseTableRead:
+    live: tuple[tuple[int, int], ...]  # (lease id, TTL in ms), in id order
+    ending: tuple[int, ...]  # ended, keys maybe not yet detached everywhere
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseDetached:
     lease_id: int
     deleted: int  # keys deleted here
@@ -386,6 +402,7 @@ ApplyResult: TypeAlias = (
     | LeaseGranted
     | LeaseRevoked
     | LeasesForgotten
+    | LeaseTableRead
     | LeaseDetached
     | LeaseGone
 )
@@ -403,6 +420,7 @@ KEYLESS = (
     LeaseGrant,
     LeaseRevoke,
     LeasesEnded,
+    LeaseTable,
     DetachLease,
 )
 
@@ -466,7 +484,8 @@ def oversized(cmd: Command) -> str | None:
     _LEASE_REVOKE,
     _LEASES_ENDED,
     _DETACH_LEASE,
-) = range(1, 16)
+    _LEASE_TABLE,
+) = range(1, 17)
 LEASES_ENDED_MAX = 1 << 16
 RECORD_RANGES_MAX = 1 << 20
 _KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
@@ -553,6 +572,9 @@ def encode_command(cmd: Command) -> bytes:
             w.u8(_DETACH_LEASE)
             _request(w, cmd.request)
             w.u64(cmd.lease_id)
+        case LeaseTable():
+            w.u8(_LEASE_TABLE)
+            _request(w, cmd.request)
     return w.framed()
 
 
@@ -605,6 +627,8 @@ def decode_command(frame: bytes) -> Command:
         cmd = LeasesEnded(request, tuple(r.u64() for _ in range(r.count(LEASES_ENDED_MAX))))
     elif kind == _DETACH_LEASE:
         cmd = DetachLease(request, r.u64())
+    elif kind == _LEASE_TABLE:
+        cmd = LeaseTable(request)
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()

@@ -3,8 +3,9 @@
 Rules:
 - Deadlines live in the leader's memory, in its ticks; only a lease's end goes through the
   log (``LeaseRevoke``). A keep-alive moves a deadline to a full TTL from its arrival.
-- Never early. The leader's clock may run fast by up to ``rho`` (the bound the read lease
-  already rests on), so a TTL of ``t`` waits ``ceil(t * (1 + rho) / tick)`` ticks: at
+- Never early. A tick of the leader's clock may last as little as ``(1 - rho)`` of its
+  nominal length (``paxos.Config``: the bound the read lease already rests on), so a TTL
+  of ``t`` waits ``ceil(t / ((1 - rho) * tick))`` ticks: at
   least ``t`` of real time. A new leader knows none of its predecessor's deadlines, so it
   gives every lease a full TTL from when it began to lead (``led``): a lease may outlive
   its TTL across a leader change, never fall short of it.
@@ -14,6 +15,8 @@ Rules:
 
 from __future__ import annotations
 
+import heapq
+
 
 class LeaseClock:
     def __init__(self, tick_ms: int, drift_permille: int) -> None:
@@ -22,27 +25,37 @@ class LeaseClock:
         self._drift = drift_permille
         self._ttl_ms: dict[int, int] = {}
         self._deadline: dict[int, int] = {}  # lease -> the tick it expires at (after it)
+        # (deadline, lease), stale entries included (dropped as they surface): the next
+        # expiry is found without looking at every lease each tick.
+        self._heap: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self._ttl_ms)
 
     def ticks_for(self, ttl_ms: int) -> int:
         """Ticks of this clock that are at least ``ttl_ms`` of real time."""
-        return -(-ttl_ms * (1000 + self._drift) // (1000 * self._tick_ms))
+        return -(-ttl_ms * 1000 // ((1000 - self._drift) * self._tick_ms))
 
     def led(self, leases: dict[int, int], now: int) -> None:
         """This node began to lead the meta range at tick ``now``; ``leases``: id -> TTL in
         ms, as the table it applied holds them. Each gets a full TTL from now."""
         self._ttl_ms = dict(leases)
         self._deadline = {lease: now + self.ticks_for(ttl) for lease, ttl in leases.items()}
+        self._heap = [(deadline, lease) for lease, deadline in self._deadline.items()]
+        heapq.heapify(self._heap)
 
     def stopped_leading(self) -> None:
         self._ttl_ms.clear()
         self._deadline.clear()
+        self._heap.clear()
+
+    def _set(self, lease: int, deadline: int) -> None:
+        self._deadline[lease] = deadline
+        heapq.heappush(self._heap, (deadline, lease))
 
     def granted(self, lease: int, ttl_ms: int, now: int) -> None:
         self._ttl_ms[lease] = ttl_ms
-        self._deadline[lease] = now + self.ticks_for(ttl_ms)
+        self._set(lease, now + self.ticks_for(ttl_ms))
 
     def revoked(self, lease: int) -> None:
         self._ttl_ms.pop(lease, None)
@@ -53,8 +66,14 @@ class LeaseClock:
         ttl = self._ttl_ms.get(lease)
         if ttl is None:
             return None
-        self._deadline[lease] = now + self.ticks_for(ttl)
+        self._set(lease, now + self.ticks_for(ttl))
         return ttl
+
+    def ttl_ms(self, lease: int) -> int | None:
+        return self._ttl_ms.get(lease)
+
+    def leases(self) -> list[int]:
+        return list(self._ttl_ms)
 
     def remaining_ms(self, lease: int, now: int) -> int | None:
         """At least this long before the lease may expire, in ms of this clock (None: no
@@ -66,4 +85,13 @@ class LeaseClock:
 
     def expired(self, now: int) -> list[int]:
         """Leases whose deadline has passed, in id order (to be revoked through the log)."""
-        return sorted(lease for lease, deadline in self._deadline.items() if now > deadline)
+        heap, deadlines = self._heap, self._deadline
+        out = set()
+        while heap and heap[0][0] < now:
+            deadline, lease = heapq.heappop(heap)
+            if deadlines.get(lease) == deadline:
+                out.add(lease)
+        # Still expired until revoked: asked again, they are found again.
+        for lease in out:
+            heapq.heappush(heap, (deadlines[lease], lease))
+        return sorted(out)

@@ -50,7 +50,7 @@ from typing import TypeAlias
 
 from cluster import ClusterConfig
 from cluster.keys import KeySpan
-from cluster.ranges import RangeDescriptor, base_slot_of
+from cluster.ranges import META_RANGE_ID, RangeDescriptor, base_slot_of
 from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import (
     NO_REQUEST,
@@ -60,6 +60,12 @@ from kvstore.model.commands import (
     DeleteResult,
     Frozen,
     HistoryCompacted,
+    LeaseGranted,
+    LeaseRevoke,
+    LeaseRevoked,
+    LeasesForgotten,
+    LeaseTable,
+    LeaseTableRead,
     Merge,
     MergeDone,
     PlacementSet,
@@ -71,6 +77,8 @@ from kvstore.model.commands import (
     encode_command,
     merge_in,
 )
+from kvstore.model.lease_clock import LeaseClock
+from kvstore.model.lease_keeper import LeaseKeeper, LeaseState
 from kvstore.model.ranges import Successor
 from paxos import (
     ChosenEntry,
@@ -250,6 +258,17 @@ class Effects:
     # to lead them, or split or merged them): the driver records them there
     # (``RecordRanges`` at the meta leader) and calls ``ranges_recorded`` once it did.
     ranges_to_record: list[RangeDescriptor] = field(default_factory=list)
+    # Ended leases (this node leads the meta range) whose keys may remain somewhere: the
+    # driver proposes ``DetachLease`` to every range, then ``LeasesEnded`` to the meta range.
+    leases_to_detach: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NotLeaseholder:
+    """Lease questions are for the meta range's leader, once it holds its read lease and
+    has read the lease table: ask ``leader_hint`` (None: unknown), or again shortly."""
+
+    leader_hint: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +455,7 @@ class Node:
         compact_every_slots: int = 10_000,
         make_replica: Callable[..., Replica] = Replica,
         founding: bool = True,
+        lease_clock_class: type[LeaseClock] = LeaseClock,
     ) -> None:
         """``make_replica`` builds each group's replica (``paxos.Replica``'s signature): the
         simulator's planted bugs pass broken ones. ``founding``: this node's disk was made
@@ -483,9 +503,16 @@ class Node:
         # Ranges led here whose descriptor the meta range has not confirmed (``Effects.
         # ranges_to_record``).
         self._unrecorded: dict[int, None] = {}
-        self._guard_ticks = Config(
+        paxos_defaults = Config(
             node_id=NodeId(node_id), voters=(NodeId(node_id),), **self._overrides
-        ).election_ticks_min
+        )
+        self._guard_ticks = paxos_defaults.election_ticks_min
+        # The meta range's leases, kept while this node leads it (``lease_keeper``).
+        self._lease_table_logged = False
+        self._leases = LeaseKeeper(
+            lease_clock_class(cluster.tick_ms, paxos_defaults.clock_drift_max_permille),
+            self._ticks_per_s,
+        )
         for group_id, start in sorted(groups.items()):
             self._open(group_id, start)
         for group_id, start in groups.items():
@@ -708,6 +735,7 @@ class Node:
         self._balance(ticks)
         self._watch_peers(before)
         self._admit_campaigns()
+        self._tend_leases()
         if self._ticks // self._ticks_per_s > before // self._ticks_per_s:  # once a second
             for group in self._groups.values():
                 group.ops_per_s = float(group.ops - group.ops_at_sample)
@@ -716,6 +744,7 @@ class Node:
             self._want_merges()
             self._want_records()
             self._want_compactions()
+            self._effects.leases_to_detach = self._leases.due_to_detach()
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -830,6 +859,59 @@ class Node:
             if target > group.compacted or group.collecting:
                 self._propose_compact(group, max(target, group.compacted))
 
+    # ------------------------------------------------------------------ leases
+
+    def _tend_leases(self) -> None:
+        """While this node leads the meta range: read the lease table through the log once
+        per ballot, and end each lease whose deadline passed."""
+        meta = self._groups.get(META_RANGE_ID)
+        if meta is None:
+            return
+        replica = meta.replica
+        ballot = replica.promised if replica.role is Role.LEADER else None
+        if self._leases.leading(ballot, self._ticks):
+            self._propose_own(meta, LeaseTable(NO_REQUEST))
+        if ballot is not None and self._leases.ready and not self._lease_table_logged:
+            self._lease_table_logged = True
+            self._log.info("lease_table_read", shard=META_RANGE_ID, leases=len(self._leases.live()))
+        elif not self._leases.ready:
+            self._lease_table_logged = False
+        for lease_id in self._leases.to_revoke(self._ticks):
+            self._log.info("lease_expired", shard=META_RANGE_ID, lease=lease_id)
+            self._propose_own(meta, LeaseRevoke(NO_REQUEST, lease_id))
+
+    def _leaseholder(self) -> NotLeaseholder | None:
+        meta = self._groups.get(META_RANGE_ID)
+        if meta is None:
+            return NotLeaseholder(None)
+        replica = meta.replica
+        if (
+            replica.role is not Role.LEADER
+            or not self._leases.ready
+            or not replica.lease_valid(self.skipped_ticks(META_RANGE_ID))
+        ):
+            self._wake(meta)  # a quiet leader's read lease comes back with its heartbeats
+            hint = replica.leader_hint
+            return NotLeaseholder(hint if hint != self.node_id else None)
+        return None
+
+    def lease_keep_alive(self, lease_id: int) -> int | NotLeaseholder | None:
+        """A keep-alive: the lease's TTL in ms, a full TTL from now (None: no such lease)."""
+        return self._leaseholder() or self._leases.keep_alive(lease_id, self._ticks)
+
+    def lease_state(self, lease_id: int) -> LeaseState | NotLeaseholder | None:
+        return self._leaseholder() or self._leases.state(lease_id, self._ticks)
+
+    def lease_ids(self) -> list[int] | NotLeaseholder:
+        return self._leaseholder() or self._leases.live()
+
+    def _propose_own(self, group: _Group, command: Command) -> None:
+        """A command the node proposes itself: nobody waits for it; one lost is proposed
+        again by whoever wanted it."""
+        self._wake(group)
+        group.replica.propose(encode_command(command))
+        self._touched[group.group_id] = None
+
     def _propose_compact(self, group: _Group, revision: int) -> None:
         """Proposed by the node itself: nobody waits for it, and a lost one is proposed
         again the next second (it is idempotent)."""
@@ -938,13 +1020,18 @@ class Node:
 
     def _may_quiesce(self, group: _Group) -> bool:
         """Whether ``group``, its replica quiescent, can stop being ticked: nothing of the
-        node's own waits on ticks (held slots, a merge, a move to its preferred DC)."""
+        node's own waits on ticks (held slots, a merge, a move to its preferred DC, leases
+        kept alive here: their keep-alives need a current read lease)."""
         return (
-            not group.held
+            not self._keeps_leases(group)
+            and not group.held
             and group.merging_into is None
             and not group.read_waits
             and not self._balance_due(group)
         )
+
+    def _keeps_leases(self, group: _Group) -> bool:
+        return group.group_id == META_RANGE_ID and self._leases.busy
 
     def quiet_count(self) -> int:
         """How many hosted groups are quiet (not ticked) now."""
@@ -1143,8 +1230,9 @@ class Node:
                 if self._may_quiesce(group):
                     group.quiet_since = self._ticks
                     del self._active[group.group_id]
-                elif self._balance_due(group):
-                    # The move needs a current peer, so heartbeats must go on.
+                elif self._balance_due(group) or self._keeps_leases(group):
+                    # The move needs a current peer, and keep-alives a current read lease,
+                    # so heartbeats must go on.
                     group.replica.keep_awake()
         for group in touched:
             if (
@@ -1261,6 +1349,14 @@ class Node:
                     self.layout_version += 1  # the meta directory routers read moved
                 elif isinstance(result, PutResult | DeleteResult | TxnResult):
                     group.revision = max(group.revision, result.revision)
+                elif isinstance(
+                    result, LeaseTableRead | LeaseGranted | LeaseRevoked | LeasesForgotten
+                ):
+                    if group_id == META_RANGE_ID:
+                        self._leases.applied(result, self._ticks)
+                        if isinstance(result, LeaseRevoked) and result.existed:
+                            # Its keys go now, not at the next whole second.
+                            effects.leases_to_detach = self._leases.due_to_detach()
                 elif isinstance(result, HistoryCompacted):
                     group.compacted = result.revision
                     group.collecting = result.more

@@ -76,6 +76,8 @@ from kvstore.model.commands import (
     LeaseRevoked,
     LeasesEnded,
     LeasesForgotten,
+    LeaseTable,
+    LeaseTableRead,
     Malformed,
     Merge,
     MergeDone,
@@ -276,7 +278,13 @@ class KvStateMachine:
                 out.append((cmd.request, self._merge(slot, cmd)))
                 continue
             if isinstance(
-                cmd, AllocateRangeId | RecordRanges | LeaseGrant | LeaseRevoke | LeasesEnded
+                cmd,
+                AllocateRangeId
+                | RecordRanges
+                | LeaseGrant
+                | LeaseRevoke
+                | LeasesEnded
+                | LeaseTable,
             ):
                 out.append(
                     (cmd.request, Invalid("only the meta range keeps range ids, ranges and leases"))
@@ -418,6 +426,11 @@ class KvStateMachine:
         if isinstance(cmd, LeasesEnded):
             leases.forget(self._engine, cmd.lease_ids)
             return LeasesForgotten(cmd.lease_ids)
+        if isinstance(cmd, LeaseTable):
+            return LeaseTableRead(
+                tuple(sorted(leases.live(self._engine).items())),
+                tuple(sorted(leases.ending(self._engine))),
+            )
         return Invalid("the meta range holds no keys and never splits nor merges")
 
     def directory(self) -> RangeMap:

@@ -45,6 +45,7 @@ from kvstore.model import (
     encoded_bytes_max,
 )
 from kvstore.model.jobs import Changed, run_job
+from kvstore.model.lease_keeper import LeaseState
 from kvstore.model.node import (
     NODE_LOG,
     Accepted,
@@ -57,6 +58,7 @@ from kvstore.model.node import (
     GroupStart,
     Node,
     NotLeaderRefusal,
+    NotLeaseholder,
     Token,
     TooLargeRefusal,
     hosted_at_start,
@@ -184,6 +186,8 @@ class NodeRuntime:
         self.on_merge_wanted: Callable[[int], None] | None = None
         # Told of descriptors to record in the meta range (``Effects.ranges_to_record``).
         self.on_ranges_to_record: Callable[[list[RangeDescriptor]], None] | None = None
+        # Told of ended leases to detach everywhere (``Effects.leases_to_detach``).
+        self.on_leases_to_detach: Callable[[list[int]], None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         # The watches served here, fed each committed apply's changes (``_job_done``).
@@ -439,6 +443,23 @@ class NodeRuntime:
     def hosts(self, shard_id: int) -> bool:
         return self._node is not None and self._node.hosts(shard_id)
 
+    # Leases: answered by the meta leader (``Node.lease_*``; NotLeaseholder elsewhere).
+
+    def lease_keep_alive(self, lease_id: int) -> int | NotLeaseholder | None:
+        answer = self._hosting(None).lease_keep_alive(lease_id)
+        self._kick()  # it may have woken the meta group
+        return answer
+
+    def lease_state(self, lease_id: int) -> LeaseState | NotLeaseholder | None:
+        answer = self._hosting(None).lease_state(lease_id)
+        self._kick()
+        return answer
+
+    def lease_ids(self) -> list[int] | NotLeaseholder:
+        answer = self._hosting(None).lease_ids()
+        self._kick()
+        return answer
+
     def revision(self, shard_id: int) -> int:
         with self.read_state_machine(shard_id) as sm:
             return sm.revision
@@ -498,6 +519,8 @@ class NodeRuntime:
                 self.on_merge_wanted(group_id)
         if self.on_ranges_to_record is not None and effects.ranges_to_record:
             self.on_ranges_to_record(effects.ranges_to_record)
+        if self.on_leases_to_detach is not None and effects.leases_to_detach:
+            self.on_leases_to_detach(effects.leases_to_detach)
         for job in effects.jobs:
             self._submit_held_back()  # an earlier turn's applies go first
             self._submit(self._split_for_latency(job))

@@ -225,3 +225,19 @@ class AllocateShardIdResponse(_message.Message):
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     def __init__(self, shard_id: _Optional[int] = ...) -> None: ...
+
+class DetachLeaseRequest(_message.Message):
+    __slots__ = ("shard_id", "lease_id")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    lease_id: int
+    def __init__(self, shard_id: _Optional[int] = ..., lease_id: _Optional[int] = ...) -> None: ...
+
+class DetachLeaseResponse(_message.Message):
+    __slots__ = ("deleted", "revision")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    revision: int
+    def __init__(self, deleted: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...

@@ -74,6 +74,11 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.FromString,
                 _registered_method=True)
+        self.DetachLease = channel.unary_unary(
+                '/kvstore.v1.Admin/DetachLease',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -128,6 +133,12 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DetachLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +181,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RecordRanges,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.SerializeToString,
+            ),
+            'DetachLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachLease,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +404,33 @@ class Admin:
             '/kvstore.v1.Admin/RecordRanges',
             kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.RecordRangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/DetachLease',
+            kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

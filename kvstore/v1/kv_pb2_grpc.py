@@ -25,6 +25,297 @@ if _version_not_supported:
     )
 
 
+class LeaseStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Grant = channel.unary_unary(
+                '/kvstore.v1.Lease/Grant',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.FromString,
+                _registered_method=True)
+        self.Revoke = channel.unary_unary(
+                '/kvstore.v1.Lease/Revoke',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.FromString,
+                _registered_method=True)
+        self.KeepAlive = channel.stream_stream(
+                '/kvstore.v1.Lease/KeepAlive',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+                _registered_method=True)
+        self.KeepAliveOnce = channel.unary_unary(
+                '/kvstore.v1.Lease/KeepAliveOnce',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+                _registered_method=True)
+        self.TimeToLive = channel.unary_unary(
+                '/kvstore.v1.Lease/TimeToLive',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/kvstore.v1.Lease/List',
+                request_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseListRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseListResponse.FromString,
+                _registered_method=True)
+
+
+class LeaseServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Grant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Revoke(self, request, context):
+        """NOT_FOUND: no such lease
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepAlive(self, request_iterator, context):
+        """One answer per request, in order; a lease that ended answers ttl_ms 0.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepAliveOnce(self, request, context):
+        """NOT_FOUND
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TimeToLive(self, request, context):
+        """NOT_FOUND
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LeaseServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Grant': grpc.unary_unary_rpc_method_handler(
+                    servicer.Grant,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.SerializeToString,
+            ),
+            'Revoke': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revoke,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.SerializeToString,
+            ),
+            'KeepAlive': grpc.stream_stream_rpc_method_handler(
+                    servicer.KeepAlive,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.SerializeToString,
+            ),
+            'KeepAliveOnce': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepAliveOnce,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.SerializeToString,
+            ),
+            'TimeToLive': grpc.unary_unary_rpc_method_handler(
+                    servicer.TimeToLive,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=kvstore_dot_v1_dot_kv__pb2.LeaseListRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_kv__pb2.LeaseListResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kvstore.v1.Lease', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kvstore.v1.Lease', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Lease:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Grant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Lease/Grant',
+            kvstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Lease/Revoke',
+            kvstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepAlive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kvstore.v1.Lease/KeepAlive',
+            kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepAliveOnce(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Lease/KeepAliveOnce',
+            kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TimeToLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Lease/TimeToLive',
+            kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseTimeToLiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Lease/List',
+            kvstore_dot_v1_dot_kv__pb2.LeaseListRequest.SerializeToString,
+            kvstore_dot_v1_dot_kv__pb2.LeaseListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class KVStub:
     """Missing associated documentation comment in .proto file."""
 

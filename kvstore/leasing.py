@@ -1,0 +1,167 @@
+"""Leases for the Python client: grant, keep alive, revoke (the Lease service).
+
+``AsyncClient.lease(ttl_s)`` grants a lease and keeps it alive in a task until the block
+ends, then revokes it (its keys go with it). The task sends a keep-alive every third of the
+TTL; ``Lease.lost`` is set, and the task stops, once the lease is known gone (the server
+answers NOT_FOUND) or no keep-alive got through for a whole TTL, counted from the last one
+*sent* that was answered, as the server counts it from that one's arrival or later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
+
+T = TypeVar("T")
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+ATTEMPT_S = 3.0  # one call's deadline: the server looks for the meta leader for up to 5 s
+
+
+class LeaseCalls:
+    """The Lease service at any of ``endpoints`` (each forwards to the meta leader)."""
+
+    def __init__(
+        self,
+        channel_for: Callable[[str], grpc.aio.Channel],
+        endpoints: Sequence[str],
+        timeout_s: float,
+        error: Callable[[grpc.StatusCode, str], Exception],
+    ) -> None:
+        self._channel_for = channel_for
+        self._endpoints = list(endpoints)
+        self._timeout_s = timeout_s
+        self._error = error
+        self._next = 0  # the endpoint tried first: the last that answered
+
+    async def call(self, rpc: Callable[[kv_pb2_grpc.LeaseStub, float], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self._timeout_s
+        last: grpc.aio.AioRpcError | None = None
+        while True:
+            for i in range(len(self._endpoints)):
+                index = (self._next + i) % len(self._endpoints)
+                stub = kv_pb2_grpc.LeaseStub(self._channel_for(self._endpoints[index]))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    answer = await rpc(stub, min(ATTEMPT_S + 5.0, left))
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in RETRIED:
+                        raise self._error(err.code(), err.details() or "") from None
+                    last = err
+                    continue
+                self._next = index
+                return answer
+            if time.monotonic() >= deadline:
+                code = last.code() if last is not None else grpc.StatusCode.DEADLINE_EXCEEDED
+                detail = last.details() if last is not None else "no endpoint answered"
+                raise self._error(code, detail or "")
+            await asyncio.sleep(0.1)
+
+    async def grant(self, ttl_ms: int, lease_id: int = 0) -> int:
+        request = kv_pb2.LeaseGrantRequest(ttl_ms=ttl_ms, id=lease_id)
+        answer: kv_pb2.LeaseGrantResponse = await self.call(
+            lambda stub, t: stub.Grant(request, timeout=t)
+        )
+        return int(answer.id)
+
+    async def revoke(self, lease_id: int) -> None:
+        request = kv_pb2.LeaseRevokeRequest(id=lease_id)
+        await self.call(lambda stub, t: stub.Revoke(request, timeout=t))
+
+    async def keep_alive_once(self, lease_id: int) -> int:
+        """The lease's TTL in ms, counted again from now (raises NOT_FOUND if it ended)."""
+        request = kv_pb2.LeaseKeepAliveRequest(id=lease_id)
+        answer: kv_pb2.LeaseKeepAliveResponse = await self.call(
+            lambda stub, t: stub.KeepAliveOnce(request, timeout=t)
+        )
+        return int(answer.ttl_ms)
+
+    async def time_to_live(self, lease_id: int) -> kv_pb2.LeaseTimeToLiveResponse:
+        request = kv_pb2.LeaseTimeToLiveRequest(id=lease_id)
+        answer: kv_pb2.LeaseTimeToLiveResponse = await self.call(
+            lambda stub, t: stub.TimeToLive(request, timeout=t)
+        )
+        return answer
+
+    async def list(self) -> list[int]:
+        answer: kv_pb2.LeaseListResponse = await self.call(
+            lambda stub, t: stub.List(kv_pb2.LeaseListRequest(), timeout=t)
+        )
+        return list(answer.ids)
+
+
+class Lease:
+    """A granted lease, kept alive while its block runs (``AsyncClient.lease``)."""
+
+    def __init__(self, calls: LeaseCalls, lease_id: int, ttl_ms: int) -> None:
+        self.id = lease_id
+        self.ttl_ms = ttl_ms
+        self.lost = asyncio.Event()  # set once it is gone, or may be
+        self._calls = calls
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, answered_at: float) -> None:
+        self._task = asyncio.create_task(self._keep_alive(answered_at))
+
+    async def _keep_alive(self, valid_from: float) -> None:
+        """``valid_from``: when the grant was sent (the TTL runs from no earlier)."""
+        period = self.ttl_ms / 3000
+        while True:
+            await asyncio.sleep(max(0.0, valid_from + period - time.monotonic()))
+            sent = time.monotonic()
+            try:
+                await asyncio.wait_for(
+                    self._calls.keep_alive_once(self.id),
+                    timeout=max(0.05, valid_from + self.ttl_ms / 1000 - sent),
+                )
+                valid_from = sent
+            except TimeoutError:
+                self.lost.set()  # a whole TTL without a keep-alive answered: may be gone
+                return
+            except Exception as err:
+                if getattr(err, "code", None) == grpc.StatusCode.NOT_FOUND:
+                    self.lost.set()
+                    return
+                if time.monotonic() - valid_from >= self.ttl_ms / 1000:
+                    self.lost.set()
+                    return
+                await asyncio.sleep(0.1)
+
+    async def close(self, *, revoke: bool = True) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if revoke and not self.lost.is_set():
+            try:
+                await self._calls.revoke(self.id)
+            except Exception as err:
+                if getattr(err, "code", None) != grpc.StatusCode.NOT_FOUND:
+                    raise
+        self.lost.set()
+
+
+class LeaseContext:
+    """``async with client.lease(ttl_s) as lease``: granted on entry, revoked on exit."""
+
+    def __init__(self, calls: LeaseCalls, ttl_ms: int) -> None:
+        self._calls = calls
+        self._ttl_ms = ttl_ms
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        sent = time.monotonic()
+        lease_id = await self._calls.grant(self._ttl_ms)
+        self._lease = Lease(self._calls, lease_id, self._ttl_ms)
+        self._lease.start(sent)
+        return self._lease
+
+    async def __aexit__(self, *_: Any) -> None:
+        if self._lease is not None:
+            await self._lease.close()
