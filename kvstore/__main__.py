@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,7 +31,7 @@ from kvstore.cli_args import NodeFailedError, UserError
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(sys.argv[1:] if argv is None else argv)
         return int(args.run(args))
     except UserError as exc:
         print(f"kvstore: {_one_line(str(exc))}", file=sys.stderr)
@@ -44,6 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """``kvstore lock NAME [options] -- CMD ARGS...``: what follows ``--`` is the command,
+    taken whole (its own options included), and the options before it are kvstore's."""
+    if argv[:1] == ["lock"] and "--" in argv:
+        cut = argv.index("--")
+        args = _parser().parse_args(argv[:cut])
+        args.command = argv[cut + 1 :]
+        return args
+    return _parser().parse_args(argv)
 
 
 def _one_line(message: str) -> str:
@@ -216,6 +229,13 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     put.add_argument("key")
     put.add_argument("value", nargs="?", help="the value; - reads it from stdin (binary-safe)")
     put.add_argument("--file", type=Path, help="read the value from this file (binary-safe)")
+    put.add_argument(
+        "--lease",
+        type=cli_args.int_within(1, (1 << 63) - 1),
+        default=0,
+        metavar="ID",
+        help="attach the key to this lease (kvstore lease grant): it goes when the lease ends",
+    )
     put.set_defaults(run=_put)
 
     get = sub.add_parser("get", help="read a key")
@@ -284,6 +304,63 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     watch.add_argument("--prev-kv", action="store_true", help="show each key's value before")
     watch.set_defaults(run=_watch)
     for cmd in (put, get, delete, scan, watch):
+        cli_args.add_endpoints(cmd)
+        cli_args.add_output(cmd)
+    _add_lease_commands(sub)
+    _add_lock_commands(sub)
+
+
+def _add_lock_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    ttl = cli_args.float_within(0.1, 3600)
+    lock = sub.add_parser(
+        "lock",
+        help="run a command holding a lock (its fencing token in KVSTORE_LOCK_TOKEN)",
+        description="kvstore lock NAME -- CMD ARGS...: waits for the lock, runs CMD holding"
+        " it, releases it when CMD exits, and exits with CMD's code.",
+    )
+    lock.add_argument("name", metavar="NAME")
+    lock.add_argument(
+        "command", nargs="*", metavar="CMD", help="after --: the command and its arguments"
+    )
+    elect = sub.add_parser(
+        "elect",
+        help="campaign in an election (or --listen: print each new leader)",
+    )
+    elect.add_argument("name", metavar="NAME")
+    elect.add_argument(
+        "proposal", nargs="?", metavar="PROPOSAL", help="what others see as the leader"
+    )
+    elect.add_argument(
+        "--listen", action="store_true", help="print each new leader, do not campaign"
+    )
+    for cmd, name in ((lock, "lock"), (elect, "elect")):
+        cmd.add_argument(
+            "--ttl", type=ttl, default=10.0, help="seconds a dead holder keeps it (default 10)"
+        )
+        cmd.set_defaults(run=partial(_lock, name))
+        cli_args.add_endpoints(cmd)
+        cli_args.add_output(cmd)
+
+
+def _add_lease_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    lease = sub.add_parser("lease", help="leases: keys attached to one go when it ends")
+    lease_sub = lease.add_subparsers(dest="lease_command", required=True, metavar="COMMAND")
+    lease_id = cli_args.int_within(1, (1 << 63) - 1)
+    grant = lease_sub.add_parser("grant", help="grant a lease of TTL seconds; prints its id")
+    grant.add_argument("ttl", type=cli_args.float_within(0.001, 1 << 30), metavar="TTL")
+    grant.add_argument("--id", type=lease_id, default=0, help="this id (default: a random one)")
+    keep = lease_sub.add_parser("keep-alive", help="keep a lease alive until Ctrl-C")
+    revoke = lease_sub.add_parser("revoke", help="end a lease now; its keys are deleted")
+    for cmd in (keep, revoke):
+        cmd.add_argument("id", type=lease_id, metavar="ID")
+    listing = lease_sub.add_parser("list", help="every live lease and the time it has left")
+    for cmd, name in (
+        (grant, "grant"),
+        (keep, "keep_alive"),
+        (revoke, "revoke"),
+        (listing, "listing"),
+    ):
+        cmd.set_defaults(run=partial(_lease, name))
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)
 
@@ -382,6 +459,20 @@ def _del(args: argparse.Namespace) -> int:
     from kvstore import cli_kv  # noqa: PLC0415 - see the rules at the top
 
     return cli_kv.delete(args)
+
+
+def _lock(name: str, args: argparse.Namespace) -> int:
+    from kvstore import cli_lock  # noqa: PLC0415 - see the rules at the top
+
+    run: Callable[[argparse.Namespace], int] = getattr(cli_lock, name)
+    return run(args)
+
+
+def _lease(name: str, args: argparse.Namespace) -> int:
+    from kvstore import cli_lease  # noqa: PLC0415 - see the rules at the top
+
+    run: Callable[[argparse.Namespace], int] = getattr(cli_lease, name)
+    return run(args)
 
 
 def _watch(args: argparse.Namespace) -> int:

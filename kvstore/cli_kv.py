@@ -76,7 +76,7 @@ def put(args: argparse.Namespace) -> int:
     key = arg_bytes(args.key)
     value = _value(args)
     request_id = kv_pb2.RequestId(client_id=new_client_id(), seq=1)
-    request = kv_pb2.PutRequest(key=key, value=value, request_id=request_id)
+    request = kv_pb2.PutRequest(key=key, value=value, request_id=request_id, lease=args.lease)
     response = call(args, "Put", request, write=True)  # a retry on another node applies once
     row = {
         **bytes_fields("key", key),

@@ -35,9 +35,10 @@ from typing import Any, TypeVar, overload
 import grpc
 
 from cluster.keys import prefix_end
-from kvstore import range_changed, watching
+from kvstore import concurrency, range_changed, watching
 from kvstore.batcher import Batcher
 from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.concurrency import Election, FencingToken
 from kvstore.leasing import Lease, LeaseCalls, LeaseContext
 from kvstore.request_ids import new_client_id
 from kvstore.txn import Txn, TxnResult
@@ -134,6 +135,16 @@ class AsyncClient:
         if ttl_ms <= 0:
             raise ValueError(f"a lease's TTL is positive, not {ttl_s}")
         return LeaseContext(self.leases, ttl_ms)
+
+    def lock(
+        self, name: bytes | str, *, ttl_s: float = concurrency.DEFAULT_TTL_S
+    ) -> contextlib.AbstractAsyncContextManager[FencingToken]:
+        """``async with client.lock(name) as token``: held inside the block, released on
+        exit; ``token`` is the fencing token (see ``kvstore.concurrency``)."""
+        return concurrency.lock(self, name, ttl_s=ttl_s)
+
+    def election(self, name: bytes | str, *, ttl_s: float = concurrency.DEFAULT_TTL_S) -> Election:
+        return Election(self, name, ttl_s=ttl_s)
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         self._stub(address)  # opens it
@@ -509,6 +520,18 @@ class Client:
     def lease(self, ttl_s: float) -> contextlib.AbstractContextManager[Lease]:
         """``with client.lease(ttl_s) as lease``: ``AsyncClient.lease``, blocking."""
         return _blocking_lease(self, ttl_s)
+
+    @contextlib.contextmanager
+    def lock(
+        self, name: bytes | str, *, ttl_s: float = concurrency.DEFAULT_TTL_S
+    ) -> Iterator[FencingToken]:
+        """``with client.lock(name) as token``: ``AsyncClient.lock``, blocking."""
+        context = self._async.lock(name, ttl_s=ttl_s)
+        token = self._run(context.__aenter__())
+        try:
+            yield token
+        finally:
+            self._run(context.__aexit__(None, None, None))
 
     def lease_grant(self, ttl_s: float) -> int:
         return self._run(self._async.leases.grant(round(ttl_s * 1000)))

@@ -60,6 +60,7 @@ from kvstore.model.commands import (
     DeleteResult,
     Frozen,
     HistoryCompacted,
+    LeaseDetached,
     LeaseGranted,
     LeaseRevoke,
     LeaseRevoked,
@@ -1347,7 +1348,7 @@ class Node:
                     self._merge_done(group, result)
                 elif isinstance(result, RangesRecorded) and result.changed:
                     self.layout_version += 1  # the meta directory routers read moved
-                elif isinstance(result, PutResult | DeleteResult | TxnResult):
+                elif isinstance(result, PutResult | DeleteResult | TxnResult | LeaseDetached):
                     group.revision = max(group.revision, result.revision)
                 elif isinstance(
                     result, LeaseTableRead | LeaseGranted | LeaseRevoked | LeasesForgotten
