@@ -81,8 +81,10 @@ def keep_alive(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, call: Callable[[LeaseCalls], Awaitable[T]]) -> T:
+    endpoints = endpoint_list(args)  # outside the loop: with --dc it runs one of its own
+
     async def main() -> T:
-        async with AsyncClient(endpoint_list(args), timeout_s=args.timeout) as client:
+        async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
             return await call(client.leases)
 
     try:

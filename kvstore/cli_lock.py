@@ -23,18 +23,26 @@ from kvstore.cli_support import endpoint_list, text
 from kvstore.client import AsyncClient, KvError
 
 
+def _name(args: argparse.Namespace) -> bytes:
+    name = arg_bytes(args.name)
+    if not name:
+        raise UserError("NAME must not be empty")
+    return name
+
+
 def lock(args: argparse.Namespace) -> int:
+    _name(args)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise UserError("give the command to run holding the lock: kvstore lock NAME -- CMD")
-    return _run(_lock(args, command))
+    return _run(_lock(args, endpoint_list(args), command))
 
 
-async def _lock(args: argparse.Namespace, command: list[str]) -> int:
+async def _lock(args: argparse.Namespace, endpoints: list[str], command: list[str]) -> int:
     async with (
-        AsyncClient(endpoint_list(args), timeout_s=args.timeout) as client,
+        AsyncClient(endpoints, timeout_s=args.timeout) as client,
         client.lock(arg_bytes(args.name), ttl_s=args.ttl) as token,
     ):
         env = {**os.environ, "KVSTORE_LOCK_TOKEN": str(int(token))}
@@ -55,17 +63,18 @@ async def _lock(args: argparse.Namespace, command: list[str]) -> int:
 
 
 def elect(args: argparse.Namespace) -> int:
+    _name(args)
     if args.listen:
         if args.proposal is not None:
             raise UserError("--listen takes no PROPOSAL")
-        return _run(_listen(args))
+        return _run(_listen(args, endpoint_list(args)))
     if args.proposal is None:
         raise UserError("give a PROPOSAL to campaign with (or --listen to watch the leader)")
-    return _run(_campaign(args))
+    return _run(_campaign(args, endpoint_list(args)))
 
 
-async def _campaign(args: argparse.Namespace) -> int:
-    async with AsyncClient(endpoint_list(args), timeout_s=args.timeout) as client:
+async def _campaign(args: argparse.Namespace, endpoints: list[str]) -> int:
+    async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
         election = client.election(arg_bytes(args.name), ttl_s=args.ttl)
         try:
             token = await election.campaign(arg_bytes(args.proposal))
@@ -82,8 +91,8 @@ async def _campaign(args: argparse.Namespace) -> int:
             await election.resign()
 
 
-async def _listen(args: argparse.Namespace) -> int:
-    async with AsyncClient(endpoint_list(args), timeout_s=args.timeout) as client:
+async def _listen(args: argparse.Namespace, endpoints: list[str]) -> int:
+    async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
         async for leader in client.election(arg_bytes(args.name)).observe():
             shown = None if leader is None else text(leader)
             _print(args, {"leader": shown}, shown if shown is not None else "(no leader)")

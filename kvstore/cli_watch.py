@@ -38,7 +38,8 @@ def watch(args: argparse.Namespace) -> int:
         prefix, until = arg_bytes(args.prefix or ""), None
     begin: int | str | None = args.from_token or args.rev or None
     try:
-        return event_loop.run_in_cli_loop(_watch(args, prefix, until, begin))
+        # The endpoints outside the loop: with --dc, finding them runs one of its own.
+        return event_loop.run_in_cli_loop(_watch(args, endpoint_list(args), prefix, until, begin))
     except WatchCompactedError as exc:
         raise UserError(f"{exc}: watch from --rev {exc.compacted} or later (or from now)") from None
     except KvError as exc:
@@ -46,9 +47,13 @@ def watch(args: argparse.Namespace) -> int:
 
 
 async def _watch(
-    args: argparse.Namespace, prefix: bytes, until: bytes | None, begin: int | str | None
+    args: argparse.Namespace,
+    endpoints: list[str],
+    prefix: bytes,
+    until: bytes | None,
+    begin: int | str | None,
 ) -> int:
-    async with AsyncClient(endpoint_list(args), timeout_s=args.timeout) as client:
+    async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
         events = client.watch(
             prefix,
             end=None if until is None else (b"" if until == b"\x00" else until),

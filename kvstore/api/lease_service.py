@@ -75,10 +75,12 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"a lease id is within 1..{LEASE_ID_MAX}"
             )
-        lease_id = request.id or random.SystemRandom().randrange(1, LEASE_ID_MAX + 1)
-        forwarded = kv_pb2.LeaseGrantRequest(ttl_ms=request.ttl_ms, id=lease_id)
+        # A lease the server picks the id of is picked where it is granted, anew on each
+        # attempt: an attempt whose answer was lost leaves a lease nobody keeps alive,
+        # which expires with no keys, where reusing the id would make the retry ALREADY_EXISTS.
 
         async def local() -> kv_pb2.LeaseGrantResponse:
+            lease_id = request.id or random.SystemRandom().randrange(1, LEASE_ID_MAX + 1)
             result = await self._propose(LeaseGrant(RequestId(0, 0), lease_id, request.ttl_ms))
             if isinstance(result, Invalid):
                 code = (
@@ -91,7 +93,7 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             return kv_pb2.LeaseGrantResponse(id=result.lease_id, ttl_ms=result.ttl_ms)
 
         answer: kv_pb2.LeaseGrantResponse = await self._at_leader(
-            local, lambda stub: stub.Grant(forwarded, **_forwarding()), context
+            local, lambda stub: stub.Grant(request, **_forwarding()), context
         )
         self._granted.add(answer.id)
         self._log.info("lease_granted", lease=answer.id, ttl_ms=answer.ttl_ms)

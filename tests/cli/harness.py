@@ -143,6 +143,31 @@ class _Admin(admin_pb2_grpc.AdminServicer):
         )
 
 
+class _Lease(kv_pb2_grpc.LeaseServicer):
+    """Lease 7 exists (TTL 5 s); any other is unknown."""
+
+    def Grant(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return kv_pb2.LeaseGrantResponse(id=request.id or 7, ttl_ms=request.ttl_ms)
+
+    def Revoke(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.id != 7:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {request.id}")
+        return kv_pb2.LeaseRevokeResponse()
+
+    def KeepAliveOnce(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.id != 7:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {request.id}")
+        return kv_pb2.LeaseKeepAliveResponse(id=7, ttl_ms=5000)
+
+    def TimeToLive(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.id != 7:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {request.id}")
+        return kv_pb2.LeaseTimeToLiveResponse(id=7, ttl_ms=5000, remaining_ms=4200)
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return kv_pb2.LeaseListResponse(ids=[7])
+
+
 @contextlib.contextmanager
 def fake_node(script: Script | None = None) -> Iterator[tuple[str, Script]]:
     """A fake node on a free loopback port, for the block."""
@@ -152,6 +177,7 @@ def fake_node(script: Script | None = None) -> Iterator[tuple[str, Script]]:
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
     kv_pb2_grpc.add_KVServicer_to_server(_Kv(script), server)
     admin_pb2_grpc.add_AdminServicer_to_server(_Admin(address), server)
+    kv_pb2_grpc.add_LeaseServicer_to_server(_Lease(), server)
     server.add_insecure_port(address)
     server.start()
     try:

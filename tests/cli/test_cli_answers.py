@@ -163,3 +163,21 @@ def test_shards_shows_generation_size_and_load_in_json_and_table() -> None:
             "replicas",
             "leader",
         ]
+
+
+def test_lease_commands_print_ids_tables_and_json_and_name_an_unknown_lease() -> None:
+    with fake_node() as (node, _):
+        ran = run("lease", "grant", "5", "--endpoints", node)
+        assert (ran.code, ran.out) == (0, "7\n"), ran.err  # the id alone: ID=$(...) works
+        ran = run("lease", "grant", "2.5", "--id", "9", "--endpoints", node, "-o", "json")
+        assert json.loads(ran.out) == {"id": 9, "ttl_ms": 2500}
+        ran = run("lease", "list", "--endpoints", node)
+        assert ran.code == 0 and ran.out.split("\n")[2].split() == ["7", "5000", "4200"]
+        ran = run("lease", "list", "--endpoints", node, "-o", "json")
+        assert json.loads(ran.out) == {"id": 7, "ttl_ms": 5000, "remaining_ms": 4200}
+        ran = run("lease", "revoke", "7", "--endpoints", node, "-o", "json")
+        assert json.loads(ran.out) == {"id": 7, "revoked": True}
+        ran = run("lease", "revoke", "8", "--endpoints", node)
+        assert (ran.code, ran.err.strip()) == (2, "kvstore: NOT_FOUND: no lease 8")
+        ran = run("lease", "keep-alive", "8", "--endpoints", node)
+        assert (ran.code, ran.err.strip()) == (2, "kvstore: NOT_FOUND: no lease 8")

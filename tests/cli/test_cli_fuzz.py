@@ -24,11 +24,19 @@ COMMANDS = (
     ("placement", "set"),
     ("placement", "plan"),
     ("config", "check"),
+    ("lease", "grant"),
+    ("lease", "keep-alive"),
+    ("lease", "revoke"),
+    ("lease", "list"),
+    ("lock",),
+    ("elect",),
+    ("watch",),
 )
 FLAGS = (
     "--limit", "--timeout", "--prefix", "--start", "--end", "--stale", "--max-staleness-ms",
     "-o", "--output", "--if", "--then", "--else", "--file", "--output-file", "--dc",
-    "--leader-dc", "--default", "--at", "--endpoints", "-", "--", "-h",
+    "--leader-dc", "--default", "--at", "--endpoints", "-", "--", "-h", "--ttl", "--id",
+    "--lease", "--listen",
 )  # fmt: skip
 SPECIAL = (
     "", " ", "nan", "inf", "-inf", "-0", "1e309", "0x10", "²", "json", "table", "raw",

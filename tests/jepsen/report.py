@@ -76,7 +76,21 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
         for name in ("lost", "duplicates", "order", "phantoms"):
             if watch[name]:
                 lines.append(f"- {name}: {watch[name]}")
-    lines += ["", "Files: history.jsonl, set-history.jsonl, timeline.jsonl, nodes/, *.png"]
+    lock = results.get("lock")
+    if lock is not None:
+        lines += [
+            "",
+            f"## Lock (a fenced counter: no lost or interleaved increments): {lock['verdict']}",
+            f"{lock['acquired']} acquisitions; increments {lock['increments_ok']} ok,"
+            f" {lock['increments_fenced']} fenced, {lock['increments_unknown']} unknown;"
+            f" the counter ends at {lock['final']}; errors {lock['errors']}.",
+        ]
+        lines += [f"- {p}" for p in lock["problems"]]
+    lines += [
+        "",
+        "Files: history.jsonl, set-history.jsonl, lock-history.jsonl, timeline.jsonl, nodes/,"
+        " *.png",
+    ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 

@@ -23,6 +23,7 @@ from kvstore.v1 import kv_pb2
 from tests.jepsen.cluster import SHARD_STARTS, JepsenCluster, free_base_port, probe_keys
 from tests.jepsen.history import HistoryWriter
 from tests.jepsen.linearizability import KeyVerdict, check_history
+from tests.jepsen.locks import LockWorkload, check_locks, write_lock_history
 from tests.jepsen.nemesis import Nemesis
 from tests.jepsen.proxy import Network, ProxyServer
 from tests.jepsen.report import plot, write_results, write_summary
@@ -136,6 +137,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
     sets = SetWorkload(op_timeout_s=options.op_timeout_s)
     watches: WatchWorkload | None = None
     watches_settled = False
+    locks: LockWorkload | None = None
     nemesis = Nemesis(
         random.Random(rng.getrandbits(64)),
         cluster,
@@ -167,10 +169,17 @@ async def run(options: RunOptions) -> dict[str, Any]:
         workers = _workers(
             options, register=register, sets=sets, nodes=nodes, library=library, stop=stop
         )
+        if "lock" in options.workloads:
+            locks = LockWorkload(
+                random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes]
+            )
+            locks.start(started + options.duration_s)
         nemesis_task = asyncio.create_task(nemesis.run(started + options.duration_s - 2))
         progress = Progress(options.progress, [register.counters, sets.counters], nemesis)
         progress_task = asyncio.create_task(progress.run(started, options.duration_s))
         await asyncio.gather(*workers)
+        if locks is not None:
+            await locks.wait()  # each stops at the end of the run, its last attempt done
         end_ns = now_ns()
         nemesis_task.cancel()
         await asyncio.gather(nemesis_task, return_exceptions=True)
@@ -181,6 +190,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         say("jepsen: healed every fault; waiting for recovery")
         recovery_s = await _recover(cluster, register, sets, nodes, options)
         progress_task.cancel()
+        if locks is not None:
+            await locks.read_final()
         if watches is not None:
             say("jepsen: waiting for the watchers to see every acknowledged write")
             watches_settled = await watches.settle(register.ops)
@@ -188,6 +199,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
     finally:
         if watches is not None:
             await watches.stop()
+        if locks is not None:
+            await locks.stop()
         history.close()
         cluster.stop_all()
         await cluster.close()
@@ -202,6 +215,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
         register=register,
         sets=sets,
         watches=None if watches is None else (watches, watches_settled),
+        locks=locks,
         nemesis=nemesis,
         recovery_s=recovery_s,
         start_ns=start_ns,
@@ -332,6 +346,7 @@ def _results(
     register: RegisterWorkload,
     sets: SetWorkload,
     watches: tuple[WatchWorkload, bool] | None,
+    locks: LockWorkload | None,
     nemesis: Nemesis,
     recovery_s: float | None,
     start_ns: int,
@@ -411,6 +426,14 @@ def _results(
         watch_verdict = check_watches(register.ops, workload.logs, settled=settled)
         verdicts.append(watch_verdict.verdict)
         results["watch"] = watch_verdict.summary()
+    if locks is not None:
+        lock_verdict = check_locks(locks.log)
+        verdicts.append(lock_verdict.verdict)
+        results["lock"] = lock_verdict.summary() | {
+            "acquired": locks.log.acquired,
+            "errors": locks.log.errors,
+        }
+        write_lock_history(out / "lock-history.jsonl", locks.log)
     recovered = recovery_s is not None and recovery_s <= options.recovery_limit_s
     if "invalid" in verdicts:
         overall = "invalid"

@@ -16,6 +16,7 @@ from cluster import History
 from kvstore.model import KvStateMachine, snapshot
 from kvstore.model.node import Node
 from paxos import NodeId
+from tests.sim.leaser import SimLeaser
 from tests.sim.merger import Merger
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
@@ -150,6 +151,7 @@ def run_seed(
         lost_acks=(sub_rng(seed, "lost_acks"), LOST_ACK_PERMILLE),
     )
     watcher = SimWatcher(world, sub_rng(seed, "watcher"), skips_after_reconnect=watcher_skips)
+    leaser = SimLeaser(world, sub_rng(seed, "leases"), window)
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
     splitter.start()
@@ -157,6 +159,7 @@ def run_seed(
         merger.start()
     workload.start()
     watcher.start()
+    leaser.start()
     world.run_until(SAFETY_US)
 
     core = nemesis.heal_core()
@@ -167,6 +170,7 @@ def run_seed(
     def converged() -> bool:
         return (
             workload.all_done()
+            and leaser.all_ended()
             and merger.idle()
             and _core_converged(world, core)
             and world.directory_current()
@@ -190,6 +194,7 @@ def run_seed(
     _check_keys(world, core)
     if liveness_ticks is not None:
         watcher.finish(core)
+        leaser.finish()
     world.check_directory()
     return SeedResult(
         seed=seed,
@@ -208,6 +213,7 @@ def run_seed(
             "watched": watcher.delivered,
             "watch_moves": watcher.reconnects,
             "watch_spans": watcher.spans,
+            "leases_ended": leaser.ended,
         },
     )
 

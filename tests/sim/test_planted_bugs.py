@@ -176,6 +176,13 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         5,
     ),
     (
+        "a new meta leader counts a lease's TTL from before its last keep-alive",
+        default_factory,
+        Worlds(node_class=bugs.HastyLeaseNode),
+        {"lease-early"},
+        20,
+    ),
+    (
         "compaction removes the version a read at the compacted revision needs",
         default_factory,
         Worlds(params=compacting_often, machine_class=bugs.OverCompactingMachine),

@@ -222,6 +222,10 @@ class World:
             | None
         ) = None
         self.on_answer: Callable[[Token, Answer], None] | None = None
+        # Answers owed to other simulated clients than the workload, by token.
+        self.answer_to: dict[Token, Callable[[Answer], None]] = {}
+        # Told of every meta-range result any node applies (the lease client checks them).
+        self.on_meta_applied: Callable[[NodeId, ApplyResult], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
         # Told of each group a node wants split (``Effects.splits_wanted``).
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
@@ -548,6 +552,8 @@ class World:
         for token, answer in effects.answers:
             if token in self._recording:
                 self._recorded(token, answer)
+            elif token in self.answer_to:
+                self.answer_to.pop(token)(answer)
             elif self.on_answer is not None:
                 self.on_answer(token, answer)
         for token in effects.reads:
@@ -782,6 +788,8 @@ class World:
                 self._split_applied(sim, result)
             elif isinstance(result, MergeDone):
                 self._merge_applied(sim, result)
+            if group == META_RANGE_ID and self.on_meta_applied is not None:
+                self.on_meta_applied(sim.node_id, result)
         if self.on_applied is not None:
             self.on_applied(sim, group, slot, value, results)
 
