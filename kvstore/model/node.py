@@ -1285,10 +1285,16 @@ class Node:
             merge = merge_in(entry.value) if group.absorbed_by is None else None
             if merge is not None:
                 right = self._groups.get(merge.right.range_id)
-                if right is None or not self._merge_ready(right, merge):
+                if right is None and _supersedes(group.descriptor, merge.right):
+                    # Merged already (this node has the merged state from a snapshot and
+                    # never hosted the right shard): the state machine refuses it again.
+                    right_ready = True
+                else:
+                    right_ready = right is not None and self._merge_ready(right, merge)
+                if not right_ready:
                     group.held = pending[index:]
                     return
-                if right.absorbed_by is None:
+                if right is not None and right.absorbed_by is None:
                     right.merging_into = group.group_id
             job.applies.append((group.group_id, entry))
 

@@ -161,6 +161,22 @@ def test_a_merge_proposed_with_the_freeze_waits_for_it_here() -> None:
     assert again_node.node.descriptors() == [done.merged]
 
 
+def test_a_repeated_merge_of_a_shard_this_node_never_hosted_is_not_held() -> None:
+    """A node that got the merged range from a snapshot (after losing its disk, say) never
+    hosted the right shard. A second Merge of it (a retried merge) has nothing to wait for:
+    the state machine refuses it, and the slots after it apply (sim seed 1971: the node
+    held them for good and never served the range again)."""
+    d = split_in_two()
+    frozen_slot = d.node.applied_slot(2) + 1
+    right = d.node.descriptor(2)
+    assert d.run(2, Freeze(RequestId(0, 0))) == Frozen(right, frozen_slot)
+    assert isinstance(d.run(1, Merge(RequestId(0, 0), right, frozen_slot)), MergeDone)
+    del d.node._groups[2]  # as on a node whose only view of it is the merged snapshot
+    again = d.run(1, Merge(RequestId(0, 0), right, frozen_slot))
+    assert not isinstance(again, MergeDone), again  # refused: it was merged already
+    assert isinstance(d.run(1, Put(RequestId(7, 9), b"z", b"1")), PutResult)
+
+
 def test_without_the_hold_the_merge_meets_a_right_group_not_yet_frozen() -> None:
     d = split_in_two()
     hasty = Driven(bugs.HastyMergeNode, store=d.store, durable=d.durable)
