@@ -21,7 +21,7 @@ UINT32_MAX = (1 << 32) - 1
 NODE_ID_MAX = (1 << 63) - 1  # the cluster config's bound (cluster.config.NODE_ID_MAX)
 TIMEOUT_S_MAX = 24 * 3600.0  # far beyond any sensible call; gRPC overflows on huge deadlines
 DEFAULT_ENDPOINTS = "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"
-WORKLOADS = ("put", "get", "mixed", "cas", "load", "watch")
+WORKLOADS = ("put", "get", "mixed", "cas", "load", "watch", "lease")
 
 
 class NodeFailedError(Exception):
@@ -175,6 +175,18 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         type=float_within(0.0, 1e6, low_open=True),
         default=1000.0,
         help="--workload watch: writes a second",
+    )
+    bench.add_argument(
+        "--leases",
+        type=int_within(1, 1_000_000),
+        default=10_000,
+        help="--workload lease: leases granted and kept alive",
+    )
+    bench.add_argument(
+        "--ttl",
+        type=float_within(1.0, 3600.0),
+        default=10.0,
+        help="--workload lease: their TTL in seconds (each kept alive every third of it)",
     )
     bench.add_argument(
         "--suite",

@@ -36,6 +36,7 @@ from kvstore.v1 import kv_pb2, kv_pb2_grpc
 T = TypeVar("T")
 LEADER_DEADLINE_S = 5.0  # how long a call looks for a meta leader that can answer it
 FORWARD_TIMEOUT_S = 2.0
+KEEP_ALIVE_BATCH_MAX = 10_000  # ids in one keep-alive message
 
 
 class _ElsewhereError(Exception):
@@ -120,8 +121,9 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
     async def KeepAliveOnce(  # noqa: N802
         self, request: kv_pb2.LeaseKeepAliveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseKeepAliveResponse:
+        """NOT_FOUND if ``id`` is no live lease (the ``ids`` answer 0 each instead)."""
         answer = await self._keep_alive(request, context)
-        if not answer.ttl_ms:
+        if request.id and not answer.ttl_ms:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {request.id}")
         return answer
 
@@ -136,24 +138,36 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
     async def _keep_alive(
         self, request: kv_pb2.LeaseKeepAliveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.LeaseKeepAliveResponse:
-        await _check_id(request.id, context)
+        if request.id or not request.ids:
+            await _check_id(request.id, context)
+        if len(request.ids) > KEEP_ALIVE_BATCH_MAX:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"at most {KEEP_ALIVE_BATCH_MAX} ids in one keep-alive",
+            )
+        for lease_id in request.ids:
+            await _check_id(lease_id, context)
+        runtime = self._runtime
 
         async def local() -> kv_pb2.LeaseKeepAliveResponse:
-            ttl = _here(self._runtime.lease_keep_alive(request.id))
-            return kv_pb2.LeaseKeepAliveResponse(id=request.id, ttl_ms=ttl or 0)
+            ttl = _here(runtime.lease_keep_alive(request.id)) if request.id else 0
+            ttls = _here(runtime.lease_keep_alives(request.ids)) if request.ids else []
+            return kv_pb2.LeaseKeepAliveResponse(id=request.id, ttl_ms=ttl or 0, ttls_ms=ttls)
 
-        forwarded = kv_pb2.LeaseKeepAliveRequest(id=request.id)
+        # Forwarded as a batch alone (a lease gone answers 0 there, never NOT_FOUND).
+        every = [request.id, *request.ids] if request.id else list(request.ids)
+        forwarded = kv_pb2.LeaseKeepAliveRequest(ids=every)
 
         async def forward(stub: kv_pb2_grpc.LeaseStub) -> kv_pb2.LeaseKeepAliveResponse:
-            try:
-                answer: kv_pb2.LeaseKeepAliveResponse = await stub.KeepAliveOnce(
-                    forwarded, **_forwarding()
+            answer: kv_pb2.LeaseKeepAliveResponse = await stub.KeepAliveOnce(
+                forwarded, **_forwarding()
+            )
+            ttls = list(answer.ttls_ms)
+            if request.id:
+                return kv_pb2.LeaseKeepAliveResponse(
+                    id=request.id, ttl_ms=ttls[0], ttls_ms=ttls[1:]
                 )
-                return answer
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND:
-                    return kv_pb2.LeaseKeepAliveResponse(id=request.id, ttl_ms=0)
-                raise
+            return kv_pb2.LeaseKeepAliveResponse(ttls_ms=ttls)
 
         return await self._at_leader(local, forward, context)
 

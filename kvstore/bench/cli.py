@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kvstore import event_loop
+from kvstore.bench import leases as lease_bench
 from kvstore.bench import watch as watch_bench
 from kvstore.bench.client_process import LoadSpec
 from kvstore.bench.echo import serve as serve_echo
@@ -37,6 +38,9 @@ from kvstore.local_cluster import LocalCluster
 STANDARD = (("put", 0.0), ("get", 0.0), ("mixed", 0.5), ("mixed", 0.95))
 GEO_STALENESS_MS = 1000
 READY_S_MAX = 30.0
+
+
+KEPT_SECTIONS = "## Watch and leases"  # from here on, a --markdown file is kept as it is
 
 
 class BenchError(Exception):
@@ -72,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             spans = [spans[args.shard - 1]]
         if args.workload == "watch":
             return _watch(args, endpoints, spans)
+        if args.workload == "lease":
+            return _leases(args, endpoints)
         results = _benchmarks(args, endpoints, spans, dcs)
     finally:
         if local is not None:
@@ -84,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(results))
     if args.markdown:
-        args.markdown.write_text(markdown(results, command, _notes(results)))
+        # Sections measured by other commands (watch, leases) stay below the table.
+        kept = ""
+        if args.markdown.exists():
+            old = args.markdown.read_text()
+            at = old.find(KEPT_SECTIONS)
+            kept = "\n" + old[at:] if at >= 0 else ""
+        args.markdown.write_text(markdown(results, command, _notes(results)) + kept)
     return 0
 
 
@@ -99,6 +111,24 @@ def _watch(args: argparse.Namespace, endpoints: list[str], spans: list[tuple[byt
         duration_s=args.duration,
         processes=args.clients,
         progress=not args.quiet,
+    )
+    if args.output == "json":
+        print(json.dumps(dataclasses.asdict(result)))
+    else:
+        width = max(len(k) for k, _ in result.rows())
+        for key, value in result.rows():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _leases(args: argparse.Namespace, endpoints: list[str]) -> int:
+    """``--leases`` leases kept alive: what it costs the meta leader."""
+    result = lease_bench.run(
+        endpoints,
+        leases=args.leases,
+        ttl_s=args.ttl,
+        duration_s=args.duration,
+        processes=args.clients,
     )
     if args.output == "json":
         print(json.dumps(dataclasses.asdict(result)))

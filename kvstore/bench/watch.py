@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from kvstore import event_loop
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.client import AsyncClient
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
@@ -41,6 +42,7 @@ class WatchSpec:
 class WatchResult:
     watchers: int
     writes: int
+    failed_writes: int  # no answer in time (outcome unknown): the rate is too high here
     write_s: float
     expected: int
     delivered: int
@@ -54,6 +56,7 @@ class WatchResult:
                 "writes",
                 f"{self.writes} in {self.write_s:.1f} s ({self.writes / self.write_s:.0f}/s)",
             ),
+            ("writes without an answer in 30 s", str(self.failed_writes)),
             ("events expected", str(self.expected)),
             ("events delivered", str(self.delivered)),
             ("watchers that saw every write", f"{self.complete_watchers}/{self.watchers}"),
@@ -71,7 +74,7 @@ def run(
     processes: int,
     progress: bool,
 ) -> WatchResult:
-    start_revision = asyncio.run(_warm_up(endpoints, prefix))
+    start_revision = event_loop.run_in_cli_loop(_warm_up(endpoints, prefix))
     ctx = multiprocessing.get_context("spawn")
     ready = [ctx.Event() for _ in range(processes)]
     stop = ctx.Event()
@@ -99,7 +102,9 @@ def run(
                 raise RuntimeError("the watchers were not all created within 60 s")
         if progress:
             print(f"bench: {watchers} watchers created; writing", flush=True)
-        writes, write_s = asyncio.run(_write(endpoints, prefix, rate, duration_s))
+        writes, failed, write_s = event_loop.run_in_cli_loop(
+            _write(endpoints, prefix, rate, duration_s)
+        )
         expected.value = expected_each = writes
         deadline = time.monotonic() + DRAIN_S_MAX
         counts: list[int] = []
@@ -118,6 +123,7 @@ def run(
     return WatchResult(
         watchers=watchers,
         writes=writes,
+        failed_writes=failed,
         write_s=write_s,
         expected=expected_each * watchers,
         delivered=sum(counts),
@@ -145,28 +151,31 @@ async def _warm_up(endpoints: list[str], prefix: bytes) -> int:
 
 async def _write(
     endpoints: list[str], prefix: bytes, rate: float, duration_s: float
-) -> tuple[int, float]:
+) -> tuple[int, int, float]:
+    """Writes made, those that failed (no answer in time: the machine is past what it can
+    do at this rate), and the seconds it took."""
     async with AsyncClient(endpoints, timeout_s=30) as kv:
         writes = 0
         started = time.monotonic()
-        pending: set[asyncio.Task[Any]] = set()
+        pending: list[asyncio.Task[Any]] = []
         while (elapsed := time.monotonic() - started) < duration_s:
             due = int(elapsed * rate) + 1
             while writes < due:
                 value = str(time.time_ns()).encode()
                 task = asyncio.create_task(kv.put(prefix + b"k%08d" % writes, value))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                pending.append(task)
                 writes += 1
             await asyncio.sleep(min(0.005, 1 / rate))
-        await asyncio.gather(*pending)
-        return writes, time.monotonic() - started
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        return writes, failed, time.monotonic() - started
 
 
 def _watcher_process(
     spec: WatchSpec, index: int, signals: tuple[EventType, EventType, Any], results: Any
 ) -> None:
-    asyncio.run(_watchers(spec, index, signals, results))
+    # One loop for the process, closed at exit: grpc.aio calls into it until then.
+    event_loop.run_in_cli_loop(_watchers(spec, index, signals, results))
 
 
 async def _watchers(

@@ -900,6 +900,14 @@ class Node:
         """A keep-alive: the lease's TTL in ms, a full TTL from now (None: no such lease)."""
         return self._leaseholder() or self._leases.keep_alive(lease_id, self._ticks)
 
+    def lease_keep_alives(self, lease_ids: Sequence[int]) -> list[int] | NotLeaseholder:
+        """Keep-alives of many leases at once: each one's TTL in ms (0: no such lease)."""
+        refused = self._leaseholder()
+        if refused is not None:
+            return refused
+        keep, now = self._leases.keep_alive, self._ticks
+        return [keep(lease_id, now) or 0 for lease_id in lease_ids]
+
     def lease_state(self, lease_id: int) -> LeaseState | NotLeaseholder | None:
         return self._leaseholder() or self._leases.state(lease_id, self._ticks)
 

@@ -25,7 +25,7 @@ import asyncio
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -447,7 +447,14 @@ class NodeRuntime:
 
     def lease_keep_alive(self, lease_id: int) -> int | NotLeaseholder | None:
         answer = self._hosting(None).lease_keep_alive(lease_id)
-        self._kick()  # it may have woken the meta group
+        if isinstance(answer, NotLeaseholder):
+            self._kick()  # it may have woken the meta group (a turn costs: only then)
+        return answer
+
+    def lease_keep_alives(self, lease_ids: Sequence[int]) -> list[int] | NotLeaseholder:
+        answer = self._hosting(None).lease_keep_alives(lease_ids)
+        if isinstance(answer, NotLeaseholder):
+            self._kick()
         return answer
 
     def lease_state(self, lease_id: int) -> LeaseState | NotLeaseholder | None:

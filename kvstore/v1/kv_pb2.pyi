@@ -411,18 +411,22 @@ class LeaseRevokeResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class LeaseKeepAliveRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "ids")
     ID_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaseKeepAliveResponse(_message.Message):
-    __slots__ = ("id", "ttl_ms")
+    __slots__ = ("id", "ttl_ms", "ttls_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    TTLS_MS_FIELD_NUMBER: _ClassVar[int]
     id: int
     ttl_ms: int
-    def __init__(self, id: _Optional[int] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+    ttls_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., ttls_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaseTimeToLiveRequest(_message.Message):
     __slots__ = ("id",)
