@@ -72,8 +72,23 @@ class LeaseCalls:
         return int(answer.id)
 
     async def revoke(self, lease_id: int) -> None:
+        """NOT_FOUND if there is no such lease, unless an earlier attempt of this call may
+        have revoked it (its answer lost): then it is done."""
         request = kv_pb2.LeaseRevokeRequest(id=lease_id)
-        await self.call(lambda stub, t: stub.Revoke(request, timeout=t))
+        tried = False
+
+        async def attempt(stub: kv_pb2_grpc.LeaseStub, timeout: float) -> object:
+            nonlocal tried
+            try:
+                return await stub.Revoke(request, timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND and tried:
+                    return kv_pb2.LeaseRevokeResponse()
+                raise
+            finally:
+                tried = True
+
+        await self.call(attempt)
 
     async def keep_alive_once(self, lease_id: int) -> int:
         """The lease's TTL in ms, counted again from now (raises NOT_FOUND if it ended)."""

@@ -114,9 +114,22 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             await self._detach([request.id])
             return kv_pb2.LeaseRevokeResponse()
 
-        return await self._at_leader(
-            local, lambda stub: stub.Revoke(request, **_forwarding(10.0)), context
-        )
+        tried = False
+
+        async def forward(stub: kv_pb2_grpc.LeaseStub) -> kv_pb2.LeaseRevokeResponse:
+            # NOT_FOUND after an attempt whose answer was lost: that one revoked it.
+            nonlocal tried
+            try:
+                answer: kv_pb2.LeaseRevokeResponse = await stub.Revoke(request, **_forwarding(10.0))
+                return answer
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND and tried:
+                    return kv_pb2.LeaseRevokeResponse()
+                raise
+            finally:
+                tried = True
+
+        return await self._at_leader(local, forward, context)
 
     async def KeepAliveOnce(  # noqa: N802
         self, request: kv_pb2.LeaseKeepAliveRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -510,6 +510,7 @@ class Node:
         self._guard_ticks = paxos_defaults.election_ticks_min
         # The meta range's leases, kept while this node leads it (``lease_keeper``).
         self._lease_table_logged = False
+        self._lease_slot = 0  # the meta slot whose results the lease keeper last heard
         self._leases = LeaseKeeper(
             lease_clock_class(cluster.tick_ms, paxos_defaults.clock_drift_max_permille),
             self._ticks_per_s,
@@ -880,6 +881,14 @@ class Node:
         for lease_id in self._leases.to_revoke(self._ticks):
             self._log.info("lease_expired", shard=META_RANGE_ID, lease=lease_id)
             self._propose_own(meta, LeaseRevoke(NO_REQUEST, lease_id))
+
+    def _lease_results(self, results: Sequence[tuple[RequestId | None, ApplyResult]]) -> None:
+        for _, result in results:
+            if isinstance(result, LeaseTableRead | LeaseGranted | LeaseRevoked | LeasesForgotten):
+                self._leases.applied(result, self._ticks)
+                if isinstance(result, LeaseRevoked) and result.existed:
+                    # Its keys go now, not at the next whole second.
+                    self._effects.leases_to_detach = self._leases.due_to_detach()
 
     def _leaseholder(self) -> NotLeaseholder | None:
         meta = self._groups.get(META_RANGE_ID)
@@ -1364,14 +1373,6 @@ class Node:
                     self.layout_version += 1  # the meta directory routers read moved
                 elif isinstance(result, PutResult | DeleteResult | TxnResult | LeaseDetached):
                     group.revision = max(group.revision, result.revision)
-                elif isinstance(
-                    result, LeaseTableRead | LeaseGranted | LeaseRevoked | LeasesForgotten
-                ):
-                    if group_id == META_RANGE_ID:
-                        self._leases.applied(result, self._ticks)
-                        if isinstance(result, LeaseRevoked) and result.existed:
-                            # Its keys go now, not at the next whole second.
-                            effects.leases_to_detach = self._leases.due_to_detach()
                 elif isinstance(result, HistoryCompacted):
                     group.compacted = result.revision
                     group.collecting = result.more
@@ -1476,6 +1477,11 @@ class Node:
             group = self._groups.get(group_id)
             if group is None:
                 continue
+            if group_id == META_RANGE_ID and slot > self._lease_slot:
+                # The lease keeper hears of a grant before its grantor does (that answer is
+                # given just below): a keep-alive or a put naming it never finds it unknown.
+                self._lease_slot = slot
+                self._lease_results(results)
             if group.witnesses:
                 for index, encoded in enumerate(value):
                     for token in group.witnesses.pop(encoded, ()):
