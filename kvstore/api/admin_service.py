@@ -21,6 +21,7 @@ from cluster import (
     initial_layout,
     meta_descriptor,
 )
+from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
@@ -806,21 +807,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     continue
             if is_forwarded(context):
                 break  # the asking node tries the next replica
-            for node in candidates:
-                if node == self._runtime.node_id:
-                    continue
-                try:
-                    async with grpc.aio.insecure_channel(
-                        self._addresses[node], options=CHANNEL_OPTIONS
-                    ) as channel:
-                        return await forward(admin_pb2_grpc.AdminStub(channel))
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in (
-                        grpc.StatusCode.UNAVAILABLE,
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                    ):
-                        await context.abort(err.code(), err.details() or "")
-                    continue
+            me = self._runtime.node_id
+            with contextlib.suppress(NoneAnsweredError):
+                return await ask_in_turn(
+                    [n for n in candidates if n != me],
+                    self._addresses,
+                    admin_pb2_grpc.AdminStub,
+                    forward,
+                    context,
+                )
             await asyncio.sleep(0.1)
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"

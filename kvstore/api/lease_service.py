@@ -9,6 +9,7 @@ keys are gone from every range; an expiry deletes them the same way, driven by t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -18,8 +19,8 @@ import structlog
 
 from cluster import META_RANGE_ID, ClusterConfig
 from cluster.ranges import meta_descriptor
+from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
-from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import Invalid, RequestId
 from kvstore.model.commands import LeaseGrant, LeaseGranted, LeaseRevoke, LeaseRevoked
 from kvstore.model.lease_keeper import LeaseState
@@ -261,21 +262,12 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
                     await asyncio.sleep(0.05)  # leading, not ready yet (or no leader known)
                     continue
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "not the meta leader")
-            candidates = ([hint] if hint else []) + self._meta_replicas
-            for node in dict.fromkeys(candidates):
-                if node == self._runtime.node_id:
-                    continue
-                try:
-                    async with grpc.aio.insecure_channel(
-                        self._addresses[node], options=CHANNEL_OPTIONS
-                    ) as channel:
-                        return await forward(kv_pb2_grpc.LeaseStub(channel))
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in (
-                        grpc.StatusCode.UNAVAILABLE,
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                    ):
-                        await context.abort(err.code(), err.details() or "")
+            me = self._runtime.node_id
+            candidates = [n for n in ([hint] if hint else []) + self._meta_replicas if n != me]
+            with contextlib.suppress(NoneAnsweredError):
+                return await ask_in_turn(
+                    candidates, self._addresses, kv_pb2_grpc.LeaseStub, forward, context
+                )
             await asyncio.sleep(0.1)
         return await context.abort(grpc.StatusCode.UNAVAILABLE, "no meta leader answered in time")
 

@@ -112,12 +112,7 @@ def _watch(args: argparse.Namespace, endpoints: list[str], spans: list[tuple[byt
         processes=args.clients,
         progress=not args.quiet,
     )
-    if args.output == "json":
-        print(json.dumps(dataclasses.asdict(result)))
-    else:
-        width = max(len(k) for k, _ in result.rows())
-        for key, value in result.rows():
-            print(f"{key:<{width}}  {value}")
+    _show(args, result)
     return 0
 
 
@@ -130,13 +125,20 @@ def _leases(args: argparse.Namespace, endpoints: list[str]) -> int:
         duration_s=args.duration,
         processes=args.clients,
     )
+    _show(args, result)
+    return 0
+
+
+def _show(
+    args: argparse.Namespace, result: watch_bench.WatchResult | lease_bench.LeaseResult
+) -> None:
+    """A one-run benchmark's rows: two columns for people, one JSON object with -o json."""
     if args.output == "json":
         print(json.dumps(dataclasses.asdict(result)))
     else:
         width = max(len(k) for k, _ in result.rows())
         for key, value in result.rows():
             print(f"{key:<{width}}  {value}")
-    return 0
 
 
 def _validate(args: argparse.Namespace) -> None:
