@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from kvstore.model import KvStateMachine
-from kvstore.model.commands import HistoryCompacted, SplitDone
+from kvstore.model.commands import HistoryCompacted, LeaseDetached, SplitDone
 from kvstore.model.lease_clock import LeaseClock
 from kvstore.model.node import Node
 from kvstore.model.ranges import encode_descriptor
@@ -362,3 +362,14 @@ class HastyLeaseNode(Node):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, lease_clock_class=HastyLeaseClock, **kwargs)
+
+
+class KeyKeepingDetachMachine(KvStateMachine):
+    """Detaching an ended lease refuses it from then on, but leaves its keys where they are:
+    a key put with a lease outlives it."""
+
+    def _detach_lease(self, lease_id: int) -> Any:
+        from kvstore.model import leases
+
+        leases.ended_here(self._engine, lease_id)
+        return LeaseDetached(lease_id, 0, self.revision)

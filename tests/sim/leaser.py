@@ -5,10 +5,14 @@ alive (a keep-alive every third of its TTL, asked of whichever node leads the me
 for a while, then left to expire. A keep-alive reaches its node and its answer the client
 after a network delay.
 
+Each lease gets a key (``lease-key/<id>``) put with it once granted.
+
 Checks: a lease ends (its ``LeaseRevoke`` applied anywhere, not asked by the client) no
 earlier than one TTL of real time after the last keep-alive (or the grant) the client *sent*
 and had answered, as a client counts its lease's life (``lease-early``); every lease whose
-keep-alives stopped has ended by the end of the liveness phase (``lease-never-ends``).
+keep-alives stopped has ended, and been detached everywhere, by the end of the liveness
+phase (``lease-never-ends``); then its key is gone from every node of the healed core
+(``lease-key-kept``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ import random
 from dataclasses import dataclass
 
 from cluster import META_RANGE_ID
-from kvstore.model import Invalid, RequestId
-from kvstore.model.commands import ApplyResult, LeaseGrant, LeaseGranted, LeaseRevoked
+from kvstore.model import Invalid, KvStateMachine, Put, PutResult, RequestId
+from kvstore.model.commands import (
+    ApplyResult,
+    LeaseGone,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseRevoked,
+    LeasesForgotten,
+)
 from kvstore.model.node import Accepted, NotLeaseholder
 from paxos import NodeId
 from tests.sim.world import World
@@ -28,6 +39,8 @@ TTL_MS = (200, 1_500)
 ONE_WAY_US = 500  # client <-> node
 RETRY_US = 20_000
 FIRST_ID = 900_000
+LEASE_CLIENT_ID = 77_000_001  # the request ids of its puts (each lease's key once)
+PUT_TRIES_MAX = 200
 
 
 @dataclass
@@ -38,6 +51,12 @@ class _Lease:
     granted: bool = False
     valid_from_us: int = -1  # send time of the newest answered grant or keep-alive
     ended_at_us: int | None = None
+    forgotten: bool = False  # the meta range applied LeasesEnded: detached everywhere
+    key_written: bool = False  # its key's put with the lease was acknowledged
+
+    @property
+    def key(self) -> bytes:
+        return b"lease-key/%d" % self.lease_id
 
 
 class SimLeaser:
@@ -86,8 +105,34 @@ class SimLeaser:
                 lease.granted = True
                 lease.valid_from_us = sent
                 self._next_keep_alive(lease)
+                self._put_key(lease, tries=1)
             return
         world.schedule(world.now_us + RETRY_US, self._grant, lease)  # dropped: again
+
+    def _put_key(self, lease: _Lease, tries: int) -> None:
+        """Attach a key to the lease (retried, as a client does, with the same request id
+        until answered: once the lease ended in its range, ``LeaseGone``)."""
+        world = self._world
+        if tries > PUT_TRIES_MAX:
+            return
+        group = world.group_of(lease.key)
+        v = world.leader(group)
+        if v is None:
+            world.schedule(world.now_us + RETRY_US, self._put_key, lease, tries + 1)
+            return
+        token = world.new_token()
+        world.answer_to[token] = lambda answer: self._put_answered(lease, tries, answer)
+        request = RequestId(LEASE_CLIENT_ID, lease.lease_id)
+        command = Put(request, lease.key, b"held", lease.lease_id)
+        if not isinstance(world.submit(v, group, command, token), Accepted):
+            world.answer_to.pop(token, None)
+            world.schedule(world.now_us + RETRY_US, self._put_key, lease, tries + 1)
+
+    def _put_answered(self, lease: _Lease, tries: int, answer: object) -> None:
+        if isinstance(answer, PutResult):
+            lease.key_written = True
+        elif not isinstance(answer, LeaseGone):
+            self._world.schedule(self._world.now_us + RETRY_US, self._put_key, lease, tries + 1)
 
     def _next_keep_alive(self, lease: _Lease) -> None:
         at = self._world.now_us + lease.ttl_ms * 1000 // 3
@@ -125,6 +170,11 @@ class SimLeaser:
     # ------------------------------------------------------------------ the checks
 
     def _meta_applied(self, v: NodeId, result: ApplyResult) -> None:
+        if isinstance(result, LeasesForgotten):
+            for lease_id in result.lease_ids:
+                if lease_id in self._leases:
+                    self._leases[lease_id].forgotten = True
+            return
         if not isinstance(result, LeaseRevoked) or not result.existed:
             return
         lease = self._leases.get(result.lease_id)
@@ -142,15 +192,33 @@ class SimLeaser:
 
     def all_ended(self) -> bool:
         """Every granted lease ended (those still kept alive stop by the safety phase's end)."""
-        return all(
-            not lease.granted or lease.ended_at_us is not None for lease in self._leases.values()
-        )
+        return all(not lease.granted or lease.forgotten for lease in self._leases.values())
 
-    def finish(self) -> None:
-        """After the liveness phase: every granted lease left to expire has ended."""
+    def finish(self, core: list[NodeId]) -> None:
+        """After the liveness phase: every granted lease left to expire has ended and was
+        detached everywhere, and the key put with it is gone from every core node."""
+        world = self._world
         for lease in self._leases.values():
-            if lease.granted and lease.ended_at_us is None:
-                self._world.fail(
+            if lease.granted and (lease.ended_at_us is None or not lease.forgotten):
+                world.fail(
                     "lease-never-ends",
-                    f"lease {lease.lease_id} (TTL {lease.ttl_ms} ms) still live at the end",
+                    f"lease {lease.lease_id} (TTL {lease.ttl_ms} ms) still live at the end"
+                    if lease.ended_at_us is None
+                    else f"lease {lease.lease_id} ended but was never detached everywhere",
                 )
+                continue
+            if not lease.key_written:
+                continue
+            group = world.group_of(lease.key)
+            for v in core:
+                sim = world.nodes[v]
+                if sim.node is None or not sim.node.hosts(group) or sim.node.awaiting(group):
+                    continue
+                engine = sim.disk.kv.engine(group)
+                machine = KvStateMachine(engine, initial=sim.node.descriptor(group))
+                if machine.get(lease.key) is not None:
+                    world.fail(
+                        "lease-key-kept",
+                        f"n{v}: {lease.key!r} is still there after its lease"
+                        f" {lease.lease_id} ended and was detached everywhere",
+                    )

@@ -16,6 +16,7 @@ from cluster import History
 from kvstore.model import KvStateMachine, snapshot
 from kvstore.model.node import Node
 from paxos import NodeId
+from tests.sim.detacher import SimDetacher
 from tests.sim.leaser import SimLeaser
 from tests.sim.merger import Merger
 from tests.sim.nemesis import Nemesis, NemesisPlan
@@ -155,6 +156,7 @@ def run_seed(
     )
     watcher = SimWatcher(world, sub_rng(seed, "watcher"), skips_after_reconnect=watcher_skips)
     leaser = SimLeaser(world, sub_rng(seed, "leases"), window)
+    SimDetacher(world)
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
     splitter.start()
@@ -198,7 +200,7 @@ def run_seed(
     _check_keys(world, core)
     if liveness_ticks is not None:
         watcher.finish(core)
-        leaser.finish()
+        leaser.finish(core)
     world.check_directory()
     return SeedResult(
         seed=seed,

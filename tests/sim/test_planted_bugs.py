@@ -185,6 +185,13 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         20,
     ),
     (
+        "detaching an ended lease leaves its keys",
+        default_factory,
+        Worlds(machine_class=bugs.KeyKeepingDetachMachine),
+        {"lease-key-kept"},
+        10,
+    ),
+    (
         "compaction removes the version a read at the compacted revision needs",
         default_factory,
         Worlds(params=compacting_often, machine_class=bugs.OverCompactingMachine),

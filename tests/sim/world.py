@@ -226,6 +226,8 @@ class World:
         self.answer_to: dict[Token, Callable[[Answer], None]] = {}
         # Told of every meta-range result any node applies (the lease client checks them).
         self.on_meta_applied: Callable[[NodeId, ApplyResult], None] | None = None
+        # Told of ended leases a meta leader wants detached everywhere (``tests.sim.detacher``).
+        self.on_leases_to_detach: Callable[[NodeId, list[int]], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
         # Told of each group a node wants split (``Effects.splits_wanted``).
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
@@ -565,6 +567,10 @@ class World:
         for group in effects.merges_wanted:
             if self.on_merge_wanted is not None:
                 self.on_merge_wanted(sim.node_id, group)
+        if effects.leases_to_detach and self.on_leases_to_detach is not None:
+            self.schedule(
+                self.now_us + 1, self.on_leases_to_detach, sim.node_id, effects.leases_to_detach
+            )
         if effects.ranges_to_record:
             self.schedule(
                 self.now_us + 1,

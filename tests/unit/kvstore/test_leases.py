@@ -123,6 +123,27 @@ def test_split_halves_each_delete_their_own_keys_and_a_merge_takes_right_s_index
     assert isinstance(a_detach, LeaseDetached)
 
 
+def test_a_lease_detached_on_the_left_is_detached_again_for_the_keys_a_merge_brings() -> None:
+    """Sim seed 178: the left range had detached the lease, the right had not (its leader
+    was away), then the right merged in. Detaching again must delete the right's key, not
+    answer at once because the lease is already dead on the left."""
+    engine = MemoryEngine()
+    left = Shard(engine)
+    left.apply(Put(NO, b"a", b"1", 5), Put(NO, b"x", b"2", 5))
+    left.apply(Split(NO, b"m", 2))
+    [early] = left.apply(DetachLease(NO, 5))
+    assert isinstance(early, LeaseDetached) and early.deleted == 1  # a, on the left
+    right = Shard(engine.sibling(2), None)
+    right.slot = 1
+    right.apply(Freeze(NO))
+    assert right.machine.descriptor is not None
+    left.apply(Merge(NO, right.machine.descriptor, right.slot))
+    assert engine.get(b"x") is not None  # brought by the merge, still attached
+    [again] = left.apply(DetachLease(NO, 5))
+    assert isinstance(again, LeaseDetached) and again.deleted == 1
+    assert engine.get(b"x") is None
+
+
 def test_a_snapshot_carries_leases_and_their_index() -> None:
     source = Shard(MemoryEngine())
     source.apply(Put(NO, b"a", b"1", 5))
