@@ -223,6 +223,10 @@ class _Stream:
                 # unknown, as after a lost connection: retryable, like UNAVAILABLE (writes
                 # carry request ids, so a retry applies once).
                 code, details = grpc.StatusCode.UNAVAILABLE, f"the stream broke: {details}"
+            elif code is grpc.StatusCode.CANCELLED:
+                # Cancelled by the node (it is stopping: GOAWAY cancels its calls), not by
+                # this client (that is the CancelledError below): another node may answer.
+                code, details = grpc.StatusCode.UNAVAILABLE, f"the node cancelled: {details}"
         except asyncio.CancelledError:
             code, details = grpc.StatusCode.CANCELLED, "the client closed"
         finally:

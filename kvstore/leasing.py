@@ -19,7 +19,11 @@ import grpc
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
 T = TypeVar("T")
-RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRIED = (  # CANCELLED: by a node stopping (see kvstore.client.RETRYABLE)
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 ATTEMPT_S = 3.0  # one call's deadline: the server looks for the meta leader for up to 5 s
 
 

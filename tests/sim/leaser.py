@@ -34,7 +34,7 @@ from kvstore.model.node import Accepted, NotLeaseholder
 from paxos import NodeId
 from tests.sim.world import World
 
-LEASES = 4
+LEASES = 2  # each keeps the meta group awake while it lives: two cost a tenth of a seed's time
 TTL_MS = (200, 1_500)
 ONE_WAY_US = 500  # client <-> node
 RETRY_US = 20_000

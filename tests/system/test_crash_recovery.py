@@ -60,6 +60,7 @@ class Client:
                     if err.code() not in (
                         grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.DEADLINE_EXCEEDED,
+                        grpc.StatusCode.CANCELLED,  # the node stopped (its store filled)
                     ):
                         raise
                 if time.monotonic() > deadline:
