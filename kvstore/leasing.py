@@ -76,23 +76,9 @@ class LeaseCalls:
         return int(answer.id)
 
     async def revoke(self, lease_id: int) -> None:
-        """NOT_FOUND if there is no such lease, unless an earlier attempt of this call may
-        have revoked it (its answer lost): then it is done."""
-        request = kv_pb2.LeaseRevokeRequest(id=lease_id)
-        tried = False
-
-        async def attempt(stub: kv_pb2_grpc.LeaseStub, timeout: float) -> object:
-            nonlocal tried
-            try:
-                return await stub.Revoke(request, timeout=timeout)
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND and tried:
-                    return kv_pb2.LeaseRevokeResponse()
-                raise
-            finally:
-                tried = True
-
-        await self.call(attempt)
+        """NOT_FOUND if there is no such lease (see ``RevokeAttempts``)."""
+        attempts = RevokeAttempts(kv_pb2.LeaseRevokeRequest(id=lease_id))
+        await self.call(lambda stub, t: attempts.send(stub, timeout=t))
 
     async def keep_alive_once(self, lease_id: int) -> int:
         """The lease's TTL in ms, counted again from now (raises NOT_FOUND if it ended)."""
@@ -114,6 +100,27 @@ class LeaseCalls:
             lambda stub, t: stub.List(kv_pb2.LeaseListRequest(), timeout=t)
         )
         return list(answer.ids)
+
+
+class RevokeAttempts:
+    """One revoke, sent as often as it takes: NOT_FOUND after an attempt whose answer was
+    lost (a timeout, a node gone) means that attempt revoked it, so the revoke is done. The
+    client and a forwarding gateway both retry a revoke so."""
+
+    def __init__(self, request: kv_pb2.LeaseRevokeRequest) -> None:
+        self._request = request
+        self._tried = False
+
+    async def send(self, stub: kv_pb2_grpc.LeaseStub, **options: Any) -> kv_pb2.LeaseRevokeResponse:
+        try:
+            answer: kv_pb2.LeaseRevokeResponse = await stub.Revoke(self._request, **options)
+            return answer
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND and self._tried:
+                return kv_pb2.LeaseRevokeResponse()
+            raise
+        finally:
+            self._tried = True
 
 
 class Lease:

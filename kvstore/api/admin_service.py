@@ -91,8 +91,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._log = structlog.get_logger("kvstore.admin").bind(node=runtime.node_id)
         self._splitting: set[asyncio.Task[None]] = set()
         self._meta = meta_descriptor(cluster)
-        self._recording = False  # a record of the node's ranges is on its way to meta
-        self._detaching = False  # ended leases are being detached everywhere
+        # A record of the node's ranges on its way to meta; ended leases being detached.
+        self._recording = _OneAtATime(self._splitting)
+        self._detaching = _OneAtATime(self._splitting)
         self._layout_seen = -1
 
     def _layout(self) -> RangeMap:
@@ -502,19 +503,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     def ranges_to_record(self, descriptors: list[RangeDescriptor]) -> None:
         """The node wants ``descriptors`` in the meta range's directory (ranges it leads):
         recorded in a task, one at a time (the node asks again each second until told)."""
-        if self._recording:
-            return
-        self._recording = True
-
-        async def call() -> None:
-            try:
-                await self._record_now(descriptors)
-            finally:
-                self._recording = False
-
-        task = asyncio.create_task(call())
-        self._splitting.add(task)
-        task.add_done_callback(self._splitting.discard)
+        self._recording.start(lambda: self._record_now(descriptors))
 
     async def _record_now(self, descriptors: list[RangeDescriptor]) -> None:
         """Record ``descriptors`` as the node's own wish, best effort: after a split or merge
@@ -589,23 +578,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     def leases_to_detach(self, lease_ids: list[int]) -> None:
         """The node (the meta leader) wants ended leases' keys gone: one pass at a time in
         a task (it asks again each second until the meta range forgot them)."""
-        if self._detaching:
-            return
-        self._detaching = True
 
-        async def call() -> None:
+        async def detach() -> None:
             try:
                 await self.detach_leases(lease_ids)
             except _RefusedError as refused:
                 self._log.info(
                     "lease_detach_refused", code=refused.code.name, reason=refused.details
                 )
-            finally:
-                self._detaching = False
 
-        task = asyncio.create_task(call())
-        self._splitting.add(task)
-        task.add_done_callback(self._splitting.discard)
+        self._detaching.start(detach)
 
     async def detach_leases(self, lease_ids: list[int]) -> bool:
         """Detach the leases' keys in every range, ranges that split or merged meanwhile
@@ -868,6 +850,30 @@ class _RefusedError(Exception):
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+class _OneAtATime:
+    """A job the node asks for again and again (each second until it is done): run in a
+    task of its own, one at a time; an ask while it runs is dropped."""
+
+    def __init__(self, tasks: set[asyncio.Task[None]]) -> None:
+        self._tasks = tasks  # kept referenced until done
+        self._running = False
+
+    def start(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self._running:
+            return
+        self._running = True
+
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                self._running = False
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 class _InternalCall:

@@ -21,6 +21,7 @@ from cluster import META_RANGE_ID, ClusterConfig
 from cluster.ranges import meta_descriptor
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
+from kvstore.leasing import RevokeAttempts
 from kvstore.model import Invalid, RequestId
 from kvstore.model.commands import LeaseGrant, LeaseGranted, LeaseRevoke, LeaseRevoked
 from kvstore.model.lease_keeper import LeaseState
@@ -115,22 +116,10 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             await self._detach([request.id])
             return kv_pb2.LeaseRevokeResponse()
 
-        tried = False
-
-        async def forward(stub: kv_pb2_grpc.LeaseStub) -> kv_pb2.LeaseRevokeResponse:
-            # NOT_FOUND after an attempt whose answer was lost: that one revoked it.
-            nonlocal tried
-            try:
-                answer: kv_pb2.LeaseRevokeResponse = await stub.Revoke(request, **_forwarding(10.0))
-                return answer
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND and tried:
-                    return kv_pb2.LeaseRevokeResponse()
-                raise
-            finally:
-                tried = True
-
-        return await self._at_leader(local, forward, context)
+        attempts = RevokeAttempts(request)
+        return await self._at_leader(
+            local, lambda stub: attempts.send(stub, **_forwarding(10.0)), context
+        )
 
     async def KeepAliveOnce(  # noqa: N802
         self, request: kv_pb2.LeaseKeepAliveRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -161,27 +150,26 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             )
         for lease_id in request.ids:
             await _check_id(lease_id, context)
-        runtime = self._runtime
-
-        async def local() -> kv_pb2.LeaseKeepAliveResponse:
-            ttl = _here(runtime.lease_keep_alive(request.id)) if request.id else 0
-            ttls = _here(runtime.lease_keep_alives(request.ids)) if request.ids else []
-            return kv_pb2.LeaseKeepAliveResponse(id=request.id, ttl_ms=ttl or 0, ttls_ms=ttls)
-
-        # Forwarded as a batch alone (a lease gone answers 0 there, never NOT_FOUND).
+        # Asked as one batch, here or forwarded (a lease gone answers 0, never NOT_FOUND).
         every = [request.id, *request.ids] if request.id else list(request.ids)
-        forwarded = kv_pb2.LeaseKeepAliveRequest(ids=every)
 
-        async def forward(stub: kv_pb2_grpc.LeaseStub) -> kv_pb2.LeaseKeepAliveResponse:
-            answer: kv_pb2.LeaseKeepAliveResponse = await stub.KeepAliveOnce(
-                forwarded, **_forwarding()
-            )
-            ttls = list(answer.ttls_ms)
+        def answer(ttls: list[int]) -> kv_pb2.LeaseKeepAliveResponse:
             if request.id:
                 return kv_pb2.LeaseKeepAliveResponse(
                     id=request.id, ttl_ms=ttls[0], ttls_ms=ttls[1:]
                 )
             return kv_pb2.LeaseKeepAliveResponse(ttls_ms=ttls)
+
+        async def local() -> kv_pb2.LeaseKeepAliveResponse:
+            return answer(_here(self._runtime.lease_keep_alives(every)))
+
+        forwarded = kv_pb2.LeaseKeepAliveRequest(ids=every)
+
+        async def forward(stub: kv_pb2_grpc.LeaseStub) -> kv_pb2.LeaseKeepAliveResponse:
+            got: kv_pb2.LeaseKeepAliveResponse = await stub.KeepAliveOnce(
+                forwarded, **_forwarding()
+            )
+            return answer(list(got.ttls_ms))
 
         return await self._at_leader(local, forward, context)
 

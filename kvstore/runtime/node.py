@@ -445,16 +445,10 @@ class NodeRuntime:
 
     # Leases: answered by the meta leader (``Node.lease_*``; NotLeaseholder elsewhere).
 
-    def lease_keep_alive(self, lease_id: int) -> int | NotLeaseholder | None:
-        answer = self._hosting(None).lease_keep_alive(lease_id)
-        if isinstance(answer, NotLeaseholder):
-            self._kick()  # it may have woken the meta group (a turn costs: only then)
-        return answer
-
     def lease_keep_alives(self, lease_ids: Sequence[int]) -> list[int] | NotLeaseholder:
         answer = self._hosting(None).lease_keep_alives(lease_ids)
         if isinstance(answer, NotLeaseholder):
-            self._kick()
+            self._kick()  # it may have woken the meta group (a turn costs: only then)
         return answer
 
     def lease_state(self, lease_id: int) -> LeaseState | NotLeaseholder | None:
