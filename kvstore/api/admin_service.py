@@ -232,7 +232,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         """Proposed at the shard's leader (asked of any node: it finds the leader)."""
         spec = self._range(request.shard_id)
         if spec is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+            await _no_shard(request.shard_id, context)
         replica_dcs = sorted(self._cluster.node(r).dc for r in spec.replicas)
         if request.leader_dc and request.leader_dc not in replica_dcs:
             await context.abort(
@@ -270,7 +270,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if d is None and not is_forwarded(context):
             d = await self._learn_range(request.shard_id, context)
         if d is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+            await _no_shard(request.shard_id, context)
         at = request.at or await self._halving_key(d, context)
         limit = self._cluster.limits.key_bytes_max
         if len(at) > limit:
@@ -327,7 +327,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if left is None and not is_forwarded(context):
             left = await self._learn_range(request.shard_id, context)
         if left is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+            await _no_shard(request.shard_id, context)
         if left.end == b"":
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -551,7 +551,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         await _not_meta(request.shard_id, "hold a lease's keys", context)
         d = self._range(request.shard_id)
         if d is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {request.shard_id}")
+            await _no_shard(request.shard_id, context)
         if request.lease_id <= 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a lease id is positive")
         outcome = await self._detach_lease(d, request.lease_id, context)
@@ -802,6 +802,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"
         )
+
+
+async def _no_shard(shard_id: int, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    """NOT_FOUND to a client. To a node that forwarded the call here (a replica, as it knew
+    the range) UNAVAILABLE: this node may not have applied the split that made the shard
+    yet, and the asking node tries the next replica (a split of a just-split shard met
+    NOT_FOUND so: tests/system/test_splits.py)."""
+    if is_forwarded(context):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"shard {shard_id} is not here yet")
+    await context.abort(grpc.StatusCode.NOT_FOUND, f"no shard {shard_id}")
 
 
 async def _not_meta(shard_id: int, what: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
