@@ -1,17 +1,22 @@
-"""Locks and elections on leases and watches, as etcd's ``concurrency`` package builds them.
+"""Locks and elections on leases, Txn and watches.
 
 Rules:
-- A contender writes one key under the name's prefix, ``NAME/<lease id in hex>``, attached
-  to a lease of its own (``AsyncClient.lease``): if the contender dies, the lease ends and
-  its key goes. Contenders are ordered by their key's create revision; the lowest holds
-  the lock (or leads the election).
-- A contender waits for exactly the keys created before its own to go: it lists them once,
-  then watches the prefix from its own revision on for their deletes (nothing can be
-  created before it any more), so it never misses a release and never polls.
-- The holder's **fencing token** is its key's create revision: the next holder's is
-  strictly greater (the same shard's revisions only grow, across splits and merges too).
-  A write guarded by ``if_create_revision(token.key, EQUAL, token)`` in a Txn is refused
-  once the holder lost the lock, however long it was paused.
+- A lock (or an election) is one key, its name. A contender creates it in a Txn, "if the
+  key has never been created (create revision 0), put it under my lease": whoever's Txn
+  succeeds holds the lock (leads). If the holder dies, its lease ends and the key goes.
+- A contender that lost the Txn watches the key from the revision its Txn read it at, until
+  the key is deleted, then tries again (or stops, if its own lease ended meanwhile).
+- The holder's **fencing token** is the key's create revision: the next holder's is
+  strictly greater (one key lives in one shard, whose revisions only grow, across splits
+  and merges too). A write guarded by ``if_create_revision(token.key, EQUAL, token)`` in a
+  Txn is refused once the holder lost the lock, however long it was paused. Release and
+  resign are such a guarded delete: a holder whose lease ended never deletes its successor.
+
+Why not etcd's queue (one key per contender under ``NAME/``, the lowest create revision
+holds): its order is one global revision. Here revisions are per shard, and a split inside
+``NAME/`` would let two contenders in two shards each see themselves as the oldest. One key
+is always in one shard. The cost is fairness: waiters race for the key when it goes, rather
+than queue in arrival order.
 """
 
 from __future__ import annotations
@@ -19,10 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from cluster.keys import prefix_end
 
 if TYPE_CHECKING:
     from kvstore.client import AsyncClient
@@ -46,52 +48,52 @@ class FencingToken(int):
         return token
 
 
-@dataclass(frozen=True, slots=True)
-class Contender:
-    key: bytes
-    value: bytes
-    create_revision: int
-
-
-def _prefix(name: bytes | str) -> bytes:
+def _key(name: bytes | str) -> bytes:
     raw = name.encode() if isinstance(name, str) else name
     if not raw:
         raise ValueError("a lock or election needs a name")
-    return raw + b"/"
+    return raw
 
 
-async def contenders(client: AsyncClient, prefix: bytes) -> list[Contender]:
-    """Every key under ``prefix``, oldest first."""
-    found: list[Contender] = []
-    start, end = prefix, prefix_end(prefix)
+async def _enter(client: AsyncClient, key: bytes, lease: Lease, value: bytes) -> FencingToken:
+    """Create ``key`` under ``lease``, waiting for each holder before us to let it go."""
     while True:
-        items, more = await client.scan(start, end, 1000)
-        found += [Contender(i.key, i.value, i.create_revision) for i in items]
-        if not more or not items:
-            break
-        start = items[-1].key + b"\x00"
-    return sorted(found, key=lambda c: c.create_revision)
+        result = await (
+            client.txn()
+            .if_create_revision(key, "=", 0)
+            .then_put(key, value, lease=lease.id)
+            .else_get(key)
+            .commit()
+        )
+        if result.succeeded:
+            return FencingToken(result.revision, key, lease.id)
+        await _deleted(client, key, after=result.revision, lease=lease)
 
 
-async def _enter(client: AsyncClient, prefix: bytes, lease: Lease, value: bytes) -> FencingToken:
-    """Write our key and wait until every key created before it is gone."""
-    key = prefix + f"{lease.id:016x}".encode()
-    put = await client.put(key, value, lease=lease.id)
-    mine = put.header.revision
-    before = {c.key for c in await contenders(client, prefix) if c.create_revision < mine}
-    if before:
-        events = client.watch(prefix, start=mine + 1)
-        try:
-            async for event in events:
-                if event.type == "DELETE":
-                    before.discard(event.key)
-                if not before:
-                    break
-                if lease.lost.is_set():
-                    raise LockLostError(f"lease {lease.id} ended while waiting for {prefix!r}")
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-    return FencingToken(mine, key, lease.id)
+async def _deleted(client: AsyncClient, key: bytes, *, after: int, lease: Lease) -> None:
+    """Returns once ``key`` is deleted at a revision after ``after`` (the watch starts
+    there, so a delete between our read and the watch is not missed)."""
+    events = client.watch(key, end=key + b"\x00", start=after + 1)
+    lost = asyncio.ensure_future(lease.lost.wait())
+    try:
+        while True:
+            event = asyncio.ensure_future(events.__anext__())
+            await asyncio.wait((event, lost), return_when=asyncio.FIRST_COMPLETED)
+            if not event.done():
+                event.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await event
+                raise LockLostError(f"lease {lease.id} ended while waiting for {key!r}")
+            if event.result().type == "DELETE":
+                return
+    finally:
+        lost.cancel()
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _let_go(client: AsyncClient, token: FencingToken) -> None:
+    """Delete the key if it is still ours (the lease's end would too, a bit later)."""
+    await client.txn().if_create_revision(token.key, "=", token).then_delete(token.key).commit()
 
 
 class LockLostError(Exception):
@@ -104,15 +106,15 @@ async def lock(
 ) -> AsyncIterator[FencingToken]:
     """``async with client.lock(name) as token``: held inside the block (a lease of
     ``ttl_s`` keeps it while this process lives); released on exit."""
-    prefix = _prefix(name)
+    key = _key(name)
     async with client.lease(ttl_s) as lease:
-        token = await _enter(client, prefix, lease, b"")
+        token = await _enter(client, key, lease, b"")
         token.lost = lease.lost
         try:
             yield token
         finally:
             with contextlib.suppress(Exception):
-                await client.delete(token.key)  # the lease's revoke would too, a bit later
+                await _let_go(client, token)
 
 
 class Election:
@@ -120,7 +122,7 @@ class Election:
 
     def __init__(self, client: AsyncClient, name: bytes | str, *, ttl_s: float = DEFAULT_TTL_S):
         self._client = client
-        self._prefix = _prefix(name)
+        self._key = _key(name)
         self._ttl_s = ttl_s
         self._lease_cm: contextlib.AbstractAsyncContextManager[Lease] | None = None
         self.token: FencingToken | None = None  # ours, while we lead
@@ -137,7 +139,7 @@ class Election:
         self._lease_cm = self._client.lease(self._ttl_s)
         lease = self._lease = await self._lease_cm.__aenter__()
         try:
-            self.token = await _enter(self._client, self._prefix, lease, value)
+            self.token = await _enter(self._client, self._key, lease, value)
         except BaseException:
             await self.resign()
             raise
@@ -148,36 +150,24 @@ class Election:
         token, self.token = self.token, None
         if token is not None:
             with contextlib.suppress(Exception):
-                await self._client.delete(token.key)
+                await _let_go(self._client, token)
         lease_cm, self._lease_cm = self._lease_cm, None
         if lease_cm is not None:
             await lease_cm.__aexit__(None, None, None)
 
     async def leader(self) -> bytes | None:
         """The current leader's proposal (None: nobody leads)."""
-        found = await contenders(self._client, self._prefix)
-        return found[0].value if found else None
+        kv = await self._client.get(self._key)
+        return kv.value if kv is not None else None
 
     async def observe(self) -> AsyncIterator[bytes | None]:
         """The leader's proposal now, then each time the leader changes (None: nobody)."""
-        client, prefix = self._client, self._prefix
-        # The shard's revision before the listing: every change after it is watched (one
-        # the listing already shows is applied again, which changes nothing).
-        before = (await client.get_response(prefix)).header.revision
-        found = await contenders(client, prefix)
-        alive = {c.key: c for c in found}
-        last = found[0].value if found else None
+        client, key = self._client, self._key
+        response = await client.get_response(key)
+        last = response.kv.value if response.found else None
         yield last
-        async for event in client.watch(prefix, start=before + 1):
-            if event.type == "DELETE":
-                alive.pop(event.key, None)
-            elif event.key not in alive:
-                alive[event.key] = Contender(event.key, event.value, event.create_revision)
-            else:
-                old = alive[event.key]
-                alive[event.key] = Contender(event.key, event.value, old.create_revision)
-            first = min(alive.values(), key=lambda c: c.create_revision, default=None)
-            now = first.value if first is not None else None
+        async for event in client.watch(key, end=key + b"\x00", start=response.header.revision + 1):
+            now = event.value if event.type == "PUT" else None
             if now != last:
                 last = now
                 yield now

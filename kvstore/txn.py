@@ -128,8 +128,9 @@ class Txn(Generic[R]):
 
     # ------------------------------------------------------------------ ops
 
-    def then_put(self, key: bytes | str, value: bytes | str) -> Txn[R]:
-        self._request.success.append(_put(key, value))
+    def then_put(self, key: bytes | str, value: bytes | str, *, lease: int = 0) -> Txn[R]:
+        """``lease``: attach the key to this lease, as ``put(..., lease=)`` does."""
+        self._request.success.append(_put(key, value, lease))
         return self
 
     def then_delete(self, key: bytes | str) -> Txn[R]:
@@ -140,8 +141,9 @@ class Txn(Generic[R]):
         self._request.success.append(_get(key))
         return self
 
-    def else_put(self, key: bytes | str, value: bytes | str) -> Txn[R]:
-        self._request.failure.append(_put(key, value))
+    def else_put(self, key: bytes | str, value: bytes | str, *, lease: int = 0) -> Txn[R]:
+        """``lease``: attach the key to this lease, as ``put(..., lease=)`` does."""
+        self._request.failure.append(_put(key, value, lease))
         return self
 
     def else_delete(self, key: bytes | str) -> Txn[R]:
@@ -170,8 +172,10 @@ def _op(op: str) -> kv_pb2.Compare.Op:
     return _OPS[op]
 
 
-def _put(key: bytes | str, value: bytes | str) -> kv_pb2.RequestOp:
-    return kv_pb2.RequestOp(put=kv_pb2.PutRequest(key=_bytes(key), value=_bytes(value)))
+def _put(key: bytes | str, value: bytes | str, lease: int) -> kv_pb2.RequestOp:
+    return kv_pb2.RequestOp(
+        put=kv_pb2.PutRequest(key=_bytes(key), value=_bytes(value), lease=lease)
+    )
 
 
 def _delete(key: bytes | str) -> kv_pb2.RequestOp:

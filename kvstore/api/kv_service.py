@@ -315,6 +315,9 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"a transaction's values together are over {self._limits.value_bytes_max} bytes",
             )
+        if not is_forwarded(context):
+            for lease_id in {op.put.lease for op in (*request.success, *request.failure)} - {0}:
+                await self._check_lease(lease_id, context)
         command = Txn(
             _request_id(request.request_id),
             tuple(_compare(c) for c in request.compare),
@@ -1018,7 +1021,7 @@ def _compare(c: kv_pb2.Compare) -> Compare:
 def _op(op: kv_pb2.RequestOp) -> TxnOp:
     which = op.WhichOneof("request")
     if which == "put":
-        return TxnOp(OpKind.PUT, op.put.key, op.put.value)
+        return TxnOp(OpKind.PUT, op.put.key, op.put.value, op.put.lease)
     if which == "delete":
         return TxnOp(OpKind.DELETE, op.delete.key)
     return TxnOp(OpKind.GET, op.get.key)

@@ -69,6 +69,7 @@ class TxnOp:
     kind: OpKind
     key: bytes
     value: bytes = b""
+    lease: int = 0  # a PUT's: attach the key to this lease, as ``Put.lease``
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +487,7 @@ def oversized(cmd: Command) -> str | None:
     _DETACH_LEASE,
     _LEASE_TABLE,
 ) = range(1, 17)
+_OP_LEASED = 0x80  # in a Txn op's kind: a lease id follows the op
 LEASES_ENDED_MAX = 1 << 16
 RECORD_RANGES_MAX = 1 << 20
 _KIND_AT = 5  # the kind's offset in a framed command (after version and checksum)
@@ -519,9 +521,13 @@ def encode_command(cmd: Command) -> bytes:
             for ops in (cmd.success, cmd.failure):
                 w.u64(len(ops))
                 for op in ops:
-                    w.u8(op.kind)
+                    # A leased put's kind carries a flag and its lease follows: a Txn without
+                    # one encodes as before leases, so logs written then still decode.
+                    w.u8(op.kind | _OP_LEASED if op.lease else op.kind)
                     w.blob(op.key)
                     w.blob(op.value)
+                    if op.lease:
+                        w.u64(op.lease)
         case SetPlacement():
             w.u8(_PLACEMENT)
             _request(w, cmd.request)
@@ -635,6 +641,16 @@ def decode_command(frame: bytes) -> Command:
     return cmd
 
 
+def leases_named(cmd: Command) -> list[int]:
+    """The leases a write attaches keys to (a Put's, each leased put of a Txn's)."""
+    match cmd:
+        case Put() if cmd.lease:
+            return [cmd.lease]
+        case Txn():
+            return [op.lease for op in (*cmd.success, *cmd.failure) if op.lease]
+    return []
+
+
 def keys_of(cmd: Command) -> list[bytes]:
     """The keys a command reads or writes (all must be in the shard that applies it)."""
     match cmd:
@@ -668,9 +684,18 @@ def _request(w: Writer, request: RequestId) -> None:
 
 
 def _ops(r: Reader) -> tuple[TxnOp, ...]:
-    return tuple(
-        TxnOp(_enum(OpKind, r.u8()), r.blob(), r.blob()) for _ in range(r.count(TXN_OPS_MAX))
-    )
+    return tuple(_op(r) for _ in range(r.count(TXN_OPS_MAX)))
+
+
+def _op(r: Reader) -> TxnOp:
+    raw = r.u8()
+    kind = _enum(OpKind, raw & ~_OP_LEASED)
+    key, value = r.blob(), r.blob()
+    if not raw & _OP_LEASED:
+        return TxnOp(kind, key, value)
+    if kind is not OpKind.PUT:
+        raise CodecError(f"a {kind.name} op with a lease")
+    return TxnOp(kind, key, value, r.u64())
 
 
 def _enum(kind: type[E], raw: int) -> E:

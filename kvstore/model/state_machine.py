@@ -101,6 +101,7 @@ from kvstore.model.commands import (
     decode_result,
     encode_result,
     keys_of,
+    leases_named,
     oversized,
 )
 from kvstore.model.engine import Engine, Record
@@ -294,9 +295,10 @@ class KvStateMachine:
                 # Outside the session table: detaching twice deletes nothing more.
                 out.append((cmd.request, self._detach_lease(cmd.lease_id)))
                 continue
-            if isinstance(cmd, Put) and cmd.lease and leases.is_dead(engine, cmd.lease):
+            dead = next((x for x in leases_named(cmd) if leases.is_dead(engine, x)), None)
+            if dead is not None:
                 # Outside the session table: a retry finds the lease as dead.
-                out.append((cmd.request, LeaseGone(cmd.lease)))
+                out.append((cmd.request, LeaseGone(dead)))
                 continue
             out.append((cmd.request, self._apply_session(slot, cmd)))
         self.applied_slot = slot
@@ -613,7 +615,7 @@ class KvStateMachine:
             if op.kind is OpKind.GET:
                 results.append(GetResult(_kv(op.key, self._engine.get(op.key))))
             elif op.kind is OpKind.PUT:
-                results.append(self._put(op.key, op.value, revision))
+                results.append(self._put(op.key, op.value, revision, op.lease))
                 changed = True
             else:
                 deleted = self._delete(op.key, revision)

@@ -18,6 +18,7 @@ phase (``lease-never-ends``); then its key is gone from every node of the healed
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cluster import META_RANGE_ID
@@ -44,7 +45,7 @@ PUT_TRIES_MAX = 200
 
 
 @dataclass
-class _Lease:
+class SimLease:
     lease_id: int
     ttl_ms: int
     keep_until_us: int  # keep-alives stop being sent after this
@@ -64,8 +65,9 @@ class SimLeaser:
         self._world = world
         self._rng = rng
         self._window = window
-        self._leases: dict[int, _Lease] = {}
+        self._leases: dict[int, SimLease] = {}
         world.on_meta_applied = self._meta_applied
+        self.on_granted: Callable[[SimLease], None] | None = None  # the lock client's cue
 
     @property
     def ended(self) -> int:
@@ -75,13 +77,13 @@ class SimLeaser:
         for i in range(LEASES):
             at = self._rng.randrange(*self._window)
             ttl = self._rng.randrange(*TTL_MS)
-            lease = _Lease(FIRST_ID + i, ttl, at + self._rng.randrange(0, 4 * ttl * 1000))
+            lease = SimLease(FIRST_ID + i, ttl, at + self._rng.randrange(0, 4 * ttl * 1000))
             self._leases[lease.lease_id] = lease
             self._world.schedule(at, self._grant, lease)
 
     # ------------------------------------------------------------------ the client
 
-    def _grant(self, lease: _Lease) -> None:
+    def _grant(self, lease: SimLease) -> None:
         world = self._world
         v = world.leader(META_RANGE_ID)
         if v is None or lease.granted:
@@ -96,7 +98,7 @@ class SimLeaser:
             world.answer_to.pop(token, None)
             world.schedule(world.now_us + RETRY_US, self._grant, lease)
 
-    def _granted(self, lease: _Lease, sent: int, answer: object) -> None:
+    def _granted(self, lease: SimLease, sent: int, answer: object) -> None:
         world = self._world
         if isinstance(answer, LeaseGranted) or (
             isinstance(answer, Invalid) and "exists" in answer.reason
@@ -106,10 +108,12 @@ class SimLeaser:
                 lease.valid_from_us = sent
                 self._next_keep_alive(lease)
                 self._put_key(lease, tries=1)
+                if self.on_granted is not None:
+                    self.on_granted(lease)
             return
         world.schedule(world.now_us + RETRY_US, self._grant, lease)  # dropped: again
 
-    def _put_key(self, lease: _Lease, tries: int) -> None:
+    def _put_key(self, lease: SimLease, tries: int) -> None:
         """Attach a key to the lease (retried, as a client does, with the same request id
         until answered: once the lease ended in its range, ``LeaseGone``)."""
         world = self._world
@@ -128,18 +132,18 @@ class SimLeaser:
             world.answer_to.pop(token, None)
             world.schedule(world.now_us + RETRY_US, self._put_key, lease, tries + 1)
 
-    def _put_answered(self, lease: _Lease, tries: int, answer: object) -> None:
+    def _put_answered(self, lease: SimLease, tries: int, answer: object) -> None:
         if isinstance(answer, PutResult):
             lease.key_written = True
         elif not isinstance(answer, LeaseGone):
             self._world.schedule(self._world.now_us + RETRY_US, self._put_key, lease, tries + 1)
 
-    def _next_keep_alive(self, lease: _Lease) -> None:
+    def _next_keep_alive(self, lease: SimLease) -> None:
         at = self._world.now_us + lease.ttl_ms * 1000 // 3
         if at <= lease.keep_until_us and lease.ended_at_us is None:
             self._world.schedule(at, self._keep_alive, lease)
 
-    def _keep_alive(self, lease: _Lease) -> None:
+    def _keep_alive(self, lease: SimLease) -> None:
         world = self._world
         v = world.leader(META_RANGE_ID)
         if v is None:
@@ -148,7 +152,7 @@ class SimLeaser:
         sent = world.now_us
         world.schedule(sent + ONE_WAY_US, self._arrives, lease, v, sent)
 
-    def _arrives(self, lease: _Lease, v: NodeId, sent: int) -> None:
+    def _arrives(self, lease: SimLease, v: NodeId, sent: int) -> None:
         world = self._world
         sim = world.nodes[v]
         if sim.node is None or not sim.running or sim.paused:
@@ -158,7 +162,7 @@ class SimLeaser:
         world.drain(v)  # a keep-alive may wake the meta group
         world.schedule(world.now_us + ONE_WAY_US, self._answered, lease, sent, answer)
 
-    def _answered(self, lease: _Lease, sent: int, answer: int | NotLeaseholder | None) -> None:
+    def _answered(self, lease: SimLease, sent: int, answer: int | NotLeaseholder | None) -> None:
         if isinstance(answer, NotLeaseholder):
             self._world.schedule(self._world.now_us + RETRY_US, self._keep_alive, lease)
             return

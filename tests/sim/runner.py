@@ -18,6 +18,7 @@ from kvstore.model.node import Node
 from paxos import NodeId
 from tests.sim.detacher import SimDetacher
 from tests.sim.leaser import SimLeaser
+from tests.sim.locker import SimLocker
 from tests.sim.merger import Merger
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
@@ -156,6 +157,7 @@ def run_seed(
     )
     watcher = SimWatcher(world, sub_rng(seed, "watcher"), skips_after_reconnect=watcher_skips)
     leaser = SimLeaser(world, sub_rng(seed, "leases"), window)
+    locker = SimLocker(world, sub_rng(seed, "locks"), leaser)
     SimDetacher(world)
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
@@ -201,6 +203,7 @@ def run_seed(
     if liveness_ticks is not None:
         watcher.finish(core)
         leaser.finish(core)
+    locker.finish()
     world.check_directory()
     return SeedResult(
         seed=seed,
@@ -220,6 +223,7 @@ def run_seed(
             "watch_moves": watcher.reconnects,
             "watch_spans": watcher.spans,
             "leases_ended": leaser.ended,
+            "lock_holds": len(locker.holds),
         },
     )
 

@@ -229,6 +229,8 @@ class World:
         # Told of ended leases a meta leader wants detached everywhere (``tests.sim.detacher``).
         self.on_leases_to_detach: Callable[[NodeId, list[int]], None] | None = None
         self.on_read: Callable[[SimNode, Token], None] | None = None
+        # Reads of other simulated clients than the workload, by token: told when served.
+        self.read_to: dict[Token, Callable[[SimNode], None]] = {}
         # Told of each group a node wants split (``Effects.splits_wanted``).
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
         # Told of each left range a node wants its right neighbour merged into.
@@ -559,7 +561,9 @@ class World:
             elif self.on_answer is not None:
                 self.on_answer(token, answer)
         for token in effects.reads:
-            if self.on_read is not None:
+            if token in self.read_to:
+                self.read_to.pop(token)(sim)
+            elif self.on_read is not None:
                 self.on_read(sim, token)
         for group in effects.splits_wanted:
             if self.on_split_wanted is not None:

@@ -94,15 +94,25 @@ def test_revoke_deletes_every_key_of_the_lease_before_it_answers(tmp_path: Path)
                 keys = [f"{c}-leased" for c in "abz"]
                 for key in keys:
                     await kv.put(key, "v", lease=lease.id)
+                txn = kv.txn().if_create_revision("m-leased", "=", 0)
+                assert (await txn.then_put("m-leased", "v", lease=lease.id).commit()).succeeded
+                keys.append("m-leased")
                 assert lease.id in await kv.leases.list()
                 ttl = await kv.leases.time_to_live(lease.id)
                 assert ttl.ttl_ms == 60_000 and 0 < ttl.remaining_ms <= 67_000
-            assert [await kv.get(key) for key in keys] == [None, None, None]
+            assert [await kv.get(key) for key in keys] == [None] * 4
             assert lease.id not in await kv.leases.list()
             # The lease ended: a put naming it is refused, everywhere.
             with pytest.raises(KvError) as refused:
                 await kv.put("a-late", "v", lease=lease.id)
             assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            with pytest.raises(KvError) as refused:
+                await kv.txn().then_put("m-late", "v", lease=lease.id).commit()
+            assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            with pytest.raises(KvError) as refused:
+                await kv.txn().then_put("m-late", "v", lease=424242).commit()
+            assert refused.value.code == grpc.StatusCode.NOT_FOUND
+            assert await kv.get("m-late") is None
             with pytest.raises(KvError) as refused:
                 await kv.leases.revoke(lease.id)
             assert refused.value.code == grpc.StatusCode.NOT_FOUND

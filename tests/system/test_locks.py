@@ -53,32 +53,37 @@ def test_two_cli_locks_never_overlap_and_tokens_increase(tmp_path: Path) -> None
         local.stop_all()
 
 
-def test_a_fenced_write_of_a_holder_that_lost_its_lease_is_refused(tmp_path: Path) -> None:
+def test_a_holder_whose_lease_ended_is_fenced_and_spares_the_next_s_key(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=20) as kv:
-            async with kv.lock("fence") as old:
-                # The old holder pauses; meanwhile its lease ends (revoked here, as an
-                # expiry would) and another client takes the lock.
-                await kv.leases.revoke(old.lease_id)
-                async with kv.lock("fence") as new:
-                    assert new > old
-                    refused = await (
-                        kv.txn()
-                        .if_create_revision(old.key, "=", old)
-                        .then_put("fence-data", "from the old holder")
-                        .commit()
-                    )
-                    assert not refused.succeeded
-                    taken = await (
-                        kv.txn()
-                        .if_create_revision(new.key, "=", new)
-                        .then_put("fence-data", "from the new holder")
-                        .commit()
-                    )
-                    assert taken.succeeded
+            held = kv.lock("fence")
+            old = await held.__aenter__()
+            # The old holder pauses; meanwhile its lease ends (revoked here, as an
+            # expiry would) and another client takes the lock.
+            await kv.leases.revoke(old.lease_id)
+            async with kv.lock("fence") as new:
+                assert new > old and new.key == old.key == b"fence"
+                # The old holder wakes and releases: the new holder's key stays.
+                await held.__aexit__(None, None, None)
+                kept = await kv.get(new.key)
+                assert kept is not None and kept.create_revision == new
+                refused = await (
+                    kv.txn()
+                    .if_create_revision(old.key, "=", old)
+                    .then_put("fence-data", "from the old holder")
+                    .commit()
+                )
+                assert not refused.succeeded
+                taken = await (
+                    kv.txn()
+                    .if_create_revision(new.key, "=", new)
+                    .then_put("fence-data", "from the new holder")
+                    .commit()
+                )
+                assert taken.succeeded
             got = await kv.get("fence-data")
             assert got is not None and got.value == b"from the new holder"
 

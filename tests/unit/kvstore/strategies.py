@@ -22,7 +22,10 @@ requests = st.builds(RequestId, st.integers(0, 3), st.integers(0, 5))
 compares = st.builds(
     Compare, keys, st.sampled_from(Target), st.sampled_from(CompareOp), values, st.integers(0, 6)
 )
-ops = st.builds(TxnOp, st.sampled_from(OpKind), keys, values)
+ops = st.one_of(
+    st.builds(TxnOp, st.sampled_from(OpKind), keys, values),
+    st.builds(TxnOp, st.just(OpKind.PUT), keys, values, st.integers(1, 2**63 - 1)),  # leased
+)
 commands = st.one_of(
     st.builds(Put, requests, keys, values),
     st.builds(Delete, requests, keys),

@@ -3,17 +3,23 @@ what a lease's end does to them, through splits, merges and snapshots."""
 
 from __future__ import annotations
 
+import pytest
+
 from cluster.ranges import RangeDescriptor, meta_descriptor
 from kvstore.model import (
+    Compare,
+    CompareOp,
     Delete,
     Invalid,
     KvStateMachine,
     MemoryEngine,
     Put,
     RequestId,
+    Target,
     encode_command,
 )
 from kvstore.model import snapshot as snapshots
+from kvstore.model.codec import CodecError
 from kvstore.model.commands import (
     Command,
     DetachLease,
@@ -26,7 +32,11 @@ from kvstore.model.commands import (
     LeaseRevoked,
     LeasesEnded,
     Merge,
+    OpKind,
     Split,
+    Txn,
+    TxnOp,
+    TxnResult,
     decode_command,
 )
 from kvstore.model.leases import attached, ending, live
@@ -59,6 +69,44 @@ def test_lease_commands_round_trip_and_a_put_without_a_lease_encodes_as_before()
     plain = encode_command(Put(NO, b"k", b"v"))
     assert decode_command(plain) == Put(NO, b"k", b"v", 0)
     assert len(plain) < len(encode_command(Put(NO, b"k", b"v", 1)))
+
+
+def test_a_txn_s_leased_put_round_trips_and_a_txn_without_one_encodes_as_before() -> None:
+    leased = Txn(NO, (), (TxnOp(OpKind.PUT, b"k", b"v", 9),), (TxnOp(OpKind.GET, b"k"),))
+    assert decode_command(encode_command(leased)) == leased
+    plain = Txn(NO, (), (TxnOp(OpKind.PUT, b"k", b"v"),), ())
+    raw = encode_command(plain)
+    assert decode_command(raw) == plain
+    assert len(raw) + 8 == len(encode_command(Txn(NO, (), (TxnOp(OpKind.PUT, b"k", b"v", 9),), ())))
+    # The lease flag on an op that is not a put: refused by the codec, not applied.
+    bad = bytearray(encode_command(Txn(NO, (), (TxnOp(OpKind.DELETE, b"k"),), ())))
+    at = bad.index(bytes([OpKind.DELETE]) + (1).to_bytes(4, "big"))
+    bad[at] |= 0x80
+    with pytest.raises(CodecError):
+        decode_command(bytes(bad))
+
+
+def test_a_txn_attaches_its_puts_to_their_lease_and_names_no_ended_lease() -> None:
+    s = Shard(MemoryEngine())
+    when_absent = Txn(
+        NO,
+        (Compare(b"lock", Target.CREATE_REVISION, CompareOp.EQUAL, number=0),),
+        (TxnOp(OpKind.PUT, b"lock", b"me", 5),),
+        (TxnOp(OpKind.GET, b"lock"),),
+    )
+    [took] = s.apply(when_absent)
+    assert isinstance(took, TxnResult) and took.succeeded
+    assert s.engine.get(b"lock").lease == 5  # type: ignore[union-attr]
+    assert sorted(attached(s.engine, 5)) == [b"lock"]
+    [held] = s.apply(when_absent)
+    assert isinstance(held, TxnResult) and not held.succeeded
+    s.apply(DetachLease(NO, 5))
+    assert s.engine.get(b"lock") is None
+    revision = s.machine.revision
+    # A Txn naming an ended lease in either branch changes nothing, whichever would run.
+    ended = Txn(NO, (), (TxnOp(OpKind.PUT, b"other", b"v"),), (TxnOp(OpKind.PUT, b"x", b"v", 5),))
+    assert s.apply(ended) == [LeaseGone(5)]
+    assert s.engine.get(b"other") is None and s.machine.revision == revision
 
 
 def test_the_meta_range_keeps_the_table_and_leases_end_as_ending_until_detached() -> None:
