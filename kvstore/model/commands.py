@@ -220,8 +220,46 @@ class DetachLease:
     lease_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One record of an event stream: what a producer sends (its key picks the partition
+    when it names none; headers are free-form pairs)."""
+
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append ``records`` to the partition whose row is ``row`` (``cluster.stream_keys``),
+    at the next offsets, in order, at one revision. ``request`` is the producer's id and
+    sequence: a retried batch appends once. ``appended_ms``: the proposer's clock, each
+    record's timestamp (what retention by age reads)."""
+
+    request: RequestId
+    row: bytes
+    records: tuple[StreamRecord, ...]
+    appended_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """Delete the partition's records below ``before`` (retention); ``TRIM_ALL`` deletes
+    them all and its head too (its topic was deleted: a new one starts at offset 0)."""
+
+    request: RequestId
+    row: bytes
+    before: int
+
+
+TRIM_ALL = (1 << 64) - 1
+
+
 Command: TypeAlias = (
-    Put
+    Append
+    | Trim
+    | Put
     | Delete
     | Txn
     | SetPlacement
@@ -385,8 +423,24 @@ class HistoryCompacted:
     more: bool = False  # versions no read needs are left to remove (propose Compact again)
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    first_offset: int  # the batch's first record's offset (the others follow densely)
+    count: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    first_offset: int  # the partition's first retained offset now
+    deleted: int
+    revision: int
+
+
 ApplyResult: TypeAlias = (
-    PutResult
+    Appended
+    | Trimmed
+    | PutResult
     | DeleteResult
     | TxnResult
     | PlacementSet
@@ -458,6 +512,11 @@ def oversized(cmd: Command) -> str | None:
             return None
         case Split():
             keys, values = [cmd.at], []
+        case Append():
+            keys = [cmd.row, *(r.key for r in cmd.records)]
+            values = [b for r in cmd.records for b in (r.value, *(x for h in r.headers for x in h))]
+        case Trim():
+            keys, values = [cmd.row], []
     longest = max((len(k) for k in keys), default=0)
     if longest > KEY_BYTES_HARD_MAX:
         return f"a key of {longest} bytes is over the {KEY_BYTES_HARD_MAX} the store executes"
@@ -486,7 +545,11 @@ def oversized(cmd: Command) -> str | None:
     _LEASES_ENDED,
     _DETACH_LEASE,
     _LEASE_TABLE,
-) = range(1, 17)
+    _APPEND,
+    _TRIM,
+) = range(1, 19)
+APPEND_RECORDS_MAX = 1 << 16  # records in one Append (the produce limit is far below)
+STREAM_HEADERS_MAX = 1 << 10  # headers of one record
 _OP_LEASED = 0x80  # in a Txn op's kind: a lease id follows the op
 LEASES_ENDED_MAX = 1 << 16
 RECORD_RANGES_MAX = 1 << 20
@@ -581,7 +644,35 @@ def encode_command(cmd: Command) -> bytes:
         case LeaseTable():
             w.u8(_LEASE_TABLE)
             _request(w, cmd.request)
+        case Append():
+            w.u8(_APPEND)
+            _request(w, cmd.request)
+            w.blob(cmd.row)
+            w.u64(cmd.appended_ms)
+            w.u64(len(cmd.records))
+            for record in cmd.records:
+                write_stream_record(w, record)
+        case Trim():
+            w.u8(_TRIM)
+            _request(w, cmd.request)
+            w.blob(cmd.row)
+            w.u64(cmd.before)
     return w.framed()
+
+
+def write_stream_record(w: Writer, record: StreamRecord) -> None:
+    w.blob(record.key)
+    w.blob(record.value)
+    w.u64(len(record.headers))
+    for name, value in record.headers:
+        w.blob(name)
+        w.blob(value)
+
+
+def read_stream_record(r: Reader) -> StreamRecord:
+    key, value = r.blob(), r.blob()
+    headers = tuple((r.blob(), r.blob()) for _ in range(r.count(STREAM_HEADERS_MAX)))
+    return StreamRecord(key, value, headers)
 
 
 def decode_command(frame: bytes) -> Command:
@@ -635,6 +726,12 @@ def decode_command(frame: bytes) -> Command:
         cmd = DetachLease(request, r.u64())
     elif kind == _LEASE_TABLE:
         cmd = LeaseTable(request)
+    elif kind == _APPEND:
+        row, appended_ms = r.blob(), r.u64()
+        records = tuple(read_stream_record(r) for _ in range(r.count(APPEND_RECORDS_MAX)))
+        cmd = Append(request, row, records, appended_ms)
+    elif kind == _TRIM:
+        cmd = Trim(request, r.blob(), r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -660,6 +757,8 @@ def keys_of(cmd: Command) -> list[bytes]:
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
         case Split():
             return []
+        case Append() | Trim():
+            return [cmd.row]  # the whole row: no split cuts one (``cluster.stream_keys``)
         case _ if isinstance(cmd, KEYLESS):
             return []
 
@@ -708,8 +807,8 @@ def _enum(kind: type[E], raw: int) -> E:
 # ---------------------------------------------------------------------- results <-> bytes
 # Results are kept in the replicated session table, so a retry gets the very same answer.
 
-_R_PUT, _R_DELETE, _R_TXN, _R_GET = 1, 2, 3, 4
-CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult
+_R_PUT, _R_DELETE, _R_TXN, _R_GET, _R_APPENDED = 1, 2, 3, 4, 5
+CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult | Appended
 
 
 def encode_result(result: CachedResult) -> bytes:
@@ -727,8 +826,13 @@ def decode_result(frame: bytes) -> CachedResult:
     return result
 
 
-def _result(w: Writer, result: PutResult | DeleteResult | TxnResult | GetResult) -> None:
+def _result(w: Writer, result: CachedResult | GetResult) -> None:
     match result:
+        case Appended():
+            w.u8(_R_APPENDED)
+            w.u64(result.first_offset)
+            w.u64(result.count)
+            w.u64(result.revision)
         case PutResult():
             w.u8(_R_PUT)
             w.u64(result.revision)
@@ -749,8 +853,10 @@ def _result(w: Writer, result: PutResult | DeleteResult | TxnResult | GetResult)
             _kv(w, result.kv)
 
 
-def _read_result(r: Reader) -> PutResult | DeleteResult | TxnResult | GetResult:
+def _read_result(r: Reader) -> CachedResult | GetResult:
     tag = r.u8()
+    if tag == _R_APPENDED:
+        return Appended(r.u64(), r.u64(), r.u64())
     if tag == _R_PUT:
         return PutResult(r.u64(), _read_kv(r))
     if tag == _R_DELETE:
@@ -760,7 +866,7 @@ def _read_result(r: Reader) -> PutResult | DeleteResult | TxnResult | GetResult:
         subs = []
         for _ in range(r.count(TXN_OPS_MAX)):
             sub = _read_result(r)
-            if isinstance(sub, TxnResult):
+            if isinstance(sub, TxnResult | Appended):
                 raise CodecError("nested transaction result")
             subs.append(sub)
         return TxnResult(revision, succeeded, tuple(subs))

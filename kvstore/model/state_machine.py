@@ -49,10 +49,14 @@ from dataclasses import replace
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
-from kvstore.model import history, leases
+from cluster.stream_keys import record_key, row_of, split_safe
+from kvstore.model import history, leases, streams
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
+    TRIM_ALL,
     AllocateRangeId,
+    Append,
+    Appended,
     ApplyResult,
     CachedResult,
     Command,
@@ -95,6 +99,8 @@ from kvstore.model.commands import (
     SplitDone,
     StaleRequest,
     Target,
+    Trim,
+    Trimmed,
     Txn,
     TxnResult,
     decode_command,
@@ -295,6 +301,10 @@ class KvStateMachine:
                 # Outside the session table: detaching twice deletes nothing more.
                 out.append((cmd.request, self._detach_lease(cmd.lease_id)))
                 continue
+            if isinstance(cmd, Trim):
+                # Outside the session table: trimming again deletes nothing more.
+                out.append((cmd.request, self._trim(cmd)))
+                continue
             dead = next((x for x in leases_named(cmd) if leases.is_dead(engine, x)), None)
             if dead is not None:
                 # Outside the session table: a retry finds the lease as dead.
@@ -318,6 +328,8 @@ class KvStateMachine:
         descriptor = self.descriptor
         if descriptor is None or not descriptor.can_split_at(cmd.at):
             return Invalid(f"split point {cmd.at!r} is not inside the shard")
+        if not split_safe(cmd.at):
+            return Invalid(f"split point {cmd.at!r} is inside a stream's row, which never splits")
         if cmd.new_range_id in (0, descriptor.range_id):
             return Invalid(f"{cmd.new_range_id} cannot name a new shard")
         left, right = descriptor.split(cmd.at, cmd.new_range_id)
@@ -509,7 +521,7 @@ class KvStateMachine:
         raw = self._engine.meta_get(META_LEADER_DC)
         return raw.decode() if raw is not None else None
 
-    def _apply_session(self, slot: int, cmd: Put | Delete | Txn) -> ApplyResult:
+    def _apply_session(self, slot: int, cmd: Put | Delete | Txn | Append) -> ApplyResult:
         request = cmd.request
         if request.client_id == 0:
             return self._execute(cmd)
@@ -540,8 +552,10 @@ class KvStateMachine:
             del sessions[evicted]
             self._engine.meta_delete(_session_key(evicted))
 
-    def _execute(self, cmd: Put | Delete | Txn) -> CachedResult:
+    def _execute(self, cmd: Put | Delete | Txn | Append) -> CachedResult:
         match cmd:
+            case Append():
+                return self._append(cmd)
             case Put():
                 self.revision += 1
                 return self._put(cmd.key, cmd.value, self.revision, cmd.lease)
@@ -587,6 +601,50 @@ class KvStateMachine:
         self.keys -= 1
         self.size_bytes -= len(key) + len(prev.value)
         return DeleteResult(revision, _kv(key, prev))
+
+    def _append(self, cmd: Append) -> Appended:
+        """The records at the partition's next offsets and its head moved past them, all
+        at one revision."""
+        head = streams.decode_head(self._record_value(cmd.row))
+        if not cmd.records:
+            return Appended(head.next, 0, self.revision)
+        revision = self.revision + 1
+        size = 0
+        for i, record in enumerate(cmd.records):
+            value = streams.encode_record(cmd.appended_ms, record)
+            self._put(record_key(cmd.row, head.next + i), value, revision)
+            size += len(value)
+        moved = streams.Head(head.first, head.next + len(cmd.records), head.retained_bytes + size)
+        self._put(cmd.row, streams.encode_head(moved), revision)
+        self.revision = revision
+        return Appended(head.next, len(cmd.records), revision)
+
+    def _trim(self, cmd: Trim) -> Trimmed:
+        """The partition's records below ``cmd.before`` deleted at one revision (and, for
+        ``TRIM_ALL``, its head)."""
+        raw = self._record_value(cmd.row)
+        if raw is None:
+            return Trimmed(0, 0, self.revision)
+        head = streams.decode_head(raw)
+        until = min(cmd.before, head.next)
+        if until <= head.first and cmd.before != TRIM_ALL:
+            return Trimmed(head.first, 0, self.revision)
+        revision = self.revision + 1
+        gone = self._engine.scan(record_key(cmd.row, head.first), record_key(cmd.row, until), 0)
+        for key, _ in gone:
+            self._delete(key, revision)
+        if cmd.before == TRIM_ALL:
+            self._delete(cmd.row, revision)
+        else:
+            freed = sum(len(record.value) for _, record in gone)
+            kept = streams.Head(until, head.next, head.retained_bytes - freed)
+            self._put(cmd.row, streams.encode_head(kept), revision)
+        self.revision = revision
+        return Trimmed(until, len(gone), revision)
+
+    def _record_value(self, key: bytes) -> bytes | None:
+        record = self._engine.get(key)
+        return record.value if record is not None else None
 
     def _detach_lease(self, lease_id: int) -> LeaseDetached:
         """The lease ended: delete the keys it holds here at one revision (as a Txn of
@@ -706,20 +764,24 @@ class KvStateMachine:
     def halving_key(self) -> bytes | None:
         """The first key by which the shard's keys and values reach half their bytes: the
         default split point (None: fewer than two keys, nothing to halve). It is never the
-        shard's first key, so both halves keep at least one key."""
+        shard's first key, so both halves keep at least one key, and never inside a stream's
+        row (``cluster.stream_keys``): at the row's start instead."""
         if self.keys < 2:
             return None
         half = self.size_bytes // 2
         seen = 0
         later: bytes | None = None  # the latest key after the first
+        first = b""  # the first key's row (or the first key)
         start, end = (self.descriptor.start, self.descriptor.end) if self.descriptor else (b"", b"")
         while True:
             rows = self._engine.scan(start, end, _SCAN_PAGE_KEYS)
             for key, record in rows:
-                if seen:
-                    later = key
+                at = row_of(key) or key  # never inside a row: at its start
+                if seen and at > first:
+                    later = at
                     if seen >= half:
-                        return key
+                        return at
+                first = first if seen else (row_of(key) or key)
                 seen += len(key) + len(record.value)
             if len(rows) < _SCAN_PAGE_KEYS:
                 return later  # the last key: the first one holds over half the bytes

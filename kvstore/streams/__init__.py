@@ -1,0 +1,2 @@
+"""Event streams on the store, client side: the balancing rule of event processors
+(``balance``)."""
