@@ -28,11 +28,20 @@ from kvstore.api.admin_service import AdminService
 from kvstore.api.kv_service import KvService
 from kvstore.api.lease_service import LeaseService
 from kvstore.api.malformed import RejectMalformedRequests
+from kvstore.api.streams_service import StreamsService
 from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
 from kvstore.runtime.node import NodeRuntime
 from kvstore.storage import NodeStore
-from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc, peer_pb2_grpc
+from kvstore.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+    peer_pb2_grpc,
+    streams_pb2,
+    streams_pb2_grpc,
+)
 from paxos import Message
 
 KV_SERVICE = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name  # "kvstore.v1.KV"
@@ -41,6 +50,7 @@ REFLECTED_SERVICES = (
     KV_SERVICE,
     kv_pb2.DESCRIPTOR.services_by_name["Lease"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    streams_pb2.DESCRIPTOR.services_by_name["Streams"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
 )
@@ -121,6 +131,8 @@ class NodeServer:
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
         kv_pb2_grpc.add_LeaseServicer_to_server(self._leases, self._server)
         self._kv.lease_known = self._leases.known
+        self._streams = StreamsService(self._kv, self._admin.split_at)
+        streams_pb2_grpc.add_StreamsServicer_to_server(self._streams, self._server)
         self.runtime.on_leases_to_detach = self._admin.leases_to_detach
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted

@@ -456,6 +456,19 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             lambda done: {"end": done.merged.end},
         )
 
+    async def split_at(self, shard_id: int, at: bytes) -> bool:
+        """Split ``shard_id`` at ``at`` as ``SplitRange`` does, as the node's own wish (a
+        new topic's partitions each in a shard): whether it split. A refusal is logged."""
+        context: Any = _InternalCall()
+        try:
+            await self.SplitRange(admin_pb2.SplitRangeRequest(shard_id=shard_id, at=at), context)
+        except _RefusedError as refused:
+            self._log.info(
+                "split_refused", shard=shard_id, code=refused.code.name, reason=refused.details
+            )
+            return False
+        return True
+
     def split_wanted(self, shard_id: int) -> None:
         """The node wants ``shard_id`` split (``[sharding]``; this node leads it): split it
         at the key that halves its bytes, as ``SplitRange`` does, in a task of its own."""

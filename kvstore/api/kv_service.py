@@ -36,6 +36,8 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
+from cluster.config import Limits
+from cluster.stream_keys import PARTITIONS, TOPICS
 from kvstore import range_changed
 from kvstore.api.statuses import history_refusal, shown_status, status_of_result
 from kvstore.api.watch_service import WatchStream
@@ -130,6 +132,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.PutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.PutResponse:
         await self._check_key(request.key, context)
+        await self._check_writable([request.key], context)
         if len(request.value) > self._limits.value_bytes_max:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"value over {self._limits.value_bytes_max} bytes"
@@ -137,7 +140,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         if request.lease and not is_forwarded(context):
             await self._check_lease(request.lease, context)
         command = Put(_request_id(request.request_id), request.key, request.value, request.lease)
-        shard, outcome = await self._write_keys(
+        shard, outcome = await self.write_keys(
             request,
             [request.key],
             command,
@@ -146,7 +149,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
         if isinstance(outcome, kv_pb2.PutResponse):
             return outcome
-        result = await self._expect(outcome, PutResult, context)
+        result = await self.expect(outcome, PutResult, context)
         response = kv_pb2.PutResponse(header=self._header(shard, result.revision))
         if request.prev_kv and result.prev is not None:
             response.prev_kv.CopyFrom(_kv(result.prev))
@@ -166,8 +169,9 @@ class KvService(kv_pb2_grpc.KVServicer):
         self, request: kv_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kv_pb2.DeleteResponse:
         await self._check_key(request.key, context)
+        await self._check_writable([request.key], context)
         command = Delete(_request_id(request.request_id), request.key)
-        shard, outcome = await self._write_keys(
+        shard, outcome = await self.write_keys(
             request,
             [request.key],
             command,
@@ -176,7 +180,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
         if isinstance(outcome, kv_pb2.DeleteResponse):
             return outcome
-        result = await self._expect(outcome, DeleteResult, context)
+        result = await self.expect(outcome, DeleteResult, context)
         response = kv_pb2.DeleteResponse(
             deleted=result.deleted, header=self._header(shard, result.revision)
         )
@@ -191,7 +195,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         routed = _routed_by(request)
         reroutes = _Reroutes()
         while await reroutes.again():
-            d = self._locate(request.key)
+            d = self.locate(request.key)
             shard = d.range_id
             if routed is not None:
                 await self._refuse_if_stale(routed, d, context)
@@ -298,6 +302,12 @@ class KvService(kv_pb2_grpc.KVServicer):
         ]
         for key in keys:
             await self._check_key(key, context)
+        writes = [
+            _op_key(op)
+            for op in (*request.success, *request.failure)
+            if op.WhichOneof("request") != "get"
+        ]
+        await self._check_writable(writes, context)
         if max(len(request.success), len(request.failure)) > TXN_OPS_MAX:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"a transaction has at most {TXN_OPS_MAX} ops"
@@ -324,7 +334,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             tuple(_op(op) for op in request.success),
             tuple(_op(op) for op in request.failure),
         )
-        shard, outcome = await self._write_keys(
+        shard, outcome = await self.write_keys(
             request,
             keys or [b""],
             command,
@@ -333,7 +343,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         )
         if isinstance(outcome, kv_pb2.TxnResponse):
             return outcome
-        result = await self._expect(outcome, TxnResult, context)
+        result = await self.expect(outcome, TxnResult, context)
         return kv_pb2.TxnResponse(
             succeeded=result.succeeded,
             responses=[self._response_op(shard, r) for r in result.results],
@@ -434,7 +444,27 @@ class KvService(kv_pb2_grpc.KVServicer):
 
     # ------------------------------------------------------------------ routing
 
-    async def _write_keys(
+    # ------------------------------------------------------------------ for other services
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def leader_of(self, shard: int) -> int | None:
+        """The shard's leader as this node knows it (None: unknown)."""
+        return self._runtime.leader_hint(shard) if self._hosts(shard) else None
+
+    def dc_of(self, node: int) -> str:
+        return self._cluster.node(node).dc
+
+    def channel(self, node: int) -> grpc.aio.Channel:
+        channel = self._channels.get(node)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(self._addresses[node], options=CHANNEL_OPTIONS)
+            self._channels[node] = channel
+        return channel
+
+    async def write_keys(
         self,
         request: Any,
         keys: list[bytes],
@@ -448,7 +478,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         routed = _routed_by(request)
         reroutes = _Reroutes()
         while await reroutes.again():
-            ranges = {d.range_id: d for d in map(self._locate, keys)}
+            ranges = {d.range_id: d for d in map(self.locate, keys)}
             if len(ranges) > 1:
                 await context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -538,7 +568,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         attempt = 0
         while (left := deadline - loop.time()) > 0:
             attempt += 1
-            if attempt > 1 and self._locate(key).range_id != shard:
+            if attempt > 1 and self.locate(key).range_id != shard:
                 return _MOVED
             hosted = self._hosts(shard)
             # A follower of a known leader forwards at once: here it would only be refused.
@@ -707,7 +737,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             self._ranges.update(runtime.descriptors())
         return self._ranges
 
-    def _locate(self, key: bytes) -> RangeDescriptor:
+    def locate(self, key: bytes) -> RangeDescriptor:
         d = self._map().lookup(key)
         assert d is not None, key  # the first layout covers every key, and is never dropped
         return d
@@ -724,11 +754,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         return batcher.submit(kind, request, timeout)
 
     def _stub(self, node: int) -> kv_pb2_grpc.KVStub:
-        channel = self._channels.get(node)
-        if channel is None:
-            channel = grpc.aio.insecure_channel(self._addresses[node], options=CHANNEL_OPTIONS)
-            self._channels[node] = channel
-        return kv_pb2_grpc.KVStub(channel)
+        return kv_pb2_grpc.KVStub(self.channel(node))
 
     def _stale_read_here(
         self, shard: int, consistency: int, max_staleness_ms: int
@@ -792,6 +818,18 @@ class KvService(kv_pb2_grpc.KVServicer):
             get.kv.CopyFrom(_kv(result.kv))
         return kv_pb2.ResponseOp(get=get)
 
+    async def _check_writable(
+        self, keys: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Topic descriptions and partition logs are the Streams service's to write."""
+        for key in keys:
+            if key.startswith((TOPICS, PARTITIONS)):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{key!r}: keys under {TOPICS!r} and {PARTITIONS!r} are written only"
+                    " through the Streams service",
+                )
+
     async def _check_key(self, key: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "key must not be empty")
@@ -800,7 +838,7 @@ class KvService(kv_pb2_grpc.KVServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"key over {self._limits.key_bytes_max} bytes"
             )
 
-    async def _expect(
+    async def expect(
         self, result: Any, kind: type[R], context: grpc.aio.ServicerContext[Any, Any]
     ) -> R:
         refused = status_of_result(result)

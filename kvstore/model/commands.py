@@ -807,7 +807,7 @@ def _enum(kind: type[E], raw: int) -> E:
 # ---------------------------------------------------------------------- results <-> bytes
 # Results are kept in the replicated session table, so a retry gets the very same answer.
 
-_R_PUT, _R_DELETE, _R_TXN, _R_GET, _R_APPENDED = 1, 2, 3, 4, 5
+_R_PUT, _R_DELETE, _R_TXN, _R_GET, _R_APPENDED, _R_TRIMMED = 1, 2, 3, 4, 5, 6
 CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult | Appended
 
 
@@ -821,13 +821,34 @@ def decode_result(frame: bytes) -> CachedResult:
     r = Reader(frame)
     result = _read_result(r)
     r.done()
-    if isinstance(result, GetResult):
-        raise CodecError("a bare get is never cached")
+    if isinstance(result, GetResult | Trimmed):
+        raise CodecError(f"a {type(result).__name__} is never cached")
     return result
 
 
-def _result(w: Writer, result: CachedResult | GetResult) -> None:
+def encode_forwarded_result(result: CachedResult | Trimmed) -> bytes:
+    """A result a node sends back for a command it proposed for another node."""
+    w = Writer()
+    _result(w, result)
+    return w.framed()
+
+
+def decode_forwarded_result(frame: bytes) -> CachedResult | Trimmed:
+    r = Reader(frame)
+    result = _read_result(r)
+    r.done()
+    if isinstance(result, GetResult):
+        raise CodecError("a bare get is never forwarded")
+    return result
+
+
+def _result(w: Writer, result: CachedResult | GetResult | Trimmed) -> None:
     match result:
+        case Trimmed():
+            w.u8(_R_TRIMMED)
+            w.u64(result.first_offset)
+            w.u64(result.deleted)
+            w.u64(result.revision)
         case Appended():
             w.u8(_R_APPENDED)
             w.u64(result.first_offset)
@@ -853,8 +874,10 @@ def _result(w: Writer, result: CachedResult | GetResult) -> None:
             _kv(w, result.kv)
 
 
-def _read_result(r: Reader) -> CachedResult | GetResult:
+def _read_result(r: Reader) -> CachedResult | GetResult | Trimmed:
     tag = r.u8()
+    if tag == _R_TRIMMED:
+        return Trimmed(r.u64(), r.u64(), r.u64())
     if tag == _R_APPENDED:
         return Appended(r.u64(), r.u64(), r.u64())
     if tag == _R_PUT:
@@ -866,7 +889,7 @@ def _read_result(r: Reader) -> CachedResult | GetResult:
         subs = []
         for _ in range(r.count(TXN_OPS_MAX)):
             sub = _read_result(r)
-            if isinstance(sub, TxnResult | Appended):
+            if isinstance(sub, TxnResult | Appended | Trimmed):
                 raise CodecError("nested transaction result")
             subs.append(sub)
         return TxnResult(revision, succeeded, tuple(subs))

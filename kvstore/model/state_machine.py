@@ -301,6 +301,11 @@ class KvStateMachine:
                 # Outside the session table: detaching twice deletes nothing more.
                 out.append((cmd.request, self._detach_lease(cmd.lease_id)))
                 continue
+            if isinstance(cmd, Append) and cmd.records and engine.get(cmd.row) is None:
+                # Outside the session table: records for a partition never made (or whose
+                # topic was deleted) are refused, and a retry alike.
+                out.append((cmd.request, Invalid(f"no partition at {cmd.row!r}")))
+                continue
             if isinstance(cmd, Trim):
                 # Outside the session table: trimming again deletes nothing more.
                 out.append((cmd.request, self._trim(cmd)))
@@ -604,10 +609,16 @@ class KvStateMachine:
 
     def _append(self, cmd: Append) -> Appended:
         """The records at the partition's next offsets and its head moved past them, all
-        at one revision."""
-        head = streams.decode_head(self._record_value(cmd.row))
+        at one revision. Without records: the partition is made (its head), if it is not
+        there yet."""
+        raw = self._record_value(cmd.row)
+        head = streams.decode_head(raw)
         if not cmd.records:
-            return Appended(head.next, 0, self.revision)
+            if raw is not None:
+                return Appended(head.next, 0, self.revision)
+            self.revision += 1
+            self._put(cmd.row, streams.encode_head(head), self.revision)
+            return Appended(0, 0, self.revision)
         revision = self.revision + 1
         size = 0
         for i, record in enumerate(cmd.records):

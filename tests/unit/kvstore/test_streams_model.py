@@ -42,10 +42,12 @@ ROW = partition_row(b"orders", 3)
 
 
 class Shard:
-    def __init__(self) -> None:
+    def __init__(self, *, partition: bool = True) -> None:
         self.engine = MemoryEngine()
         self.machine = KvStateMachine(self.engine, initial=WHOLE)
         self.slot = 0
+        if partition:
+            self.apply(Append(NO, ROW, (), 0))  # the partition made, as a new topic's are
 
     def apply(self, *cmds: Command) -> list[object]:
         self.slot += 1
@@ -67,12 +69,12 @@ def batch(*values: bytes, request: RequestId = NO, at_ms: int = 1000) -> Append:
 def test_appends_get_dense_offsets_in_log_order_at_one_revision_each() -> None:
     s = Shard()
     first, second = s.apply(batch(b"a", b"b", b"c"), batch(b"d"))
-    assert first == Appended(0, 3, 1) and second == Appended(3, 1, 2)
+    assert first == Appended(0, 3, 2) and second == Appended(3, 1, 3)
     assert s.offsets() == [0, 1, 2, 3]
     assert s.head() == Head(0, 4, s.head().retained_bytes)
     stored = s.engine.get(record_key(ROW, 3))
     assert stored is not None and decode_record(stored.value) == (1000, StreamRecord(b"", b"d"))
-    assert s.apply(batch()) == [Appended(4, 0, 2)]  # nothing to append: nothing changes
+    assert s.apply(batch()) == [Appended(4, 0, 3)]  # made already: nothing changes
 
 
 def test_a_producer_s_retried_batch_appends_once() -> None:
@@ -80,7 +82,7 @@ def test_a_producer_s_retried_batch_appends_once() -> None:
     producer = RequestId(41, 7)
     [once] = s.apply(batch(b"x", b"y", request=producer))
     [again] = s.apply(batch(b"x", b"y", request=producer))  # the answer was lost: resent
-    assert once == again == Appended(0, 2, 1)
+    assert once == again == Appended(0, 2, 2)
     assert s.offsets() == [0, 1]
 
 
@@ -89,15 +91,18 @@ def test_trim_deletes_from_the_front_and_trim_all_resets_the_partition() -> None
     s.apply(batch(b"a", b"bb", b"ccc", b"dddd"))
     whole = s.head().retained_bytes
     [trimmed] = s.apply(Trim(NO, ROW, 2))
-    assert trimmed == Trimmed(2, 2, 2)
+    assert trimmed == Trimmed(2, 2, 3)
     assert s.offsets() == [2, 3] and s.head().first == 2 and s.head().next == 4
     assert 0 < s.head().retained_bytes < whole
-    assert s.apply(Trim(NO, ROW, 1)) == [Trimmed(2, 0, 2)]  # already gone: nothing changes
-    assert s.apply(Trim(NO, ROW, 99)) == [Trimmed(4, 2, 3)]  # never past the next offset
+    assert s.apply(Trim(NO, ROW, 1)) == [Trimmed(2, 0, 3)]  # already gone: nothing changes
+    assert s.apply(Trim(NO, ROW, 99)) == [Trimmed(4, 2, 4)]  # never past the next offset
     assert s.head() == Head(4, 4, 0)
     s.apply(Trim(NO, ROW, TRIM_ALL))
     assert s.engine.get(ROW) is None
-    assert s.apply(batch(b"new")) == [Appended(0, 1, 5)]  # a topic made again starts at 0
+    [refused] = s.apply(batch(b"late"))  # its topic was deleted: no partition to append to
+    assert isinstance(refused, Invalid) and s.offsets() == []
+    s.apply(Append(NO, ROW, (), 0))
+    assert s.apply(batch(b"new")) == [Appended(0, 1, 7)]  # a topic made again starts at 0
 
 
 def test_stream_commands_and_the_append_result_round_trip() -> None:
@@ -115,7 +120,7 @@ def test_no_split_inside_a_row_and_the_halving_key_stops_at_a_row_s_start() -> N
     s = Shard()
     other = partition_row(b"orders", 4)
     s.apply(batch(b"x" * 100, b"y" * 100, b"z" * 100))
-    s.apply(Append(NO, other, (StreamRecord(b"", b"w" * 10),), 1))
+    s.apply(Append(NO, other, (), 0), Append(NO, other, (StreamRecord(b"", b"w" * 10),), 1))
     [refused] = s.apply(Split(NO, record_key(ROW, 1), 2))
     assert isinstance(refused, Invalid) and "row" in refused.reason
     # Most bytes are in the first row: the halving point is the next row's start.
@@ -159,6 +164,6 @@ def test_names_are_kafka_s(name: bytes, valid: bool) -> None:
 
 
 def test_user_keys_are_unaffected() -> None:
-    s = Shard()
+    s = Shard(partition=False)
     s.apply(*(Put(NO, b"k%02d" % i, b"v" * 10) for i in range(10)))
     assert s.machine.halving_key() == b"k05"
