@@ -4,6 +4,7 @@
     kvstore serve --config cluster.toml --node 1 --data ./data/n1
     kvstore put KEY VALUE|-|--file PATH | get KEY [--stale] [--rev N] [--output-file PATH] | del KEY
     kvstore scan [--prefix P | --start A --end B] [--limit N]
+    kvstore topic create|list|describe|delete | produce TOPIC [VALUE] | consume TOPIC [--follow]
     kvstore config check FILE
 
 Endpoints come from ``--endpoints host:port,...`` or ``KVSTORE_ENDPOINTS``; ``-o json`` prints
@@ -308,6 +309,7 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         cli_args.add_output(cmd)
     _add_lease_commands(sub)
     _add_lock_commands(sub)
+    _add_stream_commands(sub)
 
 
 def _add_lock_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -338,6 +340,65 @@ def _add_lock_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
             "--ttl", type=ttl, default=10.0, help="seconds a dead holder keeps it (default 10)"
         )
         cmd.set_defaults(run=partial(_lock, name))
+        cli_args.add_endpoints(cmd)
+        cli_args.add_output(cmd)
+
+
+def _add_stream_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    topic = sub.add_parser("topic", help="event streams: topics of ordered partitions")
+    topic_sub = topic.add_subparsers(dest="topic_command", required=True, metavar="COMMAND")
+    create = topic_sub.add_parser("create", help="make a topic of N partitions")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--partitions", type=cli_args.int_within(1, 1024), required=True, metavar="N"
+    )
+    create.add_argument(
+        "--retention-hours",
+        type=cli_args.float_within(0, 1 << 20),
+        default=0.0,
+        metavar="H",
+        help="trim records older than this (default 0: keep them)",
+    )
+    create.add_argument(
+        "--retention-mb",
+        type=cli_args.int_within(0, 1 << 30),
+        default=0,
+        metavar="M",
+        help="per partition, trim the oldest past this size (default 0: no cap)",
+    )
+    listing = topic_sub.add_parser("list", help="every topic")
+    describe = topic_sub.add_parser(
+        "describe", help="each partition: shard, leader, DC, first and next offset, bytes"
+    )
+    delete = topic_sub.add_parser("delete", help="delete a topic and its records")
+    for cmd in (describe, delete):
+        cmd.add_argument("name", metavar="NAME")
+    partition = cli_args.int_within(0, 1023)
+    produce = sub.add_parser(
+        "produce", help="append a record to a topic (without VALUE: one per stdin line)"
+    )
+    produce.add_argument("topic", metavar="TOPIC")
+    produce.add_argument("value", nargs="?", metavar="VALUE")
+    produce.add_argument("--key", help="same key, same partition")
+    produce.add_argument("--partition", type=partition, metavar="P", help="this partition")
+    consume = sub.add_parser("consume", help="print a topic's records, one per line")
+    consume.add_argument("topic", metavar="TOPIC")
+    consume.add_argument(
+        "--partition", type=partition, metavar="P", help="this partition (default: every one)"
+    )
+    consume.add_argument(
+        "--offset", type=cli_args.int_within(0, (1 << 63) - 1), default=0, metavar="O"
+    )
+    consume.add_argument("--follow", action="store_true", help="keep printing new records")
+    for cmd, name in (
+        (create, "topic_create"),
+        (listing, "topic_list"),
+        (describe, "topic_describe"),
+        (delete, "topic_delete"),
+        (produce, "produce"),
+        (consume, "consume"),
+    ):
+        cmd.set_defaults(run=partial(_streams, name))
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)
 
@@ -465,6 +526,13 @@ def _lock(name: str, args: argparse.Namespace) -> int:
     from kvstore import cli_lock  # noqa: PLC0415 - see the rules at the top
 
     run: Callable[[argparse.Namespace], int] = getattr(cli_lock, name)
+    return run(args)
+
+
+def _streams(name: str, args: argparse.Namespace) -> int:
+    from kvstore import cli_streams  # noqa: PLC0415 - see the rules at the top
+
+    run: Callable[[argparse.Namespace], int] = getattr(cli_streams, name)
     return run(args)
 
 

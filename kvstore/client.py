@@ -41,6 +41,7 @@ from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.concurrency import Election, FencingToken
 from kvstore.leasing import Lease, LeaseCalls, LeaseContext
 from kvstore.request_ids import new_client_id
+from kvstore.streams.client import StreamCalls
 from kvstore.txn import Txn, TxnResult
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 from kvstore.watching import WatchCompactedError, WatchEvent
@@ -127,6 +128,8 @@ class AsyncClient:
         self._batchers: dict[str, Batcher] = {}
         # The Lease service (any endpoint forwards to the meta range's leader).
         self.leases = LeaseCalls(self._channel, self._endpoints, timeout_s, KvError)
+        # The Streams service (topics, produce, fetch: ``kvstore.streams.client``).
+        self.streams = StreamCalls(self._channel, self._endpoints, timeout_s, KvError)
 
     def lease(self, ttl_s: float) -> LeaseContext:
         """``async with client.lease(ttl_s) as lease``: a lease granted on entry, kept alive

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
+from kvstore.any_endpoint import AnyEndpoint
 from kvstore.v1 import kv_pb2, kv_pb2_grpc
 
 T = TypeVar("T")
-RETRIED = (  # CANCELLED: by a node stopping (see kvstore.client.RETRYABLE)
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-)
-ATTEMPT_S = 3.0  # one call's deadline: the server looks for the meta leader for up to 5 s
 
 
-class LeaseCalls:
+class LeaseCalls(AnyEndpoint[kv_pb2_grpc.LeaseStub]):
     """The Lease service at any of ``endpoints`` (each forwards to the meta leader)."""
 
     def __init__(
@@ -37,36 +32,7 @@ class LeaseCalls:
         timeout_s: float,
         error: Callable[[grpc.StatusCode, str], Exception],
     ) -> None:
-        self._channel_for = channel_for
-        self._endpoints = list(endpoints)
-        self._timeout_s = timeout_s
-        self._error = error
-        self._next = 0  # the endpoint tried first: the last that answered
-
-    async def call(self, rpc: Callable[[kv_pb2_grpc.LeaseStub, float], Awaitable[T]]) -> T:
-        deadline = time.monotonic() + self._timeout_s
-        last: grpc.aio.AioRpcError | None = None
-        while True:
-            for i in range(len(self._endpoints)):
-                index = (self._next + i) % len(self._endpoints)
-                stub = kv_pb2_grpc.LeaseStub(self._channel_for(self._endpoints[index]))
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    answer = await rpc(stub, min(ATTEMPT_S + 5.0, left))
-                except grpc.aio.AioRpcError as err:
-                    if err.code() not in RETRIED:
-                        raise self._error(err.code(), err.details() or "") from None
-                    last = err
-                    continue
-                self._next = index
-                return answer
-            if time.monotonic() >= deadline:
-                code = last.code() if last is not None else grpc.StatusCode.DEADLINE_EXCEEDED
-                detail = last.details() if last is not None else "no endpoint answered"
-                raise self._error(code, detail or "")
-            await asyncio.sleep(0.1)
+        super().__init__(kv_pb2_grpc.LeaseStub, channel_for, endpoints, timeout_s, error)
 
     async def grant(self, ttl_ms: int, lease_id: int = 0) -> int:
         request = kv_pb2.LeaseGrantRequest(ttl_ms=ttl_ms, id=lease_id)

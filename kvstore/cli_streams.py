@@ -1,0 +1,173 @@
+"""``kvstore topic create|list|describe|delete``, ``kvstore produce``, ``kvstore consume``.
+
+Rules:
+- ``topic create NAME --partitions N [--retention-hours H] [--retention-mb M]``; ``topic
+  list``; ``topic describe NAME`` (per partition: shard, leader, DC, first and next offset,
+  bytes); ``topic delete NAME``. Tables for people, ``-o json`` one object per line.
+- ``produce TOPIC [--key K] [--partition P] [VALUE]``: one record, or without VALUE one
+  per stdin line (sent in batches of up to ``_STDIN_BATCH`` lines, in order); prints each
+  record's partition and offset.
+- ``consume TOPIC [--partition P] [--offset O] [--follow]``: the records of a partition
+  (or of every partition, one after another) from the offset, one per line (JSON:
+  ``partition``, ``offset``, ``key``, ``value``, ``timestamp_ms``); ``--follow`` keeps
+  printing new ones until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from kvstore import event_loop
+from kvstore.cli_args import UserError
+from kvstore.cli_support import endpoint_list, show, table
+from kvstore.client import AsyncClient, KvError
+from kvstore.streams.client import Record, StreamCalls
+
+T = TypeVar("T")
+_STDIN_BATCH = 500
+
+
+def topic_create(args: argparse.Namespace) -> int:
+    made = _run(
+        args,
+        lambda streams: streams.create_topic(
+            args.name,
+            args.partitions,
+            retention_ms=round(args.retention_hours * 3_600_000),
+            retention_bytes=args.retention_mb << 20,
+        ),
+    )
+    row = {"topic": made.name, "partitions": made.partitions, "created": True}
+    show(args, row, ["topic", "partitions", "created"])
+    return 0
+
+
+def topic_list(args: argparse.Namespace) -> int:
+    topics = _run(args, lambda streams: streams.list_topics())
+    columns = ["topic", "partitions", "retention_ms", "retention_bytes"]
+    rows = [[t.name, t.partitions, t.retention_ms, t.retention_bytes] for t in topics]
+    _rows(args, columns, rows)
+    return 0
+
+
+def topic_describe(args: argparse.Namespace) -> int:
+    described = _run(args, lambda streams: streams.describe_topic(args.name))
+    columns = ["partition", "shard", "leader", "dc", "first_offset", "next_offset", "bytes"]
+    rows = [
+        [
+            p.partition,
+            p.shard_id,
+            p.leader_node_id or "?",
+            p.leader_dc or "?",
+            p.first_offset,
+            p.next_offset,
+            p.retained_bytes,
+        ]
+        for p in described.partitions
+    ]
+    _rows(args, columns, rows)
+    return 0
+
+
+def topic_delete(args: argparse.Namespace) -> int:
+    deleted = _run(args, lambda streams: streams.delete_topic(args.name))
+    show(args, {"topic": args.name, "records_deleted": deleted}, ["topic", "records_deleted"])
+    return 0
+
+
+def produce(args: argparse.Namespace) -> int:
+    key = args.key.encode() if args.key is not None else None
+
+    async def send(streams: StreamCalls) -> None:
+        for values in _batches(args.value):
+            records = [(key, v) if key is not None else v for v in values]
+            appended = await streams.produce(args.topic, records, partition=args.partition)
+            for part in appended:
+                for offset in range(part.first_offset, part.first_offset + part.count):
+                    row = {"partition": part.partition, "offset": offset}
+                    if args.output == "json":
+                        print(json.dumps(row), flush=True)
+                    else:
+                        print(f"partition {part.partition} offset {offset}", flush=True)
+
+    _run(args, send)
+    return 0
+
+
+def consume(args: argparse.Namespace) -> int:
+    async def read(streams: StreamCalls) -> None:
+        if args.partition is not None:
+            partitions = [args.partition]
+        else:
+            partitions = list(range((await streams.describe_topic(args.topic)).topic.partitions))
+        if args.follow and len(partitions) > 1:
+            await asyncio.gather(*(_print_from(streams, args, p) for p in partitions))
+            return
+        for p in partitions:
+            await _print_from(streams, args, p)
+
+    with contextlib.suppress(KeyboardInterrupt):  # --follow ends with Ctrl-C
+        _run(args, read)
+    return 0
+
+
+async def _print_from(streams: StreamCalls, args: argparse.Namespace, partition: int) -> None:
+    async for record in streams.read(args.topic, partition, args.offset, follow=args.follow):
+        _print_record(args, record)
+
+
+def _print_record(args: argparse.Namespace, record: Record) -> None:
+    if args.output == "json":
+        row = {
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace"),
+            "value": record.value.decode(errors="replace"),
+            "timestamp_ms": record.timestamp_ms,
+        }
+        print(json.dumps(row), flush=True)
+    else:
+        key = record.key.decode(errors="replace")
+        value = record.value.decode(errors="replace")
+        print(f"{record.partition}:{record.offset}\t{key}\t{value}", flush=True)
+
+
+def _batches(value: str | None) -> Iterator[list[bytes]]:
+    if value is not None:
+        yield [value.encode()]
+        return
+    batch: list[bytes] = []
+    for line in sys.stdin:
+        batch.append(line.rstrip("\n").encode())
+        if len(batch) >= _STDIN_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rows(args: argparse.Namespace, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
+    if args.output == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True))))
+    else:
+        table(columns, [list(row) for row in rows])
+
+
+def _run(args: argparse.Namespace, call: Callable[[StreamCalls], Awaitable[T]]) -> T:
+    endpoints = endpoint_list(args)  # outside the loop: with --dc it runs one of its own
+
+    async def main() -> T:
+        async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
+            return await call(client.streams)
+
+    try:
+        return event_loop.run_in_cli_loop(main())
+    except KvError as exc:
+        raise UserError(f"{exc.code.name}: {exc.details}") from None
