@@ -6,12 +6,14 @@ Rules:
   **row**: its head (the row's own key: first retained and next offsets) followed by its
   records, one key each, ``<row><offset:8>`` (big-endian, so offset order is key order);
   ``g/<group>/<topic>/<partition:4>/`` is a consumer group's row for a partition
-  (``own``: the owner's claim, ``ckpt``: the checkpoint).
+  (``own``: the owner's claim, ``ckpt``: the checkpoint); ``m/<group>/<topic>/<member>``
+  is a member's status (on the member's lease).
 - A **row** is never split (as CockroachDB never splits a SQL row between ranges): a
   partition's log lives in one shard, so its leader alone assigns offsets, and a group's
   claim and checkpoint sit in one shard, so one Txn compares one and writes the other. A
   split key inside a row is refused; the automatic split point moves to the row's start.
-- Clients write only the group rows (through KV, as ``kvstore.streams.processor`` does);
+- Clients write only group rows and members (through KV, as ``kvstore.streams.processor``
+  does);
   topic descriptions and partition rows are written by the Streams service's commands.
 - Names (topics, groups) are 1..249 of ``[A-Za-z0-9._-]``, as Kafka's topic names: no
   ``/``, so a key parses one way.
@@ -25,6 +27,7 @@ STREAMS = b"\xff\xff"
 TOPICS = STREAMS + b"t/"
 PARTITIONS = STREAMS + b"s/"
 GROUPS = STREAMS + b"g/"
+MEMBERS = STREAMS + b"m/"
 NAME_BYTES_MAX = 249
 PARTITIONS_MAX = 1024
 _NAME = re.compile(rb"[A-Za-z0-9._-]{1,%d}" % NAME_BYTES_MAX)
@@ -54,7 +57,28 @@ def record_offset(row: bytes, key: bytes) -> int:
 
 
 def group_row(group: bytes, topic: bytes, partition: int) -> bytes:
-    return GROUPS + group + b"/" + topic + b"/" + partition.to_bytes(_PARTITION_BYTES, "big") + b"/"
+    return group_prefix(group, topic) + partition.to_bytes(_PARTITION_BYTES, "big") + b"/"
+
+
+def group_prefix(group: bytes, topic: bytes) -> bytes:
+    """Every partition row of ``group`` on ``topic``."""
+    return GROUPS + group + b"/" + topic + b"/"
+
+
+def owner_key(row: bytes) -> bytes:
+    return row + b"own"
+
+
+def checkpoint_key(row: bytes) -> bytes:
+    return row + b"ckpt"
+
+
+def partition_of_group_row(prefix: bytes, key: bytes) -> int:
+    return int.from_bytes(key[len(prefix) : len(prefix) + _PARTITION_BYTES], "big")
+
+
+def members_prefix(group: bytes, topic: bytes) -> bytes:
+    return MEMBERS + group + b"/" + topic + b"/"
 
 
 def row_of(key: bytes) -> bytes | None:

@@ -390,6 +390,18 @@ def _add_stream_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--offset", type=cli_args.int_within(0, (1 << 63) - 1), default=0, metavar="O"
     )
     consume.add_argument("--follow", action="store_true", help="keep printing new records")
+    consume.add_argument(
+        "--group", metavar="G", help="as a member of consumer group G: the partitions it owns"
+    )
+    consume.add_argument(
+        "--name", metavar="N", help="this member's name in the group (default: a random one)"
+    )
+    group = sub.add_parser("group", help="consumer groups of event processors")
+    group_sub = group.add_subparsers(dest="group_command", required=True, metavar="COMMAND")
+    group_describe = group_sub.add_parser(
+        "describe", help="per partition: owner, its last heartbeat, checkpoint, lag"
+    )
+    group_describe.add_argument("group", metavar="G")
     for cmd, name in (
         (create, "topic_create"),
         (listing, "topic_list"),
@@ -397,6 +409,7 @@ def _add_stream_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         (delete, "topic_delete"),
         (produce, "produce"),
         (consume, "consume"),
+        (group_describe, "group_describe"),
     ):
         cmd.set_defaults(run=partial(_streams, name))
         cli_args.add_endpoints(cmd)

@@ -10,7 +10,11 @@ Rules:
 - ``consume TOPIC [--partition P] [--offset O] [--follow]``: the records of a partition
   (or of every partition, one after another) from the offset, one per line (JSON:
   ``partition``, ``offset``, ``key``, ``value``, ``timestamp_ms``); ``--follow`` keeps
-  printing new ones until Ctrl-C.
+  printing new ones until Ctrl-C. ``--group G [--name N]``: as a member of consumer group
+  G (an ``EventProcessor``), the records of the partitions it owns, until Ctrl-C,
+  checkpointing what it printed every half second.
+- ``group describe G``: per topic and partition, the owner, how long ago it last reported,
+  the checkpoint, the partition's next offset and the lag between them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -28,9 +33,16 @@ from kvstore.cli_args import UserError
 from kvstore.cli_support import endpoint_list, show, table
 from kvstore.client import AsyncClient, KvError
 from kvstore.streams.client import Record, StreamCalls
+from kvstore.streams.processor import (
+    EventProcessor,
+    describe,
+    group_topics,
+    member_heartbeats,
+)
 
 T = TypeVar("T")
 _STDIN_BATCH = 500
+_CHECKPOINT_S = 0.5
 
 
 def topic_create(args: argparse.Namespace) -> int:
@@ -101,6 +113,9 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def consume(args: argparse.Namespace) -> int:
+    if args.group is not None:
+        return _consume_group(args)
+
     async def read(streams: StreamCalls) -> None:
         if args.partition is not None:
             partitions = [args.partition]
@@ -115,6 +130,79 @@ def consume(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # --follow ends with Ctrl-C
         _run(args, read)
     return 0
+
+
+def _consume_group(args: argparse.Namespace) -> int:
+    """A member of the consumer group: prints the records of the partitions it owns, and
+    checkpoints the last printed of each every ``_CHECKPOINT_S`` (and once it stops)."""
+    endpoints = endpoint_list(args)
+
+    async def main() -> None:
+        async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
+            printed: dict[int, Record] = {}
+
+            async def on_event(record: Record) -> None:
+                _print_record(args, record)
+                printed[record.partition] = record
+
+            while True:  # again if its lease was lost (a long partition from the cluster)
+                processor = EventProcessor(client, args.topic, args.group, on_event, name=args.name)
+                saving = asyncio.create_task(_checkpoint_often(processor, printed))
+                try:
+                    await processor.run()
+                finally:
+                    saving.cancel()
+                    await asyncio.gather(saving, return_exceptions=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            event_loop.run_in_cli_loop(main())
+        except KvError as exc:
+            raise UserError(f"{exc.code.name}: {exc.details}") from None
+    return 0
+
+
+async def _checkpoint_often(processor: EventProcessor, printed: dict[int, Record]) -> None:
+    saved: dict[int, int] = {}
+    while True:
+        await asyncio.sleep(_CHECKPOINT_S)
+        for partition, record in list(printed.items()):
+            if saved.get(partition) != record.offset:
+                with contextlib.suppress(KvError):
+                    if await processor.checkpoint(record):
+                        saved[partition] = record.offset
+
+
+def group_describe(args: argparse.Namespace) -> int:
+    rows = _with_client(args, lambda client: _group_rows(client, args.group))
+    columns = ["topic", "partition", "owner", "heartbeat_s_ago", "checkpoint", "next", "lag"]
+    _rows(args, columns, rows)
+    return 0
+
+
+async def _group_rows(client: AsyncClient, group: str) -> list[list[Any]]:
+    streams = client.streams
+    rows: list[list[Any]] = []
+    for topic in await group_topics(client, group):
+        heartbeats = await member_heartbeats(client, topic, group)
+        described = await streams.describe_topic(topic)
+        now_ms = time.time() * 1000
+        for state in await describe(client, topic, group):
+            end = described.partitions[state.partition]
+            done = state.checkpoint if state.checkpoint is not None else end.first_offset
+            beat = heartbeats.get(state.owner or "")
+            rows.append(
+                [
+                    topic,
+                    state.partition,
+                    state.owner or "-",
+                    f"{(now_ms - beat) / 1000:.1f}" if beat is not None else "-",
+                    state.checkpoint if state.checkpoint is not None else "-",
+                    end.next_offset,
+                    max(end.next_offset - done, 0),
+                ]
+            )
+    return rows
 
 
 async def _print_from(streams: StreamCalls, args: argparse.Namespace, partition: int) -> None:
@@ -161,11 +249,15 @@ def _rows(args: argparse.Namespace, columns: list[str], rows: Sequence[Sequence[
 
 
 def _run(args: argparse.Namespace, call: Callable[[StreamCalls], Awaitable[T]]) -> T:
+    return _with_client(args, lambda client: call(client.streams))
+
+
+def _with_client(args: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
     endpoints = endpoint_list(args)  # outside the loop: with --dc it runs one of its own
 
     async def main() -> T:
         async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
-            return await call(client.streams)
+            return await call(client)
 
     try:
         return event_loop.run_in_cli_loop(main())
