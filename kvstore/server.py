@@ -165,11 +165,13 @@ class NodeServer:
         await self._server.start()
         self._log.info("listening", address=address)
         await self.runtime.start()
+        self._streams.start()
         self._transport.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 0.5) -> None:
         await self.stop_serving(grace_s)
+        await self._streams.close()
         await self._kv.close()
         await self.runtime.stop()
         self._store.close()

@@ -23,6 +23,7 @@ from cluster import (
 )
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
+from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
@@ -459,10 +460,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def split_at(self, shard_id: int, at: bytes) -> bool:
         """Split ``shard_id`` at ``at`` as ``SplitRange`` does, as the node's own wish (a
         new topic's partitions each in a shard): whether it split. A refusal is logged."""
-        context: Any = _InternalCall()
+        context: Any = OwnCall()
         try:
             await self.SplitRange(admin_pb2.SplitRangeRequest(shard_id=shard_id, at=at), context)
-        except _RefusedError as refused:
+        except RefusedError as refused:
             self._log.info(
                 "split_refused", shard=shard_id, code=refused.code.name, reason=refused.details
             )
@@ -494,8 +495,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
         async def call() -> None:
             try:
-                done = await rpc(request, _InternalCall())
-            except _RefusedError as refused:
+                done = await rpc(request, OwnCall())
+            except RefusedError as refused:
                 self._log.info(
                     f"auto_{what}_refused", shard=shard_id, code=refused.code.name,
                     reason=refused.details,
@@ -524,8 +525,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         range it leads. A failure is repaired by the range's leader, which asks again each
         second until meta has it."""
         try:
-            await self._record(descriptors, _InternalCall())
-        except _RefusedError as refused:
+            await self._record(descriptors, OwnCall())
+        except RefusedError as refused:
             self._log.info("meta_record_refused", code=refused.code.name, reason=refused.details)
 
     async def _record(self, descriptors: list[RangeDescriptor], context: Any) -> bool:
@@ -595,7 +596,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         async def detach() -> None:
             try:
                 await self.detach_leases(lease_ids)
-            except _RefusedError as refused:
+            except RefusedError as refused:
                 self._log.info(
                     "lease_detach_refused", code=refused.code.name, reason=refused.details
                 )
@@ -606,7 +607,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         """Detach the leases' keys in every range, ranges that split or merged meanwhile
         included, then tell the meta range (if this node still leads it) they are gone.
         Whether every range was done."""
-        context = _InternalCall()
+        context = OwnCall()
         done: set[tuple[int, int]] = set()  # (range id, generation) detached
         for _ in range(8):  # a split or merge per pass at most, in practice
             pending = [
@@ -868,13 +869,6 @@ def _merge_answer(outcome: ApplyResult) -> admin_pb2.MergeRangeResponse:
     return admin_pb2.MergeRangeResponse()
 
 
-class _RefusedError(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
 class _OneAtATime:
     """A job the node asks for again and again (each second until it is done): run in a
     task of its own, one at a time; an ask while it runs is dropped."""
@@ -897,17 +891,3 @@ class _OneAtATime:
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-class _InternalCall:
-    """The context of a call this node makes of its own service (an automatic split):
-    not forwarded, no deadline of its own, and a refusal is an exception."""
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise _RefusedError(code, details)

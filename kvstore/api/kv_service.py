@@ -450,6 +450,10 @@ class KvService(kv_pb2_grpc.KVServicer):
     def limits(self) -> Limits:
         return self._limits
 
+    @property
+    def node_id(self) -> int:
+        return self._runtime.node_id
+
     def leader_of(self, shard: int) -> int | None:
         """The shard's leader as this node knows it (None: unknown)."""
         return self._runtime.leader_hint(shard) if self._hosts(shard) else None

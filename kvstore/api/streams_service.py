@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+import structlog
 
 from cluster.stream_keys import (
     PARTITIONS,
@@ -39,6 +40,7 @@ from cluster.stream_keys import (
     valid_name,
 )
 from kvstore.api.kv_service import FORWARDED, KvService, is_forwarded
+from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import status_of_result
 from kvstore.model import RequestId, decode_command, encode_command
 from kvstore.model.codec import CodecError
@@ -63,6 +65,7 @@ from kvstore.model.commands import (
 from kvstore.model.streams import decode_head, decode_record
 from kvstore.v1 import kv_pb2, streams_pb2, streams_pb2_grpc
 
+RETENTION_CHECK_S = 5.0
 FETCH_RECORDS_DEFAULT = 1_000
 FETCH_RECORDS_MAX = 10_000
 _LONG_POLL_S = 0.02
@@ -80,6 +83,8 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         # no longer has is refused meanwhile).
         self._topics: dict[str, tuple[streams_pb2.TopicConfig, float]] = {}
         self._round_robin = 0
+        self._retention: asyncio.Task[None] | None = None
+        self._log = structlog.get_logger("kvstore.streams").bind(node=kv.node_id)
 
     # ------------------------------------------------------------------ topics
 
@@ -350,6 +355,75 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         if response.records:
             response.next_offset = response.records[-1].offset + 1
         return response
+
+    # ------------------------------------------------------------------ retention
+
+    def start(self) -> None:
+        """Begin trimming, every ``RETENTION_CHECK_S``, the partitions whose shard this
+        node leads, past their topic's retention."""
+        self._retention = asyncio.create_task(self._retain_forever())
+
+    async def close(self) -> None:
+        task, self._retention = self._retention, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _retain_forever(self) -> None:
+        context: Any = OwnCall()
+        while True:
+            await asyncio.sleep(RETENTION_CHECK_S)
+            try:
+                await self.retain(context, time.time() * 1000)
+            except RefusedError as refused:
+                self._log.info("retention_refused", code=refused.code.name, reason=refused.details)
+
+    async def retain(self, context: grpc.aio.ServicerContext[Any, Any], now_ms: float) -> int:
+        """Trim each led partition past its topic's retention: the records deleted."""
+        deleted = 0
+        for topic in (await self.ListTopics(streams_pb2.ListTopicsRequest(), context)).topics:
+            if not topic.retention_ms and not topic.retention_bytes:
+                continue
+            for p in range(topic.partitions):
+                row = partition_row(topic.name.encode(), p)
+                if self._kv.leader_of(self._kv.locate(row).range_id) != self._kv.node_id:
+                    continue
+                cut = await self._retention_cut(topic, row, now_ms, context)
+                if cut is not None:
+                    trim = Trim(_NO_ID, row, cut)
+                    deleted += (await self._propose(row, trim, Trimmed, context)).deleted
+        return deleted
+
+    async def _retention_cut(
+        self,
+        topic: streams_pb2.TopicConfig,
+        row: bytes,
+        now_ms: float,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> int | None:
+        """The first offset to keep (None: nothing to trim): records older than the
+        retention time go, then the oldest while the rest is over the retention bytes."""
+        got = await self._kv.Get(kv_pb2.GetRequest(key=row), context)
+        if not got.found:
+            return None
+        head = decode_head(got.kv.value)
+        excess = head.retained_bytes - topic.retention_bytes if topic.retention_bytes else 0
+        cut = head.first
+        while cut < head.next:
+            scan = kv_pb2.ScanRequest(
+                start=record_key(row, cut), end=record_key(row, head.next), limit=1000
+            )
+            page = await self._kv.Scan(scan, context)
+            for kv in page.kvs:
+                appended_ms, _ = decode_record(kv.value)
+                old = topic.retention_ms and appended_ms < now_ms - topic.retention_ms
+                if not old and excess <= 0:
+                    return cut if cut > head.first else None
+                excess -= len(kv.value)
+                cut = record_offset(row, kv.key) + 1
+            if not page.more:
+                break
+        return cut if cut > head.first else None
 
     # ------------------------------------------------------------------ helpers
 

@@ -7,6 +7,7 @@ in offset order; bad requests get clear statuses; clients cannot write the strea
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -114,6 +115,30 @@ async def scenario(endpoints: list[str]) -> None:
             with pytest.raises(KvError) as kv_refused:
                 await kv.put(b"\xff\xffs/orders/\x00\x00\x00\x00", "forged")
             assert kv_refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+        # Retention: by age (half a second) and by size (2,000 bytes a partition).
+        aged = pb.TopicConfig(name="aged", partitions=1, retention_ms=500)
+        sized = pb.TopicConfig(name="sized", partitions=1, retention_bytes=2_000)
+        for config in (aged, sized):
+            await streams.CreateTopic(pb.CreateTopicRequest(topic=config), timeout=30)
+            batch = [pb.ProducedRecord(value=b"x" * 50) for _ in range(100)]
+            await streams.Produce(pb.ProduceRequest(topic=config.name, records=batch))
+        for name, kept in (("aged", lambda p: p.first_offset == 100), ("sized", None)):
+            deadline = time.monotonic() + 60
+            while True:
+                d = await streams.DescribeTopic(pb.DescribeTopicRequest(name=name), timeout=10)
+                (p,) = d.partitions
+                if (kept(p) if kept else 0 < p.retained_bytes <= 2_000) and p.first_offset > 0:
+                    break
+                assert time.monotonic() < deadline, p
+                await asyncio.sleep(0.2)
+            assert p.next_offset == 100
+            trimmed = pb.FetchRequest(topic=name, partition=0, offset=p.first_offset - 1)
+            assert await refused(streams.Fetch(trimmed, timeout=10)) == grpc.StatusCode.OUT_OF_RANGE
+            rest = await streams.Fetch(
+                pb.FetchRequest(topic=name, partition=0, offset=p.first_offset)
+            )
+            assert [r.offset for r in rest.records] == list(range(p.first_offset, 100))
 
         # Delete: every record goes; the topic is gone.
         deleted = await streams.DeleteTopic(pb.DeleteTopicRequest(name="orders"), timeout=60)
