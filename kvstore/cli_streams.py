@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from kvstore import event_loop
-from kvstore.cli_args import UserError
+from kvstore.cli_args import UserError, arg_bytes
 from kvstore.cli_support import endpoint_list, show, table
 from kvstore.client import AsyncClient, KvError
 from kvstore.streams.client import Record, StreamCalls
@@ -94,7 +94,7 @@ def topic_delete(args: argparse.Namespace) -> int:
 
 
 def produce(args: argparse.Namespace) -> int:
-    key = args.key.encode() if args.key is not None else None
+    key = arg_bytes(args.key) if args.key is not None else None
 
     async def send(streams: StreamCalls) -> None:
         for values in _batches(args.value):
@@ -228,11 +228,14 @@ def _print_record(args: argparse.Namespace, record: Record) -> None:
 
 def _batches(value: str | None) -> Iterator[list[bytes]]:
     if value is not None:
-        yield [value.encode()]
+        yield [arg_bytes(value)]
         return
     batch: list[bytes] = []
-    for line in sys.stdin:
-        batch.append(line.rstrip("\n").encode())
+    lines = getattr(sys.stdin, "buffer", None)  # bytes, as typed
+    if lines is None:
+        raise UserError("stdin cannot be read as bytes here")
+    for line in lines:
+        batch.append(line.rstrip(b"\n"))
         if len(batch) >= _STDIN_BATCH:
             yield batch
             batch = []

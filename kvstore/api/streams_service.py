@@ -2,9 +2,9 @@
 
 Rules:
 - A topic's description is the key ``t/<name>`` (``cluster.stream_keys``), created by a Txn
-  "if absent"; its partitions' rows are made (an empty head each) and then split apart, so
-  each partition starts in a shard of its own, whose leader datacenter the placement rule
-  spreads. The partition count never changes.
+  "if absent", after its partitions' rows are made (an empty head each); then the rows are
+  split apart into up to ``SPREAD_SHARDS`` shards, whose leader datacenters the placement
+  rule spreads. The partition count never changes.
 - Produce groups the records by partition (named, else by the CRC-32 of the key, else all
   keyless records of a call to one partition, round-robin over calls) and proposes one
   ``Append`` per partition through the KV gateway's routing (forwarded to the shard's
@@ -66,6 +66,8 @@ from kvstore.model.streams import decode_head, decode_record
 from kvstore.v1 import kv_pb2, streams_pb2, streams_pb2_grpc
 
 RETENTION_CHECK_S = 5.0
+SPREAD_SHARDS = 12  # a new topic's partitions start in this many shards at most
+_CONCURRENT_PROPOSALS = 64
 FETCH_RECORDS_DEFAULT = 1_000
 FETCH_RECORDS_MAX = 10_000
 _LONG_POLL_S = 0.02
@@ -105,9 +107,11 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         # The partitions first, then the topic that names them: a topic is never seen
         # without its partitions (a creator that dies half-way leaves empty heads, which a
         # later create of the name takes over).
-        for p in range(topic.partitions):
-            row = partition_row(key[len(TOPICS) :], p)
-            await self._propose(row, Append(_NO_ID, row, (), 0), Appended, context)
+        name = key[len(TOPICS) :]
+        rows = [partition_row(name, p) for p in range(topic.partitions)]
+        await self._each(
+            rows, lambda row: self._propose(row, Append(_NO_ID, row, (), 0), Appended, context)
+        )
         created = Txn(
             _NO_ID,
             (Compare(key, Target.CREATE_REVISION, CompareOp.EQUAL, number=0),),
@@ -117,12 +121,14 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         result = await self._propose(key, created, TxnResult, context)
         if not result.succeeded:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"topic {topic.name} exists")
-        # Each partition in a shard of its own, so their leaders spread over datacenters
-        # (best effort: a refused split, say during a merge, leaves two in one shard). From
-        # the last: the shard split keeps its id for the left part, where the rest still
-        # are, so this node's view of the layout is never stale for the next one.
-        for p in reversed(range(1, topic.partitions)):
-            row = partition_row(key[len(TOPICS) :], p)
+        # The partitions spread over up to ``SPREAD_SHARDS`` shards (consecutive ones share
+        # a shard), so their leaders spread over datacenters (best effort: a refused split,
+        # say during a merge, leaves more in one shard). From the last: the shard split
+        # keeps its id for the left part, where the rest still are, so this node's view of
+        # the layout is never stale for the next one.
+        shards = min(topic.partitions, SPREAD_SHARDS)
+        for first in reversed([topic.partitions * i // shards for i in range(1, shards)]):
+            row = rows[first]
             shard = self._kv.locate(row)
             if shard.start != row:
                 await self._split_at(shard.range_id, row)
@@ -136,11 +142,11 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
     ) -> streams_pb2.DeleteTopicResponse:
         topic = await self._topic(request.name, context)
         name = topic.name.encode()
-        deleted = 0
-        for p in range(topic.partitions):
-            row = partition_row(name, p)
-            trimmed = await self._propose(row, Trim(_NO_ID, row, TRIM_ALL), Trimmed, context)
-            deleted += trimmed.deleted
+        rows = [partition_row(name, p) for p in range(topic.partitions)]
+        trimmed = await self._each(
+            rows, lambda row: self._propose(row, Trim(_NO_ID, row, TRIM_ALL), Trimmed, context)
+        )
+        deleted = sum(t.deleted for t in trimmed)
         key = topic_key(name)
         gone = Txn(_NO_ID, (), (TxnOp(OpKind.DELETE, key),), ())
         await self._propose(key, gone, TxnResult, context)
@@ -444,6 +450,16 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
 
     def _remember(self, topic: streams_pb2.TopicConfig) -> None:
         self._topics[topic.name] = (topic, time.monotonic())
+
+    async def _each(self, rows: list[bytes], propose: Callable[[bytes], Awaitable[R]]) -> list[R]:
+        """``propose`` for each row, ``_CONCURRENT_PROPOSALS`` at a time (a shard's leader
+        batches what arrives together into one log slot)."""
+        results: list[R] = []
+        for at in range(0, len(rows), _CONCURRENT_PROPOSALS):
+            results += await asyncio.gather(
+                *(propose(row) for row in rows[at : at + _CONCURRENT_PROPOSALS])
+            )
+        return results
 
     async def _check_name(self, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not valid_name(name.encode()):

@@ -28,6 +28,13 @@ COMMANDS = (
     ("lease", "keep-alive"),
     ("lease", "revoke"),
     ("lease", "list"),
+    ("topic", "create"),
+    ("topic", "list"),
+    ("topic", "describe"),
+    ("topic", "delete"),
+    ("produce",),
+    ("consume",),
+    ("group", "describe"),
     ("lock",),
     ("elect",),
     ("watch",),
@@ -71,7 +78,7 @@ def test_any_argv_exits_0_1_or_2_without_a_traceback(
     command: tuple[str, ...], tokens: list[str], env: dict[str, str]
 ) -> None:
     # Last, so they win over any drawn: a dead endpoint answers at once, and quickly.
-    ran = run(*command, *tokens, "--endpoints", DEAD, "--timeout", "0.2", env=env)
+    ran = run(*command, *tokens, "--endpoints", DEAD, "--timeout", "0.2", env=env, stdin=b"")
     assert ran.code in (0, 1, 2), ran
     assert "Traceback" not in ran.err
     if ran.code == 2:
@@ -86,7 +93,9 @@ def test_any_endpoints_and_timeout_flags_too(
     """The drawn tokens decide --endpoints and --timeout here (bounded: a drawn timeout
     over 2 s is replaced, and so is an endpoint that could be a real host)."""
     tokens = [t if _harmless(t) else "nonsense" for t in tokens]
-    ran = run(*command, "--timeout", "0.2", *tokens, env={**env, "KVSTORE_ENDPOINTS": DEAD})
+    ran = run(
+        *command, "--timeout", "0.2", *tokens, env={**env, "KVSTORE_ENDPOINTS": DEAD}, stdin=b""
+    )
     assert ran.code in (0, 1, 2), ran
     assert "Traceback" not in ran.err
     if ran.code == 2:

@@ -111,6 +111,13 @@ async def scenario(endpoints: list[str]) -> None:
         for call, code in bad:
             assert (await refused(call)).name == code
         await streams.CreateTopic(topic("x" * 249, 1), timeout=30)  # the longest name
+        await streams.CreateTopic(topic("widest", 1024), timeout=120)  # the most partitions
+        wide = await streams.DescribeTopic(pb.DescribeTopicRequest(name="widest"), timeout=60)
+        assert [p.partition for p in wide.partitions] == list(range(1024))
+        assert len({p.shard_id for p in wide.partitions}) == 12  # spread, not one each
+        last = pb.ProduceRequest(topic="widest", records=[one(value=b"v").records[0]])
+        last.records[0].partition = 1023
+        assert (await streams.Produce(last)).appended[0].partition == 1023
         async with AsyncClient(endpoints, timeout_s=20) as kv:
             with pytest.raises(KvError) as kv_refused:
                 await kv.put(b"\xff\xffs/orders/\x00\x00\x00\x00", "forged")
