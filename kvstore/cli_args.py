@@ -21,7 +21,7 @@ UINT32_MAX = (1 << 32) - 1
 NODE_ID_MAX = (1 << 63) - 1  # the cluster config's bound (cluster.config.NODE_ID_MAX)
 TIMEOUT_S_MAX = 24 * 3600.0  # far beyond any sensible call; gRPC overflows on huge deadlines
 DEFAULT_ENDPOINTS = "127.0.1.1:7001,127.0.2.1:7002,127.0.3.1:7003"
-WORKLOADS = ("put", "get", "mixed", "cas", "load", "watch", "lease")
+WORKLOADS = ("put", "get", "mixed", "cas", "load", "watch", "lease", "produce", "consume")
 
 
 class NodeFailedError(Exception):
@@ -187,6 +187,24 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         type=float_within(1.0, 3600.0),
         default=10.0,
         help="--workload lease: their TTL in seconds (each kept alive every third of it)",
+    )
+    bench.add_argument(
+        "--partitions",
+        type=int_within(1, 1024),
+        default=6,
+        help="--workload produce/consume: the topic's partitions",
+    )
+    bench.add_argument(
+        "--batch",
+        type=int_within(1, 10_000),
+        default=100,
+        help="--workload produce: records a produce call sends",
+    )
+    bench.add_argument(
+        "--records",
+        type=int_within(1, 100_000_000),
+        default=100_000,
+        help="--workload consume: records produced first, then read back",
     )
     bench.add_argument(
         "--suite",

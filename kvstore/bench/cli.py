@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from kvstore import event_loop
 from kvstore.bench import leases as lease_bench
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             return _watch(args, endpoints, spans)
         if args.workload == "lease":
             return _leases(args, endpoints)
+        if args.workload in ("produce", "consume"):
+            return _streams(args, endpoints)
         results = _benchmarks(args, endpoints, spans, dcs)
     finally:
         if local is not None:
@@ -129,9 +132,35 @@ def _leases(args: argparse.Namespace, endpoints: list[str]) -> int:
     return 0
 
 
-def _show(
-    args: argparse.Namespace, result: watch_bench.WatchResult | lease_bench.LeaseResult
-) -> None:
+def _streams(args: argparse.Namespace, endpoints: list[str]) -> int:
+    """Event streams: produce rate, or fetch rate and a processor's catch-up."""
+    from kvstore.bench import streams as streams_bench  # noqa: PLC0415 - its imports are heavy
+
+    result: streams_bench.ProduceResult | streams_bench.ConsumeResult
+    if args.workload == "produce":
+        result = streams_bench.produce(
+            endpoints,
+            partitions=args.partitions,
+            batch=args.batch,
+            value_size=args.value_size,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            progress=not args.quiet,
+        )
+    else:
+        result = streams_bench.consume(
+            endpoints,
+            partitions=args.partitions,
+            records=args.records,
+            value_size=args.value_size,
+            concurrency=args.concurrency,
+            progress=not args.quiet,
+        )
+    _show(args, result)
+    return 0
+
+
+def _show(args: argparse.Namespace, result: Any) -> None:
     """A one-run benchmark's rows: two columns for people, one JSON object with -o json."""
     if args.output == "json":
         print(json.dumps(dataclasses.asdict(result)))
