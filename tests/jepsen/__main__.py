@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
-    if not workloads or any(w not in ("register", "set", "watch", "lock") for w in workloads):
-        parser.error("--workload takes register, set, watch and lock (comma-separated)")
+    if not workloads or any(
+        w not in ("register", "set", "watch", "lock", "queue") for w in workloads
+    ):
+        parser.error("--workload takes register, set, watch, lock and queue (comma-separated)")
     if "watch" in workloads and "register" not in workloads:
         parser.error("the watch workload watches the register workload's keys: add register")
     if args.concurrency < 1 or args.duration <= 0:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         f" unknown {ops['unknown']}; {len(results['faults'])} faults;"
         f" recovery {'never' if recovery is None else f'{recovery:.2f} s'}"
     )
-    for name in ("register", "bounded_reads", "set", "watch", "lock"):
+    for name in ("register", "bounded_reads", "set", "watch", "lock", "queue"):
         if name in results:
             print(f"{name}: {results[name]['verdict']}")
     print(f"verdict: {results['verdict']}; output in {results['output']}")

@@ -86,10 +86,23 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
             f" the counter ends at {lock['final']}; errors {lock['errors']}.",
         ]
         lines += [f"- {p}" for p in lock["problems"]]
+    queue = results.get("queue")
+    if queue is not None:
+        lines += [
+            "",
+            f"## Queue (no record lost, duplicated, misplaced or undelivered): {queue['verdict']}",
+            f"{queue['produced_ok']} produce calls acknowledged, {queue['produced_unknown']}"
+            f" unknown; {queue['records']} records in the log, {queue['delivered']} handed to"
+            f" the group; {queue['consumer_kills']} consumer processes SIGKILLed; caught up:"
+            f" {queue['settled']}; errors {queue['errors']}.",
+        ]
+        for name in ("lost", "duplicated", "offsets", "undelivered", "checkpoint-back", "skipped"):
+            if queue[name]:
+                lines.append(f"- {name}: {queue[name]}")
     lines += [
         "",
-        "Files: history.jsonl, set-history.jsonl, lock-history.jsonl, timeline.jsonl, nodes/,"
-        " *.png",
+        "Files: history.jsonl, set-history.jsonl, lock-history.jsonl, queue-history.jsonl,"
+        " consumers/, timeline.jsonl, nodes/, *.png",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 

@@ -26,6 +26,7 @@ from tests.jepsen.linearizability import KeyVerdict, check_history
 from tests.jepsen.locks import LockWorkload, check_locks, write_lock_history
 from tests.jepsen.nemesis import Nemesis
 from tests.jepsen.proxy import Network, ProxyServer
+from tests.jepsen.queue import QueueWorkload, check_queue, write_queue_history
 from tests.jepsen.report import plot, write_results, write_summary
 from tests.jepsen.setcheck import check_set
 from tests.jepsen.staleness import check_bounded_reads, write_bounded_reads
@@ -138,6 +139,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
     watches: WatchWorkload | None = None
     watches_settled = False
     locks: LockWorkload | None = None
+    queue: QueueWorkload | None = None
+    queue_settled = False
     nemesis = Nemesis(
         random.Random(rng.getrandbits(64)),
         cluster,
@@ -174,12 +177,19 @@ async def run(options: RunOptions) -> dict[str, Any]:
                 random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes]
             )
             locks.start(started + options.duration_s)
+        if "queue" in options.workloads:
+            queue = QueueWorkload(
+                random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes], out
+            )
+            await queue.start(started + options.duration_s)
         nemesis_task = asyncio.create_task(nemesis.run(started + options.duration_s - 2))
         progress = Progress(options.progress, [register.counters, sets.counters], nemesis)
         progress_task = asyncio.create_task(progress.run(started, options.duration_s))
         await asyncio.gather(*workers)
         if locks is not None:
             await locks.wait()  # each stops at the end of the run, its last attempt done
+        if queue is not None:
+            await queue.wait()
         end_ns = now_ns()
         nemesis_task.cancel()
         await asyncio.gather(nemesis_task, return_exceptions=True)
@@ -192,6 +202,11 @@ async def run(options: RunOptions) -> dict[str, Any]:
         progress_task.cancel()
         if locks is not None:
             await locks.read_final()
+        if queue is not None:
+            say("jepsen: waiting for the consumer group to catch up")
+            queue_settled = await queue.settle()
+            await queue.read_final()
+            await queue.stop()
         if watches is not None:
             say("jepsen: waiting for the watchers to see every acknowledged write")
             watches_settled = await watches.settle(register.ops)
@@ -201,6 +216,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
             await watches.stop()
         if locks is not None:
             await locks.stop()
+        if queue is not None:
+            await queue.stop()
         history.close()
         cluster.stop_all()
         await cluster.close()
@@ -216,6 +233,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
         sets=sets,
         watches=None if watches is None else (watches, watches_settled),
         locks=locks,
+        queue=None if queue is None else (queue, queue_settled),
         nemesis=nemesis,
         recovery_s=recovery_s,
         start_ns=start_ns,
@@ -347,6 +365,7 @@ def _results(
     sets: SetWorkload,
     watches: tuple[WatchWorkload, bool] | None,
     locks: LockWorkload | None,
+    queue: tuple[QueueWorkload, bool] | None,
     nemesis: Nemesis,
     recovery_s: float | None,
     start_ns: int,
@@ -434,6 +453,16 @@ def _results(
             "errors": locks.log.errors,
         }
         write_lock_history(out / "lock-history.jsonl", locks.log)
+    if queue is not None:
+        consumed, caught_up = queue
+        queue_verdict = check_queue(consumed.log)
+        verdicts.append(queue_verdict.verdict if caught_up else "unknown")
+        results["queue"] = queue_verdict.summary() | {
+            "settled": caught_up,
+            "consumer_kills": consumed.log.consumer_kills,
+            "errors": consumed.log.errors,
+        }
+        write_queue_history(out / "queue-history.jsonl", consumed.log)
     recovered = recovery_s is not None and recovery_s <= options.recovery_limit_s
     if "invalid" in verdicts:
         overall = "invalid"
