@@ -40,6 +40,16 @@ class AnyEndpoint(Generic[S]):
         self._error = error
         self._next = 0  # the endpoint tried first: the last that answered
 
+    @property
+    def endpoints(self) -> list[str]:
+        return self._endpoints
+
+    def stub_at(self, endpoint: str) -> S:
+        return self._stub(self._channel_for(endpoint))
+
+    def error(self, code: grpc.StatusCode, details: str) -> Exception:
+        return self._error(code, details)
+
     async def call(self, rpc: Callable[[S, float], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self._timeout_s
         last: grpc.aio.AioRpcError | None = None

@@ -131,7 +131,7 @@ class NodeServer:
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
         kv_pb2_grpc.add_LeaseServicer_to_server(self._leases, self._server)
         self._kv.lease_known = self._leases.known
-        self._streams = StreamsService(self._kv, self._admin.split_at)
+        self._streams = StreamsService(self._kv, self._admin.split_at, self.runtime.watches)
         streams_pb2_grpc.add_StreamsServicer_to_server(self._streams, self._server)
         self.runtime.on_leases_to_detach = self._admin.leases_to_detach
         self.runtime.on_split_wanted = self._admin.split_wanted

@@ -12,23 +12,27 @@ Rules:
   the request id ``(hash(producer, topic, partition), sequence)``: a retry appends once.
 - Fetch reads the partition's head and records through the gateway's Get and Scan (from
   the leader, or a replica within ``max_staleness_ms``); with ``max_wait_ms`` and nothing
-  new yet, it reads again every ``_LONG_POLL_S`` until a record comes or the wait ends.
+  new yet, it watches the partition on this node's replica (set before the read, so no
+  append is missed) and reads again when the watch sees one, or when the wait ends (a node
+  without a replica re-reads every ``_LONG_POLL_S``). Subscribe is fetches in a row.
 - Clients write neither topic keys nor partition rows through KV (``kv_service``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
 
+from cluster.keys import KeySpan, prefix_end
 from cluster.stream_keys import (
     PARTITIONS,
     PARTITIONS_MAX,
@@ -63,6 +67,7 @@ from kvstore.model.commands import (
     encode_forwarded_result,
 )
 from kvstore.model.streams import decode_head, decode_record
+from kvstore.runtime.watches import Watch, Watches, WatchNotHostedError
 from kvstore.v1 import kv_pb2, streams_pb2, streams_pb2_grpc
 
 RETENTION_CHECK_S = 5.0
@@ -70,15 +75,22 @@ SPREAD_SHARDS = 12  # a new topic's partitions start in this many shards at most
 _CONCURRENT_PROPOSALS = 64
 FETCH_RECORDS_DEFAULT = 1_000
 FETCH_RECORDS_MAX = 10_000
-_LONG_POLL_S = 0.02
+_LONG_POLL_S = 0.02  # a waiting fetch re-reads this often where it cannot watch
+SUBSCRIBE_WAIT_MS = 1_000
 _TOPIC_CACHE_S = 5.0
 _NO_ID = RequestId(0, 0)
 R = TypeVar("R")
 
 
 class StreamsService(streams_pb2_grpc.StreamsServicer):
-    def __init__(self, kv: KvService, split_at: Callable[[int, bytes], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        kv: KvService,
+        split_at: Callable[[int, bytes], Awaitable[bool]],
+        watches: Watches | None = None,
+    ) -> None:
         self._kv = kv
+        self._watches = watches  # the node's: a waiting fetch is woken by a record's apply
         self._split_at = split_at  # the admin service's: a shard split at a key
         # Descriptions seen, and when: one is read again after ``_TOPIC_CACHE_S`` (a topic
         # deleted and made again elsewhere is seen by then; an append to a partition it
@@ -310,31 +322,38 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         )
         deadline = time.monotonic() + request.max_wait_ms / 1000
         while True:
-            got = await self._kv.Get(
-                kv_pb2.GetRequest(
-                    key=row, consistency=consistency, max_staleness_ms=request.max_staleness_ms
-                ),
-                context,
-            )
-            if not got.found:
-                self._topics.pop(topic.name, None)
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"no topic {topic.name}")
-            head = decode_head(got.kv.value)
-            if request.offset < head.first:
-                await context.abort(
-                    grpc.StatusCode.OUT_OF_RANGE,
-                    f"offset {request.offset} is trimmed: the first retained is {head.first}",
-                    trailing_metadata=(("kvstore-first-offset", str(head.first)),),
+            # Watched before the read: a record appended after it wakes the wait below.
+            wake = self._watch(row, request.offset) if request.max_wait_ms else None
+            try:
+                got = await self._kv.Get(
+                    kv_pb2.GetRequest(
+                        key=row, consistency=consistency, max_staleness_ms=request.max_staleness_ms
+                    ),
+                    context,
                 )
-            if request.offset > head.next:
-                await context.abort(
-                    grpc.StatusCode.OUT_OF_RANGE,
-                    f"offset {request.offset} is past the partition's end ({head.next})",
-                    trailing_metadata=(("kvstore-first-offset", str(head.first)),),
-                )
-            if request.offset < head.next or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(_LONG_POLL_S)
+                if not got.found:
+                    self._topics.pop(topic.name, None)
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no topic {topic.name}")
+                head = decode_head(got.kv.value)
+                if request.offset < head.first:
+                    await context.abort(
+                        grpc.StatusCode.OUT_OF_RANGE,
+                        f"offset {request.offset} is trimmed: the first retained is {head.first}",
+                        trailing_metadata=(("kvstore-first-offset", str(head.first)),),
+                    )
+                if request.offset > head.next:
+                    await context.abort(
+                        grpc.StatusCode.OUT_OF_RANGE,
+                        f"offset {request.offset} is past the partition's end ({head.next})",
+                        trailing_metadata=(("kvstore-first-offset", str(head.first)),),
+                    )
+                left = deadline - time.monotonic()
+                if request.offset < head.next or left <= 0:
+                    break
+                await self._appended(wake, left)
+            finally:
+                if wake is not None:
+                    wake.close()
         response = streams_pb2.FetchResponse(
             next_offset=request.offset, first_offset=head.first, end_offset=head.next
         )
@@ -361,6 +380,45 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         if response.records:
             response.next_offset = response.records[-1].offset + 1
         return response
+
+    async def Subscribe(  # noqa: N802
+        self,
+        request: streams_pb2.SubscribeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[streams_pb2.FetchResponse]:
+        offset = request.offset
+        while True:
+            fetch = streams_pb2.FetchRequest(
+                topic=request.topic,
+                partition=request.partition,
+                offset=offset,
+                max_records=request.max_records,
+                max_wait_ms=SUBSCRIBE_WAIT_MS,
+                max_staleness_ms=request.max_staleness_ms,
+            )
+            page = await self.Fetch(fetch, context)
+            if page.records:
+                offset = page.next_offset
+                yield page
+
+    def _watch(self, row: bytes, offset: int) -> _Wake | None:
+        """A watch of the partition's records from ``offset`` on, from now (None: this
+        node holds no replica of it, or serves no watches)."""
+        if self._watches is None:
+            return None
+        span = KeySpan(record_key(row, offset), prefix_end(row))
+        try:
+            return _Wake(self._watches, self._watches.add(span, None, prev_kv=False))
+        except WatchNotHostedError:
+            return None
+
+    async def _appended(self, wake: _Wake | None, limit_s: float) -> None:
+        """Until the watch saw a change (or ``limit_s``); without one, a short pause."""
+        if wake is None:
+            await asyncio.sleep(min(_LONG_POLL_S, limit_s))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.watch.wake.wait(), limit_s)
 
     # ------------------------------------------------------------------ retention
 
@@ -490,6 +548,17 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
             self._topics.pop(topic, None)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no such partition of {topic}")
         return await self._kv.expect(outcome, kind, context)
+
+
+class _Wake:
+    """A watch held while a fetch waits for a record."""
+
+    def __init__(self, watches: Watches, watch: Watch) -> None:
+        self._watches = watches
+        self.watch = watch
+
+    def close(self) -> None:
+        self._watches.remove(self.watch.watcher.watch_id)
 
 
 async def _never_forwarded(_node: int, _timeout: float) -> NoReturn:

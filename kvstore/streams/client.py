@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from kvstore.any_endpoint import AnyEndpoint
+from kvstore.any_endpoint import RETRIED, AnyEndpoint
 from kvstore.v1 import streams_pb2, streams_pb2_grpc
 
 Produced = bytes | str | tuple[bytes | str, bytes | str] | streams_pb2.ProducedRecord
@@ -120,6 +120,14 @@ class StreamCalls(AnyEndpoint[streams_pb2_grpc.StreamsStub]):
         )
         return answer
 
+    def subscribe(
+        self, topic: str, partition: int, offset: int = 0, *, max_staleness_ms: int = 0
+    ) -> AsyncIterator[Record]:
+        """The partition's records from ``offset`` on, then each new one as it is appended,
+        until the caller stops iterating (one ``Subscribe`` stream, opened again where it
+        stopped if a node ends it)."""
+        return _subscribe_to(self, topic, partition, offset, max_staleness_ms)
+
     async def read(
         self,
         topic: str,
@@ -130,27 +138,62 @@ class StreamCalls(AnyEndpoint[streams_pb2_grpc.StreamsStub]):
         max_staleness_ms: int = 0,
     ) -> AsyncIterator[Record]:
         """The partition's records from ``offset`` on, in offset order; with ``follow``,
-        new ones as they come, until the caller stops iterating."""
+        new ones as they come (``subscribe``), until the caller stops iterating."""
+        if follow:
+            async for record in self.subscribe(
+                topic, partition, offset, max_staleness_ms=max_staleness_ms
+            ):
+                yield record
+            return
         while True:
             page = await self.fetch(
                 topic,
                 partition,
                 offset,
-                max_wait_ms=1_000 if follow else 0,
                 max_staleness_ms=max_staleness_ms,
             )
             for r in page.records:
-                yield Record(
-                    r.partition,
-                    r.offset,
-                    r.key,
-                    r.value,
-                    tuple((h.name, h.value) for h in r.headers),
-                    r.timestamp_ms,
-                )
+                yield _record(r)
             offset = page.next_offset
-            if not follow and offset >= page.end_offset:
+            if offset >= page.end_offset:
                 return
+
+
+async def _subscribe_to(
+    calls: StreamCalls,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_staleness_ms: int,
+) -> AsyncIterator[Record]:
+    """``StreamCalls.subscribe``: one stream at a time, from the endpoint that answered
+    last; a stream a node ends (it stopped, or cannot reach the leader) is opened again,
+    at another endpoint, from the next offset."""
+    endpoints = calls.endpoints
+    at = 0
+    while True:
+        stub = calls.stub_at(endpoints[at % len(endpoints)])
+        request = streams_pb2.SubscribeRequest(
+            topic=topic, partition=partition, offset=offset, max_staleness_ms=max_staleness_ms
+        )
+        stream = stub.Subscribe(request)
+        try:
+            async for page in stream:
+                for r in page.records:
+                    offset = r.offset + 1
+                    yield _record(r)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in RETRIED:
+                raise calls.error(err.code(), err.details() or "") from None
+            at += 1
+            await asyncio.sleep(0.1)
+        finally:
+            stream.cancel()
+
+
+def _record(r: streams_pb2.ConsumedRecord) -> Record:
+    headers = tuple((h.name, h.value) for h in r.headers)
+    return Record(r.partition, r.offset, r.key, r.value, headers, r.timestamp_ms)
 
 
 def _produced(record: Produced, partition: int | None) -> streams_pb2.ProducedRecord:

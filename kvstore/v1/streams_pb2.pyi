@@ -165,6 +165,20 @@ class FetchRequest(_message.Message):
     max_staleness_ms: int
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
 
+class SubscribeRequest(_message.Message):
+    __slots__ = ("topic", "partition", "offset", "max_records", "max_staleness_ms")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    offset: int
+    max_records: int
+    max_staleness_ms: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
+
 class ConsumedRecord(_message.Message):
     __slots__ = ("partition", "offset", "key", "value", "headers", "timestamp_ms")
     PARTITION_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class StreamsStub:
                 request_serializer=kvstore_dot_v1_dot_streams__pb2.FetchRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_streams__pb2.FetchResponse.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/kvstore.v1.Streams/Subscribe',
+                request_serializer=kvstore_dot_v1_dot_streams__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_streams__pb2.FetchResponse.FromString,
+                _registered_method=True)
         self.Apply = channel.unary_unary(
                 '/kvstore.v1.Streams/Apply',
                 request_serializer=kvstore_dot_v1_dot_streams__pb2.ApplyRequest.SerializeToString,
@@ -117,6 +122,14 @@ class StreamsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """Fetch, then each new record as it is appended, until the caller cancels: a node that
+        holds a replica of the partition waits on a watch of it, not by reading again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Apply(self, request, context):
         """Node to node only (PERMISSION_DENIED otherwise): a Streams command, encoded, proposed at
         the leader of the shard holding `key` by a node that does not lead it.
@@ -156,6 +169,11 @@ def add_StreamsServicer_to_server(servicer, server):
             'Fetch': grpc.unary_unary_rpc_method_handler(
                     servicer.Fetch,
                     request_deserializer=kvstore_dot_v1_dot_streams__pb2.FetchRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_streams__pb2.FetchResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=kvstore_dot_v1_dot_streams__pb2.SubscribeRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_streams__pb2.FetchResponse.SerializeToString,
             ),
             'Apply': grpc.unary_unary_rpc_method_handler(
@@ -325,6 +343,33 @@ class Streams:
             target,
             '/kvstore.v1.Streams/Fetch',
             kvstore_dot_v1_dot_streams__pb2.FetchRequest.SerializeToString,
+            kvstore_dot_v1_dot_streams__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kvstore.v1.Streams/Subscribe',
+            kvstore_dot_v1_dot_streams__pb2.SubscribeRequest.SerializeToString,
             kvstore_dot_v1_dot_streams__pb2.FetchResponse.FromString,
             options,
             channel_credentials,

@@ -123,6 +123,19 @@ async def scenario(endpoints: list[str]) -> None:
                 await kv.put(b"\xff\xffs/orders/\x00\x00\x00\x00", "forged")
             assert kv_refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
+        # Subscribe: records appended after the stream opened arrive, in order.
+        async with AsyncClient(endpoints, timeout_s=20) as kv:
+            await kv.streams.create_topic("live", 1)
+            stream = kv.streams.subscribe("live", 0, 0)
+            first = asyncio.ensure_future(stream.__anext__())
+            await kv.streams.produce("live", [b"a", b"b"])
+            await kv.streams.produce("live", [b"c"])
+            got_live = [await asyncio.wait_for(first, 10)]
+            while len(got_live) < 3:
+                got_live.append(await asyncio.wait_for(stream.__anext__(), 10))
+            assert [(r.offset, r.value) for r in got_live] == [(0, b"a"), (1, b"b"), (2, b"c")]
+            await stream.aclose()  # type: ignore[attr-defined]
+
         # Retention: by age (half a second) and by size (2,000 bytes a partition).
         aged = pb.TopicConfig(name="aged", partitions=1, retention_ms=500)
         sized = pb.TopicConfig(name="sized", partitions=1, retention_bytes=2_000)
