@@ -391,6 +391,13 @@ def _add_stream_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     consume.add_argument("--follow", action="store_true", help="keep printing new records")
     consume.add_argument(
+        "--max-staleness-ms",
+        type=cli_args.uint32,
+        default=0,
+        metavar="MS",
+        help="read from a replica at most this stale (one in --dc when there is one)",
+    )
+    consume.add_argument(
         "--group", metavar="G", help="as a member of consumer group G: the partitions it owns"
     )
     consume.add_argument(

@@ -146,7 +146,14 @@ def _consume_group(args: argparse.Namespace) -> int:
                 printed[record.partition] = record
 
             while True:  # again if its lease was lost (a long partition from the cluster)
-                processor = EventProcessor(client, args.topic, args.group, on_event, name=args.name)
+                processor = EventProcessor(
+                    client,
+                    args.topic,
+                    args.group,
+                    on_event,
+                    name=args.name,
+                    max_staleness_ms=args.max_staleness_ms,
+                )
                 saving = asyncio.create_task(_checkpoint_often(processor, printed))
                 try:
                     await processor.run()
@@ -206,7 +213,14 @@ async def _group_rows(client: AsyncClient, group: str) -> list[list[Any]]:
 
 
 async def _print_from(streams: StreamCalls, args: argparse.Namespace, partition: int) -> None:
-    async for record in streams.read(args.topic, partition, args.offset, follow=args.follow):
+    records = streams.read(
+        args.topic,
+        partition,
+        args.offset,
+        follow=args.follow,
+        max_staleness_ms=args.max_staleness_ms,
+    )
+    async for record in records:
         _print_record(args, record)
 
 

@@ -90,7 +90,10 @@ class EventProcessor:
         name: str | None = None,
         cycle_s: float = CYCLE_S,
         ttl_s: float = TTL_S,
+        max_staleness_ms: int = 0,
     ) -> None:
+        """``max_staleness_ms``: read the partitions from a replica at most this stale (one
+        in this client's datacenter when there is one) rather than from their leaders."""
         self.name = name or f"p{random.SystemRandom().randrange(1 << 40):010x}"
         for what, value in (("topic", topic), ("group", group), ("name", self.name)):
             if not valid_name(value.encode()):
@@ -100,6 +103,7 @@ class EventProcessor:
         self._group = group.encode()
         self._on_event = on_event
         self._cycle_s = cycle_s
+        self._max_staleness_ms = max_staleness_ms
         self._ttl_s = ttl_s
         self._owned: dict[int, _Owned] = {}
         self._stopping = asyncio.Event()
@@ -219,7 +223,10 @@ class EventProcessor:
         streams = self._client.streams
         while partition in self._owned:
             try:
-                async for record in streams.read(self._topic, partition, offset, follow=True):
+                records = streams.subscribe(
+                    self._topic, partition, offset, max_staleness_ms=self._max_staleness_ms
+                )
+                async for record in records:
                     owned = self._owned.get(partition)
                     if owned is None:
                         return
