@@ -1,7 +1,8 @@
 """Real processes: two `kvstore produce` from stdin while a node is SIGKILLed and restarted,
 three `kvstore consume --group` sharing the topic, one of them SIGKILLed: the group's output
 covers every record, each consumer prints each partition in offset order, and `kvstore group
-describe` settles on lag 0 with the partitions split evenly between the two live members."""
+describe` settles on lag 0 with the partitions split evenly between the two live members.
+And a checkpoint never goes back, and a member whose partition was taken cannot move it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from cluster.stream_keys import checkpoint_key, group_row, owner_key
 from kvstore import AsyncClient
 from kvstore.local_cluster import LocalCluster
+from kvstore.streams.client import Record
+from kvstore.streams.processor import EventProcessor
 from tests.system.test_local_cluster import free_base_port
 
 LINES = 400  # per producer
@@ -99,4 +103,49 @@ def test_a_consumer_group_shares_a_topic_and_survives_a_member_s_death(tmp_path:
             if consumer.poll() is None:
                 consumer.send_signal(signal.SIGINT)
                 consumer.wait(timeout=30)
+        local.stop_all()
+
+
+def test_a_deposed_owner_cannot_move_the_checkpoint_and_it_never_goes_back(
+    tmp_path: Path,
+) -> None:
+    local = LocalCluster(tmp_path / "data", base_port=free_base_port())
+    local.start_all()
+
+    async def main() -> None:
+        async with AsyncClient(local.endpoints, timeout_s=20) as kv:
+            await kv.streams.create_topic("fenced", 1)
+            await kv.streams.produce("fenced", [b"r%d" % i for i in range(10)])
+            handed: list[Record] = []
+
+            async def on_event(record: Record) -> None:
+                handed.append(record)
+
+            processor = EventProcessor(kv, "fenced", "g", on_event, cycle_s=0.1)
+            running = asyncio.create_task(processor.run())
+            while len(handed) < 10:
+                await asyncio.sleep(0.05)
+            assert await processor.checkpoint(handed[5])
+            assert not await processor.checkpoint(handed[2])  # never backwards
+            row = group_row(b"g", b"fenced", 0)
+            stored = await kv.get(checkpoint_key(row))
+            assert stored is not None and int(stored.value, 16) == 6
+            # Another member takes the partition (its record made anew: a new token).
+            took = await (
+                kv.txn()
+                .if_version(owner_key(row), ">", 0)
+                .then_delete(owner_key(row))
+                .then_put(owner_key(row), "usurper")
+                .commit()
+            )
+            assert took.succeeded
+            assert not await processor.checkpoint(handed[9])  # deposed: refused
+            stored = await kv.get(checkpoint_key(row))
+            assert stored is not None and int(stored.value, 16) == 6
+            processor.stop()
+            await running
+
+    try:
+        asyncio.run(main())
+    finally:
         local.stop_all()
