@@ -65,6 +65,7 @@ class AnyEndpoint(Generic[S]):
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in RETRIED:
                         raise self._error(err.code(), err.details() or "") from None
+                    stop_if_cancelled()
                     last = err
                     continue
                 self._next = index
@@ -74,3 +75,12 @@ class AnyEndpoint(Generic[S]):
                 detail = last.details() if last is not None else "no endpoint answered"
                 raise self._error(code, detail or "")
             await asyncio.sleep(0.1)
+
+
+def stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task is being cancelled: a call cut short by our
+    own cancellation may end as a CANCELLED status, which must not be retried (the retry
+    would swallow the cancellation, and whoever awaits this task would wait for good)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from kvstore.any_endpoint import RETRIED, AnyEndpoint
+from kvstore.any_endpoint import RETRIED, AnyEndpoint, stop_if_cancelled
 from kvstore.v1 import streams_pb2, streams_pb2_grpc
 
 Produced = bytes | str | tuple[bytes | str, bytes | str] | streams_pb2.ProducedRecord
@@ -185,6 +185,7 @@ async def _subscribe_to(
         except grpc.aio.AioRpcError as err:
             if err.code() not in RETRIED:
                 raise calls.error(err.code(), err.details() or "") from None
+            stop_if_cancelled()
             at += 1
             await asyncio.sleep(0.1)
         finally:

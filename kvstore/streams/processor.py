@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 CYCLE_S = 2.0
 TTL_S = 10.0
+LEAVE_S = 2.0  # at most this long to remove the status when stopping
 
 
 @dataclass
@@ -133,8 +134,9 @@ class EventProcessor:
                         await asyncio.wait_for(self._stopping.wait(), self._cycle_s)
             finally:
                 await self._drop_all()
+                # Best effort, and bounded: the lease's end removes the status anyway.
                 with contextlib.suppress(Exception):
-                    await self._client.delete(self._member_key())
+                    await asyncio.wait_for(self._client.delete(self._member_key()), LEAVE_S)
 
     def stop(self) -> None:
         self._stopping.set()
