@@ -23,7 +23,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -43,6 +46,7 @@ from kvstore.streams.processor import (
 T = TypeVar("T")
 _STDIN_BATCH = 500
 _CHECKPOINT_S = 0.5
+_LEAVE_S_MAX = 10.0  # after Ctrl-C, a group member exits within this long
 
 
 def topic_create(args: argparse.Namespace) -> int:
@@ -138,6 +142,21 @@ def _consume_group(args: argparse.Namespace) -> int:
     endpoints = endpoint_list(args)
 
     async def main() -> None:
+        stopping = asyncio.Event()
+        current: list[EventProcessor] = []
+
+        def interrupted() -> None:
+            # Ctrl-C: leave the group (claims released, last checkpoints written), but
+            # within ``_LEAVE_S_MAX`` whatever the cluster does: the lease's end frees
+            # the claims of a member that could not say goodbye.
+            stopping.set()
+            for processor in current:
+                processor.stop()
+            deadline = threading.Timer(_LEAVE_S_MAX, os._exit, (0,))
+            deadline.daemon = True  # a process that exited in time does not wait for it
+            deadline.start()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted)
         async with AsyncClient(endpoints, timeout_s=args.timeout) as client:
             printed: dict[int, Record] = {}
 
@@ -145,7 +164,7 @@ def _consume_group(args: argparse.Namespace) -> int:
                 _print_record(args, record)
                 printed[record.partition] = record
 
-            while True:  # again if its lease was lost (a long partition from the cluster)
+            while not stopping.is_set():  # again if its lease was lost (a long partition)
                 processor = EventProcessor(
                     client,
                     args.topic,
@@ -154,6 +173,7 @@ def _consume_group(args: argparse.Namespace) -> int:
                     name=args.name,
                     max_staleness_ms=args.max_staleness_ms,
                 )
+                current[:] = [processor]
                 saving = asyncio.create_task(_checkpoint_often(processor, printed))
                 try:
                     await processor.run()

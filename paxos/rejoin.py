@@ -23,6 +23,8 @@ The rule (Chandra et al., "Paxos Made Live" §5.1, made precise for Multi-Paxos)
    a replica that reported it; B re-proposed every such value at or below its barrier. Once
    we hold the chosen prefix through the barrier, every value we may have helped choose
    before is in our log as chosen, and every later slot is decided at ballots >= B.
+   Meanwhile we query every peer again each election timeout: we cannot campaign, and a
+   peer whose copy of the group lies dormant waiting for us is stirred to elect B.
 3. Then promise B durably and vote again (``DurableRecord(promised=B, voting=True)``); every
    reply we send from then on sits behind that record on the FIFO disk queue.
 
@@ -47,6 +49,10 @@ class Rejoin:
         self.ballot = Ballot.ZERO  # that leader's ballot
         self.last_query_tick: int | None = None
         self.ticks = 0  # since this replica started rejoining (for a periodic report)
+
+    @property
+    def peers(self) -> tuple[NodeId, ...]:
+        return self._peers
 
     def unanswered(self) -> tuple[NodeId, ...]:
         return tuple(p for p in self._peers if p not in self._answers)

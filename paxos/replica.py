@@ -454,14 +454,20 @@ class Replica:
                 return False
 
     def _query_peers(self) -> None:
+        """Step 1's queries, resent until answered. Then, while no leader above the floor
+        is heard, a query to every peer each election timeout: we cannot campaign, and a
+        peer whose copy of the group lies dormant waiting for us (its driver's preferred
+        leader) is stirred by it to elect one (sim seed 1952: both peers restarted while
+        we rejoined, and the group had no leader for 18 s)."""
         rejoin = self._rejoin
-        if rejoin is None or rejoin.floor is not None:
+        if rejoin is None or rejoin.target is not None:
             return
         sent = rejoin.last_query_tick
-        if sent is not None and self._now - sent < self._cfg.retransmit_ticks:
+        every = self._cfg.retransmit_ticks if rejoin.floor is None else self._cfg.election_ticks_max
+        if sent is not None and self._now - sent < every:
             return
         rejoin.last_query_tick = self._now
-        for peer in rejoin.unanswered():
+        for peer in rejoin.unanswered() if rejoin.floor is None else rejoin.peers:
             self._out.send(RejoinQuery(src=self.node_id, dst=peer))
 
     def _finish_rejoin(self) -> None:

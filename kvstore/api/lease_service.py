@@ -180,6 +180,8 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
 
         async def local() -> kv_pb2.LeaseTimeToLiveResponse:
             state = _here(self._runtime.lease_state(request.id))
+            if state is None and request.ended_too and self._runtime.lease_ended(request.id):
+                return kv_pb2.LeaseTimeToLiveResponse(id=request.id, remaining_ms=-1)
             if state is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no lease {request.id}")
             assert isinstance(state, LeaseState)
@@ -211,7 +213,8 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
             return True
         try:
             await self.TimeToLive(
-                kv_pb2.LeaseTimeToLiveRequest(id=lease_id), cast(Any, _Asking(context))
+                kv_pb2.LeaseTimeToLiveRequest(id=lease_id, ended_too=True),
+                cast(Any, _Asking(context)),
             )
         except _NotFoundError:
             return False

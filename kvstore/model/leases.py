@@ -58,6 +58,12 @@ def ending(engine: Engine) -> list[int]:
     ]
 
 
+def ended(engine: Engine, lease_id: int) -> bool:
+    """In the meta range: the lease was granted once and has ended (or is ending)."""
+    markers = (ENDING_PREFIX, ENDED_PREFIX)
+    return any(engine.meta_get(p + _id(lease_id)) is not None for p in markers)
+
+
 def grant(engine: Engine, lease_id: int, ttl_ms: int) -> str | None:
     """Record a lease; why not (None: done)."""
     if not 0 < lease_id <= LEASE_ID_MAX:
@@ -67,7 +73,7 @@ def grant(engine: Engine, lease_id: int, ttl_ms: int) -> str | None:
     name = LIVE_PREFIX + _id(lease_id)
     if engine.meta_get(name) is not None:
         return f"lease {lease_id} exists"
-    if any(engine.meta_get(p + _id(lease_id)) is not None for p in (ENDING_PREFIX, ENDED_PREFIX)):
+    if ended(engine, lease_id):
         # The ranges refuse an ended lease for good: its id is never granted again.
         return f"lease id {lease_id} was used before"
     engine.meta_put(name, ttl_ms.to_bytes(8, "big"))

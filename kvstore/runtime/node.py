@@ -43,6 +43,7 @@ from kvstore.model import (
     KvStateMachine,
     SessionTable,
     encoded_bytes_max,
+    leases,
 )
 from kvstore.model.jobs import Changed, run_job
 from kvstore.model.lease_keeper import LeaseState
@@ -455,6 +456,12 @@ class NodeRuntime:
         answer = self._hosting(None).lease_state(lease_id)
         self._kick()
         return answer
+
+    def lease_ended(self, lease_id: int) -> bool:
+        """Whether this node's replica of the meta range has the lease ended (ask the meta
+        leader: it has applied every revoke it answered)."""
+        with self._store.read(META_RANGE_ID) as engine:
+            return leases.ended(engine, lease_id)
 
     def lease_ids(self) -> list[int] | NotLeaseholder:
         answer = self._hosting(None).lease_ids()

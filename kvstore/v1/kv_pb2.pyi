@@ -429,10 +429,12 @@ class LeaseKeepAliveResponse(_message.Message):
     def __init__(self, id: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., ttls_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaseTimeToLiveRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "ended_too")
     ID_FIELD_NUMBER: _ClassVar[int]
+    ENDED_TOO_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    ended_too: bool
+    def __init__(self, id: _Optional[int] = ..., ended_too: _Optional[bool] = ...) -> None: ...
 
 class LeaseTimeToLiveResponse(_message.Message):
     __slots__ = ("id", "ttl_ms", "remaining_ms")

@@ -81,3 +81,25 @@ def test_a_rejoining_replica_makes_the_old_leader_re_prepare_above_its_floor() -
     assert leader.leader_ballot is not None and leader.leader_ballot.round > old.round
     assert not c.replica(N3).rejoining
     assert c.replica(N3).promised == leader.leader_ballot
+
+
+def test_a_replica_waiting_for_a_leader_queries_its_peers_each_election_timeout() -> None:
+    """Once its floor is set, a rejoining replica that hears no leader above it queries every
+    peer again each election timeout: it cannot campaign, and peers whose group lies
+    dormant waiting for it (its driver's preferred leader) are stirred to elect one (sim seed
+    1952: without it the group had no leader for 18 s)."""
+    c = elected()
+    c.wipe(N3)
+    c.deliver(lambda m: isinstance(m, RejoinQuery))
+    c.stabilize()  # the answers: n3's floor is set
+    c.crash(N1)  # the leader is gone; n2 is left alone to elect (as if dormant)
+    c.net.clear()
+    assert c.replica(N3).rejoining
+    timeout = c.replica(N3)._cfg.election_ticks_max
+    c.tick(N3, timeout)
+    c.drain(N3)
+    assert sorted(m.dst for m in c.net if isinstance(m, RejoinQuery)) == [N1, N2]
+    c.net.clear()
+    c.tick(N3, timeout - 1)
+    c.drain(N3)
+    assert not [m for m in c.net if isinstance(m, RejoinQuery)]  # no more often than that
