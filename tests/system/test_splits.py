@@ -29,9 +29,12 @@ async def admin(endpoint: str) -> tuple[grpc.aio.Channel, admin_pb2_grpc.AdminSt
 
 
 async def layout(endpoint: str) -> list[admin_pb2.ShardInfo]:
+    """The shard map as ``endpoint`` knows it, waiting for it to listen (a node just
+    restarted: its clients may have been answered by the others already)."""
     channel, stub = await admin(endpoint)
     async with channel:
-        view = await stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=5)
+        request = admin_pb2.DescribeClusterRequest()
+        view = await stub.DescribeCluster(request, timeout=20, wait_for_ready=True)
     return sorted(view.shards, key=lambda s: s.start)
 
 
