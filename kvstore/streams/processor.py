@@ -52,6 +52,7 @@ from kvstore.streams.client import Record
 if TYPE_CHECKING:
     from kvstore.client import AsyncClient
     from kvstore.leasing import Lease
+    from kvstore.v1 import kv_pb2
 
 CYCLE_S = 2.0
 TTL_S = 10.0
@@ -181,15 +182,12 @@ class EventProcessor:
         """Each claimed partition's owner, and the create revision of each of ours. A
         claim in our name that we are not feeding (a processor of the same name before a
         restart, on a lease of its own) counts as a dead member's: taken over anew."""
-        prefix = group_prefix(self._group, self._topic.encode())
-        items, _ = await self._client.scan(prefix, prefix_end(prefix), 10_000)
         owners: dict[int, str] = {}
         ours: dict[int, int] = {}
         self._seen_mod = {}
-        for item in items:
-            if not item.key.endswith(b"/own"):
+        for p, kind, item in await _group_rows(self._client, self._group, self._topic.encode()):
+            if kind != b"own":
                 continue
-            p = partition_of_group_row(prefix, item.key)
             owners[p] = item.value.decode()
             self._seen_mod[p] = item.mod_revision
             if owners[p] == self.name:
@@ -258,18 +256,27 @@ class EventProcessor:
 
 async def describe(client: AsyncClient, topic: str, group: str) -> list[PartitionState]:
     """Each partition of ``topic``: its owner in ``group`` and the group's checkpoint."""
-    prefix = group_prefix(group.encode(), topic.encode())
-    items, _ = await client.scan(prefix, prefix_end(prefix), 10_000)
     owners: dict[int, str] = {}
     checkpoints: dict[int, int] = {}
-    for item in items:
-        p = partition_of_group_row(prefix, item.key)
-        if item.key.endswith(b"/own"):
+    for p, kind, item in await _group_rows(client, group.encode(), topic.encode()):
+        if kind == b"own":
             owners[p] = item.value.decode()
-        elif item.key.endswith(b"/ckpt"):
+        elif kind == b"ckpt":
             checkpoints[p] = int(item.value, 16)
     partitions = (await client.streams.describe_topic(topic)).topic.partitions
     return [PartitionState(p, owners.get(p), checkpoints.get(p)) for p in range(partitions)]
+
+
+async def _group_rows(
+    client: AsyncClient, group: bytes, topic: bytes
+) -> list[tuple[int, bytes, kv_pb2.KeyValue]]:
+    """The group's row keys on ``topic``: (partition, ``own`` or ``ckpt``, the key-value)."""
+    prefix = group_prefix(group, topic)
+    items, _ = await client.scan(prefix, prefix_end(prefix), 10_000)
+    return [
+        (partition_of_group_row(prefix, item.key), item.key.rsplit(b"/", 1)[1], item)
+        for item in items
+    ]
 
 
 async def group_topics(client: AsyncClient, group: str) -> list[str]:
