@@ -5,6 +5,7 @@
     kvstore put KEY VALUE|-|--file PATH | get KEY [--stale] [--rev N] [--output-file PATH] | del KEY
     kvstore scan [--prefix P | --start A --end B] [--limit N]
     kvstore topic create|list|describe|delete | produce TOPIC [VALUE] | consume TOPIC [--follow]
+    kvstore counter take NAME --count N | counter get NAME
     kvstore config check FILE
 
 Endpoints come from ``--endpoints host:port,...`` or ``KVSTORE_ENDPOINTS``; ``-o json`` prints
@@ -310,6 +311,7 @@ def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     _add_lease_commands(sub)
     _add_lock_commands(sub)
     _add_stream_commands(sub)
+    _add_counter_commands(sub)
 
 
 def _add_lock_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -419,6 +421,28 @@ def _add_stream_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         (group_describe, "group_describe"),
     ):
         cmd.set_defaults(run=partial(_streams, name))
+        cli_args.add_endpoints(cmd)
+        cli_args.add_output(cmd)
+
+
+def _add_counter_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    counter = sub.add_parser("counter", help="counters that hand out ranges of ids")
+    counter_sub = counter.add_subparsers(dest="counter_command", required=True, metavar="COMMAND")
+    take = counter_sub.add_parser(
+        "take", help="take N ids no one else gets; prints START END (the ids [START, END))"
+    )
+    take.add_argument("name", metavar="NAME")
+    take.add_argument(
+        "--count",
+        type=cli_args.int_within(1, 1_000_000_000),
+        default=1,
+        metavar="N",
+        help="how many ids (1..1000000000, default 1)",
+    )
+    get = counter_sub.add_parser("get", help="the counter's next id (0 if none was taken)")
+    get.add_argument("name", metavar="NAME")
+    for cmd, name in ((take, "take"), (get, "get")):
+        cmd.set_defaults(run=partial(_counter, name))
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)
 
@@ -553,6 +577,13 @@ def _streams(name: str, args: argparse.Namespace) -> int:
     from kvstore import cli_streams  # noqa: PLC0415 - see the rules at the top
 
     run: Callable[[argparse.Namespace], int] = getattr(cli_streams, name)
+    return run(args)
+
+
+def _counter(name: str, args: argparse.Namespace) -> int:
+    from kvstore import cli_counter  # noqa: PLC0415 - see the rules at the top
+
+    run: Callable[[argparse.Namespace], int] = getattr(cli_counter, name)
     return run(args)
 
 

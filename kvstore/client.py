@@ -34,6 +34,7 @@ from typing import Any, TypeVar, overload
 
 import grpc
 
+from cluster.counter_keys import counter_key
 from cluster.keys import prefix_end
 from kvstore import concurrency, range_changed, watching
 from kvstore.batcher import Batcher
@@ -43,7 +44,14 @@ from kvstore.leasing import Lease, LeaseCalls, LeaseContext
 from kvstore.request_ids import new_client_id
 from kvstore.streams.client import StreamCalls
 from kvstore.txn import Txn, TxnResult
-from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
+from kvstore.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    counters_pb2,
+    counters_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+)
 from kvstore.watching import WatchCompactedError, WatchEvent
 
 __all__ = [
@@ -246,6 +254,30 @@ class AsyncClient:
             )
         return response.deleted
 
+    async def take_range(self, name: str, count: int) -> tuple[int, int]:
+        """``[start, end)``: ``count`` ids of counter ``name`` that no other take ever gets
+        (``docs/counters.md``). Retried with one request id until the deadline: a take
+        that ends in ``DEADLINE_EXCEEDED`` may have taken a range nobody will use."""
+        with self._lanes.take() as request_id:
+            request = counters_pb2.CounterTakeRequest(name=name, count=count, request_id=request_id)
+            response: counters_pb2.CounterTakeResponse = await self._call(
+                counter_key(name.encode()),
+                lambda a, t: self._counters(a).Take(request, timeout=t),
+                write=True,
+                routed=request,
+            )
+        return response.start, response.end
+
+    async def counter(self, name: str) -> int:
+        """Counter ``name``'s next id (0 if nothing was taken from it), read linearizably."""
+        request = counters_pb2.CounterGetRequest(name=name)
+        response: counters_pb2.CounterGetResponse = await self._call(
+            counter_key(name.encode()),
+            lambda a, t: self._counters(a).Get(request, timeout=t),
+            write=False,
+        )
+        return response.value
+
     async def scan(
         self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0, revision: int = 0
     ) -> tuple[list[kv_pb2.KeyValue], bool]:
@@ -335,6 +367,9 @@ class AsyncClient:
         return self._leaders.get(shard_id)
 
     # ------------------------------------------------------------------ routing
+
+    def _counters(self, address: str) -> counters_pb2_grpc.CountersStub:
+        return counters_pb2_grpc.CountersStub(self._channel(address))
 
     def _stub(self, address: str) -> kv_pb2_grpc.KVStub:
         channel = self._channels.get(address)
@@ -577,6 +612,12 @@ class Client:
 
     def delete(self, key: bytes | str) -> bool:
         return self._run(self._async.delete(key))
+
+    def take_range(self, name: str, count: int) -> tuple[int, int]:
+        return self._run(self._async.take_range(name, count))
+
+    def counter(self, name: str) -> int:
+        return self._run(self._async.counter(name))
 
     def scan(
         self, start: bytes | str = b"", end: bytes | str = b"", limit: int = 0, revision: int = 0

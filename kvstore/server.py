@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cluster import ClusterConfig
 from kvstore.api.admin_service import AdminService
+from kvstore.api.counters_service import CountersService
 from kvstore.api.kv_service import KvService
 from kvstore.api.lease_service import LeaseService
 from kvstore.api.malformed import RejectMalformedRequests
@@ -36,6 +37,8 @@ from kvstore.storage import NodeStore
 from kvstore.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    counters_pb2,
+    counters_pb2_grpc,
     kv_pb2,
     kv_pb2_grpc,
     peer_pb2_grpc,
@@ -51,6 +54,7 @@ REFLECTED_SERVICES = (
     kv_pb2.DESCRIPTOR.services_by_name["Lease"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     streams_pb2.DESCRIPTOR.services_by_name["Streams"].full_name,
+    counters_pb2.DESCRIPTOR.services_by_name["Counters"].full_name,
     health.SERVICE_NAME,
     reflection.SERVICE_NAME,
 )
@@ -133,6 +137,8 @@ class NodeServer:
         self._kv.lease_known = self._leases.known
         self._streams = StreamsService(self._kv, self._admin.split_at, self.runtime.watches)
         streams_pb2_grpc.add_StreamsServicer_to_server(self._streams, self._server)
+        counters = CountersService(self._kv)
+        counters_pb2_grpc.add_CountersServicer_to_server(counters, self._server)
         self.runtime.on_leases_to_detach = self._admin.leases_to_detach
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted

@@ -37,6 +37,7 @@ import grpc
 
 from cluster import ClusterConfig, RangeDescriptor, RangeMap, initial_layout
 from cluster.config import Limits
+from cluster.counter_keys import COUNTERS
 from cluster.stream_keys import PARTITIONS, TOPICS
 from kvstore import range_changed
 from kvstore.api.statuses import history_refusal, shown_status, status_of_result
@@ -139,7 +140,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             )
         if request.lease and not is_forwarded(context):
             await self._check_lease(request.lease, context)
-        command = Put(_request_id(request.request_id), request.key, request.value, request.lease)
+        command = Put(request_id_of(request.request_id), request.key, request.value, request.lease)
         shard, outcome = await self.write_keys(
             request,
             [request.key],
@@ -150,7 +151,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         if isinstance(outcome, kv_pb2.PutResponse):
             return outcome
         result = await self.expect(outcome, PutResult, context)
-        response = kv_pb2.PutResponse(header=self._header(shard, result.revision))
+        response = kv_pb2.PutResponse(header=self.header(shard, result.revision))
         if request.prev_kv and result.prev is not None:
             response.prev_kv.CopyFrom(_kv(result.prev))
         return response
@@ -170,7 +171,7 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.DeleteResponse:
         await self._check_key(request.key, context)
         await self._check_writable([request.key], context)
-        command = Delete(_request_id(request.request_id), request.key)
+        command = Delete(request_id_of(request.request_id), request.key)
         shard, outcome = await self.write_keys(
             request,
             [request.key],
@@ -182,7 +183,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             return outcome
         result = await self.expect(outcome, DeleteResult, context)
         response = kv_pb2.DeleteResponse(
-            deleted=result.deleted, header=self._header(shard, result.revision)
+            deleted=result.deleted, header=self.header(shard, result.revision)
         )
         if request.prev_kv and result.prev is not None:
             response.prev_kv.CopyFrom(_kv(result.prev))
@@ -329,7 +330,7 @@ class KvService(kv_pb2_grpc.KVServicer):
             for lease_id in {op.put.lease for op in (*request.success, *request.failure)} - {0}:
                 await self._check_lease(lease_id, context)
         command = Txn(
-            _request_id(request.request_id),
+            request_id_of(request.request_id),
             tuple(_compare(c) for c in request.compare),
             tuple(_op(op) for op in request.success),
             tuple(_op(op) for op in request.failure),
@@ -347,7 +348,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         return kv_pb2.TxnResponse(
             succeeded=result.succeeded,
             responses=[self._response_op(shard, r) for r in result.results],
-            header=self._header(shard, result.revision),
+            header=self.header(shard, result.revision),
         )
 
     async def Batch(  # noqa: N802
@@ -686,7 +687,7 @@ class KvService(kv_pb2_grpc.KVServicer):
         return kv_pb2.ScanResponse(
             kvs=[_kv(kv) for kv in kvs],
             more=more,
-            header=self._header(shard, answered_at, bound),
+            header=self.header(shard, answered_at, bound),
         )
 
     def _forward_scan(
@@ -779,13 +780,13 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.GetResponse:
         kv, revision = self._runtime.get_local(shard, key, at_revision)
         response = kv_pb2.GetResponse(
-            found=kv is not None, header=self._header(shard, revision, bound_ms)
+            found=kv is not None, header=self.header(shard, revision, bound_ms)
         )
         if kv is not None:
             response.kv.CopyFrom(_kv(kv))
         return response
 
-    def _header(
+    def header(
         self, shard: int, revision: int | None, staleness_ms: float | None = 0.0
     ) -> kv_pb2.ResponseHeader:
         """``staleness_ms``: the bound to report (0: linearizable or a write; None: unknown)."""
@@ -809,12 +810,12 @@ class KvService(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.ResponseOp:
         if isinstance(result, PutResult):
             return kv_pb2.ResponseOp(
-                put=kv_pb2.PutResponse(header=self._header(shard, result.revision))
+                put=kv_pb2.PutResponse(header=self.header(shard, result.revision))
             )
         if isinstance(result, DeleteResult):
             return kv_pb2.ResponseOp(
                 delete=kv_pb2.DeleteResponse(
-                    deleted=result.deleted, header=self._header(shard, result.revision)
+                    deleted=result.deleted, header=self.header(shard, result.revision)
                 )
             )
         get = kv_pb2.GetResponse(found=result.kv is not None)
@@ -825,13 +826,19 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _check_writable(
         self, keys: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        """Topic descriptions and partition logs are the Streams service's to write."""
+        """Topic descriptions and partition logs are the Streams service's to write, and
+        counters the Counters service's (a put could move a counter back)."""
         for key in keys:
             if key.startswith((TOPICS, PARTITIONS)):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"{key!r}: keys under {TOPICS!r} and {PARTITIONS!r} are written only"
                     " through the Streams service",
+                )
+            if key.startswith(COUNTERS):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{key!r}: keys under {COUNTERS!r} are counters, moved only by Counters.Take",
                 )
 
     async def _check_key(self, key: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -1023,8 +1030,13 @@ def _descriptor_of(info: kv_pb2.RangeInfo) -> RangeDescriptor:
     )
 
 
-def _request_id(pb: kv_pb2.RequestId) -> RequestId:
+def request_id_of(pb: kv_pb2.RequestId) -> RequestId:
     return RequestId(pb.client_id, pb.seq)
+
+
+async def never_forwarded(_node: int, _timeout: float) -> NoReturn:
+    """The ``forward`` of a request another node forwarded here: never forwarded again."""
+    raise AssertionError("a forwarded request is never forwarded again")
 
 
 def _passed_on(err: grpc.aio.AioRpcError) -> tuple[tuple[str, str], ...]:

@@ -17,7 +17,7 @@ import grpc
 
 from kvstore import compacted
 from kvstore.model import ApplyResult, Invalid, Malformed, StaleRequest
-from kvstore.model.commands import LeaseGone
+from kvstore.model.commands import CounterSpent, LeaseGone
 from kvstore.model.history import HistoryError, RevisionCompactedError
 from kvstore.runtime.node import (
     CommandTooLargeError,
@@ -75,6 +75,11 @@ def status_of_result(result: ApplyResult) -> tuple[grpc.StatusCode, str] | None:
         )
     if isinstance(result, Invalid):
         return grpc.StatusCode.INVALID_ARGUMENT, result.reason
+    if isinstance(result, CounterSpent):
+        return (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"the counter is at {result.value}: the take would pass its limit 2^63-1",
+        )
     if isinstance(result, Malformed):
         return grpc.StatusCode.INVALID_ARGUMENT, f"malformed command: {result.reason}"
     if isinstance(result, LeaseGone):

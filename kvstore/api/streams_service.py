@@ -27,7 +27,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -43,7 +43,7 @@ from cluster.stream_keys import (
     topic_key,
     valid_name,
 )
-from kvstore.api.kv_service import FORWARDED, KvService, is_forwarded
+from kvstore.api.kv_service import FORWARDED, KvService, is_forwarded, never_forwarded
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import status_of_result
 from kvstore.model import RequestId, decode_command, encode_command
@@ -286,7 +286,7 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         if not isinstance(command, Txn | Append | Trim):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a Streams command")
         _, outcome = await self._kv.write_keys(
-            request, [request.key], command, context, _never_forwarded
+            request, [request.key], command, context, never_forwarded
         )
         if isinstance(outcome, Invalid):
             await context.abort(grpc.StatusCode.NOT_FOUND, outcome.reason)
@@ -559,10 +559,6 @@ class _Wake:
 
     def close(self) -> None:
         self._watches.remove(self.watch.watcher.watch_id)
-
-
-async def _never_forwarded(_node: int, _timeout: float) -> NoReturn:
-    raise AssertionError("a forwarded request is never forwarded again")
 
 
 def _producer_client(producer_id: int, topic: str, partition: int) -> int:

@@ -256,8 +256,20 @@ class Trim:
 TRIM_ALL = (1 << 64) - 1
 
 
+@dataclass(frozen=True, slots=True)
+class Take:
+    """Take ``count`` ids from the counter at ``key`` (``cluster.counter_keys``): the
+    range ``[value, value + count)`` and the counter moved to its end, at one revision.
+    Under the session table: a retried take answers the range it took, never a new one."""
+
+    request: RequestId
+    key: bytes
+    count: int
+
+
 Command: TypeAlias = (
     Append
+    | Take
     | Trim
     | Put
     | Delete
@@ -431,6 +443,20 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    start: int  # the ids [start, end) are the taker's alone
+    end: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpent:
+    """A take the counter cannot give: it would pass ``counter_keys.VALUE_MAX``."""
+
+    value: int  # the counter's next id
+
+
+@dataclass(frozen=True, slots=True)
 class Trimmed:
     first_offset: int  # the partition's first retained offset now
     deleted: int
@@ -439,6 +465,8 @@ class Trimmed:
 
 ApplyResult: TypeAlias = (
     Appended
+    | Taken
+    | CounterSpent
     | Trimmed
     | PutResult
     | DeleteResult
@@ -517,6 +545,8 @@ def oversized(cmd: Command) -> str | None:
             values = [b for r in cmd.records for b in (r.value, *(x for h in r.headers for x in h))]
         case Trim():
             keys, values = [cmd.row], []
+        case Take():
+            keys, values = [cmd.key], []
     longest = max((len(k) for k in keys), default=0)
     if longest > KEY_BYTES_HARD_MAX:
         return f"a key of {longest} bytes is over the {KEY_BYTES_HARD_MAX} the store executes"
@@ -547,7 +577,8 @@ def oversized(cmd: Command) -> str | None:
     _LEASE_TABLE,
     _APPEND,
     _TRIM,
-) = range(1, 19)
+    _TAKE,
+) = range(1, 20)
 APPEND_RECORDS_MAX = 1 << 16  # records in one Append (the produce limit is far below)
 STREAM_HEADERS_MAX = 1 << 10  # headers of one record
 _OP_LEASED = 0x80  # in a Txn op's kind: a lease id follows the op
@@ -657,6 +688,11 @@ def encode_command(cmd: Command) -> bytes:
             _request(w, cmd.request)
             w.blob(cmd.row)
             w.u64(cmd.before)
+        case Take():
+            w.u8(_TAKE)
+            _request(w, cmd.request)
+            w.blob(cmd.key)
+            w.u64(cmd.count)
     return w.framed()
 
 
@@ -732,6 +768,8 @@ def decode_command(frame: bytes) -> Command:
         cmd = Append(request, row, records, appended_ms)
     elif kind == _TRIM:
         cmd = Trim(request, r.blob(), r.u64())
+    elif kind == _TAKE:
+        cmd = Take(request, r.blob(), r.u64())
     else:
         raise CodecError(f"unknown command kind {kind}")
     r.done()
@@ -751,7 +789,7 @@ def leases_named(cmd: Command) -> list[int]:
 def keys_of(cmd: Command) -> list[bytes]:
     """The keys a command reads or writes (all must be in the shard that applies it)."""
     match cmd:
-        case Put() | Delete():
+        case Put() | Delete() | Take():
             return [cmd.key]
         case Txn():
             return [c.key for c in cmd.compares] + [op.key for op in (*cmd.success, *cmd.failure)]
@@ -807,8 +845,8 @@ def _enum(kind: type[E], raw: int) -> E:
 # ---------------------------------------------------------------------- results <-> bytes
 # Results are kept in the replicated session table, so a retry gets the very same answer.
 
-_R_PUT, _R_DELETE, _R_TXN, _R_GET, _R_APPENDED, _R_TRIMMED = 1, 2, 3, 4, 5, 6
-CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult | Appended
+_R_PUT, _R_DELETE, _R_TXN, _R_GET, _R_APPENDED, _R_TRIMMED, _R_TAKEN = 1, 2, 3, 4, 5, 6, 7
+CachedResult: TypeAlias = PutResult | DeleteResult | TxnResult | Appended | Taken
 
 
 def encode_result(result: CachedResult) -> bytes:
@@ -844,6 +882,11 @@ def decode_forwarded_result(frame: bytes) -> CachedResult | Trimmed:
 
 def _result(w: Writer, result: CachedResult | GetResult | Trimmed) -> None:
     match result:
+        case Taken():
+            w.u8(_R_TAKEN)
+            w.u64(result.start)
+            w.u64(result.end)
+            w.u64(result.revision)
         case Trimmed():
             w.u8(_R_TRIMMED)
             w.u64(result.first_offset)
@@ -878,6 +921,8 @@ def _read_result(r: Reader) -> CachedResult | GetResult | Trimmed:
     tag = r.u8()
     if tag == _R_TRIMMED:
         return Trimmed(r.u64(), r.u64(), r.u64())
+    if tag == _R_TAKEN:
+        return Taken(r.u64(), r.u64(), r.u64())
     if tag == _R_APPENDED:
         return Appended(r.u64(), r.u64(), r.u64())
     if tag == _R_PUT:
@@ -889,7 +934,7 @@ def _read_result(r: Reader) -> CachedResult | GetResult | Trimmed:
         subs = []
         for _ in range(r.count(TXN_OPS_MAX)):
             sub = _read_result(r)
-            if isinstance(sub, TxnResult | Appended | Trimmed):
+            if isinstance(sub, TxnResult | Appended | Trimmed | Taken):
                 raise CodecError("nested transaction result")
             subs.append(sub)
         return TxnResult(revision, succeeded, tuple(subs))

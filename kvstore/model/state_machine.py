@@ -46,6 +46,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
+from cluster import counter_keys
 from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.range_map import RangeMap
 from cluster.ranges import RangeDescriptor
@@ -63,6 +64,7 @@ from kvstore.model.commands import (
     Compact,
     Compare,
     CompareOp,
+    CounterSpent,
     Delete,
     DeleteResult,
     DetachLease,
@@ -98,6 +100,8 @@ from kvstore.model.commands import (
     Split,
     SplitDone,
     StaleRequest,
+    Take,
+    Taken,
     Target,
     Trim,
     Trimmed,
@@ -526,7 +530,7 @@ class KvStateMachine:
         raw = self._engine.meta_get(META_LEADER_DC)
         return raw.decode() if raw is not None else None
 
-    def _apply_session(self, slot: int, cmd: Put | Delete | Txn | Append) -> ApplyResult:
+    def _apply_session(self, slot: int, cmd: Put | Delete | Txn | Append | Take) -> ApplyResult:
         request = cmd.request
         if request.client_id == 0:
             return self._execute(cmd)
@@ -542,6 +546,8 @@ class KvStateMachine:
                 self._remember(request, slot, cached)
                 return decode_result(cached)
         result = self._execute(cmd)
+        if isinstance(result, Invalid | CounterSpent):
+            return result  # changed nothing: a retry is refused alike
         self._remember(request, slot, encode_result(result))
         return result
 
@@ -557,10 +563,14 @@ class KvStateMachine:
             del sessions[evicted]
             self._engine.meta_delete(_session_key(evicted))
 
-    def _execute(self, cmd: Put | Delete | Txn | Append) -> CachedResult:
+    def _execute(
+        self, cmd: Put | Delete | Txn | Append | Take
+    ) -> CachedResult | CounterSpent | Invalid:
         match cmd:
             case Append():
                 return self._append(cmd)
+            case Take():
+                return self._take(cmd)
             case Put():
                 self.revision += 1
                 return self._put(cmd.key, cmd.value, self.revision, cmd.lease)
@@ -629,6 +639,20 @@ class KvStateMachine:
         self._put(cmd.row, streams.encode_head(moved), revision)
         self.revision = revision
         return Appended(head.next, len(cmd.records), revision)
+
+    def _take(self, cmd: Take) -> Taken | CounterSpent | Invalid:
+        """The counter's next ``count`` ids, and the counter moved past them."""
+        start = counter_keys.decode_value(self._record_value(cmd.key))
+        if start is None or not cmd.key.startswith(counter_keys.COUNTERS):
+            return Invalid(f"{cmd.key!r} does not hold a counter")
+        if not 0 < cmd.count <= counter_keys.TAKE_COUNT_MAX:
+            return Invalid(f"a take is of 1..{counter_keys.TAKE_COUNT_MAX} ids, not {cmd.count}")
+        end = start + cmd.count
+        if end > counter_keys.VALUE_MAX:
+            return CounterSpent(start)
+        self.revision += 1
+        self._put(cmd.key, counter_keys.encode_value(end), self.revision)
+        return Taken(start, end, self.revision)
 
     def _trim(self, cmd: Trim) -> Trimmed:
         """The partition's records below ``cmd.before`` deleted at one revision (and, for

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--workload",
         default="register,set",
-        help="register, set, watch (watchers of the register keys), comma-separated",
+        help="register, set, watch (watchers of the register keys), lock, queue, counter;"
+        " comma-separated",
     )
     r.add_argument("--concurrency", type=int, default=12, help="client workers (>= 1)")
     r.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
@@ -71,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
     if not workloads or any(
-        w not in ("register", "set", "watch", "lock", "queue") for w in workloads
+        w not in ("register", "set", "watch", "lock", "queue", "counter") for w in workloads
     ):
-        parser.error("--workload takes register, set, watch, lock and queue (comma-separated)")
+        parser.error(
+            "--workload takes register, set, watch, lock, queue and counter (comma-separated)"
+        )
     if "watch" in workloads and "register" not in workloads:
         parser.error("the watch workload watches the register workload's keys: add register")
     if args.concurrency < 1 or args.duration <= 0:

@@ -86,6 +86,17 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
             f" the counter ends at {lock['final']}; errors {lock['errors']}.",
         ]
         lines += [f"- {p}" for p in lock["problems"]]
+    counter = results.get("counter")
+    if counter is not None:
+        lines += [
+            "",
+            f"## Counter (no id handed out twice, no gap unknown takes cannot explain):"
+            f" {counter['verdict']}",
+            f"takes {counter['takes_ok']} ok ({counter['ids_taken']} ids),"
+            f" {counter['takes_failed']} failed, {counter['takes_unknown']} unknown; the"
+            f" counter ends at {counter['final']}; errors {counter['errors']}.",
+        ]
+        lines += [f"- {p}" for p in counter["problems"]]
     queue = results.get("queue")
     if queue is not None:
         lines += [
@@ -101,8 +112,8 @@ def write_summary(out: Path, results: dict[str, Any]) -> None:
                 lines.append(f"- {name}: {queue[name]}")
     lines += [
         "",
-        "Files: history.jsonl, set-history.jsonl, lock-history.jsonl, queue-history.jsonl,"
-        " consumers/, timeline.jsonl, nodes/, *.png",
+        "Files: history.jsonl, set-history.jsonl, lock-history.jsonl, counter-history.jsonl,"
+        " queue-history.jsonl, consumers/, timeline.jsonl, nodes/, *.png",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 

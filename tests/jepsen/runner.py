@@ -21,6 +21,7 @@ import grpc
 
 from kvstore.v1 import kv_pb2
 from tests.jepsen.cluster import SHARD_STARTS, JepsenCluster, free_base_port, probe_keys
+from tests.jepsen.counters import CounterWorkload, check_counter, write_counter_history
 from tests.jepsen.history import HistoryWriter
 from tests.jepsen.linearizability import KeyVerdict, check_history
 from tests.jepsen.locks import LockWorkload, check_locks, write_lock_history
@@ -139,6 +140,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
     watches: WatchWorkload | None = None
     watches_settled = False
     locks: LockWorkload | None = None
+    takers: CounterWorkload | None = None
     queue: QueueWorkload | None = None
     queue_settled = False
     nemesis = Nemesis(
@@ -177,6 +179,11 @@ async def run(options: RunOptions) -> dict[str, Any]:
                 random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes]
             )
             locks.start(started + options.duration_s)
+        if "counter" in options.workloads:
+            takers = CounterWorkload(
+                random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes]
+            )
+            takers.start(started + options.duration_s)
         if "queue" in options.workloads:
             queue = QueueWorkload(
                 random.Random(rng.getrandbits(64)), [n.address for n in cluster.nodes], out
@@ -188,6 +195,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         await asyncio.gather(*workers)
         if locks is not None:
             await locks.wait()  # each stops at the end of the run, its last attempt done
+        if takers is not None:
+            await takers.wait()
         if queue is not None:
             await queue.wait()
         end_ns = now_ns()
@@ -202,6 +211,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
         progress_task.cancel()
         if locks is not None:
             await locks.read_final()
+        if takers is not None:
+            await takers.read_final()
         if queue is not None:
             say("jepsen: waiting for the consumer group to catch up")
             queue_settled = await queue.settle()
@@ -216,6 +227,8 @@ async def run(options: RunOptions) -> dict[str, Any]:
             await watches.stop()
         if locks is not None:
             await locks.stop()
+        if takers is not None:
+            await takers.stop()
         if queue is not None:
             await queue.stop()
         history.close()
@@ -233,6 +246,7 @@ async def run(options: RunOptions) -> dict[str, Any]:
         sets=sets,
         watches=None if watches is None else (watches, watches_settled),
         locks=locks,
+        takers=takers,
         queue=None if queue is None else (queue, queue_settled),
         nemesis=nemesis,
         recovery_s=recovery_s,
@@ -365,6 +379,7 @@ def _results(
     sets: SetWorkload,
     watches: tuple[WatchWorkload, bool] | None,
     locks: LockWorkload | None,
+    takers: CounterWorkload | None,
     queue: tuple[QueueWorkload, bool] | None,
     nemesis: Nemesis,
     recovery_s: float | None,
@@ -453,6 +468,11 @@ def _results(
             "errors": locks.log.errors,
         }
         write_lock_history(out / "lock-history.jsonl", locks.log)
+    if takers is not None:
+        counter_verdict = check_counter(takers.log)
+        verdicts.append(counter_verdict.verdict)
+        results["counter"] = counter_verdict.summary() | {"errors": takers.log.errors}
+        write_counter_history(out / "counter-history.jsonl", takers.log)
     if queue is not None:
         consumed, caught_up = queue
         queue_verdict = check_queue(consumed.log)

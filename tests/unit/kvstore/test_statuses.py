@@ -10,6 +10,7 @@ import grpc
 from cluster import RangeDescriptor
 from kvstore.api.statuses import RETRIED, status_of_error, status_of_result
 from kvstore.model import Invalid, Malformed, PutResult, StaleRequest
+from kvstore.model.commands import CounterSpent, Taken
 from kvstore.runtime import node as runtime_node
 
 
@@ -37,3 +38,6 @@ def test_state_machine_refusals_map_as_documented() -> None:
     assert status_of_result(Invalid("no")) == (grpc.StatusCode.INVALID_ARGUMENT, "no")
     assert status_of_result(Malformed("x"))[0] == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[index]
     assert status_of_result(PutResult(1, None)) is None
+    spent = status_of_result(CounterSpent(7))
+    assert spent is not None and spent[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_of_result(Taken(0, 1, 1)) is None
