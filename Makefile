@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1000
 JOBS   ?= 2
 
-.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench bench-geo idle
+.PHONY: venv test lint typecheck layers unit sim sim-demo run clean proto proto-check jepsen bench bench-geo idle shortener e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict paxos cluster kvstore
+	$(BIN)/mypy --strict paxos cluster kvstore examples/shortener
 
 layers: $(STAMP)
 	$(BIN)/lint-imports
@@ -54,6 +54,17 @@ test: lint typecheck layers proto-check unit
 ## make sim SEEDS=N: N simulator seeds with faults; ends with "N seeds, V violations".
 sim: $(STAMP)
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --jobs $(JOBS)
+
+## make shortener: a local cluster, three URL-shortener servers (:8081-8083) and HAProxy on
+## :8080 in front when it is installed (else the servers' addresses); Ctrl-C stops it all.
+shortener: $(STAMP)
+	$(BIN)/python -m examples.shortener.local $(ARGS)
+
+## make e2e: the shortener's browser test (Playwright driving Chromium); installs Playwright,
+## and without a Chromium says in one line what to install.
+e2e: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,e2e]'
+	$(BIN)/python -m tests.e2e
 
 ## make run: a local three-datacenter cluster (kvstore up); Ctrl-C stops it.
 run: $(STAMP)
