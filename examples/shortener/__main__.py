@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--concurrency", type=int_within(1, 4096), default=64)
     bench.add_argument("--processes", type=int_within(1, 64), default=2, help="client processes")
     bench.add_argument("--url-bytes", type=int_within(10, 4096), default=80)
+    bench.add_argument(
+        "--hot", type=int_within(1, 100_000), default=1000, help="codes redirected, per process"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,6 +118,16 @@ class Servers:
         return taken
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 async def _ready(endpoints: list[str]) -> None:
     async with AsyncClient(endpoints, timeout_s=60) as kv:
         await kv.put("shortener/ready", "1")
@@ -137,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stopping
         stopping = True
 
+    busy = [p for p in (args.port, *servers.ports) if not _free(p)]
+    if busy:
+        print(f"make shortener: port {busy[0]} is in use (another shortener?); use --port",
+              file=sys.stderr)  # fmt: skip
+        return 2
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
@@ -166,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
+            dead = [p for p, proc in servers.procs.items() if proc.poll() is not None]
+            if dead:
+                print(f"make shortener: the server on {dead[0]} exited; see"
+                      f" {servers.log_path(dead[0])}; stopping", file=sys.stderr)  # fmt: skip
+                return 1
             time.sleep(0.2)
     finally:
         if haproxy is not None:
