@@ -18,12 +18,11 @@ from cluster.counter_keys import TAKE_COUNT_MAX, counter_key, decode_value, vali
 from kvstore.api.kv_service import (
     FORWARDED,
     KvService,
-    is_forwarded,
+    forwarded_command,
     never_forwarded,
     request_id_of,
 )
-from kvstore.model import decode_command, encode_command
-from kvstore.model.codec import CodecError
+from kvstore.model import encode_command
 from kvstore.model.commands import Take, Taken, decode_forwarded_result, encode_forwarded_result
 from kvstore.v1 import counters_pb2, counters_pb2_grpc, kv_pb2
 
@@ -79,15 +78,7 @@ class CountersService(counters_pb2_grpc.CountersServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> counters_pb2.CounterApplyResponse:
         """Node to node: a take another node routed to this one, believed to lead."""
-        if not is_forwarded(context):
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "Apply is sent by nodes (a shard's leader is asked), not by clients",
-            )
-        try:
-            command = decode_command(request.command)
-        except CodecError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed command: {exc}")
+        command = await forwarded_command(request, context)
         if not isinstance(command, Take) or command.key != request.key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a take of this key")
         _, outcome = await self._kv.write_keys(

@@ -63,7 +63,9 @@ from kvstore.model import (
     Txn,
     TxnOp,
     TxnResult,
+    decode_command,
 )
+from kvstore.model.codec import CodecError
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.model.history import FutureRevisionError, HistoryError
 from kvstore.model.leases import LEASE_ID_MAX
@@ -1032,6 +1034,20 @@ def _descriptor_of(info: kv_pb2.RangeInfo) -> RangeDescriptor:
 
 def request_id_of(pb: kv_pb2.RequestId) -> RequestId:
     return RequestId(pb.client_id, pb.seq)
+
+
+async def forwarded_command(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Command:
+    """The command another node sent in an ``Apply`` (``request.command``): refused with
+    PERMISSION_DENIED from a client, INVALID_ARGUMENT if it does not decode."""
+    if not is_forwarded(context):
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "Apply is sent by nodes (a shard's leader is asked), not by clients",
+        )
+    try:
+        return decode_command(request.command)
+    except CodecError as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed command: {exc}")
 
 
 async def never_forwarded(_node: int, _timeout: float) -> NoReturn:

@@ -43,11 +43,10 @@ from cluster.stream_keys import (
     topic_key,
     valid_name,
 )
-from kvstore.api.kv_service import FORWARDED, KvService, is_forwarded, never_forwarded
+from kvstore.api.kv_service import FORWARDED, KvService, forwarded_command, never_forwarded
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import status_of_result
-from kvstore.model import RequestId, decode_command, encode_command
-from kvstore.model.codec import CodecError
+from kvstore.model import RequestId, encode_command
 from kvstore.model.commands import (
     TRIM_ALL,
     Append,
@@ -274,15 +273,7 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         self, request: streams_pb2.ApplyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> streams_pb2.ApplyResponse:
         """Node to node: a command another node routed to this one, believed to lead."""
-        if not is_forwarded(context):
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "Apply is sent by nodes (a shard's leader is asked), not by clients",
-            )
-        try:
-            command = decode_command(request.command)
-        except CodecError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed command: {exc}")
+        command = await forwarded_command(request, context)
         if not isinstance(command, Txn | Append | Trim):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a Streams command")
         _, outcome = await self._kv.write_keys(
