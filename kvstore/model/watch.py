@@ -13,7 +13,8 @@ Rules:
 - A watcher that starts behind (any start but "now") catches up from history first:
   ``add`` holds what the hub is fed for it meanwhile; the driver reads each hosted shard's
   history after the position up to the shard's revision, in one read transaction per shard
-  (``history_since``), and hands it to ``caught_up``, which delivers it, advances the
+  (``history_since``; a shard that split or merged since it was listed is listed and read
+  again), and hands it to ``caught_up``, which delivers it, advances the
   position over the shard to that revision, and then replays what was held through the
   same filter: a change both read and held is delivered once. A shard whose history was
   compacted past the position cancels the watch, naming the compacted revision.
@@ -224,11 +225,20 @@ def _advanced(position: Position, span: KeySpan, revision: int, memo: _Memo) -> 
     return after
 
 
-def shard_history(engine: Engine, descriptor: RangeDescriptor, position: Position) -> ShardHistory:
+def shard_history(
+    engine: Engine, descriptor: RangeDescriptor, position: Position
+) -> ShardHistory | None:
     """One hosted shard's part of a catch-up: its history after ``position`` through its
-    revision, read from ``engine`` (one transaction)."""
+    revision, read from ``engine`` (one transaction). None: the shard's span in this read
+    is not ``descriptor``'s (it split or merged after the caller listed the hosted shards:
+    a split's job was committed before the node heard of it); the caller lists them again
+    and reads again. Otherwise a split's right part would be read by no shard: its changes
+    up to the split are outside the left part's span now, and the new shard was not listed
+    (sim seed 1585)."""
     machine = KvStateMachine(engine, initial=descriptor)
     span = machine.descriptor.span if machine.descriptor is not None else descriptor.span
+    if span != descriptor.span:
+        return None
     changes = history_since(engine, span, position, machine.revision)
     return ShardHistory(
         descriptor.range_id, span, machine.revision, machine.compacted_revision, tuple(changes)

@@ -8,7 +8,9 @@ Rules:
 - A watch covers only shards this node hosts (``WatchNotHostedError`` otherwise). "Now" is
   each hosted shard's revision as applied here; any other start catches up from history,
   read in one transaction per shard on the disk thread's executor (a read transaction does
-  not wait for writes), then handed to the hub on the loop.
+  not wait for writes), then handed to the hub on the loop. A read that finds a shard split
+  or merged since the hosted shards were listed (committed, not yet reported to the node)
+  lists them again and reads again.
 - Each watch has an ``asyncio.Event`` set whenever its watcher has something to send.
 """
 
@@ -28,6 +30,8 @@ from kvstore.model import KvStateMachine
 from kvstore.model.engine import Engine
 from kvstore.model.jobs import Changed
 from kvstore.model.watch import ShardHistory, Watcher, WatchHub, shard_history
+
+_RELIST_S = 0.005  # how soon a catch-up that read a layout the node has not heard of retries
 
 
 class WatchNotHostedError(Exception):
@@ -141,21 +145,34 @@ class Watches:
     async def _catch_up(self, watcher: Watcher, sync: int = 0) -> None:
         position = watcher.position
         try:
-            shards = self._covering(watcher.span)
             loop = asyncio.get_running_loop()
-            parts = await loop.run_in_executor(None, self._histories, shards, position)
+            while True:
+                shards = self._covering(watcher.span)
+                parts = await loop.run_in_executor(None, self._histories, shards, position)
+                if parts is not None or watcher.watch_id not in self._watches:
+                    break
+                # A shard split or merged after it was listed (its job committed, its
+                # job_done not yet run on the loop): list the shards again once it has.
+                await asyncio.sleep(_RELIST_S)
         except WatchNotHostedError as exc:
             # A range moved off this node meanwhile: the caller resumes elsewhere.
             self._hub.cancel(watcher.watch_id, str(exc))
         else:
-            self._hub.caught_up(watcher.watch_id, parts, sync)
+            if parts is not None:
+                self._hub.caught_up(watcher.watch_id, parts, sync)
         watch = self._watches.get(watcher.watch_id)
         if watch is not None:
             watch.wake.set()
 
-    def _histories(self, shards: list[RangeDescriptor], position: Position) -> list[ShardHistory]:
+    def _histories(
+        self, shards: list[RangeDescriptor], position: Position
+    ) -> list[ShardHistory] | None:
+        """None: a shard's span in its read is not the listed one (list again)."""
         parts = []
         for d in shards:
             with self._read(d.range_id) as engine:
-                parts.append(shard_history(engine, d, position))
+                part = shard_history(engine, d, position)
+            if part is None:
+                return None
+            parts.append(part)
         return parts

@@ -1,4 +1,5 @@
-"""The runtime's watches: floors for compaction, and a watch over keys not hosted here."""
+"""The runtime's watches: floors for compaction, a watch over keys not hosted here, and a
+catch-up that reads a split the node has not heard of yet."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest
 from cluster.keys import KeySpan
 from cluster.position import Position
 from cluster.ranges import RangeDescriptor
-from kvstore.model import Engine, MemoryStore
+from kvstore.model import (
+    Engine,
+    KvStateMachine,
+    MemoryStore,
+    Put,
+    RequestId,
+    SplitDone,
+    encode_command,
+)
+from kvstore.model.commands import Split
 from kvstore.runtime.watches import Watches, WatchNotHostedError
 
 SHARDS = [
@@ -49,5 +59,37 @@ def test_a_watch_over_keys_this_node_holds_no_replica_of_is_refused() -> None:
         w.add(KeySpan(b"a", b"f"), None, prev_kv=False)
         with pytest.raises(WatchNotHostedError, match="holds no replica"):
             w.add(KeySpan(b"a", b"q"), None, prev_kv=False)
+
+    asyncio.run(main())
+
+
+def test_a_catch_up_that_reads_a_split_the_node_has_not_heard_of_lists_the_shards_again() -> None:
+    """A split's job committed but its job_done has not run: the node still lists the
+    parent whole, the read finds it cut. The catch-up lists the shards again once the node
+    hears, and delivers the change the new shard's keys had before the split (sim seed
+    1585: read as the parent's left part only, it was skipped)."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        whole = RangeDescriptor(1, b"", b"", (1, 2, 3), 1)
+        parent = KvStateMachine(store.engine(1), initial=whole)
+        no = RequestId(0, 0)
+        parent.apply(1, [encode_command(Put(no, b"d", b"1"))])  # revision 1
+        [(_, done)] = parent.apply(2, [encode_command(Split(no, b"c", 2))])
+        assert isinstance(done, SplitDone)  # committed; the node has not heard of it yet
+        hosted = [whole]
+
+        @contextmanager
+        def read(shard: int) -> Iterator[Engine]:
+            yield store.engine(shard)
+
+        w = Watches(lambda: hosted, read)
+        everything = KeySpan(b"", b"")
+        watch = w.add(everything, Position.at(everything, 0), prev_kv=False)
+        await asyncio.sleep(0.05)  # the read finds a layout the node does not know yet
+        hosted[:] = [done.left, done.right]  # job_done ran: the node knows the split now
+        await asyncio.wait_for(watch.wake.wait(), 5)
+        events = [(e.change.key, e.change.revision) for d in watch.watcher.outbox for e in d.events]
+        assert events == [(b"d", 1)]
 
     asyncio.run(main())

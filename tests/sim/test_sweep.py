@@ -40,6 +40,7 @@ REGRESSION_SEEDS = (
     597,  # a quiet leader cut off keeps its lower ballot: the sim took it for the leader
     4778,  # a busy peer's restart went unnoticed: in the sim only pings named the incarnation
     1952,  # a rejoining preferred leader waited silently; its restarted peers slept for 18 s
+    1585,  # a watch caught up from a split committed before the node heard: a change lost
 )
 
 

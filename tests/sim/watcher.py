@@ -120,15 +120,19 @@ class SimWatcher:
 
     def _histories(self, v: NodeId, position: Position) -> list[ShardHistory] | None:
         """Each hosted shard's history after ``position``, read as the runtime reads it
-        (None: a shard here waits for its first state, so the read would be incomplete)."""
+        (None: a shard here waits for its first state, or split or merged since the node
+        heard of it, so the read would be incomplete)."""
         sim = self._world.nodes[v]
         node = sim.node
         assert node is not None
         if any(node.awaiting(d.range_id) for d in node.descriptors()):
             return None
-        return [
+        parts = [
             shard_history(sim.disk.kv.engine(d.range_id), d, position) for d in node.descriptors()
         ]
+        if any(part is None for part in parts):
+            return None  # a shard split or merged since the node heard: read again later
+        return [part for part in parts if part is not None]
 
     def _installed(self, v: NodeId, _groups: list[int]) -> None:
         if v != self._node or not self._connected() or self._watcher is None:

@@ -25,7 +25,7 @@ from kvstore.model import (
 )
 from kvstore.model.commands import Compact, Split, keys_of
 from kvstore.model.history import Change
-from kvstore.model.watch import ShardHistory, WatchHub, history_since
+from kvstore.model.watch import ShardHistory, WatchHub, history_since, shard_history
 from tests.unit.kvstore.strategies import commands
 from tests.unit.kvstore.test_state_machine import sessionless
 
@@ -275,3 +275,29 @@ def test_watchers_at_one_position_share_their_deliveries_and_move_together() -> 
     assert delivered(hub, 5) == alone[3:]  # added after a2, fed only what came later
     watchers = [hub.watcher(i) for i in (1, 2, 3, 5)]
     assert len({w.position for w in watchers if w is not None}) == 1
+
+
+def test_a_catch_up_read_of_a_shard_split_since_it_was_listed_is_refused() -> None:
+    """The hosted shards are listed, then a split commits before the node hears of it: the
+    parent's read holds the left part only and the new shard was not listed, so the right
+    part's changes up to the split would be read by no shard, and the new shard's next
+    change would advance the position past them (sim seed 1585). That read is refused
+    (None); listed anew and read again, the shards deliver every change once."""
+    node = OneNode()
+    node.apply(_put(b"d", b"1"))  # revision 1, before the watch: in no feed of its
+    hub = WatchHub()
+    node.hubs = [hub]
+    start = Position.at(WHOLE, 0)
+    hub.add(1, WHOLE, start, prev_kv=False, now=False)
+    listed = node.machines[1].descriptor
+    assert listed is not None
+    node.split()  # committed; the node has not heard of it when the read runs
+    assert shard_history(node.engine, listed, start) is None
+    fresh = [
+        shard_history(node.engine.sibling(shard), m.descriptor, start)  # type: ignore[arg-type]
+        for shard, m in node.machines.items()
+    ]
+    assert all(part is not None for part in fresh)
+    hub.caught_up(1, [part for part in fresh if part is not None])
+    node.apply(_put(b"d", b"2"))  # the new shard's first change: revision 2
+    assert delivered(hub, 1) == [(b"d", 1), (b"d", 2)]
