@@ -19,11 +19,14 @@ from cluster.counter_keys import (
     decode_value,
     valid_name,
 )
-from kvstore.model import KvStateMachine, MemoryEngine, Put, RequestId, encode_command
+from kvstore.model import KvStateMachine, MemoryEngine, MemoryStore, Put, RequestId, encode_command
 from kvstore.model.commands import (
     Command,
     CounterSpent,
     Invalid,
+    OutOfRange,
+    Split,
+    SplitDone,
     StaleRequest,
     Take,
     Taken,
@@ -147,3 +150,23 @@ def test_any_sequence_of_takes_and_retries_never_overlaps(takes: list[tuple[int,
 def test_names(name: bytes, valid: bool) -> None:
     assert valid_name(name) is valid
     assert counter_key(name).startswith(COUNTERS)
+
+
+def test_a_take_retried_after_a_split_moved_the_counter_answers_its_range_there() -> None:
+    """The counter's key moves to the new shard with the session table: a take applied
+    before the split, retried (same request id) at the shard that holds the key now,
+    answers the range it took and moves nothing; the parent refuses it as moved."""
+    store = MemoryStore()
+    parent = KvStateMachine(store.engine(1), initial=WHOLE)
+    first = RequestId(5, 1)
+    [(_, taken)] = parent.apply(1, [encode_command(Take(first, IDS, 100))])
+    assert taken == Taken(0, 100, 1)
+    [(_, done)] = parent.apply(2, [encode_command(Split(NO, COUNTERS, 2))])
+    assert isinstance(done, SplitDone) and done.right.span.contains(IDS)
+    [(_, moved)] = parent.apply(3, [encode_command(Take(first, IDS, 100))])
+    assert isinstance(moved, OutOfRange)
+    child = KvStateMachine(store.engine(2))
+    [(_, again)] = child.apply(child.applied_slot + 1, [encode_command(Take(first, IDS, 100))])
+    assert again == taken
+    [(_, fresh)] = child.apply(child.applied_slot + 1, [encode_command(Take(NO, IDS, 1))])
+    assert fresh == Taken(100, 101, 2)  # the parent's revision carried on
