@@ -88,12 +88,11 @@ def make_app(links: Links, ids: IdBlocks, metrics: Metrics, public_url: str) -> 
             metrics.latency.labels(name).observe(time.perf_counter() - started)
 
     async def create(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
+        try:
+            raw = await request.read()  # the whole body, however it arrives
+        except web.HTTPRequestEntityTooLarge:
             return _error(413, f"a request body is at most {BODY_BYTES_MAX} bytes")
         try:
-            raw = await request.content.read(BODY_BYTES_MAX + 1)
-            if len(raw) > BODY_BYTES_MAX:
-                return _error(413, f"a request body is at most {BODY_BYTES_MAX} bytes")
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise InvalidInputError("the body must be a JSON object")
@@ -104,7 +103,7 @@ def make_app(links: Links, ids: IdBlocks, metrics: Metrics, public_url: str) -> 
             permanent = body.get("permanent", False)
             if not isinstance(permanent, bool):
                 raise InvalidInputError("permanent must be true or false")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             message = str(exc) if isinstance(exc, InvalidInputError) else "the body is not JSON"
             return _error(400, message)
         try:
@@ -123,7 +122,9 @@ def make_app(links: Links, ids: IdBlocks, metrics: Metrics, public_url: str) -> 
         link = await links.resolve(code) if _plausible(code) else None
         if link is None:
             return web.Response(status=404, text=not_found(code), content_type="text/html")
-        raise (web.HTTPMovedPermanently if link.permanent else web.HTTPFound)(link.url)
+        # The stored URL as it was given (validated: no CR, LF or controls), not re-encoded.
+        status = 301 if link.permanent else 302
+        return web.Response(status=status, headers={"Location": link.url})
 
     async def record(request: web.Request) -> web.Response:
         code = request.match_info["code"]
@@ -155,7 +156,8 @@ def make_app(links: Links, ids: IdBlocks, metrics: Metrics, public_url: str) -> 
             "ok": ready,
             "server": links.server,
             "ids_left": ids.left,
-            "ranges": ids.ranges,
+            "ranges_taken": ids.ranges_taken,
+            "recent_ranges": list(ids.ranges),
             "cache_watch_up": links.caching,
         }
         return web.json_response(fields, status=200 if ready else 503)

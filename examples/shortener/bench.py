@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         w.start()
     merged = {phase: PhaseResult() for phase in _PHASES}
     for _ in workers:
-        for phase, part in results.get().items():
+        for phase, part in results.get(timeout=2 * args.duration + 300).items():
             into = merged[phase]
             into.requests += part.requests
             into.errors += part.errors
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             into.latencies_ms += part.latencies_ms
     for w in workers:
         w.join()
+    if any(not merged[p].requests for p in _PHASES):
+        print("kvstore-shortener: bench: a phase made no requests (see the errors above)")
     print(f"{'phase':<10}{'requests':>10}{'errors':>8}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for phase, r in merged.items():
         r.latencies_ms.sort()
@@ -111,7 +114,12 @@ def _process(
     barrier: threading.Barrier,
     results: multiprocessing.Queue[dict[str, PhaseResult]],
 ) -> None:
-    results.put(asyncio.run(_Client(plan, barrier).phases()))
+    try:
+        results.put(asyncio.run(_Client(plan, barrier).phases()))
+    except Exception as exc:
+        barrier.abort()  # the other processes stop waiting for this one
+        print(f"kvstore-shortener: bench: a client process failed: {exc!r}", file=sys.stderr)
+        results.put({})
 
 
 class _Client:

@@ -19,7 +19,7 @@ URL_BYTES_MAX = 4096
 ALIAS_CHARS_MAX = 64
 RESERVED = frozenset({"api", "healthz", "metrics", "static", "favicon.ico", "robots.txt"})
 CODE = re.compile(rf"[A-Za-z0-9_-]{{1,{ALIAS_CHARS_MAX}}}")  # every code, minted or chosen
-_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")  # controls (C0, C1) and any whitespace
 _DIGIT = {c: i for i, c in enumerate(ALPHABET)}
 
 
@@ -52,12 +52,17 @@ def id_of(code: str) -> int | None:
 def check_url(url: object) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidInputError("url must be a non-empty string")
-    if len(url.encode()) > URL_BYTES_MAX:
+    try:
+        encoded = url.encode()
+    except UnicodeEncodeError:
+        raise InvalidInputError("url is not valid Unicode") from None
+    if len(encoded) > URL_BYTES_MAX:
         raise InvalidInputError(f"url is over {URL_BYTES_MAX} bytes")
     if _UNSAFE.search(url):
         raise InvalidInputError("url has whitespace or control characters")
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not 0..65535 raises here
     except ValueError as exc:
         raise InvalidInputError(f"url does not parse: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):

@@ -13,9 +13,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 
 Take = Callable[[int], Awaitable[tuple[int, int]]]
+RECENT = 16  # ranges kept for /healthz (the server logs each one)
 
 
 class IdBlocks:
@@ -37,7 +39,8 @@ class IdBlocks:
         self._end = 0
         self._ahead: asyncio.Task[tuple[int, int]] | None = None
         self._switch = asyncio.Lock()
-        self.ranges: list[tuple[int, int]] = []
+        self.ranges: collections.deque[tuple[int, int]] = collections.deque(maxlen=RECENT)
+        self.ranges_taken = 0
 
     @property
     def left(self) -> int:
@@ -55,7 +58,8 @@ class IdBlocks:
             await self.prime()  # one caller takes the next range; the others wait for it
         minted = self._next
         self._next += 1
-        if self._ahead is not None and self._ahead.done() and self._ahead.exception():
+        ahead = self._ahead
+        if ahead is not None and ahead.done() and not ahead.cancelled() and ahead.exception():
             self._ahead = None  # that take failed: try again
         if self.left < self._ahead_at and self._ahead is None:
             self._ahead = asyncio.ensure_future(self._taken())
@@ -78,6 +82,7 @@ class IdBlocks:
     async def _taken(self) -> tuple[int, int]:
         start, end = await self._take(self.size)
         self.ranges.append((start, end))
+        self.ranges_taken += 1
         if self._on_range is not None:
             self._on_range(start, end)
         return start, end

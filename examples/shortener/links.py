@@ -2,15 +2,17 @@
 
 Rules:
 - A link is the key ``shortener/links/<code>`` holding JSON (``url``, ``created``,
-  ``server``, ``permanent``), written by a Txn "if absent": a code is never given twice,
-  whether minted or chosen as an alias. A minted code that meets an alias already stored
-  is skipped (the next id is minted).
+  ``server``, ``permanent``), written by a Txn "if absent": a code never names two links at
+  once, whether minted or chosen as an alias. A minted code that meets an alias already
+  stored is skipped (the next id is minted). Ids are never minted twice; a deleted link's
+  code may be chosen again as an alias (deletes are not authenticated: a demo's API).
 - Redirects read through a bounded TTL cache (``cachetools.TTLCache``). A watch on the
   links' prefix drops a code from the cache when its link is deleted, on every server, as
   soon as the delete is applied. Nothing is cached until the watch is known to be up (its
   first event or progress mark), and when it breaks the cache is emptied and caching stops
   until it is up again, so a deletion it might have missed is never served from the cache.
-  A read that overlapped a deletion is answered but not cached.
+  A read that overlapped a deletion, or a break or restart of the watch (``_epoch`` moved),
+  is answered but not cached.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cachetools import TTLCache
 
 from examples.shortener.codes import base62
 from examples.shortener.ids import IdBlocks
-from kvstore import AsyncClient, KvError
+from kvstore import AsyncClient
 
 PREFIX = "shortener/links/"
 CACHE_SIZE = 100_000
@@ -71,7 +73,9 @@ class Links:
         self._cache: TTLCache[str, Link] = TTLCache(cache_size, cache_ttl_s)
         self._on_cache = on_cache  # told hit (True) or miss (False)
         self._watching = False
-        self._deletions = 0  # deletions seen by the watch (a read that spans one is not cached)
+        # Moves at every deletion the watch sees and every break or restart of it: a read
+        # that spans a move is not cached.
+        self._epoch = 0
         self._watch: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("shortener").bind(server=server)
 
@@ -105,12 +109,12 @@ class Links:
             self._on_cache(cached is not None)
         if cached is not None:
             return cached
-        deletions = self._deletions
+        epoch, watching = self._epoch, self._watching
         got = await self._kv.get(PREFIX + code)
         if got is None:
             return None
         link = Link.decode(got.value)
-        if self._watching and deletions == self._deletions:
+        if watching and self._watching and epoch == self._epoch:
             self._cache[code] = link
         return link
 
@@ -132,15 +136,21 @@ class Links:
                 async for event in events:
                     self._up()
                     if event.type == "DELETE":
-                        self._deletions += 1
-                        self._cache.pop(event.key.decode()[len(PREFIX) :], None)
-            except (KvError, OSError) as exc:
-                self._log.warning("cache_watch_broken", error=str(exc))
-            self._watching = False
-            self._cache.clear()
+                        self._epoch += 1
+                        code = event.key[len(PREFIX) :].decode(errors="replace")
+                        self._cache.pop(code, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log.warning("cache_watch_broken", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self._watching = False
+                self._epoch += 1
+                self._cache.clear()
             await asyncio.sleep(0.5)
 
     def _up(self, _token: str = "") -> None:
         if not self._watching:
             self._log.info("cache_watch_up")
+            self._epoch += 1
         self._watching = True

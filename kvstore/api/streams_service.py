@@ -276,6 +276,12 @@ class StreamsService(streams_pb2_grpc.StreamsServicer):
         command = await forwarded_command(request, context)
         if not isinstance(command, Txn | Append | Trim):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a Streams command")
+        if isinstance(command, Txn) and any(
+            not op.key.startswith(TOPICS) for op in (*command.success, *command.failure)
+        ):
+            # The service's own transactions write topic descriptions only: anything else
+            # (a counter, a user key) is not this call's to write.
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a Streams transaction")
         _, outcome = await self._kv.write_keys(
             request, [request.key], command, context, never_forwarded
         )

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -110,7 +111,10 @@ def test_three_servers_shorten_through_a_server_kill_and_every_code_redirects(
         every = sorted(r for ranges in taken.values() for r in ranges)
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(every)), every
         counter = asyncio.run(_counter(local.endpoints))
-        assert sum(e - s for s, e in every) == counter == every[-1][1]
+        # Every range taken was logged, but perhaps one: the killed server's take ahead,
+        # applied by the store just before its SIGKILL and never logged.
+        assert counter - sum(e - s for s, e in every) in (0, RANGE_SIZE)
+        assert every[-1][1] <= counter
         server_of = {port: f"s{n + 1}" for n, port in enumerate(servers.ports)}
         for code, (_, port) in made.items():
             n = id_of(code)
@@ -197,6 +201,33 @@ async def _bad_requests(servers: Servers) -> None:
                     assert "error" in await answer.json()
         async with http.post(url + "/api/links", data=b"{not json") as answer:
             assert answer.status == 400
+        for raw in (b"[" * 5000, b'{"url": "https://a:99999/"}', b'{"url": "http://a:x/"}',
+                    b'{"url": "https://a/\\ud800"}', b'{"url": "https://a/\\u2028"}'):  # fmt: skip
+            async with http.post(url + "/api/links", data=raw) as answer:
+                assert answer.status == 400, (raw[:30], await answer.text())
+
+        async def pieces(body: bytes) -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 700):  # a body that arrives in several writes
+                yield body[i : i + 700]
+                await asyncio.sleep(0.01)
+
+        odd = "https://example.com/%zz?" + "q" * 3000  # kept exactly, not re-encoded
+        for body, status in (
+            (json.dumps({"url": odd}).encode(), 201),
+            (json.dumps({"url": "https://example.com/", "pad": "p" * (16 << 10)}).encode(), 413),
+        ):
+            async with http.post(url + "/api/links", data=pieces(body)) as answer:
+                assert answer.status == status, await answer.text()
+                if status == 201:
+                    code = (await answer.json())["code"]
+                    async with http.get(f"{url}/{code}", allow_redirects=False) as moved:
+                        assert moved.status == 302 and moved.headers["Location"] == odd
+        at_limit = b'{"url": "https://e.com/", "p": "' + b"p" * ((16 << 10) - 34) + b'"}'
+        assert len(at_limit) == 16 << 10
+        for body, status in ((at_limit, 201), (at_limit[:-3] + b'"}', 201),
+                             (at_limit[:-2] + b'p"}', 413)):  # fmt: skip
+            async with http.post(url + "/api/links", data=body) as answer:
+                assert answer.status == status, len(body)
         async with http.get(url + "/mine", allow_redirects=False) as answer:
             assert answer.status == 301  # a permanent link
         async with http.get(url + "/api/links/mine") as answer:

@@ -41,7 +41,7 @@ def test_ids_are_consecutive_and_the_next_range_is_taken_ahead() -> None:
         assert counter.takes == 2
         rest = [await ids.next_id() for _ in range(20)]
         assert rest == list(range(591, 611))
-        assert ids.ranges == [(500, 600), (600, 700)]
+        assert list(ids.ranges) == [(500, 600), (600, 700)] and ids.ranges_taken == 2
         await ids.close()
 
     asyncio.run(main())
