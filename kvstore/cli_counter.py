@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from cluster.counter_keys import valid_name
+from cluster.counter_keys import NAME_BYTES_MAX, valid_name
 from kvstore import event_loop
 from kvstore.cli_args import UserError
 from kvstore.cli_support import endpoint_list
@@ -44,7 +44,8 @@ def get(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
     if not valid_name(args.name.encode()):
-        raise UserError(f"a counter's name is 1..249 bytes of [A-Za-z0-9._/-], not {args.name!r}")
+        rule = f"1..{NAME_BYTES_MAX} bytes of [A-Za-z0-9._/-]"
+        raise UserError(f"a counter's name is {rule}, not {args.name!r}")
     endpoints = endpoint_list(args)  # outside the loop: with --dc it runs one of its own
 
     async def main() -> T:

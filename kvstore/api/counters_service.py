@@ -14,7 +14,13 @@ from typing import Any
 
 import grpc
 
-from cluster.counter_keys import TAKE_COUNT_MAX, counter_key, decode_value, valid_name
+from cluster.counter_keys import (
+    NAME_BYTES_MAX,
+    TAKE_COUNT_MAX,
+    counter_key,
+    decode_value,
+    valid_name,
+)
 from kvstore.api.kv_service import (
     FORWARDED,
     KvService,
@@ -26,7 +32,7 @@ from kvstore.model import encode_command
 from kvstore.model.commands import Take, Taken, decode_forwarded_result, encode_forwarded_result
 from kvstore.v1 import counters_pb2, counters_pb2_grpc, kv_pb2
 
-_NAME_RULE = "a counter's name is 1..249 bytes of [A-Za-z0-9._/-]"
+_NAME_RULE = f"a counter's name is 1..{NAME_BYTES_MAX} bytes of [A-Za-z0-9._/-]"
 
 
 class CountersService(counters_pb2_grpc.CountersServicer):
