@@ -45,7 +45,10 @@ def get(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
     if not valid_name(args.name.encode()):
         rule = f"1..{NAME_BYTES_MAX} bytes of [A-Za-z0-9._/-]"
-        raise UserError(f"a counter's name is {rule}, not {args.name!r}")
+        shown = (
+            args.name if len(args.name) <= 60 else f"{args.name[:60]}... ({len(args.name)} chars)"
+        )
+        raise UserError(f"a counter's name is {rule}, not {shown!r}")
     endpoints = endpoint_list(args)  # outside the loop: with --dc it runs one of its own
 
     async def main() -> T:

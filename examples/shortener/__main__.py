@@ -119,8 +119,9 @@ async def _run_server(args: argparse.Namespace) -> int:
                     log.warning("first_range_failed", error=str(exc))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 1.0)
-            log.info("serving", address=f"{args.host}:{args.port}", public_url=public_url)
-            await stop.wait()
+            if not stop.is_set():  # stopped while still waiting for the store: never served
+                log.info("serving", address=f"{args.host}:{args.port}", public_url=public_url)
+                await stop.wait()
         finally:
             await runner.cleanup()
             await links.close()

@@ -72,15 +72,18 @@ def run(args: argparse.Namespace) -> int:
     for w in workers:
         w.start()
     merged = {phase: PhaseResult() for phase in _PHASES}
-    for _ in workers:
-        for phase, part in results.get(timeout=2 * args.duration + 300).items():
+    parts = [results.get(timeout=2 * args.duration + 300) for _ in workers]
+    for w in workers:
+        w.join()
+    if not all(parts):
+        return 1  # a client process failed and said why; no partial table
+    for part_of_process in parts:
+        for phase, part in part_of_process.items():
             into = merged[phase]
             into.requests += part.requests
             into.errors += part.errors
             into.seconds = max(into.seconds, part.seconds)
             into.latencies_ms += part.latencies_ms
-    for w in workers:
-        w.join()
     if any(not merged[p].requests for p in _PHASES):
         print("kvstore-shortener: bench: a phase made no requests (see the errors above)")
     print(f"{'phase':<10}{'requests':>10}{'errors':>8}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}")
