@@ -72,6 +72,10 @@ from paxos import Message, Role
 
 SendFn = Callable[[int, list[tuple[int, Message]]], None]
 
+# How long stop() waits for the disk to finish the jobs it holds (each is one transaction
+# of milliseconds): past it, a lost count or a wedged disk is logged rather than hung on.
+STOP_WAIT_S = 10.0
+
 
 class NotLeaderError(Exception):
     def __init__(self, shard_id: int, leader_hint: int | None) -> None:
@@ -190,6 +194,7 @@ class NodeRuntime:
         # Told of ended leases to detach everywhere (``Effects.leases_to_detach``).
         self.on_leases_to_detach: Callable[[list[int]], None] | None = None
         self.failure: BaseException | None = None
+        self._stopping = False  # stop() began: no more inputs or turns
         self.failed = asyncio.Event()  # set on a fatal error: the process must exit
         # The watches served here, fed each committed apply's changes (``_job_done``).
         self.watches = Watches(self.descriptors, self._store.read)
@@ -236,10 +241,17 @@ class NodeRuntime:
         self._kick()
 
     async def stop(self) -> None:
+        """Take no more inputs, let the disk finish what it holds, then let go. What is
+        not yet on disk is dropped, as a crash would drop it (nothing was answered for it);
+        a node that kept taking turns could keep its disk busy forever."""
+        self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
-        while self._inflight_jobs:
+        deadline = asyncio.get_running_loop().time() + STOP_WAIT_S
+        while self._inflight_jobs and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
+        if self._inflight_jobs:
+            self._log.error("stop_disk_jobs_unfinished", jobs=self._inflight_jobs)
         self._disk.shutdown(wait=True)
         for fut in self._waiting.values():
             fut.cancel()
@@ -270,7 +282,7 @@ class NodeRuntime:
     def _feed(self, give: Callable[[Node], None]) -> None:
         """One input for the node, after every tick that elapsed (driver contract 7)."""
         node = self._node
-        if node is None or self.failure is not None:
+        if node is None or self.failure is not None or self._stopping:
             return
         self._catch_up_ticks()
         give(node)
@@ -511,7 +523,7 @@ class NodeRuntime:
     def _turn(self) -> None:
         self._turn_scheduled = False
         node = self._node
-        if self.failure is not None or node is None:
+        if self.failure is not None or node is None or self._stopping:
             return
         effects = node.take_effects()
         for dst, batch in effects.sends.items():
@@ -592,8 +604,14 @@ class NodeRuntime:
             jobs.append(queue.popleft())
         if not jobs:
             return None
-        merged = jobs[0] if len(jobs) == 1 else DiskJob.merged(jobs)
-        # A failure travels in the future, with the count, so every job is accounted for.
+        # A failure travels in the future, with the count, so every job is accounted for
+        # (a job left uncounted would hold stop() until its deadline).
+        try:
+            merged = jobs[0] if len(jobs) == 1 else DiskJob.merged(jobs)
+        except Exception as error:
+            failed: ConcurrentFuture[_JobResult] = ConcurrentFuture()
+            failed.set_exception(error)
+            return jobs[0], len(jobs), failed
         return merged, len(jobs), _run_now(self._disk_job, merged, loop)
 
     def _drained(self, done: ConcurrentFuture[_Drained]) -> None:

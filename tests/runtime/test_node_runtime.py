@@ -17,6 +17,7 @@ import pytest
 
 from cluster import parse_cluster_config
 from kvstore.model import Command, Put, PutResult, RequestId
+from kvstore.runtime import node as node_module
 from kvstore.runtime.node import NodeRuntime, NotLeaderError, ProposalDroppedError
 from kvstore.storage import NodeStore
 from paxos import Accepted, Message, Role
@@ -37,6 +38,7 @@ tick_ms = 10
 )
 PAXOS = {"heartbeat_ticks": 2, "election_ticks_min": 10, "election_ticks_max": 20, "lease_ticks": 7}
 SHARDS = (1, 2)
+WRITE_WAIT_S = 60.0  # a write commits well within this on a loaded machine
 
 
 class LocalNet:
@@ -100,7 +102,10 @@ class Cluster:
         raise AssertionError(f"no leader for shard {shard} within {timeout_s}s")
 
     async def write(self, shard: int, command: Command) -> PutResult:
-        for attempt in range(30):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_WAIT_S
+        attempt = 0
+        while loop.time() < deadline:
             leader = await self.leader(shard)
             try:
                 # A deposed leader drops its proposals at once; a slow one (a loaded
@@ -108,10 +113,14 @@ class Cluster:
                 wait_s = min(2.0 * (attempt + 1), 10.0)
                 result = await asyncio.wait_for(leader.submit(shard, command), wait_s)
             except (NotLeaderError, ProposalDroppedError, TimeoutError):
+                # A leader handing over (to its preferred DC) refuses until the new one is
+                # elected, a round trip or more: retry until then, not a count of times.
+                attempt += 1
+                await asyncio.sleep(0.02)
                 continue
             assert isinstance(result, PutResult), result
             return result
-        raise AssertionError("write did not commit")
+        raise AssertionError(f"write did not commit in {WRITE_WAIT_S}s")
 
     async def read(self, shard: int, key: bytes) -> bytes | None:
         leader = await self.leader(shard)
@@ -155,6 +164,31 @@ def test_writes_commit_and_survive_stopping_every_node(tmp_path: Path) -> None:
             assert await c.read(shard_of(key), key) == b"v%d" % i
         await c.write(1, Put(RequestId(0, 0), b"after", b"restart"))
         assert await c.read(1, b"after") == b"restart"
+
+    run(scenario, tmp_path)
+
+
+def test_stop_takes_no_more_inputs_and_is_bounded_by_the_disk_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once stopping, a node takes no message and no turn (a node that kept taking them
+    could keep its disk busy forever); and a job whose completion never came back holds
+    ``stop()`` only until ``STOP_WAIT_S``, not for ever."""
+    monkeypatch.setattr(node_module, "STOP_WAIT_S", 0.3)
+
+    async def scenario(c: Cluster) -> None:
+        await c.write(1, Put(RequestId(0, 0), b"apple", b"red"))
+        follower = next(r for r in c.net.nodes.values() if r.role(1) is not Role.LEADER)
+        follower._inflight_jobs += 1  # a job the disk never reported back
+        submitted: list[object] = []
+        original = follower._submit
+        follower._submit = lambda job: (submitted.append(job), original(job))  # type: ignore[method-assign]
+        stopping = asyncio.create_task(c.stop(follower.node_id))
+        await asyncio.sleep(0)  # stop() has begun
+        for _ in range(20):  # the leader's heartbeats and accepts keep coming
+            await c.write(1, Put(RequestId(0, 0), b"apple", b"green"))
+        await asyncio.wait_for(stopping, 5.0)
+        assert submitted == []
 
     run(scenario, tmp_path)
 
