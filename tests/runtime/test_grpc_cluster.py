@@ -53,6 +53,20 @@ def config_text() -> str:
     )
 
 
+async def led_from_its_dc(servers: list[NodeServer], shard: int = 1) -> NodeServer:
+    """``shard``'s leader once it sits in the shard's datacenter (``config_text``: shard 1
+    in dc1, on node 1). A leader elected elsewhere first hands over to it, and during the
+    handover nobody leads: a test that picks "the" leader at once can find none."""
+    dc = {1: "dc1", 2: "dc2"}.get(shard)
+    assert dc is not None, f"shard {shard} has no preferred datacenter"
+    server = next(s for s in servers if s.spec.dc == dc)
+    deadline = asyncio.get_running_loop().time() + 15
+    while server.runtime.role(shard).value != "leader":
+        assert asyncio.get_running_loop().time() < deadline, f"shard {shard} never settled in {dc}"
+        await asyncio.sleep(0.01)
+    return server
+
+
 Scenario = Callable[[dict[int, kv_pb2_grpc.KVStub]], Awaitable[None]]
 
 

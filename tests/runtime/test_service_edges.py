@@ -18,7 +18,7 @@ from kvstore import AsyncClient
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.server import NodeServer
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
-from tests.runtime.test_grpc_cluster import PAXOS, config_text
+from tests.runtime.test_grpc_cluster import PAXOS, config_text, led_from_its_dc
 
 # A fourth node in the config that holds no replica (and never runs).
 NO_REPLICAS = '\n[[nodes]]\nid = 4\ndc = "dc1"\naddress = "127.0.1.1:1"\n'
@@ -143,7 +143,7 @@ def test_unavailable_says_an_outcome_is_unknown_for_a_write_only(tmp_path: Path)
         async with three_nodes(tmp_path) as (servers, endpoints):
             async with AsyncClient(endpoints, timeout_s=15) as client:
                 await client.put("apple", "red")
-            leader = next(s for s in servers if s.runtime.role(1).value == "leader")
+            leader = await led_from_its_dc(servers)
             for server in list(servers):
                 if server is not leader:
                     servers.remove(server)
