@@ -177,18 +177,21 @@ class NodeServer:
 
     async def stop(self, grace_s: float = 0.5) -> None:
         await self.stop_serving(grace_s)
-        await self._streams.close()
-        await self._kv.close()
         await self.runtime.stop()
         self._store.close()
 
     async def stop_serving(self, grace_s: float | None = 0.5) -> None:
-        """Health NOT_SERVING, then stop the peer links and the gRPC server: what a node
-        that failed (its runtime may be wedged on a broken disk) can still do safely."""
+        """Health NOT_SERVING, then stop the peer links, the gRPC server and the channels
+        to other nodes: what a node that failed (its runtime may be wedged on a broken
+        disk) can still do safely. Every gRPC object must end before the event loop does:
+        one left open past it can hang the process at exit (gRPC's poller thread blocks
+        writing to a socket the closed loop no longer reads, and its shutdown joins it)."""
         self._admin.close()
         await self._health.enter_graceful_shutdown()
         await self._transport.stop()
         await self._server.stop(grace_s)
+        await self._streams.close()
+        await self._kv.close()
 
     async def _set_health(self, status: int) -> None:
         for service in HEALTH_SERVICES:
