@@ -179,16 +179,31 @@ def test_stop_takes_no_more_inputs_and_is_bounded_by_the_disk_wait(
     async def scenario(c: Cluster) -> None:
         await c.write(1, Put(RequestId(0, 0), b"apple", b"red"))
         follower = next(r for r in c.net.nodes.values() if r.role(1) is not Role.LEADER)
-        follower._inflight_jobs += 1  # a job the disk never reported back
+        seen: list[tuple[int, Message]] = []
+        deliver = follower.deliver
+
+        def recording(shard: int, msg: Message) -> None:
+            seen.append((shard, msg))
+            deliver(shard, msg)
+
+        follower.deliver = recording  # type: ignore[method-assign]
+        await c.write(1, Put(RequestId(0, 0), b"apple", b"green"))
+        assert seen  # what its leader sends it
+        stepped: list[Message] = []
+        node = follower.node
+        step = node.step
+        node.step = lambda group, msg: (stepped.append(msg), step(group, msg))  # type: ignore[method-assign]
         submitted: list[object] = []
-        original = follower._submit
-        follower._submit = lambda job: (submitted.append(job), original(job))  # type: ignore[method-assign]
+        submit = follower._submit
+        follower._submit = lambda job: (submitted.append(job), submit(job))  # type: ignore[method-assign]
+        follower._inflight_jobs += 1  # a job the disk never reported back
         stopping = asyncio.create_task(c.stop(follower.node_id))
         await asyncio.sleep(0)  # stop() has begun
-        for _ in range(20):  # the leader's heartbeats and accepts keep coming
-            await c.write(1, Put(RequestId(0, 0), b"apple", b"green"))
+        for shard, msg in seen:  # the same messages again, while it stops
+            deliver(shard, msg)
+        follower.peer_restarted(1)
         await asyncio.wait_for(stopping, 5.0)
-        assert submitted == []
+        assert stepped == [] and submitted == []
 
     run(scenario, tmp_path)
 
