@@ -84,6 +84,7 @@ _KEYS: dict[str, frozenset[str]] = {
             "storage",
             "sharding",
             "history",
+            "placement",
         }
     ),
     "[cluster]": frozenset({"name", "id", "tick_ms"}),
@@ -96,6 +97,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "[limits]": frozenset({"key_bytes_max", "value_bytes_max", "scan_keys_max"}),
     "[sharding]": frozenset({"split_size_mb", "split_ops_per_s", "merge_size_mb", "merge_after_s"}),
     "[history]": frozenset({"retention_s", "revisions_max"}),
+    "[placement]": frozenset({"replicas_per_dc", "moves_at_once"}),
 }
 
 
@@ -134,6 +136,21 @@ class Limits:
     key_bytes_max: int = 4 << 10
     value_bytes_max: int = 1 << 20
     scan_keys_max: int = 10_000
+
+
+REPLICAS_PER_DC_MAX = 3
+MOVES_AT_ONCE_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where replicas go (``[placement]``, ``cluster.replica_placement``):
+    ``replicas_per_dc`` replicas of every range in each datacenter (1..3), and at most
+    ``moves_at_once`` replica changes in flight across the cluster (1..64), the rebalancer's
+    rate limit."""
+
+    replicas_per_dc: int = 1
+    moves_at_once: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +247,7 @@ class ClusterConfig:
     map_size_mb: int = MAP_SIZE_MB_DEFAULT  # [storage]: the most LMDB may hold, per node
     sharding: Sharding = Sharding()
     history: History = History()
+    placement: Placement = Placement()
 
     @property
     def identity(self) -> str:
@@ -310,7 +328,11 @@ def parse_cluster_config(text: str) -> ClusterConfig:
             raise ClusterConfigError(f"node {n.node_id} address {n.address!r} is not host:port")
 
     dc_of = {n.node_id: n.dc for n in nodes}
-    shards = tuple(_shard(s, dc_of, dcs) for s in _array(raw, "shards", "[[shards]]"))
+    placement = _placement(raw.get("placement", {}))
+    shards = tuple(
+        _shard(s, dc_of, dcs, placement.replicas_per_dc)
+        for s in _array(raw, "shards", "[[shards]]")
+    )
     if not shards:
         raise ClusterConfigError("no [[shards]] given")
     _unique([s.shard_id for s in shards], "shard id")
@@ -328,7 +350,26 @@ def parse_cluster_config(text: str) -> ClusterConfig:
         _map_size_mb(raw.get("storage", {})),
         _sharding(raw.get("sharding", {})),
         _history(raw.get("history", {})),
+        placement,
     )
+
+
+def _placement(raw: object) -> Placement:
+    if not isinstance(raw, dict):
+        raise ClusterConfigError("[placement] must be a table")
+    _known_keys(raw, "[placement]")
+    defaults = Placement()
+    per_dc = _int(raw.get("replicas_per_dc", defaults.replicas_per_dc), "placement.replicas_per_dc")
+    if not 1 <= per_dc <= REPLICAS_PER_DC_MAX:
+        raise ClusterConfigError(
+            f"placement.replicas_per_dc must be within 1..{REPLICAS_PER_DC_MAX}, not {per_dc}"
+        )
+    moves = _int(raw.get("moves_at_once", defaults.moves_at_once), "placement.moves_at_once")
+    if not 1 <= moves <= MOVES_AT_ONCE_MAX:
+        raise ClusterConfigError(
+            f"placement.moves_at_once must be within 1..{MOVES_AT_ONCE_MAX}, not {moves}"
+        )
+    return Placement(per_dc, moves)
 
 
 def _history(raw: object) -> History:
@@ -431,7 +472,9 @@ def _limits(raw: object) -> Limits:
     return Limits(**values)
 
 
-def _shard(raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...]) -> ShardSpec:
+def _shard(
+    raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...], replicas_per_dc: int
+) -> ShardSpec:
     shard_id = _int(raw.get("id"), "shards.id")
     where = f"shard {shard_id}"
     if not 1 <= shard_id <= SHARD_ID_MAX:
@@ -449,9 +492,13 @@ def _shard(raw: dict[str, Any], dc_of: dict[int, str], dcs: tuple[str, ...]) -> 
         if r not in dc_of:
             raise ClusterConfigError(f"{where}: replica {r} is not a configured node")
     per_dc = Counter(dc_of[r] for r in replicas)
-    crowded = sorted(dc for dc, count in per_dc.items() if count > 1)
+    crowded = sorted(dc for dc, count in per_dc.items() if count > replicas_per_dc)
     if crowded:
-        raise ClusterConfigError(f"{where}: two replicas in datacenter {crowded[0]!r}")
+        many = "two replicas" if replicas_per_dc == 1 else f"over {replicas_per_dc} replicas"
+        raise ClusterConfigError(
+            f"{where}: {many} in datacenter {crowded[0]!r} ([placement] replicas_per_dc ="
+            f" {replicas_per_dc})"
+        )
     leader_dc = raw.get("leader_dc")
     if leader_dc is not None and leader_dc not in dcs:
         raise ClusterConfigError(f"{where}: leader_dc {leader_dc!r} is not a datacenter")

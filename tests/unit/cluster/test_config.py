@@ -329,3 +329,48 @@ def test_a_local_cluster_directory_keeps_its_shard_count(tmp_path: Path) -> None
     assert len(LocalCluster(tmp_path).cluster.shards) == 5
     with pytest.raises(ValueError, match="started with 5 shards, not 6"):
         LocalCluster(tmp_path, shards=6)
+
+
+def test_placement_is_read_and_checked_at_its_limits() -> None:
+    """``[placement]``: replicas_per_dc 1..3, moves_at_once 1..64, each tested at, just
+    under and just over its bounds; a shard may hold that many replicas per datacenter."""
+    from cluster.config import MOVES_AT_ONCE_MAX, REPLICAS_PER_DC_MAX, Placement
+    from kvstore.local_cluster import default_config
+
+    assert parse_cluster_config(default_config()).placement == Placement(1, 1)
+    for key, top in (
+        ("replicas_per_dc", REPLICAS_PER_DC_MAX),
+        ("moves_at_once", MOVES_AT_ONCE_MAX),
+    ):
+        for value, ok in ((0, False), (1, True), (top - 1, True), (top, True), (top + 1, False)):
+            text = default_config() + f"[placement]\n{key} = {value}\n"
+            if ok:
+                assert getattr(parse_cluster_config(text).placement, key) == value
+            else:
+                with pytest.raises(ClusterConfigError, match=rf"placement\.{key} must be within"):
+                    parse_cluster_config(text)
+    with pytest.raises(ClusterConfigError, match=r"placement\.replicas_per_dc"):
+        parse_cluster_config(default_config() + '[placement]\nreplicas_per_dc = "two"\n')
+    with pytest.raises(ClusterConfigError, match="placement"):
+        parse_cluster_config(default_config() + "[placement]\nreplicas = 2\n")
+
+
+def test_a_shard_may_have_replicas_per_dc_replicas_in_a_datacenter_and_no_more() -> None:
+    nodes = "".join(
+        f'[[nodes]]\nid = {n}\ndc = "dc{(n - 1) // 3 + 1}"\naddress = "127.0.0.1:{7000 + n}"\n'
+        for n in range(1, 10)
+    )
+    head = '[cluster]\nname = "p"\n' + "".join(
+        f'[[datacenters]]\nname = "dc{d}"\n' for d in (1, 2, 3)
+    )
+
+    def config(replicas: list[int], per_dc: int) -> str:
+        shard = f'[[shards]]\nid = 1\nstart = ""\nend = ""\nreplicas = {replicas}\n'
+        return head + nodes + shard + f"[placement]\nreplicas_per_dc = {per_dc}\n"
+
+    two_each = [1, 2, 4, 5, 7, 8]
+    assert parse_cluster_config(config(two_each, 2)).shards[0].replicas == tuple(two_each)
+    with pytest.raises(ClusterConfigError, match=r"two replicas in datacenter 'dc1'"):
+        parse_cluster_config(config(two_each, 1))
+    with pytest.raises(ClusterConfigError, match=r"over 2 replicas in datacenter 'dc1'"):
+        parse_cluster_config(config([1, 2, 3, 4, 7], 2))
