@@ -162,6 +162,20 @@ class Merge:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """End this shard's configuration (a stop sign, issue 21): from this slot on it changes
+    nothing (every command is ``OutOfRange``, routed to the successor), and the successor
+    ``successor_id`` (the same span, ``replicas``, generation + 1) starts from this shard's
+    state at this slot, as a split's new shard does; a new Paxos instance, so no slot is
+    ever decided under two configurations. Outside the session table: a second one on an
+    ended shard answers with the first's outcome."""
+
+    request: RequestId
+    successor_id: int
+    replicas: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Compact:
     """Forget the shard's history before ``revision``: reads and watches from an earlier
     revision are refused from this slot on, on every replica alike. Each one also removes
@@ -279,6 +293,7 @@ Command: TypeAlias = (
     | AllocateRangeId
     | Freeze
     | Merge
+    | Reconfigure
     | RecordRanges
     | Compact
     | LeaseGrant
@@ -375,6 +390,13 @@ class MergeDone:
     merged: RangeDescriptor  # the left shard, now spanning both
     right: RangeDescriptor  # the shard it took over (frozen; its group is retired)
     slot: int  # of the left shard's log
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigured:
+    ended: RangeDescriptor  # this shard, final
+    successor: RangeDescriptor  # the next configuration of its span
+    slot: int  # of this shard's log: the state the successor starts from
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +502,7 @@ ApplyResult: TypeAlias = (
     | RangeIdAllocated
     | Frozen
     | MergeDone
+    | Reconfigured
     | RangesRecorded
     | HistoryCompacted
     | LeaseGranted
@@ -498,6 +521,7 @@ KEYLESS = (
     AllocateRangeId,
     Freeze,
     Merge,
+    Reconfigure,
     RecordRanges,
     Compact,
     LeaseGrant,
@@ -579,6 +603,8 @@ def oversized(cmd: Command) -> str | None:
     _TRIM,
     _TAKE,
 ) = range(1, 20)
+_RECONFIGURE = 20
+RECONFIGURE_REPLICAS_MAX = 64  # replicas in one configuration
 APPEND_RECORDS_MAX = 1 << 16  # records in one Append (the produce limit is far below)
 STREAM_HEADERS_MAX = 1 << 10  # headers of one record
 _OP_LEASED = 0x80  # in a Txn op's kind: a lease id follows the op
@@ -643,6 +669,13 @@ def encode_command(cmd: Command) -> bytes:
             _request(w, cmd.request)
             w.blob(encode_descriptor(cmd.right))
             w.u64(cmd.frozen_slot)
+        case Reconfigure():
+            w.u8(_RECONFIGURE)
+            _request(w, cmd.request)
+            w.u64(cmd.successor_id)
+            w.u64(len(cmd.replicas))
+            for replica in cmd.replicas:
+                w.u64(replica)
         case RecordRanges():
             w.u8(_RECORD)
             _request(w, cmd.request)
@@ -744,6 +777,10 @@ def decode_command(frame: bytes) -> Command:
         cmd = Freeze(request)
     elif kind == _MERGE:
         cmd = Merge(request, decode_descriptor(r.blob()), r.u64())
+    elif kind == _RECONFIGURE:
+        successor_id = r.u64()
+        replicas = tuple(r.u64() for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
+        cmd = Reconfigure(request, successor_id, replicas)
     elif kind == _RECORD:
         cmd = RecordRanges(
             request, tuple(decode_descriptor(r.blob()) for _ in range(r.count(RECORD_RANGES_MAX)))

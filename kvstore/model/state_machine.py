@@ -37,6 +37,11 @@ Rules:
   this node's replica of right has applied F (the node holds the slot back until then), so
   every replica reads the same final state; right's records stay where they are. A merge of
   a shard that is not right's left neighbour, or of a right not frozen at F, is ``Invalid``.
+- ``Reconfigure(successor, replicas)`` at slot S ends the shard's configuration (a stop
+  sign): from S on every command is ``OutOfRange`` toward the successor, which starts from
+  this shard's state at S (all its keys, revision, sessions, placement) under the new
+  replicas, generation + 1, its own log based at slot 1 as a split's new shard's is. A
+  frozen shard is not reconfigured, and an ended one neither frozen nor merged.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ from kvstore.model.commands import (
     PutResult,
     RangeIdAllocated,
     RangesRecorded,
+    Reconfigure,
+    Reconfigured,
     RecordRanges,
     RequestId,
     SetPlacement,
@@ -135,6 +142,8 @@ META_NEXT_RANGE_ID = b"range/next_id"  # only in the meta range
 DIRECTORY_PREFIX = b"directory/"  # only in the meta range: range id, generation -> descriptor
 META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot of its Freeze
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
+# A shard whose configuration ended (``Reconfigure``): the slot, then the successor's descriptor.
+META_ENDED = b"range/ended"
 # Reads at a revision below this are refused (its history may be gone). Written at the
 # shard's first apply (its revision then: history begins there) and by ``Compact``.
 META_COMPACTED = b"history/compacted"
@@ -181,6 +190,9 @@ class KvStateMachine:
         self._bytes: int | None = None
         # The slot that froze this shard for a merge (0: not frozen).
         self.frozen_slot = _u64(engine.meta_get(META_FROZEN_SLOT))
+        # The slot that ended this shard's configuration (0: not ended).
+        ended = engine.meta_get(META_ENDED)
+        self.ended_slot = _u64(ended[:8]) if ended is not None else 0
         # What the last ``apply`` changed, in order (for watchers).
         self.changes: list[Change] = []
 
@@ -268,7 +280,10 @@ class KvStateMachine:
             if isinstance(cmd, Freeze):
                 out.append((cmd.request, self._freeze(slot)))
                 continue
-            if self.frozen_slot and descriptor is not None:
+            if isinstance(cmd, Reconfigure):
+                out.append((cmd.request, self._reconfigure(slot, cmd)))
+                continue
+            if (self.frozen_slot or self.ended_slot) and descriptor is not None:
                 # Final: a write here would be lost to the merge; retried where keys go.
                 out.append((cmd.request, OutOfRange(descriptor, self._successors())))
                 continue
@@ -378,6 +393,10 @@ class KvStateMachine:
             return Invalid("a shard without a descriptor cannot be merged")
         if descriptor.start == b"":
             return Invalid("the first shard has no left neighbour to merge into")
+        if self.ended_slot:
+            return Invalid(
+                f"the shard was reconfigured at slot {self.ended_slot}: merge its successor"
+            )
         if not self.frozen_slot:
             self.frozen_slot = slot
             self._engine.meta_put(META_FROZEN_SLOT, slot.to_bytes(8, "big"))
@@ -391,6 +410,8 @@ class KvStateMachine:
             return Invalid(f"shard {right.range_id} is not on this shard's replicas")
         other = self._engine.sibling(right.range_id)
         final = KvStateMachine(other)
+        if final.ended_slot:
+            return Invalid(f"shard {right.range_id} was reconfigured, not frozen")
         if final.frozen_slot != cmd.frozen_slot or final.descriptor != right:
             return Invalid(f"shard {right.range_id} is not frozen at slot {cmd.frozen_slot}")
         merged = RangeDescriptor(
@@ -431,6 +452,66 @@ class KvStateMachine:
         ]
         engine.meta_put(META_SUCCESSORS, encode_successors(successors))
         return MergeDone(merged, right, slot)
+
+    def _reconfigure(self, slot: int, cmd: Reconfigure) -> Reconfigured | Invalid:
+        descriptor = self.descriptor
+        if descriptor is None:
+            return Invalid("a shard without a descriptor cannot be reconfigured")
+        if self.ended_slot:
+            return self._ended(descriptor)  # a retry, or a change that lost the race
+        if self.frozen_slot:
+            return Invalid("the shard is frozen for a merge")
+        replicas = tuple(sorted(cmd.replicas))
+        if not replicas or len(set(replicas)) != len(replicas) or 0 in replicas:
+            return Invalid("a configuration needs one or more distinct replicas")
+        if replicas == tuple(sorted(descriptor.replicas)):
+            return Invalid("those are the shard's replicas already")
+        if cmd.successor_id in (0, descriptor.range_id):
+            return Invalid(f"{cmd.successor_id} cannot name a new shard")
+        successor = RangeDescriptor(
+            cmd.successor_id,
+            descriptor.start,
+            descriptor.end,
+            replicas,
+            descriptor.generation + 1,
+            descriptor.leader_dc,
+        )
+        engine = self._engine
+        child = engine.sibling(successor.range_id)
+        # The successor's state is this one's at this slot: every key (stored by key, so
+        # none moves), sessions, placement, history's bounds, leases.
+        for name, value in engine.meta_scan(b""):
+            if name in (
+                META_APPLIED_SLOT,
+                META_SUCCESSORS,
+                META_NEXT_RANGE_ID,
+                META_FROZEN_SLOT,
+                META_MERGED_INTO,
+                META_ENDED,
+            ):
+                continue
+            child.meta_put(name, value)
+        child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
+        child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
+        child.meta_put(META_BYTES, self.size_bytes.to_bytes(8, "big"))
+        child.meta_put(META_APPLIED_SLOT, CHILD_BASE_SLOT.to_bytes(8, "big"))
+        child.range_put(encode_descriptor(successor))
+        young = self.successors
+        if young:
+            # Shards split off this one and not yet caught up are the successor's now; their
+            # slots are of this log, so a replica that learns of them there rejoins first.
+            child.meta_put(
+                META_SUCCESSORS, encode_successors([Successor(s.descriptor, 0) for s in young])
+            )
+        self.ended_slot = slot
+        engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
+        engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
+        return Reconfigured(descriptor, successor, slot)
+
+    def _ended(self, descriptor: RangeDescriptor) -> Reconfigured:
+        raw = self._engine.meta_get(META_ENDED)
+        assert raw is not None
+        return Reconfigured(descriptor, decode_descriptor(raw[8:]), self.ended_slot)
 
     # ------------------------------------------------------------------ the meta range
 
@@ -738,8 +819,8 @@ class KvStateMachine:
     def owns(self, key: bytes) -> bool:
         """Whether the key is this shard's as of its applied slot (a split or a merge may have
         moved it: then read it from the shard that holds it, at a read point of that shard)."""
-        if self.frozen_slot:
-            return False  # final, about to be merged: read it where it goes
+        if self.frozen_slot or self.ended_slot:
+            return False  # final (about to be merged, or reconfigured): read it where it goes
         return self.descriptor is None or self.descriptor.contains(key)
 
     @property
