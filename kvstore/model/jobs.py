@@ -16,6 +16,7 @@ from kvstore.model.codec import CodecError
 from kvstore.model.commands import ApplyResult, OutOfRange, RequestId, decode_command
 from kvstore.model.engine import Engine
 from kvstore.model.history import Change
+from kvstore.model.ranges import encode_descriptor
 from kvstore.model.node import Applied, DiskJob, Dumped
 from kvstore.model.state_machine import KvStateMachine, SessionTable, mark_merged
 
@@ -41,11 +42,17 @@ def run_job(
     ``changes``: filled, per apply that changed keys, with the shard, its changes, and its
     span and revision after them (for watchers, once the caller committed)."""
     tables = sessions if sessions is not None else {}
+    for hosted in job.hosted:
+        engine = engine_for(hosted.range_id)
+        if engine.range_get() is None:
+            engine.range_put(encode_descriptor(hosted))
     for group, into in job.tombstones:
         mark_merged(engine_for(group), into)
     for group, snap in job.installs:
         assert group not in job.retired, group
-        snapshot.restore(engine_for(group), snap.data, job.descriptors.get(group))
+        snapshot.restore(
+            engine_for(group), snap.data, job.descriptors.get(group), job.keep.get(group, ())
+        )
         tables.pop(group, None)  # the snapshot brought its own
     applied: list[Applied] = []
     machines: dict[int, KvStateMachine] = {}

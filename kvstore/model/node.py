@@ -72,6 +72,7 @@ from kvstore.model.commands import (
     PlacementSet,
     PutResult,
     RangesRecorded,
+    Reconfigured,
     RequestId,
     SplitDone,
     TxnResult,
@@ -123,6 +124,10 @@ SILENT_TICKS = 25
 # ``DORMANT_TICKS`` (spread over as many again, by group) wakes anyway (a preferred replica
 # that cannot campaign, say, as it waits for a snapshot).
 AWAKE_TARGET = 48
+# A node asks a peer about a group it does not host (``Host``) at most this often per group;
+# it remembers at most this many questions.
+HOST_ASK_TICKS = 10
+HOST_ASKED_MAX = 1024
 NODE_LOG = -1  # what ``logger_for`` is asked for the node's own log (not a group's)
 DORMANT_TICKS = 1000
 
@@ -135,6 +140,20 @@ class Ping:
     src: int
     dst: int
     incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Node-to-node, about a group one of them does not host. A question (``descriptor``
+    None): ``dst`` sent ``src`` a message of group ``group_id``, which ``src`` knows
+    nothing of. The answer: the group's descriptor as ``src`` knows it; ``dst``, if among
+    its replicas, hosts the group from then on (waiting for a snapshot). How a replica added
+    by a reconfiguration learns of its group: no log it holds tells it."""
+
+    src: int
+    dst: int
+    group_id: int
+    descriptor: RangeDescriptor | None = None
 
 
 # ---------------------------------------------------------------------- answers
@@ -199,10 +218,23 @@ class DiskJob:
     # Groups this node found merged away (a snapshot of the group that took them over):
     # (group, the one that took it), recorded in the group's state, for every restart.
     tombstones: list[tuple[int, int]] = field(default_factory=list)
+    # Groups first hosted here on a ``Host`` answer: their descriptor is stored, so a restart
+    # hosts them again (with their Paxos records) before any state of theirs arrives.
+    hosted: list[RangeDescriptor] = field(default_factory=list)
+    # Per group installing a snapshot: the spans of the other groups served here, whose keys
+    # its install leaves alone (``snapshot.restore``).
+    keep: dict[int, list[KeySpan]] = field(default_factory=dict)
     sends_first: bool = False  # the turn that made it also sent messages
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.installs or self.applies or self.dumps or self.tombstones)
+        return bool(
+            self.records
+            or self.installs
+            or self.applies
+            or self.dumps
+            or self.tombstones
+            or self.hosted
+        )
 
     @property
     def answers_peers(self) -> bool:
@@ -231,6 +263,8 @@ class DiskJob:
             out.descriptors.update(job.descriptors)
             out.retired.update(job.retired)
             out.tombstones.extend(job.tombstones)
+            out.hosted.extend(job.hosted)
+            out.keep.update(job.keep)
         return out
 
 
@@ -255,6 +289,7 @@ class Effects:
     # ``Admin.MergeRange`` of the left range does (a frozen right one is merged as it is).
     merges_wanted: list[int] = field(default_factory=list)
     pings: list[Ping] = field(default_factory=list)  # peers sent nothing else a while
+    hosts: list[Host] = field(default_factory=list)  # questions and answers (``Host``)
     # Descriptors of ranges led here that the meta range may not know yet (this node began
     # to lead them, or split or merged them): the driver records them there
     # (``RecordRanges`` at the meta leader) and calls ``ranges_recorded`` once it did.
@@ -319,6 +354,13 @@ class _Group:
     # Merged into this group here: a tombstone that still votes in its Paxos group (a
     # lagging peer may need its log to reach the freeze) but touches no state.
     absorbed_by: int | None = None
+    # Reconfigured without this node (``Reconfigure``): the successor group, hosted
+    # elsewhere. Final, as a tombstone is, but its state is its own (no group here took its
+    # keys), so it may still be snapshotted for a replica that lags.
+    ended_into: int | None = None
+    # Began as a reconfigured group's successor: its replicas answer ``Host`` questions
+    # about it (a replica new to it learns of it from no log).
+    tells_members: bool = False
     # Chosen slots held back from a Merge on: applied once this node's replica of the
     # right shard has applied its freeze (so every replica merges the same final state).
     held: list[ChosenEntry] = field(default_factory=list)
@@ -338,6 +380,11 @@ class _Group:
     revision_samples: deque[tuple[float, int]] = field(default_factory=deque)
     compacted: int = 0
     collecting: bool = False
+
+    @property
+    def retired(self) -> bool:
+        """No range of the map any more here: merged or reconfigured away."""
+        return self.absorbed_by is not None or self.ended_into is not None
 
     @property
     def awaiting(self) -> bool:
@@ -364,6 +411,8 @@ class GroupStart:
     # node records the decision in its first job, or storage's default would undo it.
     record_voting: bool = False
     merged_into: int = 0  # merged away here into that group (0: not)
+    ended_into: int = 0  # reconfigured into that group (0: not; ``Reconfigure``)
+    reconfigured_from: int = 0  # began as that group's successor (0: not)
 
 
 def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, founding: bool) -> bool:
@@ -481,6 +530,9 @@ class Node:
         # Records the node itself owes the disk (a new group's vote), for the next job.
         self._records: list[tuple[int, DurableRecord]] = []
         self._tombstones: list[tuple[int, int]] = []  # for the next job (``DiskJob``)
+        self._hosted: list[RangeDescriptor] = []  # for the next job (``DiskJob.hosted``)
+        # Unknown groups asked about (``Host``), by the tick of the last question.
+        self._asked: dict[int, int] = {}
         # Grows whenever a hosted group's descriptor changes, a group comes, or the meta
         # range's directory here changes: routers that cache this node's layout refresh when
         # it moves.
@@ -522,6 +574,8 @@ class Node:
                 self._records.append((group_id, DurableRecord(voting=start.durable.voting)))
             if start.merged_into and start.merged_into in self._groups:
                 self._groups[group_id].absorbed_by = start.merged_into
+            if start.ended_into and start.ended_into not in self._groups:
+                self._groups[group_id].ended_into = start.ended_into
         for group in list(self._groups.values()):
             self._absorb_covered(group)
 
@@ -571,6 +625,7 @@ class Node:
             if s.split_slot > compacted and self.node_id in s.descriptor.replicas
         }
         group.placed_leader_dc = start.placed_leader_dc
+        group.tells_members = bool(start.reconfigured_from)
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
@@ -673,9 +728,14 @@ class Node:
         )
 
     def _superseded(self, d: RangeDescriptor) -> int | None:
-        """A live hosted group overlapping ``d`` with a newer generation, if any."""
+        """Another live hosted group overlapping ``d`` with a newer generation, if any (the
+        group ``d`` describes may know a newer descriptor of its own: a ``Host`` answer's)."""
         for group in self._groups.values():
-            if group.absorbed_by is None and _supersedes(group.descriptor, d):
+            if (
+                group.absorbed_by is None
+                and group.group_id != d.range_id
+                and _supersedes(group.descriptor, d)
+            ):
                 return group.group_id
         return None
 
@@ -698,7 +758,7 @@ class Node:
             (
                 g.descriptor
                 for g in self._groups.values()
-                if g.absorbed_by is None and not g.descriptor.is_meta
+                if not g.retired and not g.descriptor.is_meta
             ),
             key=lambda d: d.start,
         )
@@ -709,7 +769,7 @@ class Node:
         best: RangeDescriptor | None = None
         for group in self._groups.values():
             d = group.descriptor
-            if group.absorbed_by is not None:
+            if group.retired:
                 continue
             if d.contains(key) and (best is None or d.generation > best.generation):
                 best = d
@@ -759,6 +819,7 @@ class Node:
                 group.replica.role is not Role.LEADER
                 or group.awaiting
                 or group.frozen_slot
+                or group.retired
                 or group.descriptor.is_meta
             ):
                 continue
@@ -777,7 +838,7 @@ class Node:
         neighbour (``[sharding]``), and frozen ones whose merge did not follow in time."""
         policy = self.cluster.sharding
         live = [
-            g for g in self._groups.values() if g.absorbed_by is None and not g.descriptor.is_meta
+            g for g in self._groups.values() if not g.retired and not g.descriptor.is_meta
         ]
         by_end = {g.descriptor.end: g for g in live if g.descriptor.end}
         for right in live:
@@ -797,6 +858,8 @@ class Node:
             elif (
                 base_slot_of(self.cluster, right.group_id) == 0  # a configured boundary
                 or left.awaiting
+                # A merge needs both on the same replicas (a move first, else).
+                or sorted(left.descriptor.replicas) != sorted(right.descriptor.replicas)
                 or left.frozen_slot
                 or min(left.unchanged_s, right.unchanged_s) < policy.merge_after_s
                 or not policy.wants_merge(
@@ -824,7 +887,7 @@ class Node:
             group = self._groups.get(group_id)
             if (
                 group is None
-                or group.absorbed_by is not None
+                or group.retired
                 or group.descriptor.is_meta
                 or group.replica.role is not Role.LEADER
             ):
@@ -850,7 +913,7 @@ class Node:
                 group.replica.role is not Role.LEADER
                 or group.awaiting
                 or group.frozen_slot
-                or group.absorbed_by is not None
+                or group.retired
                 or group.descriptor.is_meta
             ):
                 continue
@@ -1092,7 +1155,7 @@ class Node:
 
     # ------------------------------------------------------------------ inputs
 
-    def step(self, group_id: int, msg: Message | Ping) -> None:
+    def step(self, group_id: int, msg: Message | Ping | Host) -> None:
         """A peer's message for one group (a group this node does not host: dropped)."""
         self.heard(msg.src)
         if isinstance(msg, Ping):
@@ -1101,8 +1164,12 @@ class Node:
             if known is not None and known != msg.incarnation:
                 self.peer_restarted(msg.src)
             return
+        if isinstance(msg, Host):
+            self._host(msg)
+            return
         group = self._groups.get(group_id)
         if group is None:
+            self._ask_host(group_id, msg.src)
             return
         if group.quiet_since is not None:
             if not group.replica.stirs(msg):
@@ -1174,8 +1241,8 @@ class Node:
     def take_effects(self) -> Effects:
         """Everything the driver owes the node now (see the module's contract)."""
         effects = self._effects
-        job = DiskJob(records=self._records, tombstones=self._tombstones)
-        self._records, self._tombstones = [], []
+        job = DiskJob(records=self._records, tombstones=self._tombstones, hosted=self._hosted)
+        self._records, self._tombstones, self._hosted = [], [], []
         touched = [self._groups[g] for g in self._touched if g in self._groups]
         self._touched = {}
         for group in touched:
@@ -1273,6 +1340,7 @@ class Node:
             job.dumps = [g for g in job.dumps if self._groups[g].absorbed_by is None]
             working = {g for g, _ in job.applies} | {g for g, _ in job.installs} | set(job.dumps)
             job.descriptors = {g: self._groups[g].descriptor for g in working}
+            job.keep = {g: self._spans_besides(g) for g, _ in job.installs}
             for g in working:
                 absorber = self._groups[g].absorbed_by
                 if absorber is not None:
@@ -1280,6 +1348,14 @@ class Node:
             effects.jobs.append(job)
         self._effects = Effects()
         return effects
+
+    def _spans_besides(self, group_id: int) -> list[KeySpan]:
+        """The spans of the live groups served here other than ``group_id``."""
+        return [
+            g.descriptor.span
+            for g in self._groups.values()
+            if g.group_id != group_id and not g.retired and not g.descriptor.is_meta
+        ]
 
     def _release(self, group: _Group, chosen: Sequence[ChosenEntry], job: DiskJob) -> None:
         """Queue ``group``'s chosen slots for applying, holding back those from a Merge on
@@ -1369,6 +1445,8 @@ class Node:
                     self._log.info("range_frozen", shard=group_id, slot=result.slot)
                 elif isinstance(result, MergeDone):
                     self._merge_done(group, result)
+                elif isinstance(result, Reconfigured) and result.slot == slot:
+                    self._reconfigured(group, result)
                 elif isinstance(result, RangesRecorded) and result.changed:
                     self.layout_version += 1  # the meta directory routers read moved
                 elif isinstance(result, PutResult | DeleteResult | TxnResult | LeaseDetached):
@@ -1420,6 +1498,80 @@ class Node:
             born = self._groups[right.range_id]
             self._wake(born)
             born.replica.campaign()
+
+    def _reconfigured(self, group: _Group, done: Reconfigured) -> None:
+        """This replica applied a stop sign: the group's configuration ended at
+        ``done.slot``. Where this node is in the new configuration, the successor is a new
+        group here, its base the state the stop left, and the old one a tombstone (its log
+        stays, for a replica that lags behind the stop); elsewhere the old one is final."""
+        successor = done.successor
+        self.layout_version += 1
+        self._log.info(
+            "range_reconfigured",
+            shard=group.group_id,
+            successor=successor.range_id,
+            replicas=list(successor.replicas),
+            generation=successor.generation,
+            slot=done.slot,
+        )
+        if self.node_id not in successor.replicas:
+            group.ended_into = successor.range_id
+            self._touched[group.group_id] = None
+            return
+        self._unrecorded[successor.range_id] = None
+        if successor.range_id not in self._groups:
+            voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
+            self._create(successor, born_here=True, placed=group.placed_leader_dc, voting=voting)
+            born = self._groups[successor.range_id]
+            born.tells_members = True
+            # Awake, so its election runs even when the leader that ended the old
+            # configuration left it; that leader, if it stays, campaigns at once.
+            self._wake(born)
+            if group.replica.role is Role.LEADER:
+                born.replica.campaign()
+        self._absorb_covered(self._groups[successor.range_id])
+
+    def _ask_host(self, group_id: int, peer: int) -> None:
+        """A message of a group not hosted here: ask its sender what the group is (at most
+        once per ``HOST_ASK_TICKS`` per group)."""
+        asked = self._asked.get(group_id)
+        if asked is not None and self._ticks - asked < HOST_ASK_TICKS:
+            return
+        if len(self._asked) >= HOST_ASKED_MAX:
+            self._asked.clear()  # a bound, not a cache: forgetting only allows a question
+        self._asked[group_id] = self._ticks
+        self._effects.hosts.append(Host(self.node_id, peer, group_id))
+
+    def _host(self, msg: Host) -> None:
+        """A question about a group hosted here, or an answer about one that is not."""
+        if msg.descriptor is None:
+            group = self._groups.get(msg.group_id)
+            if group is None or group.retired or group.awaiting or not group.tells_members:
+                return
+            if msg.src in group.descriptor.replicas:
+                self._effects.hosts.append(
+                    Host(self.node_id, msg.src, msg.group_id, group.descriptor)
+                )
+            return
+        d = msg.descriptor
+        if (
+            d.range_id != msg.group_id
+            or d.range_id in self._groups
+            or self.node_id not in d.replicas
+            or d.is_meta
+            or self._superseded(d) is not None
+        ):
+            return
+        # Nothing of the group was ever on this disk (or it would be hosted): it votes as
+        # any group the disk takes part in from the start (``votes_in_new_group``).
+        self._create(d, born_here=False, placed=None, voting=self._founding)
+        hosted = self._groups[d.range_id]
+        hosted.tells_members = True
+        self._hosted.append(d)
+        # The configuration it succeeded, if hosted here and behind its stop: a tombstone
+        # from now (its stop would write the successor's base over the state coming).
+        self._absorb_covered(hosted)
+        self._asked.pop(d.range_id, None)
 
     def _keeps_splits(self, group: _Group) -> bool:
         """Whether the group's log must keep a split it holds (``young_successors``). A new
@@ -1544,7 +1696,7 @@ class Node:
     def status(self) -> list[GroupStatus]:
         out = []
         for group_id, group in sorted(self._groups.items()):
-            if group.absorbed_by is not None:
+            if group.retired:
                 continue  # a tombstone: no range of the map any more
             replica = group.replica
             out.append(

@@ -9,9 +9,10 @@ snapshot makes it host without decoding the rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cluster.keys import END_OF_KEYSPACE
+from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.ranges import RangeDescriptor
 from kvstore.model import history
 from kvstore.model.codec import Reader, Writer
@@ -83,10 +84,17 @@ def header(data: bytes) -> Header:
     return Header(descriptor, decode_successors(r.blob()))
 
 
-def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None) -> Header:
+def restore(
+    engine: Engine,
+    data: bytes,
+    initial: RangeDescriptor | None = None,
+    keep: Sequence[KeySpan] = (),
+) -> Header:
     """Replace the shard's state with the snapshot (verified before anything changes): its
     metadata, its descriptor, and the keys of its span and of the span it had before (keys
-    the shard gave away meanwhile are another shard's to bring)."""
+    the shard gave away meanwhile are another shard's to bring), except those in ``keep``:
+    the spans of other shards the node serves, whose keys are theirs already (one that
+    learned of its shard from no log of this one, a ``Host`` answer, may come first)."""
     r = Reader(data)
     raw = r.blob()
     descriptor = decode_descriptor(raw) if raw else None
@@ -101,9 +109,13 @@ def restore(engine: Engine, data: bytes, initial: RangeDescriptor | None = None)
     before = KvStateMachine(engine, initial=initial).descriptor
     for span_of in {before, descriptor}:
         start, end = (span_of.start, span_of.end) if span_of else (b"", END_OF_KEYSPACE)
+        kept = [] if span_of == descriptor else list(keep)
         for key, _ in engine.scan(start, end, 0):
-            engine.delete(key)
+            if not any(span.contains(key) for span in kept):
+                engine.delete(key)
         for key in engine.history_keys(start, end, 0):
+            if any(span.contains(key) for span in kept):
+                continue
             for v in engine.history_after(key, -1):
                 engine.history_delete(key, v.revision)
     for name, _ in engine.meta_scan(b""):

@@ -144,6 +144,9 @@ META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot 
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 # A shard whose configuration ended (``Reconfigure``): the slot, then the successor's descriptor.
 META_ENDED = b"range/ended"
+# A shard that began as another's successor (``Reconfigure``): that shard. Its replicas tell
+# the ones new to it what it is (``kvstore.model.node.Host``): no log of theirs does.
+META_RECONFIGURED_FROM = b"range/reconfigured_from"
 # Reads at a revision below this are refused (its history may be gone). Written at the
 # shard's first apply (its revision then: history begins there) and by ``Compact``.
 META_COMPACTED = b"history/compacted"
@@ -222,6 +225,17 @@ class KvStateMachine:
     @size_bytes.setter
     def size_bytes(self, value: int) -> None:
         self._bytes = value
+
+    @property
+    def reconfigured_from(self) -> int:
+        """The shard this one succeeded (0: it began otherwise; ``Reconfigure``)."""
+        return _u64(self._engine.meta_get(META_RECONFIGURED_FROM))
+
+    @property
+    def ended_into(self) -> int:
+        """Reconfigured into this shard (0: not; ``Reconfigure``)."""
+        raw = self._engine.meta_get(META_ENDED)
+        return decode_descriptor(raw[8:]).range_id if raw is not None else 0
 
     @property
     def merged_into(self) -> int:
@@ -371,6 +385,7 @@ class KvStateMachine:
                 META_APPLIED_SLOT,
                 META_SUCCESSORS,
                 META_NEXT_RANGE_ID,
+                META_RECONFIGURED_FROM,
             ):
                 continue
             child.meta_put(name, value)
@@ -491,6 +506,7 @@ class KvStateMachine:
             ):
                 continue
             child.meta_put(name, value)
+        child.meta_put(META_RECONFIGURED_FROM, descriptor.range_id.to_bytes(8, "big"))
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
         child.meta_put(META_BYTES, self.size_bytes.to_bytes(8, "big"))

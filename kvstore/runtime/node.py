@@ -220,6 +220,8 @@ class NodeRuntime:
                     size_bytes=machine.size_bytes,
                     frozen_slot=machine.frozen_slot,
                     merged_into=machine.merged_into,
+                    ended_into=machine.ended_into,
+                    reconfigured_from=machine.reconfigured_from,
                 )
 
         groups = hosted_at_start(self.node_id, layout, open_group)

@@ -18,6 +18,7 @@ left range the node named, as the runtime's admin service does.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from cluster.ranges import RangeDescriptor
 from kvstore.model import KvStateMachine, RequestId
@@ -40,6 +41,9 @@ class Merger:
         self.merged = 0
         self.automatic = 0
         self._active: set[int] = set()  # right ranges being merged: frozen until done
+        # Whether a replica move of a range is under way (``tests.sim.mover``; set by the
+        # runner): such a range is not merged.
+        self.moving: Callable[[int], bool] = lambda _range_id: False
         world.on_merge_wanted = self._wanted
 
     def start(self) -> None:
@@ -52,8 +56,34 @@ class Merger:
         if len(ranges) < 2:
             return
         right = self._rng.choice(ranges[1:])
+        if not self._colocated(right):
+            return  # a merge needs both ranges on the same replicas (a move first, else)
         world.trace(0, "nemesis", f"merge g{right.range_id} into its left neighbour")
         self._freeze(right.range_id)
+
+    def _colocated(self, right: RangeDescriptor) -> bool:
+        """Both on the same replicas, and neither being moved."""
+        left = next((d for d in self._world.truth.values() if d.end == right.start), None)
+        return (
+            left is not None
+            and sorted(left.replicas) == sorted(right.replicas)
+            and not self.moving(left.range_id)
+            and not self.moving(right.range_id)
+        )
+
+    def busy(self, range_id: int) -> bool:
+        """A merge involves the range: it is frozen, or the left neighbour of one that is
+        (a replica move of either would leave the frozen one unmergeable)."""
+        world = self._world
+        for right_id in self._active:
+            right = world.truth.get(right_id)
+            if right_id == range_id or (
+                right is not None
+                and (left := world.truth.get(range_id)) is not None
+                and left.end == right.start
+            ):
+                return True
+        return False
 
     def _wanted(self, v: int, left_id: int) -> None:
         # Not from inside the node's turn: proposing is an input of its own.
@@ -64,6 +94,8 @@ class Merger:
         left = world.truth.get(left_id)
         right = next((d for d in world.truth.values() if left and d.start == left.end), None)
         if left is None or right is None or not left.end:
+            return
+        if right.range_id not in self._active and not self._colocated(right):
             return
         world.trace(0, "auto-merge", f"g{right.range_id} into g{left_id}")
         self.automatic += 1

@@ -71,7 +71,7 @@ class Nemesis:
         self._schedule_next()
         world, rng = self._world, self._rng
         fault = rng.choice(self.plan.enabled)
-        voters = list(world.voters)
+        voters = list(world.node_ids)  # spares too: a node a replica moves to may fail
         self.injected += 1
         until = self._after(self.plan.duration_us)
         net = world.network.faults
@@ -165,9 +165,13 @@ class Nemesis:
         """Stop faulting; heal a random quorum fully; cut the others off as they are."""
         self.stop()
         world = self._world
-        voters = list(world.voters)
+        voters = list(world.node_ids)
         core = sorted(self._rng.sample(voters, quorum_size(len(voters))))
-        if world.rejoining():
+        if world.params.spares:
+            # Replicas moved: a random majority of the nodes need not hold a majority of
+            # each range's replicas, so every node is healed.
+            core = voters
+        elif world.rejoining():
             core = voters  # a replica that may not vote yet needs every other voter to rejoin
         elif world.awaiting_base():
             core = voters  # a new group's base may be held only outside a random quorum

@@ -20,6 +20,7 @@ from tests.sim.detacher import SimDetacher
 from tests.sim.leaser import SimLeaser
 from tests.sim.locker import SimLocker
 from tests.sim.merger import Merger
+from tests.sim.mover import Mover, draws_spares
 from tests.sim.nemesis import Nemesis, NemesisPlan
 from tests.sim.rng import sub_rng
 from tests.sim.splitter import NO_SPLITS, Splitter
@@ -68,7 +69,10 @@ def draw_params(seed: int, replicas: int | None) -> WorldParams:
     retention_s, revisions_max = sub_rng(seed, "history").choice(
         ((3600.0, 1_000_000), (1.0, 0), (0.0, 20), (2.0, 50))
     )
+    # Likewise: a spare node in each datacenter, and replica moves onto them.
+    spares = 3 if draws_spares(sub_rng(seed, "membership")) else 0
     return WorldParams(
+        spares=spares,
         split_size_bytes=split_size,
         history=History(retention_s, revisions_max),
         replicas=n,
@@ -148,6 +152,8 @@ def run_seed(
     window = (300_000, SAFETY_US - 1_000_000)
     splitter = Splitter(world, sub_rng(seed, "splits"), window, splits)
     merger = Merger(world, sub_rng(seed, "merges"), window, merges)
+    mover = Mover(world, sub_rng(seed, "moves"), window, merger.busy)
+    merger.moving = mover.moving
     workload = Workload(
         world,
         sub_rng(seed, "workload"),
@@ -162,6 +168,7 @@ def run_seed(
     world.trace(0, "seed", f"{seed} replicas={params.replicas} faults={','.join(plan.enabled)}")
     nemesis.start()
     splitter.start()
+    mover.start()
     if splits != NO_SPLITS:
         merger.start()
     workload.start()
@@ -197,7 +204,9 @@ def run_seed(
             f"applied={applied}",
         )
     for group, checker in world.checkers.items():
-        checker.check_acked_survive({v: world.nodes[v].applied.get(group, []) for v in core})
+        checker.check_acked_survive(
+            {v: world.nodes[v].applied.get(group, []) for v in core if v in world.members(group)}
+        )
     _check_converged_state(world, core)
     _check_keys(world, core)
     if liveness_ticks is not None:
@@ -217,7 +226,8 @@ def run_seed(
         faults=plan.enabled,
         liveness_ticks=liveness_ticks,
         stats={
-            "merged": len(world.retired),
+            "merged": len(world.retired) - len(world.ended),
+            "reconfigured": len(world.ended),
             "groups": len(world.truth),
             "watched": watcher.delivered,
             "watch_moves": watcher.reconnects,
@@ -243,9 +253,10 @@ def _core_converged(world: World, core: list[NodeId]) -> bool:
     for group in world.groups:
         if world.leader(group) not in core:
             return False
-        lengths = {len(world.nodes[v].applied.get(group, [])) for v in core}
+        members = [v for v in core if v in world.members(group)]
+        lengths = {len(world.nodes[v].applied.get(group, [])) for v in members}
         chosen = set()
-        for v in core:
+        for v in members:
             replica = world.nodes[v].replica(group)
             if replica is not None:
                 chosen.add(replica.chosen_through)
@@ -269,6 +280,8 @@ def _check_converged_state(world: World, core: list[NodeId]) -> None:
     for group in world.groups:
         states = {}
         for v in core:
+            if v not in world.members(group):
+                continue
             sim = world.nodes[v]
             if sim.node is None or not sim.node.hosts(group):
                 continue
@@ -291,6 +304,8 @@ def _check_keys(world: World, core: list[NodeId]) -> None:
     for key in sorted(world.keys.acked):
         group = world.group_of(key)
         for v in core:
+            if v not in world.members(group):
+                continue
             sim = world.nodes[v]
             if sim.node is None or not sim.node.hosts(group) or sim.node.awaiting(group):
                 world.fail("liveness", f"n{v} of the healed core does not serve g{group}")

@@ -31,8 +31,16 @@ from cluster.ranges import (
     initial_layout,
     meta_descriptor,
 )
-from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId
-from kvstore.model.commands import MergeDone, RangesRecorded, RecordRanges, SplitDone
+from kvstore.model import ApplyResult, Command, KvStateMachine, RequestId, snapshot
+from kvstore.model.commands import (
+    Invalid,
+    MergeDone,
+    OutOfRange,
+    RangesRecorded,
+    Reconfigured,
+    RecordRanges,
+    SplitDone,
+)
 from kvstore.model.jobs import Changed, run_job
 from kvstore.model.node import (
     Answer,
@@ -57,6 +65,12 @@ ReplicaFactory = Callable[..., Replica]  # paxos.Replica's signature
 default_factory: ReplicaFactory = Replica
 
 
+# What a replica may answer in a group's slots after its configuration ended: every command
+# is told where its keys went (a repeated stop, its first outcome; a change of the ended
+# configuration, a refusal). Anything else applied there would be lost to the successor.
+_AFTER_THE_STOP = (OutOfRange, Reconfigured, Invalid)
+
+
 def split_points(groups: int) -> list[bytes]:
     """Where the initial groups' spans meet: the key space of ``tests.sim.workload`` cut
     into ``groups`` pieces."""
@@ -69,17 +83,21 @@ def sim_cluster(
     groups: int,
     split_size_bytes: int = 0,
     history: History | None = None,
+    spares: int = 0,
 ) -> ClusterConfig:
-    """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every node as a voter;
-    a group past ``split_size_bytes`` (0: never) splits by itself (``[sharding]``);
-    ``history``: what each group keeps (``[history]``; default: the config's)."""
+    """Nodes over ``dcs`` datacenters; ``groups`` groups, each with every voter as a
+    replica, and ``spares`` more nodes that hold nothing at first (reconfigurations move
+    replicas onto them); a group past ``split_size_bytes`` (0: never) splits by itself
+    (``[sharding]``); ``history``: what each group keeps (``[history]``; default: the
+    config's)."""
+    every = tuple(NodeId(v) for v in range(1, len(voters) + spares + 1))
     names = tuple(f"d{d}" for d in range(dcs))
     bounds = [b"", *split_points(groups), b""]
     return ClusterConfig(
         name="sim",
         tick_ms=10,
         datacenters=names,
-        nodes=tuple(NodeSpec(v, names[(v - 1) % dcs], f"sim:{v}") for v in voters),
+        nodes=tuple(NodeSpec(v, names[(v - 1) % dcs], f"sim:{v}") for v in every),
         shards=tuple(
             ShardSpec(g, KeySpan(bounds[g - 1], bounds[g]), tuple(voters), None)
             for g in range(1, groups + 1)
@@ -143,6 +161,7 @@ class WorldParams:
     split_size_bytes: int = 0  # automatic splits past this size (0: none)
     history: History = field(default_factory=History)  # [history]: when groups compact
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    spares: int = 0  # nodes beyond the replicas, holding nothing at first (``tests.sim.mover``)
 
 
 class World:
@@ -172,9 +191,16 @@ class World:
         self.events_max = 2_000_000  # a runaway (message storm, livelock) is a finding, not a hang
 
         voters = tuple(NodeId(i) for i in range(1, params.replicas + 1))
-        self.voters = voters
+        self.voters = voters  # the replicas of every group at first
+        # Every node, spares included (the same as ``voters`` in a world without spares).
+        self.node_ids = tuple(NodeId(i) for i in range(1, params.replicas + params.spares + 1))
         self.cluster = sim_cluster(
-            voters, params.dcs, params.groups, params.split_size_bytes, params.history
+            voters,
+            params.dcs,
+            params.groups,
+            params.split_size_bytes,
+            params.history,
+            params.spares,
         )
         # The range map as it truly is: every group's newest descriptor (a split's, as soon
         # as any replica applied it). Clients route by it, as if meta were always current.
@@ -187,15 +213,19 @@ class World:
         self.meta = meta_descriptor(self.cluster)
         self._recording: dict[Token, tuple[NodeId, int, list[RangeDescriptor]]] = {}
         self.retired: set[int] = set()  # groups merged into another (tombstones)
+        # Groups whose configuration ended (``Reconfigure``): the slot of the stop, and the
+        # successor's state at its base as the first replica to make it left it.
+        self.ended: dict[int, int] = {}
+        self._successor_bases: dict[int, bytes] = {}
         self.keys = KeyChecker()  # per key, across groups: linearizable, exactly once
         self._world_checker = Checker(voters)  # world-level findings (liveness, runaways)
         self._next_range_id = 100
-        dc_of = {v: (v - 1) % params.dcs for v in voters}
+        dc_of = {v: (v - 1) % params.dcs for v in self.node_ids}
         self.network = Network(sub_rng(seed, "network"), dc_of, params.one_way_us)
         self.network.faults.jitter_us = params.jitter_us
         self._drift_rng = sub_rng(seed, "drift")
         self.nodes: dict[NodeId, SimNode] = {}
-        for v in voters:
+        for v in self.node_ids:
             disk = SimDisk(sub_rng(seed, f"disk{v}"), params.disk_latency_us)
             self.nodes[v] = SimNode(node_id=v, dc=dc_of[v], disk=disk)
         # Snapshots dumped so far, by group and content: the values they stand for.
@@ -239,7 +269,7 @@ class World:
         # to tell of snapshot installs (watchers there catch up again).
         self.watch_truth: dict[tuple[bytes, int], bytes | None] = {}
         self.on_installed: Callable[[NodeId, list[int]], None] | None = None
-        for v in voters:
+        for v in self.node_ids:
             self.start(v)
 
     # ================================================================== findings
@@ -261,7 +291,8 @@ class World:
     def _checker(self, group: int) -> Checker:
         checker = self.checkers.get(group)
         if checker is None:
-            checker = self.checkers[group] = Checker(self.voters)
+            known = self.truth.get(group)
+            checker = self.checkers[group] = Checker(known.replicas if known else self.voters)
             checker.now_us = self.now_us
             if base_slot_of(self.cluster, group):
                 # Slot 1 is the state the group was born with: no value, on every replica.
@@ -353,6 +384,8 @@ class World:
                 successors=machine.successors,
                 frozen_slot=machine.frozen_slot,
                 merged_into=machine.merged_into,
+                ended_into=machine.ended_into,
+                reconfigured_from=machine.reconfigured_from,
             )
 
         starts = hosted_at_start(v, layout, open_group)
@@ -553,6 +586,8 @@ class World:
                 self.send(group, msg)
         for ping in effects.pings:
             self.send(0, ping)  # node-to-node liveness: no group's (``Node.step`` knows it)
+        for host in effects.hosts:
+            self.send(host.group_id, host)
         for token, answer in effects.answers:
             if token in self._recording:
                 self._recorded(token, answer)
@@ -798,6 +833,15 @@ class World:
                 self._split_applied(sim, result)
             elif isinstance(result, MergeDone):
                 self._merge_applied(sim, result)
+            elif isinstance(result, Reconfigured) and result.slot == slot:
+                self._reconfigured(sim, result)
+            ended = self.ended.get(group)
+            if ended is not None and slot > ended and not isinstance(result, _AFTER_THE_STOP):
+                self._checker(group).fail(
+                    "stop-sign",
+                    f"n{sim.node_id} applied {type(result).__name__} at slot {slot},"
+                    f" after the configuration ended at slot {ended}",
+                )
             if group == META_RANGE_ID and self.on_meta_applied is not None:
                 self.on_meta_applied(sim.node_id, result)
         if self.on_applied is not None:
@@ -823,6 +867,39 @@ class World:
                 f"g{done.left.range_id} at={right.start!r} new=g{right.range_id}",
             )
             self._check_truth()
+
+    def _reconfigured(self, sim: SimNode, done: Reconfigured) -> None:
+        """A replica applied a stop sign: the truth learns the successor (the first time);
+        the old group lives on as a tombstone. Every replica must leave the successor the
+        same base state: the old group's at the stop."""
+        ended, successor = done.ended, done.successor
+        self.ended.setdefault(ended.range_id, done.slot)
+        base = snapshot.dump(sim.disk.kv.engine(successor.range_id))
+        first = self._successor_bases.setdefault(successor.range_id, base)
+        if first != base:
+            self._checker(successor.range_id).fail(
+                "successor-base", f"n{sim.node_id} made g{successor.range_id} another base"
+            )
+        if sim.node_id in successor.replicas:
+            slot = base_slot_of(self.cluster, successor.range_id)
+            sim.applied[successor.range_id] = self._values_through(successor.range_id, slot)
+        known = self.truth.get(ended.range_id)
+        if known is not None and known.generation == ended.generation:
+            del self.truth[ended.range_id]
+            self.truth[successor.range_id] = successor
+            self.ever.add(successor)
+            self.retired.add(ended.range_id)
+            self.trace(
+                sim.node_id,
+                "reconfigure",
+                f"g{ended.range_id} -> g{successor.range_id} {list(successor.replicas)}",
+            )
+            self._check_truth()
+
+    def members(self, group: int) -> tuple[NodeId, ...]:
+        """The replicas of ``group`` now (meta's, or the truth's)."""
+        d = self.meta if group == META_RANGE_ID else self.truth.get(group)
+        return tuple(NodeId(r) for r in d.replicas) if d is not None else self.voters
 
     def _merge_applied(self, sim: SimNode, done: MergeDone) -> None:
         """A replica applied a merge: the truth learns it (the first time); the right

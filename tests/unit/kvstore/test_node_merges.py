@@ -77,6 +77,8 @@ class Driven:
                 successors=machine.successors,
                 frozen_slot=machine.frozen_slot,
                 merged_into=machine.merged_into,
+                ended_into=machine.ended_into,
+                reconfigured_from=machine.reconfigured_from,
             )
 
         self.node = node_class(

@@ -1,0 +1,135 @@
+"""Replica moves in the schedule of the seeds that draw spare nodes: a shard's replica set
+changes (``Reconfigure``, a stop sign) while clients write and read, splits and merges
+happen and the nemesis injects faults.
+
+Drawn from a stream of its own (``sub_rng(seed, "membership")``), so every other draw is
+what it would be without it. A move picks a range of the true range map and one replica of
+it (sometimes two: both change in one step, which the stop sign allows), and replaces each
+with a node of the same datacenter that holds no replica of the range, as ``kvstore replica
+move`` and ``node replace`` do. The node replaced may be crashed, paused or only cut off:
+the move does not wait for it (the replacement of a node that is partitioned, not dead).
+A range a merge involves is not moved (a frozen range can
+only be merged, which needs both ranges on the same replicas). Sometimes the leader to be removed first hands leadership to a replica that stays, as the
+admin service does; otherwise it proposes its own removal.
+
+Proposed at the range's leader of the moment, with a new range id from the world's
+allocator (the meta range's, in the real cluster), until the truth shows the range ended
+(by this move or another) or the attempts run out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from kvstore.model import RequestId
+from kvstore.model.commands import Reconfigure
+from paxos import NodeId
+from tests.sim.world import World
+
+MOVES = (1, 3)  # per seed, during the safety phase
+SPARES_PERMILLE = 500  # seeds with a spare node in each datacenter, and moves
+ATTEMPTS = 20
+RETRY_US = 150_000
+TWO_AT_ONCE_PERMILLE = 250
+TRANSFER_FIRST_PERMILLE = 500
+
+
+def draws_spares(rng: random.Random) -> bool:
+    return rng.randrange(1000) < SPARES_PERMILLE
+
+
+class Mover:
+    def __init__(
+        self,
+        world: World,
+        rng: random.Random,
+        window_us: tuple[int, int],
+        busy: Callable[[int], bool],
+    ) -> None:
+        """``busy``: whether a merge involves a range (it is not moved then)."""
+        self._world = world
+        self._busy = busy
+        self._rng = rng
+        count = rng.randint(*MOVES) if world.params.spares else 0
+        self._times = sorted(rng.randrange(*window_us) for _ in range(count))
+        self.proposed = 0
+        self._moving: set[int] = set()  # ranges with a move under way
+
+    def moving(self, range_id: int) -> bool:
+        """A move of the range is under way (a merge of it waits)."""
+        return range_id in self._moving
+
+    def start(self) -> None:
+        for at_us in self._times:
+            self._world.schedule(at_us, self._begin)
+
+    def _begin(self) -> None:
+        world, rng = self._world, self._rng
+        ranges = [
+            d
+            for d in sorted(world.truth.values(), key=lambda d: d.start)
+            if not self._busy(d.range_id)
+        ]
+        if not ranges:
+            return
+        d = rng.choice(ranges)
+        dc_of = {v: world.nodes[v].dc for v in world.node_ids}
+        replicas = list(d.replicas)
+        leaving = rng.sample(replicas, 2 if rng.randrange(1000) < TWO_AT_ONCE_PERMILLE else 1)
+        chosen = [r for r in replicas if r not in leaving]
+        for out in leaving:
+            free = [
+                v
+                for v in world.node_ids
+                if v not in replicas and v not in chosen and dc_of[v] == dc_of[NodeId(out)]
+            ]
+            if not free:
+                return
+            chosen.append(rng.choice(free))
+        new_id = world.new_range_id()
+        world.trace(
+            0, "nemesis", f"move g{d.range_id} {sorted(leaving)} -> {sorted(chosen)} as g{new_id}"
+        )
+        transfer = rng.randrange(1000) < TRANSFER_FIRST_PERMILLE
+        self._propose(d.range_id, d.generation, tuple(sorted(chosen)), new_id, transfer, ATTEMPTS)
+
+    def _propose(  # noqa: PLR0913, PLR0917 - one move's state, carried between its attempts
+        self,
+        range_id: int,
+        generation: int,
+        replicas: tuple[int, ...],
+        new_id: int,
+        transfer: bool,
+        attempts: int,
+    ) -> None:
+        world = self._world
+        known = world.truth.get(range_id)
+        if (
+            known is None
+            or known.generation != generation
+            or attempts <= 0
+            or self._busy(range_id)
+        ):
+            self._moving.discard(range_id)
+            return  # ended (by this move, or another), split or merged meanwhile, or merging
+        self._moving.add(range_id)
+        leader = world.leader(range_id)
+        if leader is not None:
+            stays = [r for r in replicas if r in known.replicas]
+            if transfer and leader not in replicas and stays:
+                # Hand leadership to a replica that stays; propose once it leads.
+                world.transfer(leader, range_id, NodeId(self._rng.choice(stays)))
+            else:
+                world.submit(leader, range_id, Reconfigure(RequestId(0, 0), new_id, replicas), 0)
+                self.proposed += 1
+        world.schedule(
+            world.now_us + RETRY_US,
+            self._propose,
+            range_id,
+            generation,
+            replicas,
+            new_id,
+            transfer,
+            attempts - 1,
+        )
