@@ -852,6 +852,20 @@ def merge_in(value: Sequence[bytes]) -> Merge | None:
     return None
 
 
+def reconfigure_in(value: Sequence[bytes]) -> Reconfigure | None:
+    """The ``Reconfigure`` among a slot's commands, if any (a cheap look at each command's
+    kind first)."""
+    for raw in value:
+        if len(raw) > _KIND_AT and raw[_KIND_AT] == _RECONFIGURE:
+            try:
+                cmd = decode_command(raw)
+            except CodecError:
+                continue
+            if isinstance(cmd, Reconfigure):
+                return cmd
+    return None
+
+
 def _request(w: Writer, request: RequestId) -> None:
     w.u64(request.client_id)
     w.u64(request.seq)

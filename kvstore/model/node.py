@@ -78,6 +78,7 @@ from kvstore.model.commands import (
     TxnResult,
     encode_command,
     merge_in,
+    reconfigure_in,
 )
 from kvstore.model.lease_clock import LeaseClock
 from kvstore.model.lease_keeper import LeaseKeeper, LeaseState
@@ -436,7 +437,7 @@ def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, found
 
 def _supersedes(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
     """``newer`` took over some of ``older``'s keys: they overlap and its generation is
-    higher (every split and merge raises it past those it replaced)."""
+    higher (every split, merge and reconfiguration raises it past those it replaced)."""
     return newer.generation > older.generation and newer.overlaps(older)
 
 
@@ -1375,6 +1376,11 @@ class Node:
                 pending = [entry for entry in pending if entry.slot > covered]
             group.held_install = None
         for index, entry in enumerate(pending):
+            stop = reconfigure_in(entry.value) if group.absorbed_by is None else None
+            if stop is not None and stop.successor_id in self._groups:
+                # The successor is hosted here already (a ``Host`` answer): its state comes
+                # by snapshot, and this stop would write its base over it. Ended here now.
+                self._tombstone(group, stop.successor_id)
             merge = merge_in(entry.value) if group.absorbed_by is None else None
             if merge is not None:
                 right = self._groups.get(merge.right.range_id)
@@ -1487,6 +1493,7 @@ class Node:
             at=right.start,
             generation=right.generation,
         )
+        self._retire_if_superseded(group)
         if self.node_id not in right.replicas:
             return
         group.young_successors[right.range_id] = done.slot
@@ -1562,16 +1569,33 @@ class Node:
             or self._superseded(d) is not None
         ):
             return
+        older = [
+            g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)
+        ]
+        if any(g.descriptor.span != d.span for g in older):
+            # A replica here of a range ``d`` came of by splits or merges still catching up:
+            # its log would write keys of ``d``'s over ``d``'s state (keys are stored once
+            # per node). It makes ``d``, or learns of it, as it catches up.
+            return
         # Nothing of the group was ever on this disk (or it would be hosted): it votes as
         # any group the disk takes part in from the start (``votes_in_new_group``).
         self._create(d, born_here=False, placed=None, voting=self._founding)
         hosted = self._groups[d.range_id]
         hosted.tells_members = True
         self._hosted.append(d)
-        # The configuration it succeeded, if hosted here and behind its stop: a tombstone
-        # from now (its stop would write the successor's base over the state coming).
-        self._absorb_covered(hosted)
+        for group in older:
+            # Configurations of the same span that ``d`` succeeded, behind their stop here:
+            # tombstones from now (their log would write keys over the state coming).
+            self._tombstone(group, d.range_id)
         self._asked.pop(d.range_id, None)
+
+    def _retire_if_superseded(self, group: _Group) -> None:
+        """A replica catching up (its descriptor just changed) whose range a group hosted
+        here took over already (a reconfiguration's successor, hosted on a ``Host``
+        answer): a tombstone from now."""
+        newer = self._superseded(group.descriptor)
+        if newer is not None and group.absorbed_by is None:
+            self._tombstone(group, newer)
 
     def _keeps_splits(self, group: _Group) -> bool:
         """Whether the group's log must keep a split it holds (``young_successors``). A new
@@ -1604,6 +1628,7 @@ class Node:
             generation=done.merged.generation,
         )
         self._absorb_covered(group)
+        self._retire_if_superseded(group)
 
     def _installed(self, group: _Group, header: snapshots.Header) -> None:
         """A snapshot replaced the group's state: take its descriptor, and host the groups

@@ -481,6 +481,15 @@ class KvStateMachine:
             return Invalid("a configuration needs one or more distinct replicas")
         if replicas == tuple(sorted(descriptor.replicas)):
             return Invalid("those are the shard's replicas already")
+        kept = len(set(replicas) & set(descriptor.replicas))
+        if kept < len(replicas) // 2 + 1:
+            # The successor's first state is this one at the stop, which only replicas of
+            # both configurations make: a majority of the new one must, or one lost disk
+            # could leave no new replica holding it.
+            return Invalid(
+                f"{kept} of {len(replicas)} new replicas hold the shard already, not a"
+                " majority: change fewer at once"
+            )
         if cmd.successor_id in (0, descriptor.range_id):
             return Invalid(f"{cmd.successor_id} cannot name a new shard")
         successor = RangeDescriptor(

@@ -373,3 +373,52 @@ class KeyKeepingDetachMachine(KvStateMachine):
 
         leases.ended_here(self._engine, lease_id)
         return LeaseDetached(lease_id, 0, self.revision)
+
+
+# ---------------------------------------------------------------------- reconfiguration
+
+
+class BaselessMemberNode(Node):
+    """A replica new to a group (told of it by ``Host``) takes the state its own disk holds
+    there as the group's base and votes at once, before a snapshot brings the base: it may
+    accept, lead and serve from a state that is not the group's."""
+
+    def _host(self, msg: Any) -> None:
+        d = msg.descriptor
+        if (
+            d is None
+            or d.range_id in self._groups
+            or self.node_id not in d.replicas
+            or self._superseded(d) is not None
+        ):
+            super()._host(msg)
+            return
+        self._create(d, born_here=True, placed=None, voting=True)
+        self._groups[d.range_id].tells_members = True
+        self._hosted.append(d)
+        self._absorb_covered(self._groups[d.range_id])
+
+
+class LeakyStopMachine(KvStateMachine):
+    """Records the stop sign (the successor starts from the state at it) but keeps executing
+    commands in the ended configuration: what it applies later is missing from the
+    successor."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.ended_slot = 0
+
+    def _reconfigure(self, slot: int, cmd: Any) -> Any:
+        result = super()._reconfigure(slot, cmd)
+        self.ended_slot = 0
+        return result
+
+
+class UnorderedChangeMachine(KvStateMachine):
+    """Takes every replica-set change as a change of the configuration it was proposed
+    against, even after an earlier one ended it: two changes proposed at once each start a
+    successor, and two configurations own the same keys."""
+
+    def _reconfigure(self, slot: int, cmd: Any) -> Any:
+        self.ended_slot = 0
+        return super()._reconfigure(slot, cmd)

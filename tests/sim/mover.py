@@ -4,7 +4,8 @@ happen and the nemesis injects faults.
 
 Drawn from a stream of its own (``sub_rng(seed, "membership")``), so every other draw is
 what it would be without it. A move picks a range of the true range map and one replica of
-it (sometimes two: both change in one step, which the stop sign allows), and replaces each
+it (in a range of five, sometimes two: both change in one step, as the stop sign allows
+while a majority of the new set holds the range already), and replaces each
 with a node of the same datacenter that holds no replica of the range, as ``kvstore replica
 move`` and ``node replace`` do. The node replaced may be crashed, paused or only cut off:
 the move does not wait for it (the replacement of a node that is partitioned, not dead).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from cluster.ranges import RangeDescriptor
 from kvstore.model import RequestId
 from kvstore.model.commands import Reconfigure
 from paxos import NodeId
@@ -46,15 +48,22 @@ class Mover:
         rng: random.Random,
         window_us: tuple[int, int],
         busy: Callable[[int], bool],
+        moves: int = 0,
+        *,
+        concurrent: bool = False,
     ) -> None:
-        """``busy``: whether a merge involves a range (it is not moved then)."""
+        """``busy``: whether a merge involves a range (it is not moved then); ``moves``: how
+        many (0: as drawn); ``concurrent``: each move proposes a second, different change
+        of the same range at the same moment (only one may take effect)."""
         self._world = world
         self._busy = busy
         self._rng = rng
-        count = rng.randint(*MOVES) if world.params.spares else 0
+        self._concurrent = concurrent
+        count = moves or (rng.randint(*MOVES) if world.params.spares else 0)
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.proposed = 0
         self._moving: set[int] = set()  # ranges with a move under way
+        self._last: RangeDescriptor | None = None  # the range a concurrent move goes to
 
     def moving(self, range_id: int) -> bool:
         """A move of the range is under way (a merge of it waits)."""
@@ -65,6 +74,11 @@ class Mover:
             self._world.schedule(at_us, self._begin)
 
     def _begin(self) -> None:
+        self._move()
+        if self._concurrent:
+            self._move()
+
+    def _move(self) -> None:
         world, rng = self._world, self._rng
         ranges = [
             d
@@ -73,10 +87,13 @@ class Mover:
         ]
         if not ranges:
             return
-        d = rng.choice(ranges)
+        d = rng.choice(ranges) if self._last is None else self._last
+        self._last = d if self._concurrent and self._last is None else None
         dc_of = {v: world.nodes[v].dc for v in world.node_ids}
         replicas = list(d.replicas)
-        leaving = rng.sample(replicas, 2 if rng.randrange(1000) < TWO_AT_ONCE_PERMILLE else 1)
+        # Two at once only where a majority of the new set stays (the state machine's rule).
+        two = len(replicas) >= 5 and rng.randrange(1000) < TWO_AT_ONCE_PERMILLE
+        leaving = rng.sample(replicas, 2 if two else 1)
         chosen = [r for r in replicas if r not in leaving]
         for out in leaving:
             free = [

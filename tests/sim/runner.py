@@ -125,14 +125,20 @@ def run_seed(
     merges: int = 0,
     watcher_skips: bool = False,
     lease_client: bool = True,
+    moves: int = 0,
+    concurrent_moves: bool = False,
 ) -> SeedResult:
     """``splits``: how many splits the schedule holds (0: as the seed draws, 1 to 4;
     ``NO_SPLITS``: none, automatic ones included, and no merges); ``merges`` likewise (0:
     as the seed draws, 1 or 2). ``watcher_skips``: the planted watch bug
     (``tests.sim.watcher``). ``lease_client``: run the lease client (``tests.sim.leaser``;
     a planted bug of one Paxos group is looked for without it, in the worlds it was found
-    in)."""
+    in). ``moves``: how many replica moves (0: as the seed draws; a positive number gives
+    every world spare nodes); ``concurrent_moves``: each move proposes two different changes
+    of one range at once (a planted bug's worlds)."""
     params = draw_params(seed, replicas)
+    if moves > 0:
+        params.spares = params.dcs
     if splits == NO_SPLITS:
         params.split_size_bytes = 0
     if params_hook is not None:
@@ -152,7 +158,9 @@ def run_seed(
     window = (300_000, SAFETY_US - 1_000_000)
     splitter = Splitter(world, sub_rng(seed, "splits"), window, splits)
     merger = Merger(world, sub_rng(seed, "merges"), window, merges)
-    mover = Mover(world, sub_rng(seed, "moves"), window, merger.busy)
+    mover = Mover(
+        world, sub_rng(seed, "moves"), window, merger.busy, moves, concurrent=concurrent_moves
+    )
     merger.moving = mover.moving
     workload = Workload(
         world,

@@ -45,6 +45,8 @@ class Worlds:
     lease_client: bool = True  # run the simulator's lease client
     # Only a seed reporting one of these counts (empty: the first violation found): for a
     # bug whose first symptom is another check's, when this check must be shown to see it.
+    moves: int = 0  # 0: as the seed draws (a positive number: spare nodes in every world)
+    concurrent_moves: bool = False  # each move proposes two changes of one range at once
     looking_for: frozenset[str] = frozenset()
     first_seed: int = 1  # where the search starts (a bug another check sees sooner)
 
@@ -214,6 +216,27 @@ CASES: list[tuple[str, ReplicaFactory, Hook, set[str], int]] = [
         10,
     ),
     (
+        "a replica new to a group votes before a snapshot brought the group's base",
+        default_factory,
+        Worlds(moves=3, node_class=bugs.BaselessMemberNode),
+        {"acked-lost", "diverged", "stale-read", "ownership", "history", "successor-base"},
+        20,
+    ),
+    (
+        "an ended configuration keeps executing commands after its stop sign",
+        default_factory,
+        Worlds(moves=3, machine_class=bugs.LeakyStopMachine),
+        {"stop-sign"},
+        10,
+    ),
+    (
+        "two replica-set changes of one range, proposed at once, both take effect",
+        default_factory,
+        Worlds(moves=2, concurrent_moves=True, machine_class=bugs.UnorderedChangeMachine),
+        {"ownership", "stop-sign", "diverged", "acked-lost"},
+        10,
+    ),
+    (
         "a split leaves the parent its whole span",
         default_factory,
         Worlds(splits=SPLIT_HEAVY, machine_class=bugs.GreedySplitMachine),
@@ -240,6 +263,8 @@ def first_violation(
             machine_class=worlds.machine_class,
             watcher_skips=worlds.watcher_skips,
             lease_client=worlds.lease_client,
+            moves=worlds.moves,
+            concurrent_moves=worlds.concurrent_moves,
         )
         kinds = {v.split("]")[0].lstrip("[") for v in result.violations}
         if kinds and (not worlds.looking_for or kinds & worlds.looking_for):

@@ -127,3 +127,26 @@ def test_reconfigure_survives_the_codec(
 ) -> None:
     cmd = Reconfigure(RequestId(client, seq), successor, tuple(replicas))
     assert decode_command(encode_command(cmd)) == cmd
+
+
+def test_a_change_keeps_a_majority_of_the_new_replicas_from_the_old_ones() -> None:
+    """The successor's first state is made only by replicas of both configurations: fewer
+    than a majority of the new set would leave it one lost disk from gone."""
+    five = RangeDescriptor(2, b"m", b"", (1, 2, 3, 4, 5), generation=4)
+    for replicas, allowed in [
+        ((1, 2, 4), True),  # one of three changed: two kept, a majority
+        ((1, 5, 6), False),  # two of three changed: one kept
+        ((4, 5, 6), False),
+        ((1, 2, 3, 6, 7), True),  # two of five: three kept
+        ((1, 2, 6, 7, 8), False),  # three of five: two kept
+        ((1, 2, 3, 4), True),  # a replica removed
+        ((1, 2, 3, 4, 5, 6), True),  # one added: five of six kept
+        ((1, 2, 3, 4, 5, 6, 7, 8), True),  # three added: five of eight kept
+        ((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), False),  # five added: five of ten, not a majority
+    ]:
+        store = MemoryStore()
+        d = SECOND if len(replicas) == 3 else five
+        (result,) = apply(machine(store, d), Reconfigure(NOBODY, 9, replicas))
+        assert isinstance(result, Reconfigured) == allowed, (replicas, result)
+        if not allowed:
+            assert isinstance(result, Invalid) and "majority" in result.reason
