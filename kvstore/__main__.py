@@ -7,6 +7,8 @@
     kvstore topic create|list|describe|delete | produce TOPIC [VALUE] | consume TOPIC [--follow]
     kvstore counter take NAME --count N | counter get NAME
     kvstore config check FILE
+    kvstore replica move SHARD --from N --to N | replica add|remove SHARD --node N
+    kvstore node list | node drain NODE | node replace OLD NEW
 
 Endpoints come from ``--endpoints host:port,...`` or ``KVSTORE_ENDPOINTS``; ``-o json`` prints
 machine-readable output, the default ``-o table`` is for people. Errors are one line on stderr
@@ -200,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.set_defaults(run=fn)
 
     _add_placement(sub)
+    _add_membership(sub)
     _add_kv_commands(sub)
     return p
 
@@ -224,6 +227,50 @@ def _add_placement(sub: argparse._SubParsersAction[_Parser]) -> None:
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)
         cmd.set_defaults(run=fn)
+
+
+def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
+    replica = sub.add_parser("replica", help="change which nodes hold one shard")
+    replica_sub = replica.add_subparsers(dest="replica_command", required=True)
+    move = replica_sub.add_parser("move", help="move a shard's replica from one node to another")
+    move.add_argument("shard", type=cli_args.shard_id)
+    move.add_argument("--from", dest="from_node", type=cli_args.node_id, required=True)
+    move.add_argument("--to", dest="to_node", type=cli_args.node_id, required=True)
+    add = replica_sub.add_parser("add", help="give a node a replica of a shard")
+    add.add_argument("shard", type=cli_args.shard_id)
+    add.add_argument("--node", type=cli_args.node_id, required=True)
+    remove = replica_sub.add_parser("remove", help="take a node's replica of a shard away")
+    remove.add_argument("shard", type=cli_args.shard_id)
+    remove.add_argument("--node", type=cli_args.node_id, required=True)
+    node = sub.add_parser("node", help="the cluster's nodes: list, drain, replace")
+    node_sub = node.add_subparsers(dest="node_command", required=True)
+    listing = node_sub.add_parser("list", help="every node: datacenter, state, replicas, leaders")
+    drain = node_sub.add_parser(
+        "drain", help="move every replica (and so leadership) off a node; it keeps running"
+    )
+    drain.add_argument("node", type=cli_args.node_id)
+    swap = node_sub.add_parser(
+        "replace", help="move every replica of a node (dead or alive) to another node"
+    )
+    swap.add_argument("old", type=cli_args.node_id)
+    swap.add_argument("new", type=cli_args.node_id)
+    for cmd, name in (
+        (move, "replica_move"),
+        (add, "replica_add"),
+        (remove, "replica_remove"),
+        (listing, "node_list"),
+        (drain, "node_drain"),
+        (swap, "node_replace"),
+    ):
+        cli_args.add_endpoints(cmd)
+        cli_args.add_output(cmd)
+        cmd.set_defaults(run=partial(_membership, name))
+
+
+def _membership(name: str, args: argparse.Namespace) -> int:
+    from kvstore import cli_replica  # noqa: PLC0415 - see the rules at the top
+
+    return int(getattr(cli_replica, name)(args))
 
 
 def _add_kv_commands(sub: argparse._SubParsersAction[_Parser]) -> None:

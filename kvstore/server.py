@@ -112,9 +112,15 @@ class NodeServer:
             incarnation=self.identity.incarnation,
             heard=self._heard,
             restarted=self._restarted,
+            host_heard=self._host_heard,
         )
         self.runtime = NodeRuntime(
-            cluster, node_id, self._store, self._transport.send, paxos_overrides=paxos_overrides
+            cluster,
+            node_id,
+            self._store,
+            self._transport.send,
+            paxos_overrides=paxos_overrides,
+            send_host=self._transport.send_host,
         )
         self._kv = KvService(
             cluster, self.runtime, self.spec.dc, addresses, forward_delay_s=one_way_s
@@ -152,6 +158,9 @@ class NodeServer:
 
     def _restarted(self, peer: int) -> None:
         self.runtime.peer_restarted(peer)
+
+    def _host_heard(self, peer: int, shard_id: int, descriptor: bytes) -> None:
+        self.runtime.deliver_host(peer, shard_id, descriptor)
 
     async def start(self) -> None:
         """Listen, then run. On ``StartupError`` nothing runs and nothing is left to stop

@@ -21,6 +21,7 @@ from cluster import (
     initial_layout,
     meta_descriptor,
 )
+from cluster.replica_change import ChangeRefusedError, changed_replicas
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.api.own_call import OwnCall, RefusedError
@@ -39,6 +40,8 @@ from kvstore.model import (
     PlacementSet,
     RangeIdAllocated,
     RangesRecorded,
+    Reconfigure,
+    Reconfigured,
     RecordRanges,
     RequestId,
     SetPlacement,
@@ -56,6 +59,7 @@ from kvstore.runtime.node import (
     UnknownShardError,
 )
 from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from paxos import Role
 
 PROPOSE_DEADLINE_S = 5.0
 R = TypeVar("R")
@@ -666,6 +670,103 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             descriptors.append(_descriptor(s))
         changed = await self._record(descriptors, context)
         return admin_pb2.RecordRangesResponse(changed=changed)
+
+    async def ChangeReplicas(  # noqa: N802
+        self,
+        request: admin_pb2.ChangeReplicasRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.ChangeReplicasResponse:
+        """``Reconfigure`` at the shard's leader (asked of any node: it finds the leader).
+        The change is checked here first (``cluster.replica_change``); a leader that the
+        change removes hands leadership to a replica that stays before it proposes."""
+        if request.shard_id == META_RANGE_ID:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the meta range's replicas are fixed by the cluster config",
+            )
+        d = self._range(request.shard_id)
+        if d is None and not is_forwarded(context):
+            d = await self._learn_range(request.shard_id, context)
+        if d is None:
+            await _no_shard(request.shard_id, context)
+        if is_forwarded(context):
+            replicas = tuple(sorted(request.replicas))
+            new_id = request.new_shard_id
+        else:
+            if request.new_shard_id or request.replicas:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "new_shard_id and replicas are set only by a node forwarding a change",
+                )
+            dc_of = {n.node_id: n.dc for n in self._cluster.nodes}
+            try:
+                replicas = changed_replicas(
+                    d, request.add, request.remove, dc_of, self._cluster.placement.replicas_per_dc
+                )
+            except ChangeRefusedError as refused:
+                code = grpc.StatusCode.NOT_FOUND if refused.unknown else None
+                await context.abort(code or grpc.StatusCode.FAILED_PRECONDITION, str(refused))
+            new_id = await self._allocate_shard_id(context)
+        await self._hand_over_if_leaving(d, replicas)
+        forwarded = admin_pb2.ChangeReplicasRequest(
+            shard_id=d.range_id, new_shard_id=new_id, replicas=replicas
+        )
+        outcome = await self._propose_at_leader(
+            d,
+            Reconfigure(RequestId(0, 0), new_id, replicas),
+            lambda stub: stub.ChangeReplicas(forwarded, timeout=8.0, metadata=(FORWARDED,)),
+            context,
+            what="the replica change",
+        )
+        if isinstance(outcome, admin_pb2.ChangeReplicasResponse):
+            self._ranges.update([_descriptor(outcome.successor)])
+            return outcome
+        if isinstance(outcome, Invalid):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
+        assert isinstance(outcome, Reconfigured), outcome
+        if outcome.successor.range_id != new_id:
+            await context.abort(
+                grpc.StatusCode.ABORTED,
+                f"shard {d.range_id} was changed by another request meanwhile (to shard"
+                f" {outcome.successor.range_id}, replicas {list(outcome.successor.replicas)})",
+            )
+        self._log.info(
+            "replicas_changed",
+            shard=d.range_id,
+            successor=new_id,
+            replicas=list(replicas),
+            generation=outcome.successor.generation,
+        )
+        await self._record_now([outcome.successor])
+        await self._until_hosted(outcome.successor)
+        return admin_pb2.ChangeReplicasResponse(
+            ended=self._shard_info(outcome.ended, {}),
+            successor=self._shard_info(outcome.successor, {}),
+        )
+
+    async def _hand_over_if_leaving(self, d: RangeDescriptor, replicas: Sequence[int]) -> None:
+        """This node leads ``d`` and the change removes it: transfer leadership to a replica
+        that stays (its preferred datacenter's, if one does) and wait, at most
+        ``PROPOSE_DEADLINE_S``, until it leads no more; the proposal then goes to the new
+        leader. Best effort: a leader that proposes its own removal is safe too."""
+        runtime, me = self._runtime, self._runtime.node_id
+        if (
+            me in replicas
+            or not runtime.hosts(d.range_id)
+            or runtime.role(d.range_id) is not Role.LEADER
+        ):
+            return
+        staying = [r for r in d.replicas if r in replicas]
+        if not staying:
+            return
+        preferred = runtime.preferred_dc(d.range_id)
+        to = next((r for r in staying if self._cluster.node(r).dc == preferred), staying[0])
+        self._log.info("leader_handover_before_removal", shard=d.range_id, to_node=to)
+        runtime.transfer_leadership(d.range_id, to)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROPOSE_DEADLINE_S
+        while runtime.role(d.range_id) is Role.LEADER and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def AllocateShardId(  # noqa: N802
         self,

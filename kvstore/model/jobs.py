@@ -16,8 +16,8 @@ from kvstore.model.codec import CodecError
 from kvstore.model.commands import ApplyResult, OutOfRange, RequestId, decode_command
 from kvstore.model.engine import Engine
 from kvstore.model.history import Change
-from kvstore.model.ranges import encode_descriptor
 from kvstore.model.node import Applied, DiskJob, Dumped
+from kvstore.model.ranges import encode_descriptor
 from kvstore.model.state_machine import KvStateMachine, SessionTable, mark_merged
 
 # (shard, its changes in order, its span after them (None: every key), its revision then)

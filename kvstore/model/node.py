@@ -838,9 +838,7 @@ class Node:
         """Once a second: the ranges this node leads that should merge into their left
         neighbour (``[sharding]``), and frozen ones whose merge did not follow in time."""
         policy = self.cluster.sharding
-        live = [
-            g for g in self._groups.values() if not g.retired and not g.descriptor.is_meta
-        ]
+        live = [g for g in self._groups.values() if not g.retired and not g.descriptor.is_meta]
         by_end = {g.descriptor.end: g for g in live if g.descriptor.end}
         for right in live:
             right.unchanged_s += 1
@@ -1569,9 +1567,7 @@ class Node:
             or self._superseded(d) is not None
         ):
             return
-        older = [
-            g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)
-        ]
+        older = [g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)]
         if any(g.descriptor.span != d.span for g in older):
             # A replica here of a range ``d`` came of by splits or merges still catching up:
             # its log would write keys of ``d``'s over ``d``'s state (keys are stored once

@@ -8,6 +8,8 @@ Rules:
   Paxos tolerates loss; retransmission and catch-up recover.
 - A link that breaks is re-dialed with capped backoff; a batch from another cluster, or from
   a node that is not who it claims, is refused and the stream closed.
+- ``send_host`` carries a ``HostNote`` (``kvstore.model.node.Host``: a question about a
+  shard the asker does not host, or its descriptor), told to ``host_heard`` on arrival.
 - ``send`` of an empty batch is a liveness ping (``kvstore.model.node.Ping``): a batch with
   nothing in it; every batch that arrives is reported to ``heard`` (the node's liveness).
 - Every ``PROBE_INTERVAL_S`` each side sends a probe (``ping``) that the other answers at
@@ -38,6 +40,7 @@ from paxos import Message
 
 Deliver = Callable[[int, Message], None]
 Heard = Callable[[int], None]
+HostHeard = Callable[[int, int, bytes], None]  # peer, shard, descriptor (b"": a question)
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
 BATCH_BYTES_MAX = 4 << 20  # of client data per batch (one larger message still goes alone)
@@ -62,7 +65,8 @@ class LinkStats:
     rtt_avg_ms: float
 
 
-_Entry = tuple[float, int, Message | None, int, int]  # due, shard, message, ping, pong
+# due, shard, message (or a host note), ping, pong
+_Entry = tuple[float, int, Message | peer_pb2.HostNote | None, int, int]
 
 
 class PeerLink:
@@ -85,6 +89,9 @@ class PeerLink:
 
     def offer(self, shard_id: int, msg: Message) -> None:
         self._push(shard_id, msg, 0, 0)
+
+    def offer_host(self, note: peer_pb2.HostNote) -> None:
+        self._push(note.shard_id, note, 0, 0)
 
     def nudge(self) -> None:
         """An empty batch: the peer hears from us (node liveness), nothing more."""
@@ -113,7 +120,9 @@ class PeerLink:
     def stats(self) -> LinkStats:
         return LinkStats(self.peer, self.connected, self.rtt_ms, self.rtt_avg_ms)
 
-    def _push(self, shard_id: int, msg: Message | None, ping: int, pong: int) -> None:
+    def _push(
+        self, shard_id: int, msg: Message | peer_pb2.HostNote | None, ping: int, pong: int
+    ) -> None:
         if len(self._pending) >= QUEUE_MESSAGES_MAX:
             self.dropped += 1
             return
@@ -164,7 +173,9 @@ class PeerLink:
                 and pending[0][0] <= now
             ):
                 _, shard, msg, ping, pong = pending.popleft()
-                if msg is not None:
+                if isinstance(msg, peer_pb2.HostNote):
+                    batch.hosts.append(msg)
+                elif msg is not None:
                     messages.append(to_wire(shard, msg))
                     size += payload_bytes(msg)
                 batch.ping = ping or batch.ping
@@ -185,6 +196,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         incarnation: int = 0,
         heard: Heard | None = None,
         restarted: Heard | None = None,
+        host_heard: HostHeard | None = None,
     ) -> None:
         """``cluster``: what tells this cluster from others (``ClusterConfig.identity``);
         ``incarnation``: this node's data directory's, so peers notice a replaced one;
@@ -192,6 +204,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         whose incarnation changed (a new process, however quick)."""
         self._heard = heard
         self._restarted = restarted
+        self._host_heard = host_heard
         self._cluster = cluster
         self._incarnation = incarnation
         self._incarnations: dict[int, int] = {}  # the last one each peer said in its hello
@@ -219,6 +232,11 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             return
         for shard_id, msg in batch:
             link.offer(shard_id, msg)
+
+    def send_host(self, dst: int, shard_id: int, descriptor: bytes) -> None:
+        link = self._links.get(dst)
+        if link is not None:
+            link.offer_host(peer_pb2.HostNote(shard_id=shard_id, descriptor=descriptor))
 
     def link_stats(self) -> list[LinkStats]:
         return [link.stats() for _, link in sorted(self._links.items())]
@@ -348,3 +366,6 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     f"message {msg.src}->{msg.dst} on the link {peer}->{self._me}"
                 )
             self._deliver(shard_id, msg)
+        if self._host_heard is not None:
+            for note in batch.hosts:
+                self._host_heard(peer, note.shard_id, note.descriptor)

@@ -57,6 +57,7 @@ from kvstore.model.node import (
     Dropped,
     Dumped,
     GroupStart,
+    Host,
     Node,
     NotLeaderRefusal,
     NotLeaseholder,
@@ -64,7 +65,7 @@ from kvstore.model.node import (
     TooLargeRefusal,
     hosted_at_start,
 )
-from kvstore.model.ranges import decode_descriptor
+from kvstore.model.ranges import decode_descriptor, encode_descriptor
 from kvstore.runtime.clock import Clock, TickSource
 from kvstore.runtime.ports import StorePort
 from kvstore.runtime.watches import Watches
@@ -149,8 +150,12 @@ class NodeRuntime:
         seed: int | None = None,
         paxos_overrides: dict[str, int] | None = None,
         compact_every_slots: int = 10_000,
+        send_host: Callable[[int, int, bytes], None] | None = None,
     ) -> None:
+        """``send_host(dst, shard, descriptor)``: carries a ``Host`` note to a peer (the
+        descriptor encoded; b"": a question)."""
         self.cluster = cluster
+        self._send_host = send_host
         self._compact_every = compact_every_slots
         self.node_id = node_id
         self._store = store
@@ -304,6 +309,16 @@ class NodeRuntime:
 
     def deliver(self, shard_id: int, msg: Message) -> None:
         self._feed(lambda node: node.step(shard_id, msg))
+
+    def deliver_host(self, peer: int, shard_id: int, raw: bytes) -> None:
+        """A ``Host`` note from ``peer`` (``raw``: the encoded descriptor; b"": a question)."""
+        try:
+            descriptor = decode_descriptor(raw) if raw else None
+        except ValueError:  # CodecError, or a descriptor that breaks its own rules
+            self._log.warning("host_note_malformed", peer=peer, shard=shard_id)
+            return
+        note = Host(peer, self.node_id, shard_id, descriptor)
+        self._feed(lambda node: node.step(shard_id, note))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
         node = self._hosting(shard_id)
@@ -532,6 +547,10 @@ class NodeRuntime:
             self._send(dst, batch)
         for ping in effects.pings:
             self._send(ping.dst, [])  # an empty batch: liveness only
+        if self._send_host is not None:
+            for host in effects.hosts:
+                raw = encode_descriptor(host.descriptor) if host.descriptor is not None else b""
+                self._send_host(host.dst, host.group_id, raw)
         self._answer(effects.answers, effects.reads)
         if self.on_split_wanted is not None:
             for group_id in effects.splits_wanted:

@@ -216,6 +216,28 @@ class MergeRangeResponse(_message.Message):
     frozen_slot: int
     def __init__(self, merged: _Optional[_Union[ShardInfo, _Mapping]] = ..., frozen: _Optional[_Union[ShardInfo, _Mapping]] = ..., frozen_slot: _Optional[int] = ...) -> None: ...
 
+class ChangeReplicasRequest(_message.Message):
+    __slots__ = ("shard_id", "add", "remove", "new_shard_id", "replicas")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    NEW_SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    add: _containers.RepeatedScalarFieldContainer[int]
+    remove: _containers.RepeatedScalarFieldContainer[int]
+    new_shard_id: int
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, shard_id: _Optional[int] = ..., add: _Optional[_Iterable[int]] = ..., remove: _Optional[_Iterable[int]] = ..., new_shard_id: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ChangeReplicasResponse(_message.Message):
+    __slots__ = ("ended", "successor")
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSOR_FIELD_NUMBER: _ClassVar[int]
+    ended: ShardInfo
+    successor: ShardInfo
+    def __init__(self, ended: _Optional[_Union[ShardInfo, _Mapping]] = ..., successor: _Optional[_Union[ShardInfo, _Mapping]] = ...) -> None: ...
+
 class AllocateShardIdRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

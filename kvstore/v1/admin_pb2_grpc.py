@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.MergeRangeRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.MergeRangeResponse.FromString,
                 _registered_method=True)
+        self.ChangeReplicas = channel.unary_unary(
+                '/kvstore.v1.Admin/ChangeReplicas',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.ChangeReplicasRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.ChangeReplicasResponse.FromString,
+                _registered_method=True)
         self.AllocateShardId = channel.unary_unary(
                 '/kvstore.v1.Admin/AllocateShardId',
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
@@ -120,6 +125,12 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeReplicas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AllocateShardId(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -171,6 +182,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.MergeRange,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.MergeRangeRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.MergeRangeResponse.SerializeToString,
+            ),
+            'ChangeReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeReplicas,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.ChangeReplicasRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.ChangeReplicasResponse.SerializeToString,
             ),
             'AllocateShardId': grpc.unary_unary_rpc_method_handler(
                     servicer.AllocateShardId,
@@ -350,6 +366,33 @@ class Admin:
             '/kvstore.v1.Admin/MergeRange',
             kvstore_dot_v1_dot_admin__pb2.MergeRangeRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.MergeRangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/ChangeReplicas',
+            kvstore_dot_v1_dot_admin__pb2.ChangeReplicasRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.ChangeReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,

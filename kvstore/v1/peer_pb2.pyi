@@ -210,8 +210,16 @@ class PaxosMessage(_message.Message):
     rejoin_info: RejoinInfo
     def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ..., rejoin_query: _Optional[_Union[RejoinQuery, _Mapping]] = ..., rejoin_info: _Optional[_Union[RejoinInfo, _Mapping]] = ...) -> None: ...
 
+class HostNote(_message.Message):
+    __slots__ = ("shard_id", "descriptor")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    descriptor: bytes
+    def __init__(self, shard_id: _Optional[int] = ..., descriptor: _Optional[bytes] = ...) -> None: ...
+
 class PeerBatch(_message.Message):
-    __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "incarnation", "process")
+    __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "incarnation", "process", "hosts")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +227,7 @@ class PeerBatch(_message.Message):
     PONG_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     PROCESS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     from_node: int
     messages: _containers.RepeatedCompositeFieldContainer[PaxosMessage]
@@ -226,4 +235,5 @@ class PeerBatch(_message.Message):
     pong: int
     incarnation: int
     process: int
-    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ..., incarnation: _Optional[int] = ..., process: _Optional[int] = ...) -> None: ...
+    hosts: _containers.RepeatedCompositeFieldContainer[HostNote]
+    def __init__(self, cluster: _Optional[str] = ..., from_node: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[PaxosMessage, _Mapping]]] = ..., ping: _Optional[int] = ..., pong: _Optional[int] = ..., incarnation: _Optional[int] = ..., process: _Optional[int] = ..., hosts: _Optional[_Iterable[_Union[HostNote, _Mapping]]] = ...) -> None: ...

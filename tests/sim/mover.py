@@ -9,9 +9,10 @@ while a majority of the new set holds the range already), and replaces each
 with a node of the same datacenter that holds no replica of the range, as ``kvstore replica
 move`` and ``node replace`` do. The node replaced may be crashed, paused or only cut off:
 the move does not wait for it (the replacement of a node that is partitioned, not dead).
-A range a merge involves is not moved (a frozen range can
-only be merged, which needs both ranges on the same replicas). Sometimes the leader to be removed first hands leadership to a replica that stays, as the
-admin service does; otherwise it proposes its own removal.
+A range a merge involves is not moved (a frozen range can only be merged, which needs
+both ranges on the same replicas). Sometimes the leader to be removed first hands
+leadership to a replica that stays, as the admin service does; otherwise it proposes its
+own removal.
 
 Proposed at the range's leader of the moment, with a new range id from the world's
 allocator (the meta range's, in the real cluster), until the truth shows the range ended
@@ -111,7 +112,7 @@ class Mover:
         transfer = rng.randrange(1000) < TRANSFER_FIRST_PERMILLE
         self._propose(d.range_id, d.generation, tuple(sorted(chosen)), new_id, transfer, ATTEMPTS)
 
-    def _propose(  # noqa: PLR0913, PLR0917 - one move's state, carried between its attempts
+    def _propose(  # noqa: PLR0917 - one move's state, carried between its attempts
         self,
         range_id: int,
         generation: int,
@@ -122,12 +123,7 @@ class Mover:
     ) -> None:
         world = self._world
         known = world.truth.get(range_id)
-        if (
-            known is None
-            or known.generation != generation
-            or attempts <= 0
-            or self._busy(range_id)
-        ):
+        if known is None or known.generation != generation or attempts <= 0 or self._busy(range_id):
             self._moving.discard(range_id)
             return  # ended (by this move, or another), split or merged meanwhile, or merging
         self._moving.add(range_id)

@@ -77,7 +77,7 @@ def split_points(groups: int) -> list[bytes]:
     return [b"k%02d" % (12 * g // groups) for g in range(1, groups)]
 
 
-def sim_cluster(
+def sim_cluster(  # noqa: PLR0917 - the world's shape, in the order it is drawn
     voters: tuple[NodeId, ...],
     dcs: int,
     groups: int,

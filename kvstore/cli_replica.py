@@ -1,0 +1,193 @@
+"""``kvstore replica move | add | remove`` and ``kvstore node list | drain | replace``:
+changing which nodes hold a shard (``Admin.ChangeReplicas``, one shard at a time).
+
+A change ends the shard and starts a successor (a new shard id, the same keys, the new
+replicas); this waits until the successor has a leader, so the next command finds it
+serving. ``node drain`` and ``node replace`` are sequences of such changes, one shard after
+another (one move at a time: the rate a rebalance may take from the write load), with a
+line of progress each. The meta range's replicas are fixed by the cluster config: a node
+holding one keeps it (said, not hidden).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from kvstore import event_loop
+from kvstore.cli_args import UserError
+from kvstore.cli_support import (
+    ask_any,
+    describe_cluster,
+    endpoint_list,
+    node_views,
+    range_text,
+    table,
+)
+from kvstore.v1 import admin_pb2
+
+LEADER_WAIT_S = 30.0  # for a successor's first leader after a change
+META_SHARD = 0
+
+
+# ---------------------------------------------------------------------- one change
+
+
+def _change(
+    args: argparse.Namespace, shard: int, add: list[int], remove: list[int]
+) -> admin_pb2.ChangeReplicasResponse:
+    request = admin_pb2.ChangeReplicasRequest(shard_id=shard, add=add, remove=remove)
+    response: admin_pb2.ChangeReplicasResponse = event_loop.run_in_cli_loop(
+        ask_any(
+            endpoint_list(args),
+            lambda stub: stub.ChangeReplicas(request, timeout=max(args.timeout, 10.0)),
+        )
+    )
+    _until_led(args, response.successor.shard_id)
+    return response
+
+
+def _until_led(args: argparse.Namespace, shard: int) -> int:
+    """The successor's leader, once one is known (``UserError`` past ``LEADER_WAIT_S``)."""
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while True:
+        view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+        led = next((s for s in view.shards if s.shard_id == shard and s.leader_node_id), None)
+        if led is not None:
+            return led.leader_node_id
+        if time.monotonic() > deadline:
+            raise UserError(f"shard {shard} has no leader after {LEADER_WAIT_S:.0f} s")
+        event_loop.run_in_cli_loop(asyncio.sleep(0.2))
+
+
+def _change_row(response: admin_pb2.ChangeReplicasResponse) -> dict[str, Any]:
+    ended, successor = response.ended, response.successor
+    return {
+        "shard": ended.shard_id,
+        "successor": successor.shard_id,
+        "range": range_text(successor.start, successor.end),
+        "replicas_before": list(ended.replicas),
+        "replicas": list(successor.replicas),
+        "generation": successor.generation,
+    }
+
+
+def _print_change(args: argparse.Namespace, response: admin_pb2.ChangeReplicasResponse) -> None:
+    row = _change_row(response)
+    if args.output == "json":
+        print(json.dumps(row))
+        return
+    now = ", ".join(map(str, row["replicas"]))
+    before = ", ".join(map(str, row["replicas_before"]))
+    print(
+        f"shard {row['shard']} {row['range']} is shard {row['successor']} now, on nodes"
+        f" {now} (was {before}; generation {row['generation']})"
+    )
+
+
+def replica_move(args: argparse.Namespace) -> int:
+    if args.from_node == args.to_node:
+        raise UserError("--from and --to name the same node")
+    _print_change(args, _change(args, args.shard, [args.to_node], [args.from_node]))
+    return 0
+
+
+def replica_add(args: argparse.Namespace) -> int:
+    _print_change(args, _change(args, args.shard, [args.node], []))
+    return 0
+
+
+def replica_remove(args: argparse.Namespace) -> int:
+    _print_change(args, _change(args, args.shard, [], [args.node]))
+    return 0
+
+
+# ---------------------------------------------------------------------- nodes
+
+
+def node_list(args: argparse.Namespace) -> int:
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+    replicas = Counter(r for s in view.shards for r in s.replicas)
+    leaders = Counter(s.leader_node_id for s in view.shards if s.leader_node_id)
+    answering = {v.node_id for _, v in node_views(args) if v is not None}
+    rows = [
+        {
+            "id": n.node_id,
+            "dc": n.dc,
+            "address": n.address,
+            "state": "up" if n.node_id in answering else "down",
+            "replicas": replicas[n.node_id],
+            "leaders": leaders[n.node_id],
+        }
+        for n in sorted(view.nodes, key=lambda n: n.node_id)
+    ]
+    if args.output == "json":
+        print(json.dumps({"cluster": view.cluster, "nodes": rows}))
+        return 0
+    columns = ["id", "dc", "address", "state", "replicas", "leaders"]
+    table(columns, [[r[c] for c in columns] for r in rows])
+    return 0
+
+
+def node_drain(args: argparse.Namespace) -> int:
+    """Every replica off ``args.node`` to the node of its datacenter holding fewest."""
+    return _evacuate(args, args.node, to=None)
+
+
+def node_replace(args: argparse.Namespace) -> int:
+    """Every replica of ``args.old`` to ``args.new`` (``old`` may be dead)."""
+    if args.old == args.new:
+        raise UserError("OLD and NEW name the same node")
+    return _evacuate(args, args.old, to=args.new)
+
+
+def _evacuate(args: argparse.Namespace, node: int, *, to: int | None) -> int:
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+    dc_of = {n.node_id: n.dc for n in view.nodes}
+    for named in (node, to):
+        if named is not None and named not in dc_of:
+            raise UserError(f"node {named} does not exist")
+    held = [s for s in view.shards if node in s.replicas]
+    kept = [s.shard_id for s in held if s.shard_id == META_SHARD]
+    todo = [s for s in held if s.shard_id != META_SHARD]
+    load = Counter(r for s in view.shards for r in s.replicas)
+    moved: list[dict[str, Any]] = []
+    for index, shard in enumerate(todo, start=1):
+        target = to if to is not None else _target(shard, node, dc_of, load)
+        if target is None:
+            raise UserError(
+                f"no node of {dc_of[node]} can take shard {shard.shard_id}'s replica"
+                f" (every other one holds it already); {len(moved)} moved so far"
+            )
+        response = _change(args, shard.shard_id, [target], [node])
+        load[target] += 1
+        load[node] -= 1
+        moved.append(_change_row(response))
+        if args.output != "json":
+            print(
+                f"[{index}/{len(todo)}] shard {shard.shard_id}: n{node} -> n{target}"
+                f" (now shard {response.successor.shard_id})",
+                flush=True,
+            )
+    if args.output == "json":
+        print(json.dumps({"node": node, "moved": moved, "kept": kept}))
+    else:
+        print(f"node {node} holds {len(kept)} replica(s) now", end="")
+        print(" (the meta range's, fixed by the config)" if kept else "")
+    return 0
+
+
+def _target(
+    shard: admin_pb2.ShardInfo, leaving: int, dc_of: dict[int, str], load: Counter[int]
+) -> int | None:
+    """The node of ``leaving``'s datacenter without a replica of ``shard``, holding fewest."""
+    free = [
+        n
+        for n, dc in dc_of.items()
+        if dc == dc_of[leaving] and n != leaving and n not in shard.replicas
+    ]
+    return min(free, key=lambda n: (load[n], n)) if free else None
