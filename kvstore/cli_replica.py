@@ -55,10 +55,15 @@ def _until_led(args: argparse.Namespace, shard: int) -> int:
     """The successor's leader, once one is known (``UserError`` past ``LEADER_WAIT_S``)."""
     deadline = time.monotonic() + LEADER_WAIT_S
     while True:
-        view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
-        led = next((s for s in view.shards if s.shard_id == shard and s.leader_node_id), None)
-        if led is not None:
-            return led.leader_node_id
+        # Each node says the leader of what it hosts: ask each until one knows.
+        for endpoint in endpoint_list(args):
+            try:
+                view = event_loop.run_in_cli_loop(describe_cluster([endpoint], args.timeout))
+            except UserError:
+                continue  # that node is down: another may know
+            led = next((s for s in view.shards if s.shard_id == shard and s.leader_node_id), None)
+            if led is not None:
+                return led.leader_node_id
         if time.monotonic() > deadline:
             raise UserError(f"shard {shard} has no leader after {LEADER_WAIT_S:.0f} s")
         event_loop.run_in_cli_loop(asyncio.sleep(0.2))
@@ -112,8 +117,12 @@ def replica_remove(args: argparse.Namespace) -> int:
 def node_list(args: argparse.Namespace) -> int:
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     replicas = Counter(r for s in view.shards for r in s.replicas)
-    leaders = Counter(s.leader_node_id for s in view.shards if s.leader_node_id)
-    answering = {v.node_id for _, v in node_views(args) if v is not None}
+    views = [v for _, v in node_views(args) if v is not None]
+    answering = {v.node_id for v in views}
+    # Each node says what it leads (the meta range, shard 0, is not a shard of the map).
+    leaders = Counter(
+        v.node_id for v in views for s in v.shards if s.role == "leader" and s.shard_id
+    )
     rows = [
         {
             "id": n.node_id,

@@ -121,6 +121,7 @@ class NodeServer:
             self._transport.send,
             paxos_overrides=paxos_overrides,
             send_host=self._transport.send_host,
+            disk_incarnation=self.identity.incarnation,
         )
         self._kv = KvService(
             cluster, self.runtime, self.spec.dc, addresses, forward_delay_s=one_way_s
@@ -135,7 +136,12 @@ class NodeServer:
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
         self._admin = AdminService(
-            cluster, self.runtime, data_dir, self._transport.link_stats, addresses
+            cluster,
+            self.runtime,
+            data_dir,
+            self._transport.link_stats,
+            addresses,
+            incarnation_of=self._transport.incarnation_of,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
@@ -159,8 +165,8 @@ class NodeServer:
     def _restarted(self, peer: int) -> None:
         self.runtime.peer_restarted(peer)
 
-    def _host_heard(self, peer: int, shard_id: int, descriptor: bytes) -> None:
-        self.runtime.deliver_host(peer, shard_id, descriptor)
+    def _host_heard(self, peer: int, shard_id: int, descriptor: bytes, incarnation: int) -> None:
+        self.runtime.deliver_host(peer, shard_id, descriptor, incarnation)
 
     async def start(self) -> None:
         """Listen, then run. On ``StartupError`` nothing runs and nothing is left to stop

@@ -86,7 +86,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         data_dir: Path | None = None,
         link_stats: Callable[[], Sequence[LinkStats]] | None = None,
         addresses: dict[int, str] | None = None,
+        *,
+        incarnation_of: Callable[[int], int] | None = None,
     ) -> None:
+        """``incarnation_of``: a peer's data directory's incarnation as its transport last
+        heard it (0: unknown): what a replica added to a shard is added with."""
+        self._incarnation_of = incarnation_of or (lambda _node: 0)
         self._cluster = cluster
         self._runtime = runtime
         self._data_dir = data_dir
@@ -713,7 +718,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         outcome = await self._propose_at_leader(
             d,
-            Reconfigure(RequestId(0, 0), new_id, replicas),
+            Reconfigure(
+                RequestId(0, 0),
+                new_id,
+                replicas,
+                tuple((n, self._incarnation_of(n)) for n in replicas if n not in d.replicas),
+            ),
             lambda stub: stub.ChangeReplicas(forwarded, timeout=8.0, metadata=(FORWARDED,)),
             context,
             what="the replica change",

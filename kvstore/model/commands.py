@@ -173,6 +173,10 @@ class Reconfigure:
     request: RequestId
     successor_id: int
     replicas: tuple[int, ...]
+    # (node, its disk's incarnation) for replicas new to the shard, as the proposer knew
+    # them (0: unknown): a new replica whose disk is still that one never took part in the
+    # successor before, so it votes at once; any other disk rejoins first.
+    added: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +401,7 @@ class Reconfigured:
     ended: RangeDescriptor  # this shard, final
     successor: RangeDescriptor  # the next configuration of its span
     slot: int  # of this shard's log: the state the successor starts from
+    added: tuple[tuple[int, int], ...] = ()  # new replicas' disk incarnations (``Reconfigure``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -676,6 +681,10 @@ def encode_command(cmd: Command) -> bytes:
             w.u64(len(cmd.replicas))
             for replica in cmd.replicas:
                 w.u64(replica)
+            w.u64(len(cmd.added))
+            for node, incarnation in cmd.added:
+                w.u64(node)
+                w.u64(incarnation)
         case RecordRanges():
             w.u8(_RECORD)
             _request(w, cmd.request)
@@ -780,7 +789,8 @@ def decode_command(frame: bytes) -> Command:
     elif kind == _RECONFIGURE:
         successor_id = r.u64()
         replicas = tuple(r.u64() for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
-        cmd = Reconfigure(request, successor_id, replicas)
+        added = tuple((r.u64(), r.u64()) for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
+        cmd = Reconfigure(request, successor_id, replicas, added)
     elif kind == _RECORD:
         cmd = RecordRanges(
             request, tuple(decode_descriptor(r.blob()) for _ in range(r.count(RECORD_RANGES_MAX)))

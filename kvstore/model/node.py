@@ -155,6 +155,9 @@ class Host:
     dst: int
     group_id: int
     descriptor: RangeDescriptor | None = None
+    # With an answer: the incarnation of the disk ``dst`` was added to the group with (0:
+    # none known). A disk still that one never took part in the group: it votes at once.
+    incarnation: int = 0
 
 
 # ---------------------------------------------------------------------- answers
@@ -362,6 +365,7 @@ class _Group:
     # Began as a reconfigured group's successor: its replicas answer ``Host`` questions
     # about it (a replica new to it learns of it from no log).
     tells_members: bool = False
+    added: dict[int, int] = field(default_factory=dict)  # new replicas' disks (``Host``)
     # Chosen slots held back from a Merge on: applied once this node's replica of the
     # right shard has applied its freeze (so every replica merges the same final state).
     held: list[ChosenEntry] = field(default_factory=list)
@@ -414,6 +418,7 @@ class GroupStart:
     merged_into: int = 0  # merged away here into that group (0: not)
     ended_into: int = 0  # reconfigured into that group (0: not; ``Reconfigure``)
     reconfigured_from: int = 0  # began as that group's successor (0: not)
+    added: tuple[tuple[int, int], ...] = ()  # its new replicas then, with their disks'
 
 
 def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, founding: bool) -> bool:
@@ -507,11 +512,14 @@ class Node:
         make_replica: Callable[..., Replica] = Replica,
         founding: bool = True,
         lease_clock_class: type[LeaseClock] = LeaseClock,
+        disk_incarnation: int = 0,
     ) -> None:
         """``make_replica`` builds each group's replica (``paxos.Replica``'s signature): the
         simulator's planted bugs pass broken ones. ``founding``: this node's disk was made
         for the cluster and never lost its state (``votes_in_new_group``)."""
         self._founding = founding
+        # This node's disk (a new one, after a loss, has another): see ``Host``.
+        self._disk_incarnation = disk_incarnation
         self.cluster = cluster
         self._make_replica = make_replica
         self.node_id = node_id
@@ -627,6 +635,7 @@ class Node:
         }
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
+        group.added = dict(start.added)
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
@@ -1529,6 +1538,7 @@ class Node:
             self._create(successor, born_here=True, placed=group.placed_leader_dc, voting=voting)
             born = self._groups[successor.range_id]
             born.tells_members = True
+            born.added = dict(done.added)
             # Awake, so its election runs even when the leader that ended the old
             # configuration left it; that leader, if it stays, campaigns at once.
             self._wake(born)
@@ -1554,8 +1564,9 @@ class Node:
             if group is None or group.retired or group.awaiting or not group.tells_members:
                 return
             if msg.src in group.descriptor.replicas:
+                incarnation = group.added.get(msg.src, 0)
                 self._effects.hosts.append(
-                    Host(self.node_id, msg.src, msg.group_id, group.descriptor)
+                    Host(self.node_id, msg.src, msg.group_id, group.descriptor, incarnation)
                 )
             return
         d = msg.descriptor
@@ -1573,9 +1584,12 @@ class Node:
             # its log would write keys of ``d``'s over ``d``'s state (keys are stored once
             # per node). It makes ``d``, or learns of it, as it catches up.
             return
-        # Nothing of the group was ever on this disk (or it would be hosted): it votes as
-        # any group the disk takes part in from the start (``votes_in_new_group``).
-        self._create(d, born_here=False, placed=None, voting=self._founding)
+        # Nothing of the group is on this disk (or it would be hosted). It votes at once if
+        # the disk never lost its state, or if it is the very disk the group was given (then
+        # nothing of the group was ever on it); another may have promised in an earlier
+        # life, and rejoins first.
+        same_disk = msg.incarnation != 0 and msg.incarnation == self._disk_incarnation
+        self._create(d, born_here=False, placed=None, voting=self._founding or same_disk)
         hosted = self._groups[d.range_id]
         hosted.tells_members = True
         self._hosted.append(d)

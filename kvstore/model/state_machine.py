@@ -147,6 +147,8 @@ META_ENDED = b"range/ended"
 # A shard that began as another's successor (``Reconfigure``): that shard. Its replicas tell
 # the ones new to it what it is (``kvstore.model.node.Host``): no log of theirs does.
 META_RECONFIGURED_FROM = b"range/reconfigured_from"
+# Its replicas new to it then, each with the incarnation of the disk it was added with.
+META_ADDED = b"range/added"
 # Reads at a revision below this are refused (its history may be gone). Written at the
 # shard's first apply (its revision then: history begins there) and by ``Compact``.
 META_COMPACTED = b"history/compacted"
@@ -230,6 +232,16 @@ class KvStateMachine:
     def reconfigured_from(self) -> int:
         """The shard this one succeeded (0: it began otherwise; ``Reconfigure``)."""
         return _u64(self._engine.meta_get(META_RECONFIGURED_FROM))
+
+    @property
+    def added_incarnations(self) -> dict[int, int]:
+        """The replicas new to this shard when it began as a successor, each with its disk's
+        incarnation then (``Reconfigure.added``; empty: none, or it began otherwise)."""
+        raw = self._engine.meta_get(META_ADDED)
+        if not raw:
+            return {}
+        values = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
+        return dict(zip(values[::2], values[1::2], strict=True))
 
     @property
     def ended_into(self) -> int:
@@ -386,6 +398,7 @@ class KvStateMachine:
                 META_SUCCESSORS,
                 META_NEXT_RANGE_ID,
                 META_RECONFIGURED_FROM,
+                META_ADDED,
             ):
                 continue
             child.meta_put(name, value)
@@ -512,10 +525,17 @@ class KvStateMachine:
                 META_FROZEN_SLOT,
                 META_MERGED_INTO,
                 META_ENDED,
+                META_ADDED,
             ):
                 continue
             child.meta_put(name, value)
         child.meta_put(META_RECONFIGURED_FROM, descriptor.range_id.to_bytes(8, "big"))
+        added = tuple(
+            (node, incarnation)
+            for node, incarnation in cmd.added
+            if node in replicas and node not in descriptor.replicas
+        )
+        child.meta_put(META_ADDED, _encode_pairs(added))
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
         child.meta_put(META_BYTES, self.size_bytes.to_bytes(8, "big"))
@@ -531,12 +551,14 @@ class KvStateMachine:
         self.ended_slot = slot
         engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
         engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
-        return Reconfigured(descriptor, successor, slot)
+        return Reconfigured(descriptor, successor, slot, added)
 
     def _ended(self, descriptor: RangeDescriptor) -> Reconfigured:
         raw = self._engine.meta_get(META_ENDED)
         assert raw is not None
-        return Reconfigured(descriptor, decode_descriptor(raw[8:]), self.ended_slot)
+        successor = decode_descriptor(raw[8:])
+        added = KvStateMachine(self._engine.sibling(successor.range_id)).added_incarnations
+        return Reconfigured(descriptor, successor, self.ended_slot, tuple(sorted(added.items())))
 
     # ------------------------------------------------------------------ the meta range
 
@@ -1018,3 +1040,7 @@ def _decode_session(raw: bytes) -> tuple[int, int, bytes]:
     seq, slot, result = r.u64(), r.u64(), r.blob()
     r.done()
     return seq, slot, result
+
+
+def _encode_pairs(pairs: tuple[tuple[int, int], ...]) -> bytes:
+    return b"".join(a.to_bytes(8, "big") + b.to_bytes(8, "big") for a, b in pairs)

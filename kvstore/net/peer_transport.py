@@ -40,7 +40,8 @@ from paxos import Message
 
 Deliver = Callable[[int, Message], None]
 Heard = Callable[[int], None]
-HostHeard = Callable[[int, int, bytes], None]  # peer, shard, descriptor (b"": a question)
+# peer, shard, descriptor (b"": a question), the peer's disk it was added with
+HostHeard = Callable[[int, int, bytes, int], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
 BATCH_BYTES_MAX = 4 << 20  # of client data per batch (one larger message still goes alone)
@@ -233,10 +234,17 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         for shard_id, msg in batch:
             link.offer(shard_id, msg)
 
-    def send_host(self, dst: int, shard_id: int, descriptor: bytes) -> None:
+    def incarnation_of(self, peer: int) -> int:
+        """The incarnation of ``peer``'s data directory, as its last hello said (0: none
+        heard yet)."""
+        return self._incarnations.get(peer, 0)
+
+    def send_host(self, dst: int, shard_id: int, descriptor: bytes, incarnation: int = 0) -> None:
         link = self._links.get(dst)
         if link is not None:
-            link.offer_host(peer_pb2.HostNote(shard_id=shard_id, descriptor=descriptor))
+            link.offer_host(
+                peer_pb2.HostNote(shard_id=shard_id, descriptor=descriptor, incarnation=incarnation)
+            )
 
     def link_stats(self) -> list[LinkStats]:
         return [link.stats() for _, link in sorted(self._links.items())]
@@ -368,4 +376,4 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             self._deliver(shard_id, msg)
         if self._host_heard is not None:
             for note in batch.hosts:
-                self._host_heard(peer, note.shard_id, note.descriptor)
+                self._host_heard(peer, note.shard_id, note.descriptor, note.incarnation)

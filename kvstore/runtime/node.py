@@ -150,10 +150,13 @@ class NodeRuntime:
         seed: int | None = None,
         paxos_overrides: dict[str, int] | None = None,
         compact_every_slots: int = 10_000,
-        send_host: Callable[[int, int, bytes], None] | None = None,
+        send_host: Callable[[int, int, bytes, int], None] | None = None,
+        disk_incarnation: int = 0,
     ) -> None:
-        """``send_host(dst, shard, descriptor)``: carries a ``Host`` note to a peer (the
-        descriptor encoded; b"": a question)."""
+        """``send_host(dst, shard, descriptor, incarnation)``: carries a ``Host`` note to a
+        peer (the descriptor encoded; b"": a question). ``disk_incarnation``: this node's data
+        directory's (``kvstore.model.node.Host``)."""
+        self._disk_incarnation = disk_incarnation
         self.cluster = cluster
         self._send_host = send_host
         self._compact_every = compact_every_slots
@@ -227,6 +230,7 @@ class NodeRuntime:
                     merged_into=machine.merged_into,
                     ended_into=machine.ended_into,
                     reconfigured_from=machine.reconfigured_from,
+                    added=tuple(sorted(machine.added_incarnations.items())),
                 )
 
         groups = hosted_at_start(self.node_id, layout, open_group)
@@ -242,6 +246,7 @@ class NodeRuntime:
             paxos_overrides=self._overrides,
             compact_every_slots=self._compact_every,
             founding=self._store.founding,
+            disk_incarnation=self._disk_incarnation,
         )
         self._ticks = TickSource(self._clock, self.cluster.tick_ms)
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -310,14 +315,14 @@ class NodeRuntime:
     def deliver(self, shard_id: int, msg: Message) -> None:
         self._feed(lambda node: node.step(shard_id, msg))
 
-    def deliver_host(self, peer: int, shard_id: int, raw: bytes) -> None:
+    def deliver_host(self, peer: int, shard_id: int, raw: bytes, incarnation: int = 0) -> None:
         """A ``Host`` note from ``peer`` (``raw``: the encoded descriptor; b"": a question)."""
         try:
             descriptor = decode_descriptor(raw) if raw else None
         except ValueError:  # CodecError, or a descriptor that breaks its own rules
             self._log.warning("host_note_malformed", peer=peer, shard=shard_id)
             return
-        note = Host(peer, self.node_id, shard_id, descriptor)
+        note = Host(peer, self.node_id, shard_id, descriptor, incarnation)
         self._feed(lambda node: node.step(shard_id, note))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
@@ -550,7 +555,7 @@ class NodeRuntime:
         if self._send_host is not None:
             for host in effects.hosts:
                 raw = encode_descriptor(host.descriptor) if host.descriptor is not None else b""
-                self._send_host(host.dst, host.group_id, raw)
+                self._send_host(host.dst, host.group_id, raw, host.incarnation)
         self._answer(effects.answers, effects.reads)
         if self.on_split_wanted is not None:
             for group_id in effects.splits_wanted:

@@ -29,6 +29,7 @@ class SimDisk:
         self._rng = rng
         self._latency_us = latency_us
         self.founding = True
+        self.incarnation = 1  # a wiped disk is another one (``Node``'s ``disk_incarnation``)
         self.storage: dict[int, MemoryStorage] = {}
         self.kv = MemoryStore()
         self.pending: deque[DiskJob] = deque()
@@ -69,5 +70,6 @@ class SimDisk:
 
     def wipe(self) -> None:
         self.founding = False
+        self.incarnation += 1
         self.storage = {}
         self.kv = MemoryStore()

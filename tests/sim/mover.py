@@ -134,7 +134,15 @@ class Mover:
                 # Hand leadership to a replica that stays; propose once it leads.
                 world.transfer(leader, range_id, NodeId(self._rng.choice(stays)))
             else:
-                world.submit(leader, range_id, Reconfigure(RequestId(0, 0), new_id, replicas), 0)
+                # New replicas with their disks as the proposer knows them (the transport's
+                # hellos, in the runtime); a disk lost since then rejoins first.
+                added = tuple(
+                    (r, world.nodes[NodeId(r)].disk.incarnation)
+                    for r in replicas
+                    if r not in known.replicas
+                )
+                command = Reconfigure(RequestId(0, 0), new_id, replicas, added)
+                world.submit(leader, range_id, command, 0)
                 self.proposed += 1
         world.schedule(
             world.now_us + RETRY_US,

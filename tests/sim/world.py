@@ -292,7 +292,8 @@ class World:
         checker = self.checkers.get(group)
         if checker is None:
             known = self.truth.get(group)
-            checker = self.checkers[group] = Checker(known.replicas if known else self.voters)
+            replicas = tuple(NodeId(r) for r in known.replicas) if known else self.voters
+            checker = self.checkers[group] = Checker(replicas)
             checker.now_us = self.now_us
             if base_slot_of(self.cluster, group):
                 # Slot 1 is the state the group was born with: no value, on every replica.
@@ -386,6 +387,7 @@ class World:
                 merged_into=machine.merged_into,
                 ended_into=machine.ended_into,
                 reconfigured_from=machine.reconfigured_from,
+                added=tuple(sorted(machine.added_incarnations.items())),
             )
 
         starts = hosted_at_start(v, layout, open_group)
@@ -406,6 +408,7 @@ class World:
             compact_every_slots=self.params.compact_every or 1 << 60,
             make_replica=make_replica,
             founding=disk.founding,
+            disk_incarnation=disk.incarnation,
         )
         # What a restarted node applied survives in its state machine; the applied values
         # are known by slot from the ground truth (they were checked when first applied).

@@ -79,6 +79,7 @@ class Driven:
                 merged_into=machine.merged_into,
                 ended_into=machine.ended_into,
                 reconfigured_from=machine.reconfigured_from,
+                added=tuple(sorted(machine.added_incarnations.items())),
             )
 
         self.node = node_class(
