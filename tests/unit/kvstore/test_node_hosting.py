@@ -1,0 +1,125 @@
+"""How a replica added by a reconfiguration learns of its group (``Host``), driven by hand
+on single nodes: a message of an unknown group makes a question; a successor's replica
+answers with the descriptor and the disk the asker was added with; the asker hosts the group
+(waiting for a snapshot), voting at once only on that very disk, and the configuration the
+group succeeded becomes a tombstone there. A replica of an ancestor still catching up
+refuses the answer (its log would write over the successor's keys)."""
+
+from __future__ import annotations
+
+import random
+
+from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
+from kvstore.model.node import HOST_ASK_TICKS, GroupStart, Host, Node
+from paxos import DurableState, Heartbeat, NullLogger
+from paxos.ids import Ballot, NodeId, Slot
+
+OLD = RangeDescriptor(1, b"", b"", (1, 2, 3), generation=1)
+SUCCESSOR = RangeDescriptor(7, b"", b"", (1, 2, 4), generation=2)
+DISK = 41  # node 4's disk incarnation
+
+
+def cluster() -> ClusterConfig:
+    return ClusterConfig(
+        name="t",
+        tick_ms=10,
+        datacenters=("d0",),
+        nodes=tuple(NodeSpec(n, "d0", f"n:{n}") for n in (1, 2, 3, 4)),
+        shards=(ShardSpec(1, KeySpan(b"", b""), (1, 2, 3), None),),
+    )
+
+
+def node(node_id: int, groups: dict[int, GroupStart], **kw: object) -> Node:
+    return Node(
+        cluster(),
+        node_id,
+        groups,
+        rng_for=random.Random,
+        incarnation=1,
+        logger_for=lambda _: NullLogger(),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def start(d: RangeDescriptor, applied_slot: int = 0, **kw: object) -> GroupStart:
+    """``applied_slot`` 1: a successor whose base this node made (it applied the stop)."""
+    return GroupStart(
+        durable=DurableState(),
+        applied_slot=applied_slot,
+        placed_leader_dc=None,
+        descriptor=d,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def heartbeat(src: int, dst: int) -> Heartbeat:
+    return Heartbeat(
+        src=NodeId(src),
+        dst=NodeId(dst),
+        ballot=Ballot(1, NodeId(src)),
+        commit=Slot(0),
+        sent_tick=0,
+        round=1,
+    )
+
+
+def test_a_message_of_an_unknown_group_asks_its_sender_once_in_a_while() -> None:
+    new = node(4, {}, founding=False, disk_incarnation=DISK)
+    new.step(7, heartbeat(1, 4))
+    new.step(7, heartbeat(1, 4))  # asked already: not again so soon
+    assert new.take_effects().hosts == [Host(4, 1, 7)]
+    new.tick(HOST_ASK_TICKS)
+    new.step(7, heartbeat(2, 4))
+    assert new.take_effects().hosts == [Host(4, 2, 7)]
+
+
+def test_a_successors_replica_answers_with_the_disk_the_asker_was_added_with() -> None:
+    member = node(
+        1, {7: start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((4, DISK),))}
+    )
+    member.step(7, Host(4, 1, 7))
+    assert member.take_effects().hosts == [Host(1, 4, 7, SUCCESSOR, DISK)]
+    member.step(7, Host(3, 1, 7))  # node 3 is no replica of it: no answer
+    assert member.take_effects().hosts == []
+
+
+def test_a_group_that_did_not_begin_as_a_successor_is_not_told() -> None:
+    member = node(1, {1: start(OLD, applied_slot=1)})
+    member.step(1, Host(2, 1, 1))
+    assert member.take_effects().hosts == []
+
+
+def test_the_very_disk_added_votes_at_once_another_rejoins() -> None:
+    same = node(4, {}, founding=False, disk_incarnation=DISK)
+    same.step(7, Host(1, 4, 7, SUCCESSOR, DISK))
+    assert same.hosts(7) and same.awaiting(7) and not same.replica(7).rejoining
+    assert same.take_effects().jobs[0].hosted == [SUCCESSOR]  # stored: a restart hosts it
+    wiped = node(4, {}, founding=False, disk_incarnation=DISK + 1)
+    wiped.step(7, Host(1, 4, 7, SUCCESSOR, DISK))
+    assert wiped.hosts(7) and wiped.replica(7).rejoining
+    unknown = node(4, {}, founding=False, disk_incarnation=DISK)
+    unknown.step(7, Host(1, 4, 7, SUCCESSOR, 0))
+    assert unknown.replica(7).rejoining
+
+
+def test_an_answer_naming_a_group_the_node_is_no_replica_of_is_ignored() -> None:
+    other = node(3, {}, disk_incarnation=DISK)
+    other.step(7, Host(1, 3, 7, SUCCESSOR, DISK))
+    assert not other.hosts(7)
+
+
+def test_the_configuration_it_succeeded_is_a_tombstone_from_then_on() -> None:
+    lagging = node(2, {1: start(OLD)})
+    assert lagging.route(b"k") == 1
+    lagging.step(7, Host(1, 2, 7, SUCCESSOR, 0))
+    assert lagging.hosts(7) and lagging.merged_away(1)
+    assert lagging.route(b"k") == 7
+
+
+def test_an_ancestor_still_catching_up_refuses_the_answer() -> None:
+    """The successor of a range split off ``OLD``: this node's replica of ``OLD`` has not
+    applied the split yet, and would write the split-off keys over the successor's."""
+    part = RangeDescriptor(9, b"m", b"", (1, 2, 4), generation=3)
+    lagging = node(2, {1: start(OLD)})
+    lagging.step(9, Host(1, 2, 9, part, 0))
+    assert not lagging.hosts(9) and not lagging.merged_away(1)
