@@ -57,6 +57,7 @@ from paxos.ready import (
     Ready,
     Role,
     RoleChange,
+    Snapshot,
 )
 from paxos.rejoin import Rejoin
 
@@ -361,6 +362,15 @@ class Replica:
         ok = self._learner.compact(slot, snapshot)
         self._process()
         return ok
+
+    def snapshot_outdated(self) -> None:
+        """A peer must not start from the stored snapshot and replay the log after it (the
+        caller's reason: what the state machine's later slots did can no longer be redone
+        where that peer is). Keep its slot, forget its bytes: a peer that needs it makes this
+        replica ask for a dump of the state as it is now (``Ready.snapshot_wanted``)."""
+        log = self._log
+        if log.snapshot is not None and not log.snapshot.placeholder:
+            log.snapshot = Snapshot(slot=log.snapshot.slot, data=b"")
 
     def take_ready(self) -> Ready:
         leader = self._leader

@@ -635,6 +635,8 @@ class Node:
         }
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
+        if group.tells_members:
+            replica.snapshot_outdated()  # of a shape unknown here: see ``_replay_forbidden``
         group.added = dict(start.added)
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
@@ -1382,12 +1384,18 @@ class Node:
                 covered = group.held_install.slot
                 pending = [entry for entry in pending if entry.slot > covered]
             group.held_install = None
+        final_dump = False
         for index, entry in enumerate(pending):
             stop = reconfigure_in(entry.value) if group.absorbed_by is None else None
             if stop is not None and stop.successor_id in self._groups:
                 # The successor is hosted here already (a ``Host`` answer): its state comes
                 # by snapshot, and this stop would write its base over it. Ended here now.
                 self._tombstone(group, stop.successor_id)
+            elif stop is not None and group.ended_into is None:
+                # The range's final state, kept as a snapshot of this job (nothing changes
+                # it after the stop): a replica of it that lags, here a tombstone from then on
+                # (its keys the successor's), can still be given it.
+                final_dump = True
             merge = merge_in(entry.value) if group.absorbed_by is None else None
             if merge is not None:
                 right = self._groups.get(merge.right.range_id)
@@ -1403,6 +1411,9 @@ class Node:
                 if right is not None and right.absorbed_by is None:
                     right.merging_into = group.group_id
             job.applies.append((group.group_id, entry))
+        if final_dump and group.group_id not in job.dumps:
+            group.dumping = True
+            job.dumps.append(group.group_id)
 
     def take_sends(self) -> dict[int, list[tuple[int, Message]]]:
         """Only the messages owed now (what ``job_done`` released): cheaper than a turn."""
@@ -1501,6 +1512,8 @@ class Node:
             generation=right.generation,
         )
         self._retire_if_superseded(group)
+        if group.tells_members:
+            self._replay_forbidden(group)
         if self.node_id not in right.replicas:
             return
         group.young_successors[right.range_id] = done.slot
@@ -1599,6 +1612,14 @@ class Node:
             self._tombstone(group, d.range_id)
         self._asked.pop(d.range_id, None)
 
+    @staticmethod
+    def _replay_forbidden(group: _Group) -> None:
+        """The range changed shape (a split or a merge): a replica that a ``Host`` answer
+        added must not start from a snapshot of before it and replay it, since the keys it
+        would write may be another range's on that node already (keys are stored once per
+        node). Such a replica gets a snapshot of the state as it is then."""
+        group.replica.snapshot_outdated()
+
     def _retire_if_superseded(self, group: _Group) -> None:
         """A replica catching up (its descriptor just changed) whose range a group hosted
         here took over already (a reconfiguration's successor, hosted on a ``Host``
@@ -1639,6 +1660,8 @@ class Node:
         )
         self._absorb_covered(group)
         self._retire_if_superseded(group)
+        if group.tells_members:
+            self._replay_forbidden(group)
 
     def _installed(self, group: _Group, header: snapshots.Header) -> None:
         """A snapshot replaced the group's state: take its descriptor, and host the groups
@@ -1651,11 +1674,23 @@ class Node:
             self._absorb_covered(group)
         for successor in header.successors:
             d = successor.descriptor
+            # The next configuration of the whole span (the state installed is of an ended
+            # range): hosted here if this node is in it, else the range is final here.
+            stop = (
+                header.descriptor is not None
+                and d.span == header.descriptor.span
+                and d.generation == header.descriptor.generation + 1
+            )
             if self.node_id in d.replicas and d.range_id not in self._groups:
                 voting = votes_in_new_group(
                     group.replica, successor.split_slot, founding=self._founding
                 )
                 self._create(d, born_here=False, placed=group.placed_leader_dc, voting=voting)
+                if stop:
+                    self._groups[d.range_id].tells_members = True
+                    self._absorb_covered(self._groups[d.range_id])
+            elif stop and self.node_id not in d.replicas and group.absorbed_by is None:
+                group.ended_into = d.range_id
 
     def applied_early(self, applied: list[Applied]) -> None:
         """A job's applies were computed (maybe not yet committed): answer their proposers
