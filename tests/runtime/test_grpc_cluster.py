@@ -57,7 +57,7 @@ async def led_from_its_dc(servers: list[NodeServer], shard: int = 1) -> NodeServ
     """``shard``'s leader once it sits in the shard's datacenter (``config_text``: shard 1
     in dc1, on node 1). A leader elected elsewhere first hands over to it, and during the
     handover nobody leads: a test that picks "the" leader at once can find none."""
-    dc = {1: "dc1", 2: "dc2"}.get(shard)
+    dc = next(s.leader_dc for s in servers[0].cluster.shards if s.shard_id == shard)
     assert dc is not None, f"shard {shard} has no preferred datacenter"
     server = next(s for s in servers if s.spec.dc == dc)
     deadline = asyncio.get_running_loop().time() + 15

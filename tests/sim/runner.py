@@ -141,6 +141,7 @@ def run_seed(
         params.spares = params.dcs
     if splits == NO_SPLITS:
         params.split_size_bytes = 0
+        params.spares = 0  # the Paxos layer alone: no replica moves either
     if params_hook is not None:
         params = params_hook(params)
     world = World(
