@@ -74,9 +74,7 @@ def test_a_message_of_an_unknown_group_asks_its_sender_once_in_a_while() -> None
 
 
 def test_a_successors_replica_answers_with_the_disk_the_asker_was_added_with() -> None:
-    member = node(
-        1, {7: start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((4, DISK),))}
-    )
+    member = node(1, {7: start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((4, DISK),))})
     member.step(7, Host(4, 1, 7))
     assert member.take_effects().hosts == [Host(1, 4, 7, SUCCESSOR, DISK)]
     member.step(7, Host(3, 1, 7))  # node 3 is no replica of it: no answer
