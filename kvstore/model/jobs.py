@@ -54,6 +54,9 @@ def run_job(
             engine_for(group), snap.data, job.descriptors.get(group), job.keep.get(group, ())
         )
         tables.pop(group, None)  # the snapshot brought its own
+    for group, successor in job.bases:
+        ended = KvStateMachine(engine_for(group))
+        ended.write_successor_base(successor, ended.ended_added)
     applied: list[Applied] = []
     machines: dict[int, KvStateMachine] = {}
     for group, entry in job.applies:

@@ -228,6 +228,9 @@ class DiskJob:
     # Per group installing a snapshot: the spans of the other groups served here, whose keys
     # its install leaves alone (``snapshot.restore``).
     keep: dict[int, list[KeySpan]] = field(default_factory=dict)
+    # (an ended group, its successor): the successor's first state written from the ended
+    # group's as installed here (a snapshot of after its stop), before anything else.
+    bases: list[tuple[int, RangeDescriptor]] = field(default_factory=list)
     sends_first: bool = False  # the turn that made it also sent messages
 
     def __bool__(self) -> bool:
@@ -238,6 +241,7 @@ class DiskJob:
             or self.dumps
             or self.tombstones
             or self.hosted
+            or self.bases
         )
 
     @property
@@ -269,6 +273,7 @@ class DiskJob:
             out.tombstones.extend(job.tombstones)
             out.hosted.extend(job.hosted)
             out.keep.update(job.keep)
+            out.bases.extend(job.bases)
         return out
 
 
@@ -365,6 +370,9 @@ class _Group:
     # Began as a reconfigured group's successor: its replicas answer ``Host`` questions
     # about it (a replica new to it learns of it from no log).
     tells_members: bool = False
+    # The descriptor it began with (what ``Host`` answers: the span of the configuration it
+    # succeeded, which a node behind on that configuration still holds).
+    born_as: RangeDescriptor | None = None
     added: dict[int, int] = field(default_factory=dict)  # new replicas' disks (``Host``)
     # Chosen slots held back from a Merge on: applied once this node's replica of the
     # right shard has applied its freeze (so every replica merges the same final state).
@@ -419,6 +427,7 @@ class GroupStart:
     ended_into: int = 0  # reconfigured into that group (0: not; ``Reconfigure``)
     reconfigured_from: int = 0  # began as that group's successor (0: not)
     added: tuple[tuple[int, int], ...] = ()  # its new replicas then, with their disks'
+    born_as: RangeDescriptor | None = None  # the descriptor it began with, as a successor
 
 
 def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, founding: bool) -> bool:
@@ -540,6 +549,7 @@ class Node:
         self._records: list[tuple[int, DurableRecord]] = []
         self._tombstones: list[tuple[int, int]] = []  # for the next job (``DiskJob``)
         self._hosted: list[RangeDescriptor] = []  # for the next job (``DiskJob.hosted``)
+        self._bases: list[tuple[int, RangeDescriptor]] = []  # for the next job (``bases``)
         # Unknown groups asked about (``Host``), by the tick of the last question.
         self._asked: dict[int, int] = {}
         # Grows whenever a hosted group's descriptor changes, a group comes, or the meta
@@ -638,6 +648,7 @@ class Node:
         if group.tells_members:
             replica.snapshot_outdated()  # of a shape unknown here: see ``_replay_forbidden``
         group.added = dict(start.added)
+        group.born_as = start.born_as
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
         self._touched[group_id] = None
@@ -1251,8 +1262,13 @@ class Node:
     def take_effects(self) -> Effects:
         """Everything the driver owes the node now (see the module's contract)."""
         effects = self._effects
-        job = DiskJob(records=self._records, tombstones=self._tombstones, hosted=self._hosted)
-        self._records, self._tombstones, self._hosted = [], [], []
+        job = DiskJob(
+            records=self._records,
+            tombstones=self._tombstones,
+            hosted=self._hosted,
+            bases=self._bases,
+        )
+        self._records, self._tombstones, self._hosted, self._bases = [], [], [], []
         touched = [self._groups[g] for g in self._touched if g in self._groups]
         self._touched = {}
         for group in touched:
@@ -1387,10 +1403,12 @@ class Node:
         final_dump = False
         for index, entry in enumerate(pending):
             stop = reconfigure_in(entry.value) if group.absorbed_by is None else None
-            if stop is not None and stop.successor_id in self._groups:
-                # The successor is hosted here already (a ``Host`` answer): its state comes
-                # by snapshot, and this stop would write its base over it. Ended here now.
-                self._tombstone(group, stop.successor_id)
+            hosted = self._groups.get(stop.successor_id) if stop is not None else None
+            if hosted is not None and not hosted.awaiting:
+                # The successor is hosted here already (a ``Host`` answer) and has a state
+                # (a snapshot came): this stop would write its base over it. Ended here now.
+                # (One still waiting for its state takes the base this stop makes.)
+                self._tombstone(group, hosted.group_id)
             elif stop is not None and group.ended_into is None:
                 # The range's final state, kept as a snapshot of this job (nothing changes
                 # it after the stop): a replica of it that lags, here a tombstone from then on
@@ -1546,11 +1564,15 @@ class Node:
             self._touched[group.group_id] = None
             return
         self._unrecorded[successor.range_id] = None
-        if successor.range_id not in self._groups:
+        waiting = self._groups.get(successor.range_id)
+        if waiting is not None and waiting.awaiting and not waiting.retired:
+            self._reborn(waiting, group, done)
+        elif successor.range_id not in self._groups:
             voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
             self._create(successor, born_here=True, placed=group.placed_leader_dc, voting=voting)
             born = self._groups[successor.range_id]
             born.tells_members = True
+            born.born_as = successor
             born.added = dict(done.added)
             # Awake, so its election runs even when the leader that ended the old
             # configuration left it; that leader, if it stays, campaigns at once.
@@ -1558,6 +1580,35 @@ class Node:
             if group.replica.role is Role.LEADER:
                 born.replica.campaign()
         self._absorb_covered(self._groups[successor.range_id])
+
+    def _reborn(self, waiting: _Group, ended: _Group, done: Reconfigured) -> None:
+        """This node hosted the successor on a ``Host`` answer and waited for its state, and
+        has now made that state itself (its replica of the ended range applied the stop): it
+        starts from it as if born here, keeping what its replica promised meanwhile (an
+        awaiting replica accepts nothing). Else the successor could wait for ever: the
+        replicas that made the base may all be gone (seed 6 of the wipe-heavy worlds)."""
+        successor = done.successor
+        group_id = successor.range_id
+        promised = waiting.replica.promised
+        voting = votes_in_new_group(ended.replica, done.slot, founding=self._founding)
+        del self._groups[group_id]
+        self._active.pop(group_id, None)
+        self._holding.pop(group_id, None)
+        self._records.append((group_id, DurableRecord(voting=voting)))
+        born = self._open(
+            group_id,
+            GroupStart(
+                durable=DurableState(promised=promised, voting=voting),
+                applied_slot=base_slot_of(self.cluster, group_id),
+                placed_leader_dc=ended.placed_leader_dc,
+                descriptor=successor,
+            ),
+        )
+        born.tells_members = True
+        born.born_as = successor
+        born.added = dict(done.added)
+        self._wake(born)
+        self._log.info("range_reborn", shard=group_id, voting=voting)
 
     def _ask_host(self, group_id: int, peer: int) -> None:
         """A message of a group not hosted here: ask its sender what the group is (at most
@@ -1578,8 +1629,9 @@ class Node:
                 return
             if msg.src in group.descriptor.replicas:
                 incarnation = group.added.get(msg.src, 0)
+                told = group.born_as or group.descriptor
                 self._effects.hosts.append(
-                    Host(self.node_id, msg.src, msg.group_id, group.descriptor, incarnation)
+                    Host(self.node_id, msg.src, msg.group_id, told, incarnation)
                 )
             return
         d = msg.descriptor
@@ -1603,13 +1655,13 @@ class Node:
         # life, and rejoins first.
         same_disk = msg.incarnation != 0 and msg.incarnation == self._disk_incarnation
         self._create(d, born_here=False, placed=None, voting=self._founding or same_disk)
-        hosted = self._groups[d.range_id]
-        hosted.tells_members = True
+        self._groups[d.range_id].tells_members = True
+        self._groups[d.range_id].born_as = d
         self._hosted.append(d)
-        for group in older:
-            # Configurations of the same span that ``d`` succeeded, behind their stop here:
-            # tombstones from now (their log would write keys over the state coming).
-            self._tombstone(group, d.range_id)
+        # A configuration of the same span that ``d`` succeeded, behind its stop here, goes
+        # on: if it reaches the stop first, the successor starts from the base it makes
+        # (``_reborn``); if the successor's snapshot comes first, it is a tombstone from the
+        # install on (``_absorb_covered``), before anything more of it is applied.
         self._asked.pop(d.range_id, None)
 
     @staticmethod
@@ -1625,7 +1677,8 @@ class Node:
         here took over already (a reconfiguration's successor, hosted on a ``Host``
         answer): a tombstone from now."""
         newer = self._superseded(group.descriptor)
-        if newer is not None and group.absorbed_by is None:
+        if newer is not None and group.absorbed_by is None and not self._groups[newer].awaiting:
+            # (One still waiting for its state may take it from this replica: ``_reborn``.)
             self._tombstone(group, newer)
 
     def _keeps_splits(self, group: _Group) -> bool:
@@ -1681,14 +1734,28 @@ class Node:
                 and d.span == header.descriptor.span
                 and d.generation == header.descriptor.generation + 1
             )
-            if self.node_id in d.replicas and d.range_id not in self._groups:
+            waiting = self._groups.get(d.range_id)
+            if stop and self.node_id in d.replicas and (waiting is None or waiting.awaiting):
+                # The state installed is the successor's first: it starts from it here (its
+                # base written by the next job, before anything of it is applied).
+                self._bases.append((group.group_id, d))
+                done = Reconfigured(group.descriptor, d, successor.split_slot)
+                if waiting is not None:
+                    self._reborn(waiting, group, done)
+                else:
+                    voting = votes_in_new_group(
+                        group.replica, successor.split_slot, founding=self._founding
+                    )
+                    self._create(d, born_here=True, placed=group.placed_leader_dc, voting=voting)
+                    self._groups[d.range_id].tells_members = True
+                    self._groups[d.range_id].born_as = d
+                    self._wake(self._groups[d.range_id])
+                self._absorb_covered(self._groups[d.range_id])
+            elif self.node_id in d.replicas and d.range_id not in self._groups:
                 voting = votes_in_new_group(
                     group.replica, successor.split_slot, founding=self._founding
                 )
                 self._create(d, born_here=False, placed=group.placed_leader_dc, voting=voting)
-                if stop:
-                    self._groups[d.range_id].tells_members = True
-                    self._absorb_covered(self._groups[d.range_id])
             elif stop and self.node_id not in d.replicas and group.absorbed_by is None:
                 group.ended_into = d.range_id
 

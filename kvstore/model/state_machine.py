@@ -144,11 +144,14 @@ META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot 
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 # A shard whose configuration ended (``Reconfigure``): the slot, then the successor's descriptor.
 META_ENDED = b"range/ended"
+META_ENDED_ADDED = b"range/ended_added"  # ... and its new replicas' disks (``META_ADDED``)
 # A shard that began as another's successor (``Reconfigure``): that shard. Its replicas tell
 # the ones new to it what it is (``kvstore.model.node.Host``): no log of theirs does.
 META_RECONFIGURED_FROM = b"range/reconfigured_from"
 # Its replicas new to it then, each with the incarnation of the disk it was added with.
 META_ADDED = b"range/added"
+# ... and the descriptor it began with (what its replicas tell one new to it: ``Host``).
+META_BORN_AS = b"range/born_as"
 # Reads at a revision below this are refused (its history may be gone). Written at the
 # shard's first apply (its revision then: history begins there) and by ``Compact``.
 META_COMPACTED = b"history/compacted"
@@ -237,11 +240,13 @@ class KvStateMachine:
     def added_incarnations(self) -> dict[int, int]:
         """The replicas new to this shard when it began as a successor, each with its disk's
         incarnation then (``Reconfigure.added``; empty: none, or it began otherwise)."""
-        raw = self._engine.meta_get(META_ADDED)
-        if not raw:
-            return {}
-        values = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
-        return dict(zip(values[::2], values[1::2], strict=True))
+        return _decode_pairs(self._engine.meta_get(META_ADDED))
+
+    @property
+    def born_as(self) -> RangeDescriptor | None:
+        """The descriptor this shard began with as a successor (None: it began otherwise)."""
+        raw = self._engine.meta_get(META_BORN_AS)
+        return decode_descriptor(raw) if raw else None
 
     @property
     def ended_into(self) -> int:
@@ -399,6 +404,8 @@ class KvStateMachine:
                 META_NEXT_RANGE_ID,
                 META_RECONFIGURED_FROM,
                 META_ADDED,
+                META_ENDED_ADDED,
+                META_BORN_AS,
             ):
                 continue
             child.meta_put(name, value)
@@ -513,10 +520,31 @@ class KvStateMachine:
             descriptor.generation + 1,
             descriptor.leader_dc,
         )
+        added = tuple(
+            (node, incarnation)
+            for node, incarnation in cmd.added
+            if node in replicas and node not in descriptor.replicas
+        )
+        self.write_successor_base(successor, added)
+        engine = self._engine
+        young = self.successors
+        self.ended_slot = slot
+        engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
+        engine.meta_put(META_ENDED_ADDED, _encode_pairs(added))
+        engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
+        return Reconfigured(descriptor, successor, slot, added)
+
+    def write_successor_base(
+        self, successor: RangeDescriptor, added: tuple[tuple[int, int], ...] = ()
+    ) -> None:
+        """Write ``successor``'s first state, this shard's as it is now (at its stop, or a
+        snapshot of after it: an ended shard changes nothing): every key (stored by key, so
+        none moves), sessions, placement, history's bounds, leases; its own log based at
+        slot 1. ``added``: its replicas new to it, with their disks (``Reconfigure``)."""
+        descriptor = self.descriptor
+        assert descriptor is not None
         engine = self._engine
         child = engine.sibling(successor.range_id)
-        # The successor's state is this one's at this slot: every key (stored by key, so
-        # none moves), sessions, placement, history's bounds, leases.
         for name, value in engine.meta_scan(b""):
             if name in (
                 META_APPLIED_SLOT,
@@ -525,40 +553,38 @@ class KvStateMachine:
                 META_FROZEN_SLOT,
                 META_MERGED_INTO,
                 META_ENDED,
+                META_ENDED_ADDED,
                 META_ADDED,
+                META_BORN_AS,
             ):
                 continue
             child.meta_put(name, value)
         child.meta_put(META_RECONFIGURED_FROM, descriptor.range_id.to_bytes(8, "big"))
-        added = tuple(
-            (node, incarnation)
-            for node, incarnation in cmd.added
-            if node in replicas and node not in descriptor.replicas
-        )
         child.meta_put(META_ADDED, _encode_pairs(added))
+        child.meta_put(META_BORN_AS, encode_descriptor(successor))
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
         child.meta_put(META_BYTES, self.size_bytes.to_bytes(8, "big"))
         child.meta_put(META_APPLIED_SLOT, CHILD_BASE_SLOT.to_bytes(8, "big"))
         child.range_put(encode_descriptor(successor))
-        young = self.successors
+        young = [s for s in self.successors if s.descriptor.range_id != successor.range_id]
         if young:
             # Shards split off this one and not yet caught up are the successor's now; their
             # slots are of this log, so a replica that learns of them there rejoins first.
             child.meta_put(
                 META_SUCCESSORS, encode_successors([Successor(s.descriptor, 0) for s in young])
             )
-        self.ended_slot = slot
-        engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
-        engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
-        return Reconfigured(descriptor, successor, slot, added)
 
     def _ended(self, descriptor: RangeDescriptor) -> Reconfigured:
         raw = self._engine.meta_get(META_ENDED)
         assert raw is not None
         successor = decode_descriptor(raw[8:])
-        added = KvStateMachine(self._engine.sibling(successor.range_id)).added_incarnations
-        return Reconfigured(descriptor, successor, self.ended_slot, tuple(sorted(added.items())))
+        return Reconfigured(descriptor, successor, self.ended_slot, self.ended_added)
+
+    @property
+    def ended_added(self) -> tuple[tuple[int, int], ...]:
+        """The new replicas of the successor of this ended shard, with their disks."""
+        return tuple(sorted(_decode_pairs(self._engine.meta_get(META_ENDED_ADDED)).items()))
 
     # ------------------------------------------------------------------ the meta range
 
@@ -1044,3 +1070,10 @@ def _decode_session(raw: bytes) -> tuple[int, int, bytes]:
 
 def _encode_pairs(pairs: tuple[tuple[int, int], ...]) -> bytes:
     return b"".join(a.to_bytes(8, "big") + b.to_bytes(8, "big") for a, b in pairs)
+
+
+def _decode_pairs(raw: bytes | None) -> dict[int, int]:
+    if not raw:
+        return {}
+    values = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
+    return dict(zip(values[::2], values[1::2], strict=True))

@@ -231,6 +231,7 @@ class NodeRuntime:
                     ended_into=machine.ended_into,
                     reconfigured_from=machine.reconfigured_from,
                     added=tuple(sorted(machine.added_incarnations.items())),
+                    born_as=machine.born_as,
                 )
 
         groups = hosted_at_start(self.node_id, layout, open_group)

@@ -388,6 +388,7 @@ class World:
                 ended_into=machine.ended_into,
                 reconfigured_from=machine.reconfigured_from,
                 added=tuple(sorted(machine.added_incarnations.items())),
+                born_as=machine.born_as,
             )
 
         starts = hosted_at_start(v, layout, open_group)
@@ -755,6 +756,10 @@ class World:
                     )
         for group, snap in job.installs:
             self._restore(sim, group, snap.slot, snap.data)
+        for _ended, successor in job.bases:
+            # A successor started from an ended range's state installed here: its base.
+            base = base_slot_of(self.cluster, successor.range_id)
+            sim.applied[successor.range_id] = self._values_through(successor.range_id, base)
         for group, slot, (value, results) in applied:
             if group in job.retired:
                 # A tombstone's slot changes nothing; proposers hear OutOfRange.

@@ -80,6 +80,7 @@ class Driven:
                 ended_into=machine.ended_into,
                 reconfigured_from=machine.reconfigured_from,
                 added=tuple(sorted(machine.added_incarnations.items())),
+                born_as=machine.born_as,
             )
 
         self.node = node_class(
