@@ -32,8 +32,8 @@ SAFETY_US = 10_000_000
 LIVENESS_TICKS_MAX = 1_500  # nominal ticks (15 s of simulated time at 10 ms a tick)
 CLIENTS = 8
 OPS_PER_CLIENT = 26  # 208 acknowledged commands a seed, more proposals with retries
-LOST_ACK_PERMILLE = 100
-NO_MOVES = -1  # ``run_seed(moves=...)``: a world without spare nodes or replica moves  # answers the client never hears: it retries the same write
+LOST_ACK_PERMILLE = 100  # answers the client never hears: it retries the same write
+NO_MOVES = -1  # ``run_seed(moves=...)``: a world without spare nodes or replica moves
 
 
 @dataclass
@@ -135,8 +135,9 @@ def run_seed(
     (``tests.sim.watcher``). ``lease_client``: run the lease client (``tests.sim.leaser``;
     a planted bug of one Paxos group is looked for without it, in the worlds it was found
     in). ``moves``: how many replica moves (0: as the seed draws; a positive number gives
-    every world spare nodes; ``NO_MOVES``: none, and no spare nodes); ``concurrent_moves``: each move proposes two different changes
-    of one range at once (a planted bug's worlds)."""
+    every world spare nodes; ``NO_MOVES``: none, and no spare nodes); ``concurrent_moves``:
+    each move proposes two different changes of one range at once (a planted bug's
+    worlds)."""
     params = draw_params(seed, replicas)
     if moves > 0:
         params.spares = params.dcs
