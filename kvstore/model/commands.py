@@ -850,29 +850,26 @@ def keys_of(cmd: Command) -> list[bytes]:
 
 def merge_in(value: Sequence[bytes]) -> Merge | None:
     """The ``Merge`` among a slot's commands, if any: the node holds such a slot back until
-    its replica of the right shard is ready (a cheap look at each command's kind first)."""
-    for raw in value:
-        if len(raw) > _KIND_AT and raw[_KIND_AT] == _MERGE:
-            try:
-                cmd = decode_command(raw)
-            except CodecError:
-                continue
-            if isinstance(cmd, Merge):
-                return cmd
-    return None
+    its replica of the right shard is ready."""
+    cmd = _first_of_kind(value, _MERGE)
+    return cmd if isinstance(cmd, Merge) else None
 
 
 def reconfigure_in(value: Sequence[bytes]) -> Reconfigure | None:
-    """The ``Reconfigure`` among a slot's commands, if any (a cheap look at each command's
-    kind first)."""
+    """The ``Reconfigure`` among a slot's commands, if any."""
+    cmd = _first_of_kind(value, _RECONFIGURE)
+    return cmd if isinstance(cmd, Reconfigure) else None
+
+
+def _first_of_kind(value: Sequence[bytes], kind: int) -> Command | None:
+    """The first of a slot's commands of ``kind`` that decodes (a cheap look at each
+    command's kind byte first: most slots hold none)."""
     for raw in value:
-        if len(raw) > _KIND_AT and raw[_KIND_AT] == _RECONFIGURE:
+        if len(raw) > _KIND_AT and raw[_KIND_AT] == kind:
             try:
-                cmd = decode_command(raw)
+                return decode_command(raw)
             except CodecError:
                 continue
-            if isinstance(cmd, Reconfigure):
-                return cmd
     return None
 
 

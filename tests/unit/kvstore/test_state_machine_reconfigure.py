@@ -24,17 +24,10 @@ from kvstore.model import (
     decode_command,
     encode_command,
 )
+from tests.unit.kvstore.test_state_machine_ranges import apply, machine
 
 SECOND = RangeDescriptor(2, b"m", b"", (1, 2, 3), generation=4, leader_dc="dc1")
 NOBODY = RequestId(0, 0)
-
-
-def machine(store: MemoryStore, d: RangeDescriptor) -> KvStateMachine:
-    return KvStateMachine(store.engine(d.range_id), initial=d)
-
-
-def apply(sm: KvStateMachine, *commands: object) -> list[object]:
-    return [r for _, r in sm.apply(sm.applied_slot + 1, [encode_command(c) for c in commands])]  # type: ignore[arg-type]
 
 
 def test_the_successor_starts_from_the_ended_shards_state_under_the_new_replicas() -> None:
