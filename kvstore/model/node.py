@@ -245,6 +245,12 @@ class DiskJob:
         )
 
     @property
+    def replaced(self) -> list[int]:
+        """The groups whose whole state this job writes anew (a snapshot installed, a
+        successor's base): their watchers catch up again from history."""
+        return [group for group, _ in self.installs] + [d.range_id for _, d in self.bases]
+
+    @property
     def answers_peers(self) -> bool:
         """Its records carry replies to peers (a follower's Accepted, a Promise)."""
         return any(messages for _, _, messages in self.follow_ups)
@@ -405,6 +411,14 @@ class _Group:
         its install is applied here, the descriptor is only what its parent recorded)."""
         base = self.replica.config.base_slot
         return self.replica.chosen_through < base or self.applied_slot < base
+
+
+def _final_snapshot(start: GroupStart, compacted: int) -> bool:
+    """Whether the group ended (a ``Reconfigure``) at or before its stored snapshot."""
+    return any(
+        s.descriptor.range_id == start.ended_into and s.split_slot <= compacted
+        for s in start.successors
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,8 +659,11 @@ class Node:
         }
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
-        if group.tells_members:
-            replica.snapshot_outdated()  # of a shape unknown here: see ``_replay_forbidden``
+        if group.tells_members and not _final_snapshot(start, compacted):
+            # Of a shape unknown here: see ``_replay_forbidden``. An ended range's final
+            # snapshot is kept: nothing after its stop changes it, and once a tombstone here
+            # it could not be dumped again (sim seed 941: nobody could serve a lagging one).
+            replica.snapshot_outdated()
         group.added = dict(start.added)
         group.born_as = start.born_as
         self._prefer(group, preferred_dc)
@@ -1725,6 +1742,10 @@ class Node:
             group.descriptor = header.descriptor
             self.layout_version += 1
             self._absorb_covered(group)
+        if header.added:
+            # Its new replicas' disks, for its Host answers: this replica may have learned of
+            # the group from no stop of its own (sim seed 353).
+            group.added = dict(header.added)
         for successor in header.successors:
             d = successor.descriptor
             # The next configuration of the whole span (the state installed is of an ended
@@ -1739,7 +1760,7 @@ class Node:
                 # The state installed is the successor's first: it starts from it here (its
                 # base written by the next job, before anything of it is applied).
                 self._bases.append((group.group_id, d))
-                done = Reconfigured(group.descriptor, d, successor.split_slot)
+                done = Reconfigured(group.descriptor, d, successor.split_slot, header.ended_added)
                 if waiting is not None:
                     self._reborn(waiting, group, done)
                 else:
@@ -1749,6 +1770,7 @@ class Node:
                     self._create(d, born_here=True, placed=group.placed_leader_dc, voting=voting)
                     self._groups[d.range_id].tells_members = True
                     self._groups[d.range_id].born_as = d
+                    self._groups[d.range_id].added = dict(done.added)
                     self._wake(self._groups[d.range_id])
                 self._absorb_covered(self._groups[d.range_id])
             elif self.node_id in d.replicas and d.range_id not in self._groups:

@@ -3,8 +3,8 @@ metadata entry (revision, applied slot, sessions, successors) and the history of
 that reads at or after its compacted revision need, in one checksummed frame. Pure: works
 on any ``Engine``.
 
-The descriptor and the shards split off it come first (``header``), so a node learns what a
-snapshot makes it host without decoding the rows.
+The descriptor, the shards split off it and the new replicas' disks come first (``header``),
+so a node learns what a snapshot makes it host without decoding the rows.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from kvstore.model.ranges import (
     encode_descriptor,
     encode_successors,
 )
-from kvstore.model.state_machine import KvStateMachine
+from kvstore.model.state_machine import KvStateMachine, decode_pairs, encode_pairs
 
 ROWS_MAX = 1 << 40
 
@@ -33,6 +33,11 @@ ROWS_MAX = 1 << 40
 class Header:
     descriptor: RangeDescriptor | None  # None: a shard of a layout without descriptors
     successors: tuple[Successor, ...]
+    # The replicas new to this shard when it began as a successor, with their disks'
+    # incarnations; and, of an ended shard, its successor's (``Reconfigure.added``): a
+    # replica that learned its shard from a snapshot answers ``Host`` questions with them.
+    added: tuple[tuple[int, int], ...] = ()
+    ended_added: tuple[tuple[int, int], ...] = ()
 
 
 def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
@@ -42,6 +47,8 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
     w = Writer()
     w.blob(encode_descriptor(descriptor) if descriptor is not None else b"")
     w.blob(encode_successors(machine.successors))
+    w.blob(encode_pairs(tuple(sorted(machine.added_incarnations.items()))))
+    w.blob(encode_pairs(machine.ended_added))
     start, end = (descriptor.start, descriptor.end) if descriptor else (b"", END_OF_KEYSPACE)
     rows = engine.scan(start, end, 0)
     w.u64(len(rows))
@@ -78,10 +85,16 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
 
 
 def header(data: bytes) -> Header:
-    r = Reader(data)
+    return _read_header(Reader(data))
+
+
+def _read_header(r: Reader) -> Header:
     raw = r.blob()
     descriptor = decode_descriptor(raw) if raw else None
-    return Header(descriptor, decode_successors(r.blob()))
+    successors = decode_successors(r.blob())
+    added = tuple(sorted(decode_pairs(r.blob()).items()))
+    ended_added = tuple(sorted(decode_pairs(r.blob()).items()))
+    return Header(descriptor, successors, added, ended_added)
 
 
 def restore(
@@ -96,9 +109,8 @@ def restore(
     the spans of other shards the node serves, whose keys are theirs already (one that
     learned of its shard from no log of this one, a ``Host`` answer, may come first)."""
     r = Reader(data)
-    raw = r.blob()
-    descriptor = decode_descriptor(raw) if raw else None
-    successors = decode_successors(r.blob())
+    head = _read_header(r)
+    descriptor = head.descriptor
     rows = [
         (r.blob(), Record(r.blob(), r.u64(), r.u64(), r.u64(), r.u64()))
         for _ in range(r.count(ROWS_MAX))
@@ -130,7 +142,7 @@ def restore(
         engine.range_put(encode_descriptor(descriptor))
     else:
         engine.range_delete()
-    return Header(descriptor, successors)
+    return head
 
 
 def _read_version(r: Reader) -> Version:

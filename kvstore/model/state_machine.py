@@ -240,7 +240,7 @@ class KvStateMachine:
     def added_incarnations(self) -> dict[int, int]:
         """The replicas new to this shard when it began as a successor, each with its disk's
         incarnation then (``Reconfigure.added``; empty: none, or it began otherwise)."""
-        return _decode_pairs(self._engine.meta_get(META_ADDED))
+        return decode_pairs(self._engine.meta_get(META_ADDED))
 
     @property
     def born_as(self) -> RangeDescriptor | None:
@@ -530,7 +530,7 @@ class KvStateMachine:
         young = self.successors
         self.ended_slot = slot
         engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
-        engine.meta_put(META_ENDED_ADDED, _encode_pairs(added))
+        engine.meta_put(META_ENDED_ADDED, encode_pairs(added))
         engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
         return Reconfigured(descriptor, successor, slot, added)
 
@@ -560,7 +560,7 @@ class KvStateMachine:
                 continue
             child.meta_put(name, value)
         child.meta_put(META_RECONFIGURED_FROM, descriptor.range_id.to_bytes(8, "big"))
-        child.meta_put(META_ADDED, _encode_pairs(added))
+        child.meta_put(META_ADDED, encode_pairs(added))
         child.meta_put(META_BORN_AS, encode_descriptor(successor))
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
@@ -584,7 +584,7 @@ class KvStateMachine:
     @property
     def ended_added(self) -> tuple[tuple[int, int], ...]:
         """The new replicas of the successor of this ended shard, with their disks."""
-        return tuple(sorted(_decode_pairs(self._engine.meta_get(META_ENDED_ADDED)).items()))
+        return tuple(sorted(decode_pairs(self._engine.meta_get(META_ENDED_ADDED)).items()))
 
     # ------------------------------------------------------------------ the meta range
 
@@ -1068,11 +1068,11 @@ def _decode_session(raw: bytes) -> tuple[int, int, bytes]:
     return seq, slot, result
 
 
-def _encode_pairs(pairs: tuple[tuple[int, int], ...]) -> bytes:
+def encode_pairs(pairs: tuple[tuple[int, int], ...]) -> bytes:
     return b"".join(a.to_bytes(8, "big") + b.to_bytes(8, "big") for a, b in pairs)
 
 
-def _decode_pairs(raw: bytes | None) -> dict[int, int]:
+def decode_pairs(raw: bytes | None) -> dict[int, int]:
     if not raw:
         return {}
     values = [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]

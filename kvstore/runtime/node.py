@@ -694,8 +694,8 @@ class NodeRuntime:
         assert node is not None
         applied, dumps, sizes, changes = done.result()
         node.job_done(job, applied, dumps, sizes)
-        if job.installs:
-            self.watches.installed([group for group, _ in job.installs])
+        if job.replaced:
+            self.watches.installed(job.replaced)
         if changes:
             self.watches.applied(changes)
         for dst, batch in node.take_sends().items():  # the job's then_send, at once

@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         " comma-separated",
     )
     r.add_argument("--concurrency", type=int, default=12, help="client workers (>= 1)")
-    r.add_argument("--nodes-per-dc", type=int, default=1, choices=(1, 2, 3))
+    r.add_argument(
+        "--nodes-per-dc",
+        type=int,
+        choices=(1, 2, 3),
+        help="default 1, or 2 with the membership nemesis (its moves need a second node)",
+    )
     r.add_argument("--seed", type=int, help="default: random, printed")
     r.add_argument("--out", type=Path, help="output directory (default jepsen-runs/<time>-seed<N>)")
     r.add_argument("--ops-max", type=int, default=1_000_000, help="stop after this many ops")
@@ -85,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--bounded-reads-ms takes ms >= 0; the planted lie needs it too")
     if not 0 <= args.wan_latency_ms <= 10_000:
         parser.error("--wan-latency-ms must be within 0..10000")
+    nodes_per_dc = args.nodes_per_dc or (2 if "membership" in kinds else 1)
+    if "membership" in kinds and nodes_per_dc < 2:
+        parser.error("the membership nemesis moves replicas within a datacenter: --nodes-per-dc 2")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     options = RunOptions(
         duration_s=args.duration,
         nemesis=kinds,
         workloads=workloads,
         concurrency=args.concurrency,
-        nodes_per_dc=args.nodes_per_dc,
+        nodes_per_dc=nodes_per_dc,
         seed=seed,
         out=args.out,
         stale_reads=args.stale_reads,

@@ -20,8 +20,13 @@ Kinds (``--nemesis`` takes any comma-separated mix; ``all`` is every kind but
     merge         merge a shard with the one after it (``Admin.MergeRange``): its right
                   neighbour is frozen, then taken over; also an event. A merge cut off
                   half-way (a partition, a kill) is finished by the frozen shard's leader
-
-Membership changes do not exist yet, so they are not faults yet.
+    membership    change replica sets (``Admin.ChangeReplicas``), an event each: move one
+                  replica of a shard to another node of its datacenter, drain a node (move
+                  every replica it holds off it, one shard at a time), or replace a node
+                  (every replica it holds to one other node of its datacenter) whatever
+                  the node's state: killed, paused or cut off by a partition going on.
+                  Needs two nodes per datacenter (the runner starts that many when this
+                  kind is asked for). The meta range's replicas stay where they are.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from tests.jepsen.cluster import JepsenCluster
 from tests.jepsen.proxy import Network
 from tests.jepsen.workload import now_ns
 
+META_SHARD = 0  # the meta range: its replicas are the config's (they cannot move yet)
 PARTITIONS = ("isolate-node", "isolate-dc", "majority", "ring", "one-way", "isolate-leader")
 SAFE_KINDS = (
     *PARTITIONS,
@@ -54,6 +60,7 @@ SAFE_KINDS = (
     "clock",
     "split",
     "merge",
+    "membership",
 )
 KINDS = (*SAFE_KINDS, "clock-unsafe")
 DRIFT_MAX = 0.09  # inside the configured 10 % bound, away from its edge
@@ -243,6 +250,8 @@ class Nemesis:
             return await self._split()
         if kind == "merge":
             return await self._merge()
+        if kind == "membership":
+            return await self._membership()
         raise ValueError(kind)
 
     def _cut(self, links: list[tuple[int, int]]) -> End:
@@ -473,6 +482,88 @@ class Nemesis:
                 f"{merged.end.decode(errors='backslashreplace')!r}"
             )
             return detail, _nothing
+        return None
+
+    async def _membership(self) -> tuple[str, End] | None:
+        """A move, a drain or a replace (see the module's doc), asked of running nodes in
+        turn (any forwards a change to the shard's leader). What was done is the fault's
+        detail; a change that failed (no leader in time: a partition, a kill) is named
+        there too, since it may still have taken effect. None: nothing could be asked."""
+        view = await self._describe()
+        if view is None:
+            return None
+        dc_of = {n.node_id: n.dc for n in view.nodes}
+        movable = [s for s in view.shards if s.shard_id != META_SHARD]
+        choice = self.rng.random()
+        if choice < 0.6:
+            shard = self.rng.choice(movable)
+            leaving = self.rng.choice(list(shard.replicas))
+            steps = [(shard, leaving, self._spare_for(shard, leaving, dc_of))]
+            what = "move"
+        else:
+            node = self.rng.choice(self.cluster.ids)
+            held = [s for s in movable if node in s.replicas]
+            to = None
+            if choice >= 0.8:
+                others = [n for n in dc_of if dc_of[n] == dc_of[node] and n != node]
+                to = self.rng.choice(others) if others else None
+            steps = [
+                (s, node, to if to is not None else self._spare_for(s, node, dc_of)) for s in held
+            ]
+            what = f"drain n{node}" if to is None else f"replace n{node} by n{to}"
+        done: list[str] = []
+        for shard, leaving, target in steps:
+            if target is None or target in shard.replicas:
+                continue
+            step = f"shard {shard.shard_id} n{leaving}->n{target}"
+            successor = await self._change_replicas(shard.shard_id, [target], [leaving])
+            if successor is None:
+                done.append(f"{step} failed")
+                break  # the cluster cannot take changes now: the next one would fail too
+            self.replicas[successor.shard_id] = list(successor.replicas)
+            done.append(f"{step} as shard {successor.shard_id}")
+        if not done:
+            return None
+        return f"{what}: {', '.join(done)}", _nothing
+
+    async def _describe(self) -> admin_pb2.DescribeClusterResponse | None:
+        for node_id in self.rng.sample(self.cluster.ids, len(self.cluster.ids)):
+            if not self.cluster.running(node_id) or node_id in self.cluster.paused:
+                continue
+            try:
+                view: admin_pb2.DescribeClusterResponse = await self.cluster.admin(
+                    node_id
+                ).DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=1)
+            except grpc.aio.AioRpcError:
+                continue
+            return view
+        return None
+
+    def _spare_for(
+        self, shard: admin_pb2.ShardInfo, leaving: int, dc_of: dict[int, str]
+    ) -> int | None:
+        free = [
+            n
+            for n, dc in sorted(dc_of.items())
+            if dc == dc_of[leaving] and n != leaving and n not in shard.replicas
+        ]
+        return self.rng.choice(free) if free else None
+
+    async def _change_replicas(
+        self, shard_id: int, add: list[int], remove: list[int]
+    ) -> admin_pb2.ShardInfo | None:
+        request = admin_pb2.ChangeReplicasRequest(shard_id=shard_id, add=add, remove=remove)
+        for node_id in self.rng.sample(self.cluster.ids, len(self.cluster.ids)):
+            if not self.cluster.running(node_id) or node_id in self.cluster.paused:
+                continue
+            try:
+                done = await self.cluster.admin(node_id).ChangeReplicas(request, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                    return None  # changed already (a retry of one that took effect), or refused
+                continue
+            successor: admin_pb2.ShardInfo = done.successor
+            return successor
         return None
 
     def _clock(self, *, unsafe: bool) -> tuple[str, End] | None:

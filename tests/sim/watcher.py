@@ -113,6 +113,8 @@ class SimWatcher:
         sim = self._world.nodes[v]
         if sim.hub is None or sim.incarnation != incarnation or sim.node is None:
             return
+        if watcher is not self._watcher:
+            return  # the client left this watch (it reads no more for it)
         if parts is None:
             self._read_then_hand_over(v, watcher, sync)
             return

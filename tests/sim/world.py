@@ -1024,8 +1024,8 @@ class World:
             return
         # Installs first, as the runtime tells them: they come before the job's applies, so
         # a watcher must start holding what it is fed before the applies reach it.
-        if job.installs and self.on_installed is not None:
-            self.on_installed(sim.node_id, [group for group, _ in job.installs])
+        if job.replaced and self.on_installed is not None:
+            self.on_installed(sim.node_id, job.replaced)
         for shard, shard_changes, span, revision in changes:
             hub.applied(shard, shard_changes, span, revision)
 

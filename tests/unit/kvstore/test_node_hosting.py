@@ -9,10 +9,14 @@ keys)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
+from kvstore.model import KvStateMachine, MemoryEngine
+from kvstore.model import snapshot as snapshots
 from kvstore.model.node import HOST_ASK_TICKS, GroupStart, Host, Node
-from paxos import DurableState, Heartbeat, NullLogger
+from kvstore.model.ranges import Successor
+from paxos import CatchUpRequest, DurableState, Heartbeat, InstallSnapshot, NullLogger, Snapshot
 from paxos.ids import Ballot, NodeId, Slot
 
 OLD = RangeDescriptor(1, b"", b"", (1, 2, 3), generation=1)
@@ -122,3 +126,50 @@ def test_an_ancestor_still_catching_up_refuses_the_answer() -> None:
     lagging = node(2, {1: start(OLD)})
     lagging.step(9, Host(1, 2, 9, part, 0))
     assert not lagging.hosts(9) and not lagging.merged_away(1)
+
+
+def _successor_state(added: tuple[tuple[int, int], ...]) -> bytes:
+    """A snapshot of SUCCESSOR's first state, made from OLD's as a stop makes it."""
+    engine = MemoryEngine(shard_id=1)
+    old = KvStateMachine(engine, initial=OLD)
+    old.write_successor_base(SUCCESSOR, added)
+    return snapshots.dump(engine.sibling(7))
+
+
+def test_a_replica_that_learned_its_group_from_a_snapshot_answers_with_the_added_disk() -> None:
+    """Node 2 hosts the successor on an answer and installs its state: it did not apply the
+    stop, so only the snapshot tells it node 4's disk (sim seed 353: it answered with none,
+    and node 4 rejoined instead of voting, two of three replicas rejoining for good)."""
+    data = _successor_state(((4, DISK),))
+    assert snapshots.header(data).added == ((4, DISK),)
+    member = node(2, {}, founding=False, disk_incarnation=DISK + 5)
+    member.step(7, Host(1, 2, 7, SUCCESSOR, 0))
+    member.take_effects()
+    member.step(7, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(3), data=data))
+    for job in member.take_effects().jobs:
+        member.job_done(job, [], [])
+    member.take_effects()
+    member.step(7, Host(4, 2, 7))
+    assert member.take_effects().hosts == [Host(2, 4, 7, SUCCESSOR, DISK)]
+
+
+def test_an_ended_ranges_final_snapshot_survives_a_restart() -> None:
+    """A successor's stored snapshot loses its bytes at a restart (a peer must not replay
+    from a shape it had before a split), but not once the range ended at or before it: that
+    is its final state, and as a tombstone it could not be dumped again (sim seed 941)."""
+    final = Snapshot(slot=Slot(5), data=b"final state")
+    ended = start(
+        SUCCESSOR,
+        applied_slot=6,
+        reconfigured_from=1,
+        ended_into=8,
+        successors=(Successor(RangeDescriptor(8, b"", b"", (1, 2, 3), 3), 5),),
+    )
+    going_on = start(SUCCESSOR, applied_slot=6, reconfigured_from=1)
+    for group_start, kept in ((ended, True), (going_on, False)):
+        durable = DurableState(snapshot=final, chosen_through=Slot(6))
+        member = node(1, {7: replace(group_start, durable=durable)})
+        member.take_effects()
+        member.step(7, CatchUpRequest(src=NodeId(2), dst=NodeId(1), from_slot=Slot(2)))
+        sent = [m for _, m in member.take_effects().sends.get(2, [])]  # by destination
+        assert any(isinstance(m, InstallSnapshot) and m.data == final.data for m in sent) == kept

@@ -38,7 +38,7 @@ class OneNode:
     """Shards on one node, their applies fed to watch hubs as a runtime feeds them."""
 
     def __init__(self) -> None:
-        self.engine = MemoryEngine()
+        self.engine = MemoryEngine(shard_id=1)  # range 1's, as a node stores it
         whole = RangeDescriptor(1, b"", b"", (1, 2, 3), 1)
         self.machines = {1: KvStateMachine(self.engine, initial=whole)}
         self.slots = {1: 0}
@@ -301,3 +301,22 @@ def test_a_catch_up_read_of_a_shard_split_since_it_was_listed_is_refused() -> No
     hub.caught_up(1, [part for part in fresh if part is not None])
     node.apply(_put(b"d", b"2"))  # the new shard's first change: revision 2
     assert delivered(hub, 1) == [(b"d", 1), (b"d", 2)]
+
+
+def test_a_catch_up_read_of_a_successor_before_its_base_is_written_is_refused() -> None:
+    """A node learns of a stop's successor (a snapshot of the ended range) a job before the
+    successor's first state is written: read then, it is at revision 0 with no history, and
+    its first apply would advance the watcher past the ended range's last changes (sim seed
+    876). That read is refused (None); read after the base, it holds every change."""
+    node = OneNode()
+    for i in range(3):
+        node.apply(_put(b"k%d" % i, b"v"))
+    ended = node.machines[1].descriptor
+    assert ended is not None
+    successor = RangeDescriptor(7, b"", b"", (2, 3, 4), ended.generation + 1)
+    start = Position.at(WHOLE, 1)
+    assert shard_history(node.engine.sibling(7), successor, start) is None
+    node.machines[1].write_successor_base(successor)
+    part = shard_history(node.engine.sibling(7), successor, start)
+    assert part is not None
+    assert [(c.key, c.revision) for c in part.changes] == [(b"k1", 2), (b"k2", 3)]
