@@ -255,6 +255,16 @@ class ClusterConfig:
         Stamped into every data directory and every peer handshake."""
         return self.cluster_id or self.name
 
+    def admit(self, spec: NodeSpec) -> bool:
+        """Add a node that joined (``kvstore serve --join``; the meta range gave it its id).
+        The one change a config sees at run time: every part of a node shares its config,
+        so all see the node at once. False: known already (or its datacenter is not one of
+        the cluster's)."""
+        if spec.dc not in self.datacenters or any(n.node_id == spec.node_id for n in self.nodes):
+            return False
+        object.__setattr__(self, "nodes", (*self.nodes, spec))  # frozen but for this
+        return True
+
     def node(self, node_id: int) -> NodeSpec:
         for n in self.nodes:
             if n.node_id == node_id:

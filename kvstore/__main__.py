@@ -83,8 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run one node")
-    serve.add_argument("--config", required=True, type=Path)
+    serve = sub.add_parser(
+        "serve",
+        help="run one node",
+        description="Run one node: a configured one (--config), or a new one that joins a"
+        " running cluster (--join ENDPOINTS --dc DC --address HOST:PORT --data DIR; it hosts"
+        " nothing until replicas are placed on it, and restarts with the same command).",
+    )
+    serve.add_argument("--config", type=Path, help="the cluster config (not with --join)")
+    serve.add_argument(
+        "--join",
+        metavar="ENDPOINTS",
+        help="join the running cluster at these comma-separated endpoints as a new node",
+    )
+    serve.add_argument("--dc", help="with --join: the new node's datacenter")
+    serve.add_argument("--address", help="with --join: HOST:PORT the new node listens on")
     serve.add_argument(
         "--node",
         type=cli_args.node_id,
@@ -242,7 +255,7 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
     remove = replica_sub.add_parser("remove", help="take a node's replica of a shard away")
     remove.add_argument("shard", type=cli_args.shard_id)
     remove.add_argument("--node", type=cli_args.node_id, required=True)
-    node = sub.add_parser("node", help="the cluster's nodes: list, drain, replace")
+    node = sub.add_parser("node", help="the cluster's nodes: list, drain, replace, remove")
     node_sub = node.add_subparsers(dest="node_command", required=True)
     listing = node_sub.add_parser("list", help="every node: datacenter, state, replicas, leaders")
     drain = node_sub.add_parser(
@@ -254,6 +267,16 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     swap.add_argument("old", type=cli_args.node_id)
     swap.add_argument("new", type=cli_args.node_id)
+    retire = node_sub.add_parser(
+        "remove", help="take a node out of the cluster for good (it must hold no replica)"
+    )
+    retire.add_argument("node", type=cli_args.node_id)
+    retire.add_argument(
+        "--force",
+        action="store_true",
+        help="a node that still holds replicas (a dead one): rebuild them elsewhere in its"
+        " datacenter first",
+    )
     for cmd, name in (
         (move, "replica_move"),
         (add, "replica_add"),
@@ -261,6 +284,7 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
         (listing, "node_list"),
         (drain, "node_drain"),
         (swap, "node_replace"),
+        (retire, "node_remove"),
     ):
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)

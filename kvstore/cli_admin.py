@@ -37,6 +37,11 @@ CONFIG_BYTES_MAX = 16 << 20  # a cluster config is a few KiB; a huge file is a w
 
 def load_config(path: Path) -> ClusterConfig:
     """The cluster config in ``path``; any problem with it is one ``UserError`` line."""
+    return read_config(path)[0]
+
+
+def read_config(path: Path) -> tuple[ClusterConfig, str]:
+    """The cluster config in ``path``, and its text; any problem is one ``UserError``."""
     try:
         with path.open("rb") as f:
             raw = f.read(CONFIG_BYTES_MAX + 1)
@@ -51,7 +56,7 @@ def load_config(path: Path) -> ClusterConfig:
             f"{path}: not UTF-8 text (byte {exc.start}); not a cluster config"
         ) from None
     try:
-        return parse_cluster_config(text)
+        return parse_cluster_config(text), text
     except ClusterConfigError as exc:
         raise UserError(f"{path}: {exc}") from None
 

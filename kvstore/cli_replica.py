@@ -47,16 +47,21 @@ def _change(
             lambda stub: stub.ChangeReplicas(request, timeout=max(args.timeout, 10.0)),
         )
     )
-    _until_led(args, response.successor.shard_id)
+    _until_led(args, response.successor)
     return response
 
 
-def _until_led(args: argparse.Namespace, shard: int) -> int:
+def _until_led(args: argparse.Namespace, successor: admin_pb2.ShardInfo) -> int:
     """The successor's leader, once one is known (``UserError`` past ``LEADER_WAIT_S``)."""
+    shard = successor.shard_id
     deadline = time.monotonic() + LEADER_WAIT_S
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+    address_of = {n.node_id: n.address for n in view.nodes}
+    # Each node says the leader of what it hosts: ask the successor's replicas too (the
+    # endpoints given may host none of it now: a node a replica moved off).
+    asked = [*endpoint_list(args), *(address_of[r] for r in successor.replicas if r in address_of)]
     while True:
-        # Each node says the leader of what it hosts: ask each until one knows.
-        for endpoint in endpoint_list(args):
+        for endpoint in dict.fromkeys(asked):
             try:
                 view = event_loop.run_in_cli_loop(describe_cluster([endpoint], args.timeout))
             except UserError:
@@ -117,7 +122,8 @@ def replica_remove(args: argparse.Namespace) -> int:
 def node_list(args: argparse.Namespace) -> int:
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     replicas = Counter(r for s in view.shards for r in s.replicas)
-    views = [v for _, v in node_views(args) if v is not None]
+    # Every node is asked at its own address (a joined one too), not only the endpoints.
+    views = [v for _, v in node_views(args, [n.address for n in view.nodes]) if v is not None]
     answering = {v.node_id for v in views}
     # Each node says what it leads (the meta range, shard 0, is not a shard of the map).
     leaders = Counter(
@@ -154,7 +160,55 @@ def node_replace(args: argparse.Namespace) -> int:
     return _evacuate(args, args.old, to=args.new)
 
 
+def node_remove(args: argparse.Namespace) -> int:
+    """Take ``args.node`` out of the cluster; with ``--force``, its replicas are rebuilt
+    elsewhere in its datacenter first (as ``node drain``), else it must hold none."""
+    view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+    node = args.node
+    if node not in {n.node_id for n in view.nodes}:
+        raise UserError(f"node {node} does not exist")
+    held = [s.shard_id for s in view.shards if node in s.replicas]
+    moved: list[dict[str, Any]] = []
+    if held and not args.force:
+        raise UserError(
+            f"node {node} holds {len(held)} replica(s): drain it first (kvstore node drain"
+            f" {node}), or --force to rebuild them elsewhere in its datacenter (a dead node)"
+        )
+
+    def remove(check_only: bool) -> None:
+        request = admin_pb2.RemoveNodeRequest(node_id=node, check_only=check_only)
+        event_loop.run_in_cli_loop(
+            ask_any(
+                endpoint_list(args), lambda stub: stub.RemoveNode(request, timeout=args.timeout)
+            )
+        )
+
+    if held:
+        remove(check_only=True)  # a refusal (a meta replica) before anything moves
+        moved, _ = _move_all(args, node, to=None)
+    remove(check_only=False)
+    if args.output == "json":
+        print(json.dumps({"node": node, "removed": True, "moved": moved}))
+    else:
+        print(f"node {node} removed from the cluster", flush=True)
+    return 0
+
+
 def _evacuate(args: argparse.Namespace, node: int, *, to: int | None) -> int:
+    moved, kept = _move_all(args, node, to=to)
+    if args.output == "json":
+        print(json.dumps({"node": node, "moved": moved, "kept": kept}))
+    else:
+        print(f"node {node} holds {len(kept)} replica(s) now", end="")
+        print(" (the meta range's, fixed by the config)" if kept else "")
+    return 0
+
+
+def _move_all(
+    args: argparse.Namespace, node: int, *, to: int | None
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every replica of ``node`` (the meta range's excepted) to ``to``, else to the node of
+    its datacenter holding fewest: what moved, and the shards kept."""
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
     for named in (node, to):
@@ -182,12 +236,7 @@ def _evacuate(args: argparse.Namespace, node: int, *, to: int | None) -> int:
                 f" (now shard {response.successor.shard_id})",
                 flush=True,
             )
-    if args.output == "json":
-        print(json.dumps({"node": node, "moved": moved, "kept": kept}))
-    else:
-        print(f"node {node} holds {len(kept)} replica(s) now", end="")
-        print(" (the meta range's, fixed by the config)" if kept else "")
-    return 0
+    return moved, kept
 
 
 def _target(

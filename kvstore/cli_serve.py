@@ -12,20 +12,31 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from cluster import ClusterConfig
+import grpc
+
+from cluster import ClusterConfig, ClusterConfigError, NodeSpec, parse_cluster_config
 from kvstore import event_loop
-from kvstore.cli_admin import load_config
+from kvstore.channels import CHANNEL_OPTIONS
+from kvstore.cli_admin import read_config
 from kvstore.cli_args import NODE_ID_MAX, NodeFailedError, UserError
 from kvstore.local_cluster import DATACENTERS, up
 from kvstore.logging import configure
 from kvstore.server import NodeServer, StartupError
-from kvstore.storage import StoreIdentityError
+from kvstore.storage import NodeStore, StoreIdentityError
+from kvstore.v1 import admin_pb2, admin_pb2_grpc
 
 
 def serve(args: argparse.Namespace) -> int:
-    cluster = load_config(args.config)
+    if args.join is not None:
+        return _serve_joined(args)
+    if args.config is None:
+        raise UserError("serve needs --config FILE, or --join ENDPOINTS for a new node")
+    if args.dc is not None or args.address is not None:
+        raise UserError("--dc and --address are for a node that joins (--join)")
+    cluster, config_text = read_config(args.config)
     node = args.node if args.node is not None else _node_from_env()
     if node is None:
         node = _this_node(cluster)
@@ -34,16 +45,109 @@ def serve(args: argparse.Namespace) -> int:
     data = args.data if args.data is not None else Path("data") / f"n{node}"
     routes = _routes(args.route, cluster)
     configure(json=args.log_format == "json")
+    _run_node(
+        lambda: NodeServer(
+            cluster,
+            node,
+            data,
+            routes=routes,
+            founding=args.initial_cluster_state == "new",
+            config_text=config_text,
+        ),
+        node,
+        data,
+    )
+    return 0
 
+
+def _serve_joined(args: argparse.Namespace) -> int:
+    """A new node: registered by the cluster at ENDPOINTS (its id, the config and the node
+    list come back), or, started again on the same directory, as it joined then."""
+    if args.config is not None or args.node is not None or args.route:
+        raise UserError("--join takes no --config, --node or --route: the cluster gives them")
+    if args.data is None or args.dc is None or args.address is None:
+        raise UserError("--join needs --dc DC, --address HOST:PORT and --data DIR")
+    before = _joined_before(args.data)
+    if before is not None:
+        node, config_text, joined = before
+    else:
+        _can_listen(args.address)  # else the cluster would list a node that never starts
+        node, config_text, joined = event_loop.run(_join(args.join, args.dc, args.address))
+    try:
+        cluster = parse_cluster_config(config_text)
+    except ClusterConfigError as exc:
+        raise UserError(f"the cluster's config: {exc}") from None
+    for spec in joined:
+        cluster.admit(spec)
+    if node not in {n.node_id for n in cluster.nodes}:
+        raise UserError(f"node {node} is not in the node list the cluster gave")
+    spec = cluster.node(node)
+    if (spec.dc, spec.address) != (args.dc, args.address):
+        raise UserError(
+            f"{args.data} is node {node}'s, which joined in {spec.dc} at {spec.address}"
+        )
+    configure(json=args.log_format == "json")
+    _run_node(
+        lambda: NodeServer(cluster, node, args.data, config_text=config_text, joined=True),
+        node,
+        args.data,
+    )
+    return 0
+
+
+def _can_listen(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        family, kind, proto, _, where = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(where)
+    except (OSError, ValueError, IndexError) as exc:
+        raise UserError(f"cannot listen on {address}: {exc}") from None
+
+
+def _joined_before(data: Path) -> tuple[int, str, list[NodeSpec]] | None:
+    """What a directory that joined before keeps: its node id, the config, the nodes."""
+    if not (data / "data.mdb").exists():
+        return None
+    try:
+        store = NodeStore(data)
+    except OSError as exc:
+        raise UserError(f"cannot use {data}: {exc}") from None
+    try:
+        joined = store.joined()
+        members = [NodeSpec(n, dc, address) for n, dc, address in store.members()]
+    finally:
+        store.close()
+    if joined is None:
+        raise UserError(f"{data} holds a configured node's data: serve it with --config")
+    return joined[0], joined[1], members
+
+
+async def _join(endpoints: str, dc: str, address: str) -> tuple[int, str, list[NodeSpec]]:
+    request = admin_pb2.JoinClusterRequest(dc=dc, address=address)
+    last = "no endpoint given"
+    for endpoint in [e.strip() for e in endpoints.split(",") if e.strip()]:
+        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+            try:
+                done = await admin_pb2_grpc.AdminStub(channel).JoinCluster(request, timeout=15)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                ):
+                    raise UserError(f"join refused: {exc.details()}") from None
+                last = f"{endpoint}: {exc.code().name} {exc.details() or ''}".strip()
+                continue
+        nodes = [NodeSpec(n.node_id, n.dc, n.address) for n in done.nodes]
+        return done.node_id, done.config, nodes
+    raise UserError(f"could not join: {last}")
+
+
+def _run_node(make: Callable[[], NodeServer], node: int, data: Path) -> None:
     async def run() -> None:
         try:
-            server = NodeServer(
-                cluster,
-                node,
-                data,
-                routes=routes,
-                founding=args.initial_cluster_state == "new",
-            )
+            server = make()
         except StoreIdentityError as exc:
             raise UserError(str(exc)) from None
         except OSError as exc:
@@ -70,7 +174,6 @@ def serve(args: argparse.Namespace) -> int:
         await server.stop()
 
     event_loop.run(run())
-    return 0
 
 
 def _node_from_env() -> int | None:

@@ -26,8 +26,9 @@ T = TypeVar("T")
 NODE_STATUS_S_MAX = 3.0  # one node's answer to `status`: a slow node must not stall the rest
 
 
-def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """Every endpoint's own view (``None`` for an endpoint that does not answer)."""
+def node_views(args: argparse.Namespace, at: list[str] | None = None) -> list[tuple[str, Any]]:
+    """Every endpoint's own view (``None`` for an endpoint that does not answer); ``at``:
+    these addresses instead of the endpoints given."""
 
     async def ask(endpoint: str) -> tuple[str, Any]:
         async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
@@ -39,7 +40,8 @@ def node_views(args: argparse.Namespace) -> list[tuple[str, Any]]:
                 return endpoint, None
             return endpoint, view
 
-    endpoints = endpoint_list(args)  # outside the loop below: with --dc it runs one itself
+    # Outside the loop below: with --dc it runs one itself.
+    endpoints = at if at is not None else endpoint_list(args)
 
     async def everyone() -> list[tuple[str, Any]]:
         return list(await asyncio.gather(*(ask(e) for e in endpoints)))

@@ -23,12 +23,13 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cluster import ClusterConfig
+from cluster import ClusterConfig, NodeSpec, parse_cluster_config
 from kvstore.api.admin_service import AdminService
 from kvstore.api.counters_service import CountersService
 from kvstore.api.kv_service import KvService
 from kvstore.api.lease_service import LeaseService
 from kvstore.api.malformed import RejectMalformedRequests
+from kvstore.api.node_table import NodeTable
 from kvstore.api.streams_service import StreamsService
 from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
@@ -75,6 +76,8 @@ class NodeServer:
         map_size: int | None = None,
         routes: dict[int, str] | None = None,
         founding: bool = False,
+        config_text: str = "",
+        joined: bool = False,
     ) -> None:
         """``routes`` dials some nodes at another address than the configured one (a proxy
         in front of them: the fault-test harness uses it); listening is unaffected.
@@ -82,10 +85,12 @@ class NodeServer:
         replicas vote from the start; otherwise (the default, and always for a directory
         that exists) a node that starts without its data rejoins every group before it
         votes (``paxos.rejoin``). ``map_size``: bytes LMDB may hold (default: the config's
-        ``[storage] map_size_mb``)."""
+        ``[storage] map_size_mb``). ``config_text``: the config file ``cluster`` was read
+        from (what a node that joins is given). ``joined``: this node joined a running
+        cluster (``kvstore serve --join``): its directory keeps the config, and ``cluster``
+        holds the nodes that joined before it."""
         self.cluster = cluster
         self.node_id = node_id
-        self.spec = cluster.node(node_id)
         self._store = NodeStore(
             data_dir, map_size=map_size if map_size is not None else cluster.map_size_mb << 20
         )
@@ -96,19 +101,31 @@ class NodeServer:
             cluster_id=cluster.identity,
             incarnation=random.SystemRandom().randrange(1, 1 << 63),
         )
-        addresses = {n.node_id: (routes or {}).get(n.node_id, n.address) for n in cluster.nodes}
+        if joined:
+            self._store.save_config(config_text)
+        # The nodes that joined, as this node last heard (from disk), and as it was told.
+        for member, dc_name, address in self._store.members():
+            cluster.admit(NodeSpec(member, dc_name, address))
+        configured = (
+            {n.node_id for n in parse_cluster_config(config_text).nodes} if joined else set()
+        )
+        for n in cluster.nodes:
+            if joined and n.node_id not in configured:
+                self._store.save_member(n.node_id, n.dc, n.address)
+        self.spec = cluster.node(node_id)
+        self._routes = routes or {}
+        addresses = {n.node_id: self._routes.get(n.node_id, n.address) for n in cluster.nodes}
+        self._addresses = addresses
         wan = cluster.wan
         dc = self.spec.dc
         one_way_s = {n.node_id: wan.one_way_ms(dc, n.dc) / 1000 for n in cluster.nodes}
+        self._one_way_s = one_way_s
         self._transport = PeerTransport(
             cluster.identity,
             node_id,
             addresses,
             self._deliver,
-            delays={
-                n.node_id: LinkDelay(one_way_s[n.node_id], wan.jitter_between_ms(dc, n.dc) / 1000)
-                for n in cluster.nodes
-            },
+            delays={n.node_id: self._link_delay(n) for n in cluster.nodes},
             incarnation=self.identity.incarnation,
             heard=self._heard,
             restarted=self._restarted,
@@ -135,6 +152,14 @@ class NodeServer:
         reflection.enable_server_reflection(REFLECTED_SERVICES, self._server)
         peer_pb2_grpc.add_PeerServicer_to_server(self._transport, self._server)
         kv_pb2_grpc.add_KVServicer_to_server(self._kv, self._server)
+        self._nodes = NodeTable(
+            cluster,
+            node_id,
+            addresses,
+            self._admit,
+            removed=self._store.removed(),
+            store_removed=self._store.save_removed,
+        )
         self._admin = AdminService(
             cluster,
             self.runtime,
@@ -142,6 +167,8 @@ class NodeServer:
             self._transport.link_stats,
             addresses,
             incarnation_of=self._transport.incarnation_of,
+            nodes=self._nodes,
+            config_text=config_text,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
@@ -155,6 +182,22 @@ class NodeServer:
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted
         self.runtime.on_ranges_to_record = self._admin.ranges_to_record
+
+    def _link_delay(self, n: NodeSpec) -> LinkDelay:
+        wan, dc = self.cluster.wan, self.spec.dc
+        return LinkDelay(wan.one_way_ms(dc, n.dc) / 1000, wan.jitter_between_ms(dc, n.dc) / 1000)
+
+    def _admit(self, spec: NodeSpec) -> bool:
+        """A node joined: into the config every part shares, the address book, a peer
+        link, the node layer's liveness watch, and the disk (a restart knows it)."""
+        if not self.cluster.admit(spec):
+            return False
+        self._addresses[spec.node_id] = self._routes.get(spec.node_id, spec.address)
+        self._one_way_s[spec.node_id] = self.cluster.wan.one_way_ms(self.spec.dc, spec.dc) / 1000
+        self._transport.add_peer(spec.node_id, self._link_delay(spec))
+        self.runtime.add_peer(spec.node_id)
+        self._store.save_member(spec.node_id, spec.dc, spec.address)
+        return True
 
     def _deliver(self, shard_id: int, msg: Message) -> None:
         self.runtime.deliver(shard_id, msg)
@@ -188,6 +231,7 @@ class NodeServer:
         await self.runtime.start()
         self._streams.start()
         self._transport.start()
+        self._nodes.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 0.5) -> None:
@@ -202,6 +246,7 @@ class NodeServer:
         one left open past it can hang the process at exit (gRPC's poller thread blocks
         writing to a socket the closed loop no longer reads, and its shutdown joins it)."""
         self._admin.close()
+        self._nodes.close()
         await self._health.enter_graceful_shutdown()
         await self._transport.stop()
         await self._server.stop(grace_s)

@@ -16,6 +16,7 @@ import structlog
 from cluster import (
     META_RANGE_ID,
     ClusterConfig,
+    NodeSpec,
     RangeDescriptor,
     RangeMap,
     initial_layout,
@@ -24,10 +25,18 @@ from cluster import (
 from cluster.replica_change import ChangeRefusedError, changed_replicas
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
+from kvstore.api.node_table import (
+    JoinRefusedError,
+    NodeTable,
+    checked_join,
+    node_info,
+    spec_of,
+)
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.model import (
+    AddNode,
     AllocateRangeId,
     ApplyResult,
     Command,
@@ -36,6 +45,8 @@ from kvstore.model import (
     Invalid,
     Merge,
     MergeDone,
+    NodeAdded,
+    NodeRemoved,
     OutOfRange,
     PlacementSet,
     RangeIdAllocated,
@@ -43,6 +54,7 @@ from kvstore.model import (
     Reconfigure,
     Reconfigured,
     RecordRanges,
+    RemoveNode,
     RequestId,
     SetPlacement,
     Split,
@@ -88,10 +100,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         addresses: dict[int, str] | None = None,
         *,
         incarnation_of: Callable[[int], int] | None = None,
+        nodes: NodeTable | None = None,
+        config_text: str = "",
     ) -> None:
         """``incarnation_of``: a peer's data directory's incarnation as its transport last
-        heard it (0: unknown): what a replica added to a shard is added with."""
+        heard it (0: unknown): what a replica added to a shard is added with. ``nodes``:
+        the node list's keeper (joins); ``config_text``: the config file this node read,
+        what a joining node is given (without it, this node registers no join)."""
         self._incarnation_of = incarnation_of or (lambda _node: 0)
+        self._nodes = nodes
+        self._config_text = config_text
         self._cluster = cluster
         self._runtime = runtime
         self._data_dir = data_dir
@@ -127,12 +145,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         _context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.DescribeClusterResponse:
         sizes = {s.shard_id: s for s in self._runtime.status()} if self._runtime.started else {}
+        listed = self._nodes.listed() if self._nodes is not None else self._cluster.nodes
         return admin_pb2.DescribeClusterResponse(
             cluster=self._cluster.name,
-            nodes=[
-                admin_pb2.NodeInfo(node_id=n.node_id, dc=n.dc, address=n.address)
-                for n in self._cluster.nodes
-            ],
+            nodes=[node_info(n) for n in listed],
+            removed_nodes=sorted(self._nodes.removed) if self._nodes is not None else [],
             shards=[self._shard_info(d, sizes) for d in self._layout().current()],
             meta_directory=[
                 _shard_of(d)
@@ -703,7 +720,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "new_shard_id and replicas are set only by a node forwarding a change",
                 )
-            dc_of = {n.node_id: n.dc for n in self._cluster.nodes}
+            if self._nodes is not None and not set(request.add) <= self._known_nodes():
+                await self._nodes.sync_once()  # a node that joined just now: ask peers
+            dc_of = {
+                n.node_id: n.dc
+                for n in (self._nodes.listed() if self._nodes is not None else self._cluster.nodes)
+            }
             try:
                 replicas = changed_replicas(
                     d, request.add, request.remove, dc_of, self._cluster.placement.replicas_per_dc
@@ -777,6 +799,113 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         deadline = loop.time() + PROPOSE_DEADLINE_S
         while runtime.role(d.range_id) is Role.LEADER and loop.time() < deadline:
             await asyncio.sleep(0.01)
+
+    async def JoinCluster(  # noqa: N802
+        self,
+        request: admin_pb2.JoinClusterRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.JoinClusterResponse:
+        """Register a new node in the meta range (at its leader), tell every node of it, and
+        give it its id, the config and the node list."""
+        if self._nodes is None or not self._config_text:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this node was not started from a config file: ask another to join",
+            )
+        assert self._nodes is not None
+        try:
+            known = checked_join(self._cluster, request.dc, request.address, self._nodes.removed)
+        except JoinRefusedError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if known is not None:
+            spec = known
+        else:
+            floor = max(n.node_id for n in self._cluster.nodes) + 1
+            outcome = await self._propose_at_leader(
+                self._meta,
+                AddNode(RequestId(0, 0), floor, request.dc, request.address),
+                lambda stub: stub.JoinCluster(request, timeout=5.0, metadata=(FORWARDED,)),
+                context,
+                what="the join",
+            )
+            if isinstance(outcome, admin_pb2.JoinClusterResponse | NodeAdded):
+                node_id = outcome.node_id
+            else:
+                reason = outcome.reason if isinstance(outcome, Invalid) else str(outcome)
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not joined: {reason}")
+            spec = NodeSpec(node_id, request.dc, request.address)
+            self._nodes.admit([spec])
+            self._log.info("node_joined", joined=node_id, dc=spec.dc, address=spec.address)
+        if not is_forwarded(context):
+            await self._nodes.tell_everyone([spec])
+        return admin_pb2.JoinClusterResponse(
+            node_id=spec.node_id,
+            config=self._config_text,
+            nodes=[node_info(n) for n in self._nodes.listed()],
+        )
+
+    def _known_nodes(self) -> set[int]:
+        return {n.node_id for n in self._cluster.nodes}
+
+    async def AdmitNodes(  # noqa: N802
+        self,
+        request: admin_pb2.AdmitNodesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.AdmitNodesResponse:
+        """Node to node only: nodes that joined (the registering node tells everyone)."""
+        if not is_forwarded(context) or self._nodes is None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "AdmitNodes is sent by nodes (the one that registered a join), not by clients",
+            )
+        assert self._nodes is not None
+        admitted = self._nodes.admit([spec_of(n) for n in request.nodes])
+        self._nodes.remove(request.removed)
+        return admin_pb2.AdmitNodesResponse(admitted=admitted)
+
+    async def RemoveNode(  # noqa: N802
+        self,
+        request: admin_pb2.RemoveNodeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.RemoveNodeResponse:
+        """Take a node that holds no replica out of the cluster: its entry in the meta
+        range goes (at its leader), and every node is told."""
+        nodes = self._nodes
+        if nodes is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this node keeps no node list")
+        assert nodes is not None
+        node_id = request.node_id
+        if node_id not in {n.node_id for n in self._cluster.nodes} or node_id in nodes.removed:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no node {node_id}")
+        if node_id in self._meta.replicas:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {node_id} holds a replica of the meta range (fixed by the config)",
+            )
+        if request.check_only:
+            return admin_pb2.RemoveNodeResponse()
+        held = sorted(d.range_id for d in self._layout().current() if node_id in d.replicas)
+        if held:
+            await self._learn_layout(context)  # this node's view may lag the moves just made
+            held = sorted(d.range_id for d in self._layout().current() if node_id in d.replicas)
+        if held:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {node_id} holds replicas of shards {held}: drain or replace it first",
+            )
+        outcome = await self._propose_at_leader(
+            self._meta,
+            RemoveNode(RequestId(0, 0), node_id),
+            lambda stub: stub.RemoveNode(request, timeout=5.0, metadata=(FORWARDED,)),
+            context,
+            what="the removal",
+        )
+        if not isinstance(outcome, admin_pb2.RemoveNodeResponse | NodeRemoved):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not removed: {outcome}")
+        nodes.remove([node_id])
+        if not is_forwarded(context):
+            await nodes.tell_everyone([], removed=[node_id])
+        return admin_pb2.RemoveNodeResponse()
 
     async def AllocateShardId(  # noqa: N802
         self,

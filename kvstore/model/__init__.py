@@ -5,6 +5,7 @@ Storage, network and processes are adapters elsewhere in ``kvstore``; nothing he
 
 from kvstore.model.codec import CodecError
 from kvstore.model.commands import (
+    AddNode,
     AllocateRangeId,
     ApplyResult,
     Command,
@@ -20,6 +21,8 @@ from kvstore.model.commands import (
     Malformed,
     Merge,
     MergeDone,
+    NodeAdded,
+    NodeRemoved,
     OpKind,
     OutOfRange,
     PlacementSet,
@@ -30,6 +33,7 @@ from kvstore.model.commands import (
     Reconfigure,
     Reconfigured,
     RecordRanges,
+    RemoveNode,
     RequestId,
     SetPlacement,
     Split,
@@ -50,6 +54,7 @@ from kvstore.model.engine import Engine, MemoryEngine, MemoryStore, Record, Vers
 from kvstore.model.state_machine import KvStateMachine, SessionTable
 
 __all__ = [
+    "AddNode",
     "AllocateRangeId",
     "ApplyResult",
     "CodecError",
@@ -70,6 +75,8 @@ __all__ = [
     "MemoryStore",
     "Merge",
     "MergeDone",
+    "NodeAdded",
+    "NodeRemoved",
     "OpKind",
     "OutOfRange",
     "PlacementSet",
@@ -81,6 +88,7 @@ __all__ = [
     "Reconfigured",
     "Record",
     "RecordRanges",
+    "RemoveNode",
     "RequestId",
     "SessionTable",
     "SetPlacement",

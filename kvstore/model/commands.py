@@ -105,6 +105,28 @@ class SetPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class AddNode:
+    """In the meta range: register a node that joins (``kvstore serve --join``) and give it
+    an id no node has had, at least ``floor`` (above the configured nodes'). A node already
+    registered at ``address`` in ``dc`` gets its id again (a join retried); at ``address`` in
+    another datacenter it is refused. Outside the session table, as ``AllocateRangeId``."""
+
+    request: RequestId
+    floor: int
+    dc: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveNode:
+    """In the meta range: a node left the cluster for good (``kvstore node remove``): its
+    entry goes, so a node joining later may use its address. Its id is never given again."""
+
+    request: RequestId
+    node_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """Cut this shard at ``at``: the keys from ``at`` on go to a new shard ``new_range_id``
     (same replicas, this shard's data, revision, sessions and placement), at one slot of
@@ -295,6 +317,8 @@ Command: TypeAlias = (
     | SetPlacement
     | Split
     | AllocateRangeId
+    | AddNode
+    | RemoveNode
     | Freeze
     | Merge
     | Reconfigure
@@ -415,6 +439,17 @@ class RangesRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeAdded:
+    node_id: int
+    new: bool  # False: the address was registered already (a join retried)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRemoved:
+    node_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementSet:
     leader_dc: str  # "": the default is in force
 
@@ -505,6 +540,8 @@ ApplyResult: TypeAlias = (
     | OutOfRange
     | SplitDone
     | RangeIdAllocated
+    | NodeAdded
+    | NodeRemoved
     | Frozen
     | MergeDone
     | Reconfigured
@@ -524,6 +561,8 @@ ApplyResult: TypeAlias = (
 KEYLESS = (
     SetPlacement,
     AllocateRangeId,
+    AddNode,
+    RemoveNode,
     Freeze,
     Merge,
     Reconfigure,
@@ -609,6 +648,9 @@ def oversized(cmd: Command) -> str | None:
     _TAKE,
 ) = range(1, 20)
 _RECONFIGURE = 20
+_ADD_NODE = 21
+_REMOVE_NODE = 22
+ADDRESS_BYTES_MAX = 1024  # a node's host:port
 RECONFIGURE_REPLICAS_MAX = 64  # replicas in one configuration
 APPEND_RECORDS_MAX = 1 << 16  # records in one Append (the produce limit is far below)
 STREAM_HEADERS_MAX = 1 << 10  # headers of one record
@@ -666,6 +708,16 @@ def encode_command(cmd: Command) -> bytes:
             w.u8(_ALLOCATE)
             _request(w, cmd.request)
             w.u64(cmd.floor)
+        case AddNode():
+            w.u8(_ADD_NODE)
+            _request(w, cmd.request)
+            w.u64(cmd.floor)
+            w.blob(cmd.dc.encode())
+            w.blob(cmd.address.encode())
+        case RemoveNode():
+            w.u8(_REMOVE_NODE)
+            _request(w, cmd.request)
+            w.u64(cmd.node_id)
         case Freeze():
             w.u8(_FREEZE)
             _request(w, cmd.request)
@@ -782,6 +834,16 @@ def decode_command(frame: bytes) -> Command:
         cmd = Split(request, r.blob(), r.u64())
     elif kind == _ALLOCATE:
         cmd = AllocateRangeId(request, r.u64())
+    elif kind == _ADD_NODE:
+        floor, dc, address = r.u64(), r.blob(), r.blob()
+        if len(dc) > DC_NAME_BYTES_MAX or len(address) > ADDRESS_BYTES_MAX:
+            raise CodecError("datacenter name or address too long")
+        try:
+            cmd = AddNode(request, floor, dc.decode(), address.decode())
+        except UnicodeDecodeError:
+            raise CodecError("datacenter name or address is not UTF-8") from None
+    elif kind == _REMOVE_NODE:
+        cmd = RemoveNode(request, r.u64())
     elif kind == _FREEZE:
         cmd = Freeze(request)
     elif kind == _MERGE:

@@ -779,6 +779,13 @@ class Node:
                 return group.group_id
         return None
 
+    def taken_over_by(self, group_id: int) -> RangeDescriptor:
+        """A tombstone's keys are those of the group that took it over (a merge's left one,
+        a successor): its descriptor if hosted here, else the tombstone's own."""
+        group = self._groups[group_id]
+        taker = self._groups.get(group.absorbed_by) if group.absorbed_by is not None else None
+        return taker.descriptor if taker is not None else group.descriptor
+
     def merged_away(self, group_id: int) -> bool:
         """A tombstone: merged into another group here (still a Paxos voter)."""
         return self._groups[group_id].absorbed_by is not None
@@ -1047,6 +1054,13 @@ class Node:
                 self._unrecorded.pop(d.range_id, None)
 
     # ------------------------------------------------------------------ quiescence
+
+    def add_peer(self, peer: int) -> None:
+        """A node joined the cluster (the config the node shares knows it already): its
+        liveness is watched from now, as every other peer's."""
+        if peer != self.node_id and peer not in self._peer_heard:
+            self._peer_heard[peer] = self._ticks
+            self._peer_sent[peer] = 0
 
     def heard(self, peer: int) -> None:
         """Something came from node ``peer`` (any message, or a ``Ping``)."""

@@ -60,6 +60,7 @@ from kvstore.model import history, leases, streams
 from kvstore.model.codec import CodecError, Reader, Writer
 from kvstore.model.commands import (
     TRIM_ALL,
+    AddNode,
     AllocateRangeId,
     Append,
     Appended,
@@ -92,6 +93,8 @@ from kvstore.model.commands import (
     Malformed,
     Merge,
     MergeDone,
+    NodeAdded,
+    NodeRemoved,
     OpKind,
     OutOfRange,
     PlacementSet,
@@ -102,6 +105,7 @@ from kvstore.model.commands import (
     Reconfigure,
     Reconfigured,
     RecordRanges,
+    RemoveNode,
     RequestId,
     SetPlacement,
     Split,
@@ -139,6 +143,8 @@ META_SUCCESSORS = b"range/successors"
 META_KEYS = b"size/keys"
 META_BYTES = b"size/bytes"  # keys and values
 META_NEXT_RANGE_ID = b"range/next_id"  # only in the meta range
+META_NEXT_NODE_ID = b"node/next_id"  # only in the meta range
+NODE_PREFIX = b"nodes/"  # only in the meta range: node id -> "dc\naddress" (joined nodes)
 DIRECTORY_PREFIX = b"directory/"  # only in the meta range: range id, generation -> descriptor
 META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot of its Freeze
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
@@ -251,8 +257,14 @@ class KvStateMachine:
     @property
     def ended_into(self) -> int:
         """Reconfigured into this shard (0: not; ``Reconfigure``)."""
+        successor = self.successor
+        return successor.range_id if successor is not None else 0
+
+    @property
+    def successor(self) -> RangeDescriptor | None:
+        """The next configuration of this ended shard's span (None: not ended)."""
         raw = self._engine.meta_get(META_ENDED)
-        return decode_descriptor(raw[8:]).range_id if raw is not None else 0
+        return decode_descriptor(raw[8:]) if raw is not None else None
 
     @property
     def merged_into(self) -> int:
@@ -337,6 +349,8 @@ class KvStateMachine:
             if isinstance(
                 cmd,
                 AllocateRangeId
+                | AddNode
+                | RemoveNode
                 | RecordRanges
                 | LeaseGrant
                 | LeaseRevoke
@@ -344,7 +358,10 @@ class KvStateMachine:
                 | LeaseTable,
             ):
                 out.append(
-                    (cmd.request, Invalid("only the meta range keeps range ids, ranges and leases"))
+                    (
+                        cmd.request,
+                        Invalid("only the meta range keeps range ids, ranges, nodes and leases"),
+                    )
                 )
                 continue
             if isinstance(cmd, DetachLease):
@@ -595,6 +612,11 @@ class KvStateMachine:
             return self._allocate_range_id(cmd.floor)
         if isinstance(cmd, SetPlacement):
             return self._set_placement(cmd.leader_dc)
+        if isinstance(cmd, AddNode):
+            return self._add_node(cmd)
+        if isinstance(cmd, RemoveNode):
+            self._engine.meta_delete(NODE_PREFIX + cmd.node_id.to_bytes(8, "big"))
+            return NodeRemoved(cmd.node_id)
         if isinstance(cmd, LeaseGrant):
             refused = leases.grant(self._engine, cmd.lease_id, cmd.ttl_ms)
             return Invalid(refused) if refused else LeaseGranted(cmd.lease_id, cmd.ttl_ms)
@@ -633,6 +655,29 @@ class KvStateMachine:
         for d in set(after) - set(before):
             engine.meta_put(_directory_key(d), encode_descriptor(d))
         return RangesRecorded(changed=True)
+
+    def joined_nodes(self) -> list[tuple[int, str, str]]:
+        """The meta range's node table: (id, datacenter, address) of every node that joined
+        (the configured nodes are the config's), by id."""
+        out = []
+        for name, raw in self._engine.meta_scan(NODE_PREFIX):
+            dc, _, address = raw.decode().partition("\n")
+            out.append((int.from_bytes(name[len(NODE_PREFIX) :], "big"), dc, address))
+        return sorted(out)
+
+    def _add_node(self, cmd: AddNode) -> NodeAdded | Invalid:
+        for node_id, dc, address in self.joined_nodes():
+            if address == cmd.address:
+                if dc != cmd.dc:
+                    return Invalid(f"{address} is node {node_id}'s, in datacenter {dc}")
+                return NodeAdded(node_id, new=False)
+        engine = self._engine
+        node_id = max(_u64(engine.meta_get(META_NEXT_NODE_ID)), cmd.floor)
+        engine.meta_put(META_NEXT_NODE_ID, (node_id + 1).to_bytes(8, "big"))
+        engine.meta_put(
+            NODE_PREFIX + node_id.to_bytes(8, "big"), f"{cmd.dc}\n{cmd.address}".encode()
+        )
+        return NodeAdded(node_id, new=True)
 
     def _allocate_range_id(self, floor: int) -> RangeIdAllocated | Invalid:
         engine = self._engine

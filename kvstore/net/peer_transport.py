@@ -221,6 +221,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             if p != node_id
         }
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self._log = structlog.get_logger("kvstore.peer").bind(node=node_id)
 
     def send(self, dst: int, batch: list[tuple[int, Message]]) -> None:
@@ -246,10 +247,20 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                 peer_pb2.HostNote(shard_id=shard_id, descriptor=descriptor, incarnation=incarnation)
             )
 
+    def add_peer(self, peer: int, delay: LinkDelay) -> None:
+        """A node that joined (its address in the shared ``addresses`` already): link to it,
+        dialing it if this node dials (the lower id dials)."""
+        if peer == self._me or peer in self._links:
+            return
+        self._links[peer] = PeerLink(peer, delay, random.Random(self._me * 1_000_003 + peer))
+        if self._started and self._me < peer:
+            self._tasks.append(asyncio.create_task(self._dial_forever(peer)))
+
     def link_stats(self) -> list[LinkStats]:
         return [link.stats() for _, link in sorted(self._links.items())]
 
     def start(self) -> None:
+        self._started = True
         for peer in self._links:
             if self._me < peer:
                 self._tasks.append(asyncio.create_task(self._dial_forever(peer)))

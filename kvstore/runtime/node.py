@@ -309,6 +309,10 @@ class NodeRuntime:
         if node is not None and self.failure is None:
             node.heard(peer)
 
+    def add_peer(self, peer: int) -> None:
+        """A node joined the cluster (before ``start``, the node finds it in the config)."""
+        self._feed(lambda node: node.add_peer(peer))
+
     def peer_restarted(self, peer: int) -> None:
         """Node ``peer`` runs a new process: quiet groups that depend on it wake."""
         self._feed(lambda node: node.peer_restarted(peer))
@@ -430,10 +434,18 @@ class NodeRuntime:
         """The shard's state as applied on this node (a consistent LMDB read snapshot)."""
         node = self._hosting(shard_id)
         if node.merged_away(shard_id):
-            # A tombstone: its keys are the merged range's, and its state here is not.
-            raise RangeMovedError(shard_id, node.descriptor(shard_id))
+            # A tombstone: its keys are the merged range's (or its successor's), and its
+            # state here is not.
+            raise RangeMovedError(shard_id, node.taken_over_by(shard_id))
         with self._store.read(shard_id) as engine:
-            yield KvStateMachine(engine, initial=node.descriptor(shard_id))
+            machine = KvStateMachine(engine, initial=node.descriptor(shard_id))
+            successor = machine.successor
+            if successor is not None:
+                # Ended by a reconfiguration: its state is final, the successor's goes on.
+                # (Its leader could still grant a read point: a read here would be stale,
+                # as the fault suite's membership nemesis found.)
+                raise RangeMovedError(shard_id, successor)
+            yield machine
 
     def group_ids(self) -> list[int]:
         """Every group hosted here, merged-away ones (tombstones) included."""
@@ -693,9 +705,12 @@ class NodeRuntime:
         node = self._node
         assert node is not None
         applied, dumps, sizes, changes = done.result()
+        layout = node.layout_version
         node.job_done(job, applied, dumps, sizes)
         if job.replaced:
             self.watches.installed(job.replaced)
+        if node.layout_version != layout:
+            self.watches.recheck()
         if changes:
             self.watches.applied(changes)
         for dst, batch in node.take_sends().items():  # the job's then_send, at once

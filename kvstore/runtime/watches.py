@@ -78,6 +78,20 @@ class Watches:
                 if sync is not None:
                     asyncio.get_running_loop().create_task(self._catch_up(watcher, sync))
 
+    def recheck(self) -> None:
+        """The hosted ranges changed: a watch over keys this node no longer serves (a
+        replica moved off it) ends with the reason, and its client resumes elsewhere from
+        its last token (else it would wait for changes that are made on other nodes)."""
+        for watch in list(self._watches.values()):
+            watcher = watch.watcher
+            if watcher.canceled is not None or watcher.cancel_reason:
+                continue
+            try:
+                self._covering(watcher.span)
+            except WatchNotHostedError as exc:
+                self._hub.cancel(watcher.watch_id, str(exc))
+                watch.wake.set()
+
     def floors(self) -> dict[int, int]:
         """Per hosted shard, at most the lowest revision a watcher here has seen up to over
         it: compacting above it would cancel that watcher. A watcher counts its lowest

@@ -37,6 +37,10 @@ FORMAT_VALUES_IN_KV = b"kvstore-2"  # values in the kv rows, no history
 FORMAT_SHARD_KEYED = b"kvstore-1"  # also keyed by shard
 
 
+MEMBER_PREFIX = b"member/"  # in the node table: a node that joined, as this node heard
+REMOVED_PREFIX = b"removed/"  # ... and a node removed from the cluster
+
+
 class StoreIdentityError(RuntimeError):
     """The data directory was created for another cluster or node."""
 
@@ -130,6 +134,57 @@ class NodeStore:
         return Identity(
             new=new, founding=self._founding, incarnation=int(raw) if raw is not None else 0
         )
+
+    # ------------------------------------------------------------------ joined nodes
+
+    def joined(self) -> tuple[int, str] | None:
+        """The node id and cluster config (TOML) this directory joined with (``kvstore serve
+        --join``), or None: a configured node's, or new."""
+        with self._env.begin() as txn:
+            node_id = txn.get(b"node_id", db=self._dbs[b"node"])
+            config = txn.get(b"config", db=self._dbs[b"node"])
+        if node_id is None or config is None:
+            return None
+        return int(node_id), config.decode()
+
+    def save_config(self, text: str) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(b"config", text.encode(), db=self._dbs[b"node"])
+
+    def members(self) -> list[tuple[int, str, str]]:
+        """The nodes that joined the cluster as this node last heard: (id, dc, address)."""
+        out = []
+        with self._env.begin() as txn, txn.cursor(db=self._dbs[b"node"]) as cursor:
+            if cursor.set_range(MEMBER_PREFIX):
+                for key, raw in cursor:
+                    if not key.startswith(MEMBER_PREFIX):
+                        break
+                    dc, _, address = raw.decode().partition("\n")
+                    out.append((int(key[len(MEMBER_PREFIX) :]), dc, address))
+        return sorted(out)
+
+    def removed(self) -> set[int]:
+        """The nodes this node heard were removed from the cluster."""
+        out = set()
+        with self._env.begin() as txn, txn.cursor(db=self._dbs[b"node"]) as cursor:
+            if cursor.set_range(REMOVED_PREFIX):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(REMOVED_PREFIX):
+                        break
+                    out.add(int(key[len(REMOVED_PREFIX) :]))
+        return out
+
+    def save_removed(self, node_id: int) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(REMOVED_PREFIX + str(node_id).encode(), b"", db=self._dbs[b"node"])
+
+    def save_member(self, node_id: int, dc: str, address: str) -> None:
+        with self._env.begin(write=True) as txn:
+            txn.put(
+                MEMBER_PREFIX + str(node_id).encode(),
+                f"{dc}\n{address}".encode(),
+                db=self._dbs[b"node"],
+            )
 
     # ------------------------------------------------------------------ writes
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kvstore/v1/admin.proto\x12\nkvstore.v1\"\x13\n\x11NodeStatusRequest\"\xda\x02\n\x12ShardReplicaStatus\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x17\n\x0fpromised_ballot\x18\x05 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x06 \x01(\x04\x12\x16\n\x0e\x63hosen_through\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pplied_slot\x18\x08 \x01(\x04\x12\r\n\x05lease\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x0b \x01(\t\x12\x1a\n\x12staleness_bound_ms\x18\x0c \x01(\x03\x12\x12\n\ngeneration\x18\r \x01(\x04\x12\x0c\n\x04keys\x18\x0e \x01(\x04\x12\x12\n\nsize_bytes\x18\x0f \x01(\x04\x12\x11\n\tops_per_s\x18\x10 \x01(\x01\x12\r\n\x05quiet\x18\x11 \x01(\x08\"^\n\x08PeerLink\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_avg_ms\x18\x05 \x01(\x01\"\xd3\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12.\n\x06shards\x18\x04 \x03(\x0b\x32\x1e.kvstore.v1.ShardReplicaStatus\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x11\n\trss_bytes\x18\x06 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.kvstore.v1.PeerLink\"=\n\x15TransferLeaderRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\nto_node_id\x18\x02 \x01(\x04\"A\n\x16TransferLeaderResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"\x18\n\x16\x44\x65scribeClusterRequest\"8\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc2\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x16\n\x0eleader_node_id\x18\x05 \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\x0c\n\x04keys\x18\x08 \x01(\x04\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x11\n\tops_per_s\x18\n \x01(\x01\"\xa5\x01\n\x17\x44\x65scribeClusterResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\x12%\n\x06shards\x18\x03 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\x12-\n\x0emeta_directory\x18\x04 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\":\n\x13SetPlacementRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x11\n\tleader_dc\x18\x02 \x01(\t\"D\n\x14SetPlacementResponse\x12\x14\n\x0cpreferred_dc\x18\x01 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"<\n\x13RecordRangesRequest\x12%\n\x06ranges\x18\x01 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\"\'\n\x14RecordRangesResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"G\n\x11SplitRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\n\n\x02\x61t\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_shard_id\x18\x03 \x01(\r\"_\n\x12SplitRangeResponse\x12#\n\x04left\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12$\n\x05right\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"y\n\x11MergeRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x17\n\x0f\x66reeze_shard_id\x18\x02 \x01(\r\x12$\n\x05right\x18\x03 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x04 \x01(\x04\"w\n\x12MergeRangeResponse\x12%\n\x06merged\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12%\n\x06\x66rozen\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x03 \x01(\x04\"n\n\x15\x43hangeReplicasRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x0b\n\x03\x61\x64\x64\x18\x02 \x03(\x04\x12\x0e\n\x06remove\x18\x03 \x03(\x04\x12\x14\n\x0cnew_shard_id\x18\x04 \x01(\r\x12\x10\n\x08replicas\x18\x05 \x03(\x04\"h\n\x16\x43hangeReplicasResponse\x12$\n\x05\x65nded\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12(\n\tsuccessor\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"\x18\n\x16\x41llocateShardIdRequest\"+\n\x17\x41llocateShardIdResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\r\"8\n\x12\x44\x65tachLeaseRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\"8\n\x13\x44\x65tachLeaseResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x04\x32\xce\x06\n\x05\x41\x64min\x12Z\n\x0f\x44\x65scribeCluster\x12\".kvstore.v1.DescribeClusterRequest\x1a#.kvstore.v1.DescribeClusterResponse\x12K\n\nNodeStatus\x12\x1d.kvstore.v1.NodeStatusRequest\x1a\x1e.kvstore.v1.NodeStatusResponse\x12W\n\x0eTransferLeader\x12!.kvstore.v1.TransferLeaderRequest\x1a\".kvstore.v1.TransferLeaderResponse\x12Q\n\x0cSetPlacement\x12\x1f.kvstore.v1.SetPlacementRequest\x1a .kvstore.v1.SetPlacementResponse\x12K\n\nSplitRange\x12\x1d.kvstore.v1.SplitRangeRequest\x1a\x1e.kvstore.v1.SplitRangeResponse\x12K\n\nMergeRange\x12\x1d.kvstore.v1.MergeRangeRequest\x1a\x1e.kvstore.v1.MergeRangeResponse\x12W\n\x0e\x43hangeReplicas\x12!.kvstore.v1.ChangeReplicasRequest\x1a\".kvstore.v1.ChangeReplicasResponse\x12Z\n\x0f\x41llocateShardId\x12\".kvstore.v1.AllocateShardIdRequest\x1a#.kvstore.v1.AllocateShardIdResponse\x12Q\n\x0cRecordRanges\x12\x1f.kvstore.v1.RecordRangesRequest\x1a .kvstore.v1.RecordRangesResponse\x12N\n\x0b\x44\x65tachLease\x12\x1e.kvstore.v1.DetachLeaseRequest\x1a\x1f.kvstore.v1.DetachLeaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kvstore/v1/admin.proto\x12\nkvstore.v1\"\x13\n\x11NodeStatusRequest\"\xda\x02\n\x12ShardReplicaStatus\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x17\n\x0fpromised_ballot\x18\x05 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x06 \x01(\x04\x12\x16\n\x0e\x63hosen_through\x18\x07 \x01(\x04\x12\x14\n\x0c\x61pplied_slot\x18\x08 \x01(\x04\x12\r\n\x05lease\x18\t \x01(\x08\x12\x10\n\x08revision\x18\n \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x0b \x01(\t\x12\x1a\n\x12staleness_bound_ms\x18\x0c \x01(\x03\x12\x12\n\ngeneration\x18\r \x01(\x04\x12\x0c\n\x04keys\x18\x0e \x01(\x04\x12\x12\n\nsize_bytes\x18\x0f \x01(\x04\x12\x11\n\tops_per_s\x18\x10 \x01(\x01\x12\r\n\x05quiet\x18\x11 \x01(\x08\"^\n\x08PeerLink\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x0e\n\x06rtt_ms\x18\x04 \x01(\x01\x12\x12\n\nrtt_avg_ms\x18\x05 \x01(\x01\"\xd3\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12.\n\x06shards\x18\x04 \x03(\x0b\x32\x1e.kvstore.v1.ShardReplicaStatus\x12\x13\n\x0b\x63pu_seconds\x18\x05 \x01(\x01\x12\x11\n\trss_bytes\x18\x06 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12#\n\x05peers\x18\x08 \x03(\x0b\x32\x14.kvstore.v1.PeerLink\"=\n\x15TransferLeaderRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x12\n\nto_node_id\x18\x02 \x01(\x04\"A\n\x16TransferLeaderResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"\x18\n\x16\x44\x65scribeClusterRequest\"8\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\n\n\x02\x64\x63\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\xc2\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x0c\x12\x10\n\x08replicas\x18\x04 \x03(\x04\x12\x16\n\x0eleader_node_id\x18\x05 \x01(\x04\x12\x14\n\x0cpreferred_dc\x18\x06 \x01(\t\x12\x12\n\ngeneration\x18\x07 \x01(\x04\x12\x0c\n\x04keys\x18\x08 \x01(\x04\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x11\n\tops_per_s\x18\n \x01(\x01\"\xbc\x01\n\x17\x44\x65scribeClusterResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\x12%\n\x06shards\x18\x03 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\x12-\n\x0emeta_directory\x18\x04 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x15\n\rremoved_nodes\x18\x05 \x03(\x04\":\n\x13SetPlacementRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x11\n\tleader_dc\x18\x02 \x01(\t\"D\n\x14SetPlacementResponse\x12\x14\n\x0cpreferred_dc\x18\x01 \x01(\t\x12\x16\n\x0eleader_node_id\x18\x02 \x01(\x04\"<\n\x13RecordRangesRequest\x12%\n\x06ranges\x18\x01 \x03(\x0b\x32\x15.kvstore.v1.ShardInfo\"\'\n\x14RecordRangesResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"G\n\x11SplitRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\n\n\x02\x61t\x18\x02 \x01(\x0c\x12\x14\n\x0cnew_shard_id\x18\x03 \x01(\r\"_\n\x12SplitRangeResponse\x12#\n\x04left\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12$\n\x05right\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"y\n\x11MergeRangeRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x17\n\x0f\x66reeze_shard_id\x18\x02 \x01(\r\x12$\n\x05right\x18\x03 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x04 \x01(\x04\"w\n\x12MergeRangeResponse\x12%\n\x06merged\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12%\n\x06\x66rozen\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12\x13\n\x0b\x66rozen_slot\x18\x03 \x01(\x04\"n\n\x15\x43hangeReplicasRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x0b\n\x03\x61\x64\x64\x18\x02 \x03(\x04\x12\x0e\n\x06remove\x18\x03 \x03(\x04\x12\x14\n\x0cnew_shard_id\x18\x04 \x01(\r\x12\x10\n\x08replicas\x18\x05 \x03(\x04\"h\n\x16\x43hangeReplicasResponse\x12$\n\x05\x65nded\x18\x01 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\x12(\n\tsuccessor\x18\x02 \x01(\x0b\x32\x15.kvstore.v1.ShardInfo\"\x18\n\x16\x41llocateShardIdRequest\"+\n\x17\x41llocateShardIdResponse\x12\x10\n\x08shard_id\x18\x01 \x01(\r\"1\n\x12JoinClusterRequest\x12\n\n\x02\x64\x63\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"[\n\x13JoinClusterResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x63onfig\x18\x02 \x01(\t\x12#\n\x05nodes\x18\x03 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\"I\n\x11\x41\x64mitNodesRequest\x12#\n\x05nodes\x18\x01 \x03(\x0b\x32\x14.kvstore.v1.NodeInfo\x12\x0f\n\x07removed\x18\x02 \x03(\x04\"8\n\x11RemoveNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x12\n\ncheck_only\x18\x02 \x01(\x08\"\x14\n\x12RemoveNodeResponse\"&\n\x12\x41\x64mitNodesResponse\x12\x10\n\x08\x61\x64mitted\x18\x01 \x01(\r\"8\n\x12\x44\x65tachLeaseRequest\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\"8\n\x13\x44\x65tachLeaseResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x04\x32\xb8\x08\n\x05\x41\x64min\x12Z\n\x0f\x44\x65scribeCluster\x12\".kvstore.v1.DescribeClusterRequest\x1a#.kvstore.v1.DescribeClusterResponse\x12K\n\nNodeStatus\x12\x1d.kvstore.v1.NodeStatusRequest\x1a\x1e.kvstore.v1.NodeStatusResponse\x12W\n\x0eTransferLeader\x12!.kvstore.v1.TransferLeaderRequest\x1a\".kvstore.v1.TransferLeaderResponse\x12Q\n\x0cSetPlacement\x12\x1f.kvstore.v1.SetPlacementRequest\x1a .kvstore.v1.SetPlacementResponse\x12K\n\nSplitRange\x12\x1d.kvstore.v1.SplitRangeRequest\x1a\x1e.kvstore.v1.SplitRangeResponse\x12K\n\nMergeRange\x12\x1d.kvstore.v1.MergeRangeRequest\x1a\x1e.kvstore.v1.MergeRangeResponse\x12W\n\x0e\x43hangeReplicas\x12!.kvstore.v1.ChangeReplicasRequest\x1a\".kvstore.v1.ChangeReplicasResponse\x12Z\n\x0f\x41llocateShardId\x12\".kvstore.v1.AllocateShardIdRequest\x1a#.kvstore.v1.AllocateShardIdResponse\x12N\n\x0bJoinCluster\x12\x1e.kvstore.v1.JoinClusterRequest\x1a\x1f.kvstore.v1.JoinClusterResponse\x12K\n\nAdmitNodes\x12\x1d.kvstore.v1.AdmitNodesRequest\x1a\x1e.kvstore.v1.AdmitNodesResponse\x12K\n\nRemoveNode\x12\x1d.kvstore.v1.RemoveNodeRequest\x1a\x1e.kvstore.v1.RemoveNodeResponse\x12Q\n\x0cRecordRanges\x12\x1f.kvstore.v1.RecordRangesRequest\x1a .kvstore.v1.RecordRangesResponse\x12N\n\x0b\x44\x65tachLease\x12\x1e.kvstore.v1.DetachLeaseRequest\x1a\x1f.kvstore.v1.DetachLeaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,35 +50,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDINFO']._serialized_start=933
   _globals['_SHARDINFO']._serialized_end=1127
   _globals['_DESCRIBECLUSTERRESPONSE']._serialized_start=1130
-  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=1295
-  _globals['_SETPLACEMENTREQUEST']._serialized_start=1297
-  _globals['_SETPLACEMENTREQUEST']._serialized_end=1355
-  _globals['_SETPLACEMENTRESPONSE']._serialized_start=1357
-  _globals['_SETPLACEMENTRESPONSE']._serialized_end=1425
-  _globals['_RECORDRANGESREQUEST']._serialized_start=1427
-  _globals['_RECORDRANGESREQUEST']._serialized_end=1487
-  _globals['_RECORDRANGESRESPONSE']._serialized_start=1489
-  _globals['_RECORDRANGESRESPONSE']._serialized_end=1528
-  _globals['_SPLITRANGEREQUEST']._serialized_start=1530
-  _globals['_SPLITRANGEREQUEST']._serialized_end=1601
-  _globals['_SPLITRANGERESPONSE']._serialized_start=1603
-  _globals['_SPLITRANGERESPONSE']._serialized_end=1698
-  _globals['_MERGERANGEREQUEST']._serialized_start=1700
-  _globals['_MERGERANGEREQUEST']._serialized_end=1821
-  _globals['_MERGERANGERESPONSE']._serialized_start=1823
-  _globals['_MERGERANGERESPONSE']._serialized_end=1942
-  _globals['_CHANGEREPLICASREQUEST']._serialized_start=1944
-  _globals['_CHANGEREPLICASREQUEST']._serialized_end=2054
-  _globals['_CHANGEREPLICASRESPONSE']._serialized_start=2056
-  _globals['_CHANGEREPLICASRESPONSE']._serialized_end=2160
-  _globals['_ALLOCATESHARDIDREQUEST']._serialized_start=2162
-  _globals['_ALLOCATESHARDIDREQUEST']._serialized_end=2186
-  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_start=2188
-  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_end=2231
-  _globals['_DETACHLEASEREQUEST']._serialized_start=2233
-  _globals['_DETACHLEASEREQUEST']._serialized_end=2289
-  _globals['_DETACHLEASERESPONSE']._serialized_start=2291
-  _globals['_DETACHLEASERESPONSE']._serialized_end=2347
-  _globals['_ADMIN']._serialized_start=2350
-  _globals['_ADMIN']._serialized_end=3196
+  _globals['_DESCRIBECLUSTERRESPONSE']._serialized_end=1318
+  _globals['_SETPLACEMENTREQUEST']._serialized_start=1320
+  _globals['_SETPLACEMENTREQUEST']._serialized_end=1378
+  _globals['_SETPLACEMENTRESPONSE']._serialized_start=1380
+  _globals['_SETPLACEMENTRESPONSE']._serialized_end=1448
+  _globals['_RECORDRANGESREQUEST']._serialized_start=1450
+  _globals['_RECORDRANGESREQUEST']._serialized_end=1510
+  _globals['_RECORDRANGESRESPONSE']._serialized_start=1512
+  _globals['_RECORDRANGESRESPONSE']._serialized_end=1551
+  _globals['_SPLITRANGEREQUEST']._serialized_start=1553
+  _globals['_SPLITRANGEREQUEST']._serialized_end=1624
+  _globals['_SPLITRANGERESPONSE']._serialized_start=1626
+  _globals['_SPLITRANGERESPONSE']._serialized_end=1721
+  _globals['_MERGERANGEREQUEST']._serialized_start=1723
+  _globals['_MERGERANGEREQUEST']._serialized_end=1844
+  _globals['_MERGERANGERESPONSE']._serialized_start=1846
+  _globals['_MERGERANGERESPONSE']._serialized_end=1965
+  _globals['_CHANGEREPLICASREQUEST']._serialized_start=1967
+  _globals['_CHANGEREPLICASREQUEST']._serialized_end=2077
+  _globals['_CHANGEREPLICASRESPONSE']._serialized_start=2079
+  _globals['_CHANGEREPLICASRESPONSE']._serialized_end=2183
+  _globals['_ALLOCATESHARDIDREQUEST']._serialized_start=2185
+  _globals['_ALLOCATESHARDIDREQUEST']._serialized_end=2209
+  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_start=2211
+  _globals['_ALLOCATESHARDIDRESPONSE']._serialized_end=2254
+  _globals['_JOINCLUSTERREQUEST']._serialized_start=2256
+  _globals['_JOINCLUSTERREQUEST']._serialized_end=2305
+  _globals['_JOINCLUSTERRESPONSE']._serialized_start=2307
+  _globals['_JOINCLUSTERRESPONSE']._serialized_end=2398
+  _globals['_ADMITNODESREQUEST']._serialized_start=2400
+  _globals['_ADMITNODESREQUEST']._serialized_end=2473
+  _globals['_REMOVENODEREQUEST']._serialized_start=2475
+  _globals['_REMOVENODEREQUEST']._serialized_end=2531
+  _globals['_REMOVENODERESPONSE']._serialized_start=2533
+  _globals['_REMOVENODERESPONSE']._serialized_end=2553
+  _globals['_ADMITNODESRESPONSE']._serialized_start=2555
+  _globals['_ADMITNODESRESPONSE']._serialized_end=2593
+  _globals['_DETACHLEASEREQUEST']._serialized_start=2595
+  _globals['_DETACHLEASEREQUEST']._serialized_end=2651
+  _globals['_DETACHLEASERESPONSE']._serialized_start=2653
+  _globals['_DETACHLEASERESPONSE']._serialized_end=2709
+  _globals['_ADMIN']._serialized_start=2712
+  _globals['_ADMIN']._serialized_end=3792
 # @@protoc_insertion_point(module_scope)

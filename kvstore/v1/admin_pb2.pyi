@@ -137,16 +137,18 @@ class ShardInfo(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., start: _Optional[bytes] = ..., end: _Optional[bytes] = ..., replicas: _Optional[_Iterable[int]] = ..., leader_node_id: _Optional[int] = ..., preferred_dc: _Optional[str] = ..., generation: _Optional[int] = ..., keys: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ops_per_s: _Optional[float] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
-    __slots__ = ("cluster", "nodes", "shards", "meta_directory")
+    __slots__ = ("cluster", "nodes", "shards", "meta_directory", "removed_nodes")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     META_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     meta_directory: _containers.RepeatedCompositeFieldContainer[ShardInfo]
-    def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., meta_directory: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+    removed_nodes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, cluster: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., meta_directory: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., removed_nodes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SetPlacementRequest(_message.Message):
     __slots__ = ("shard_id", "leader_dc")
@@ -247,6 +249,50 @@ class AllocateShardIdResponse(_message.Message):
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     def __init__(self, shard_id: _Optional[int] = ...) -> None: ...
+
+class JoinClusterRequest(_message.Message):
+    __slots__ = ("dc", "address")
+    DC_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    dc: str
+    address: str
+    def __init__(self, dc: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class JoinClusterResponse(_message.Message):
+    __slots__ = ("node_id", "config", "nodes")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    config: str
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, node_id: _Optional[int] = ..., config: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class AdmitNodesRequest(_message.Message):
+    __slots__ = ("nodes", "removed")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node_id", "check_only")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    check_only: bool
+    def __init__(self, node_id: _Optional[int] = ..., check_only: _Optional[bool] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AdmitNodesResponse(_message.Message):
+    __slots__ = ("admitted",)
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    admitted: int
+    def __init__(self, admitted: _Optional[int] = ...) -> None: ...
 
 class DetachLeaseRequest(_message.Message):
     __slots__ = ("shard_id", "lease_id")

@@ -74,6 +74,21 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
                 _registered_method=True)
+        self.JoinCluster = channel.unary_unary(
+                '/kvstore.v1.Admin/JoinCluster',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.JoinClusterRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.JoinClusterResponse.FromString,
+                _registered_method=True)
+        self.AdmitNodes = channel.unary_unary(
+                '/kvstore.v1.Admin/AdmitNodes',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.AdmitNodesRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.AdmitNodesResponse.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/kvstore.v1.Admin/RemoveNode',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
         self.RecordRanges = channel.unary_unary(
                 '/kvstore.v1.Admin/RecordRanges',
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.RecordRangesRequest.SerializeToString,
@@ -137,6 +152,25 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinCluster(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdmitNodes(self, request, context):
+        """Node to node (kv-forwarded metadata): nodes that joined.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordRanges(self, request, context):
         """Node to node (kv-forwarded metadata): tell the meta range of descriptors.
         """
@@ -192,6 +226,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.AllocateShardId,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.SerializeToString,
+            ),
+            'JoinCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinCluster,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.JoinClusterRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.JoinClusterResponse.SerializeToString,
+            ),
+            'AdmitNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitNodes,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.AdmitNodesRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.AdmitNodesResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.RemoveNodeResponse.SerializeToString,
             ),
             'RecordRanges': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordRanges,
@@ -420,6 +469,87 @@ class Admin:
             '/kvstore.v1.Admin/AllocateShardId',
             kvstore_dot_v1_dot_admin__pb2.AllocateShardIdRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.AllocateShardIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/JoinCluster',
+            kvstore_dot_v1_dot_admin__pb2.JoinClusterRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.JoinClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/AdmitNodes',
+            kvstore_dot_v1_dot_admin__pb2.AdmitNodesRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.AdmitNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/RemoveNode',
+            kvstore_dot_v1_dot_admin__pb2.RemoveNodeRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.RemoveNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

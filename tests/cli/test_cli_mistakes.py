@@ -125,3 +125,22 @@ def test_a_write_that_never_connected_was_never_sent() -> None:
 def _code_err(*argv: str) -> tuple[int, str]:
     ran = run(*argv)
     return ran.code, ran.err
+
+
+def test_serve_join_mistakes_are_one_line(tmp_path: Path) -> None:
+    """``serve`` takes a config, or ``--join`` with the new node's datacenter, address and
+    directory; a cluster that cannot be reached or an address that cannot be listened on
+    is one line before anything is registered."""
+    data = str(tmp_path / "n")
+    join = ("serve", "--join", DEAD, "--dc", "dc1", "--data", data)
+    for argv, needle in (
+        (("serve",), "serve needs --config FILE, or --join ENDPOINTS"),
+        (("serve", "--join", DEAD), "--join needs --dc DC, --address HOST:PORT and --data DIR"),
+        ((*join, "--address", "127.0.0.1:1", "--config", "c.toml"), "--join takes no --config"),
+        ((*join, "--address", "127.0.0.1:1", "--node", "3"), "--join takes no --config"),
+        (("serve", "--config", "c.toml", "--dc", "dc1"), "--dc and --address are for a node"),
+        ((*join, "--address", "256.1.1.1:7000"), "cannot listen on 256.1.1.1:7000"),
+        ((*join, "--address", "127.0.0.1:x"), "cannot listen on 127.0.0.1:x"),
+        ((*join, "--address", "127.0.0.1:0"), "could not join"),  # any free port: to the join
+    ):
+        one_line_error(*_code_err(*argv), needle)

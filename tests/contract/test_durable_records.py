@@ -128,6 +128,28 @@ def test_a_directory_remembers_how_its_node_joined(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_a_directory_remembers_the_nodes_that_joined_and_its_own_join(tmp_path: Path) -> None:
+    """A node that joined keeps the config it was given (a configured node has none: its
+    file is the config); every node keeps the nodes it heard joined, across a reopen."""
+    configured = NodeStore(tmp_path / "a", map_size=1 << 20)
+    configured.claim("prod", 1, founding=True)
+    configured.save_member(7, "dc2", "h:7")
+    configured.save_member(12, "dc1", "h:12")
+    configured.save_member(7, "dc2", "h:7")  # told twice
+    assert configured.joined() is None
+    configured.close()
+    reopened = NodeStore(tmp_path / "a", map_size=1 << 20)
+    assert reopened.members() == [(7, "dc2", "h:7"), (12, "dc1", "h:12")]
+    reopened.close()
+    joined = NodeStore(tmp_path / "b", map_size=1 << 20)
+    joined.claim("prod", 7, founding=False)
+    joined.save_config("[cluster]\n")
+    joined.close()
+    again = NodeStore(tmp_path / "b", map_size=1 << 20)
+    assert again.joined() == (7, "[cluster]\n")
+    again.close()
+
+
 def test_a_directory_of_another_cluster_id_is_refused(tmp_path: Path) -> None:
     """Two clusters may share a name (two `kvstore up`s are both "local"); their ids differ."""
     store = NodeStore(tmp_path, map_size=1 << 20)

@@ -20,7 +20,8 @@ Kinds (``--nemesis`` takes any comma-separated mix; ``all`` is every kind but
     merge         merge a shard with the one after it (``Admin.MergeRange``): its right
                   neighbour is frozen, then taken over; also an event. A merge cut off
                   half-way (a partition, a kill) is finished by the frozen shard's leader
-    membership    change replica sets (``Admin.ChangeReplicas``), an event each: move one
+    membership    change replica sets (``Admin.ChangeReplicas``) on a schedule of its own
+                  beside the other kinds', an event every 5-10 s: move one
                   replica of a shard to another node of its datacenter, drain a node (move
                   every replica it holds off it, one shard at a time), or replace a node
                   (every replica it holds to one other node of its datacenter) whatever
@@ -130,15 +131,24 @@ class Nemesis:
     # ------------------------------------------------------------------ schedule
 
     async def run(self, until: float) -> None:
+        """The faults' schedule. Membership changes have one of their own, beside it: an
+        event every 5-10 s while the other kinds come and go (else a change would be one
+        pick among many, and seldom overlap a partition or a kill)."""
+        tasks = [self._schedule(until, [k for k in self.kinds if k != "membership"])]
+        if "membership" in self.kinds:
+            tasks.append(self._schedule(until, ["membership"]))
+        await asyncio.gather(*tasks)
+
+    async def _schedule(self, until: float, kinds: list[str]) -> None:
         loop = asyncio.get_running_loop()
-        if not self.kinds:
+        if not kinds:
             return
         while True:
             await asyncio.sleep(self.rng.uniform(*INTERVAL_S))
             if loop.time() >= until:
                 return
             duration = self.rng.uniform(*DURATION_S)
-            started = await self._start_one()
+            started = await self._start_one(kinds)
             if started is not None:
                 key, _ = started
                 self._ending.append(asyncio.create_task(self._end_after(key, duration)))
@@ -147,8 +157,8 @@ class Nemesis:
         await asyncio.sleep(duration)
         await self._end(key)
 
-    async def _start_one(self) -> tuple[int, Fault] | None:
-        for kind in self.rng.sample(self.kinds, len(self.kinds)):
+    async def _start_one(self, kinds: list[str]) -> tuple[int, Fault] | None:
+        for kind in self.rng.sample(kinds, len(kinds)):
             started = await self._start(kind)
             if started is not None:
                 detail, end = started

@@ -17,8 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from kvstore import AsyncClient
 from kvstore.local_cluster import LocalCluster
+from kvstore.v1 import kv_pb2, kv_pb2_grpc
+from tests import ports
 from tests.system.test_local_cluster import free_base_port_for
 
 KEYS_BEFORE = 60
@@ -88,6 +92,15 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
                 await writing
                 for key in keys:
                     assert (await kv.get(key)).value == f"v-{key}".encode(), key
+                await kv.put("k_after", "late")
+            # Read through the drained node itself: its ended replicas hold the state they
+            # ended with, and must send the read on to the successors, never answer it.
+            async with grpc.aio.insecure_channel(local.endpoints[3]) as channel:
+                node4 = kv_pb2_grpc.KVStub(channel)
+                got = await node4.Get(kv_pb2.GetRequest(key=b"k_after"), timeout=30)
+                assert got.found and got.kv.value == b"late"
+                scanned = await node4.Scan(kv_pb2.ScanRequest(start=b"k_", end=b"k`"), timeout=30)
+                assert [kv.key for kv in scanned.kvs] == [b"k_after"]
 
         asyncio.run(main())
         layout = replicas_of(local)
@@ -114,3 +127,86 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
         asyncio.run(read_all())
     finally:
         local.stop_all()
+
+
+def test_a_dead_node_is_replaced_by_a_node_that_joins(tmp_path: Path) -> None:
+    """Node 6 is SIGKILLed for good; a new node joins (``serve --join``: it gets id 7 from
+    the meta range and hosts nothing yet); ``node replace 6 7`` rebuilds 6's replicas on it.
+    No replica is left on 6, every key reads back, and the joined node restarts with the
+    same command, as it joined."""
+
+    def addresses(base: int) -> list[str]:  # the six nodes', then the one that joins
+        nodes = [f"127.0.{(n - 1) // 2 + 1}.{(n - 1) % 2 + 1}:{base + n}" for n in range(1, 7)]
+        return [*nodes, f"127.0.3.3:{base + 7}"]
+
+    base = ports.free_base_port(addresses)
+    address = f"127.0.3.3:{base + 7}"
+    local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=base)
+    local.start_all()
+    keys = [f"k{i:03d}" for i in range(100)]
+    join = [
+        sys.executable, "-m", "kvstore", "serve", "--join", ",".join(local.endpoints[:5]),
+        "--dc", "dc3", "--address", address, "--data", str(tmp_path / "n7"),
+    ]  # fmt: skip
+    joiner: subprocess.Popen[bytes] | None = None
+    try:
+
+        async def write() -> None:
+            async with AsyncClient(local.endpoints, timeout_s=30) as kv:
+                for key in keys:
+                    await kv.put(key, f"v-{key}")
+
+        asyncio.run(write())
+        local.kill(6)
+        log = (tmp_path / "n7.log").open("ab")
+        joiner = subprocess.Popen(join, stdout=log, stderr=subprocess.STDOUT)
+        until_up(local, 7)
+        listed = {n["id"]: n for n in cli(local, "node", "list")["nodes"]}
+        assert listed[7]["dc"] == "dc3" and listed[7]["replicas"] == 0
+        replaced = cli(local, "node", "replace", "6", "7")
+        assert replaced["moved"]
+        layout = replicas_of(local)
+        assert all(6 not in replicas for replicas in layout.values()), layout
+        assert any(7 in replicas for replicas in layout.values()), layout
+        read_through([*local.endpoints[:5], address], keys)
+        # Node 6 leaves the cluster for good (it holds nothing now); node 1 may not (it
+        # holds a replica of the meta range, whose replicas the config fixes).
+        assert cli(local, "node", "remove", "6") == {"node": 6, "removed": True, "moved": []}
+        assert 6 not in {n["id"] for n in cli(local, "node", "list")["nodes"]}
+        refused = run(local, "node", "remove", "1", "--force")
+        assert refused.returncode == 2 and "meta range" in refused.stderr
+        # The joined node restarts as it joined (its directory keeps id, config and nodes).
+        joiner.terminate()
+        assert joiner.wait(timeout=30) == 0
+        joiner = subprocess.Popen(join, stdout=log, stderr=subprocess.STDOUT)
+        until_up(local, 7)
+        read_through([address], keys)
+    finally:
+        if joiner is not None and joiner.poll() is None:
+            joiner.terminate()
+            joiner.wait(timeout=30)
+        local.stop_all()
+
+
+def until_up(local: LocalCluster, node: int) -> None:
+    deadline = time.monotonic() + LISTEN_WAIT_S
+    while True:
+        done = run(local, "node", "list")
+        if done.returncode == 0:
+            nodes = {n["id"]: n for n in json.loads(done.stdout)["nodes"]}
+            if node in nodes and nodes[node]["state"] == "up":
+                return
+        assert time.monotonic() < deadline, f"node {node} never came up"
+        time.sleep(0.2)
+
+
+def read_through(endpoints: list[str], keys: list[str]) -> None:
+    async def read() -> None:
+        async with AsyncClient(endpoints, timeout_s=30) as kv:
+            for key in keys:
+                assert (await kv.get(key)).value == f"v-{key}".encode(), key
+        async with grpc.aio.insecure_channel(endpoints[-1]) as channel:
+            got = await kv_pb2_grpc.KVStub(channel).Get(kv_pb2.GetRequest(key=b"k042"), timeout=30)
+            assert got.found and got.kv.value == b"v-k042"
+
+    asyncio.run(read())

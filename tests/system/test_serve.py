@@ -88,7 +88,7 @@ def test_a_second_node_on_a_port_in_use_stops_at_once_with_one_line(tmp_path: Pa
 @pytest.mark.parametrize(
     ("argv", "env", "needle"),
     [
-        (("serve",), {}, "the following arguments are required: --config"),
+        (("serve",), {}, "serve needs --config FILE, or --join ENDPOINTS"),
         (("serve", "--config", "{config}", "--node", "abc"), {}, "argument --node"),
         (("serve", "--config", "{config}", "--node", "0"), {}, "argument --node"),
         (("serve", "--config", "{config}", "--node", "9"), {}, "node 9 is not in"),
