@@ -16,9 +16,14 @@ from pathlib import Path
 import pytest
 
 from cluster import parse_cluster_config
-from kvstore.model import Command, Put, PutResult, RequestId
+from kvstore.model import Command, Put, PutResult, Reconfigure, Reconfigured, RequestId
 from kvstore.runtime import node as node_module
-from kvstore.runtime.node import NodeRuntime, NotLeaderError, ProposalDroppedError
+from kvstore.runtime.node import (
+    NodeRuntime,
+    NotLeaderError,
+    ProposalDroppedError,
+    RangeMovedError,
+)
 from kvstore.storage import NodeStore
 from paxos import Accepted, Message, Role
 
@@ -428,3 +433,38 @@ def test_a_node_that_missed_compacted_history_catches_up_by_snapshot(tmp_path: P
         assert leader.get_local(1, b"k19")[0].version == 1  # type: ignore[union-attr]
 
     run(scenario, tmp_path, compact_every_slots=5)
+
+
+def test_an_ended_shard_answers_no_read_with_the_state_it_ended_with(tmp_path: Path) -> None:
+    """Node 3 leaves shard 1 (a stop sign, its successor 7 on nodes 1 and 2). Its replica
+    of shard 1 keeps the state it ended with, and may even lead the ended group (its
+    replicas still vote): a read of it there is refused with the successor, where the
+    routing layer reads again (the fault suite's membership nemesis found reads of an ended
+    replica missing every later write)."""
+
+    async def scenario(c: Cluster) -> None:
+        await c.write(1, Put(RequestId(0, 0), b"apple", b"before"))
+        stop = Reconfigure(RequestId(0, 0), 7, (1, 2))
+        deadline = asyncio.get_running_loop().time() + WRITE_WAIT_S
+        while True:
+            leader = await c.leader(1)
+            try:
+                done = await asyncio.wait_for(leader.submit(1, stop), 10)
+                break
+            except (NotLeaderError, ProposalDroppedError, TimeoutError):
+                assert asyncio.get_running_loop().time() < deadline
+        assert isinstance(done, Reconfigured) and done.successor.range_id == 7
+        removed = c.net.nodes[3]
+        while not removed.hosts(1) or removed.applied_slot(1) < done.slot:
+            await asyncio.sleep(0.01)
+        with pytest.raises(RangeMovedError) as moved:
+            removed.get_local(1, b"apple")
+        assert moved.value.descriptor.range_id == 7
+        for staying in (c.net.nodes[1], c.net.nodes[2]):
+            while not staying.hosts(7):
+                await asyncio.sleep(0.01)
+            with pytest.raises(RangeMovedError) as moved:
+                staying.get_local(1, b"apple")  # a tombstone: its keys are the successor's
+            assert moved.value.descriptor.range_id == 7
+
+    run(scenario, tmp_path)

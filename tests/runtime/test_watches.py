@@ -93,3 +93,24 @@ def test_a_catch_up_that_reads_a_split_the_node_has_not_heard_of_lists_the_shard
         assert events == [(b"d", 1)]
 
     asyncio.run(main())
+
+
+def test_a_watch_over_keys_the_node_stopped_serving_ends_for_its_client_to_resume() -> None:
+    """A replica moved off the node (its range ended there): a watch over those keys would
+    wait for changes made elsewhere. After the layout change it ends with the reason
+    (``UNAVAILABLE`` to the client, which resumes from its token on another node); one over
+    keys still served goes on."""
+
+    async def main() -> None:
+        hosted = list(SHARDS)
+        w = watches(hosted)
+        moving = w.add(KeySpan(b"h", b"j"), None, prev_kv=False)
+        staying = w.add(KeySpan(b"a", b"c"), None, prev_kv=False)
+        w.recheck()
+        assert not moving.watcher.cancel_reason and not moving.wake.is_set()
+        hosted.remove(SHARDS[1])  # shard 2 ended here: its successor is on other nodes
+        w.recheck()
+        assert "holds no replica" in moving.watcher.cancel_reason and moving.wake.is_set()
+        assert not staying.watcher.cancel_reason
+
+    asyncio.run(main())
