@@ -277,6 +277,22 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="a node that still holds replicas (a dead one): rebuild them elsewhere in its"
         " datacenter first",
     )
+    rebalance = node_sub.add_parser(
+        "rebalance",
+        help="spread replicas within each datacenter by count, one move at a time",
+    )
+    rebalance.add_argument(
+        "--max-moves", type=cli_args.int_within(1, 10_000), default=100, help="stop after this many"
+    )
+    rebalance.add_argument(
+        "--pause",
+        type=cli_args.float_within(0, 3600),
+        default=1.0,
+        help="seconds between moves (the rate limit; default 1)",
+    )
+    rebalance.add_argument(
+        "--replicas-per-dc", type=cli_args.int_within(1, 8), default=1, help="as [placement]"
+    )
     for cmd, name in (
         (move, "replica_move"),
         (add, "replica_add"),
@@ -285,6 +301,7 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
         (drain, "node_drain"),
         (swap, "node_replace"),
         (retire, "node_remove"),
+        (rebalance, "node_rebalance"),
     ):
         cli_args.add_endpoints(cmd)
         cli_args.add_output(cmd)

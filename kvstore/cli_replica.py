@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from cluster import RangeDescriptor
+from cluster.replica_placement import Member, plan_moves
 from kvstore import event_loop
 from kvstore.cli_args import UserError
 from kvstore.cli_support import (
@@ -158,6 +160,55 @@ def node_replace(args: argparse.Namespace) -> int:
     if args.old == args.new:
         raise UserError("OLD and NEW name the same node")
     return _evacuate(args, args.old, to=args.new)
+
+
+def node_rebalance(args: argparse.Namespace) -> int:
+    """Spread replicas within each datacenter by count (``cluster.replica_placement``),
+    one move at a time with a pause between (the rate limit: each move ends a shard's
+    configuration and snapshots it to a new node), until the planner has nothing left or
+    ``--max-moves`` is reached. Refused while a node is down: its replicas would be counted
+    where they may not be served."""
+    moved: list[dict[str, Any]] = []
+    while len(moved) < args.max_moves:
+        view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+        addresses = [n.address for n in view.nodes]
+        up = {v.node_id for _, v in node_views(args, addresses) if v is not None}
+        down = sorted(n.node_id for n in view.nodes if n.node_id not in up)
+        if down:
+            raise UserError(
+                f"node(s) {down} do not answer: replace or remove them before a rebalance"
+                f" ({len(moved)} moved so far)"
+            )
+        members = [Member(n.node_id, n.dc) for n in view.nodes]
+        ranges = [_range_of(s) for s in view.shards if s.shard_id != META_SHARD]
+        plan = plan_moves(ranges, members, replicas_per_dc=args.replicas_per_dc)
+        if not plan:
+            break
+        move = plan[0]
+        response = _change(
+            args, move.range_id, [] if move.add is None else [move.add],
+            [] if move.remove is None else [move.remove],
+        )  # fmt: skip
+        moved.append({**_change_row(response), "reason": move.reason})
+        if args.output != "json":
+            print(
+                f"[{len(moved)}] shard {move.range_id}: n{move.remove} -> n{move.add}"
+                f" ({move.reason}; now shard {response.successor.shard_id})",
+                flush=True,
+            )
+        event_loop.run_in_cli_loop(asyncio.sleep(args.pause))
+    if args.output == "json":
+        print(json.dumps({"moved": moved}))
+    else:
+        print(f"{len(moved)} move(s); " + ("balanced" if len(moved) < args.max_moves else
+              "--max-moves reached"))  # fmt: skip
+    return 0
+
+
+def _range_of(s: admin_pb2.ShardInfo) -> RangeDescriptor:
+    return RangeDescriptor(
+        s.shard_id, s.start, s.end, tuple(s.replicas), s.generation or 1, s.preferred_dc or None
+    )
 
 
 def node_remove(args: argparse.Namespace) -> int:

@@ -125,6 +125,14 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
                     assert (await kv.get(key)).value == f"v-{key}".encode(), key
 
         asyncio.run(read_all())
+        # Nodes 4 and 6 hold nothing, their datacenters' other nodes everything: a rebalance
+        # spreads replicas by count within each datacenter, then has nothing left to do.
+        balanced = cli(local, "node", "rebalance", "--pause", "0.2")
+        assert balanced["moved"] and all(m["reason"] == "balance" for m in balanced["moved"])
+        held = {n["id"]: n["replicas"] for n in cli(local, "node", "list")["nodes"]}
+        assert held[4] >= 1 and held[6] >= 1, held
+        assert cli(local, "node", "rebalance") == {"moved": []}
+        asyncio.run(read_all())
     finally:
         local.stop_all()
 
