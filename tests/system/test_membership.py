@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from kvstore import AsyncClient
 from kvstore.local_cluster import LocalCluster
-from kvstore.v1 import kv_pb2, kv_pb2_grpc
+from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests import ports
 from tests.system.test_local_cluster import free_base_port_for
 
@@ -165,6 +166,7 @@ def test_a_dead_node_is_replaced_by_a_node_that_joins(tmp_path: Path) -> None:
                     await kv.put(key, f"v-{key}")
 
         asyncio.run(write())
+        asyncio.run(refused_as_asked(local.endpoints[0]))
         local.kill(6)
         log = (tmp_path / "n7.log").open("ab")
         joiner = subprocess.Popen(join, stdout=log, stderr=subprocess.STDOUT)
@@ -194,6 +196,35 @@ def test_a_dead_node_is_replaced_by_a_node_that_joins(tmp_path: Path) -> None:
             joiner.terminate()
             joiner.wait(timeout=30)
         local.stop_all()
+
+
+async def refused_as_asked(endpoint: str) -> None:
+    """Joins and removals a client may not make, straight over gRPC: each one status, and
+    the node keeps serving."""
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
+        long_host = "h" * (1024 - len(":7000") + 1)  # one byte over the 1,024-byte limit
+        for dc, address in (
+            ("dc9", "127.0.3.9:7000"),
+            ("dc3", f"{long_host}:7000"),
+            ("dc3", "127.0.3.9:0"),
+            ("dc3", "127.0.3.9:65536"),
+            ("dc3", "127.0.3.9"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await admin.JoinCluster(admin_pb2.JoinClusterRequest(dc=dc, address=address))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (dc, address)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await admin.AdmitNodes(admin_pb2.AdmitNodesRequest(removed=[1]))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await admin.RemoveNode(admin_pb2.RemoveNodeRequest(node_id=99))
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await admin.RemoveNode(admin_pb2.RemoveNodeRequest(node_id=4))  # holds replicas
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        view = await admin.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=10)
+        assert len(view.nodes) == 6 and not view.removed_nodes
 
 
 def until_up(local: LocalCluster, node: int) -> None:
