@@ -185,10 +185,9 @@ def node_rebalance(args: argparse.Namespace) -> int:
         if not plan:
             break
         move = plan[0]
-        response = _change(
-            args, move.range_id, [] if move.add is None else [move.add],
-            [] if move.remove is None else [move.remove],
-        )  # fmt: skip
+        add = [] if move.add is None else [move.add]
+        remove = [] if move.remove is None else [move.remove]
+        response = _change(args, move.range_id, add, remove)
         moved.append({**_change_row(response), "reason": move.reason})
         if args.output != "json":
             print(
@@ -200,8 +199,8 @@ def node_rebalance(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps({"moved": moved}))
     else:
-        print(f"{len(moved)} move(s); " + ("balanced" if len(moved) < args.max_moves else
-              "--max-moves reached"))  # fmt: skip
+        done = "balanced" if len(moved) < args.max_moves else "--max-moves reached"
+        print(f"{len(moved)} move(s); {done}")
     return 0
 
 

@@ -15,18 +15,16 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-
 from cluster import ClusterConfig, ClusterConfigError, NodeSpec, parse_cluster_config
 from kvstore import event_loop
-from kvstore.channels import CHANNEL_OPTIONS
 from kvstore.cli_admin import read_config
 from kvstore.cli_args import NODE_ID_MAX, NodeFailedError, UserError
+from kvstore.cli_support import ask_any
 from kvstore.local_cluster import DATACENTERS, up
 from kvstore.logging import configure
 from kvstore.server import NodeServer, StartupError
 from kvstore.storage import NodeStore, StoreIdentityError
-from kvstore.v1 import admin_pb2, admin_pb2_grpc
+from kvstore.v1 import admin_pb2
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -77,18 +75,20 @@ def _serve_joined(args: argparse.Namespace) -> int:
         cluster = parse_cluster_config(config_text)
     except ClusterConfigError as exc:
         raise UserError(f"the cluster's config: {exc}") from None
-    for spec in joined:
-        cluster.admit(spec)
-    if node not in {n.node_id for n in cluster.nodes}:
+    configured = {n.node_id for n in cluster.nodes}
+    members = [spec for spec in joined if spec.node_id not in configured]
+    spec = next((m for m in members if m.node_id == node), None)
+    if spec is None:
         raise UserError(f"node {node} is not in the node list the cluster gave")
-    spec = cluster.node(node)
     if (spec.dc, spec.address) != (args.dc, args.address):
         raise UserError(
             f"{args.data} is node {node}'s, which joined in {spec.dc} at {spec.address}"
         )
     configure(json=args.log_format == "json")
     _run_node(
-        lambda: NodeServer(cluster, node, args.data, config_text=config_text, joined=True),
+        lambda: NodeServer(
+            cluster, node, args.data, config_text=config_text, joined=True, members=members
+        ),
         node,
         args.data,
     )
@@ -126,22 +126,15 @@ def _joined_before(data: Path) -> tuple[int, str, list[NodeSpec]] | None:
 
 async def _join(endpoints: str, dc: str, address: str) -> tuple[int, str, list[NodeSpec]]:
     request = admin_pb2.JoinClusterRequest(dc=dc, address=address)
-    last = "no endpoint given"
-    for endpoint in [e.strip() for e in endpoints.split(",") if e.strip()]:
-        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
-            try:
-                done = await admin_pb2_grpc.AdminStub(channel).JoinCluster(request, timeout=15)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in (
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                ):
-                    raise UserError(f"join refused: {exc.details()}") from None
-                last = f"{endpoint}: {exc.code().name} {exc.details() or ''}".strip()
-                continue
-        nodes = [NodeSpec(n.node_id, n.dc, n.address) for n in done.nodes]
-        return done.node_id, done.config, nodes
-    raise UserError(f"could not join: {last}")
+    try:
+        done: admin_pb2.JoinClusterResponse = await ask_any(
+            [e.strip() for e in endpoints.split(",") if e.strip()],
+            lambda stub: stub.JoinCluster(request, timeout=15),
+        )
+    except UserError as exc:
+        raise UserError(f"could not join: {exc}") from None
+    nodes = [NodeSpec(n.node_id, n.dc, n.address) for n in done.nodes]
+    return done.node_id, done.config, nodes
 
 
 def _run_node(make: Callable[[], NodeServer], node: int, data: Path) -> None:

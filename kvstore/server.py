@@ -16,6 +16,7 @@ by default on Linux, which let a second node on the same address start and share
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -23,7 +24,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cluster import ClusterConfig, NodeSpec, parse_cluster_config
+from cluster import ClusterConfig, NodeSpec
 from kvstore.api.admin_service import AdminService
 from kvstore.api.counters_service import CountersService
 from kvstore.api.kv_service import KvService
@@ -78,6 +79,7 @@ class NodeServer:
         founding: bool = False,
         config_text: str = "",
         joined: bool = False,
+        members: Sequence[NodeSpec] = (),
     ) -> None:
         """``routes`` dials some nodes at another address than the configured one (a proxy
         in front of them: the fault-test harness uses it); listening is unaffected.
@@ -87,8 +89,8 @@ class NodeServer:
         votes (``paxos.rejoin``). ``map_size``: bytes LMDB may hold (default: the config's
         ``[storage] map_size_mb``). ``config_text``: the config file ``cluster`` was read
         from (what a node that joins is given). ``joined``: this node joined a running
-        cluster (``kvstore serve --join``): its directory keeps the config, and ``cluster``
-        holds the nodes that joined before it."""
+        cluster (``kvstore serve --join``): its directory keeps the config. ``members``:
+        nodes that joined the cluster, as the caller was told (admitted and kept on disk)."""
         self.cluster = cluster
         self.node_id = node_id
         self._store = NodeStore(
@@ -106,12 +108,9 @@ class NodeServer:
         # The nodes that joined, as this node last heard (from disk), and as it was told.
         for member, dc_name, address in self._store.members():
             cluster.admit(NodeSpec(member, dc_name, address))
-        configured = (
-            {n.node_id for n in parse_cluster_config(config_text).nodes} if joined else set()
-        )
-        for n in cluster.nodes:
-            if joined and n.node_id not in configured:
-                self._store.save_member(n.node_id, n.dc, n.address)
+        for spec in members:
+            cluster.admit(spec)
+            self._store.save_member(spec.node_id, spec.dc, spec.address)
         self.spec = cluster.node(node_id)
         self._routes = routes or {}
         addresses = {n.node_id: self._routes.get(n.node_id, n.address) for n in cluster.nodes}
@@ -193,8 +192,9 @@ class NodeServer:
         if not self.cluster.admit(spec):
             return False
         self._addresses[spec.node_id] = self._routes.get(spec.node_id, spec.address)
-        self._one_way_s[spec.node_id] = self.cluster.wan.one_way_ms(self.spec.dc, spec.dc) / 1000
-        self._transport.add_peer(spec.node_id, self._link_delay(spec))
+        delay = self._link_delay(spec)
+        self._one_way_s[spec.node_id] = delay.one_way_s
+        self._transport.add_peer(spec.node_id, delay)
         self.runtime.add_peer(spec.node_id)
         self._store.save_member(spec.node_id, spec.dc, spec.address)
         return True

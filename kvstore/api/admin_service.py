@@ -145,10 +145,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         _context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_pb2.DescribeClusterResponse:
         sizes = {s.shard_id: s for s in self._runtime.status()} if self._runtime.started else {}
-        listed = self._nodes.listed() if self._nodes is not None else self._cluster.nodes
         return admin_pb2.DescribeClusterResponse(
             cluster=self._cluster.name,
-            nodes=[node_info(n) for n in listed],
+            nodes=[node_info(n) for n in self._listed()],
             removed_nodes=sorted(self._nodes.removed) if self._nodes is not None else [],
             shards=[self._shard_info(d, sizes) for d in self._layout().current()],
             meta_directory=[
@@ -720,12 +719,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "new_shard_id and replicas are set only by a node forwarding a change",
                 )
-            if self._nodes is not None and not set(request.add) <= self._known_nodes():
+            known = {n.node_id for n in self._cluster.nodes}
+            if self._nodes is not None and not set(request.add) <= known:
                 await self._nodes.sync_once()  # a node that joined just now: ask peers
-            dc_of = {
-                n.node_id: n.dc
-                for n in (self._nodes.listed() if self._nodes is not None else self._cluster.nodes)
-            }
+            dc_of = {n.node_id: n.dc for n in self._listed()}
             try:
                 replicas = changed_replicas(
                     d, request.add, request.remove, dc_of, self._cluster.placement.replicas_per_dc
@@ -844,8 +841,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             nodes=[node_info(n) for n in self._nodes.listed()],
         )
 
-    def _known_nodes(self) -> set[int]:
-        return {n.node_id for n in self._cluster.nodes}
+    def _listed(self) -> Sequence[NodeSpec]:
+        """The cluster's nodes, those removed left out."""
+        return self._nodes.listed() if self._nodes is not None else self._cluster.nodes
 
     async def AdmitNodes(  # noqa: N802
         self,
@@ -875,7 +873,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this node keeps no node list")
         assert nodes is not None
         node_id = request.node_id
-        if node_id not in {n.node_id for n in self._cluster.nodes} or node_id in nodes.removed:
+        if node_id not in {n.node_id for n in nodes.listed()}:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no node {node_id}")
         if node_id in self._meta.replicas:
             await context.abort(

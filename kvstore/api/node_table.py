@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -35,6 +36,7 @@ from kvstore.v1 import admin_pb2, admin_pb2_grpc
 SYNC_S = 5.0  # how often a node asks a peer for the nodes it knows
 TELL_TIMEOUT_S = 2.0
 PORT_MAX = 65535
+R = TypeVar("R")
 
 
 class JoinRefusedError(Exception):
@@ -137,14 +139,14 @@ class NodeTable:
         )
 
         async def tell(node_id: int) -> None:
-            async with grpc.aio.insecure_channel(
-                self._addresses[node_id], options=CHANNEL_OPTIONS
-            ) as channel:
-                await admin_pb2_grpc.AdminStub(channel).AdmitNodes(
+            await self._ask(
+                node_id,
+                lambda stub: stub.AdmitNodes(
                     request, timeout=TELL_TIMEOUT_S, metadata=(FORWARDED,)
-                )
+                ),
+            )
 
-        others = [n.node_id for n in self.listed() if n.node_id != self._me]
+        others = self._others()
         results = await asyncio.gather(*(tell(n) for n in others), return_exceptions=True)
         missed = [n for n, r in zip(others, results, strict=True) if isinstance(r, Exception)]
         if missed:
@@ -164,16 +166,25 @@ class NodeTable:
 
     async def sync_once(self, peers: int = 3) -> None:
         """Ask up to ``peers`` random peers for the nodes they know, and take them in."""
-        others = [n.node_id for n in self.listed() if n.node_id != self._me]
+        others = self._others()
         for peer in self._rng.sample(others, min(peers, len(others))):
             try:
-                async with grpc.aio.insecure_channel(
-                    self._addresses[peer], options=CHANNEL_OPTIONS
-                ) as channel:
-                    view = await admin_pb2_grpc.AdminStub(channel).DescribeCluster(
+                view = await self._ask(
+                    peer,
+                    lambda stub: stub.DescribeCluster(
                         admin_pb2.DescribeClusterRequest(), timeout=TELL_TIMEOUT_S
-                    )
+                    ),
+                )
             except grpc.aio.AioRpcError:
                 continue
-            self.admit([spec_of(n) for n in view.nodes if n.node_id not in self.removed])
+            self.admit([spec_of(n) for n in view.nodes])
             self.remove(view.removed_nodes)
+
+    def _others(self) -> list[int]:
+        return [n.node_id for n in self.listed() if n.node_id != self._me]
+
+    async def _ask(self, peer: int, call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[R]]) -> R:
+        async with grpc.aio.insecure_channel(
+            self._addresses[peer], options=CHANNEL_OPTIONS
+        ) as channel:
+            return await call(admin_pb2_grpc.AdminStub(channel))

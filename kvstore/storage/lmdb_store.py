@@ -154,24 +154,24 @@ class NodeStore:
     def members(self) -> list[tuple[int, str, str]]:
         """The nodes that joined the cluster as this node last heard: (id, dc, address)."""
         out = []
-        with self._env.begin() as txn, txn.cursor(db=self._dbs[b"node"]) as cursor:
-            if cursor.set_range(MEMBER_PREFIX):
-                for key, raw in cursor:
-                    if not key.startswith(MEMBER_PREFIX):
-                        break
-                    dc, _, address = raw.decode().partition("\n")
-                    out.append((int(key[len(MEMBER_PREFIX) :]), dc, address))
+        for node_id, raw in self._node_entries(MEMBER_PREFIX):
+            dc, _, address = raw.decode().partition("\n")
+            out.append((node_id, dc, address))
         return sorted(out)
 
     def removed(self) -> set[int]:
         """The nodes this node heard were removed from the cluster."""
-        out = set()
+        return {node_id for node_id, _ in self._node_entries(REMOVED_PREFIX)}
+
+    def _node_entries(self, prefix: bytes) -> list[tuple[int, bytes]]:
+        """The node table's entries ``prefix`` + node id: (node id, value)."""
+        out = []
         with self._env.begin() as txn, txn.cursor(db=self._dbs[b"node"]) as cursor:
-            if cursor.set_range(REMOVED_PREFIX):
-                for key in cursor.iternext(values=False):
-                    if not key.startswith(REMOVED_PREFIX):
+            if cursor.set_range(prefix):
+                for key, raw in cursor:
+                    if not key.startswith(prefix):
                         break
-                    out.add(int(key[len(REMOVED_PREFIX) :]))
+                    out.append((int(key[len(prefix) :]), bytes(raw)))
         return out
 
     def save_removed(self, node_id: int) -> None:
