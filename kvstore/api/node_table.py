@@ -36,6 +36,7 @@ from kvstore.v1 import admin_pb2, admin_pb2_grpc
 SYNC_S = 5.0  # how often a node asks a peer for the nodes it knows
 TELL_TIMEOUT_S = 2.0
 PORT_MAX = 65535
+SHOWN_CHARS_MAX = 64  # of a refused name or address, in a refusal
 R = TypeVar("R")
 
 
@@ -52,23 +53,34 @@ def checked_join(
     The ``removed`` nodes' addresses are free again."""
     if dc not in cluster.datacenters:
         raise JoinRefusedError(
-            f"datacenter {dc!r} is not one of the cluster's ({', '.join(cluster.datacenters)})"
+            f"datacenter {_shown(dc)} is not one of the cluster's"
+            f" ({', '.join(cluster.datacenters)})"
         )
+    if len(address.encode()) > ADDRESS_BYTES_MAX:
+        raise JoinRefusedError(f"address over {ADDRESS_BYTES_MAX} bytes")
     host, _, port = address.rpartition(":")
     if (
         not host
-        or len(address.encode()) > ADDRESS_BYTES_MAX
+        or not host.isascii()
+        or not host.isprintable()
+        or " " in host
         or not port.isascii()
         or not port.isdigit()
         or not 1 <= int(port) <= PORT_MAX
     ):
-        raise JoinRefusedError(f"address {address!r}: expected HOST:PORT")
+        raise JoinRefusedError(f"address {_shown(address)}: expected HOST:PORT")
     for node in cluster.nodes:
         if node.address == address and node.node_id not in removed:
             if node.dc != dc:
                 raise JoinRefusedError(f"{address} is node {node.node_id}'s, in {node.dc}")
             return node
     return None
+
+
+def _shown(text: str) -> str:
+    """``text`` as a refusal names it: a caller's huge input is not sent back whole (a
+    status over gRPC's metadata limit reaches the caller as RESOURCE_EXHAUSTED)."""
+    return repr(text) if len(text) <= SHOWN_CHARS_MAX else f"{text[:SHOWN_CHARS_MAX]!r}..."
 
 
 def node_info(spec: NodeSpec) -> admin_pb2.NodeInfo:

@@ -210,6 +210,8 @@ async def refused_as_asked(endpoint: str) -> None:
             ("dc3", "127.0.3.9:0"),
             ("dc3", "127.0.3.9:65536"),
             ("dc3", "127.0.3.9"),
+            ("dc3", "ÿÿÿ:7000"),
+            ("x" * 200_000, "127.0.3.9:7000"),  # refused as such, not sent back whole
         ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await admin.JoinCluster(admin_pb2.JoinClusterRequest(dc=dc, address=address))

@@ -43,6 +43,9 @@ def test_a_join_names_a_datacenter_of_the_cluster_and_a_host_and_port() -> None:
         ("dc1", "127.0.1.2:65536"),
         ("dc1", "127.0.1.2:x"),
         ("dc1", "127.0.1.2:٣"),  # a digit, but not an ASCII one
+        ("dc1", "ÿÿÿ:7000"),  # no host name
+        ("dc1", "a host:7000"),
+        ("dc1", "host\n:7000"),
     ):
         with pytest.raises(JoinRefusedError):
             checked_join(cluster, dc, address)
@@ -62,3 +65,12 @@ def test_a_known_address_is_its_node_again_in_its_datacenter_only() -> None:
     assert checked_join(cluster, "dc2", "127.0.2.1:7000") == NodeSpec(2, "dc2", "127.0.2.1:7000")
     with pytest.raises(JoinRefusedError, match="node 2"):
         checked_join(cluster, "dc1", "127.0.2.1:7000")
+
+
+def test_a_refusal_does_not_send_a_huge_input_back() -> None:
+    """A status message over gRPC's metadata limit reaches the caller as RESOURCE_EXHAUSTED,
+    not as the refusal: the name is shown clipped."""
+    for dc, address in (("x" * 200_000, "h:1"), ("dc1", "h" * 900 + ":x")):
+        with pytest.raises(JoinRefusedError) as refused:
+            checked_join(config(), dc, address)
+        assert len(str(refused.value)) < 200
