@@ -70,9 +70,12 @@ def test_a_leased_key_lives_while_kept_alive_and_goes_within_its_bounds(tmp_path
                 assert await kv.get(f"a-{round_}") is not None
                 if round_ == "leader-killed":
                     local.kill(await meta_leader(local.endpoints))
-                took = await gone_after(kv, f"a-{round_}", sent, limit_s=5.0)
-                assert took >= TTL_MS / 1000, f"gone {took:.2f} s after its last keep-alive"
-                assert await kv.get(f"z-{round_}") is None
+                # Each key within the same bounds: the ranges detach an ended lease's keys
+                # each on its own, so the two need not go at the same instant (once, in CI,
+                # z was read a moment before its range got to it).
+                for key in (f"a-{round_}", f"z-{round_}"):
+                    took = await gone_after(kv, key, sent, limit_s=5.0)
+                    assert took >= TTL_MS / 1000, f"{key} gone {took:.2f} s after its keep-alive"
                 assert await kv.get(f"kept-{round_}") is not None
                 with pytest.raises(KvError) as refused:
                     await kv.leases.keep_alive_once(lease)
