@@ -208,8 +208,10 @@ class NodeServer:
     def _restarted(self, peer: int) -> None:
         self.runtime.peer_restarted(peer)
 
-    def _host_heard(self, peer: int, shard_id: int, descriptor: bytes, incarnation: int) -> None:
-        self.runtime.deliver_host(peer, shard_id, descriptor, incarnation)
+    def _host_heard(
+        self, peer: int, shard_id: int, descriptor: bytes, incarnation: int, current: bytes
+    ) -> None:
+        self.runtime.deliver_host(peer, shard_id, descriptor, incarnation, current)
 
     async def start(self) -> None:
         """Listen, then run. On ``StartupError`` nothing runs and nothing is left to stop

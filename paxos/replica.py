@@ -95,6 +95,7 @@ class Replica:
         self._role = Role.FOLLOWER
         self._now = 0
         self._max_seen = state.promised
+        self._base_asks = 0  # see ``_ask_for_base``
         self._quiet = False  # a follower that went quiet on its leader's ``quiesce`` heartbeat
         self._absent: frozenset[NodeId] = frozenset()  # see ``set_absent``
         # Tick counts restart at zero: stamps carry this to tell our own echoes from a
@@ -480,6 +481,21 @@ class Replica:
         for peer in rejoin.unanswered() if rejoin.floor is None else rejoin.peers:
             self._out.send(RejoinQuery(src=self.node_id, dst=peer))
 
+    def _ask_for_base(self) -> None:
+        """Ask one peer (the next each time) for what we lack from the base on: one that
+        holds it answers with a snapshot, leader or not. Peers left quiet waiting for us to
+        campaign (we are the replica they prefer) are stirred by it to elect one: they would
+        otherwise wait out their dormant timeout (sim seed 1346: a moved range had no
+        leader for 15 s after a restart of all its nodes)."""
+        peers = self._cfg.peers
+        if not peers:
+            return
+        self._base_asks += 1
+        peer = peers[self._base_asks % len(peers)]
+        self._out.send(
+            CatchUpRequest(src=self.node_id, dst=peer, from_slot=Slot(self._log.chosen_through + 1))
+        )
+
     def _finish_rejoin(self) -> None:
         """Step 3 of ``paxos.rejoin``: promise the new leader's ballot, durably, and vote."""
         rejoin = self._rejoin
@@ -599,6 +615,7 @@ class Replica:
         if self._log.chosen_through < self._cfg.base_slot:
             # Without the group's base state a leader would fill slot 1 with a no-op (and
             # another such replica could make that chosen): wait for a snapshot instead.
+            self._ask_for_base()
             self._election.restart_timer()
             return
         if self._leader is not None:

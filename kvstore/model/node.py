@@ -158,6 +158,9 @@ class Host:
     # With an answer: the incarnation of the disk ``dst`` was added to the group with (0:
     # none known). A disk still that one never took part in the group: it votes at once.
     incarnation: int = 0
+    # With an answer: the group's descriptor now, if a split or merge changed it since it
+    # began (``descriptor``): what a node hosting a range split off it since takes.
+    current: RangeDescriptor | None = None
 
 
 # ---------------------------------------------------------------------- answers
@@ -414,7 +417,10 @@ class _Group:
 
 
 def _final_snapshot(start: GroupStart, compacted: int) -> bool:
-    """Whether the group ended (a ``Reconfigure``) at or before its stored snapshot."""
+    """Whether the group ended (a ``Reconfigure``) or froze for a merge at or before its
+    stored snapshot: nothing after that slot changes its state."""
+    if start.frozen_slot and start.frozen_slot <= compacted:
+        return True
     return any(
         s.descriptor.range_id == start.ended_into and s.split_slot <= compacted
         for s in start.successors
@@ -660,9 +666,10 @@ class Node:
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
         if group.tells_members and not _final_snapshot(start, compacted):
-            # Of a shape unknown here: see ``_replay_forbidden``. An ended range's final
-            # snapshot is kept: nothing after its stop changes it, and once a tombstone here
-            # it could not be dumped again (sim seed 941: nobody could serve a lagging one).
+            # Of a shape unknown here: see ``_replay_forbidden``. An ended or frozen range's
+            # final snapshot is kept: nothing after its stop (or freeze) changes it, and once
+            # a tombstone here it could not be dumped again (sim seeds 941 and 3200: nobody
+            # could serve a lagging replica).
             replica.snapshot_outdated()
         group.added = dict(start.added)
         group.born_as = start.born_as
@@ -853,7 +860,21 @@ class Node:
             self._want_merges()
             self._want_records()
             self._want_compactions()
+            self._want_final_snapshots()
             self._effects.leases_to_detach = self._leases.due_to_detach()
+
+    def _want_final_snapshots(self) -> None:
+        """Once a second: a frozen group whose final snapshot is still owed is looked at
+        again. Its dump waits while a split it holds is young (``_keeps_splits``), and a
+        quiet group is touched by nothing else once that split settles: without this, its
+        merge waits on the snapshot for ever."""
+        for group in self._groups.values():
+            if (
+                not group.dumping
+                and group.absorbed_by is None
+                and group.replica.snapshot_slot < group.frozen_slot <= group.applied_slot
+            ):
+                self._touched[group.group_id] = None
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -1656,29 +1677,37 @@ class Node:
         """A question about a group hosted here, or an answer about one that is not."""
         if msg.descriptor is None:
             group = self._groups.get(msg.group_id)
-            if group is None or group.retired or group.awaiting or not group.tells_members:
+            if (
+                group is None
+                or group.ended_into is not None
+                or group.awaiting
+                or not group.tells_members
+            ):
                 return
+            # (A merged-away one answers: a replica of it that lags must still get its
+            # final state, or its node's left range waits on the merge for ever.)
             if msg.src in group.descriptor.replicas:
                 incarnation = group.added.get(msg.src, 0)
                 told = group.born_as or group.descriptor
+                current = group.descriptor if group.descriptor != told else None
                 self._effects.hosts.append(
-                    Host(self.node_id, msg.src, msg.group_id, told, incarnation)
+                    Host(self.node_id, msg.src, msg.group_id, told, incarnation, current)
                 )
             return
-        d = msg.descriptor
-        if (
-            d.range_id != msg.group_id
-            or d.range_id in self._groups
-            or self.node_id not in d.replicas
-            or d.is_meta
-            or self._superseded(d) is not None
-        ):
+        if msg.group_id in self._groups:
             return
-        older = [g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)]
-        if any(g.descriptor.span != d.span for g in older):
-            # A replica here of a range ``d`` came of by splits or merges still catching up:
-            # its log would write keys of ``d``'s over ``d``'s state (keys are stored once
-            # per node). It makes ``d``, or learns of it, as it catches up.
+        # The group as it began, which a node behind on the configuration it succeeded still
+        # holds; else as it is now, for a node that hosts a range split off it since (sim
+        # seeds 354 and 2389: it could take neither, and never served the group).
+        d = next(
+            (
+                told
+                for told in (msg.descriptor, msg.current)
+                if told is not None and self._may_host(msg.group_id, told)
+            ),
+            None,
+        )
+        if d is None:
             return
         # Nothing of the group is on this disk (or it would be hosted). It votes at once if
         # the disk never lost its state, or if it is the very disk the group was given (then
@@ -1686,14 +1715,33 @@ class Node:
         # life, and rejoins first.
         same_disk = msg.incarnation != 0 and msg.incarnation == self._disk_incarnation
         self._create(d, born_here=False, placed=None, voting=self._founding or same_disk)
-        self._groups[d.range_id].tells_members = True
-        self._groups[d.range_id].born_as = d
+        hosted = self._groups[d.range_id]
+        hosted.tells_members = True
+        hosted.born_as = msg.descriptor
+        if d != msg.descriptor:
+            # Of a shape its base is not: it must start from a snapshot of now.
+            self._replay_forbidden(hosted)
         self._hosted.append(d)
         # A configuration of the same span that ``d`` succeeded, behind its stop here, goes
         # on: if it reaches the stop first, the successor starts from the base it makes
         # (``_reborn``); if the successor's snapshot comes first, it is a tombstone from the
         # install on (``_absorb_covered``), before anything more of it is applied.
         self._asked.pop(d.range_id, None)
+
+    def _may_host(self, group_id: int, d: RangeDescriptor) -> bool:
+        """Whether a ``Host`` answer's descriptor ``d`` may be hosted here as it is."""
+        if (
+            d.range_id != group_id
+            or self.node_id not in d.replicas
+            or d.is_meta
+            or self._superseded(d) is not None
+        ):
+            return False
+        # A replica here of a range ``d`` came of by splits or merges still catching up: its
+        # log would write keys of ``d``'s over ``d``'s state (keys are stored once per
+        # node). It makes ``d``, or learns of it, as it catches up.
+        older = [g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)]
+        return all(g.descriptor.span == d.span for g in older)
 
     @staticmethod
     def _replay_forbidden(group: _Group) -> None:

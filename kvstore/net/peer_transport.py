@@ -41,7 +41,7 @@ from paxos import Message
 Deliver = Callable[[int, Message], None]
 Heard = Callable[[int], None]
 # peer, shard, descriptor (b"": a question), the peer's disk it was added with
-HostHeard = Callable[[int, int, bytes, int], None]
+HostHeard = Callable[[int, int, bytes, int, bytes], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096
 BATCH_BYTES_MAX = 4 << 20  # of client data per batch (one larger message still goes alone)
@@ -240,11 +240,23 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         heard yet)."""
         return self._incarnations.get(peer, 0)
 
-    def send_host(self, dst: int, shard_id: int, descriptor: bytes, incarnation: int = 0) -> None:
+    def send_host(
+        self,
+        dst: int,
+        shard_id: int,
+        descriptor: bytes,
+        incarnation: int = 0,
+        current: bytes = b"",
+    ) -> None:
         link = self._links.get(dst)
         if link is not None:
             link.offer_host(
-                peer_pb2.HostNote(shard_id=shard_id, descriptor=descriptor, incarnation=incarnation)
+                peer_pb2.HostNote(
+                    shard_id=shard_id,
+                    descriptor=descriptor,
+                    incarnation=incarnation,
+                    current=current,
+                )
             )
 
     def add_peer(self, peer: int, delay: LinkDelay) -> None:
@@ -387,4 +399,6 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             self._deliver(shard_id, msg)
         if self._host_heard is not None:
             for note in batch.hosts:
-                self._host_heard(peer, note.shard_id, note.descriptor, note.incarnation)
+                self._host_heard(
+                    peer, note.shard_id, note.descriptor, note.incarnation, note.current
+                )

@@ -150,12 +150,12 @@ class NodeRuntime:
         seed: int | None = None,
         paxos_overrides: dict[str, int] | None = None,
         compact_every_slots: int = 10_000,
-        send_host: Callable[[int, int, bytes, int], None] | None = None,
+        send_host: Callable[[int, int, bytes, int, bytes], None] | None = None,
         disk_incarnation: int = 0,
     ) -> None:
-        """``send_host(dst, shard, descriptor, incarnation)``: carries a ``Host`` note to a
-        peer (the descriptor encoded; b"": a question). ``disk_incarnation``: this node's data
-        directory's (``kvstore.model.node.Host``)."""
+        """``send_host(dst, shard, descriptor, incarnation, current)``: carries a ``Host``
+        note to a peer (the descriptors encoded; b"": a question, or none).
+        ``disk_incarnation``: this node's data directory's (``kvstore.model.node.Host``)."""
         self._disk_incarnation = disk_incarnation
         self.cluster = cluster
         self._send_host = send_host
@@ -320,14 +320,18 @@ class NodeRuntime:
     def deliver(self, shard_id: int, msg: Message) -> None:
         self._feed(lambda node: node.step(shard_id, msg))
 
-    def deliver_host(self, peer: int, shard_id: int, raw: bytes, incarnation: int = 0) -> None:
-        """A ``Host`` note from ``peer`` (``raw``: the encoded descriptor; b"": a question)."""
+    def deliver_host(
+        self, peer: int, shard_id: int, raw: bytes, incarnation: int = 0, current: bytes = b""
+    ) -> None:
+        """A ``Host`` note from ``peer`` (``raw``: the encoded descriptor, b"": a question;
+        ``current``: the shard's descriptor now, b"": as ``raw``)."""
         try:
             descriptor = decode_descriptor(raw) if raw else None
+            now = decode_descriptor(current) if current and descriptor is not None else None
         except ValueError:  # CodecError, or a descriptor that breaks its own rules
             self._log.warning("host_note_malformed", peer=peer, shard=shard_id)
             return
-        note = Host(peer, self.node_id, shard_id, descriptor, incarnation)
+        note = Host(peer, self.node_id, shard_id, descriptor, incarnation, now)
         self._feed(lambda node: node.step(shard_id, note))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
@@ -568,7 +572,8 @@ class NodeRuntime:
         if self._send_host is not None:
             for host in effects.hosts:
                 raw = encode_descriptor(host.descriptor) if host.descriptor is not None else b""
-                self._send_host(host.dst, host.group_id, raw, host.incarnation)
+                now = encode_descriptor(host.current) if host.current is not None else b""
+                self._send_host(host.dst, host.group_id, raw, host.incarnation, now)
         self._answer(effects.answers, effects.reads)
         if self.on_split_wanted is not None:
             for group_id in effects.splits_wanted:

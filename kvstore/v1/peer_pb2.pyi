@@ -211,14 +211,16 @@ class PaxosMessage(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., src: _Optional[int] = ..., dst: _Optional[int] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., promise: _Optional[_Union[Promise, _Mapping]] = ..., accept: _Optional[_Union[Accept, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., reject: _Optional[_Union[Reject, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., catch_up_request: _Optional[_Union[CatchUpRequest, _Mapping]] = ..., catch_up: _Optional[_Union[CatchUp, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ..., rejoin_query: _Optional[_Union[RejoinQuery, _Mapping]] = ..., rejoin_info: _Optional[_Union[RejoinInfo, _Mapping]] = ...) -> None: ...
 
 class HostNote(_message.Message):
-    __slots__ = ("shard_id", "descriptor", "incarnation")
+    __slots__ = ("shard_id", "descriptor", "incarnation", "current")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     descriptor: bytes
     incarnation: int
-    def __init__(self, shard_id: _Optional[int] = ..., descriptor: _Optional[bytes] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    current: bytes
+    def __init__(self, shard_id: _Optional[int] = ..., descriptor: _Optional[bytes] = ..., incarnation: _Optional[int] = ..., current: _Optional[bytes] = ...) -> None: ...
 
 class PeerBatch(_message.Message):
     __slots__ = ("cluster", "from_node", "messages", "ping", "pong", "incarnation", "process", "hosts")

@@ -41,6 +41,11 @@ REGRESSION_SEEDS = (
     4778,  # a busy peer's restart went unnoticed: in the sim only pings named the incarnation
     1952,  # a rejoining preferred leader waited silently; its restarted peers slept for 18 s
     1585,  # a watch caught up from a split committed before the node heard: a change lost
+    2048,  # a quiet frozen range owed its final snapshot; its merge waited on it for good
+    3768,  # a replica lagging behind a merge never learned the merged-away range it needed
+    3200,  # a frozen range's final snapshot was dropped at a restart: none could be sent
+    2389,  # a node hosting a range split off a moved one could never host the moved one
+    1346,  # a preferred replica awaiting its base sent nothing; its peers slept for 15 s
 )
 
 
