@@ -82,6 +82,7 @@ def _narrator(line: str) -> None:
         "resume",
         "seed",
         "compact",
+        "removed",
     }:
         print(line)
 

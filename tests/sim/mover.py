@@ -63,23 +63,30 @@ class Mover:
         count = moves or (rng.randint(*MOVES) if world.params.spares else 0)
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.proposed = 0
-        self._moving: set[int] = set()  # ranges with a move under way
+        self._moving: dict[int, tuple[int, ...]] = {}  # ranges with a move under way: to
         self._last: RangeDescriptor | None = None  # the range a concurrent move goes to
 
     def moving(self, range_id: int) -> bool:
         """A move of the range is under way (a merge of it waits)."""
         return range_id in self._moving
 
+    def moving_onto(self, node: NodeId) -> bool:
+        """A move under way may yet give ``node`` a replica (a removal waits for it)."""
+        return any(node in replicas for replicas in self._moving.values())
+
     def start(self) -> None:
         for at_us in self._times:
             self._world.schedule(at_us, self._begin)
 
-    def _begin(self) -> None:
-        self._move()
+    def _begin(self, attempts: int = ATTEMPTS) -> None:
+        if not self._move() and attempts > 1:
+            # No node to move to yet (the spares have not joined): try again a little later.
+            self._world.schedule(self._world.now_us + RETRY_US, self._begin, attempts - 1)
+            return
         if self._concurrent:
             self._move()
 
-    def _move(self) -> None:
+    def _move(self) -> bool:
         world, rng = self._world, self._rng
         ranges = [
             d
@@ -87,23 +94,34 @@ class Mover:
             if not self._busy(d.range_id)
         ]
         if not ranges:
-            return
+            return False
         d = rng.choice(ranges) if self._last is None else self._last
         self._last = d if self._concurrent and self._last is None else None
-        dc_of = {v: world.nodes[v].dc for v in world.node_ids}
         replicas = list(d.replicas)
         # Two at once only where a majority of the new set stays (the state machine's rule).
         two = len(replicas) >= 5 and rng.randrange(1000) < TWO_AT_ONCE_PERMILLE
-        leaving = rng.sample(replicas, 2 if two else 1)
+        return self.move(d, rng.sample(replicas, 2 if two else 1))
+
+    def move(self, d: RangeDescriptor, leaving: list[int], to: NodeId | None = None) -> bool:
+        """Replace the ``leaving`` replicas of range ``d``, each with ``to`` or a node of its
+        datacenter in service that holds no replica of it; whether a move began."""
+        world, rng = self._world, self._rng
+        replicas = list(d.replicas)
         chosen = [r for r in replicas if r not in leaving]
         for out in leaving:
+            dc = world.nodes[NodeId(out)].dc
             free = [
                 v
-                for v in world.node_ids
-                if v not in replicas and v not in chosen and dc_of[v] == dc_of[NodeId(out)]
+                for v in world.in_service
+                if v not in replicas
+                and v not in chosen
+                and v not in world.leaving
+                and world.nodes[v].dc == dc
             ]
+            if to is not None:
+                free = [v for v in free if v == to]
             if not free:
-                return
+                return False
             chosen.append(rng.choice(free))
         new_id = world.new_range_id()
         world.trace(
@@ -111,6 +129,7 @@ class Mover:
         )
         transfer = rng.randrange(1000) < TRANSFER_FIRST_PERMILLE
         self._propose(d.range_id, d.generation, tuple(sorted(chosen)), new_id, transfer, ATTEMPTS)
+        return True
 
     def _propose(  # noqa: PLR0917 - one move's state, carried between its attempts
         self,
@@ -124,9 +143,9 @@ class Mover:
         world = self._world
         known = world.truth.get(range_id)
         if known is None or known.generation != generation or attempts <= 0 or self._busy(range_id):
-            self._moving.discard(range_id)
+            self._moving.pop(range_id, None)
             return  # ended (by this move, or another), split or merged meanwhile, or merging
-        self._moving.add(range_id)
+        self._moving[range_id] = replicas
         leader = world.leader(range_id)
         if leader is not None:
             stays = [r for r in replicas if r in known.replicas]

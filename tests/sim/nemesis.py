@@ -71,7 +71,7 @@ class Nemesis:
         self._schedule_next()
         world, rng = self._world, self._rng
         fault = rng.choice(self.plan.enabled)
-        voters = list(world.node_ids)  # spares too: a node a replica moves to may fail
+        voters = list(world.in_service)  # joined spares too: a node a replica moves to may fail
         self.injected += 1
         until = self._after(self.plan.duration_us)
         net = world.network.faults
@@ -158,14 +158,14 @@ class Nemesis:
             faults.duplicate_permille = 0
 
     def _restart(self, v: NodeId) -> None:
-        if self._active and not self._world.nodes[v].up:
+        if self._active and not self._world.nodes[v].up and v not in self._world.removed:
             self._world.start(v)
 
     def heal_core(self) -> list[NodeId]:
         """Stop faulting; heal a random quorum fully; cut the others off as they are."""
         self.stop()
         world = self._world
-        voters = list(world.node_ids)
+        voters = list(world.in_service)
         core = sorted(self._rng.sample(voters, quorum_size(len(voters))))
         if world.params.spares:
             # Replicas moved: a random majority of the nodes need not hold a majority of

@@ -19,6 +19,7 @@ from paxos import NodeId
 from tests.sim.detacher import SimDetacher
 from tests.sim.leaser import SimLeaser
 from tests.sim.locker import SimLocker
+from tests.sim.members import Membership
 from tests.sim.merger import Merger
 from tests.sim.mover import Mover, draws_spares
 from tests.sim.nemesis import Nemesis, NemesisPlan
@@ -167,6 +168,7 @@ def run_seed(
         world, sub_rng(seed, "moves"), window, merger.busy, moves, concurrent=concurrent_moves
     )
     merger.moving = mover.moving
+    membership = Membership(world, sub_rng(seed, "node_events"), window, mover)
     workload = Workload(
         world,
         sub_rng(seed, "workload"),
@@ -182,6 +184,7 @@ def run_seed(
     nemesis.start()
     splitter.start()
     mover.start()
+    membership.start()
     if splits != NO_SPLITS:
         merger.start()
     workload.start()
@@ -226,6 +229,7 @@ def run_seed(
         watcher.finish(core)
         leaser.finish(core)
     locker.finish()
+    membership.finish(core)
     world.check_directory()
     return SeedResult(
         seed=seed,
@@ -247,6 +251,9 @@ def run_seed(
             "watch_spans": watcher.spans,
             "leases_ended": leaser.ended,
             "lock_holds": len(locker.holds),
+            "joined": len(membership.joined),
+            "removed": len(membership.removed),
+            "drained": membership.drained,
         },
     )
 

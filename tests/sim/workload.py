@@ -71,7 +71,8 @@ class Workload:
         self._timeout_us = timeout_us
         self._think_us = think_us
         self.clients = [
-            ClientState(client_id=c + 1, target=rng.choice(world.node_ids)) for c in range(clients)
+            ClientState(client_id=c + 1, target=rng.choice(world.in_service))
+            for c in range(clients)
         ]
         self.proposals = 0
         self.acks = 0
@@ -118,7 +119,7 @@ class Workload:
         client.group = world.group_of(command.key)
         sim = world.nodes[client.target]
         if not sim.running:
-            client.target = self._rng.choice(world.node_ids)
+            client.target = self._rng.choice(world.in_service)
             self._later(client, self._rng.randrange(5_000, 50_000))
             return
         self._tokens.pop(client.token, None)
@@ -133,7 +134,7 @@ class Workload:
                 )
             case NotLeaderRefusal(leader_hint=hint):
                 hinted = NodeId(hint) if hint else None
-                client.target = hinted if hinted is not None else self._rng.choice(world.node_ids)
+                client.target = hinted if hinted is not None else self._rng.choice(world.in_service)
                 self._later(client, self._rng.randrange(1_000, 30_000))
             case _:
                 self._later(client, self._rng.randrange(10_000, 100_000))
@@ -185,7 +186,7 @@ class Workload:
         group = world.group_of(key)
         sim = world.nodes[client.target]
         if not sim.running:
-            client.target = self._rng.choice(world.node_ids)
+            client.target = self._rng.choice(world.in_service)
             self._later(client, self._rng.randrange(*self._think_us))
             return
         client.token = world.new_token()
@@ -226,7 +227,7 @@ class Workload:
             return
         client.reading = None
         self._tokens.pop(token, None)
-        client.target = self._rng.choice(self._world.node_ids)
+        client.target = self._rng.choice(self._world.in_service)
         self._later(client, self._rng.randrange(*self._think_us))
 
     def _on_answer(self, token: Token, answer: Answer) -> None:
@@ -247,5 +248,5 @@ class Workload:
         if client.token != token or client.command is None:
             return
         self._tokens.pop(token, None)
-        client.target = self._rng.choice(self._world.node_ids)
+        client.target = self._rng.choice(self._world.in_service)
         self._later(client, self._rng.randrange(1_000, 20_000))

@@ -194,6 +194,11 @@ class World:
         self.voters = voters  # the replicas of every group at first
         # Every node, spares included (the same as ``voters`` in a world without spares).
         self.node_ids = tuple(NodeId(i) for i in range(1, params.replicas + params.spares + 1))
+        # The nodes of the cluster now: the replicas at first; a spare once it joined, until
+        # it is removed (``tests.sim.members``). Faults, moves and clients pick among them.
+        self.in_service: list[NodeId] = list(voters)
+        self.removed: set[NodeId] = set()  # removed from the cluster: down for good
+        self.leaving: set[NodeId] = set()  # being drained to be removed: no replica goes there
         self.cluster = sim_cluster(
             voters,
             params.dcs,
@@ -269,7 +274,7 @@ class World:
         # to tell of snapshot installs (watchers there catch up again).
         self.watch_truth: dict[tuple[bytes, int], bytes | None] = {}
         self.on_installed: Callable[[NodeId, list[int]], None] | None = None
-        for v in self.node_ids:
+        for v in self.in_service:
             self.start(v)
 
     # ================================================================== findings
@@ -430,6 +435,19 @@ class World:
     def _values_through(self, group: int, slot: int) -> list[Value]:
         chosen = self._checker(group).chosen
         return [chosen[Slot(s)] for s in range(1, slot + 1)]
+
+    def join(self, v: NodeId) -> None:
+        """A spare node joined (meta registered it): it starts, and is in service."""
+        self.in_service = sorted({*self.in_service, v})
+        self.start(v)
+
+    def remove(self, v: NodeId) -> None:
+        """A node left the cluster for good (meta removed it): it stops, never to return."""
+        self.crash(v)
+        self.removed.add(v)
+        self.leaving.discard(v)
+        self.in_service = [n for n in self.in_service if n != v]
+        self.trace(v, "removed")
 
     def crash(self, v: NodeId) -> None:
         sim = self.nodes[v]
