@@ -70,6 +70,11 @@ class Outbox:
     def writes_outstanding(self) -> int:
         return len(self._outstanding)
 
+    @property
+    def writes_taken(self) -> int:
+        """Writes handed to the driver (``take``) and not done yet."""
+        return len(self._outstanding) - len(self._writes)
+
     def take(self) -> Ready:
         ready = Ready(
             writes=tuple(self._writes),

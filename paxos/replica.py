@@ -255,6 +255,11 @@ class Replica:
     def writes_outstanding(self) -> int:
         return self._out.writes_outstanding
 
+    @property
+    def writes_taken(self) -> int:
+        """Writes the driver took (``take_ready``) and has not reported done."""
+        return self._out.writes_taken
+
     # ================================================================== inputs
 
     def step(self, msg: Message) -> None:
@@ -487,7 +492,7 @@ class Replica:
         campaign (we are the replica they prefer) are stirred by it to elect one: they would
         otherwise wait out their dormant timeout (sim seed 1346: a moved range had no
         leader for 15 s after a restart of all its nodes)."""
-        peers = self._cfg.peers
+        peers = tuple(p for p in self._cfg.peers if p not in self._absent) or self._cfg.peers
         if not peers:
             return
         self._base_asks += 1

@@ -570,6 +570,9 @@ class Node:
         self._tombstones: list[tuple[int, int]] = []  # for the next job (``DiskJob``)
         self._hosted: list[RangeDescriptor] = []  # for the next job (``DiskJob.hosted``)
         self._bases: list[tuple[int, RangeDescriptor]] = []  # for the next job (``bases``)
+        # Writes of a replica replaced since they were queued (``_reborn``), per group: the
+        # first that many of the group's writes to complete are its, and go unanswered.
+        self._orphan_writes: dict[int, int] = {}
         # Unknown groups asked about (``Host``), by the tick of the last question.
         self._asked: dict[int, int] = {}
         # Grows whenever a hosted group's descriptor changes, a group comes, or the meta
@@ -1516,6 +1519,9 @@ class Node:
         self._touched.update(dict.fromkeys(g for g, _, _ in applied))
         self._touched.update(dict.fromkeys(g for g, _, _ in dumped))
         for group_id, seq, then_send in job.follow_ups:
+            if self._orphan_writes.get(group_id):
+                self._orphan_writes[group_id] -= 1
+                continue  # its replica is gone; what it would send after, too
             for msg in then_send:
                 effects.sends.setdefault(msg.dst, []).append((group_id, msg))
             self._groups[group_id].replica.write_done(seq)
@@ -1617,7 +1623,15 @@ class Node:
             return
         self._unrecorded[successor.range_id] = None
         waiting = self._groups.get(successor.range_id)
-        if waiting is not None and waiting.awaiting and not waiting.retired:
+        if (
+            waiting is not None
+            and waiting.awaiting
+            and not waiting.retired
+            # A snapshot received, on its way to the disk in a job, brings the state: the
+            # replica that holds it must stay (the fault suite: a rebirth under an install
+            # in flight broke the node's write order, and the node stopped).
+            and waiting.replica.snapshot_slot < waiting.replica.config.base_slot
+        ):
             self._reborn(waiting, group, done)
         elif successor.range_id not in self._groups:
             voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
@@ -1643,6 +1657,9 @@ class Node:
         group_id = successor.range_id
         promised = waiting.replica.promised
         voting = votes_in_new_group(ended.replica, done.slot, founding=self._founding)
+        # Its writes in jobs on their way (a promise) complete for no replica (``job_done``);
+        # those not taken into a job yet go with it.
+        self._orphan_writes[group_id] = waiting.replica.writes_taken
         del self._groups[group_id]
         self._active.pop(group_id, None)
         self._holding.pop(group_id, None)
@@ -1680,12 +1697,14 @@ class Node:
             if (
                 group is None
                 or group.ended_into is not None
+                or (group.absorbed_by is not None and not group.frozen_slot)
                 or group.awaiting
                 or not group.tells_members
             ):
                 return
-            # (A merged-away one answers: a replica of it that lags must still get its
-            # final state, or its node's left range waits on the merge for ever.)
+            # (A merged-away one answers, not one reconfigured away: a replica of it that
+            # lags must still get its final state, or its node's left range waits on the
+            # merge for ever, sim seed 3768.)
             if msg.src in group.descriptor.replicas:
                 incarnation = group.added.get(msg.src, 0)
                 told = group.born_as or group.descriptor
@@ -1718,9 +1737,8 @@ class Node:
         hosted = self._groups[d.range_id]
         hosted.tells_members = True
         hosted.born_as = msg.descriptor
-        if d != msg.descriptor:
-            # Of a shape its base is not: it must start from a snapshot of now.
-            self._replay_forbidden(hosted)
+        # (Hosted as it is now, it needs a snapshot of now: its peers forget a stored snapshot
+        # of an older shape, ``_replay_forbidden``.)
         self._hosted.append(d)
         # A configuration of the same span that ``d`` succeeded, behind its stop here, goes
         # on: if it reaches the stop first, the successor starts from the base it makes

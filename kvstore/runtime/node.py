@@ -298,8 +298,22 @@ class NodeRuntime:
         if node is None or self.failure is not None or self._stopping:
             return
         self._catch_up_ticks()
-        give(node)
+        try:
+            give(node)
+        except Exception as error:  # any: see ``_broken``
+            self._broken(error)
+            return
         self._kick()
+
+    def _broken(self, error: BaseException) -> None:
+        """The node layer broke one of its own invariants (an assertion): its state in memory
+        can no longer be trusted, so the node stops, as on a disk failure, and a restart
+        recovers from disk (what it wrote is consistent: each job is one transaction). Left
+        running, it wedged: the fault suite saw a node log the same assertion for every job
+        and apply nothing more."""
+        self.failure = error
+        self._log.error("node_layer_broken", error=repr(error), exc_info=error)
+        self.failed.set()
 
     def heard(self, peer: int) -> None:
         """Something came from node ``peer`` (its liveness keeps quiet groups quiet). Per
@@ -327,10 +341,14 @@ class NodeRuntime:
         ``current``: the shard's descriptor now, b"": as ``raw``)."""
         try:
             descriptor = decode_descriptor(raw) if raw else None
-            now = decode_descriptor(current) if current and descriptor is not None else None
         except ValueError:  # CodecError, or a descriptor that breaks its own rules
             self._log.warning("host_note_malformed", peer=peer, shard=shard_id)
             return
+        try:
+            now = decode_descriptor(current) if current and descriptor is not None else None
+        except ValueError:
+            self._log.warning("host_note_malformed", peer=peer, shard=shard_id, part="current")
+            now = None  # the answer as it began still serves
         note = Host(peer, self.node_id, shard_id, descriptor, incarnation, now)
         self._feed(lambda node: node.step(shard_id, note))
 
@@ -564,7 +582,11 @@ class NodeRuntime:
         node = self._node
         if self.failure is not None or node is None or self._stopping:
             return
-        effects = node.take_effects()
+        try:
+            effects = node.take_effects()
+        except Exception as error:  # any: see ``_broken``
+            self._broken(error)
+            return
         for dst, batch in effects.sends.items():
             self._send(dst, batch)
         for ping in effects.pings:
@@ -711,7 +733,11 @@ class NodeRuntime:
         assert node is not None
         applied, dumps, sizes, changes = done.result()
         layout = node.layout_version
-        node.job_done(job, applied, dumps, sizes)
+        try:
+            node.job_done(job, applied, dumps, sizes)
+        except Exception as broken:  # any: see ``_broken``
+            self._broken(broken)
+            return
         if job.replaced:
             self.watches.installed(job.replaced)
         if node.layout_version != layout:

@@ -404,6 +404,36 @@ def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_broken_node_layer_invariant_is_fatal(tmp_path: Path) -> None:
+    """An assertion of the node layer (its memory no longer to be trusted) stops the node as
+    a failed commit does, for a restart to recover from disk: left running, a node of the
+    fault suite logged the same assertion for every job and applied nothing more."""
+
+    async def main() -> None:
+        store = NodeStore(tmp_path / "n1", map_size=16 << 20)
+        runtime = NodeRuntime(
+            CONFIG, 1, store, lambda dst, batch: None, seed=1, paxos_overrides=PAXOS
+        )
+        await runtime.start()
+        node = runtime.node
+        planted = AssertionError("writes must complete in order")
+
+        def job_done(*_: object) -> None:
+            raise planted
+
+        node.job_done = job_done  # type: ignore[method-assign]
+        for _ in range(200):  # it campaigns; its promise's job completes
+            if runtime.failed.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.failed.is_set()
+        assert runtime.failure is planted
+        await runtime.stop()
+        store.close()
+
+    asyncio.run(main())
+
+
 def test_a_node_that_missed_compacted_history_catches_up_by_snapshot(tmp_path: Path) -> None:
     """Logs are truncated after snapshots; a replica behind the truncation gets a snapshot."""
 

@@ -12,11 +12,20 @@ import random
 from dataclasses import replace
 
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
-from kvstore.model import KvStateMachine, MemoryEngine
+from kvstore.model import KvStateMachine, MemoryEngine, RequestId
 from kvstore.model import snapshot as snapshots
-from kvstore.model.node import HOST_ASK_TICKS, GroupStart, Host, Node
+from kvstore.model.commands import Reconfigured
+from kvstore.model.node import HOST_ASK_TICKS, DiskJob, GroupStart, Host, Node
 from kvstore.model.ranges import Successor
-from paxos import CatchUpRequest, DurableState, Heartbeat, InstallSnapshot, NullLogger, Snapshot
+from paxos import (
+    CatchUpRequest,
+    DurableState,
+    Heartbeat,
+    InstallSnapshot,
+    NullLogger,
+    Prepare,
+    Snapshot,
+)
 from paxos.ids import Ballot, NodeId, Slot
 
 OLD = RangeDescriptor(1, b"", b"", (1, 2, 3), generation=1)
@@ -173,3 +182,67 @@ def test_an_ended_ranges_final_snapshot_survives_a_restart() -> None:
         member.step(7, CatchUpRequest(src=NodeId(2), dst=NodeId(1), from_slot=Slot(2)))
         sent = [m for _, m in member.take_effects().sends.get(2, [])]  # by destination
         assert any(isinstance(m, InstallSnapshot) and m.data == final.data for m in sent) == kept
+
+
+def _stop_applied(member: Node, slot: int) -> None:
+    """The job that applied OLD's stop at ``slot`` (making SUCCESSOR) is done."""
+    ended = replace(OLD, generation=2)
+    done = Reconfigured(ended=ended, successor=SUCCESSOR, slot=slot)
+    member.job_done(DiskJob(), [(1, slot, (b"stop", [(RequestId(0, 0), done)]))], [])
+
+
+def test_a_stop_applied_while_the_successors_snapshot_is_on_its_way_keeps_its_replica() -> None:
+    """Node 2 hosts the successor on an answer, and its install is in a job when the job
+    with its own replica's stop completes: the install brings the state, so the successor's
+    replica stays (the fault suite: it was replaced, and the install's write then completed
+    for a replica that never made it: the node's write order broke and the node stopped)."""
+    member = node(2, {1: start(OLD, applied_slot=4)})
+    member.step(7, Host(1, 2, 7, SUCCESSOR, 0))
+    member.take_effects()
+    data = _successor_state(())
+    # The state after slot 3 (a peer compacted past the base): a replica reborn at the base
+    # would apply slots 2 and 3 again over it.
+    member.step(7, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(3), data=data))
+    install_jobs = member.take_effects().jobs
+    _stop_applied(member, 5)
+    for job in install_jobs:
+        member.job_done(job, [], [])  # the install's write completes for the replica it made
+    member.take_effects()
+    assert member.hosts(7) and not member.awaiting(7)
+    assert member.replica(7).chosen_through == Slot(3)
+    assert member.merged_away(1)
+
+
+def test_a_successor_reborn_from_its_own_stop_drops_the_old_replicas_writes_in_flight() -> None:
+    """Node 2 hosts the successor on an answer and promises a candidate (a write in a job),
+    then its replica of OLD applies the stop: the successor starts from the base it made,
+    keeping the promise, and the promise's write completes for no replica (it completed
+    for the new replica, whose first write it was not: the node's write order broke)."""
+    old = replace(start(OLD, applied_slot=4), durable=DurableState(chosen_through=Slot(4)))
+    member = node(2, {1: old})
+    member.step(7, Host(1, 2, 7, SUCCESSOR, 0))
+    member.take_effects()
+    member.tick(200)  # past the guard of a new process: it promises a candidate
+    member.take_effects()
+    member.step(7, _prepare(3))
+    promise_jobs = member.take_effects().jobs
+    assert any(job.follow_ups for job in promise_jobs)
+    _stop_applied(member, 5)
+    assert member.hosts(7) and not member.awaiting(7)  # reborn from its own base
+    for job in promise_jobs:
+        member.job_done(job, [], [])
+    assert member.replica(7).promised == Ballot(3, NodeId(1))
+    for job in member.take_effects().jobs:
+        member.job_done(job, [], [])
+    member.tick(200)
+    member.take_effects()
+    member.step(7, _prepare(4))
+    for job in member.take_effects().jobs:  # the new replica's own writes complete in order
+        member.job_done(job, [], [])
+    assert member.replica(7).promised == Ballot(4, NodeId(1))
+
+
+def _prepare(round_: int) -> Prepare:
+    return Prepare(
+        src=NodeId(1), dst=NodeId(2), ballot=Ballot(round_, NodeId(1)), from_slot=Slot(1)
+    )
