@@ -1697,14 +1697,15 @@ class Node:
             if (
                 group is None
                 or group.ended_into is not None
-                or (group.absorbed_by is not None and not group.frozen_slot)
                 or group.awaiting
                 or not group.tells_members
             ):
                 return
-            # (A merged-away one answers, not one reconfigured away: a replica of it that
-            # lags must still get its final state, or its node's left range waits on the
-            # merge for ever, sim seed 3768.)
+            # (A tombstone answers too. Merged away: a replica of it that lags must still get
+            # its final state, or its node's left range waits on the merge for ever, sim seed
+            # 3768. Reconfigured away, where this node is in the successor: a node that lost
+            # its disk learns from its final state of the ranges split off it since, which no
+            # other range tells it, sim seeds 622 and 736.)
             if msg.src in group.descriptor.replicas:
                 incarnation = group.added.get(msg.src, 0)
                 told = group.born_as or group.descriptor

@@ -46,6 +46,8 @@ REGRESSION_SEEDS = (
     3200,  # a frozen range's final snapshot was dropped at a restart: none could be sent
     2389,  # a node hosting a range split off a moved one could never host the moved one
     1346,  # a preferred replica awaiting its base sent nothing; its peers slept for 15 s
+    622,  # a wiped spare never relearned a range split off one moved onto it (the tombstone
+    736,  # of the moved range, which would tell it, did not answer Host); likewise by a drain
 )
 
 
