@@ -232,8 +232,9 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
 
 def _pid_of(address: str, data: Path) -> int:
     """The PID of the ``kvstore serve`` that ``kvstore up`` started for this address's node
-    (its command line names its data directory under ``data``)."""
-    port = address.rpartition(":")[2]
+    (its command line names its node id and its data directory under ``data``)."""
+    nodes = tomllib.loads((data / "cluster.toml").read_text())["nodes"]
+    node = next(str(n["id"]) for n in nodes if n["address"] == address)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -242,12 +243,13 @@ def _pid_of(address: str, data: Path) -> int:
         except OSError:
             continue
         text = [a.decode(errors="replace") for a in argv]
-        if "serve" in text and any(a.startswith(str(data)) for a in text):
-            config = data / "cluster.toml"
-            node = text[text.index("--node") + 1] if "--node" in text else ""
-            nodes = tomllib.loads(config.read_text())["nodes"]
-            if any(str(n["id"]) == node and n["address"].endswith(f":{port}") for n in nodes):
-                return int(entry.name)
+        if (
+            "serve" in text
+            and "--node" in text
+            and text[text.index("--node") + 1] == node
+            and any(a.startswith(str(data)) for a in text)
+        ):
+            return int(entry.name)
     raise SystemExit(f"no kvstore serve process for {address}")
 
 
