@@ -80,6 +80,7 @@ class Replica:
         durable: DurableState | None = None,
         applied_through: Slot = _NOTHING_APPLIED,
         incarnation: int = 0,
+        guarded: bool = True,
     ) -> None:
         state = durable if durable is not None else DurableState()
         self._cfg = config
@@ -90,7 +91,10 @@ class Replica:
             config.node_id, state.promised, self._log, self._out, config.voters
         )
         self._learner = Learner(config, self._log, self._out, self._logger, applied_through)
-        self._election = Election(config, rng)
+        # ``guarded=False``: a replica of a group new in this process, which answered no
+        # leader yet (``paxos.election``). A promise on disk says a past life may have.
+        fresh = not guarded and state.promised == Ballot.ZERO
+        self._election = Election(config, rng, guarded=not fresh)
         self._leader: Leader | None = None
         self._role = Role.FOLLOWER
         self._now = 0
