@@ -137,6 +137,20 @@ def test_an_ancestor_still_catching_up_refuses_the_answer() -> None:
     assert not lagging.hosts(9) and not lagging.merged_away(1)
 
 
+def test_an_older_replica_of_the_span_that_is_not_its_predecessor_refuses_the_answer() -> None:
+    """Same span, but more than one generation before the successor: not the configuration
+    it succeeded, so merged away and split off again since (sim seed 16). A neighbour here
+    may still replay that merge; it would be retired under the successor with keys of its
+    own to apply. The predecessor (one generation before) may wait beside it."""
+    far = RangeDescriptor(7, b"", b"", (1, 2, 4), generation=3)
+    lagging = node(2, {1: start(OLD)})
+    lagging.step(7, Host(1, 2, 7, far, 0))
+    assert not lagging.hosts(7) and not lagging.merged_away(1)
+    next_one = node(2, {1: start(OLD)})
+    next_one.step(7, Host(1, 2, 7, SUCCESSOR, 0))  # generation 2: OLD's successor
+    assert next_one.hosts(7)
+
+
 def _successor_state(added: tuple[tuple[int, int], ...]) -> bytes:
     """A snapshot of SUCCESSOR's first state, made from OLD's as a stop makes it."""
     engine = MemoryEngine(shard_id=1)
