@@ -615,7 +615,10 @@ class KvService(kv_pb2_grpc.KVServicer):
             if forwarded and (hint is None or hint != self._runtime.node_id):
                 break  # let the first node retry; never forward twice
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 0.2)
+            # Capped low: a shard without a leader (an election, a move's new configuration)
+            # is usually led again within a few ticks, and a request that slept past that
+            # holds its client back (a move's dip in the load, issue 21).
+            backoff = min(backoff * 2, 0.05)
         unavailable = f"shard {shard}: no reachable leader before the deadline"
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE,
