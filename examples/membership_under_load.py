@@ -113,7 +113,7 @@ class Demo:
         out, _ = bench.communicate(timeout=self.duration + 120)
         result = json.loads(out.decode())["results"][0]
         shards = json.loads(self._cli("shards", "-o", "json"))
-        on_six = [s for s in _shard_rows(shards) if 6 in s.get("replicas", [])]
+        on_six = [s for s in _shard_rows(shards) if 6 in _nodes_of(s)]
         scanned = len(json.loads(self._cli("scan", "--limit", "0", "-o", "json"))["kvs"])
         self._report(result, on_six, scanned)
         return 0 if not on_six and scanned >= 1000 else 1
@@ -198,7 +198,9 @@ class Demo:
                 out.append((t1, (n1 - n0) / (t1 - t0)))
         return out
 
-    def _report(self, result: dict[str, object], on_six: list[object], scanned: int) -> None:
+    def _report(
+        self, result: dict[str, object], on_six: list[dict[str, object]], scanned: int
+    ) -> None:
         rates = self._per_second()
         first = self.steps[0][1]
         steady = statistics.median(r for t, r in rates if 3 <= t <= first) if rates else 0.0
@@ -216,9 +218,19 @@ class Demo:
         print(f"shards with a replica on node 6: {len(on_six)}; keys scanned: {scanned}")
 
 
-def _shard_rows(shards: object) -> list[dict[str, list[int]]]:
+def _shard_rows(shards: object) -> list[dict[str, object]]:
     rows = shards.get("shards", []) if isinstance(shards, dict) else shards
-    return rows if isinstance(rows, list) else []
+    if not isinstance(rows, list) or not rows:
+        raise SystemExit(f"kvstore shards -o json listed no shards: {shards!r}")
+    return rows
+
+
+def _nodes_of(shard: dict[str, object]) -> list[int]:
+    """The node ids of a ``kvstore shards -o json`` row (its replicas are objects)."""
+    replicas = shard.get("replicas")
+    if not isinstance(replicas, list):
+        raise SystemExit(f"a shard row without replicas: {shard!r}")
+    return [int(r["node"]) for r in replicas]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> Path:
