@@ -758,3 +758,32 @@ def test_a_replica_of_a_group_new_in_this_process_promises_at_once() -> None:
     )
     promised_before.step(replace(prepare, ballot=Ballot(2, N1)))
     assert promised_before.promised == Ballot(1, N3)
+
+
+def test_a_candidate_that_cannot_hear_its_promises_does_not_keep_the_group_leaderless() -> None:
+    """One way only: n1 (the leader) is heard, but hears nothing. It steps down and
+    campaigns, and its resent Prepares are promised again; a promise restarts the
+    promiser's timer once per ballot, so n2 or n3 runs out and leads (restarted on every
+    resend, their timers never ran out: no leader in seed 1, found by review)."""
+    for seed in range(5):
+        c = ManualCluster(
+            3, seed=seed, retransmit_ticks=4, election_ticks_min=10, election_ticks_max=20
+        )
+        for v in c.voters:
+            c.replica(v).tick(10)  # one call: the start guard is over, no timer ran out
+            c.drain(v)
+        c.replica(N1).campaign()
+        c.drain(N1)
+        c.stabilize()
+        heartbeat(c)
+        assert c.replica(N1).role is Role.LEADER
+        for _ in range(600):
+            for v in c.voters:
+                c.tick(v)
+                c.flush(v)
+            c.drop(lambda m: m.dst == N1)
+            c.deliver()
+            if any(c.replica(v).role is Role.LEADER for v in (N2, N3)):
+                break
+        else:
+            raise AssertionError(f"seed {seed}: no leader among n2 and n3 in 600 ticks")
