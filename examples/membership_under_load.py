@@ -33,6 +33,7 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 KVSTORE = [sys.executable, "-m", "kvstore"]
 PROGRESS = re.compile(r"(\d+\.\d)s\s+(\d+) ops")
@@ -77,25 +78,9 @@ class Demo:
                     proc.kill()
 
     def _run(self) -> int:
-        data = self.tmp / "cluster"
-        up = self._spawn(
-            "up", "--dir", str(data), "--nodes-per-dc", "2", "--base-port", str(self.base_port),
-            "--no-restart", log="up.log",
-        )  # fmt: skip
-        config = tomllib.loads(_wait_for(data / "cluster.toml", up).read_text())
-        nodes = {n["id"]: n for n in config["nodes"]}
-        self.endpoints = ",".join(n["address"] for n in nodes.values())
-        self._until(lambda: len(self._listed(up_only=True)) == len(nodes), "every node up")
+        data, nodes = self._start_cluster()
         print(f"cluster up: {len(nodes)} nodes, endpoints {self.endpoints}", flush=True)
-
-        bench = self._spawn(
-            "bench", "--endpoints", self.endpoints, "--workload", "put", "--concurrency", "16",
-            "--duration", str(self.duration), "--keys", "1000", "-o", "json",
-            log=None, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
-        self.bench_started = time.monotonic()
-        threading.Thread(target=self._read_progress, args=(bench,), daemon=True).start()
-        self._until(lambda: self._bench_s() >= 10, "10 s of load")
+        bench = self._start_load()
 
         self._step("drain node 4", "node", "drain", "4")
         victim = _pid_of(nodes[6]["address"], data)
@@ -117,6 +102,32 @@ class Demo:
         scanned = len(json.loads(self._cli("scan", "--limit", "0", "-o", "json"))["kvs"])
         self._report(result, on_six, scanned)
         return 0 if not on_six and scanned >= 1000 else 1
+
+    def _start_cluster(self) -> tuple[Path, dict[int, dict[str, Any]]]:
+        """``kvstore up --nodes-per-dc 2`` until every node answers: its directory and the
+        nodes of its config by id."""
+        data = self.tmp / "cluster"
+        up = self._spawn(
+            "up", "--dir", str(data), "--nodes-per-dc", "2", "--base-port", str(self.base_port),
+            "--no-restart", log="up.log",
+        )  # fmt: skip
+        config = tomllib.loads(_wait_for(data / "cluster.toml", up).read_text())
+        nodes = {n["id"]: n for n in config["nodes"]}
+        self.endpoints = ",".join(n["address"] for n in nodes.values())
+        self._until(lambda: len(self._listed(up_only=True)) == len(nodes), "every node up")
+        return data, nodes
+
+    def _start_load(self) -> subprocess.Popen[bytes]:
+        """The put load, its progress read meanwhile; returns after its first 10 s."""
+        bench = self._spawn(
+            "bench", "--endpoints", self.endpoints, "--workload", "put", "--concurrency", "16",
+            "--duration", str(self.duration), "--keys", "1000", "-o", "json",
+            log=None, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        self.bench_started = time.monotonic()
+        threading.Thread(target=self._read_progress, args=(bench,), daemon=True).start()
+        self._until(lambda: self._bench_s() >= 10, "10 s of load")
+        return bench
 
     # ------------------------------------------------------------------ steps
 

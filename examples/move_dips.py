@@ -18,15 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-import tomllib
 from pathlib import Path
 
-from examples.membership_under_load import Demo, _nodes_of, _shard_rows, _wait_for
+from examples.membership_under_load import Demo, _nodes_of, _shard_rows
 
 
 def main() -> int:
@@ -50,23 +46,8 @@ class MoveDips(Demo):
         self.control = control
 
     def _run(self) -> int:
-        data = self.tmp / "cluster"
-        up = self._spawn(
-            "up", "--dir", str(data), "--nodes-per-dc", "2", "--base-port", str(self.base_port),
-            "--no-restart", log="up.log",
-        )  # fmt: skip
-        config = tomllib.loads(_wait_for(data / "cluster.toml", up).read_text())
-        nodes = {n["id"]: n for n in config["nodes"]}
-        self.endpoints = ",".join(n["address"] for n in nodes.values())
-        self._until(lambda: len(self._listed(up_only=True)) == len(nodes), "every node up")
-        bench = self._spawn(
-            "bench", "--endpoints", self.endpoints, "--workload", "put", "--concurrency", "16",
-            "--duration", str(self.duration), "--keys", "1000", "-o", "json",
-            log=None, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
-        self.bench_started = time.monotonic()
-        threading.Thread(target=self._read_progress, args=(bench,), daemon=True).start()
-        self._until(lambda: self._bench_s() >= 10, "10 s of load")
+        self._start_cluster()
+        bench = self._start_load()
         turn = 0
         while self._bench_s() < self.duration - self.gap_s - 4:
             if self.control:

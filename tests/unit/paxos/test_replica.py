@@ -695,16 +695,22 @@ def _prepares_to(v: NodeId) -> object:
     return lambda m: isinstance(m, Prepare) and m.dst == v
 
 
-def test_a_candidate_resends_its_prepare_to_peers_that_have_not_promised() -> None:
-    """A Prepare lost (a peer that did not host the group yet dropped it) goes again after
-    ``retransmit_ticks``, to that peer only, and never before our own promise is durable:
-    the resend waits behind an empty write."""
-    c = ManualCluster(3, election_ticks_max=1000, retransmit_ticks=4)
+def _n1_campaigning(size: int) -> ManualCluster:
+    """``size`` replicas past their start guard; n1 campaigns, its Prepares on the wire."""
+    c = ManualCluster(size, election_ticks_max=1000, retransmit_ticks=4)
     for v in c.voters:
         c.tick(v, 10)
     c.replica(N1).campaign()
     c.drain(N1)
     c.flush(N1)
+    return c
+
+
+def test_a_candidate_resends_its_prepare_to_peers_that_have_not_promised() -> None:
+    """A Prepare lost (a peer that did not host the group yet dropped it) goes again after
+    ``retransmit_ticks``, to that peer only, and never before our own promise is durable:
+    the resend waits behind an empty write."""
+    c = _n1_campaigning(3)
     assert c.drop(_prepares_to(N2)) == 1  # lost
     assert c.deliver(_prepares_to(N3)) == 1
     c.drop(lambda m: m.dst == N1)  # n3's promise is lost too: both must be asked again
@@ -725,12 +731,7 @@ def test_a_candidate_resends_its_prepare_to_peers_that_have_not_promised() -> No
 
 def test_a_candidate_resends_only_to_peers_whose_promise_it_lacks() -> None:
     """One promise in hand (of two peers): the resend goes to the other alone."""
-    c = ManualCluster(5, election_ticks_max=1000, retransmit_ticks=4)
-    for v in c.voters:
-        c.tick(v, 10)
-    c.replica(N1).campaign()
-    c.drain(N1)
-    c.flush(N1)
+    c = _n1_campaigning(5)
     c.deliver(_prepares_to(N2))
     c.flush(N2)
     c.deliver(lambda m: m.dst == N1)  # n2's promise: two of five
