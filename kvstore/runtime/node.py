@@ -30,7 +30,7 @@ from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -76,6 +76,7 @@ SendFn = Callable[[int, list[tuple[int, Message]]], None]
 # How long stop() waits for the disk to finish the jobs it holds (each is one transaction
 # of milliseconds): past it, a lost count or a wedged disk is logged rather than hung on.
 STOP_WAIT_S = 10.0
+R = TypeVar("R")
 
 
 class NotLeaderError(Exception):
@@ -285,9 +286,13 @@ class NodeRuntime:
         trusting a lease or a staleness bound, a process that was paused catches up first."""
         due = self._ticks.due() if self._ticks is not None else 0
         node = self._node
-        if node is None or not due:
+        if node is None or not due or self.failure is not None:
             return
-        node.tick(due)
+        try:
+            node.tick(due)
+        except Exception as error:  # any: see ``_broken``
+            self._broken(error)
+            return
         self._kick()
 
     # ------------------------------------------------------------------ inputs
@@ -353,18 +358,18 @@ class NodeRuntime:
         self._feed(lambda node: node.step(shard_id, note))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
-        node = self._hosting(shard_id)
+        self._hosting(shard_id)
         token = next(self._tokens)
-        self._refused(shard_id, node.submit(shard_id, command, token))
+        self._refused(shard_id, self._node_call(lambda node: node.submit(shard_id, command, token)))
         return await self._wait(token)  # type: ignore[no-any-return]
 
     def witness(self, shard_id: int, command: Command) -> asyncio.Future[ApplyResult]:
         """A future for ``command``'s result when this replica applies it, wherever it was
         proposed. Only for a command with a request id (its bytes are then unique, and a
         retry's result is the first attempt's); cancel it to stop waiting."""
-        node = self._hosting(shard_id)
+        self._hosting(shard_id)
         token = next(self._tokens)
-        node.witness(shard_id, command, token)
+        self._node_call(lambda node: node.witness(shard_id, command, token))
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
         self._waiting[token] = fut
 
@@ -377,10 +382,10 @@ class NodeRuntime:
 
     async def linearizable_point(self, shard_id: int) -> None:
         """Return once a local read reflects every write acknowledged before the call."""
-        node = self._hosting(shard_id)
+        self._hosting(shard_id)
         self._catch_up_ticks()
         token = next(self._tokens)
-        self._refused(shard_id, node.read(shard_id, token))
+        self._refused(shard_id, self._node_call(lambda node: node.read(shard_id, token)))
         await self._wait(token)
 
     def _refused(self, shard_id: int, outcome: Accepted | Answer) -> None:
@@ -560,6 +565,16 @@ class NodeRuntime:
         """The pure node this runtime drives (tests inspect its replicas)."""
         return self._hosting(None)
 
+    def _node_call(self, call: Callable[[Node], R]) -> R:
+        """``call`` on the node layer for a caller waiting on it: an exception of the node
+        layer's own is fatal (``_broken``), and the caller is told the node stopped."""
+        node = self._hosting(None)
+        try:
+            return call(node)
+        except Exception as error:  # any: see ``_broken``
+            self._broken(error)
+            raise NodeStoppedError(f"node {self.node_id} stopped: {error!r}") from error
+
     def _hosting(self, shard_id: int | None) -> Node:
         if self.failure is not None:
             raise NodeStoppedError(f"node {self.node_id} is stopping: {self.failure}")
@@ -717,11 +732,18 @@ class NodeRuntime:
         node = self._node
         if node is None or self.failure is not None:
             return
-        node.applied_early(applied)
-        self._answer(*node.take_answers())
+        try:
+            node.applied_early(applied)
+            answers = node.take_answers()
+        except Exception as error:  # any: see ``_broken``
+            self._broken(error)
+            return
+        self._answer(*answers)
 
     def _job_done(self, job: DiskJob, done: ConcurrentFuture[_JobResult]) -> None:
         self._inflight_jobs -= 1
+        if self.failure is not None:
+            return  # broken meanwhile: what the job wrote is on disk for the restart
         error = done.exception()
         if error is not None:
             self.failure = error
@@ -735,6 +757,8 @@ class NodeRuntime:
         layout = node.layout_version
         try:
             node.job_done(job, applied, dumps, sizes)
+            sends = node.take_sends()  # the job's then_send, at once
+            answers = node.take_answers()
         except Exception as broken:  # any: see ``_broken``
             self._broken(broken)
             return
@@ -744,9 +768,9 @@ class NodeRuntime:
             self.watches.recheck()
         if changes:
             self.watches.applied(changes)
-        for dst, batch in node.take_sends().items():  # the job's then_send, at once
+        for dst, batch in sends.items():
             self._send(dst, batch)
-        self._answer(*node.take_answers())
+        self._answer(*answers)
         self._submit_held_back()
         self._kick()
 

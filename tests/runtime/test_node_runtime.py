@@ -20,6 +20,7 @@ from kvstore.model import Command, Put, PutResult, Reconfigure, Reconfigured, Re
 from kvstore.runtime import node as node_module
 from kvstore.runtime.node import (
     NodeRuntime,
+    NodeStoppedError,
     NotLeaderError,
     ProposalDroppedError,
     RangeMovedError,
@@ -432,6 +433,42 @@ def test_a_broken_node_layer_invariant_is_fatal(tmp_path: Path) -> None:
         store.close()
 
     asyncio.run(main())
+
+
+def _raises(error: BaseException) -> Callable[..., None]:
+    def planted(*_: object) -> None:
+        raise error
+
+    return planted
+
+
+async def _until_failed(runtime: NodeRuntime) -> None:
+    for _ in range(500):
+        if runtime.failed.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the node did not stop")
+
+
+def test_every_entry_into_the_node_layer_treats_its_exceptions_as_fatal(tmp_path: Path) -> None:
+    """Not only the three that carry its work: a tick, a proposal (whose caller is told
+    the node stopped) and the answers applied before the fsync stop the node too."""
+
+    async def scenario(c: Cluster) -> None:
+        leader = await c.leader(1)
+        applying, ticking = (r for r in c.net.nodes.values() if r is not leader)
+        planted = AssertionError("a broken invariant")
+        applying.node.applied_early = _raises(planted)  # type: ignore[method-assign]
+        await c.write(1, Put(RequestId(0, 0), b"a", b"1"))  # applied everywhere, in time
+        await _until_failed(applying)
+        ticking.node.tick = _raises(planted)  # type: ignore[method-assign]
+        await _until_failed(ticking)
+        leader.node.submit = _raises(planted)  # type: ignore[method-assign]
+        with pytest.raises(NodeStoppedError):
+            await leader.submit(1, Put(RequestId(0, 0), b"b", b"2"))
+        assert leader.failure is applying.failure is ticking.failure is planted
+
+    run(scenario, tmp_path)
 
 
 def test_a_node_that_missed_compacted_history_catches_up_by_snapshot(tmp_path: Path) -> None:
