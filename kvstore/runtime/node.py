@@ -358,18 +358,18 @@ class NodeRuntime:
         self._feed(lambda node: node.step(shard_id, note))
 
     async def submit(self, shard_id: int, command: Command) -> ApplyResult:
-        self._hosting(shard_id)
         token = next(self._tokens)
-        self._refused(shard_id, self._node_call(lambda node: node.submit(shard_id, command, token)))
+        self._refused(
+            shard_id, self._node_call(shard_id, lambda node: node.submit(shard_id, command, token))
+        )
         return await self._wait(token)  # type: ignore[no-any-return]
 
     def witness(self, shard_id: int, command: Command) -> asyncio.Future[ApplyResult]:
         """A future for ``command``'s result when this replica applies it, wherever it was
         proposed. Only for a command with a request id (its bytes are then unique, and a
         retry's result is the first attempt's); cancel it to stop waiting."""
-        self._hosting(shard_id)
         token = next(self._tokens)
-        self._node_call(lambda node: node.witness(shard_id, command, token))
+        self._node_call(shard_id, lambda node: node.witness(shard_id, command, token))
         fut: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
         self._waiting[token] = fut
 
@@ -385,7 +385,8 @@ class NodeRuntime:
         self._hosting(shard_id)
         self._catch_up_ticks()
         token = next(self._tokens)
-        self._refused(shard_id, self._node_call(lambda node: node.read(shard_id, token)))
+        # (Checked again: the ticks just delivered may have broken the node layer.)
+        self._refused(shard_id, self._node_call(shard_id, lambda node: node.read(shard_id, token)))
         await self._wait(token)
 
     def _refused(self, shard_id: int, outcome: Accepted | Answer) -> None:
@@ -565,10 +566,11 @@ class NodeRuntime:
         """The pure node this runtime drives (tests inspect its replicas)."""
         return self._hosting(None)
 
-    def _node_call(self, call: Callable[[Node], R]) -> R:
-        """``call`` on the node layer for a caller waiting on it: an exception of the node
-        layer's own is fatal (``_broken``), and the caller is told the node stopped."""
-        node = self._hosting(None)
+    def _node_call(self, shard_id: int, call: Callable[[Node], R]) -> R:
+        """``call`` on the node layer, which hosts ``shard_id``, for a caller waiting on it:
+        an exception of the node layer's own is fatal (``_broken``), and the caller is told
+        the node stopped."""
+        node = self._hosting(shard_id)
         try:
             return call(node)
         except Exception as error:  # any: see ``_broken``
