@@ -83,7 +83,7 @@ class Demo:
         bench = self._start_load()
 
         self._step("drain node 4", "node", "drain", "4")
-        victim = _pid_of(nodes[6]["address"], data)
+        victim = _pid_of(6, data)
         self._step("SIGKILL node 6", action=lambda: os.kill(victim, signal.SIGKILL))
         join_port = self.base_port + 7
         address = f"127.0.3.3:{join_port}"
@@ -209,12 +209,16 @@ class Demo:
                 out.append((t1, (n1 - n0) / (t1 - t0)))
         return out
 
+    def _steady(self, rates: list[tuple[float, float]]) -> float:
+        """The median second of the load from its third second to the first step."""
+        first = self.steps[0][1]
+        return statistics.median(r for t, r in rates if 3 <= t <= first) if rates else 0.0
+
     def _report(
         self, result: dict[str, object], on_six: list[dict[str, object]], scanned: int
     ) -> None:
         rates = self._per_second()
-        first = self.steps[0][1]
-        steady = statistics.median(r for t, r in rates if 3 <= t <= first) if rates else 0.0
+        steady = self._steady(rates)
         print(f"\nload: steady {steady:.0f} ops/s before the first step")
         for name, start, end in self.steps:
             during = [r for t, r in rates if start <= t <= end + 1]
@@ -253,11 +257,10 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
     return path
 
 
-def _pid_of(address: str, data: Path) -> int:
-    """The PID of the ``kvstore serve`` that ``kvstore up`` started for this address's node
+def _pid_of(node_id: int, data: Path) -> int:
+    """The PID of the ``kvstore serve`` that ``kvstore up`` started for node ``node_id``
     (its command line names its node id and its data directory under ``data``)."""
-    nodes = tomllib.loads((data / "cluster.toml").read_text())["nodes"]
-    node = next(str(n["id"]) for n in nodes if n["address"] == address)
+    node = str(node_id)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -273,7 +276,7 @@ def _pid_of(address: str, data: Path) -> int:
             and any(a.startswith(str(data)) for a in text)
         ):
             return int(entry.name)
-    raise SystemExit(f"no kvstore serve process for {address}")
+    raise SystemExit(f"no kvstore serve process for node {node_id}")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class MoveDips(Demo):
         out, _ = bench.communicate(timeout=self.duration + 120)
         result = json.loads(out.decode())["results"][0]
         rates = self._per_second()
-        steady = statistics.median(r for t, r in rates if 3 <= t <= self.steps[0][1])
+        steady = self._steady(rates)
         dips = [
             1 - min((r for t, r in rates if start < t <= end + 1.5), default=steady) / steady
             for _, start, end in self.steps
