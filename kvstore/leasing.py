@@ -68,25 +68,43 @@ class LeaseCalls(AnyEndpoint[kv_pb2_grpc.LeaseStub]):
         return list(answer.ids)
 
 
+# What a forwarded lease call that reached a node not leading the meta range is refused
+# with: that node did nothing.
+NOT_META_LEADER = "not the meta leader"
+
+# The refusals of an attempt that is known to have done nothing: the node it reached does
+# not lead, or no connection was made.
+_NOTHING_DONE = (NOT_META_LEADER, "failed to connect")
+
+
 class RevokeAttempts:
     """One revoke, sent as often as it takes: NOT_FOUND after an attempt whose answer was
-    lost (a timeout, a node gone) means that attempt revoked it, so the revoke is done. The
-    client and a forwarding gateway both retry a revoke so."""
+    lost (a timeout, a connection cut) means that attempt revoked it, so the revoke is done.
+    An attempt refused before it could do anything does not count: NOT_FOUND after only
+    such attempts means there was no such lease. The client and a forwarding gateway both
+    retry a revoke so."""
 
     def __init__(self, request: kv_pb2.LeaseRevokeRequest) -> None:
         self._request = request
-        self._tried = False
+        self._maybe_done = False
 
     async def send(self, stub: kv_pb2_grpc.LeaseStub, **options: Any) -> kv_pb2.LeaseRevokeResponse:
         try:
             answer: kv_pb2.LeaseRevokeResponse = await stub.Revoke(self._request, **options)
             return answer
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND and self._tried:
+            if err.code() == grpc.StatusCode.NOT_FOUND and self._maybe_done:
                 return kv_pb2.LeaseRevokeResponse()
+            if not _did_nothing(err):
+                self._maybe_done = True
             raise
-        finally:
-            self._tried = True
+
+
+def _did_nothing(err: grpc.aio.AioRpcError) -> bool:
+    if err.code() == grpc.StatusCode.NOT_FOUND:
+        return True
+    details = err.details() or ""
+    return err.code() == grpc.StatusCode.UNAVAILABLE and details.startswith(_NOTHING_DONE)
 
 
 class Lease:

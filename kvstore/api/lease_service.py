@@ -21,7 +21,7 @@ from cluster import META_RANGE_ID, ClusterConfig
 from cluster.ranges import meta_descriptor
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
-from kvstore.leasing import RevokeAttempts
+from kvstore.leasing import NOT_META_LEADER, RevokeAttempts
 from kvstore.model import Invalid, RequestId
 from kvstore.model.commands import LeaseGrant, LeaseGranted, LeaseRevoke, LeaseRevoked
 from kvstore.model.lease_keeper import LeaseState
@@ -252,7 +252,7 @@ class LeaseService(kv_pb2_grpc.LeaseServicer):
                 if self._runtime.hosts(META_RANGE_ID) and hint is None:
                     await asyncio.sleep(0.05)  # leading, not ready yet (or no leader known)
                     continue
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "not the meta leader")
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NOT_META_LEADER)
             me = self._runtime.node_id
             candidates = [n for n in ([hint] if hint else []) + self._meta_replicas if n != me]
             with contextlib.suppress(NoneAnsweredError):
