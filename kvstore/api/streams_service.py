@@ -66,7 +66,8 @@ from kvstore.model.commands import (
     encode_forwarded_result,
 )
 from kvstore.model.streams import decode_head, decode_record
-from kvstore.runtime.watches import Watch, Watches, WatchNotHostedError
+from kvstore.model.watch import WatchNotHostedError
+from kvstore.runtime.watches import Watch, Watches
 from kvstore.v1 import kv_pb2, streams_pb2, streams_pb2_grpc
 
 RETENTION_CHECK_S = 5.0

@@ -25,8 +25,9 @@ from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.position import Position
 from kvstore.model.engine import Record
 from kvstore.model.history import Change
+from kvstore.model.watch import WatchNotHostedError
 from kvstore.runtime.node import NodeRuntime
-from kvstore.runtime.watches import Watch, WatchNotHostedError
+from kvstore.runtime.watches import Watch
 from kvstore.v1 import kv_pb2
 
 PROGRESS_S = 1.0  # a watch with nothing to send says where it is this often

@@ -29,12 +29,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cluster.keys import KeySpan
+from cluster.keys import END_OF_KEYSPACE, KeySpan
 from cluster.position import Position
 from cluster.ranges import RangeDescriptor
 from kvstore.model.engine import Engine
 from kvstore.model.history import Change
 from kvstore.model.state_machine import KvStateMachine
+
+
+class WatchNotHostedError(Exception):
+    """Part of the watched span is on shards this node holds no replica of."""
+
+
+def covering(hosted: Iterable[RangeDescriptor], span: KeySpan) -> list[RangeDescriptor]:
+    """The ``hosted`` ranges over ``span``, in key order; ``WatchNotHostedError`` at a gap.
+    A node serves a watch only while this holds: changes to keys it holds no replica of are
+    made on other nodes, and a watch fed only some of its shards would skip the rest."""
+    shards = sorted((d for d in hosted if d.span.overlaps(span)), key=lambda d: d.start)
+    cursor = span.start
+    for d in shards:
+        if d.start > cursor:
+            break
+        if d.end == END_OF_KEYSPACE:
+            return shards
+        cursor = max(cursor, d.end)
+        if span.end != END_OF_KEYSPACE and cursor >= span.end:
+            return shards
+    raise WatchNotHostedError(
+        f"this node holds no replica of the watched keys from {cursor!r} on: watch them"
+        " through a node that does (kvstore shards lists the replicas)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,13 +29,16 @@ from cluster.ranges import RangeDescriptor
 from kvstore.model import KvStateMachine
 from kvstore.model.engine import Engine
 from kvstore.model.jobs import Changed
-from kvstore.model.watch import ShardHistory, Watcher, WatchHub, shard_history
+from kvstore.model.watch import (
+    ShardHistory,
+    Watcher,
+    WatchHub,
+    WatchNotHostedError,
+    covering,
+    shard_history,
+)
 
 _RELIST_S = 0.005  # how soon a catch-up that read a layout the node has not heard of retries
-
-
-class WatchNotHostedError(Exception):
-    """Part of the watched span is on shards this node holds no replica of."""
 
 
 @dataclass
@@ -135,21 +138,7 @@ class Watches:
     # ------------------------------------------------------------------ inside
 
     def _covering(self, span: KeySpan) -> list[RangeDescriptor]:
-        """The hosted ranges over ``span``, in key order; ``WatchNotHostedError`` at a gap."""
-        shards = sorted((d for d in self._hosted() if d.span.overlaps(span)), key=lambda d: d.start)
-        cursor = span.start
-        for d in shards:
-            if d.start > cursor:
-                break
-            if d.end == END_OF_KEYSPACE:
-                return shards
-            cursor = max(cursor, d.end)
-            if span.end != END_OF_KEYSPACE and cursor >= span.end:
-                return shards
-        raise WatchNotHostedError(
-            f"this node holds no replica of the watched keys from {cursor!r} on: watch them"
-            " through a node that does (kvstore shards lists the replicas)"
-        )
+        return covering(self._hosted(), span)
 
     def _revisions(self, shards: list[RangeDescriptor]) -> Iterator[tuple[RangeDescriptor, int]]:
         for d in shards:

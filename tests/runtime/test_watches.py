@@ -22,7 +22,8 @@ from kvstore.model import (
     encode_command,
 )
 from kvstore.model.commands import Split
-from kvstore.runtime.watches import Watches, WatchNotHostedError
+from kvstore.model.watch import WatchNotHostedError
+from kvstore.runtime.watches import Watches
 
 SHARDS = [
     RangeDescriptor(1, b"", b"g", (1, 2, 3), 1),

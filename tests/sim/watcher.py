@@ -1,9 +1,12 @@
 """A watch client in the simulated world, and the checks on what it is told.
 
 One watcher of every key, as ``kvstore.watching`` runs one: connected to one running node's
-hub; its history there is read when it connects and handed over a little later (changes
-fed meanwhile are held); it takes deliveries every few milliseconds and resumes from its
-last position on another node when its node crashes, and now and then for no reason.
+hub, on a node that holds a replica of every range (``kvstore.model.watch.covering``, as the
+runtime refuses a watch otherwise); its history there is read when it connects and handed
+over a little later (changes fed meanwhile are held); it takes deliveries every few
+milliseconds and resumes from its last position on another node when its node crashes, when
+its node stops holding every range (the runtime ends the watch then), and now and then for
+no reason.
 
 Checks, as each delivery is taken: a change the watcher was told of before is a
 ``watch-duplicate``; a key's revisions going backwards a ``watch-order``; a change no node
@@ -22,7 +25,14 @@ from dataclasses import dataclass, field
 from cluster.keys import KeySpan
 from cluster.position import Position
 from kvstore.model import KvStateMachine
-from kvstore.model.watch import ShardHistory, Watcher, shard_history
+from kvstore.model.node import Node
+from kvstore.model.watch import (
+    ShardHistory,
+    Watcher,
+    WatchNotHostedError,
+    covering,
+    shard_history,
+)
 from paxos import NodeId
 from tests.sim.world import World
 
@@ -58,6 +68,7 @@ class SimWatcher:
         self._skip_next = False
         self.reconnects = 0
         world.on_installed = self._installed
+        world.on_relaid = self._relaid
 
     @property
     def spans(self) -> int:
@@ -96,6 +107,9 @@ class SimWatcher:
         runtime reads it off the loop), or read again later while a shard here waits for
         its first state."""
         sim = self._world.nodes[v]
+        if not _covers(sim.node):
+            self._leave()  # as the runtime's catch-up ends the watch: resume elsewhere
+            return
         parts = self._histories(v, watcher.position)
         delay = self._rng.randrange(*HAND_OVER_US) if parts is not None else 10_000
         self._world.schedule(
@@ -145,6 +159,12 @@ class SimWatcher:
         if sync is not None:
             self._read_then_hand_over(v, self._watcher, sync)
 
+    def _relaid(self, v: NodeId) -> None:
+        """The runtime's ``recheck``: a watch on a node that no longer holds every key it
+        watches ends (what it was fed and not yet told is dropped); the client resumes."""
+        if v == self._node and self._connected() and not _covers(self._world.nodes[v].node):
+            self._leave()
+
     def _move(self) -> None:
         self._leave()
         self._world.schedule(self._world.now_us + self._rng.randrange(*RECONNECT_US), self._move)
@@ -164,7 +184,7 @@ class SimWatcher:
             running = [
                 v
                 for v, sim in sorted(self._world.nodes.items())
-                if sim.running and sim.hub is not None
+                if sim.running and sim.hub is not None and _covers(sim.node)
             ]
             if running:
                 self._connect(self._rng.choice(running))
@@ -231,23 +251,14 @@ class SimWatcher:
         self._last_revision = {}
 
     def finish(self, core: list[NodeId]) -> None:
-        """Connected to a core node and caught up; then every change made between each
-        span's start and where it got must have been delivered."""
+        """Caught up at a core node that holds every range, if one does; then every change
+        made between each span's start and where it got must have been delivered."""
         self._leave()
-        running = [v for v in core if self._world.nodes[v].running]
-        if not running:
-            return
-        v = running[0]
-        sim = self._world.nodes[v]
-        assert sim.hub is not None
-        self._connect(v)
-        parts = self._histories(v, self.position)
-        if parts is None or self._watcher is None:
-            return
-        sim.hub.caught_up(self._watcher.watch_id, parts)
-        self.take()
-        if self._watcher is None:
-            return
+        serving = [
+            v for v in core if self._world.nodes[v].running and _covers(self._world.nodes[v].node)
+        ]
+        if serving:
+            self._catch_up_at(serving[0])
         truth = self._world.watch_truth
         for span in self._spans:
             for key, revision in truth:
@@ -257,3 +268,23 @@ class SimWatcher:
                     and (key, revision) not in span.delivered
                 ):
                     self._world.fail("watch-gap", f"{key!r} at revision {revision} never delivered")
+
+    def _catch_up_at(self, v: NodeId) -> None:
+        sim = self._world.nodes[v]
+        assert sim.hub is not None
+        self._connect(v)
+        parts = self._histories(v, self.position)
+        if parts is not None and self._watcher is not None:
+            sim.hub.caught_up(self._watcher.watch_id, parts)
+            self.take()
+
+
+def _covers(node: Node | None) -> bool:
+    """Whether ``node`` holds a replica of every range (it may serve a watch of every key)."""
+    if node is None:
+        return False
+    try:
+        covering(node.descriptors(), EVERY_KEY)
+    except WatchNotHostedError:
+        return False
+    return True

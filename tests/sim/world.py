@@ -271,9 +271,11 @@ class World:
         # Told of each left range a node wants its right neighbour merged into.
         self.on_merge_wanted: Callable[[NodeId, int], None] | None = None
         # Every change any node applied: (key, revision) -> value (None: a delete); and who
-        # to tell of snapshot installs (watchers there catch up again).
+        # to tell of snapshot installs (watchers there catch up again) and of changes of a
+        # node's hosted ranges (a watch there ends if the node no longer holds its keys).
         self.watch_truth: dict[tuple[bytes, int], bytes | None] = {}
         self.on_installed: Callable[[NodeId, list[int]], None] | None = None
+        self.on_relaid: Callable[[NodeId], None] | None = None
         for v in self.in_service:
             self.start(v)
 
@@ -803,8 +805,9 @@ class World:
     ) -> None:
         node = sim.node
         assert node is not None
+        layout = node.layout_version
         node.job_done(job, applied, dumped, sizes)
-        self._watch_fed(sim, job, changes)
+        self._watch_fed(sim, job, changes, relaid=node.layout_version != layout)
         self._check_ownership(sim)
         self._drain(sim)
 
@@ -1034,9 +1037,12 @@ class World:
 
     # ================================================================== watches
 
-    def _watch_fed(self, sim: SimNode, job: DiskJob, changes: list[Changed]) -> None:
+    def _watch_fed(
+        self, sim: SimNode, job: DiskJob, changes: list[Changed], *, relaid: bool
+    ) -> None:
         """A committed job's changes reach the node's watch hub; installs make its watchers
-        resync."""
+        resync; a change of the hosted ranges (``relaid``) makes them check that the node
+        still holds every key they watch."""
         hub = sim.hub
         if hub is None:
             return
@@ -1044,6 +1050,8 @@ class World:
         # a watcher must start holding what it is fed before the applies reach it.
         if job.replaced and self.on_installed is not None:
             self.on_installed(sim.node_id, job.replaced)
+        if relaid and self.on_relaid is not None:
+            self.on_relaid(sim.node_id)
         for shard, shard_changes, span, revision in changes:
             hub.applied(shard, shard_changes, span, revision)
 
