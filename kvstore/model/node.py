@@ -129,6 +129,10 @@ AWAKE_TARGET = 48
 # it remembers at most this many questions.
 HOST_ASK_TICKS = 10
 HOST_ASKED_MAX = 1024
+# A dormant group with no leader heard this long tells its preferred replica of itself
+# (``Node._tell_preferred``), and again this often while it stays so.
+TELL_PREFERRED_AFTER_TICKS = 2 * SILENT_TICKS
+TELL_PREFERRED_TICKS = 10 * SILENT_TICKS
 NODE_LOG = -1  # what ``logger_for`` is asked for the node's own log (not a group's)
 DORMANT_TICKS = 1000
 
@@ -395,6 +399,7 @@ class _Group:
     # snapshot without it (sim seed 1715).
     young_successors: dict[int, int] = field(default_factory=dict)
     quiet_since: int | None = None  # the node tick it went quiet at (None: ticked)
+    told_preferred_at: int | None = None  # dormant: when its preferred replica was told of it
     # History (``[history]``): the newest revision applied here as results showed it, that
     # revision once a second when it moved (seconds of this node's clock), what the group
     # compacted to, and whether its pass removing unneeded versions goes on.
@@ -1124,6 +1129,7 @@ class Node:
                 )
         if now // SILENT_TICKS > before // SILENT_TICKS:
             self._wake_dormant()
+            self._tell_preferred()
         for peer, heard in self._peer_heard.items():
             if now - heard < SILENT_TICKS or peer in self._peers_silent:
                 continue
@@ -1147,6 +1153,40 @@ class Node:
         heard yet) its preferred one."""
         hint = group.replica.leader_hint
         return group.preferred_leader if hint is None else hint
+
+    def _tell_preferred(self) -> None:
+        """Dormant groups that still heard no leader tell their preferred replica of
+        themselves, as a ``Host`` answer (again every ``TELL_PREFERRED_TICKS``). A node that
+        hosts the group ignores it; one that lost it (its disk was wiped while the group
+        was led elsewhere) hosts it again, and its replica's messages wake the dormant ones
+        here. Without this, a group whose replicas all restarted waits for a preferred
+        replica that does not exist until ``DORMANT_TICKS`` pass (sim seed 5056)."""
+        now = self._ticks
+        told = 0
+        for group in self._groups.values():
+            since = group.quiet_since
+            target = group.preferred_leader
+            if (
+                since is None
+                or now - since < TELL_PREFERRED_AFTER_TICKS
+                or target is None
+                or target == self.node_id
+                or target in self._peers_silent
+                or group.replica.leader_hint is not None
+                or not group.tells_members
+                or group.retired
+                or group.ended_into is not None
+                or group.awaiting
+            ):
+                continue
+            last = group.told_preferred_at
+            if last is not None and now - last < TELL_PREFERRED_TICKS:
+                continue
+            group.told_preferred_at = now
+            self._effects.hosts.append(self._host_answer(group, target))
+            told += 1
+        if told:
+            self._log.info("dormant_shards_told_preferred", shards=told)
 
     def _wake_dormant(self) -> None:
         """Dormant groups that heard no leader in their time (see ``DORMANT_TICKS``) run
@@ -1707,12 +1747,7 @@ class Node:
             # its disk learns from its final state of the ranges split off it since, which no
             # other range tells it, sim seeds 622 and 736.)
             if msg.src in group.descriptor.replicas:
-                incarnation = group.added.get(msg.src, 0)
-                told = group.born_as or group.descriptor
-                current = group.descriptor if group.descriptor != told else None
-                self._effects.hosts.append(
-                    Host(self.node_id, msg.src, msg.group_id, told, incarnation, current)
-                )
+                self._effects.hosts.append(self._host_answer(group, msg.src))
             return
         if msg.group_id in self._groups:
             return
@@ -1746,6 +1781,12 @@ class Node:
         # (``_reborn``); if the successor's snapshot comes first, it is a tombstone from the
         # install on (``_absorb_covered``), before anything more of it is applied.
         self._asked.pop(d.range_id, None)
+
+    def _host_answer(self, group: _Group, dst: int) -> Host:
+        """What ``dst``, a replica of ``group``, is told of it (``Host``)."""
+        told = group.born_as or group.descriptor
+        current = group.descriptor if group.descriptor != told else None
+        return Host(self.node_id, dst, group.group_id, told, group.added.get(dst, 0), current)
 
     def _may_host(self, group_id: int, d: RangeDescriptor) -> bool:
         """Whether a ``Host`` answer's descriptor ``d`` may be hosted here as it is."""

@@ -48,6 +48,9 @@ REGRESSION_SEEDS = (
     1346,  # a preferred replica awaiting its base sent nothing; its peers slept for 15 s
     622,  # a wiped spare never relearned a range split off one moved onto it (the tombstone
     736,  # of the moved range, which would tell it, did not answer Host); likewise by a drain
+    5056,  # a preferred replica's node lost its disk: it hosted nothing, its peers slept 17 s
+    5144,  # the sim's watcher watched every key at a node holding some ranges (the runtime
+    # refuses that): changes of a range held there only meanwhile skipped the rest
 )
 
 

@@ -15,7 +15,16 @@ from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
 from kvstore.model import KvStateMachine, MemoryEngine, RequestId
 from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import Reconfigured
-from kvstore.model.node import HOST_ASK_TICKS, DiskJob, GroupStart, Host, Node
+from kvstore.model.node import (
+    HOST_ASK_TICKS,
+    SILENT_TICKS,
+    TELL_PREFERRED_AFTER_TICKS,
+    TELL_PREFERRED_TICKS,
+    DiskJob,
+    GroupStart,
+    Host,
+    Node,
+)
 from kvstore.model.ranges import Successor
 from paxos import (
     CatchUpRequest,
@@ -260,3 +269,55 @@ def _prepare(round_: int) -> Prepare:
     return Prepare(
         src=NodeId(1), dst=NodeId(2), ballot=Ballot(round_, NodeId(1)), from_slot=Slot(1)
     )
+
+
+def _tick_hearing(member: Node, peer: int, ticks: int) -> list[Host]:
+    """``ticks`` single ticks, hearing from ``peer`` on each; the ``Host`` messages sent."""
+    hosts = []
+    for _ in range(ticks):
+        member.heard(peer)
+        member.tick()
+        hosts.extend(member.take_effects().hosts)
+    return hosts
+
+
+def test_a_dormant_group_tells_its_preferred_replica_of_itself_which_a_wiped_node_hosts() -> None:
+    # Node 1 (the preferred replica: first of the one DC) lost its disk; nodes 2 and 4
+    # restarted, their replicas dormant, waiting for it to campaign (sim seed 5056).
+    started = start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((1, DISK),))
+    member = node(2, {7: started})
+    assert member.quiet_count() == 1
+    told = _tick_hearing(member, 1, TELL_PREFERRED_AFTER_TICKS + SILENT_TICKS)
+    assert told == [Host(2, 1, 7, SUCCESSOR, DISK)]
+    # Told at tick 50 (the first multiple of SILENT_TICKS once 50 old); again at 300.
+    assert _tick_hearing(member, 1, TELL_PREFERRED_TICKS - 2 * SILENT_TICKS) == []
+    assert _tick_hearing(member, 1, SILENT_TICKS) == [Host(2, 1, 7, SUCCESSOR, DISK)]
+    wiped = node(1, {}, founding=False, disk_incarnation=DISK + 1)
+    wiped.step(7, told[0])
+    assert wiped.hosts(7) and wiped.replica(7).rejoining
+    # Its replica's first messages reach the dormant one, which runs its timers from then.
+    to_member: list[tuple[int, object]] = []
+    for _ in range(50):
+        wiped.tick()
+        to_member.extend(wiped.take_effects().sends.get(2, []))
+        if to_member:
+            break
+    assert to_member
+    for group_id, msg in to_member:
+        member.step(group_id, msg)  # type: ignore[arg-type]
+    assert member.quiet_count() == 0
+
+
+def test_a_dormant_group_that_heard_a_leader_or_whose_preferred_replica_is_silent_tells_nobody() -> (
+    None
+):
+    started = start(SUCCESSOR, applied_slot=1, reconfigured_from=1)
+    led = node(2, {7: started})
+    led.step(7, heartbeat(4, 2))  # a leader on node 4: it follows that one
+    assert _tick_hearing(led, 1, TELL_PREFERRED_TICKS) == []
+    silent = node(2, {7: started})
+    hosts = []
+    for _ in range(TELL_PREFERRED_TICKS):
+        silent.tick()  # node 1 is never heard: it is silent, and the group wakes instead
+        hosts.extend(silent.take_effects().hosts)
+    assert hosts == [] and silent.quiet_count() == 0
