@@ -308,9 +308,7 @@ def test_a_dormant_group_tells_its_preferred_replica_of_itself_which_a_wiped_nod
     assert member.quiet_count() == 0
 
 
-def test_a_dormant_group_that_heard_a_leader_or_whose_preferred_replica_is_silent_tells_nobody() -> (
-    None
-):
+def test_a_dormant_group_that_follows_a_leader_or_waits_for_a_silent_one_tells_nobody() -> None:
     started = start(SUCCESSOR, applied_slot=1, reconfigured_from=1)
     led = node(2, {7: started})
     led.step(7, heartbeat(4, 2))  # a leader on node 4: it follows that one
