@@ -6,7 +6,10 @@ Rules:
   other node (the sticky leader, and the follower half of the lease). The leader itself may
   re-prepare, and a ``Prepare`` marked as a transfer from the guarded ballot may pass.
 - A replica that just started (or restarted, having forgotten whom it guarded) guards
-  "nobody in particular" for the same time: it promises no other node at all.
+  "nobody in particular" for the same time: it promises no other node at all. Not a
+  replica of a group this process has just made (``guarded=False``: born of a split or a
+  stop sign it applied): it has acknowledged no leader of the group, so no lease counts on
+  it, and the leader that made the group can win its first election at once.
 - Election timeouts are drawn uniformly from ``[election_ticks_min, election_ticks_max]``
   with the injected ``Rng``, anew for every attempt, so dueling candidates separate.
 - Promising another node's ``Prepare`` restarts the timer (``Replica._on_prepare``), as a
@@ -35,10 +38,10 @@ BACKOFF_MAX = 8
 
 
 class Election:
-    def __init__(self, cfg: Config, rng: Rng) -> None:
+    def __init__(self, cfg: Config, rng: Rng, *, guarded: bool = True) -> None:
         self._cfg = cfg
         self._rng = rng
-        self.ticks_since_leader = 0
+        self.ticks_since_leader = 0 if guarded else cfg.election_ticks_min
         self.leader: NodeId | None = None
         self.leader_ballot = Ballot.ZERO
         self.elapsed = 0

@@ -2,7 +2,10 @@
 
 Life of a ballot:
 1. PREPARING: ``Prepare(ballot, from_slot=chosen_through+1)`` goes to every voter, riding the
-   write that makes our own promise durable (a ballot is never reused after a crash).
+   write that makes our own promise durable (a ballot is never reused after a crash), and
+   again every ``retransmit_ticks`` to those that have not promised: a peer that did not
+   host the group yet (a split or a stop sign it has not applied) dropped the first, and
+   the election would otherwise wait out a whole timeout.
 2. CATCHING_UP: a quorum promised. Slots up to the highest ``chosen_through`` any promiser
    reported are chosen already; we fetch them (log or snapshot) before proposing anything.
 3. LEADING: every slot above that is re-proposed with the highest-ballot value any promiser
@@ -47,6 +50,7 @@ from paxos.outbox import Outbox
 from paxos.ports import Logger
 from paxos.quorum import is_quorum, pair_is_quorum, quorum_floor, quorum_size
 from paxos.ready import (
+    DurableRecord,
     NotLeader,
     Overloaded,
     Proposed,
@@ -89,6 +93,8 @@ class Leader:
         self._started_tick = now
         self._promises: dict[NodeId, Promise] = {}
         self._need_chosen_through = Slot(0)
+        self._prepares: tuple[Prepare, ...] = ()  # to the peers, resent until they promise
+        self._prepared_at = now
 
         # phase 2
         self.proposals: dict[Slot, Value] = {}  # proposed at this ballot, not yet chosen
@@ -133,7 +139,7 @@ class Leader:
 
     def prepare_messages(self, transfer_of: Ballot | None) -> tuple[Prepare, ...]:
         from_slot = Slot(self._log.chosen_through + 1)
-        return tuple(
+        prepares = tuple(
             Prepare(
                 src=self._cfg.node_id,
                 dst=v,
@@ -143,6 +149,21 @@ class Leader:
             )
             for v in self._cfg.voters
         )
+        self._prepares = tuple(p for p in prepares if p.dst != self._cfg.node_id)
+        self._prepared_at = self._now
+        return prepares
+
+    def _resend_prepares(self) -> None:
+        """Phase 1 again to the peers that have not promised, once per ``retransmit_ticks``.
+        Behind an empty write: writes complete in order, so never before the first send,
+        which rode our own promise's write (a crash before it must not leave the ballot in
+        use)."""
+        if self._now - self._prepared_at < self._cfg.retransmit_ticks:
+            return
+        self._prepared_at = self._now
+        unanswered = tuple(p for p in self._prepares if p.dst not in self._promises)
+        if unanswered:
+            self._out.persist(DurableRecord(), unanswered)
 
     def on_promise(self, msg: Promise) -> None:
         if self.phase is not Phase.PREPARING or msg.ballot != self.ballot:
@@ -317,6 +338,8 @@ class Leader:
         with a quorum and must step down."""
         self._now = now
         cfg = self._cfg
+        if self.phase is Phase.PREPARING:
+            self._resend_prepares()
         if self.phase is not Phase.LEADING:
             return True
         if self._has_work():

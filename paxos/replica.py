@@ -80,6 +80,7 @@ class Replica:
         durable: DurableState | None = None,
         applied_through: Slot = _NOTHING_APPLIED,
         incarnation: int = 0,
+        guarded: bool = True,
     ) -> None:
         state = durable if durable is not None else DurableState()
         self._cfg = config
@@ -90,7 +91,12 @@ class Replica:
             config.node_id, state.promised, self._log, self._out, config.voters
         )
         self._learner = Learner(config, self._log, self._out, self._logger, applied_through)
-        self._election = Election(config, rng)
+        # ``guarded=False``: the caller vouches that no earlier replica of this group on
+        # this node, in this process or a past one, acknowledged a leader (a heartbeat's
+        # acknowledgement, which counts toward a lease, writes nothing): a group this
+        # process has just made (``paxos.election``). A promise on disk contradicts that.
+        fresh = not guarded and state.promised == Ballot.ZERO
+        self._election = Election(config, rng, guarded=not fresh)
         self._leader: Leader | None = None
         self._role = Role.FOLLOWER
         self._now = 0
@@ -525,14 +531,17 @@ class Replica:
                 "prepare_ignored_leader_guarded", src=msg.src, ballot=str(msg.ballot)
             )
             return
+        new_ballot = msg.ballot > self._acceptor.promised
         if self._acceptor.on_prepare(msg):
             self._yield_to(msg.ballot)
-            if msg.src != self.node_id:
+            if msg.src != self.node_id and new_ballot:
                 # A candidate we promised gets a whole timeout to finish phases 1 and 2 (as
                 # a Raft vote resets the timer): a timer that ran out while no leader was
                 # heard would fire on the next tick and preempt it. With a quorum of exactly
                 # the live replicas, two such preempted each other's campaigns for good
-                # (sim seed 7500: no leader through the whole liveness phase).
+                # (sim seed 7500: no leader through the whole liveness phase). Once per
+                # ballot: a candidate that cannot hear our promise resends its Prepare
+                # (``paxos.leader``), and restarting on each would never let us run.
                 self._election.restart_timer()
 
     def _on_accept(self, msg: Accept) -> None:

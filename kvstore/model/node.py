@@ -628,7 +628,9 @@ class Node:
 
     # ------------------------------------------------------------------ groups
 
-    def _open(self, group_id: int, start: GroupStart) -> _Group:
+    def _open(self, group_id: int, start: GroupStart, *, fresh: bool = False) -> _Group:
+        """``fresh``: a group this process made (``_create``, born here), whose replica
+        needs no lease guard at its start (``paxos.election``)."""
         descriptor = start.descriptor
         base_slot = base_slot_of(self.cluster, group_id)
         config = Config(
@@ -659,6 +661,7 @@ class Node:
             durable=durable,
             applied_through=Slot(start.applied_slot),
             incarnation=self._incarnation,
+            guarded=not fresh,
         )
         group = _Group(group_id, replica, descriptor, start.applied_slot)
         if self._peers_silent:
@@ -744,6 +747,8 @@ class Node:
                 placed_leader_dc=placed,
                 descriptor=descriptor,
             ),
+            # Born here: the leader that made it (a split's, a stop's) wins at once.
+            fresh=born_here,
         )
         self._log.info(
             "range_created",
@@ -1803,8 +1808,8 @@ class Node:
         # ``d`` succeeded may wait beside it (its span, one generation before: its log ends
         # in ``d``'s stop); an older one of the span was merged away since, and a lagging
         # neighbour here replaying that merge would be retired under ``d`` with keys of its
-        # own still to apply (sim seed 16 with Prepares resent, branch ``move-pause``: an
-        # acknowledged write missing from a leader's state).
+        # own still to apply (sim seed 16 once Prepares were resent: an acknowledged write
+        # missing from a leader's state).
         older = [g for g in self._groups.values() if not g.retired and _supersedes(d, g.descriptor)]
         return all(
             g.descriptor.span == d.span and g.descriptor.generation == d.generation - 1

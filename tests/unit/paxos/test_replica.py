@@ -15,6 +15,7 @@ from paxos import (
     CatchUpRequest,
     Config,
     DurableRecord,
+    DurableState,
     Heartbeat,
     HeartbeatAck,
     NodeId,
@@ -688,3 +689,102 @@ def test_a_far_behind_replica_fetches_several_pieces_per_round_trip() -> None:
         if behind.chosen_through >= target:
             break
     assert behind.chosen_through >= target
+
+
+def _prepares_to(v: NodeId) -> object:
+    return lambda m: isinstance(m, Prepare) and m.dst == v
+
+
+def _n1_campaigning(size: int) -> ManualCluster:
+    """``size`` replicas past their start guard; n1 campaigns, its Prepares on the wire."""
+    c = ManualCluster(size, election_ticks_max=1000, retransmit_ticks=4)
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.flush(N1)
+    return c
+
+
+def test_a_candidate_resends_its_prepare_to_peers_that_have_not_promised() -> None:
+    """A Prepare lost (a peer that did not host the group yet dropped it) goes again after
+    ``retransmit_ticks``, to that peer only, and never before our own promise is durable:
+    the resend waits behind an empty write."""
+    c = _n1_campaigning(3)
+    assert c.drop(_prepares_to(N2)) == 1  # lost
+    assert c.deliver(_prepares_to(N3)) == 1
+    c.drop(lambda m: m.dst == N1)  # n3's promise is lost too: both must be asked again
+    c.tick(N1, 3)
+    c.flush(N1)
+    assert not any(isinstance(m, Prepare) for m in c.net)  # not yet: 3 ticks < 4
+    c.tick(N1)
+    assert not any(isinstance(m, Prepare) for m in c.net)  # behind the empty write
+    c.flush(N1)
+    resent = sorted(m.dst for m in c.net if isinstance(m, Prepare))
+    assert resent == [N2, N3]
+    c.stabilize()
+    assert c.replica(N1).role is Role.LEADER
+    c.tick(N1, 8)
+    c.flush(N1)
+    assert not any(isinstance(m, Prepare) for m in c.net)  # a leader prepares no more
+
+
+def test_a_candidate_resends_only_to_peers_whose_promise_it_lacks() -> None:
+    """One promise in hand (of two peers): the resend goes to the other alone."""
+    c = _n1_campaigning(5)
+    c.deliver(_prepares_to(N2))
+    c.flush(N2)
+    c.deliver(lambda m: m.dst == N1)  # n2's promise: two of five
+    c.drop(lambda m: isinstance(m, Prepare))
+    c.tick(N1, 4)
+    c.flush(N1)
+    assert sorted(m.dst for m in c.net if isinstance(m, Prepare)) == [N3, N4, N5]
+
+
+def test_a_replica_of_a_group_new_in_this_process_promises_at_once() -> None:
+    """``guarded=False`` (a split's or a stop's group, born here): it answered no leader,
+    so no lease rests on it and it promises a candidate before ``election_ticks_min``
+    ticks; by default, or with a promise on disk (a past life may have answered a leader),
+    it guards nobody in particular first and refuses."""
+    cfg = Config(node_id=N2, voters=(N1, N2, N3))
+    prepare = Prepare(src=N1, dst=N2, ballot=Ballot(1, N1), from_slot=Slot(1))
+    fresh = Replica(cfg, rng=random.Random(1), guarded=False)
+    fresh.step(prepare)
+    assert fresh.promised == Ballot(1, N1)
+    guarded = Replica(cfg, rng=random.Random(1))
+    guarded.step(prepare)
+    assert guarded.promised == Ballot.ZERO
+    promised_before = Replica(
+        cfg, rng=random.Random(1), guarded=False, durable=DurableState(promised=Ballot(1, N3))
+    )
+    promised_before.step(replace(prepare, ballot=Ballot(2, N1)))
+    assert promised_before.promised == Ballot(1, N3)
+
+
+def test_a_candidate_that_cannot_hear_its_promises_does_not_keep_the_group_leaderless() -> None:
+    """One way only: n1 (the leader) is heard, but hears nothing. It steps down and
+    campaigns, and its resent Prepares are promised again; a promise restarts the
+    promiser's timer once per ballot, so n2 or n3 runs out and leads (restarted on every
+    resend, their timers never ran out: no leader in seed 1, found by review)."""
+    for seed in range(5):
+        c = ManualCluster(
+            3, seed=seed, retransmit_ticks=4, election_ticks_min=10, election_ticks_max=20
+        )
+        for v in c.voters:
+            c.replica(v).tick(10)  # one call: the start guard is over, no timer ran out
+            c.drain(v)
+        c.replica(N1).campaign()
+        c.drain(N1)
+        c.stabilize()
+        heartbeat(c)
+        assert c.replica(N1).role is Role.LEADER
+        for _ in range(600):
+            for v in c.voters:
+                c.tick(v)
+                c.flush(v)
+            c.drop(lambda m: m.dst == N1)
+            c.deliver()
+            if any(c.replica(v).role is Role.LEADER for v in (N2, N3)):
+                break
+        else:
+            raise AssertionError(f"seed {seed}: no leader among n2 and n3 in 600 ticks")
