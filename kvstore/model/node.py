@@ -421,6 +421,21 @@ class _Group:
         return self.replica.chosen_through < base or self.applied_slot < base
 
 
+def _needs_base(waiting: _Group) -> bool:
+    """Whether a successor hosted on a ``Host`` answer still has no state: it may start
+    from the base its predecessor's stop makes here. A snapshot received (on its way to the
+    disk in a job, or installed) brings a later state: the replica that holds it stays, and
+    no base is written over it (the fault suite: a rebirth under an install in flight broke
+    the node's write order, and the node stopped; sim seed 1571 with Prepares resent: the
+    predecessor's final snapshot, installed just before, wrote its state over the one the
+    successor's install brought, and the range after it applied one revision behind)."""
+    return (
+        waiting.awaiting
+        and not waiting.retired
+        and waiting.replica.snapshot_slot < waiting.replica.config.base_slot
+    )
+
+
 def _final_snapshot(start: GroupStart, compacted: int) -> bool:
     """Whether the group ended (a ``Reconfigure``) or froze for a merge at or before its
     stored snapshot: nothing after that slot changes its state."""
@@ -1668,15 +1683,7 @@ class Node:
             return
         self._unrecorded[successor.range_id] = None
         waiting = self._groups.get(successor.range_id)
-        if (
-            waiting is not None
-            and waiting.awaiting
-            and not waiting.retired
-            # A snapshot received, on its way to the disk in a job, brings the state: the
-            # replica that holds it must stay (the fault suite: a rebirth under an install
-            # in flight broke the node's write order, and the node stopped).
-            and waiting.replica.snapshot_slot < waiting.replica.config.base_slot
-        ):
+        if waiting is not None and _needs_base(waiting):
             self._reborn(waiting, group, done)
         elif successor.range_id not in self._groups:
             voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
@@ -1891,7 +1898,7 @@ class Node:
                 and d.generation == header.descriptor.generation + 1
             )
             waiting = self._groups.get(d.range_id)
-            if stop and self.node_id in d.replicas and (waiting is None or waiting.awaiting):
+            if stop and self.node_id in d.replicas and (waiting is None or _needs_base(waiting)):
                 # The state installed is the successor's first: it starts from it here (its
                 # base written by the next job, before anything of it is applied).
                 self._bases.append((group.group_id, d))

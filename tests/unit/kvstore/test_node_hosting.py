@@ -12,9 +12,9 @@ import random
 from dataclasses import replace
 
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
-from kvstore.model import KvStateMachine, MemoryEngine, RequestId
+from kvstore.model import KvStateMachine, MemoryEngine, Put, RequestId, encode_command
 from kvstore.model import snapshot as snapshots
-from kvstore.model.commands import Reconfigured
+from kvstore.model.commands import Reconfigure, Reconfigured
 from kvstore.model.node import (
     HOST_ASK_TICKS,
     SILENT_TICKS,
@@ -319,3 +319,33 @@ def test_a_dormant_group_that_follows_a_leader_or_waits_for_a_silent_one_tells_n
         silent.tick()  # node 1 is never heard: it is silent, and the group wakes instead
         hosts.extend(silent.take_effects().hosts)
     assert hosts == [] and silent.quiet_count() == 0
+
+
+def test_a_predecessors_final_snapshot_writes_no_base_over_a_successors_install() -> None:
+    """Node 2 lost its disk. Its replica of OLD takes OLD's final snapshot (the stop is in
+    it); meanwhile it hosts SUCCESSOR on an answer, whose own snapshot, of a later slot, goes
+    into the next job. When the first install completes, the successor must keep what its
+    install brings: no base from OLD's state, no rebirth at the base (sim seed 1571 with
+    Prepares resent: the base was written over the install, and the range after it applied
+    one revision behind its peers)."""
+    engine = MemoryEngine(shard_id=1)
+    old = KvStateMachine(engine, initial=OLD)
+    old.apply(1, [encode_command(Put(RequestId(0, 0), b"a", b"1"))])
+    old.apply(2, [encode_command(Reconfigure(RequestId(0, 0), 7, SUCCESSOR.replicas, ()))])
+    final = snapshots.dump(engine)
+    member = node(2, {1: start(OLD)}, founding=False, disk_incarnation=DISK + 5)
+    member.step(1, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(2), data=final))
+    old_install = member.take_effects().jobs
+    member.step(7, Host(1, 2, 7, SUCCESSOR, 0))
+    member.take_effects()
+    data = _successor_state(())
+    member.step(7, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(5), data=data))
+    successor_install = member.take_effects().jobs
+    for job in old_install:
+        member.job_done(job, [], [])
+    after = member.take_effects().jobs
+    assert [base for job in after for base in job.bases] == []
+    for job in successor_install + after:
+        member.job_done(job, [], [])
+    assert member.replica(7).chosen_through == Slot(5) and not member.awaiting(7)
+    assert member.merged_away(1)
