@@ -9,7 +9,9 @@ nodes), ``kvstore bench --workload put`` writing all along, and meanwhile:
 2. node 6 is SIGKILLed for good (``kvstore up --no-restart``: nothing brings it back);
 3. a new node joins its datacenter: ``kvstore serve --join ... --dc dc3``;
 4. ``kvstore node replace 6 7``: the dead node's replicas are rebuilt on the new one;
-5. ``kvstore node remove 6``; 6. ``kvstore node rebalance``.
+5. ``kvstore node remove 6``;
+6. ``kvstore node undrain 4``: the automatic rebalancer (run by the meta range's leader)
+   moves replicas back onto node 4, one at a time, by itself.
 
 Then ``kvstore shards -o json`` must show no replica on node 6, and ``kvstore scan`` read
 every key. It prints each step's time and the worst second of the load while it ran, against
@@ -32,11 +34,13 @@ import tempfile
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 KVSTORE = [sys.executable, "-m", "kvstore"]
 PROGRESS = re.compile(r"(\d+\.\d)s\s+(\d+) ops")
+REBALANCED_ONTO_4 = 1  # replicas the rebalancer gives node 4 back before the step ends
 
 
 def main() -> int:
@@ -93,7 +97,13 @@ class Demo:
         )
         self._step("replace node 6 by 7", "node", "replace", "6", "7")
         self._step("remove node 6", "node", "remove", "6")
-        self._step("rebalance", "node", "rebalance", "--pause", "1")
+        self._step(
+            "undrain 4: rebalancer",
+            "node",
+            "undrain",
+            "4",
+            until=(lambda: self._replicas_of(4) >= REBALANCED_ONTO_4, "the rebalancer's moves"),
+        )
 
         out, _ = bench.communicate(timeout=self.duration + 120)
         result = json.loads(out.decode())["results"][0]
@@ -101,7 +111,9 @@ class Demo:
         on_six = [s for s in _shard_rows(shards) if 6 in _nodes_of(s)]
         scanned = len(json.loads(self._cli("scan", "--limit", "0", "-o", "json"))["kvs"])
         self._report(result, on_six, scanned)
-        return 0 if not on_six and scanned >= 1000 else 1
+        on_four = self._replicas_of(4)
+        print(f"replicas on node 4 after its undrain: {on_four}")
+        return 0 if not on_six and scanned >= 1000 and on_four >= REBALANCED_ONTO_4 else 1
 
     def _start_cluster(self) -> tuple[Path, dict[int, dict[str, Any]]]:
         """``kvstore up --nodes-per-dc 2`` until every node answers: its directory and the
@@ -131,13 +143,22 @@ class Demo:
 
     # ------------------------------------------------------------------ steps
 
-    def _step(self, name: str, *cli: str, action: object = None) -> None:
+    def _step(
+        self,
+        name: str,
+        *cli: str,
+        action: object = None,
+        until: tuple[Callable[[], bool], str] | None = None,
+    ) -> None:
+        """``cli`` or ``action``, then ``until`` holds (if given): the step's time."""
         started = self._bench_s()
         t0 = time.monotonic()
         if cli:
             self._cli(*cli)
         elif callable(action):
             action()
+        if until is not None:
+            self._until(until[0], until[1], timeout_s=120.0)
         took = time.monotonic() - t0
         self.steps.append((name, started, self._bench_s()))
         print(f"  {name}: {took:.2f} s", flush=True)
@@ -149,6 +170,9 @@ class Demo:
             "--data", str(self.tmp / "n7"), log="n7.log",
         )  # fmt: skip
         self._until(lambda: any(n["address"] == address for n in self._listed()), "node 7 listed")
+
+    def _replicas_of(self, node: int) -> int:
+        return next((int(str(n["replicas"])) for n in self._listed() if n["id"] == node), 0)
 
     def _listed(self, up_only: bool = False) -> list[dict[str, object]]:
         try:

@@ -255,13 +255,19 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
     remove = replica_sub.add_parser("remove", help="take a node's replica of a shard away")
     remove.add_argument("shard", type=cli_args.shard_id)
     remove.add_argument("--node", type=cli_args.node_id, required=True)
-    node = sub.add_parser("node", help="the cluster's nodes: list, drain, replace, remove")
+    node = sub.add_parser(
+        "node", help="the cluster's nodes: list, drain, undrain, replace, remove, rebalance"
+    )
     node_sub = node.add_subparsers(dest="node_command", required=True)
     listing = node_sub.add_parser("list", help="every node: datacenter, state, replicas, leaders")
     drain = node_sub.add_parser(
         "drain", help="move every replica (and so leadership) off a node; it keeps running"
     )
     drain.add_argument("node", type=cli_args.node_id)
+    undrain = node_sub.add_parser(
+        "undrain", help="a drained node takes replicas again (the rebalancer spreads them)"
+    )
+    undrain.add_argument("node", type=cli_args.node_id)
     swap = node_sub.add_parser(
         "replace", help="move every replica of a node (dead or alive) to another node"
     )
@@ -293,12 +299,19 @@ def _add_membership(sub: argparse._SubParsersAction[_Parser]) -> None:
     rebalance.add_argument(
         "--replicas-per-dc", type=cli_args.int_within(1, 8), default=1, help="as [placement]"
     )
+    rebalance.add_argument(
+        "--auto",
+        choices=("on", "off"),
+        help="switch the automatic rebalancer (run by the meta range's leader) on or off,"
+        " and move nothing now",
+    )
     for cmd, name in (
         (move, "replica_move"),
         (add, "replica_add"),
         (remove, "replica_remove"),
         (listing, "node_list"),
         (drain, "node_drain"),
+        (undrain, "node_undrain"),
         (swap, "node_replace"),
         (retire, "node_remove"),
         (rebalance, "node_rebalance"),

@@ -1,4 +1,5 @@
-"""``kvstore replica move | add | remove`` and ``kvstore node list | drain | replace``:
+"""``kvstore replica move | add | remove`` and ``kvstore node list | drain | undrain |
+replace | remove | rebalance``:
 changing which nodes hold a shard (``Admin.ChangeReplicas``, one shard at a time).
 
 A change ends the shard and starts a successor (a new shard id, the same keys, the new
@@ -19,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 from cluster import RangeDescriptor
-from cluster.replica_placement import Member, plan_moves
+from cluster.replica_placement import Member, NodeState, plan_moves
 from kvstore import event_loop
 from kvstore.cli_args import UserError
 from kvstore.cli_support import (
@@ -34,6 +35,31 @@ from kvstore.v1 import admin_pb2
 
 LEADER_WAIT_S = 30.0  # for a successor's first leader after a change
 META_SHARD = 0
+
+
+# ---------------------------------------------------------------------- operator state
+
+
+def _operator_state(args: argparse.Namespace) -> admin_pb2.GetOperatorStateResponse:
+    answer: admin_pb2.GetOperatorStateResponse = event_loop.run_in_cli_loop(
+        ask_any(
+            endpoint_list(args),
+            lambda stub: stub.GetOperatorState(
+                admin_pb2.GetOperatorStateRequest(), timeout=max(args.timeout, 10.0)
+            ),
+        )
+    )
+    return answer
+
+
+def _set_draining(args: argparse.Namespace, node: int, draining: bool) -> None:
+    request = admin_pb2.SetNodeStateRequest(node_id=node, draining=draining)
+    event_loop.run_in_cli_loop(
+        ask_any(
+            endpoint_list(args),
+            lambda stub: stub.SetNodeState(request, timeout=max(args.timeout, 10.0)),
+        )
+    )
 
 
 # ---------------------------------------------------------------------- one change
@@ -131,28 +157,51 @@ def node_list(args: argparse.Namespace) -> int:
     leaders = Counter(
         v.node_id for v in views for s in v.shards if s.role == "leader" and s.shard_id
     )
+    operator = _operator_state(args)
+    draining = set(operator.draining)
+
+    def state(node: int) -> str:
+        if node not in answering:
+            return "down"
+        return "draining" if node in draining else "up"
+
     rows = [
         {
             "id": n.node_id,
             "dc": n.dc,
             "address": n.address,
-            "state": "up" if n.node_id in answering else "down",
+            "state": state(n.node_id),
+            "draining": n.node_id in draining,
             "replicas": replicas[n.node_id],
             "leaders": leaders[n.node_id],
         }
         for n in sorted(view.nodes, key=lambda n: n.node_id)
     ]
     if args.output == "json":
-        print(json.dumps({"cluster": view.cluster, "nodes": rows}))
+        print(json.dumps({"cluster": view.cluster, "nodes": rows, "rebalance": operator.rebalance}))
         return 0
     columns = ["id", "dc", "address", "state", "replicas", "leaders"]
     table(columns, [[r[c] for c in columns] for r in rows])
+    print(f"automatic rebalancing: {'on' if operator.rebalance else 'off'}")
     return 0
 
 
 def node_drain(args: argparse.Namespace) -> int:
-    """Every replica off ``args.node`` to the node of its datacenter holding fewest."""
+    """Mark ``args.node`` draining (it takes no replica from then on, and the rebalancer
+    moves none back), then every replica off it to the node of its datacenter holding
+    fewest."""
     return _evacuate(args, args.node, to=None)
+
+
+def node_undrain(args: argparse.Namespace) -> int:
+    """``args.node`` takes replicas again: the rebalancer (or ``node rebalance``) spreads
+    them onto it."""
+    _set_draining(args, args.node, draining=False)
+    if args.output == "json":
+        print(json.dumps({"node": args.node, "draining": False}))
+    else:
+        print(f"node {args.node} takes replicas again")
+    return 0
 
 
 def node_replace(args: argparse.Namespace) -> int:
@@ -168,6 +217,8 @@ def node_rebalance(args: argparse.Namespace) -> int:
     configuration and snapshots it to a new node), until the planner has nothing left or
     ``--max-moves`` is reached. Refused while a node is down: its replicas would be counted
     where they may not be served."""
+    if args.auto is not None:
+        return _set_auto(args, enabled=args.auto == "on")
     moved: list[dict[str, Any]] = []
     while len(moved) < args.max_moves:
         view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
@@ -179,7 +230,13 @@ def node_rebalance(args: argparse.Namespace) -> int:
                 f"node(s) {down} do not answer: replace or remove them before a rebalance"
                 f" ({len(moved)} moved so far)"
             )
-        members = [Member(n.node_id, n.dc) for n in view.nodes]
+        draining = set(_operator_state(args).draining)
+        members = [
+            Member(
+                n.node_id, n.dc, NodeState.DRAINING if n.node_id in draining else NodeState.ACTIVE
+            )
+            for n in view.nodes
+        ]
         ranges = [_range_of(s) for s in view.shards if s.shard_id != META_SHARD]
         plan = plan_moves(ranges, members, replicas_per_dc=args.replicas_per_dc)
         if not plan:
@@ -201,6 +258,21 @@ def node_rebalance(args: argparse.Namespace) -> int:
     else:
         done = "balanced" if len(moved) < args.max_moves else "--max-moves reached"
         print(f"{len(moved)} move(s); {done}")
+    return 0
+
+
+def _set_auto(args: argparse.Namespace, *, enabled: bool) -> int:
+    request = admin_pb2.SetRebalanceRequest(enabled=enabled)
+    event_loop.run_in_cli_loop(
+        ask_any(
+            endpoint_list(args),
+            lambda stub: stub.SetRebalance(request, timeout=max(args.timeout, 10.0)),
+        )
+    )
+    if args.output == "json":
+        print(json.dumps({"rebalance": enabled}))
+    else:
+        print(f"automatic rebalancing is {'on' if enabled else 'off'}")
     return 0
 
 
@@ -264,13 +336,19 @@ def _move_all(
     for named in (node, to):
         if named is not None and named not in dc_of:
             raise UserError(f"node {named} does not exist")
+    draining = set(_operator_state(args).draining)
+    if to is not None and to in draining:
+        raise UserError(f"node {to} is draining: kvstore node undrain {to} first")
+    # Marked first: from now on no replica is placed on it, and the rebalancer moves none
+    # back while this runs or after.
+    _set_draining(args, node, draining=True)
     held = [s for s in view.shards if node in s.replicas]
     kept = [s.shard_id for s in held if s.shard_id == META_SHARD]
     todo = [s for s in held if s.shard_id != META_SHARD]
     load = Counter(r for s in view.shards for r in s.replicas)
     moved: list[dict[str, Any]] = []
     for index, shard in enumerate(todo, start=1):
-        target = to if to is not None else _target(shard, node, dc_of, load)
+        target = to if to is not None else _target(shard, node, dc_of, load, draining)
         if target is None:
             raise UserError(
                 f"no node of {dc_of[node]} can take shard {shard.shard_id}'s replica"
@@ -290,12 +368,17 @@ def _move_all(
 
 
 def _target(
-    shard: admin_pb2.ShardInfo, leaving: int, dc_of: dict[int, str], load: Counter[int]
+    shard: admin_pb2.ShardInfo,
+    leaving: int,
+    dc_of: dict[int, str],
+    load: Counter[int],
+    draining: set[int],
 ) -> int | None:
-    """The node of ``leaving``'s datacenter without a replica of ``shard``, holding fewest."""
+    """The node of ``leaving``'s datacenter without a replica of ``shard``, not draining,
+    holding fewest."""
     free = [
         n
         for n, dc in dc_of.items()
-        if dc == dc_of[leaving] and n != leaving and n not in shard.replicas
+        if dc == dc_of[leaving] and n != leaving and n not in shard.replicas and n not in draining
     ]
     return min(free, key=lambda n: (load[n], n)) if free else None

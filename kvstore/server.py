@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -31,6 +32,9 @@ from kvstore.api.kv_service import KvService
 from kvstore.api.lease_service import LeaseService
 from kvstore.api.malformed import RejectMalformedRequests
 from kvstore.api.node_table import NodeTable
+from kvstore.api.operator_states import OperatorStates
+from kvstore.api.own_call import OwnCall
+from kvstore.api.rebalancer import Rebalancer
 from kvstore.api.streams_service import StreamsService
 from kvstore.channels import SERVER_OPTIONS
 from kvstore.net.peer_transport import LinkDelay, PeerTransport
@@ -159,6 +163,7 @@ class NodeServer:
             removed=self._store.removed(),
             store_removed=self._store.save_removed,
         )
+        operator = OperatorStates(self._kv)
         self._admin = AdminService(
             cluster,
             self.runtime,
@@ -168,8 +173,18 @@ class NodeServer:
             incarnation_of=self._transport.incarnation_of,
             nodes=self._nodes,
             config_text=config_text,
+            operator=operator,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(self._admin, self._server)
+        admin = self._admin
+        self._rebalancer = Rebalancer(
+            self.runtime,
+            operator,
+            change=lambda request: admin.ChangeReplicas(request, cast(Any, OwnCall())),
+            nodes=self._nodes.listed,
+            channel=self._kv.channel,
+            replicas_per_dc=cluster.placement.replicas_per_dc,
+        )
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
         kv_pb2_grpc.add_LeaseServicer_to_server(self._leases, self._server)
         self._kv.lease_known = self._leases.known
@@ -234,6 +249,7 @@ class NodeServer:
         self._streams.start()
         self._transport.start()
         self._nodes.start()
+        self._rebalancer.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 0.5) -> None:
@@ -248,6 +264,7 @@ class NodeServer:
         one left open past it can hang the process at exit (gRPC's poller thread blocks
         writing to a socket the closed loop no longer reads, and its shutdown joins it)."""
         self._admin.close()
+        self._rebalancer.close()
         self._nodes.close()
         await self._health.enter_graceful_shutdown()
         await self._transport.stop()

@@ -32,6 +32,7 @@ from kvstore.api.node_table import (
     node_info,
     spec_of,
 )
+from kvstore.api.operator_states import OperatorStates
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.api.statuses import shown_status
 from kvstore.channels import CHANNEL_OPTIONS
@@ -61,6 +62,7 @@ from kvstore.model import (
     SplitDone,
 )
 from kvstore.model.commands import DetachLease, LeaseDetached, LeasesEnded
+from kvstore.operator_state import DRAINING_VALUE, REBALANCE_KEY, REBALANCE_OFF, draining_key
 from kvstore.process_stats import cpu_seconds, disk_bytes, rss_bytes
 from kvstore.runtime.node import (
     NodeRuntime,
@@ -102,12 +104,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         incarnation_of: Callable[[int], int] | None = None,
         nodes: NodeTable | None = None,
         config_text: str = "",
+        operator: OperatorStates | None = None,
     ) -> None:
         """``incarnation_of``: a peer's data directory's incarnation as its transport last
         heard it (0: unknown): what a replica added to a shard is added with. ``nodes``:
         the node list's keeper (joins); ``config_text``: the config file this node read,
         what a joining node is given (without it, this node registers no join)."""
         self._incarnation_of = incarnation_of or (lambda _node: 0)
+        self._operator = operator  # operator state in the store (None: not served here)
         self._nodes = nodes
         self._config_text = config_text
         self._cluster = cluster
@@ -840,6 +844,57 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             config=self._config_text,
             nodes=[node_info(n) for n in self._nodes.listed()],
         )
+
+    # ------------------------------------------------------------------ operator state
+
+    async def SetNodeState(  # noqa: N802
+        self, request: admin_pb2.SetNodeStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.SetNodeStateResponse:
+        """Mark a node draining, or not (``kvstore.operator_state``). NOT_FOUND for a node
+        that is not in the cluster (removed, or never was)."""
+        operator = await self._operator_states(context)
+        if self._nodes is not None and request.node_id not in self._listed_ids():
+            await self._nodes.sync_once()  # a node that joined just now: ask peers
+        if request.node_id not in self._listed_ids():
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no node {request.node_id}")
+        value = DRAINING_VALUE if request.draining else None
+        await operator.write(draining_key(request.node_id), value, context)
+        self._log.info("node_state_set", target=request.node_id, draining=request.draining)
+        return admin_pb2.SetNodeStateResponse()
+
+    async def SetRebalance(  # noqa: N802
+        self, request: admin_pb2.SetRebalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> admin_pb2.SetRebalanceResponse:
+        operator = await self._operator_states(context)
+        await operator.write(REBALANCE_KEY, None if request.enabled else REBALANCE_OFF, context)
+        self._log.info("rebalance_set", enabled=request.enabled)
+        return admin_pb2.SetRebalanceResponse()
+
+    async def GetOperatorState(  # noqa: N802
+        self,
+        _request: admin_pb2.GetOperatorStateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.GetOperatorStateResponse:
+        state = await (await self._operator_states(context)).read(context)
+        return admin_pb2.GetOperatorStateResponse(
+            draining=sorted(state.draining), rebalance=state.rebalance
+        )
+
+    async def ApplyOperatorState(  # noqa: N802
+        self,
+        request: admin_pb2.ApplyOperatorStateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_pb2.ApplyOperatorStateResponse:
+        return await (await self._operator_states(context)).apply(request, context)
+
+    async def _operator_states(self, context: grpc.aio.ServicerContext[Any, Any]) -> OperatorStates:
+        if self._operator is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no operator state on this node")
+        assert self._operator is not None
+        return self._operator
+
+    def _listed_ids(self) -> set[int]:
+        return {n.node_id for n in self._listed()}
 
     def _listed(self) -> Sequence[NodeSpec]:
         """The cluster's nodes, those removed left out."""

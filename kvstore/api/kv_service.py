@@ -69,6 +69,7 @@ from kvstore.model.codec import CodecError
 from kvstore.model.commands import TXN_COMPARES_MAX, TXN_OPS_MAX
 from kvstore.model.history import FutureRevisionError, HistoryError
 from kvstore.model.leases import LEASE_ID_MAX
+from kvstore.operator_state import OPERATOR
 from kvstore.runtime.node import (
     CommandTooLargeError,
     NodeRuntime,
@@ -831,8 +832,9 @@ class KvService(kv_pb2_grpc.KVServicer):
     async def _check_writable(
         self, keys: list[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        """Topic descriptions and partition logs are the Streams service's to write, and
-        counters the Counters service's (a put could move a counter back)."""
+        """Topic descriptions and partition logs are the Streams service's to write,
+        counters the Counters service's (a put could move a counter back), and operator
+        state the Admin service's."""
         for key in keys:
             if key.startswith((TOPICS, PARTITIONS)):
                 await context.abort(
@@ -844,6 +846,12 @@ class KvService(kv_pb2_grpc.KVServicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"{key!r}: keys under {COUNTERS!r} are counters, moved only by Counters.Take",
+                )
+            if key.startswith(OPERATOR):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{key!r}: keys under {OPERATOR!r} are operator state, written only through"
+                    " the Admin service (kvstore node drain, node undrain, node rebalance --auto)",
                 )
 
     async def _check_key(self, key: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:

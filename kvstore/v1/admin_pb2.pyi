@@ -1,3 +1,4 @@
+from kvstore.v1 import kv_pb2 as _kv_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -309,3 +310,53 @@ class DetachLeaseResponse(_message.Message):
     deleted: int
     revision: int
     def __init__(self, deleted: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class SetNodeStateRequest(_message.Message):
+    __slots__ = ("node_id", "draining")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    draining: bool
+    def __init__(self, node_id: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class SetNodeStateResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetRebalanceRequest(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class SetRebalanceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetOperatorStateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetOperatorStateResponse(_message.Message):
+    __slots__ = ("draining", "rebalance")
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    REBALANCE_FIELD_NUMBER: _ClassVar[int]
+    draining: _containers.RepeatedScalarFieldContainer[int]
+    rebalance: bool
+    def __init__(self, draining: _Optional[_Iterable[int]] = ..., rebalance: _Optional[bool] = ...) -> None: ...
+
+class ApplyOperatorStateRequest(_message.Message):
+    __slots__ = ("key", "command", "routed_by")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_BY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    command: bytes
+    routed_by: _kv_pb2.RangeVersion
+    def __init__(self, key: _Optional[bytes] = ..., command: _Optional[bytes] = ..., routed_by: _Optional[_Union[_kv_pb2.RangeVersion, _Mapping]] = ...) -> None: ...
+
+class ApplyOperatorStateResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: bytes
+    def __init__(self, result: _Optional[bytes] = ...) -> None: ...

@@ -99,6 +99,26 @@ class AdminStub:
                 request_serializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.SerializeToString,
                 response_deserializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.FromString,
                 _registered_method=True)
+        self.SetNodeState = channel.unary_unary(
+                '/kvstore.v1.Admin/SetNodeState',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.SetNodeStateRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.SetNodeStateResponse.FromString,
+                _registered_method=True)
+        self.SetRebalance = channel.unary_unary(
+                '/kvstore.v1.Admin/SetRebalance',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.SetRebalanceRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.SetRebalanceResponse.FromString,
+                _registered_method=True)
+        self.GetOperatorState = channel.unary_unary(
+                '/kvstore.v1.Admin/GetOperatorState',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.GetOperatorStateRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.GetOperatorStateResponse.FromString,
+                _registered_method=True)
+        self.ApplyOperatorState = channel.unary_unary(
+                '/kvstore.v1.Admin/ApplyOperatorState',
+                request_serializer=kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateRequest.SerializeToString,
+                response_deserializer=kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -184,6 +204,30 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetNodeState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRebalance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperatorState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyOperatorState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +295,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DetachLease,
                     request_deserializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.FromString,
                     response_serializer=kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.SerializeToString,
+            ),
+            'SetNodeState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNodeState,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.SetNodeStateRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.SetNodeStateResponse.SerializeToString,
+            ),
+            'SetRebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRebalance,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.SetRebalanceRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.SetRebalanceResponse.SerializeToString,
+            ),
+            'GetOperatorState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperatorState,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.GetOperatorStateRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.GetOperatorStateResponse.SerializeToString,
+            ),
+            'ApplyOperatorState': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyOperatorState,
+                    request_deserializer=kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateRequest.FromString,
+                    response_serializer=kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -604,6 +668,114 @@ class Admin:
             '/kvstore.v1.Admin/DetachLease',
             kvstore_dot_v1_dot_admin__pb2.DetachLeaseRequest.SerializeToString,
             kvstore_dot_v1_dot_admin__pb2.DetachLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNodeState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/SetNodeState',
+            kvstore_dot_v1_dot_admin__pb2.SetNodeStateRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.SetNodeStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/SetRebalance',
+            kvstore_dot_v1_dot_admin__pb2.SetRebalanceRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.SetRebalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperatorState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/GetOperatorState',
+            kvstore_dot_v1_dot_admin__pb2.GetOperatorStateRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.GetOperatorStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyOperatorState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kvstore.v1.Admin/ApplyOperatorState',
+            kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateRequest.SerializeToString,
+            kvstore_dot_v1_dot_admin__pb2.ApplyOperatorStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,8 @@
 """Real processes, two nodes per datacenter: replicas move while a client writes
 (``kvstore replica move``, ``node drain``), a stopped node's replicas are rebuilt on another
-(``node replace``), and the new layout and every key survive a restart of every node.
+(``node replace``), and the new layout, the node states and every key survive a restart of
+every node; a rebalance leaves draining nodes alone, and the automatic rebalancer moves
+replicas onto a node once it is undrained.
 
 The client never sees an error; every acknowledged write reads back; a drained node holds
 no replica of any shard (the meta range's excepted: its replicas are fixed by the config,
@@ -30,6 +32,7 @@ KEYS_BEFORE = 60
 KEYS_DURING = 200
 CLI_TIMEOUT_S = 120
 LISTEN_WAIT_S = 60
+REBALANCE_WAIT_S = 120  # rounds every 2 s, after 10 s of quiet
 
 
 def cli(local: LocalCluster, *argv: str) -> Any:
@@ -69,6 +72,9 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
     local.start_all()
     keys = [f"k{i:04d}" for i in range(KEYS_BEFORE + KEYS_DURING)]
     try:
+        listening(local)
+        # The operator's commands alone until the end, where the rebalancer's turn comes.
+        assert cli(local, "node", "rebalance", "--auto", "off") == {"rebalance": False}
 
         async def main() -> None:
             async with AsyncClient(local.endpoints, timeout_s=30) as kv:
@@ -126,13 +132,28 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
                     assert (await kv.get(key)).value == f"v-{key}".encode(), key
 
         asyncio.run(read_all())
-        # Nodes 4 and 6 hold nothing, their datacenters' other nodes everything: a rebalance
-        # spreads replicas by count within each datacenter, then has nothing left to do.
+        # Node 4 is still draining after the restart (the state is kept in the store), and
+        # node 6, replaced, holds nothing: a rebalance spreads replicas onto node 6 only,
+        # then has nothing left to do.
+        listed = cli(local, "node", "list")
+        nodes = {n["id"]: n for n in listed["nodes"]}
+        assert nodes[4]["state"] == "draining" and nodes[4]["draining"], nodes[4]
+        assert nodes[6]["state"] == "draining", nodes[6]  # replaced: marked as a drain is
+        assert listed["rebalance"] is False
+        cli(local, "node", "undrain", "6")
         balanced = cli(local, "node", "rebalance", "--pause", "0.2")
         assert balanced["moved"] and all(m["reason"] == "balance" for m in balanced["moved"])
         held = {n["id"]: n["replicas"] for n in cli(local, "node", "list")["nodes"]}
-        assert held[4] >= 1 and held[6] >= 1, held
+        assert held[4] == 0 and held[6] >= 1, held
         assert cli(local, "node", "rebalance") == {"moved": []}
+        # Node 4 takes replicas again and the rebalancer is switched on: the meta range's
+        # leader moves replicas onto it by itself.
+        assert cli(local, "node", "undrain", "4") == {"node": 4, "draining": False}
+        cli(local, "node", "rebalance", "--auto", "on")
+        deadline = time.monotonic() + REBALANCE_WAIT_S
+        while {n["id"]: n["replicas"] for n in cli(local, "node", "list")["nodes"]}[4] == 0:
+            assert time.monotonic() < deadline, "the rebalancer moved nothing onto node 4"
+            time.sleep(0.5)
         asyncio.run(read_all())
     finally:
         local.stop_all()
@@ -185,6 +206,8 @@ def test_a_dead_node_is_replaced_by_a_node_that_joins(tmp_path: Path) -> None:
         assert 6 not in {n["id"] for n in cli(local, "node", "list")["nodes"]}
         refused = run(local, "node", "remove", "1", "--force")
         assert refused.returncode == 2 and "meta range" in refused.stderr
+        refused = run(local, "node", "undrain", "99")
+        assert refused.returncode == 2 and "NOT_FOUND: no node 99" in refused.stderr
         # The joined node restarts as it joined (its directory keeps id, config and nodes).
         joiner.terminate()
         assert joiner.wait(timeout=30) == 0
@@ -227,6 +250,23 @@ async def refused_as_asked(endpoint: str) -> None:
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         view = await admin.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=10)
         assert len(view.nodes) == 6 and not view.removed_nodes
+        # Operator state: a node that is not in the cluster, its keys written by a client,
+        # a node-to-node write sent by a client.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await admin.SetNodeState(admin_pb2.SetNodeStateRequest(node_id=99, draining=True))
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        kv = kv_pb2_grpc.KVStub(channel)
+        for key in (b"\xff\xfeo/draining/4", b"\xff\xfeo/rebalance"):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await kv.Put(kv_pb2.PutRequest(key=key, value=b"draining"), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, key
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await admin.ApplyOperatorState(
+                admin_pb2.ApplyOperatorStateRequest(key=b"\xff\xfeo/rebalance"), timeout=10
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        state = await admin.GetOperatorState(admin_pb2.GetOperatorStateRequest(), timeout=10)
+        assert list(state.draining) == [] and state.rebalance
 
 
 def until_up(local: LocalCluster, node: int) -> None:
