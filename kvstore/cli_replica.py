@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -34,6 +35,8 @@ from kvstore.cli_support import (
 from kvstore.v1 import admin_pb2
 
 LEADER_WAIT_S = 30.0  # for a successor's first leader after a change
+EVACUATION_PASSES = 5  # of a drain or replace, each over the layout read again
+EVACUATION_PAUSE_S = 0.5  # between them
 META_SHARD = 0
 
 
@@ -157,8 +160,13 @@ def node_list(args: argparse.Namespace) -> int:
     leaders = Counter(
         v.node_id for v in views for s in v.shards if s.role == "leader" and s.shard_id
     )
-    operator = _operator_state(args)
-    draining = set(operator.draining)
+    try:
+        operator: admin_pb2.GetOperatorStateResponse | None = _operator_state(args)
+    except UserError as unread:
+        # The listing matters most in an outage: shown without the states, said so.
+        print(f"kvstore: node states unknown ({unread})", file=sys.stderr)
+        operator = None
+    draining = set(operator.draining) if operator is not None else set()
 
     def state(node: int) -> str:
         if node not in answering:
@@ -171,18 +179,20 @@ def node_list(args: argparse.Namespace) -> int:
             "dc": n.dc,
             "address": n.address,
             "state": state(n.node_id),
-            "draining": n.node_id in draining,
+            "draining": n.node_id in draining if operator is not None else None,
             "replicas": replicas[n.node_id],
             "leaders": leaders[n.node_id],
         }
         for n in sorted(view.nodes, key=lambda n: n.node_id)
     ]
+    rebalance = operator.rebalance if operator is not None else None
     if args.output == "json":
-        print(json.dumps({"cluster": view.cluster, "nodes": rows, "rebalance": operator.rebalance}))
+        print(json.dumps({"cluster": view.cluster, "nodes": rows, "rebalance": rebalance}))
         return 0
     columns = ["id", "dc", "address", "state", "replicas", "leaders"]
     table(columns, [[r[c] for c in columns] for r in rows])
-    print(f"automatic rebalancing: {'on' if operator.rebalance else 'off'}")
+    shown = {True: "on", False: "off", None: "unknown"}[rebalance]
+    print(f"automatic rebalancing: {shown}")
     return 0
 
 
@@ -330,41 +340,76 @@ def _move_all(
     args: argparse.Namespace, node: int, *, to: int | None
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """Every replica of ``node`` (the meta range's excepted) to ``to``, else to the node of
-    its datacenter holding fewest: what moved, and the shards kept."""
+    its datacenter holding fewest that is not draining: what moved, and the shards kept.
+
+    Every target is found before anything changes; then ``node`` is marked draining (no
+    replica is placed on it from then on, by the rebalancer or anyone), and the replicas
+    move. The layout is read again after each pass: a shard split or moved meanwhile has
+    another id, and is moved in the next pass. If the first move is refused, the mark goes
+    again (nothing changed)."""
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
     for named in (node, to):
         if named is not None and named not in dc_of:
             raise UserError(f"node {named} does not exist")
-    draining = set(_operator_state(args).draining)
+    draining = set(_operator_state(args).draining) - {node}
     if to is not None and to in draining:
         raise UserError(f"node {to} is draining: kvstore node undrain {to} first")
-    # Marked first: from now on no replica is placed on it, and the rebalancer moves none
-    # back while this runs or after.
+    plan, kept = _plan_evacuation(view, node, to, dc_of, draining)
     _set_draining(args, node, draining=True)
+    moved: list[dict[str, Any]] = []
+    for _ in range(EVACUATION_PASSES):
+        for shard, target in plan:
+            try:
+                response = _change(args, shard.shard_id, [target], [node])
+            except UserError as refused:
+                if str(refused).startswith("NOT_FOUND: no shard"):
+                    continue  # it split, merged or moved meanwhile: the next pass sees it
+                if not moved:
+                    _set_draining(args, node, draining=False)  # nothing changed
+                raise
+            moved.append(_change_row(response))
+            if args.output != "json":
+                print(
+                    f"[{len(moved)}] shard {shard.shard_id}: n{node} -> n{target}"
+                    f" (now shard {response.successor.shard_id})",
+                    flush=True,
+                )
+        view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
+        plan, kept = _plan_evacuation(view, node, to, dc_of, draining)
+        if not plan:
+            return moved, kept
+        event_loop.run_in_cli_loop(asyncio.sleep(EVACUATION_PAUSE_S))
+    raise UserError(
+        f"node {node} still holds shards {[s.shard_id for s, _ in plan]} after"
+        f" {EVACUATION_PASSES} passes ({len(moved)} moved): run the command again"
+    )
+
+
+def _plan_evacuation(
+    view: admin_pb2.DescribeClusterResponse,
+    node: int,
+    to: int | None,
+    dc_of: dict[int, str],
+    draining: set[int],
+) -> tuple[list[tuple[admin_pb2.ShardInfo, int]], list[int]]:
+    """Each shard ``node`` holds (the meta range's excepted, returned apart) with the node
+    its replica goes to; ``UserError`` if one has nowhere to go."""
     held = [s for s in view.shards if node in s.replicas]
     kept = [s.shard_id for s in held if s.shard_id == META_SHARD]
-    todo = [s for s in held if s.shard_id != META_SHARD]
     load = Counter(r for s in view.shards for r in s.replicas)
-    moved: list[dict[str, Any]] = []
-    for index, shard in enumerate(todo, start=1):
+    plan = []
+    for shard in (s for s in held if s.shard_id != META_SHARD):
         target = to if to is not None else _target(shard, node, dc_of, load, draining)
         if target is None:
             raise UserError(
-                f"no node of {dc_of[node]} can take shard {shard.shard_id}'s replica"
-                f" (every other one holds it already); {len(moved)} moved so far"
+                f"no node of {dc_of[node]} can take shard {shard.shard_id}'s replica (every"
+                " other one holds it already, or drains)"
             )
-        response = _change(args, shard.shard_id, [target], [node])
         load[target] += 1
         load[node] -= 1
-        moved.append(_change_row(response))
-        if args.output != "json":
-            print(
-                f"[{index}/{len(todo)}] shard {shard.shard_id}: n{node} -> n{target}"
-                f" (now shard {response.successor.shard_id})",
-                flush=True,
-            )
-    return moved, kept
+        plan.append((shard, target))
+    return plan, kept
 
 
 def _target(

@@ -17,6 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cluster import parse_cluster_config
 from kvstore.supervise import Supervisor
@@ -205,6 +209,29 @@ class LocalCluster:
     def start_all(self) -> None:
         for node in self.cluster.nodes:
             self.start(node.node_id)
+
+    def wait_serving(self, timeout_s: float = 60.0) -> None:
+        """Until every running node answers its health check as serving (``start_all``
+        only launches the processes; on a busy machine one may still be importing Python
+        when another already answers). ``TimeoutError`` naming the nodes that did not."""
+        deadline = time.monotonic() + timeout_s
+        waiting = sorted(self.procs)
+        while waiting:
+            node = waiting[0]
+            address = self.cluster.node(node).address
+            with grpc.insecure_channel(address) as channel:
+                stub: Any = health_pb2_grpc.HealthStub(channel)  # untyped
+                try:
+                    answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+                except grpc.RpcError:
+                    serving = False
+            if serving:
+                waiting.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nodes {waiting} not serving after {timeout_s:g} s")
+            time.sleep(0.1)
 
     def kill(self, node_id: int) -> None:
         proc = self.procs.pop(node_id)

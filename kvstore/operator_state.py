@@ -32,6 +32,15 @@ def after(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+def known_key(key: bytes) -> bool:
+    node = key[len(DRAINING) :]
+    return key == REBALANCE_KEY or (key.startswith(DRAINING) and node.isdigit())
+
+
+def known_value(key: bytes, value: bytes) -> bool:
+    return value == (REBALANCE_OFF if key == REBALANCE_KEY else DRAINING_VALUE)
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorState:
     draining: frozenset[int] = frozenset()

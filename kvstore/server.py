@@ -184,6 +184,7 @@ class NodeServer:
             nodes=self._nodes.listed,
             channel=self._kv.channel,
             replicas_per_dc=cluster.placement.replicas_per_dc,
+            at_once=cluster.placement.moves_at_once,
         )
         self._leases = LeaseService(cluster, self.runtime, addresses, self._admin.detach_leases)
         kv_pb2_grpc.add_LeaseServicer_to_server(self._leases, self._server)

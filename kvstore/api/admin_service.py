@@ -76,6 +76,7 @@ from kvstore.v1 import admin_pb2, admin_pb2_grpc
 from paxos import Role
 
 PROPOSE_DEADLINE_S = 5.0
+STATE_READ_S = 3.0  # for the node states a replica change checks
 R = TypeVar("R")
 
 
@@ -734,6 +735,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             except ChangeRefusedError as refused:
                 code = grpc.StatusCode.NOT_FOUND if refused.unknown else None
                 await context.abort(code or grpc.StatusCode.FAILED_PRECONDITION, str(refused))
+            await self._refuse_draining(request.add, context)
             new_id = await self._allocate_shard_id(context)
         await self._hand_over_if_leaving(d, replicas)
         forwarded = admin_pb2.ChangeReplicasRequest(
@@ -887,6 +889,42 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.ApplyOperatorStateResponse:
         return await (await self._operator_states(context)).apply(request, context)
 
+    async def _forget_state_of(self, node_id: int) -> None:
+        """A removed node's drain mark goes (its id is never given again). Best effort: the
+        removal is done, and a mark left over names a node no list shows."""
+        if self._operator is None:
+            return
+        own: Any = OwnCall()
+        try:
+            await asyncio.wait_for(
+                self._operator.write(draining_key(node_id), None, own), STATE_READ_S
+            )
+        except (RefusedError, TimeoutError) as unwritten:
+            self._log.warning("node_state_left", target=node_id, error=repr(unwritten))
+
+    async def _refuse_draining(
+        self, added: Sequence[int], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """A draining node takes no replica: FAILED_PRECONDITION (read at the change, so a
+        rebalancer's plan made before a drain began is refused too). A placement rule, not
+        a safety one: if the state cannot be read soon (the last range, which holds it, has
+        no leader), the change goes on rather than wait on a range it does not touch."""
+        if not added or self._operator is None:
+            return
+        own: Any = OwnCall()
+        try:
+            state = await asyncio.wait_for(self._operator.read(own), STATE_READ_S)
+        except (RefusedError, TimeoutError) as unread:
+            self._log.warning("node_states_unread", error=repr(unread))
+            return
+        draining = sorted(set(added) & state.draining)
+        if draining:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {draining[0]} is draining: it takes no replica"
+                f" (kvstore node undrain {draining[0]} first)",
+            )
+
     async def _operator_states(self, context: grpc.aio.ServicerContext[Any, Any]) -> OperatorStates:
         if self._operator is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no operator state on this node")
@@ -958,6 +996,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         nodes.remove([node_id])
         if not is_forwarded(context):
             await nodes.tell_everyone([], removed=[node_id])
+            await self._forget_state_of(node_id)
         return admin_pb2.RemoveNodeResponse()
 
     async def AllocateShardId(  # noqa: N802

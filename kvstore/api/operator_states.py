@@ -21,15 +21,26 @@ from kvstore.api.kv_service import (
 )
 from kvstore.model import Delete, Put, RequestId, encode_command
 from kvstore.model.commands import (
+    Command,
     DeleteResult,
     PutResult,
     decode_forwarded_result,
     encode_forwarded_result,
 )
-from kvstore.operator_state import OPERATOR, OperatorState, after, parse
+from kvstore.operator_state import OPERATOR, OperatorState, after, known_key, known_value, parse
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def command_written(command: Command) -> bytes | None:
+    """The reserved key ``command`` writes, if it is one this service sends: a ``Put`` of a
+    known state (no lease: it must never expire) or a ``Delete``, of a known key."""
+    if not isinstance(command, Put | Delete) or not known_key(command.key):
+        return None
+    if isinstance(command, Put) and (command.lease or not known_value(command.key, command.value)):
+        return None
+    return command.key
 
 
 class OperatorStates:
@@ -63,11 +74,7 @@ class OperatorStates:
     ) -> admin_pb2.ApplyOperatorStateResponse:
         """Node to node: an operator-state write another node routed here, believed to lead."""
         command = await forwarded_command(request, context)
-        if (
-            not isinstance(command, Put | Delete)
-            or command.key != request.key
-            or not command.key.startswith(OPERATOR)
-        ):
+        if command_written(command) != request.key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not an operator-state write")
         _, outcome = await self._kv.write_keys(
             request, [request.key], command, context, never_forwarded

@@ -6,17 +6,21 @@ Rules:
   rebalancer per cluster, moving with the meta range's leadership), and only while the
   operator state lets it (``kvstore node rebalance --auto off`` stops it; ``on`` again).
 - Each round (every ``ROUND_S``) plans with ``cluster.replica_placement.plan_moves`` over the
-  meta range's directory, the listed nodes and the draining ones (``next_move``), and makes
-  at most one move through ``Admin.ChangeReplicas``, as an operator's command would. It then
-  waits until the directory shows the range's successor and pauses ``PAUSE_S`` before the
-  next round: one move at a time, with a pause between, is the rebalance's rate limit.
-- It stands aside while any listed node does not answer (its replicas would be counted where
-  they may not be served), while a draining node still holds a replica (``node drain`` moves
-  them, with its progress: two movers would race for one range), and for ``QUIET_S`` after
-  a range's configuration changed without it (an operator's move, a split), so it does not
-  race an operator's commands.
+  meta range's directory, the listed nodes and the draining ones (``next_moves``), and makes
+  at most ``[placement] moves_at_once`` moves (default 1), each of another range, through
+  ``Admin.ChangeReplicas``, as an operator's command would (which refuses a replica for a
+  draining node). It then waits until the directory shows each successor and pauses
+  ``PAUSE_S``: a few moves at a time, with a pause between, is the rebalance's rate limit.
+- It stands aside while any listed node does not answer as serving (its replicas would be
+  counted where they may not be served), and for ``QUIET_S`` after a range's configuration
+  changed without it (an operator's move, a split), so it rarely races an operator's
+  command; it leaves alone every range with a replica on a draining node (``node drain``
+  moves those, with its progress). The operator state is read last, just before it moves,
+  so ``--auto off`` stops it from the next move on.
 - It only balances, fills a missing replica or trims a surplus one; it never evacuates a
-  node, which is the drain's (an operator's decision).
+  node, which is the drain's (an operator's decision). It does undo an operator's
+  ``replica move`` or ``replica remove`` that leaves a datacenter unbalanced or a replica
+  short: switch it off for such a layout.
 """
 
 from __future__ import annotations
@@ -35,39 +39,48 @@ from cluster.replica_placement import Member, Move, NodeState, plan_moves
 from kvstore.api.operator_states import OperatorStates
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.operator_state import OperatorState
-from kvstore.runtime.node import NodeRuntime
+from kvstore.runtime.node import NodeRuntime, NodeStoppedError
 from kvstore.v1 import admin_pb2
+from paxos import Role
 
 ROUND_S = 2.0  # how often the leader of the meta range looks
 PAUSE_S = 2.0  # after a move, before the next round
 QUIET_S = 10.0  # after a change of a range's configuration that it did not make
 SETTLE_S = 30.0  # at most, for the directory to show a move's successor
+CHANGE_S = 30.0  # at most, for ChangeReplicas to answer
 PROBE_S = 2.0  # for each node's answer
 OWN_REASONS = frozenset({"balance", "missing", "surplus"})
 
 
-def next_move(
+def next_moves(
     ranges: Sequence[RangeDescriptor],
     nodes: Sequence[NodeSpec],
     state: OperatorState,
     *,
     replicas_per_dc: int,
-) -> Move | None:
-    """The one move the rebalancer makes now, if any (pure). None while a draining node
-    still holds a replica (the drain's work), while a replica is on a node no longer listed
-    (``node remove --force`` is rebuilding it), or when nothing is left to balance."""
+    at_once: int = 1,
+) -> list[Move]:
+    """The moves the rebalancer makes now, at most ``at_once``, each of another range (pure).
+
+    None while a replica is on a node no longer listed (``node remove --force`` is
+    rebuilding it: the planner cannot count it). A range with a replica on a draining node
+    is left to the drain (two movers would race for it), but the rest are balanced."""
     draining = state.draining
     listed = {n.node_id for n in nodes}
-    if any(r in draining or r not in listed for d in ranges for r in d.replicas):
-        return None  # a drain under way, or a replica on a node gone from the list
+    if any(r not in listed for d in ranges for r in d.replicas):
+        return []
     members = [
         Member(n.node_id, n.dc, NodeState.DRAINING if n.node_id in draining else NodeState.ACTIVE)
         for n in nodes
     ]
+    by_id = {d.range_id: d for d in ranges}
+    chosen = []
     for move in plan_moves(ranges, members, replicas_per_dc=replicas_per_dc, budget=len(ranges)):
-        if move.reason in OWN_REASONS:
-            return move
-    return None
+        if move.reason in OWN_REASONS and not draining.intersection(by_id[move.range_id].replicas):
+            chosen.append(move)
+        if len(chosen) == at_once:
+            break
+    return chosen
 
 
 class Rebalancer:
@@ -82,15 +95,18 @@ class Rebalancer:
         nodes: Callable[[], Sequence[NodeSpec]],
         channel: Callable[[int], grpc.aio.Channel],
         replicas_per_dc: int,
+        at_once: int = 1,
     ) -> None:
         """``change``: ``Admin.ChangeReplicas`` called in-process (an ``OwnCall``);
-        ``nodes``: the listed nodes; ``channel``: a channel to a node."""
+        ``nodes``: the listed nodes; ``channel``: a channel to a node; ``at_once``: moves
+        made together, each of another range (``[placement] moves_at_once``)."""
         self._runtime = runtime
         self._operator = operator
         self._change = change
         self._nodes = nodes
         self._channel = channel
         self._replicas_per_dc = replicas_per_dc
+        self._at_once = at_once
         self._task: asyncio.Task[None] | None = None
         self._seen: frozenset[tuple[int, int]] | None = None
         self._quiet_until = 0.0
@@ -100,21 +116,33 @@ class Rebalancer:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A bug ended the loop: said, not hidden (the node serves on without it)."""
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("rebalancer_stopped", error=repr(task.exception()))
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
     async def _run(self) -> None:
+        failed = ""
         while True:
             await asyncio.sleep(ROUND_S)
             try:
                 moved = await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # any: the next round tries again
-                self._log.warning("rebalance_round_failed", error=repr(exc))
+            except (RefusedError, grpc.aio.AioRpcError, NodeStoppedError) as exc:
+                # The operator state could not be read (no leader of its shard, the node
+                # stopping): the next round asks again. Logged once per kind of failure.
+                if repr(exc) != failed:
+                    failed = repr(exc)
+                    self._log.warning("rebalance_round_failed", error=failed)
                 continue
+            failed = ""
             if moved:
                 await asyncio.sleep(PAUSE_S)
 
@@ -123,7 +151,7 @@ class Rebalancer:
         return (
             runtime.started
             and runtime.hosts(META_RANGE_ID)
-            and runtime.leader_hint(META_RANGE_ID) == runtime.node_id
+            and runtime.role(META_RANGE_ID) is Role.LEADER
         )
 
     def _ranges(self) -> list[RangeDescriptor]:
@@ -131,7 +159,8 @@ class Rebalancer:
         return [d for d in RangeMap(directory).current() if d.range_id != META_RANGE_ID]
 
     async def _round(self) -> bool:
-        """One look; whether it made a move."""
+        """One look; whether it made a move. The cheap checks come first: the operator
+        state is a linearizable read, made only once the rest allows a move."""
         if not self._leads_meta():
             self._seen = None  # a new leader starts quiet: another may have just moved
             return False
@@ -142,29 +171,62 @@ class Rebalancer:
             self._seen = seen
             self._quiet_until = now + QUIET_S
         if now < self._quiet_until:
-            return self._aside("the ranges changed lately")
-        own: Any = OwnCall()
-        state = await self._operator.read(own)
-        if not state.rebalance:
-            return self._aside("switched off")
+            return self._aside("ranges_changed_lately")
         nodes = list(self._nodes())
         down = await self._down(nodes)
         if down:
-            return self._aside(f"node(s) {down} do not answer")
-        move = next_move(ranges, nodes, state, replicas_per_dc=self._replicas_per_dc)
-        if move is None:
-            return self._aside("balanced, or a drain is under way")
+            return self._aside("nodes_down", nodes=down)
+        moves = await self._planned(ranges, nodes)
+        if not moves:
+            return False
         self._standing_aside = ""
+        made = await asyncio.gather(*(self._make(move) for move in moves))
+        for move, successor in zip(moves, made, strict=True):
+            if successor is not None:
+                await self._settled(move.range_id)
+        self._seen = frozenset((d.range_id, d.generation) for d in self._ranges())
+        return any(successor is not None for successor in made)
+
+    async def _planned(self, ranges: list[RangeDescriptor], nodes: list[NodeSpec]) -> list[Move]:
+        own: Any = OwnCall()
+        state = await self._operator.read(own)
+        if not state.rebalance:
+            self._aside("switched_off")
+            return []
+        moves = next_moves(
+            ranges,
+            nodes,
+            state,
+            replicas_per_dc=self._replicas_per_dc,
+            at_once=self._at_once,
+        )
+        if not moves:
+            self._aside("nothing_to_move", draining=sorted(state.draining))
+        return moves
+
+    async def _make(self, move: Move) -> int | None:
+        """One move through ``ChangeReplicas``: the successor's id (None: refused, or no
+        answer in time; the directory tells the next round what happened)."""
         request = admin_pb2.ChangeReplicasRequest(
             shard_id=move.range_id,
             add=[] if move.add is None else [move.add],
             remove=[] if move.remove is None else [move.remove],
         )
         try:
-            answer = await self._change(request)
+            answer = await asyncio.wait_for(self._change(request), CHANGE_S)
         except RefusedError as refused:
-            self._log.info("rebalance_move_refused", shard=move.range_id, reason=refused.details)
-            return False
+            self._log.info(
+                "rebalance_move_refused",
+                shard=move.range_id,
+                code=refused.code.name,
+                reason=refused.details,
+            )
+            return None
+        except TimeoutError:
+            # Made or not: a change the next round did not see made counts as someone
+            # else's, and it waits QUIET_S before it moves again.
+            self._log.warning("rebalance_move_unanswered", shard=move.range_id, after_s=CHANGE_S)
+            return None
         self.moves += 1
         self._log.info(
             "rebalance_moved",
@@ -174,14 +236,13 @@ class Rebalancer:
             removed=move.remove,
             reason=move.reason,
         )
-        await self._settled(move.range_id)
-        self._seen = frozenset((d.range_id, d.generation) for d in self._ranges())
-        return True
+        return int(answer.successor.shard_id)
 
-    def _aside(self, why: str) -> bool:
+    def _aside(self, why: str, **facts: object) -> bool:
+        """Log why it does nothing, once per reason in a row."""
         if why != self._standing_aside:
             self._standing_aside = why
-            self._log.info("rebalance_standing_aside", why=why)
+            self._log.info("rebalance_standing_aside", why=why, **facts)
         return False
 
     async def _settled(self, range_id: int) -> None:
@@ -200,10 +261,10 @@ class Rebalancer:
                 return True
             stub: Any = health_pb2_grpc.HealthStub(self._channel(node))  # untyped
             try:
-                await stub.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_S)
+                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_S)
             except grpc.aio.AioRpcError:
                 return False
-            return True
+            return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
         ids = [n.node_id for n in nodes]
         answered = await asyncio.gather(*(answers(node) for node in ids))

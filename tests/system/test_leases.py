@@ -197,6 +197,7 @@ def test_bad_lease_requests_get_clear_statuses(tmp_path: Path) -> None:
             assert answers == [(77, 5000), (9, 0)]
 
     try:
+        local.wait_serving()  # it talks to one node in particular
         asyncio.run(main())
     finally:
         local.stop_all()

@@ -97,6 +97,7 @@ def test_every_limit_through_every_path_then_a_restart(tmp_path: Path) -> None:
     endpoints = local.endpoints
     written: dict[bytes, bytes] = {}
     try:
+        local.wait_serving()  # it talks to one node in particular
 
         async def scenario() -> None:
             async with AsyncClient(endpoints, timeout_s=30) as kv:

@@ -140,6 +140,9 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
         assert nodes[4]["state"] == "draining" and nodes[4]["draining"], nodes[4]
         assert nodes[6]["state"] == "draining", nodes[6]  # replaced: marked as a drain is
         assert listed["rebalance"] is False
+        on_three = next(shard for shard, nodes in replicas_of(local).items() if 3 in nodes)
+        refused = run(local, "replica", "move", str(on_three), "--from", "3", "--to", "4")
+        assert refused.returncode == 2 and "node 4 is draining" in refused.stderr, refused
         cli(local, "node", "undrain", "6")
         balanced = cli(local, "node", "rebalance", "--pause", "0.2")
         assert balanced["moved"] and all(m["reason"] == "balance" for m in balanced["moved"])

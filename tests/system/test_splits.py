@@ -279,6 +279,7 @@ def test_the_meta_range_holds_the_layout_and_a_stale_route_is_refused_with_the_n
             return shards
 
     try:
+        local.wait_serving()  # it talks to one node in particular
         shards = asyncio.run(main())
     finally:
         local.stop_all()

@@ -171,6 +171,7 @@ def test_topics_produce_and_fetch(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
     try:
+        local.wait_serving()  # it talks to one node in particular
         asyncio.run(scenario(local.endpoints))
     finally:
         local.stop_all()

@@ -143,6 +143,7 @@ def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Pa
                 assert exc.code is grpc.StatusCode.INVALID_ARGUMENT
 
     try:
+        local.wait_serving()  # it talks to one node in particular
         asyncio.run(main())
     finally:
         local.stop_all()

@@ -1,10 +1,14 @@
-"""The rebalancer's choice of its next move (``kvstore.api.rebalancer.next_move``) and the
-operator state it reads (``kvstore.operator_state``)."""
+"""The rebalancer's choice of its next moves (``kvstore.api.rebalancer.next_moves``), the
+operator state it reads (``kvstore.operator_state``), and the writes of it a node accepts
+from another (``kvstore.api.operator_states.command_written``)."""
 
 from __future__ import annotations
 
 from cluster import NodeSpec, RangeDescriptor
-from kvstore.api.rebalancer import next_move
+from cluster.replica_placement import Move
+from kvstore.api.operator_states import command_written
+from kvstore.api.rebalancer import next_moves
+from kvstore.model import Delete, Put, RequestId
 from kvstore.operator_state import (
     DRAINING_VALUE,
     REBALANCE_KEY,
@@ -19,42 +23,62 @@ NODES = [NodeSpec(n, f"dc{(n + 1) // 2}", f"h:{n}") for n in range(1, 7)]
 RANGES = [RangeDescriptor(i, bytes([96 + i]), bytes([97 + i]), (1, 3, 5)) for i in range(1, 5)]
 
 
+def one(
+    state: OperatorState, ranges: list[RangeDescriptor] = RANGES, nodes: list[NodeSpec] = NODES
+) -> Move | None:
+    moves = next_moves(ranges, nodes, state, replicas_per_dc=1)
+    assert len(moves) <= 1
+    return moves[0] if moves else None
+
+
 def test_it_balances_onto_a_node_that_holds_nothing() -> None:
-    move = next_move(RANGES, NODES, OperatorState(), replicas_per_dc=1)
+    move = one(OperatorState())
     assert move is not None and move.reason == "balance"
     assert (move.remove, move.add) == (1, 2)
 
 
 def test_it_never_moves_onto_a_draining_node() -> None:
-    move = next_move(RANGES, NODES, OperatorState(draining=frozenset({2})), replicas_per_dc=1)
+    move = one(OperatorState(draining=frozenset({2})))
     assert move is not None and move.add not in (1, 2)  # dc1 is left as it is
-    assert (
-        next_move(RANGES, NODES, OperatorState(draining=frozenset({2, 4, 6})), replicas_per_dc=1)
-        is None
-    )
+    assert one(OperatorState(draining=frozenset({2, 4, 6}))) is None
 
 
-def test_it_stands_aside_while_a_drain_is_under_way() -> None:
-    """A draining node that still holds a replica: the drain moves it, not the rebalancer."""
-    assert (
-        next_move(RANGES, NODES, OperatorState(draining=frozenset({1})), replicas_per_dc=1) is None
+def test_it_leaves_the_ranges_of_a_draining_node_to_the_drain() -> None:
+    """Node 1 drains and still holds ranges 1 and 2: the rebalancer moves neither (the
+    drain does), but balances dc2 with ranges 3 and 4."""
+    ranges = [
+        *RANGES[:2],
+        *(RangeDescriptor(i, bytes([96 + i]), bytes([97 + i]), (2, 3, 5)) for i in (3, 4)),
+    ]
+    moves = next_moves(
+        ranges, NODES, OperatorState(draining=frozenset({1})), replicas_per_dc=1, at_once=4
     )
+    assert moves and all(m.range_id in (3, 4) for m in moves), moves
+    assert all(m.add not in (1,) for m in moves)
+
+
+def test_it_makes_at_most_moves_at_once_each_of_another_range() -> None:
+    moves = next_moves(RANGES, NODES, OperatorState(), replicas_per_dc=1, at_once=3)
+    assert 1 < len(moves) <= 3
+    assert len({m.range_id for m in moves}) == len(moves)
 
 
 def test_it_stands_aside_while_a_replica_is_on_a_node_gone_from_the_list() -> None:
     listed = [n for n in NODES if n.node_id != 5]
-    assert next_move(RANGES, listed, OperatorState(), replicas_per_dc=1) is None
+    assert one(OperatorState(), nodes=listed) is None
 
 
-def test_it_fills_a_missing_replica_and_does_nothing_once_balanced() -> None:
-    short = [RangeDescriptor(1, b"a", b"b", (1, 3))]
-    move = next_move(short, NODES, OperatorState(), replicas_per_dc=1)
+def test_it_fills_a_missing_replica() -> None:
+    move = one(OperatorState(), ranges=[RangeDescriptor(1, b"a", b"b", (1, 3))])
     assert move is not None and move.reason == "missing" and move.add in (5, 6)
+
+
+def test_it_does_nothing_once_balanced() -> None:
     balanced = [
         RangeDescriptor(1, b"a", b"b", (1, 3, 5)),
         RangeDescriptor(2, b"b", b"c", (2, 4, 6)),
     ]
-    assert next_move(balanced, NODES, OperatorState(), replicas_per_dc=1) is None
+    assert one(OperatorState(), ranges=balanced) is None
 
 
 def test_the_operator_state_as_the_keys_say_it() -> None:
@@ -68,3 +92,19 @@ def test_the_operator_state_as_the_keys_say_it() -> None:
     ]
     assert parse(pairs) == OperatorState(frozenset({4, 12}), rebalance=False)
     assert parse([(REBALANCE_KEY, b"on")]).rebalance
+
+
+def test_a_node_accepts_only_the_writes_of_operator_state_it_sends() -> None:
+    request = RequestId(0, 0)
+    assert command_written(Put(request, draining_key(4), DRAINING_VALUE)) == draining_key(4)
+    assert command_written(Put(request, REBALANCE_KEY, REBALANCE_OFF)) == REBALANCE_KEY
+    assert command_written(Delete(request, draining_key(4))) == draining_key(4)
+    refused = [
+        Put(request, draining_key(4), DRAINING_VALUE, lease=7),  # would end with the lease
+        Put(request, draining_key(4), b"anything"),
+        Put(request, REBALANCE_KEY, DRAINING_VALUE),
+        Put(request, b"\xff\xfeo/other", DRAINING_VALUE),
+        Put(request, b"user-key", DRAINING_VALUE),
+        Delete(request, b"user-key"),
+    ]
+    assert [command_written(c) for c in refused] == [None] * len(refused)
