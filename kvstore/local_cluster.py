@@ -213,7 +213,8 @@ class LocalCluster:
     def wait_serving(self, timeout_s: float = 60.0) -> None:
         """Until every running node answers its health check as serving (``start_all``
         only launches the processes; on a busy machine one may still be importing Python
-        when another already answers). ``TimeoutError`` naming the nodes that did not."""
+        when another already answers). ``TimeoutError`` naming the nodes that did not,
+        after stopping every node."""
         deadline = time.monotonic() + timeout_s
         waiting = sorted(self.procs)
         while waiting:
@@ -230,6 +231,7 @@ class LocalCluster:
                 waiting.pop(0)
                 continue
             if time.monotonic() > deadline:
+                self.stop_all()  # none left running by a caller that never gets to stop them
                 raise TimeoutError(f"nodes {waiting} not serving after {timeout_s:g} s")
             time.sleep(0.1)
 

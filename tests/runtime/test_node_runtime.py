@@ -195,6 +195,11 @@ def test_stop_takes_no_more_inputs_and_is_bounded_by_the_disk_wait(
         follower.deliver = recording  # type: ignore[method-assign]
         await c.write(1, Put(RequestId(0, 0), b"apple", b"green"))
         assert seen  # what its leader sends it
+        follower._inflight_jobs += 1  # a job the disk never reported back
+        stopping = asyncio.create_task(c.stop(follower.node_id))
+        await asyncio.sleep(0)  # stop() has begun (its task ran first)
+        # Watched from here on: a message already on its way when stop() was asked for may
+        # have been taken just before (the same loop turn), which is not what is tested.
         stepped: list[Message] = []
         node = follower.node
         step = node.step
@@ -202,9 +207,6 @@ def test_stop_takes_no_more_inputs_and_is_bounded_by_the_disk_wait(
         submitted: list[object] = []
         submit = follower._submit
         follower._submit = lambda job: (submitted.append(job), submit(job))  # type: ignore[method-assign]
-        follower._inflight_jobs += 1  # a job the disk never reported back
-        stopping = asyncio.create_task(c.stop(follower.node_id))
-        await asyncio.sleep(0)  # stop() has begun
         for shard, msg in seen:  # the same messages again, while it stops
             deliver(shard, msg)
         follower.peer_restarted(1)

@@ -111,6 +111,7 @@ async def through_every_node(endpoints: list[str]) -> int:
 def test_counters_through_every_node_the_cli_and_a_killed_leader(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
     try:
         leader = asyncio.run(through_every_node(local.endpoints))
         assert leader

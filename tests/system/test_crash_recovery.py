@@ -86,6 +86,7 @@ class Client:
 def test_sigkilled_leader_and_whole_cluster_lose_no_acknowledged_write(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         client = Client(local.endpoints)
@@ -133,6 +134,7 @@ def test_a_node_whose_disk_was_wiped_rejoins_without_disturbing_the_cluster(
     storm: ballots stay within a few rounds), and once it votes again it holds every write."""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def ballots(client: Client) -> dict[int, int]:
         rounds: dict[int, int] = {}
@@ -203,6 +205,7 @@ def test_a_full_store_stops_its_node_with_one_line_and_it_restarts_once_raised(
     config.write_text(default_config(base_port=free_base_port()) + "[storage]\nmap_size_mb = 3\n")
     local = LocalCluster(data)
     local.start_all()
+    local.wait_serving()
 
     async def fill() -> dict[str, str]:
         client = Client(local.endpoints)
@@ -235,6 +238,7 @@ def test_a_full_store_stops_its_node_with_one_line_and_it_restarts_once_raised(
         local.stop_all()
         config.write_text(config.read_text().replace("map_size_mb = 3", "map_size_mb = 64"))
         local.start_all()
+        local.wait_serving()
 
         async def read_back() -> None:
             client = Client(local.endpoints)

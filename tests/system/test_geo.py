@@ -38,6 +38,7 @@ def wan_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
         tmp_path / "data", base_port=free_base_port(), wan_latency_ms=WAN_ONE_WAY_MS
     )
     local.start_all()
+    local.wait_serving()
     try:
         yield local
     finally:

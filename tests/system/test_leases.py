@@ -54,6 +54,7 @@ async def gone_after(kv: AsyncClient, key: str, since: float, limit_s: float) ->
 def test_a_leased_key_lives_while_kept_alive_and_goes_within_its_bounds(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=20) as kv:
@@ -90,6 +91,7 @@ def test_a_leased_key_lives_while_kept_alive_and_goes_within_its_bounds(tmp_path
 def test_revoke_deletes_every_key_of_the_lease_before_it_answers(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=20) as kv:
@@ -129,6 +131,7 @@ def test_revoke_deletes_every_key_of_the_lease_before_it_answers(tmp_path: Path)
 def test_bad_lease_requests_get_clear_statuses(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=20) as client:
@@ -197,7 +200,6 @@ def test_bad_lease_requests_get_clear_statuses(tmp_path: Path) -> None:
             assert answers == [(77, 5000), (9, 0)]
 
     try:
-        local.wait_serving()  # it talks to one node in particular
         asyncio.run(main())
     finally:
         local.stop_all()

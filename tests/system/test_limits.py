@@ -94,10 +94,10 @@ def _paths(stubs: dict[int, kv_pb2_grpc.KVStub], leader: int, gateway: int) -> d
 def test_every_limit_through_every_path_then_a_restart(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
     endpoints = local.endpoints
     written: dict[bytes, bytes] = {}
     try:
-        local.wait_serving()  # it talks to one node in particular
 
         async def scenario() -> None:
             async with AsyncClient(endpoints, timeout_s=30) as kv:
@@ -140,6 +140,7 @@ def test_every_limit_through_every_path_then_a_restart(tmp_path: Path) -> None:
         asyncio.run(scenario())
         local.stop_all()
         local.start_all()
+        local.wait_serving()
         with Client(endpoints, timeout_s=30) as kv:
             for key, value in written.items():
                 got = kv.get(key)
@@ -221,6 +222,7 @@ def test_a_data_directory_holding_a_4kib_key_in_its_log_starts_and_serves(tmp_pa
     )
     local = LocalCluster(data)
     local.start_all()
+    local.wait_serving()
     try:
         with Client(local.endpoints, timeout_s=30) as kv:
             long_key = b"k" * 4096

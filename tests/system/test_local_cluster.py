@@ -254,6 +254,7 @@ def test_nodes_that_do_not_host_a_shard_still_route_to_its_leader(tmp_path: Path
 
     local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=free_base_port_for(6))
     local.start_all()
+    local.wait_serving()
     try:
         hosts_only_shard_2 = local.cluster.node(4).address
         assert [s.shard_id for s in local.cluster.shards_of(4)] == [2]

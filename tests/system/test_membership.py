@@ -70,6 +70,7 @@ def replicas_of(local: LocalCluster) -> dict[int, list[int]]:
 def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=free_base_port_for(6))
     local.start_all()
+    local.wait_serving()
     keys = [f"k{i:04d}" for i in range(KEYS_BEFORE + KEYS_DURING)]
     try:
         listening(local)
@@ -122,6 +123,7 @@ def test_replicas_move_drain_and_replace_under_writes(tmp_path: Path) -> None:
         # shard from a peer, and stored it).
         local.stop_all()
         local.start_all()
+        local.wait_serving()
         listening(local)
         after = replicas_of(local)
         assert all(4 not in r and 6 not in r for r in after.values()), after
@@ -176,6 +178,7 @@ def test_a_dead_node_is_replaced_by_a_node_that_joins(tmp_path: Path) -> None:
     address = f"127.0.3.3:{base + 7}"
     local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=base)
     local.start_all()
+    local.wait_serving()
     keys = [f"k{i:03d}" for i in range(100)]
     join = [
         sys.executable, "-m", "kvstore", "serve", "--join", ",".join(local.endpoints[:5]),

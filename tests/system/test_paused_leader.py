@@ -26,6 +26,7 @@ DEADLINE_S = 4.0
 def test_writes_through_a_follower_continue_while_the_leader_is_frozen(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
     frozen: int | None = None
 
     async def main() -> None:

@@ -41,6 +41,7 @@ async def layout(endpoint: str) -> list[admin_pb2.ShardInfo]:
 def test_a_split_under_writes_loses_nothing_and_survives_a_restart(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
     # the default layout: shard 3 holds [c, end), so every key here
     keys = [f"k{i:04d}" for i in range(KEYS_BEFORE + KEYS_DURING)]
 
@@ -114,6 +115,7 @@ def test_shards_past_the_split_size_split_by_themselves(tmp_path: Path) -> None:
     into several, with no command; every key stays readable and a scan returns each once."""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port(), split_size_mb=0.04)
     local.start_all()
+    local.wait_serving()
     keys = [f"k{i:05d}" for i in range(1000)]
     value = "v" * 194  # 200 bytes a key with the key
 
@@ -144,6 +146,7 @@ def test_a_merge_under_writes_loses_nothing_and_survives_a_restart(tmp_path: Pat
     (one generation on), and all of it survives a restart."""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
     keys = [f"k{i:04d}" for i in range(KEYS_BEFORE + KEYS_DURING)]
 
     async def main() -> None:
@@ -217,6 +220,7 @@ def test_the_meta_range_holds_the_layout_and_a_stale_route_is_refused_with_the_n
     library, whose map is stale, never sees it."""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> list[admin_pb2.ShardInfo]:
         async with AsyncClient(local.endpoints, timeout_s=20) as kv:
@@ -279,7 +283,6 @@ def test_the_meta_range_holds_the_layout_and_a_stale_route_is_refused_with_the_n
             return shards
 
     try:
-        local.wait_serving()  # it talks to one node in particular
         shards = asyncio.run(main())
     finally:
         local.stop_all()

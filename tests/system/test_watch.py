@@ -37,6 +37,7 @@ def test_a_watcher_resumed_from_its_token_sees_each_write_once_across_a_leader_k
 ) -> None:
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=30) as kv:
@@ -95,6 +96,7 @@ def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Pa
     unit tests.)"""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         channel = grpc.aio.insecure_channel(local.endpoints[0], options=CHANNEL_OPTIONS)
@@ -143,7 +145,6 @@ def test_bad_watches_are_refused_on_the_stream_and_the_others_go_on(tmp_path: Pa
                 assert exc.code is grpc.StatusCode.INVALID_ARGUMENT
 
     try:
-        local.wait_serving()  # it talks to one node in particular
         asyncio.run(main())
     finally:
         local.stop_all()
@@ -156,6 +157,7 @@ def test_reads_at_a_revision_through_every_node_and_path(tmp_path: Path) -> None
     compacted-revision trailer (nothing was compacted)."""
     local = LocalCluster(tmp_path / "data", base_port=free_base_port())
     local.start_all()
+    local.wait_serving()
 
     async def main() -> None:
         async with AsyncClient(local.endpoints, timeout_s=20) as kv:
