@@ -137,10 +137,12 @@ class Rebalancer:
                 raise
             except (RefusedError, grpc.aio.AioRpcError, NodeStoppedError) as exc:
                 # The operator state could not be read (no leader of its shard, the node
-                # stopping): the next round asks again. Logged once per kind of failure.
-                if repr(exc) != failed:
-                    failed = repr(exc)
-                    self._log.warning("rebalance_round_failed", error=failed)
+                # stopping): the next round asks again. Logged once per kind of failure
+                # (an error's text may differ each time: a timestamp, a peer's address).
+                kind = _kind(exc)
+                if kind != failed:
+                    failed = kind
+                    self._log.warning("rebalance_round_failed", kind=kind, error=repr(exc))
                 continue
             failed = ""
             if moved:
@@ -269,3 +271,11 @@ class Rebalancer:
         ids = [n.node_id for n in nodes]
         answered = await asyncio.gather(*(answers(node) for node in ids))
         return [node for node, ok in zip(ids, answered, strict=True) if not ok]
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, RefusedError):
+        return f"refused:{exc.code.name}"
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"rpc:{exc.code().name}"
+    return type(exc).__name__
