@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.jepsen.history import read_history
-from tests.jepsen.linearizability import check_history
+from tests.jepsen.linearizability import STEPS_PER_KEY_MAX, check_history
 from tests.jepsen.nemesis import parse_kinds
 from tests.jepsen.runner import RunOptions, run
 from tests.jepsen.synthetic import generate
@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("history", type=Path, nargs="?")
     c.add_argument("--synthetic", type=int, metavar="OPS", help="check a generated history")
     c.add_argument("--keys", type=int, default=100)
+    c.add_argument(
+        "--steps-per-key",
+        type=int,
+        default=STEPS_PER_KEY_MAX,
+        help=f"the search's budget per key (default {STEPS_PER_KEY_MAX:,}); past it: unknown",
+    )
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args)
@@ -149,7 +155,7 @@ def _check(args: argparse.Namespace) -> int:
         print("jepsen: check needs a history file or --synthetic N", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    verdict = check_history(ops)
+    verdict = check_history(ops, steps_per_key_max=args.steps_per_key)
     elapsed = time.perf_counter() - started
     for failure in verdict.failures:
         print(f"key {failure.key}: {failure.verdict} ({failure.ops} ops, {failure.steps} steps)")
