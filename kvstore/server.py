@@ -170,7 +170,7 @@ class NodeServer:
             data_dir,
             self._transport.link_stats,
             addresses,
-            incarnation_of=self._transport.incarnation_of,
+            incarnation_of=self._disk_incarnation_of,
             nodes=self._nodes,
             config_text=config_text,
             operator=operator,
@@ -197,6 +197,14 @@ class NodeServer:
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted
         self.runtime.on_ranges_to_record = self._admin.ranges_to_record
+
+    def _disk_incarnation_of(self, node: int) -> int:
+        """A node's data directory's incarnation: this one's own, a peer's as its transport's
+        last hello said (0: none heard). What a shard's new configuration lists its replicas
+        with (``Reconfigure.disks``)."""
+        if node == self.runtime.node_id:
+            return self.identity.incarnation
+        return self._transport.incarnation_of(node)
 
     def _link_delay(self, n: NodeSpec) -> LinkDelay:
         wan, dc = self.cluster.wan, self.spec.dc

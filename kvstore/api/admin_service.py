@@ -107,8 +107,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         config_text: str = "",
         operator: OperatorStates | None = None,
     ) -> None:
-        """``incarnation_of``: a peer's data directory's incarnation as its transport last
-        heard it (0: unknown): what a replica added to a shard is added with. ``nodes``:
+        """``incarnation_of``: a node's data directory's incarnation, a peer's as its
+        transport last heard it (0: unknown): what a shard's new configuration lists each
+        replica with (``Reconfigure.disks``). ``nodes``:
         the node list's keeper (joins); ``config_text``: the config file this node read,
         what a joining node is given (without it, this node registers no join)."""
         self._incarnation_of = incarnation_of or (lambda _node: 0)
@@ -747,7 +748,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 RequestId(0, 0),
                 new_id,
                 replicas,
-                tuple((n, self._incarnation_of(n)) for n in replicas if n not in d.replicas),
+                tuple((n, self._incarnation_of(n)) for n in replicas),
             ),
             lambda stub: stub.ChangeReplicas(forwarded, timeout=8.0, metadata=(FORWARDED,)),
             context,

@@ -195,10 +195,11 @@ class Reconfigure:
     request: RequestId
     successor_id: int
     replicas: tuple[int, ...]
-    # (node, its disk's incarnation) for replicas new to the shard, as the proposer knew
-    # them (0: unknown): a new replica whose disk is still that one never took part in the
-    # successor before, so it votes at once; any other disk rejoins first.
-    added: tuple[tuple[int, int], ...] = ()
+    # (node, its disk's incarnation) for every replica of the successor, as the proposer
+    # knew them (0: unknown). That disk was there before the successor was: a replica whose
+    # disk is still that one never took part in it in an earlier life, so it votes at once;
+    # any other disk rejoins first (``kvstore.model.node.Node._disk_listed``).
+    disks: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +426,7 @@ class Reconfigured:
     ended: RangeDescriptor  # this shard, final
     successor: RangeDescriptor  # the next configuration of its span
     slot: int  # of this shard's log: the state the successor starts from
-    added: tuple[tuple[int, int], ...] = ()  # new replicas' disk incarnations (``Reconfigure``)
+    disks: tuple[tuple[int, int], ...] = ()  # its replicas' disks (``Reconfigure.disks``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -733,8 +734,8 @@ def encode_command(cmd: Command) -> bytes:
             w.u64(len(cmd.replicas))
             for replica in cmd.replicas:
                 w.u64(replica)
-            w.u64(len(cmd.added))
-            for node, incarnation in cmd.added:
+            w.u64(len(cmd.disks))
+            for node, incarnation in cmd.disks:
                 w.u64(node)
                 w.u64(incarnation)
         case RecordRanges():
@@ -851,8 +852,8 @@ def decode_command(frame: bytes) -> Command:
     elif kind == _RECONFIGURE:
         successor_id = r.u64()
         replicas = tuple(r.u64() for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
-        added = tuple((r.u64(), r.u64()) for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
-        cmd = Reconfigure(request, successor_id, replicas, added)
+        disks = tuple((r.u64(), r.u64()) for _ in range(r.count(RECONFIGURE_REPLICAS_MAX)))
+        cmd = Reconfigure(request, successor_id, replicas, disks)
     elif kind == _RECORD:
         cmd = RecordRanges(
             request, tuple(decode_descriptor(r.blob()) for _ in range(r.count(RECORD_RANGES_MAX)))

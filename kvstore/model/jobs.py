@@ -56,7 +56,7 @@ def run_job(
         tables.pop(group, None)  # the snapshot brought its own
     for group, successor in job.bases:
         ended = KvStateMachine(engine_for(group))
-        ended.write_successor_base(successor, ended.ended_added)
+        ended.write_successor_base(successor, ended.ended_disks)
     applied: list[Applied] = []
     machines: dict[int, KvStateMachine] = {}
     for group, entry in job.applies:

@@ -386,7 +386,7 @@ class _Group:
     # The descriptor it began with (what ``Host`` answers: the span of the configuration it
     # succeeded, which a node behind on that configuration still holds).
     born_as: RangeDescriptor | None = None
-    added: dict[int, int] = field(default_factory=dict)  # new replicas' disks (``Host``)
+    disks: dict[int, int] = field(default_factory=dict)  # its replicas' disks (``Host``)
     # Chosen slots held back from a Merge on: applied once this node's replica of the
     # right shard has applied its freeze (so every replica merges the same final state).
     held: list[ChosenEntry] = field(default_factory=list)
@@ -466,7 +466,7 @@ class GroupStart:
     merged_into: int = 0  # merged away here into that group (0: not)
     ended_into: int = 0  # reconfigured into that group (0: not; ``Reconfigure``)
     reconfigured_from: int = 0  # began as that group's successor (0: not)
-    added: tuple[tuple[int, int], ...] = ()  # its new replicas then, with their disks'
+    disks: tuple[tuple[int, int], ...] = ()  # its replicas then, with their disks'
     born_as: RangeDescriptor | None = None  # the descriptor it began with, as a successor
 
 
@@ -697,7 +697,7 @@ class Node:
             # a tombstone here it could not be dumped again (sim seeds 941 and 3200: nobody
             # could serve a lagging replica).
             replica.snapshot_outdated()
-        group.added = dict(start.added)
+        group.disks = dict(start.disks)
         group.born_as = start.born_as
         self._prefer(group, preferred_dc)
         self._groups[group_id] = group
@@ -1686,18 +1686,31 @@ class Node:
         if waiting is not None and _needs_base(waiting):
             self._reborn(waiting, group, done)
         elif successor.range_id not in self._groups:
-            voting = votes_in_new_group(group.replica, done.slot, founding=self._founding)
+            voting = self._votes_in_successor(group, done)
             self._create(successor, born_here=True, placed=group.placed_leader_dc, voting=voting)
             born = self._groups[successor.range_id]
             born.tells_members = True
             born.born_as = successor
-            born.added = dict(done.added)
+            born.disks = dict(done.disks)
             # Awake, so its election runs even when the leader that ended the old
             # configuration left it; that leader, if it stays, campaigns at once.
             self._wake(born)
             if group.replica.role is Role.LEADER:
                 born.replica.campaign()
         self._absorb_covered(self._groups[successor.range_id])
+
+    def _votes_in_successor(self, ended: _Group, done: Reconfigured) -> bool:
+        """Whether this node's replica of ``done.successor``, made from ``ended``'s stop,
+        votes at once: if ``ended``'s replica here could (``votes_in_new_group``), or if this
+        disk is the one the new configuration listed for this node (``Reconfigure.disks``).
+        That disk was there before the successor was, so no earlier life of this node took
+        part in it. (Sim seed 3231: a drain moved five ranges while three of their five
+        replicas were on disks lost and still rejoining the old configurations. Their
+        successors' replicas all rejoined too, and three rejoining replicas of five never
+        elect a leader.)"""
+        listed = dict(done.disks).get(self.node_id, 0)
+        same_disk = listed != 0 and listed == self._disk_incarnation
+        return same_disk or votes_in_new_group(ended.replica, done.slot, founding=self._founding)
 
     def _reborn(self, waiting: _Group, ended: _Group, done: Reconfigured) -> None:
         """This node hosted the successor on a ``Host`` answer and waited for its state, and
@@ -1708,7 +1721,7 @@ class Node:
         successor = done.successor
         group_id = successor.range_id
         promised = waiting.replica.promised
-        voting = votes_in_new_group(ended.replica, done.slot, founding=self._founding)
+        voting = self._votes_in_successor(ended, done)
         # Its writes in jobs on their way (a promise) complete for no replica (``job_done``);
         # those not taken into a job yet go with it.
         self._orphan_writes[group_id] = waiting.replica.writes_taken
@@ -1727,7 +1740,7 @@ class Node:
         )
         born.tells_members = True
         born.born_as = successor
-        born.added = dict(done.added)
+        born.disks = dict(done.disks)
         self._wake(born)
         self._log.info("range_reborn", shard=group_id, voting=voting)
 
@@ -1777,9 +1790,10 @@ class Node:
         if d is None:
             return
         # Nothing of the group is on this disk (or it would be hosted). It votes at once if
-        # the disk never lost its state, or if it is the very disk the group was given (then
-        # nothing of the group was ever on it); another may have promised in an earlier
-        # life, and rejoins first.
+        # the disk never lost its state, or if it is the very disk the group's configuration
+        # listed for this node (then nothing of the group was ever on it:
+        # ``Reconfigure.disks``); another may have promised in an earlier life, and rejoins
+        # first.
         same_disk = msg.incarnation != 0 and msg.incarnation == self._disk_incarnation
         self._create(d, born_here=False, placed=None, voting=self._founding or same_disk)
         hosted = self._groups[d.range_id]
@@ -1798,7 +1812,7 @@ class Node:
         """What ``dst``, a replica of ``group``, is told of it (``Host``)."""
         told = group.born_as or group.descriptor
         current = group.descriptor if group.descriptor != told else None
-        return Host(self.node_id, dst, group.group_id, told, group.added.get(dst, 0), current)
+        return Host(self.node_id, dst, group.group_id, told, group.disks.get(dst, 0), current)
 
     def _may_host(self, group_id: int, d: RangeDescriptor) -> bool:
         """Whether a ``Host`` answer's descriptor ``d`` may be hosted here as it is."""
@@ -1884,10 +1898,10 @@ class Node:
             group.descriptor = header.descriptor
             self.layout_version += 1
             self._absorb_covered(group)
-        if header.added:
-            # Its new replicas' disks, for its Host answers: this replica may have learned of
+        if header.disks:
+            # Its replicas' disks, for its Host answers: this replica may have learned of
             # the group from no stop of its own (sim seed 353).
-            group.added = dict(header.added)
+            group.disks = dict(header.disks)
         for successor in header.successors:
             d = successor.descriptor
             # The next configuration of the whole span (the state installed is of an ended
@@ -1902,17 +1916,15 @@ class Node:
                 # The state installed is the successor's first: it starts from it here (its
                 # base written by the next job, before anything of it is applied).
                 self._bases.append((group.group_id, d))
-                done = Reconfigured(group.descriptor, d, successor.split_slot, header.ended_added)
+                done = Reconfigured(group.descriptor, d, successor.split_slot, header.ended_disks)
                 if waiting is not None:
                     self._reborn(waiting, group, done)
                 else:
-                    voting = votes_in_new_group(
-                        group.replica, successor.split_slot, founding=self._founding
-                    )
+                    voting = self._votes_in_successor(group, done)
                     self._create(d, born_here=True, placed=group.placed_leader_dc, voting=voting)
                     self._groups[d.range_id].tells_members = True
                     self._groups[d.range_id].born_as = d
-                    self._groups[d.range_id].added = dict(done.added)
+                    self._groups[d.range_id].disks = dict(done.disks)
                     self._wake(self._groups[d.range_id])
                 self._absorb_covered(self._groups[d.range_id])
             elif self.node_id in d.replicas and d.range_id not in self._groups:

@@ -33,11 +33,11 @@ ROWS_MAX = 1 << 40
 class Header:
     descriptor: RangeDescriptor | None  # None: a shard of a layout without descriptors
     successors: tuple[Successor, ...]
-    # The replicas new to this shard when it began as a successor, with their disks'
-    # incarnations; and, of an ended shard, its successor's (``Reconfigure.added``): a
+    # This shard's replicas when it began as a successor, with their disks' incarnations;
+    # and, of an ended shard, its successor's (``Reconfigure.disks``): a
     # replica that learned its shard from a snapshot answers ``Host`` questions with them.
-    added: tuple[tuple[int, int], ...] = ()
-    ended_added: tuple[tuple[int, int], ...] = ()
+    disks: tuple[tuple[int, int], ...] = ()
+    ended_disks: tuple[tuple[int, int], ...] = ()
 
 
 def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
@@ -47,8 +47,8 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
     w = Writer()
     w.blob(encode_descriptor(descriptor) if descriptor is not None else b"")
     w.blob(encode_successors(machine.successors))
-    w.blob(encode_pairs(tuple(sorted(machine.added_incarnations.items()))))
-    w.blob(encode_pairs(machine.ended_added))
+    w.blob(encode_pairs(tuple(sorted(machine.disk_incarnations.items()))))
+    w.blob(encode_pairs(machine.ended_disks))
     start, end = (descriptor.start, descriptor.end) if descriptor else (b"", END_OF_KEYSPACE)
     rows = engine.scan(start, end, 0)
     w.u64(len(rows))
@@ -92,9 +92,9 @@ def _read_header(r: Reader) -> Header:
     raw = r.blob()
     descriptor = decode_descriptor(raw) if raw else None
     successors = decode_successors(r.blob())
-    added = tuple(sorted(decode_pairs(r.blob()).items()))
-    ended_added = tuple(sorted(decode_pairs(r.blob()).items()))
-    return Header(descriptor, successors, added, ended_added)
+    disks = tuple(sorted(decode_pairs(r.blob()).items()))
+    ended_disks = tuple(sorted(decode_pairs(r.blob()).items()))
+    return Header(descriptor, successors, disks, ended_disks)
 
 
 def restore(

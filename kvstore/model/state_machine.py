@@ -150,12 +150,13 @@ META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot 
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 # A shard whose configuration ended (``Reconfigure``): the slot, then the successor's descriptor.
 META_ENDED = b"range/ended"
-META_ENDED_ADDED = b"range/ended_added"  # ... and its new replicas' disks (``META_ADDED``)
+META_ENDED_DISKS = b"range/ended_added"  # ... and its replicas' disks (``META_DISKS``)
 # A shard that began as another's successor (``Reconfigure``): that shard. Its replicas tell
 # the ones new to it what it is (``kvstore.model.node.Host``): no log of theirs does.
 META_RECONFIGURED_FROM = b"range/reconfigured_from"
-# Its replicas new to it then, each with the incarnation of the disk it was added with.
-META_ADDED = b"range/added"
+# Its replicas then, each with its disk's incarnation (``Reconfigure.disks``; the keys' names
+# are of when only the replicas new to it were listed).
+META_DISKS = b"range/added"
 # ... and the descriptor it began with (what its replicas tell one new to it: ``Host``).
 META_BORN_AS = b"range/born_as"
 # Reads at a revision below this are refused (its history may be gone). Written at the
@@ -243,10 +244,10 @@ class KvStateMachine:
         return _u64(self._engine.meta_get(META_RECONFIGURED_FROM))
 
     @property
-    def added_incarnations(self) -> dict[int, int]:
-        """The replicas new to this shard when it began as a successor, each with its disk's
-        incarnation then (``Reconfigure.added``; empty: none, or it began otherwise)."""
-        return decode_pairs(self._engine.meta_get(META_ADDED))
+    def disk_incarnations(self) -> dict[int, int]:
+        """This shard's replicas when it began as a successor, each with its disk's
+        incarnation then (``Reconfigure.disks``; empty: none, or it began otherwise)."""
+        return decode_pairs(self._engine.meta_get(META_DISKS))
 
     @property
     def born_as(self) -> RangeDescriptor | None:
@@ -420,8 +421,8 @@ class KvStateMachine:
                 META_SUCCESSORS,
                 META_NEXT_RANGE_ID,
                 META_RECONFIGURED_FROM,
-                META_ADDED,
-                META_ENDED_ADDED,
+                META_DISKS,
+                META_ENDED_DISKS,
                 META_BORN_AS,
             ):
                 continue
@@ -537,27 +538,23 @@ class KvStateMachine:
             descriptor.generation + 1,
             descriptor.leader_dc,
         )
-        added = tuple(
-            (node, incarnation)
-            for node, incarnation in cmd.added
-            if node in replicas and node not in descriptor.replicas
-        )
-        self.write_successor_base(successor, added)
+        disks = tuple((node, incarnation) for node, incarnation in cmd.disks if node in replicas)
+        self.write_successor_base(successor, disks)
         engine = self._engine
         young = self.successors
         self.ended_slot = slot
         engine.meta_put(META_ENDED, slot.to_bytes(8, "big") + encode_descriptor(successor))
-        engine.meta_put(META_ENDED_ADDED, encode_pairs(added))
+        engine.meta_put(META_ENDED_DISKS, encode_pairs(disks))
         engine.meta_put(META_SUCCESSORS, encode_successors([*young, Successor(successor, slot)]))
-        return Reconfigured(descriptor, successor, slot, added)
+        return Reconfigured(descriptor, successor, slot, disks)
 
     def write_successor_base(
-        self, successor: RangeDescriptor, added: tuple[tuple[int, int], ...] = ()
+        self, successor: RangeDescriptor, disks: tuple[tuple[int, int], ...] = ()
     ) -> None:
         """Write ``successor``'s first state, this shard's as it is now (at its stop, or a
         snapshot of after it: an ended shard changes nothing): every key (stored by key, so
         none moves), sessions, placement, history's bounds, leases; its own log based at
-        slot 1. ``added``: its replicas new to it, with their disks (``Reconfigure``)."""
+        slot 1. ``disks``: its replicas' disks (``Reconfigure``)."""
         descriptor = self.descriptor
         assert descriptor is not None
         engine = self._engine
@@ -570,14 +567,14 @@ class KvStateMachine:
                 META_FROZEN_SLOT,
                 META_MERGED_INTO,
                 META_ENDED,
-                META_ENDED_ADDED,
-                META_ADDED,
+                META_ENDED_DISKS,
+                META_DISKS,
                 META_BORN_AS,
             ):
                 continue
             child.meta_put(name, value)
         child.meta_put(META_RECONFIGURED_FROM, descriptor.range_id.to_bytes(8, "big"))
-        child.meta_put(META_ADDED, encode_pairs(added))
+        child.meta_put(META_DISKS, encode_pairs(disks))
         child.meta_put(META_BORN_AS, encode_descriptor(successor))
         child.meta_put(META_REVISION, self.revision.to_bytes(8, "big"))
         child.meta_put(META_KEYS, self.keys.to_bytes(8, "big"))
@@ -596,12 +593,12 @@ class KvStateMachine:
         raw = self._engine.meta_get(META_ENDED)
         assert raw is not None
         successor = decode_descriptor(raw[8:])
-        return Reconfigured(descriptor, successor, self.ended_slot, self.ended_added)
+        return Reconfigured(descriptor, successor, self.ended_slot, self.ended_disks)
 
     @property
-    def ended_added(self) -> tuple[tuple[int, int], ...]:
+    def ended_disks(self) -> tuple[tuple[int, int], ...]:
         """The new replicas of the successor of this ended shard, with their disks."""
-        return tuple(sorted(decode_pairs(self._engine.meta_get(META_ENDED_ADDED)).items()))
+        return tuple(sorted(decode_pairs(self._engine.meta_get(META_ENDED_DISKS)).items()))
 
     # ------------------------------------------------------------------ the meta range
 

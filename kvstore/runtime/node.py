@@ -231,7 +231,7 @@ class NodeRuntime:
                     merged_into=machine.merged_into,
                     ended_into=machine.ended_into,
                     reconfigured_from=machine.reconfigured_from,
-                    added=tuple(sorted(machine.added_incarnations.items())),
+                    disks=tuple(sorted(machine.disk_incarnations.items())),
                     born_as=machine.born_as,
                 )
 

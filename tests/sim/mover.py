@@ -153,14 +153,10 @@ class Mover:
                 # Hand leadership to a replica that stays; propose once it leads.
                 world.transfer(leader, range_id, NodeId(self._rng.choice(stays)))
             else:
-                # New replicas with their disks as the proposer knows them (the transport's
+                # The replicas with their disks as the proposer knows them (the transport's
                 # hellos, in the runtime); a disk lost since then rejoins first.
-                added = tuple(
-                    (r, world.nodes[NodeId(r)].disk.incarnation)
-                    for r in replicas
-                    if r not in known.replicas
-                )
-                command = Reconfigure(RequestId(0, 0), new_id, replicas, added)
+                disks = tuple((r, world.nodes[NodeId(r)].disk.incarnation) for r in replicas)
+                command = Reconfigure(RequestId(0, 0), new_id, replicas, disks)
                 world.submit(leader, range_id, command, 0)
                 self.proposed += 1
         world.schedule(

@@ -394,7 +394,7 @@ class World:
                 merged_into=machine.merged_into,
                 ended_into=machine.ended_into,
                 reconfigured_from=machine.reconfigured_from,
-                added=tuple(sorted(machine.added_incarnations.items())),
+                disks=tuple(sorted(machine.disk_incarnations.items())),
                 born_as=machine.born_as,
             )
 

@@ -97,7 +97,7 @@ def test_a_message_of_an_unknown_group_asks_its_sender_once_in_a_while() -> None
 
 
 def test_a_successors_replica_answers_with_the_disk_the_asker_was_added_with() -> None:
-    member = node(1, {7: start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((4, DISK),))})
+    member = node(1, {7: start(SUCCESSOR, applied_slot=1, reconfigured_from=1, disks=((4, DISK),))})
     member.step(7, Host(4, 1, 7))
     assert member.take_effects().hosts == [Host(1, 4, 7, SUCCESSOR, DISK)]
     member.step(7, Host(3, 1, 7))  # node 3 is no replica of it: no answer
@@ -160,11 +160,11 @@ def test_an_older_replica_of_the_span_that_is_not_its_predecessor_refuses_the_an
     assert next_one.hosts(7)
 
 
-def _successor_state(added: tuple[tuple[int, int], ...]) -> bytes:
+def _successor_state(disks: tuple[tuple[int, int], ...]) -> bytes:
     """A snapshot of SUCCESSOR's first state, made from OLD's as a stop makes it."""
     engine = MemoryEngine(shard_id=1)
     old = KvStateMachine(engine, initial=OLD)
-    old.write_successor_base(SUCCESSOR, added)
+    old.write_successor_base(SUCCESSOR, disks)
     return snapshots.dump(engine.sibling(7))
 
 
@@ -173,7 +173,7 @@ def test_a_replica_that_learned_its_group_from_a_snapshot_answers_with_the_added
     stop, so only the snapshot tells it node 4's disk (sim seed 353: it answered with none,
     and node 4 rejoined instead of voting, two of three replicas rejoining for good)."""
     data = _successor_state(((4, DISK),))
-    assert snapshots.header(data).added == ((4, DISK),)
+    assert snapshots.header(data).disks == ((4, DISK),)
     member = node(2, {}, founding=False, disk_incarnation=DISK + 5)
     member.step(7, Host(1, 2, 7, SUCCESSOR, 0))
     member.take_effects()
@@ -207,11 +207,26 @@ def test_an_ended_ranges_final_snapshot_survives_a_restart() -> None:
         assert any(isinstance(m, InstallSnapshot) and m.data == final.data for m in sent) == kept
 
 
-def _stop_applied(member: Node, slot: int) -> None:
+def _stop_applied(member: Node, slot: int, disks: tuple[tuple[int, int], ...] = ()) -> None:
     """The job that applied OLD's stop at ``slot`` (making SUCCESSOR) is done."""
     ended = replace(OLD, generation=2)
-    done = Reconfigured(ended=ended, successor=SUCCESSOR, slot=slot)
+    done = Reconfigured(ended=ended, successor=SUCCESSOR, slot=slot, disks=disks)
     member.job_done(DiskJob(), [(1, slot, (b"stop", [(RequestId(0, 0), done)]))], [])
+
+
+def test_a_kept_replica_still_rejoining_votes_in_the_successor_on_its_listed_disk() -> None:
+    """Node 2 lost its disk and its replica of OLD still rejoins when it applies the stop.
+    The change listed node 2 with this very disk: it was there before the successor was,
+    so no earlier life of node 2 took part in it, and the successor's replica votes at once
+    (sim seed 3231: three of five such replicas rejoined, and the group never elected).
+    Listed with another disk, or none, it rejoins."""
+    for listed, rejoins in (((2, DISK),), False), (((2, DISK - 1),), True), ((), True):
+        old = start(OLD, applied_slot=4)
+        old = replace(old, durable=DurableState(chosen_through=Slot(4), voting=False))
+        member = node(2, {1: old}, founding=False, disk_incarnation=DISK)
+        assert member.replica(1).rejoining
+        _stop_applied(member, 5, listed)
+        assert member.hosts(7) and member.replica(7).rejoining == rejoins
 
 
 def test_a_stop_applied_while_the_successors_snapshot_is_on_its_way_keeps_its_replica() -> None:
@@ -284,7 +299,7 @@ def _tick_hearing(member: Node, peer: int, ticks: int) -> list[Host]:
 def test_a_dormant_group_tells_its_preferred_replica_of_itself_which_a_wiped_node_hosts() -> None:
     # Node 1 (the preferred replica: first of the one DC) lost its disk; nodes 2 and 4
     # restarted, their replicas dormant, waiting for it to campaign (sim seed 5056).
-    started = start(SUCCESSOR, applied_slot=1, reconfigured_from=1, added=((1, DISK),))
+    started = start(SUCCESSOR, applied_slot=1, reconfigured_from=1, disks=((1, DISK),))
     member = node(2, {7: started})
     assert member.quiet_count() == 1
     told = _tick_hearing(member, 1, TELL_PREFERRED_AFTER_TICKS + SILENT_TICKS)

@@ -54,6 +54,20 @@ def test_the_successor_starts_from_the_ended_shards_state_under_the_new_replicas
     assert isinstance(later, PutResult) and later.revision == old.revision + 1
 
 
+def test_the_successor_keeps_the_disk_of_every_replica_it_was_listed_with() -> None:
+    """Kept replicas too, not only new ones (sim seed 3231: kept replicas on disks lost
+    before the change could not vote in the successor, three of five rejoining for good).
+    A node the change does not keep is dropped from the list."""
+    store = MemoryStore()
+    old = machine(store, SECOND)
+    disks = ((1, 11), (2, 12), (3, 13), (4, 14))
+    (done,) = apply(old, Reconfigure(NOBODY, 9, (1, 2, 4), disks))
+    assert isinstance(done, Reconfigured)
+    assert done.disks == ((1, 11), (2, 12), (4, 14))
+    assert KvStateMachine(store.engine(9)).disk_incarnations == {1: 11, 2: 12, 4: 14}
+    assert old.ended_disks == done.disks  # what its final snapshot tells (``Host``)
+
+
 def test_an_ended_shard_applies_nothing_and_sends_callers_to_its_successor() -> None:
     store = MemoryStore()
     old = machine(store, SECOND)
