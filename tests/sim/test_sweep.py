@@ -51,6 +51,7 @@ REGRESSION_SEEDS = (
     5056,  # a preferred replica's node lost its disk: it hosted nothing, its peers slept 17 s
     5144,  # the sim's watcher watched every key at a node holding some ranges (the runtime
     # refuses that): changes of a range held there only meanwhile skipped the rest
+    3231,  # a drain's moves kept three of five replicas on disks lost before: all rejoined
 )
 
 
