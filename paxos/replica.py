@@ -358,6 +358,16 @@ class Replica:
         self._process()
         return ok
 
+    def announce_commit(self) -> None:
+        """Leading: tell every follower the commit point now, not with the next Accept or
+        heartbeat. For a slot no Accept may follow soon (a stop sign ends the group's log),
+        whose application followers act on: a successor's replica votes only once its node
+        applied the stop."""
+        leader = self._leader
+        if leader is not None and leader.phase is Phase.LEADING:
+            leader.send_heartbeats()
+            self._process()
+
     def campaign(self) -> None:
         """Start an election now (tests and operators; normally the timer does this)."""
         if self._role is not Role.LEADER and self._rejoin is None:

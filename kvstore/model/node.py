@@ -1594,6 +1594,13 @@ class Node:
             group.applied_slot = slot
             group.ops += len(results)
             for _, result in results:
+                if isinstance(result, SplitDone | Frozen | Reconfigured) and (
+                    group.replica.role is Role.LEADER
+                ):
+                    # Its followers act on it (host the new range, let a merge on, vote in
+                    # the successor) once they apply it: tell them it is chosen now, not at
+                    # the next heartbeat (a stop is the last slot of its log).
+                    group.replica.announce_commit()
                 if isinstance(result, PlacementSet):
                     group.placed_leader_dc = result.leader_dc or None
                     self._prefer(group, result.leader_dc or group.descriptor.leader_dc or self.dc)

@@ -310,6 +310,34 @@ def test_groups_of_five_send_no_learner_copies() -> None:
     assert not [m for m in c.net if isinstance(m, Accepted) and m.src == N1]
 
 
+def test_an_announced_commit_reaches_followers_before_the_next_heartbeat_is_due() -> None:
+    """A stop sign is the last slot of its log: no Accept carries its commit point on. The
+    leader announces it (``announce_commit``), and a follower of a group of five (which
+    learns a slot chosen only from the commit point) applies it without a tick passing."""
+    c = ManualCluster(5, election_ticks_max=1000)
+    for v in c.voters:
+        c.tick(v, 10)
+    c.replica(N1).campaign()
+    c.drain(N1)
+    c.stabilize()
+    leader = c.replica(N1)
+    outcome = leader.propose(b"stop")
+    assert isinstance(outcome, Proposed)
+    c.drain(N1)
+    c.stabilize()  # every Accept and Accepted delivered: chosen at the leader only
+    assert leader.chosen_through == outcome.slot
+    follower = c.replica(NodeId(3))
+    assert follower.chosen_through < outcome.slot
+    c.replica(NodeId(2)).announce_commit()  # a follower's call does nothing
+    c.drain(NodeId(2))
+    assert not c.net
+    c.replica(N1).announce_commit()
+    c.drain(N1)
+    c.stabilize()
+    assert follower.chosen_through == outcome.slot
+    assert c.applied[NodeId(3)][-1] == (b"stop",)
+
+
 def test_a_leader_catches_up_from_followers_that_learned_and_compacted_without_it() -> None:
     """Followers may learn a slot chosen from the leader's acceptance and their own while
     their Accepted replies to the leader are lost, then compact it away: they no longer
