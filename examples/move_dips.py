@@ -119,8 +119,7 @@ class MoveDips(Demo):
             for kind in dict.fromkeys(kinds)
         }
         if self.seconds:
-            marks = {round(start): kind for kind, start, _ in self.steps}
-            print(" ".join(f"{t:.0f}:{r:.0f}{'*' if round(t - 1) in marks else ''}" for t, r in rates))
+            print(_seconds_text(rates, [start for _, start, _ in self.steps]))
         print(f"steady {steady:.0f} ops/s")
         for kind, values in dips.items():
             print(
@@ -134,6 +133,15 @@ class MoveDips(Demo):
             f" errors {result['errors']}"
         )
         return 0 if not result["errors"] else 1
+
+
+def _seconds_text(rates: list[tuple[float, float]], starts: list[float]) -> str:
+    """Each second's rate ("end of the second:ops"), a ``*`` on those a move started in."""
+    words = []
+    for t, r in rates:
+        moved = any(t - 1 < start <= t for start in starts)
+        words.append(f"{t:.0f}:{r:.0f}{'*' if moved else ''}")
+    return " ".join(words)
 
 
 def _shards_and_leaders(
