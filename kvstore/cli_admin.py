@@ -251,7 +251,10 @@ def transfer_leader(args: argparse.Namespace) -> int:
 def shards(args: argparse.Namespace) -> int:
     view = event_loop.run_in_cli_loop(describe_cluster(endpoint_list(args), args.timeout))
     dc_of = {n.node_id: n.dc for n in view.nodes}
-    rows = [_shard_row(s, dc_of) for s in view.shards]
+    # The node that described the cluster knows the leader, keys and load only of the
+    # shards it holds: each other shard's come from its replicas' own views.
+    held = [v for _, v in node_views(args, [n.address for n in view.nodes]) if v is not None]
+    rows = [_shard_row(_with_replica_stats(s, held), dc_of) for s in view.shards]
     if args.output == "json":
         print(json.dumps({"cluster": view.cluster, "shards": rows}))
         return 0
@@ -272,6 +275,29 @@ def shards(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def _with_replica_stats(
+    shard: admin_pb2.ShardInfo, views: list[admin_pb2.NodeStatusResponse]
+) -> admin_pb2.ShardInfo:
+    """``shard`` with its leader, keys, size and load as its replicas report them: the
+    leader's own figures, else the most applied replica's (a replica that lags counts
+    fewer keys)."""
+    rows = [
+        r
+        for v in views
+        for r in v.shards
+        if r.shard_id == shard.shard_id and r.generation == shard.generation
+    ]
+    if not rows:
+        return shard
+    best = max(rows, key=lambda r: (r.role == "leader", r.applied_slot))
+    merged = admin_pb2.ShardInfo()
+    merged.CopyFrom(shard)
+    merged.keys, merged.size_bytes, merged.ops_per_s = best.keys, best.size_bytes, best.ops_per_s
+    if not merged.leader_node_id:
+        merged.leader_node_id = best.leader_node_id
+    return merged
 
 
 def _shard_row(s: admin_pb2.ShardInfo, dc_of: dict[int, str]) -> dict[str, Any]:

@@ -123,7 +123,12 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--local", action="store_true", help="start a local 3-DC cluster for the run"
     )
-    target.add_argument("--endpoints", help="comma-separated node addresses of a running cluster")
+    target.add_argument(
+        "--endpoints",
+        default=os.environ.get("KVSTORE_ENDPOINTS") or None,
+        help="comma-separated node addresses of a running cluster (default: KVSTORE_ENDPOINTS;"
+        " neither: a local cluster, as --local)",
+    )
     bench.add_argument("--workload", choices=WORKLOADS, default="put")
     bench.add_argument(
         "--read-ratio", type=float_within(0.0, 1.0), default=0.5, help="mixed: share of gets"
