@@ -115,13 +115,13 @@ class Demo:
         print(f"replicas on node 4 after its undrain: {on_four}")
         return 0 if not on_six and scanned >= 1000 and on_four >= REBALANCED_ONTO_4 else 1
 
-    def _start_cluster(self) -> tuple[Path, dict[int, dict[str, Any]]]:
-        """``kvstore up --nodes-per-dc 2`` until every node answers: its directory and the
-        nodes of its config by id."""
+    def _start_cluster(self, *more: str) -> tuple[Path, dict[int, dict[str, Any]]]:
+        """``kvstore up --nodes-per-dc 2`` (and ``more`` arguments) until every node answers:
+        its directory and the nodes of its config by id."""
         data = self.tmp / "cluster"
         up = self._spawn(
             "up", "--dir", str(data), "--nodes-per-dc", "2", "--base-port", str(self.base_port),
-            "--no-restart", log="up.log",
+            "--no-restart", *more, log="up.log",
         )  # fmt: skip
         config = tomllib.loads(_wait_for(data / "cluster.toml", up).read_text())
         nodes = {n["id"]: n for n in config["nodes"]}

@@ -9,7 +9,11 @@ Rules:
   meta range's directory, the listed nodes and the draining ones (``next_moves``), and makes
   at most ``[placement] moves_at_once`` moves (default 1), each of another range, through
   ``Admin.ChangeReplicas``, as an operator's command would (which refuses a replica for a
-  draining node). It then waits until the directory shows each successor and pauses
+  draining node). A balance move of a replica its node leads is made of another range
+  that node holds and does not lead, where one fits (``sparing_leaders``: asked of the
+  node, ``Admin.NodeStatus``): a follower's move costs the write load one short pause, a
+  leader's a hand-over, the change and a transfer back to the preferred datacenter.
+  It then waits until the directory shows each successor and pauses
   ``PAUSE_S``: a few moves at a time, with a pause between, is the rebalance's rate limit.
 - It stands aside while any listed node does not answer as serving (its replicas would be
   counted where they may not be served), and for ``QUIET_S`` after a range's configuration
@@ -27,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -40,7 +45,7 @@ from kvstore.api.operator_states import OperatorStates
 from kvstore.api.own_call import OwnCall, RefusedError
 from kvstore.operator_state import OperatorState
 from kvstore.runtime.node import NodeRuntime, NodeStoppedError
-from kvstore.v1 import admin_pb2
+from kvstore.v1 import admin_pb2, admin_pb2_grpc
 from paxos import Role
 
 ROUND_S = 2.0  # how often the leader of the meta range looks
@@ -81,6 +86,52 @@ def next_moves(
         if len(chosen) == at_once:
             break
     return chosen
+
+
+def sparing_leaders(
+    moves: Sequence[Move],
+    ranges: Sequence[RangeDescriptor],
+    nodes: Sequence[NodeSpec],
+    state: OperatorState,
+    led: Mapping[int, frozenset[int]],
+) -> list[Move]:
+    """``moves`` with each balance move of a replica its node leads (``led``: the ranges
+    each node leads, as it said) made of another range instead, where one fits the same
+    way: held on that node and not led there, none of it on the target, none on a draining
+    node, not moved already (pure). Moving a follower costs the write load one short pause
+    (the successor elects at once under the same leader); moving a leader, a hand-over
+    first, the change, and later a transfer back to the preferred datacenter. Counts per
+    node are the same either way, and the datacenters are (source and target share one)."""
+    dc_of = {n.node_id: n.dc for n in nodes}
+    taken = {m.range_id for m in moves}
+    spared = []
+    for move in moves:
+        source, target = move.remove, move.add
+        if (
+            move.reason == "balance"
+            and source is not None
+            and target is not None
+            and dc_of.get(source) == dc_of.get(target)
+            and move.range_id in led.get(source, frozenset())
+        ):
+            other = next(
+                (
+                    d.range_id
+                    for d in ranges
+                    if source in d.replicas
+                    and target not in d.replicas
+                    and d.range_id not in led.get(source, frozenset())
+                    and d.range_id not in taken
+                    and not state.draining.intersection(d.replicas)
+                ),
+                None,
+            )
+            if other is not None:
+                taken.add(other)
+                spared.append(replace(move, range_id=other))
+                continue
+        spared.append(move)
+    return spared
 
 
 class Rebalancer:
@@ -204,7 +255,23 @@ class Rebalancer:
         )
         if not moves:
             self._aside("nothing_to_move", draining=sorted(state.draining))
-        return moves
+            return moves
+        sources = {m.remove for m in moves if m.reason == "balance" and m.remove is not None}
+        answers = await asyncio.gather(*(self._led_by(n) for n in sources))
+        led = dict(zip(sources, answers, strict=True))
+        return sparing_leaders(moves, ranges, nodes, state, led)
+
+    async def _led_by(self, node: int) -> frozenset[int]:
+        """The ranges ``node`` leads, as it says (none known: it did not answer)."""
+        runtime = self._runtime
+        if node == runtime.node_id:
+            return frozenset(g for g in runtime.group_ids() if runtime.role(g) is Role.LEADER)
+        stub = admin_pb2_grpc.AdminStub(self._channel(node))
+        try:
+            answer = await stub.NodeStatus(admin_pb2.NodeStatusRequest(), timeout=PROBE_S)
+        except grpc.aio.AioRpcError:
+            return frozenset()
+        return frozenset(s.shard_id for s in answer.shards if s.role == Role.LEADER.value)
 
     async def _make(self, move: Move) -> int | None:
         """One move through ``ChangeReplicas``: the successor's id (None: refused, or no

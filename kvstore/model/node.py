@@ -1255,10 +1255,13 @@ class Node:
         return len(self._groups) - len(self._active)
 
     def _balance_due(self, group: _Group) -> bool:
-        """We lead outside the preferred DC and its replica is up: a move is coming."""
+        """We lead outside the preferred DC and its replica is up: a move is coming. Not in
+        a retired range (its leadership serves nothing: after a move, the ended range's
+        leadership went to the preferred DC as well, a transfer for nothing)."""
         target = group.preferred_leader
         return (
-            group.replica.role is Role.LEADER
+            not group.retired
+            and group.replica.role is Role.LEADER
             and target is not None
             and target != self.node_id
             and target not in self._peers_silent

@@ -10,7 +10,15 @@ from typing import Any
 from cluster import ClusterConfig, KeySpan, NodeSpec, Sharding, ShardSpec, initial_layout
 from kvstore.model import KvStateMachine, MemoryStore, Put, PutResult, RequestId
 from kvstore.model.jobs import run_job
-from kvstore.model.node import PING_TICKS, SILENT_TICKS, GroupStart, Node, Ping, hosted_at_start
+from kvstore.model.node import (
+    BALANCE_COOLDOWN_TICKS,
+    PING_TICKS,
+    SILENT_TICKS,
+    GroupStart,
+    Node,
+    Ping,
+    hosted_at_start,
+)
 from paxos import NullLogger, Role
 from paxos.memory import MemoryStorage
 
@@ -178,3 +186,19 @@ def test_a_node_that_comes_back_hears_the_new_leaders_and_all_go_quiet() -> None
     trio.down.clear()
     until(trio, lambda: trio.leader(1) == old and trio.leader(2) == old)
     until(trio, trio.quiet_everywhere)
+
+
+def test_a_retired_ranges_leadership_does_not_go_back_to_the_preferred_datacenter() -> None:
+    """Leadership of a range reconfigured away here serves nothing: the balancer leaves it
+    where it is (after every move, the ended range's leadership went to the preferred
+    datacenter too, a transfer for nothing), while a live range's goes back."""
+    trio = idle_trio()
+    trio.down.add(1)
+    until(trio, lambda: trio.leader(1) not in (None, 1) and trio.leader(2) not in (None, 1))
+    holder = trio.leader(1)
+    assert holder is not None
+    trio.nodes[holder]._groups[1].ended_into = 9  # retired here, by hand
+    trio.down.clear()
+    until(trio, lambda: trio.leader(2) == 1)
+    trio.tick(2 * BALANCE_COOLDOWN_TICKS)
+    assert trio.leader(1) == holder

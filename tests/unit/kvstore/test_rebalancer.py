@@ -7,7 +7,7 @@ from __future__ import annotations
 from cluster import NodeSpec, RangeDescriptor
 from cluster.replica_placement import Move
 from kvstore.api.operator_states import command_written
-from kvstore.api.rebalancer import next_moves
+from kvstore.api.rebalancer import next_moves, sparing_leaders
 from kvstore.model import Delete, Put, RequestId
 from kvstore.operator_state import (
     DRAINING_VALUE,
@@ -108,3 +108,34 @@ def test_a_node_accepts_only_the_writes_of_operator_state_it_sends() -> None:
         Delete(request, b"user-key"),
     ]
     assert [command_written(c) for c in refused] == [None] * len(refused)
+
+
+def test_a_balance_move_of_a_replica_its_node_leads_takes_a_follower_instead() -> None:
+    """Node 1 leads range 1 (the planner's pick) but not 2, 3, 4: the move takes range 2's
+    replica, which costs the load one short pause, not a hand-over and a transfer back."""
+    move = one(OperatorState())
+    assert move is not None and move.range_id == 1
+    led = {1: frozenset({1})}
+    (spared,) = sparing_leaders([move], RANGES, NODES, OperatorState(), led)
+    assert (spared.range_id, spared.remove, spared.add, spared.reason) == (2, 1, 2, "balance")
+    # Leading nothing, or everything it holds: the move stays as planned.
+    assert sparing_leaders([move], RANGES, NODES, OperatorState(), {}) == [move]
+    all_led = {1: frozenset({1, 2, 3, 4})}
+    assert sparing_leaders([move], RANGES, NODES, OperatorState(), all_led) == [move]
+
+
+def test_the_follower_taken_instead_is_none_moved_already_nor_one_a_drain_moves() -> None:
+    first = Move(1, 2, 1, "balance")
+    second = Move(3, 2, 1, "balance")
+    led = {1: frozenset({1, 3})}
+    draining = OperatorState(draining=frozenset({5}))
+    ranges = [*RANGES[:3], RangeDescriptor(4, b"d", b"e", (1, 3, 6))]
+    # Range 2 for the first; the second finds only range 4 (2 is taken, 3 and 1 are led).
+    spared = sparing_leaders([first, second], ranges, NODES, OperatorState(), led)
+    assert [m.range_id for m in spared] == [2, 4]
+    # With node 5 draining, ranges 1-3 are the drain's: range 4 only, then nothing left.
+    spared = sparing_leaders([first, second], ranges, NODES, draining, led)
+    assert [m.range_id for m in spared] == [4, 3]
+    # Another reason than balance (a missing replica): as planned.
+    missing = Move(1, 2, None, "missing")
+    assert sparing_leaders([missing], RANGES, NODES, OperatorState(), led) == [missing]

@@ -76,6 +76,12 @@ class _World:
             return self.down
 
         monkeypatch.setattr(self.rebalancer, "_down", down)
+        self.leads: dict[int, frozenset[int]] = {}  # what each node says it leads
+
+        async def led_by(node: int) -> frozenset[int]:
+            return self.leads.get(node, frozenset())
+
+        monkeypatch.setattr(self.rebalancer, "_led_by", led_by)
 
     async def change(
         self, request: admin_pb2.ChangeReplicasRequest
@@ -149,3 +155,15 @@ def test_a_refused_move_is_not_counted_and_a_change_it_did_not_make_restarts_the
     assert not world.round()
     world.now += QUIET_S + 1
     assert world.round() and world.rebalancer.moves == 1
+
+
+def test_it_moves_a_replica_its_node_does_not_lead_where_one_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = _World(monkeypatch)
+    world.leads = {1: frozenset({1})}  # node 1 leads range 1, the planner's first pick
+    world.round()
+    world.now += QUIET_S + 1
+    assert world.round()
+    (asked,) = world.asked
+    assert (asked.shard_id, list(asked.remove), list(asked.add)) == (2, [1], [2])
