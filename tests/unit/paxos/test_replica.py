@@ -295,8 +295,7 @@ def test_a_leader_whose_acceptance_is_not_durable_sends_it_to_no_one() -> None:
     assert c.applied[N2][-1] != (b"x",) and c.applied[N3][-1] != (b"x",)
 
 
-def test_groups_of_five_send_no_learner_copies() -> None:
-    """With five voters {leader, self} is no quorum, so the copies would be wasted."""
+def five_with_n1_leading() -> ManualCluster:
     c = ManualCluster(5, election_ticks_max=1000)
     for v in c.voters:
         c.tick(v, 10)
@@ -304,6 +303,12 @@ def test_groups_of_five_send_no_learner_copies() -> None:
     c.drain(N1)
     c.stabilize()
     assert c.replica(N1).role is Role.LEADER
+    return c
+
+
+def test_groups_of_five_send_no_learner_copies() -> None:
+    """With five voters {leader, self} is no quorum, so the copies would be wasted."""
+    c = five_with_n1_leading()
     assert isinstance(c.replica(N1).propose(b"x"), Proposed)
     c.drain(N1)
     c.flush(N1)
@@ -314,12 +319,7 @@ def test_an_announced_commit_reaches_followers_before_the_next_heartbeat_is_due(
     """A stop sign is the last slot of its log: no Accept carries its commit point on. The
     leader announces it (``announce_commit``), and a follower of a group of five (which
     learns a slot chosen only from the commit point) applies it without a tick passing."""
-    c = ManualCluster(5, election_ticks_max=1000)
-    for v in c.voters:
-        c.tick(v, 10)
-    c.replica(N1).campaign()
-    c.drain(N1)
-    c.stabilize()
+    c = five_with_n1_leading()
     leader = c.replica(N1)
     outcome = leader.propose(b"stop")
     assert isinstance(outcome, Proposed)
