@@ -967,7 +967,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this node keeps no node list")
         assert nodes is not None
         node_id = request.node_id
-        if node_id not in {n.node_id for n in nodes.listed()}:
+        if node_id not in self._listed_ids():
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no node {node_id}")
         if node_id in self._meta.replicas:
             await context.abort(
