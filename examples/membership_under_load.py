@@ -38,6 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from kvstore.v1 import admin_pb2, admin_pb2_grpc
+
 KVSTORE = [sys.executable, "-m", "kvstore"]
 PROGRESS = re.compile(r"(\d+\.\d)s\s+(\d+) ops")
 REBALANCED_ONTO_4 = 1  # replicas the rebalancer gives node 4 back before the step ends
@@ -169,10 +173,28 @@ class Demo:
             "serve", "--join", self.endpoints, "--dc", "dc3", "--address", address,
             "--data", str(self.tmp / "n7"), log="n7.log",
         )  # fmt: skip
-        self._until(lambda: any(n["address"] == address for n in self._listed()), "node 7 listed")
+        try:
+            self._until(
+                lambda: any(n["address"] == address for n in self._listed()), "node 7 listed"
+            )
+        except SystemExit:
+            tail = (self.tmp / "n7.log").read_text(errors="replace").splitlines()[-15:]
+            print("node 7's log ends:", *tail, sep="\n  ", file=sys.stderr)
+            raise
 
     def _replicas_of(self, node: int) -> int:
-        return next((int(str(n["replicas"])) for n in self._listed() if n["id"] == node), 0)
+        """The shards with a replica on ``node``, asked from this process: a CLI process
+        per look, five a second, cost the load more than the rebalancer's moves did."""
+        for address in self.endpoints.split(","):
+            with grpc.insecure_channel(address) as channel:
+                try:
+                    view = admin_pb2_grpc.AdminStub(channel).DescribeCluster(
+                        admin_pb2.DescribeClusterRequest(), timeout=10
+                    )
+                except grpc.RpcError:
+                    continue
+            return sum(1 for s in view.shards if node in s.replicas)
+        return 0
 
     def _listed(self, up_only: bool = False) -> list[dict[str, object]]:
         try:
