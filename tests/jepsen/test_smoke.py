@@ -1,6 +1,6 @@
 """The whole fault-test path, short: real processes, proxies, nemesis, history, checkers, report.
 
-Two ~30 s runs with partitions and kills must come out valid and recovered; the same run with
+Two ~22 s runs with partitions and kills must come out valid and recovered; the same run with
 stale reads enabled must be reported invalid (the checker catching the real thing).
 """
 
@@ -41,7 +41,7 @@ def test_partitions_kills_wiped_disks_and_splits_stay_linearizable_and_recover(
     # Seed 2 also mixes in bounded-staleness reads, checked against the same history.
     bounded = ["--bounded-reads-ms", "300"] if seed == 2 else []
     code, results, output = jepsen(
-        out, "--duration", "30", "--nemesis", "partition,kill,wipe,split,merge",
+        out, "--duration", "22", "--nemesis", "partition,kill,wipe,split,merge",
         "--seed", str(seed), *bounded,
     )  # fmt: skip
     assert results["verdict"] == "valid", output + (out / "summary.md").read_text()
