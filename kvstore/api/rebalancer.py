@@ -256,7 +256,8 @@ class Rebalancer:
         if not moves:
             self._aside("nothing_to_move", draining=sorted(state.draining))
             return moves
-        sources = {m.remove for m in moves if m.reason == "balance" and m.remove is not None}
+        balanced = (m.remove for m in moves if m.reason == "balance")
+        sources = sorted({n for n in balanced if n is not None})
         answers = await asyncio.gather(*(self._led_by(n) for n in sources))
         led = dict(zip(sources, answers, strict=True))
         return sparing_leaders(moves, ranges, nodes, state, led)
