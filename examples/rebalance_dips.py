@@ -82,11 +82,11 @@ class RebalanceDips(Demo):
         if not self.control:
             admin.SetRebalance(admin_pb2.SetRebalanceRequest(enabled=True), timeout=30)
         print(f"rebalancer {'left off' if self.control else 'on'} at {on_at:.1f} s", flush=True)
-        counts = [(on_at, _replicas_on(stubs[4]))]
+        counts = [(on_at, _replicas_on(stubs[4]) or 0)]
         while self._bench_s() < self.duration - 2:
             time.sleep(POLL_S)
             count = _replicas_on(stubs[4])
-            if count != counts[-1][1]:
+            if count is not None and count != counts[-1][1]:
                 counts.append((self._bench_s(), count))
                 print(f"  {counts[-1][0]:5.1f} s: node 4 holds {count}", flush=True)
             if len(counts) > 1 and self._bench_s() - counts[-1][0] > SETTLED_S:
@@ -105,13 +105,13 @@ class RebalanceDips(Demo):
         steady = statistics.median(r for t, r in rates if 3 <= t <= on_at)
         end = counts[-1][0] + 1.0
         during = [r for t, r in rates if on_at < t <= end]
-        fives = [statistics.mean(during[i : i + 5]) for i in range(max(1, len(during) - 4))]
         print(_seconds_text(rates, [t for t, _ in counts]))
         print(
             f"steady {steady:.0f} ops/s; the rebalance: {len(counts) - 1} moves onto node 4 in"
             f" {end - on_at:.0f} s"
         )
         if during:
+            fives = [statistics.mean(during[i : i + 5]) for i in range(max(1, len(during) - 4))]
             print(
                 f"  mean {statistics.mean(during) / steady - 1:+.0%}, worst 5 s"
                 f" {min(fives) / steady - 1:+.0%}, worst second {min(during) / steady - 1:+.0%}"
@@ -139,12 +139,13 @@ def _gather_onto(admin: admin_pb2_grpc.AdminStub, source: int, target: int) -> i
     return moved
 
 
-def _replicas_on(stub: admin_pb2_grpc.AdminStub) -> int:
-    """The user ranges a node holds, as it says itself (the meta range, 0, not counted)."""
+def _replicas_on(stub: admin_pb2_grpc.AdminStub) -> int | None:
+    """The user ranges a node holds, as it says itself (the meta range, 0, not counted;
+    None: it did not answer)."""
     try:
         status = stub.NodeStatus(admin_pb2.NodeStatusRequest(), timeout=5)
     except grpc.RpcError:
-        return -1
+        return None
     return sum(1 for s in status.shards if s.shard_id != 0)
 
 

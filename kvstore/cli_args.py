@@ -125,9 +125,8 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     target.add_argument(
         "--endpoints",
-        default=os.environ.get("KVSTORE_ENDPOINTS") or None,
-        help="comma-separated node addresses of a running cluster (default: KVSTORE_ENDPOINTS;"
-        " neither: a local cluster, as --local)",
+        help="comma-separated node addresses of a running cluster (default: KVSTORE_ENDPOINTS,"
+        " unless --local or --wan-latency-ms; neither: a local cluster)",
     )
     bench.add_argument("--workload", choices=WORKLOADS, default="put")
     bench.add_argument(

@@ -9,11 +9,13 @@ import asyncio
 import dataclasses
 import json
 import multiprocessing
+import os
 import shlex
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,18 @@ class BenchError(Exception):
     """A one-line reason the benchmark cannot run."""
 
 
+def target_endpoints(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The running cluster to measure: ``--endpoints``, else ``KVSTORE_ENDPOINTS`` as every
+    command takes it, unless the flags ask for a local cluster (``--local``,
+    ``--wan-latency-ms``). None: a local cluster. (It measured a local cluster of its own
+    while the variable, which ``kvstore up`` tells people to set, named another.)"""
+    if args.endpoints is not None or args.local or args.wan_latency_ms is not None:
+        return args.endpoints  # type: ignore[no-any-return]
+    return environ.get("KVSTORE_ENDPOINTS") or None
+
+
 def run(args: argparse.Namespace) -> int:
+    args.endpoints = target_endpoints(args, os.environ)
     _validate(args)
     local: LocalCluster | None = None
     scratch: tempfile.TemporaryDirectory[str] | None = None

@@ -198,7 +198,7 @@ class Reconfigure:
     # (node, its disk's incarnation) for every replica of the successor, as the proposer
     # knew them (0: unknown). That disk was there before the successor was: a replica whose
     # disk is still that one never took part in it in an earlier life, so it votes at once;
-    # any other disk rejoins first (``kvstore.model.node.Node._disk_listed``).
+    # any other disk rejoins first (``kvstore.model.node.Node._votes_in_successor``).
     disks: tuple[tuple[int, int], ...] = ()
 
 

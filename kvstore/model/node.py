@@ -153,14 +153,16 @@ class Host:
     None): ``dst`` sent ``src`` a message of group ``group_id``, which ``src`` knows
     nothing of. The answer: the group's descriptor as ``src`` knows it; ``dst``, if among
     its replicas, hosts the group from then on (waiting for a snapshot). How a replica added
-    by a reconfiguration learns of its group: no log it holds tells it."""
+    by a reconfiguration (or one kept that did not apply the stop) learns of its group: no
+    log it holds tells it."""
 
     src: int
     dst: int
     group_id: int
     descriptor: RangeDescriptor | None = None
-    # With an answer: the incarnation of the disk ``dst`` was added to the group with (0:
-    # none known). A disk still that one never took part in the group: it votes at once.
+    # With an answer: the incarnation of the disk the group's configuration listed for
+    # ``dst`` (0: none known). A disk still that one never took part in the group: it votes
+    # at once.
     incarnation: int = 0
     # With an answer: the group's descriptor now, if a split or merge changed it since it
     # began (``descriptor``): what a node hosting a range split off it since takes.
@@ -509,13 +511,16 @@ def hosted_at_start(
     node_id: int,
     layout: Mapping[int, RangeDescriptor],
     open_group: Callable[[RangeDescriptor], GroupStart],
+    *,
+    disk_incarnation: int = 0,
 ) -> dict[int, GroupStart]:
     """The groups a node hosts as it starts, and what it knows of each.
 
     ``layout``: the configured layout overlaid with every descriptor the node's storage holds
     (a stored one is newer). ``open_group`` reads one group's start from storage. A group
     split off a hosted one, that this node replicates and knows of only from its parent's
-    state, is hosted too (it waits for a snapshot)."""
+    state, is hosted too (it waits for a snapshot). ``disk_incarnation``: this node's disk
+    (a successor that listed it votes at once, ``Node._votes_in_successor``)."""
     known = dict(layout)
     queue = sorted(g for g, d in known.items() if node_id in d.replicas)
     starts: dict[int, GroupStart] = {}
@@ -533,8 +538,10 @@ def hosted_at_start(
         for successor in start.successors:
             child = starts.get(successor.descriptor.range_id)
             if child is not None and _blank(child.durable):
-                # A blank group's storage default says how the disk was made (founding).
-                voting = votes_in_new_group(
+                # A blank group's storage default says how the disk was made (founding). A
+                # successor whose change listed this very disk votes as at its creation.
+                listed = dict(child.disks).get(node_id, 0)
+                voting = (listed != 0 and listed == disk_incarnation) or votes_in_new_group(
                     start.durable, successor.split_slot, founding=child.durable.voting
                 )
                 starts[successor.descriptor.range_id] = replace(

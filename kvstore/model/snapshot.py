@@ -3,7 +3,7 @@ metadata entry (revision, applied slot, sessions, successors) and the history of
 that reads at or after its compacted revision need, in one checksummed frame. Pure: works
 on any ``Engine``.
 
-The descriptor, the shards split off it and the new replicas' disks come first (``header``),
+The descriptor, the shards split off it and the replicas' disks come first (``header``),
 so a node learns what a snapshot makes it host without decoding the rows.
 """
 

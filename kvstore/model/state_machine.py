@@ -150,9 +150,9 @@ META_FROZEN_SLOT = b"range/frozen_slot"  # a shard frozen for a merge: the slot 
 META_MERGED_INTO = b"range/merged_into"  # a frozen shard merged away: the shard that took it
 # A shard whose configuration ended (``Reconfigure``): the slot, then the successor's descriptor.
 META_ENDED = b"range/ended"
-META_ENDED_DISKS = b"range/ended_added"  # ... and its replicas' disks (``META_DISKS``)
+META_ENDED_DISKS = b"range/ended_added"  # ... and its successor's replicas' disks (as below)
 # A shard that began as another's successor (``Reconfigure``): that shard. Its replicas tell
-# the ones new to it what it is (``kvstore.model.node.Host``): no log of theirs does.
+# the ones new to it (or behind on the stop) what it is (``kvstore.model.node.Host``).
 META_RECONFIGURED_FROM = b"range/reconfigured_from"
 # Its replicas then, each with its disk's incarnation (``Reconfigure.disks``; the keys' names
 # are of when only the replicas new to it were listed).
@@ -597,7 +597,7 @@ class KvStateMachine:
 
     @property
     def ended_disks(self) -> tuple[tuple[int, int], ...]:
-        """The new replicas of the successor of this ended shard, with their disks."""
+        """The replicas of the successor of this ended shard, with their disks."""
         return tuple(sorted(decode_pairs(self._engine.meta_get(META_ENDED_DISKS)).items()))
 
     # ------------------------------------------------------------------ the meta range

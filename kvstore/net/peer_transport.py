@@ -40,8 +40,8 @@ from paxos import Message
 
 Deliver = Callable[[int, Message], None]
 Heard = Callable[[int], None]
-# peer, shard, descriptor (b"": a question), the peer's disk it was added with, the shard's
-# descriptor now (b"": as it began)
+# peer, shard, descriptor (b"": a question), the peer's disk as the shard's configuration
+# listed it, the shard's descriptor now (b"": as it began)
 HostHeard = Callable[[int, int, bytes, int, bytes], None]
 QUEUE_MESSAGES_MAX = 50_000
 BATCH_MESSAGES_MAX = 4_096

@@ -235,7 +235,9 @@ class NodeRuntime:
                     born_as=machine.born_as,
                 )
 
-        groups = hosted_at_start(self.node_id, layout, open_group)
+        groups = hosted_at_start(
+            self.node_id, layout, open_group, disk_incarnation=self._disk_incarnation
+        )
         self._node = Node(
             self.cluster,
             self.node_id,

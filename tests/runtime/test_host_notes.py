@@ -1,5 +1,5 @@
 """A ``Host`` note crosses the peer link whole: the shard, the descriptor it began with,
-the disk the receiver was added with, and the shard's descriptor now."""
+the disk the shard's configuration listed for the receiver, and the shard's descriptor now."""
 
 from __future__ import annotations
 

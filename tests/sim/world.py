@@ -398,7 +398,7 @@ class World:
                 born_as=machine.born_as,
             )
 
-        starts = hosted_at_start(v, layout, open_group)
+        starts = hosted_at_start(v, layout, open_group, disk_incarnation=disk.incarnation)
         incarnation = sim.incarnation
         factory = self._factory
 

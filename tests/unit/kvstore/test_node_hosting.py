@@ -24,6 +24,7 @@ from kvstore.model.node import (
     GroupStart,
     Host,
     Node,
+    hosted_at_start,
 )
 from kvstore.model.ranges import Successor
 from paxos import (
@@ -364,3 +365,19 @@ def test_a_predecessors_final_snapshot_writes_no_base_over_a_successors_install(
         member.job_done(job, [], [])
     assert member.replica(7).chosen_through == Slot(5) and not member.awaiting(7)
     assert member.merged_away(1)
+
+
+def test_a_restart_before_the_successors_first_record_keeps_its_vote_on_the_listed_disk() -> None:
+    """Node 2 applied OLD's stop (the successor's base is written) and stopped before the
+    next job recorded the successor's vote. Restarted, it decides again as at the creation:
+    on the disk the change listed, it votes (it rejoined before, whatever its replica of OLD
+    could say: the same stall as sim seed 3231); on another disk it rejoins."""
+    stop = Successor(SUCCESSOR, 5)
+    old = start(OLD, applied_slot=5, successors=(stop,), ended_into=7)
+    old = replace(old, durable=DurableState(chosen_through=Slot(5), voting=False))
+    blank = start(SUCCESSOR, applied_slot=1, reconfigured_from=1, disks=((2, DISK),))
+    layout = {1: OLD, 7: SUCCESSOR}
+    opened = {1: old, 7: replace(blank, durable=DurableState(voting=False))}
+    for disk, votes in ((DISK, True), (DISK + 1, False)):
+        starts = hosted_at_start(2, layout, lambda d: opened[d.range_id], disk_incarnation=disk)
+        assert starts[7].durable.voting == votes and starts[7].record_voting
