@@ -356,7 +356,10 @@ class _Group:
     replica: Replica
     descriptor: RangeDescriptor
     applied_slot: int
-    proposals: dict[int, list[tuple[bytes, Token]]] = field(default_factory=dict)
+    # Per slot, each command proposed for it: its bytes and who waits for its result.
+    proposals: dict[int, list[tuple[bytes, list[Token]]]] = field(default_factory=dict)
+    # The waiters of each pending proposal with a request id, by its bytes: a retry joins.
+    proposed_in: dict[bytes, list[Token]] = field(default_factory=dict)
     # Gateways waiting for a command they forwarded to be applied here, by its bytes.
     witnesses: dict[bytes, list[Token]] = field(default_factory=dict)
     reads: dict[int, Token] = field(default_factory=dict)  # paxos read id -> token
@@ -491,6 +494,14 @@ def votes_in_new_group(parent: DurableState | Replica, split_slot: int, *, found
     return voting and split_slot > parent.rejoined_at
 
 
+def on_listed_disk(listed: int, disk: int) -> bool:
+    """Whether this node's disk (incarnation ``disk``) is the one a configuration change
+    listed for it (``listed``, from ``Reconfigure.disks``; 0: none listed). That disk was
+    there before the new group was, so no earlier life of this node took part in the group:
+    its replica may vote at once."""
+    return listed != 0 and listed == disk
+
+
 def _supersedes(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
     """``newer`` took over some of ``older``'s keys: they overlap and its generation is
     higher (every split, merge and reconfiguration raises it past those it replaced)."""
@@ -541,7 +552,7 @@ def hosted_at_start(
                 # A blank group's storage default says how the disk was made (founding). A
                 # successor whose change listed this very disk votes as at its creation.
                 listed = dict(child.disks).get(node_id, 0)
-                voting = (listed != 0 and listed == disk_incarnation) or votes_in_new_group(
+                voting = on_listed_disk(listed, disk_incarnation) or votes_in_new_group(
                     start.durable, successor.split_slot, founding=child.durable.voting
                 )
                 starts[successor.descriptor.range_id] = replace(
@@ -1329,6 +1340,15 @@ class Node:
         group = self._groups[group_id]
         self._wake(group)
         encoded = encode_command(command)
+        unique = bool(getattr(command, "request", None) and command.request.client_id)
+        waiters = group.proposed_in.get(encoded) if unique else None
+        if waiters is not None and group.replica.role is Role.LEADER:
+            # A retry of a command still on its way (its attempt timed out at the client):
+            # it waits for the same slot. Proposed again, each retry of a large write would
+            # add its bytes to a leader already behind (a burst of 1 MiB writes on a busy
+            # machine timed out retrying). The result of a retry is the first attempt's.
+            waiters.append(token)
+            return Accepted()
         outcome = group.replica.propose(encoded)
         self._touched[group_id] = None
         if isinstance(outcome, NotLeader):
@@ -1338,7 +1358,10 @@ class Node:
         if isinstance(outcome, Overloaded):
             return Busy("too many commands are waiting for a slot")
         assert isinstance(outcome, Proposed)
-        group.proposals.setdefault(outcome.slot, []).append((encoded, token))
+        waiters = [token]
+        group.proposals.setdefault(outcome.slot, []).append((encoded, waiters))
+        if unique:
+            group.proposed_in[encoded] = waiters
         return Accepted()
 
     def witness(self, group_id: int, command: Command, token: Token) -> None:
@@ -1603,14 +1626,14 @@ class Node:
             group = self._groups[group_id]
             group.applied_slot = slot
             group.ops += len(results)
+            if group.replica.role is Role.LEADER and any(
+                isinstance(result, SplitDone | Frozen | Reconfigured) for _, result in results
+            ):
+                # Its followers act on it (host the new range, let a merge on, vote in the
+                # successor) once they apply it: tell them it is chosen now, not at the next
+                # heartbeat (a stop is the last slot of its log).
+                group.replica.announce_commit()
             for _, result in results:
-                if isinstance(result, SplitDone | Frozen | Reconfigured) and (
-                    group.replica.role is Role.LEADER
-                ):
-                    # Its followers act on it (host the new range, let a merge on, vote in
-                    # the successor) once they apply it: tell them it is chosen now, not at
-                    # the next heartbeat (a stop is the last slot of its log).
-                    group.replica.announce_commit()
                 if isinstance(result, PlacementSet):
                     group.placed_leader_dc = result.leader_dc or None
                     self._prefer(group, result.leader_dc or group.descriptor.leader_dc or self.dc)
@@ -1726,8 +1749,9 @@ class Node:
         successors' replicas all rejoined too, and three rejoining replicas of five never
         elect a leader.)"""
         listed = dict(done.disks).get(self.node_id, 0)
-        same_disk = listed != 0 and listed == self._disk_incarnation
-        return same_disk or votes_in_new_group(ended.replica, done.slot, founding=self._founding)
+        if on_listed_disk(listed, self._disk_incarnation):
+            return True
+        return votes_in_new_group(ended.replica, done.slot, founding=self._founding)
 
     def _reborn(self, waiting: _Group, ended: _Group, done: Reconfigured) -> None:
         """This node hosted the successor on a ``Host`` answer and waited for its state, and
@@ -1811,7 +1835,7 @@ class Node:
         # listed for this node (then nothing of the group was ever on it:
         # ``Reconfigure.disks``); another may have promised in an earlier life, and rejoins
         # first.
-        same_disk = msg.incarnation != 0 and msg.incarnation == self._disk_incarnation
+        same_disk = on_listed_disk(msg.incarnation, self._disk_incarnation)
         self._create(d, born_here=False, placed=None, voting=self._founding or same_disk)
         hosted = self._groups[d.range_id]
         hosted.tells_members = True
@@ -1968,13 +1992,20 @@ class Node:
                 for index, encoded in enumerate(value):
                     for token in group.witnesses.pop(encoded, ()):
                         self._effects.answers.append((token, results[index][1]))
-            for encoded, token in group.proposals.pop(slot, ()):
+            # Identical commands without a request id are distinct writes: the n-th proposed
+            # gets the n-th copy's result (each its own revision), not the first's.
+            next_copy: dict[bytes, int] = {}
+            for encoded, waiters in group.proposals.pop(slot, ()):
+                if group.proposed_in.get(encoded) is waiters:
+                    del group.proposed_in[encoded]
                 try:
-                    index = value.index(encoded)
+                    index = value.index(encoded, next_copy.get(encoded, 0))
                 except ValueError:
-                    self._effects.answers.append((token, Dropped(slot)))
-                    continue
-                self._effects.answers.append((token, results[index][1]))
+                    answer: Answer = Dropped(slot)
+                else:
+                    next_copy[encoded] = index + 1
+                    answer = results[index][1]
+                self._effects.answers.extend((token, answer) for token in waiters)
 
     def _release_reads(self, group: _Group) -> None:
         still = []

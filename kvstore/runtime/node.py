@@ -76,6 +76,8 @@ SendFn = Callable[[int, list[tuple[int, Message]]], None]
 # How long stop() waits for the disk to finish the jobs it holds (each is one transaction
 # of milliseconds): past it, a lost count or a wedged disk is logged rather than hung on.
 STOP_WAIT_S = 10.0
+# The most value bytes a job committed on the event loop may write (``_commits_on_the_loop``).
+LOOP_COMMIT_BYTES_MAX = 64 << 10
 R = TypeVar("R")
 
 
@@ -798,9 +800,19 @@ def _commits_on_the_loop(job: DiskJob) -> bool:
     that (the GIL is released during the fsync). Applies, snapshots and dumps stay on the
     disk thread: they are Python work of unbounded size, and the session tables are the
     disk thread's. A turn that also sent messages (a leader's Accepts, beside its own
-    acceptance) stays there too, so those leave while it commits.
+    acceptance) stays there too, so those leave while it commits. So do records of more than
+    ``LOOP_COMMIT_BYTES_MAX`` of values: writing and syncing MiBs took 0.3-0.7 s, a loop
+    that long stalled hears no heartbeat, and its groups' leaders changed over and over
+    during a burst of 1 MiB writes (the write timed out at the client).
     """
-    return not (job.applies or job.installs or job.dumps or job.sends_first) and job.answers_peers
+    if job.applies or job.installs or job.dumps or job.sends_first or not job.answers_peers:
+        return False
+    values = 0
+    for _, record in job.records:
+        if record.snapshot is not None:
+            return False
+        values += sum(len(entry.value) for entry in record.entries)
+    return values <= LOOP_COMMIT_BYTES_MAX
 
 
 def _run_now(

@@ -129,9 +129,12 @@ def test_every_limit_through_every_path_then_a_restart(tmp_path: Path) -> None:
                                 written[mine] = value
                     await _txn_limits(stubs[gateway], written)
                     # Many values at the limit at once: slots, Accepts and peer batches then
-                    # carry several MiB (over gRPC's default 4 MiB message).
+                    # carry several MiB (over gRPC's default 4 MiB message). 40 MiB through
+                    # three nodes on a 2-core machine busy with other tests: what is asserted
+                    # is that every write lands, not how fast (``make bench`` measures that).
                     burst = {b"b-burst-%02d" % i: bytes([i]) * VALUE_MAX for i in range(40)}
-                    await asyncio.gather(*(kv.put(k, v) for k, v in burst.items()))
+                    async with AsyncClient(endpoints, timeout_s=120) as patient:
+                        await asyncio.gather(*(patient.put(k, v) for k, v in burst.items()))
                     written.update(burst)
                 finally:
                     for channel in channels.values():

@@ -25,6 +25,7 @@ from kvstore.model.node import (
     Host,
     Node,
     hosted_at_start,
+    on_listed_disk,
 )
 from kvstore.model.ranges import Successor
 from paxos import (
@@ -122,6 +123,12 @@ def test_the_very_disk_added_votes_at_once_another_rejoins() -> None:
     unknown = node(4, {}, founding=False, disk_incarnation=DISK)
     unknown.step(7, Host(1, 4, 7, SUCCESSOR, 0))
     assert unknown.replica(7).rejoining
+
+
+def test_only_the_listed_disk_itself_counts_and_zero_lists_none() -> None:
+    assert on_listed_disk(DISK, DISK)
+    assert not on_listed_disk(DISK, DISK + 1)
+    assert not on_listed_disk(0, 0)  # a node with no disk incarnation is listed by nothing
 
 
 def test_an_answer_naming_a_group_the_node_is_no_replica_of_is_ignored() -> None:
