@@ -356,10 +356,7 @@ class _Group:
     replica: Replica
     descriptor: RangeDescriptor
     applied_slot: int
-    # Per slot, each command proposed for it: its bytes and who waits for its result.
-    proposals: dict[int, list[tuple[bytes, list[Token]]]] = field(default_factory=dict)
-    # The waiters of each pending proposal with a request id, by its bytes: a retry joins.
-    proposed_in: dict[bytes, list[Token]] = field(default_factory=dict)
+    proposals: dict[int, list[tuple[bytes, Token]]] = field(default_factory=dict)
     # Gateways waiting for a command they forwarded to be applied here, by its bytes.
     witnesses: dict[bytes, list[Token]] = field(default_factory=dict)
     reads: dict[int, Token] = field(default_factory=dict)  # paxos read id -> token
@@ -1340,15 +1337,6 @@ class Node:
         group = self._groups[group_id]
         self._wake(group)
         encoded = encode_command(command)
-        unique = bool(getattr(command, "request", None) and command.request.client_id)
-        waiters = group.proposed_in.get(encoded) if unique else None
-        if waiters is not None and group.replica.role is Role.LEADER:
-            # A retry of a command still on its way (its attempt timed out at the client):
-            # it waits for the same slot. Proposed again, each retry of a large write would
-            # add its bytes to a leader already behind (a burst of 1 MiB writes on a busy
-            # machine timed out retrying). The result of a retry is the first attempt's.
-            waiters.append(token)
-            return Accepted()
         outcome = group.replica.propose(encoded)
         self._touched[group_id] = None
         if isinstance(outcome, NotLeader):
@@ -1358,10 +1346,7 @@ class Node:
         if isinstance(outcome, Overloaded):
             return Busy("too many commands are waiting for a slot")
         assert isinstance(outcome, Proposed)
-        waiters = [token]
-        group.proposals.setdefault(outcome.slot, []).append((encoded, waiters))
-        if unique:
-            group.proposed_in[encoded] = waiters
+        group.proposals.setdefault(outcome.slot, []).append((encoded, token))
         return Accepted()
 
     def witness(self, group_id: int, command: Command, token: Token) -> None:
@@ -1995,9 +1980,7 @@ class Node:
             # Identical commands without a request id are distinct writes: the n-th proposed
             # gets the n-th copy's result (each its own revision), not the first's.
             next_copy: dict[bytes, int] = {}
-            for encoded, waiters in group.proposals.pop(slot, ()):
-                if group.proposed_in.get(encoded) is waiters:
-                    del group.proposed_in[encoded]
+            for encoded, token in group.proposals.pop(slot, ()):
                 try:
                     index = value.index(encoded, next_copy.get(encoded, 0))
                 except ValueError:
@@ -2005,7 +1988,7 @@ class Node:
                 else:
                     next_copy[encoded] = index + 1
                     answer = results[index][1]
-                self._effects.answers.extend((token, answer) for token in waiters)
+                self._effects.answers.append((token, answer))
 
     def _release_reads(self, group: _Group) -> None:
         still = []

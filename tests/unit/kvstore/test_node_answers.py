@@ -1,6 +1,5 @@
-"""A retry that reaches the leader while its first attempt still waits for a slot joins that
-slot instead of being proposed again (a retry storm of large writes otherwise multiplies
-the bytes a leader already behind must replicate)."""
+"""Each proposer gets its own command's result: identical commands in one slot are distinct
+writes, and a retry of a write (same request id) gets the first attempt's result."""
 
 from __future__ import annotations
 
@@ -39,15 +38,15 @@ def revision(d: Driven) -> int:
     return KvStateMachine(d.store.engine(SHARD), initial=d.node.descriptor(SHARD)).revision
 
 
-def test_a_retry_of_a_pending_write_waits_for_its_slot_and_gets_its_result() -> None:
+def test_a_retry_of_a_pending_write_gets_the_first_attempts_result() -> None:
     d = driven()
     write = Put(RequestId(7, 1), b"k", b"marker-of-the-retried-write")
     d.node.submit(SHARD, write, 1)
-    d.node.submit(SHARD, write, 2)  # the first is not chosen yet
-    assert settle_counting(d, b"marker-of-the-retried-write") == 1  # proposed once
-    assert revision(d) == 1
+    d.node.submit(SHARD, write, 2)  # the first is not chosen yet: proposed again
+    assert settle_counting(d, b"marker-of-the-retried-write") == 2
+    assert revision(d) == 1  # the session table applies it once
     assert d.answers[1] == d.answers[2]
-    d.node.submit(SHARD, write, 3)  # applied already: proposed, and the session answers
+    d.node.submit(SHARD, write, 3)  # applied already: the session table answers
     d.settle()
     assert revision(d) == 1 and d.answers[3] == d.answers[1]
 
