@@ -30,7 +30,7 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
-	$(BIN)/pytest -n $(JOBS) --durations=15
+	$(BIN)/pytest -n $(JOBS) --dist worksteal --durations=15
 
 PROTOC = $(BIN)/python -m grpc_tools.protoc -I proto --python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) proto/kvstore/v1/*.proto
 

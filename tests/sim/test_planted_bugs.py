@@ -300,14 +300,14 @@ def chunks(seeds: int, size: int) -> list[tuple[int, int]]:
     return [(first, min(first + size - 1, seeds)) for first in range(1, seeds + 1, size)]
 
 
-@pytest.mark.parametrize(("first", "last"), chunks(60, 15))
+@pytest.mark.parametrize(("first", "last"), chunks(45, 15))
 def test_control_correct_replica_passes_the_lease_worst_case(first: int, last: int) -> None:
     """The same worst-case worlds that expose the lease bugs are safe for the real replica."""
     worlds = Worlds(params=lan_worst_case_clocks)
     assert first_violation(default_factory, worlds, last, first) is None
 
 
-@pytest.mark.parametrize(("first", "last"), chunks(100, 25))
+@pytest.mark.parametrize(("first", "last"), chunks(75, 25))
 def test_control_correct_replica_passes_the_wipe_heavy_worlds(first: int, last: int) -> None:
     """The worlds that expose the rejoin bugs are safe and live for the real replica.
     Without replica moves: with a disk lost every other fault, a range moved may end with
@@ -323,7 +323,7 @@ def test_control_correct_replica_passes_the_splitless_wipe_heavy_worlds() -> Non
     assert first_violation(default_factory, worlds, 40) is None
 
 
-@pytest.mark.parametrize(("first", "last"), chunks(60, 20))
+@pytest.mark.parametrize(("first", "last"), chunks(40, 20))
 def test_control_correct_node_passes_the_split_heavy_worlds(first: int, last: int) -> None:
     """The worlds that expose the split bugs are safe and live for the real node (without
     replica moves, as the wipe-heavy control above: seed 6 of these worlds with moves)."""

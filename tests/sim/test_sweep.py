@@ -1,4 +1,4 @@
-"""The CI sweep: 200 seeds with faults (each at least 200 proposals), in chunks that
+"""The CI sweep: 150 seeds with faults (each at least 200 proposals), in chunks that
 pytest-xdist spreads over both cores. ``make sim SEEDS=N`` runs longer sweeps."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from tests.sim.runner import CLIENTS, OPS_PER_CLIENT, repro_command, run_seed
 
-SEEDS = 200
+SEEDS = 150
 CHUNK = 25
 
 
