@@ -392,7 +392,9 @@ class _Group:
     # Chosen slots held back from a Merge on: applied once this node's replica of the
     # right shard has applied its freeze (so every replica merges the same final state).
     held: list[ChosenEntry] = field(default_factory=list)
-    held_install: Snapshot | None = None  # came while a merge of this group was in flight
+    # A snapshot that came while a merge of this group was in flight, or while an older
+    # replica here still replays over its keys (``_replaying_under``): installed after.
+    held_install: Snapshot | None = None
     merging_into: int | None = None  # a Merge of this group is queued there, outcome unknown
     # Shards split off this one whose base state may be held by too few of their replicas
     # (new shard id -> split slot): until each has chosen a slot past its base, which its
@@ -503,6 +505,21 @@ def _supersedes(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
     """``newer`` took over some of ``older``'s keys: they overlap and its generation is
     higher (every split, merge and reconfiguration raises it past those it replaced)."""
     return newer.generation > older.generation and newer.overlaps(older)
+
+
+def taken_over(newer: RangeDescriptor, older: RangeDescriptor) -> bool:
+    """Whether ``older``'s range is gone, its keys ``newer``'s (``newer`` supersedes it):
+    ``newer`` holds its first key. A range keeps its first key as long as it lives (a
+    split keeps the left part, a merge the left range), so a newer range holding it came
+    after its end (a merge, a reconfiguration). A newer range holding only later keys of
+    it was split off it, which may live on (with those keys no longer its own)."""
+    return newer.contains(older.start)
+
+
+def _has_state(group: _Group) -> bool:
+    """Whether the group's state is in the state machine here, or a snapshot bringing it
+    is (installed by the Paxos replica, on its way): not just hosted, waiting for one."""
+    return not group.awaiting or group.replica.snapshot_slot >= group.replica.config.base_slot
 
 
 def _blank(durable: DurableState) -> bool:
@@ -797,7 +814,12 @@ class Node:
         may touch the state any more, which is ``by``'s."""
         d = d or by.descriptor
         for group in self._groups.values():
-            if group is not by and group.absorbed_by is None and _supersedes(d, group.descriptor):
+            if (
+                group is not by
+                and group.absorbed_by is None
+                and _supersedes(d, group.descriptor)
+                and taken_over(d, group.descriptor)
+            ):
                 self._tombstone(group, by.group_id)
 
     def _tombstone(self, group: _Group, into: int) -> None:
@@ -1414,19 +1436,8 @@ class Node:
             if ready.snapshot is not None and group.absorbed_by is None:
                 if group.merging_into is not None:
                     group.held_install = ready.snapshot  # after the merge's outcome
-                else:
-                    installed = snapshots.header(ready.snapshot.data).descriptor
-                    newer = self._superseded(installed) if installed is not None else None
-                    if newer is not None:
-                        # The state of a range merged away since (this node learned of it
-                        # late): its keys are another group's here.
-                        self._tombstone(group, newer)
-                    else:
-                        job.installs.append((group.group_id, ready.snapshot))
-                        group.held = []  # slots the snapshot covers (all that were held)
-                    if installed is not None and newer is None:
-                        # Before any later work of the groups it took over is queued.
-                        self._absorb_covered(group, installed)
+                elif self._queue_install(group, ready.snapshot, job) and group.absorbed_by is None:
+                    group.held = []  # slots the snapshot covers (all that were held)
             if (
                 ready.snapshot_wanted
                 and not group.dumping
@@ -1458,15 +1469,15 @@ class Node:
             self._release_reads(group)
         for group_id in list(self._holding):
             group = self._groups[group_id]
-            if group.held and group not in touched:
+            if (group.held or group.held_install is not None) and group not in touched:
                 self._release(group, [], job)
-            if not group.held:
+            if not group.held and group.held_install is None:
                 del self._holding[group_id]
         job.sends_first = bool(effects.sends)
         for dst in effects.sends:
             self._peer_sent[dst] = self._ticks
         for group in touched:
-            if group.held:
+            if group.held or group.held_install is not None:
                 self._holding[group.group_id] = None
             else:
                 self._holding.pop(group.group_id, None)
@@ -1516,6 +1527,56 @@ class Node:
             if g.group_id != group_id and not g.retired and not g.descriptor.is_meta
         ]
 
+    def _queue_install(self, group: _Group, snap: Snapshot, job: DiskJob) -> bool:
+        """Queue ``snap`` to replace ``group``'s state here, unless that state is another
+        group's now (``group`` a tombstone from now) or an older replica here still replays
+        over its keys (held: ``held_install``). False: held."""
+        installed = snapshots.header(snap.data).descriptor
+        if installed is not None:
+            newer = next(
+                (
+                    other
+                    for other in self._groups.values()
+                    if other.absorbed_by is None
+                    and other is not group
+                    and _supersedes(other.descriptor, installed)
+                    and (taken_over(other.descriptor, installed) or _has_state(other))
+                ),
+                None,
+            )
+            if newer is not None:
+                # The state of a range merged away or reconfigured since (this node learned
+                # of it late): its keys are another group's here. (Or of a range split since
+                # whose split-off part has its state here already: its replay would write
+                # that part's keys. It waits as a tombstone; see docs/sim-sweeps.md.)
+                self._tombstone(group, newer.group_id)
+                return True
+            if self._replaying_under(installed) is not None:
+                group.held_install = snap
+                return False
+        job.installs.append((group.group_id, snap))
+        if installed is not None:
+            # Before any later work of the groups it took over is queued.
+            self._absorb_covered(group, installed)
+        return True
+
+    def _replaying_under(self, d: RangeDescriptor) -> int | None:
+        """A group here with state that ``d`` overlaps with a newer generation but did not
+        take over: a replica behind a split whose split-off part ``d`` came of. Its log
+        still writes keys of ``d``'s span (sim seed 5853: a node that lost its disk
+        replayed a range through its splits while the snapshot of a range split off it
+        since came). ``d``'s state waits until that replica applied the split."""
+        for other in self._groups.values():
+            if (
+                not other.retired
+                and other.group_id != d.range_id
+                and _supersedes(d, other.descriptor)
+                and not taken_over(d, other.descriptor)
+                and _has_state(other)
+            ):
+                return other.group_id
+        return None
+
     def _release(self, group: _Group, chosen: Sequence[ChosenEntry], job: DiskJob) -> None:
         """Queue ``group``'s chosen slots for applying, holding back those from a Merge on
         until this node's replica of the right shard has applied its freeze and kept that
@@ -1528,11 +1589,13 @@ class Node:
             group.held = pending
             return
         if group.held_install is not None:
+            snap, group.held_install = group.held_install, None
             if group.absorbed_by is None:
-                job.installs.append((group.group_id, group.held_install))
-                covered = group.held_install.slot
-                pending = [entry for entry in pending if entry.slot > covered]
-            group.held_install = None
+                if not self._queue_install(group, snap, job):
+                    group.held = pending  # held again: an older replica here still replays
+                    return
+                if group.absorbed_by is None:
+                    pending = [entry for entry in pending if entry.slot > snap.slot]
         final_dump = False
         for index, entry in enumerate(pending):
             stop = reconfigure_in(entry.value) if group.absorbed_by is None else None
@@ -1875,10 +1938,20 @@ class Node:
         """A replica catching up (its descriptor just changed) whose range a group hosted
         here took over already (a reconfiguration's successor, hosted on a ``Host``
         answer): a tombstone from now."""
-        newer = self._superseded(group.descriptor)
-        if newer is not None and group.absorbed_by is None and not self._groups[newer].awaiting:
+        if group.absorbed_by is not None:
+            return
+        d = group.descriptor
+        for newer in self._groups.values():
             # (One still waiting for its state may take it from this replica: ``_reborn``.)
-            self._tombstone(group, newer)
+            if (
+                newer.absorbed_by is None
+                and newer is not group
+                and not newer.awaiting
+                and _supersedes(newer.descriptor, d)
+                and taken_over(newer.descriptor, d)
+            ):
+                self._tombstone(group, newer.group_id)
+                return
 
     def _keeps_splits(self, group: _Group) -> bool:
         """Whether the group's log must keep a split it holds (``young_successors``). A new

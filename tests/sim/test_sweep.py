@@ -52,6 +52,9 @@ REGRESSION_SEEDS = (
     5144,  # the sim's watcher watched every key at a node holding some ranges (the runtime
     # refuses that): changes of a range held there only meanwhile skipped the rest
     3231,  # a drain's moves kept three of five replicas on disks lost before: all rejoined
+    5853,  # a wiped node replaying a range through its splits took the snapshot of a range
+    5998,  # split off it since for a merge: the replaying range (and what it would split off
+    # more) was retired there for good; likewise a waiting one learned from its parent
 )
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
 from kvstore.model import KvStateMachine, MemoryEngine, Put, RequestId, encode_command
 from kvstore.model import snapshot as snapshots
-from kvstore.model.commands import Reconfigure, Reconfigured
+from kvstore.model.commands import Reconfigure, Reconfigured, SplitDone
 from kvstore.model.node import (
     HOST_ASK_TICKS,
     SILENT_TICKS,
@@ -388,3 +388,30 @@ def test_a_restart_before_the_successors_first_record_keeps_its_vote_on_the_list
     for disk, votes in ((DISK, True), (DISK + 1, False)):
         starts = hosted_at_start(2, layout, lambda d: opened[d.range_id], disk_incarnation=disk)
         assert starts[7].durable.voting == votes and starts[7].record_voting
+
+
+def test_a_split_off_ranges_snapshot_waits_for_an_ancestor_replaying_toward_the_split() -> None:
+    """Node 2 lost its disk: it hosts ``part`` (split off ``OLD`` at b"m" and moved since)
+    waiting for its state, while its replica of ``OLD`` replays from the start. ``part``'s
+    snapshot comes before the replay reached the split: installed now, the replay would
+    write its keys over it; retired, ``OLD``'s replica would never apply the split and the
+    ranges split off it later (sim seed 5853). It waits for the split; ``OLD``'s right part,
+    born of it, is then ``part``'s predecessor, retired at the install."""
+    part = RangeDescriptor(9, b"m", b"", (1, 2, 4), generation=3)
+    engine = MemoryEngine(shard_id=9)
+    put = encode_command(Put(RequestId(0, 0), b"x", b"1"))
+    KvStateMachine(engine, initial=part).apply(1, [put])
+    member = node(2, {1: start(OLD), 9: start(part)}, founding=False, disk_incarnation=DISK)
+    member.take_effects()
+    snap = snapshots.dump(engine)
+    member.step(9, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(4), data=snap))
+    held = member.take_effects().jobs
+    assert [i for job in held for i in job.installs] == []
+    assert member.awaiting(9) and not member.merged_away(1)
+    left = replace(OLD, end=b"m", generation=2)
+    right = RangeDescriptor(8, b"m", b"", (1, 2, 3), generation=2)
+    member.job_done(DiskJob(), [(1, 5, (b"", [(None, SplitDone(left, right, 5))]))], [])
+    installs = [g for job in member.take_effects().jobs for g, _ in job.installs]
+    assert installs == [9]
+    assert member.merged_away(8) and not member.merged_away(1)
+    assert member.descriptor(1) == left
