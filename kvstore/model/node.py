@@ -413,6 +413,11 @@ class _Group:
     collecting: bool = False
 
     @property
+    def holds_back(self) -> bool:
+        """Chosen slots or a snapshot held back here (``Node._release``)."""
+        return bool(self.held) or self.held_install is not None
+
+    @property
     def retired(self) -> bool:
         """No range of the map any more here: merged or reconfigured away."""
         return self.absorbed_by is not None or self.ended_into is not None
@@ -839,14 +844,18 @@ class Node:
             and right.merging_into is None
         )
 
-    def _superseded(self, d: RangeDescriptor) -> int | None:
-        """Another live hosted group overlapping ``d`` with a newer generation, if any (the
-        group ``d`` describes may know a newer descriptor of its own: a ``Host`` answer's)."""
+    def _superseded(
+        self, d: RangeDescriptor, such_that: Callable[[_Group], bool] | None = None
+    ) -> int | None:
+        """Another live hosted group overlapping ``d`` with a newer generation (and meeting
+        ``such_that``), if any (the group ``d`` describes may know a newer descriptor of its
+        own: a ``Host`` answer's)."""
         for group in self._groups.values():
             if (
                 group.absorbed_by is None
                 and group.group_id != d.range_id
                 and _supersedes(group.descriptor, d)
+                and (such_that is None or such_that(group))
             ):
                 return group.group_id
         return None
@@ -1469,15 +1478,15 @@ class Node:
             self._release_reads(group)
         for group_id in list(self._holding):
             group = self._groups[group_id]
-            if (group.held or group.held_install is not None) and group not in touched:
+            if group.holds_back and group not in touched:
                 self._release(group, [], job)
-            if not group.held and group.held_install is None:
+            if not group.holds_back:
                 del self._holding[group_id]
         job.sends_first = bool(effects.sends)
         for dst in effects.sends:
             self._peer_sent[dst] = self._ticks
         for group in touched:
-            if group.held or group.held_install is not None:
+            if group.holds_back:
                 self._holding[group.group_id] = None
             else:
                 self._holding.pop(group.group_id, None)
@@ -1533,25 +1542,18 @@ class Node:
         over its keys (held: ``held_install``). False: held."""
         installed = snapshots.header(snap.data).descriptor
         if installed is not None:
-            newer = next(
-                (
-                    other
-                    for other in self._groups.values()
-                    if other.absorbed_by is None
-                    and other is not group
-                    and _supersedes(other.descriptor, installed)
-                    and (taken_over(other.descriptor, installed) or _has_state(other))
-                ),
-                None,
+            d = installed
+            newer = self._superseded(
+                d, lambda other: taken_over(other.descriptor, d) or _has_state(other)
             )
             if newer is not None:
                 # The state of a range merged away or reconfigured since (this node learned
                 # of it late): its keys are another group's here. (Or of a range split since
                 # whose split-off part has its state here already: its replay would write
                 # that part's keys. It waits as a tombstone; see docs/sim-sweeps.md.)
-                self._tombstone(group, newer.group_id)
+                self._tombstone(group, newer)
                 return True
-            if self._replaying_under(installed) is not None:
+            if self._replaying_under(installed):
                 group.held_install = snap
                 return False
         job.installs.append((group.group_id, snap))
@@ -1560,22 +1562,20 @@ class Node:
             self._absorb_covered(group, installed)
         return True
 
-    def _replaying_under(self, d: RangeDescriptor) -> int | None:
-        """A group here with state that ``d`` overlaps with a newer generation but did not
-        take over: a replica behind a split whose split-off part ``d`` came of. Its log
-        still writes keys of ``d``'s span (sim seed 5853: a node that lost its disk
+    def _replaying_under(self, d: RangeDescriptor) -> bool:
+        """Whether a group here with state is one ``d`` overlaps with a newer generation but
+        did not take over: a replica behind a split whose split-off part ``d`` came of. Its
+        log still writes keys of ``d``'s span (sim seed 5853: a node that lost its disk
         replayed a range through its splits while the snapshot of a range split off it
         since came). ``d``'s state waits until that replica applied the split."""
-        for other in self._groups.values():
-            if (
-                not other.retired
-                and other.group_id != d.range_id
-                and _supersedes(d, other.descriptor)
-                and not taken_over(d, other.descriptor)
-                and _has_state(other)
-            ):
-                return other.group_id
-        return None
+        return any(
+            not other.retired
+            and other.group_id != d.range_id
+            and _supersedes(d, other.descriptor)
+            and not taken_over(d, other.descriptor)
+            and _has_state(other)
+            for other in self._groups.values()
+        )
 
     def _release(self, group: _Group, chosen: Sequence[ChosenEntry], job: DiskJob) -> None:
         """Queue ``group``'s chosen slots for applying, holding back those from a Merge on
@@ -1941,17 +1941,12 @@ class Node:
         if group.absorbed_by is not None:
             return
         d = group.descriptor
-        for newer in self._groups.values():
-            # (One still waiting for its state may take it from this replica: ``_reborn``.)
-            if (
-                newer.absorbed_by is None
-                and newer is not group
-                and not newer.awaiting
-                and _supersedes(newer.descriptor, d)
-                and taken_over(newer.descriptor, d)
-            ):
-                self._tombstone(group, newer.group_id)
-                return
+        # (One still waiting for its state may take it from this replica: ``_reborn``.)
+        newer = self._superseded(
+            d, lambda other: not other.awaiting and taken_over(other.descriptor, d)
+        )
+        if newer is not None:
+            self._tombstone(group, newer)
 
     def _keeps_splits(self, group: _Group) -> bool:
         """Whether the group's log must keep a split it holds (``young_successors``). A new
