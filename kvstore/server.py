@@ -196,6 +196,7 @@ class NodeServer:
         self.runtime.on_leases_to_detach = self._admin.leases_to_detach
         self.runtime.on_split_wanted = self._admin.split_wanted
         self.runtime.on_merge_wanted = self._admin.merge_wanted
+        self.runtime.on_merge_unfinished = self._admin.merge_unfinished
         self.runtime.on_ranges_to_record = self._admin.ranges_to_record
 
     def _disk_incarnation_of(self, node: int) -> int:

@@ -371,13 +371,41 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 grpc.StatusCode.UNAVAILABLE, f"the range after shard {left.range_id} is moving"
             )
         if set(right.replicas) != set(left.replicas):
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"shards {left.range_id} and {right.range_id} are on different replicas",
-            )
+            runtime = self._runtime
+            if not (runtime.hosts(right.range_id) and runtime.frozen_slot(right.range_id)):
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"shards {left.range_id} and {right.range_id} are on different replicas",
+                )
+            await self._colocate(left, right, context)
         frozen, frozen_slot = await self._freeze(right, context)
         merged = await self.finish_merge(frozen, frozen_slot, context)
         return admin_pb2.MergeRangeResponse(merged=self._shard_info(merged, {}))
+
+    async def _colocate(
+        self,
+        left: RangeDescriptor,
+        right: RangeDescriptor,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """``right`` froze, then ``left`` changed replicas (a move proposed before the
+        freeze and chosen after it; sim seed 10291). A frozen range changes none, so the
+        merge moves ``left`` onto ``right``'s replicas, one replica a step (one of the
+        same datacenter where there is one), as ``ChangeReplicas`` does."""
+        dc_of = {n.node_id: n.dc for n in self._listed()}
+        while set(left.replicas) != set(right.replicas):
+            out = [r for r in left.replicas if r not in right.replicas][:1]
+            into = sorted(
+                (r for r in right.replicas if r not in left.replicas),
+                key=lambda r: (not out or dc_of.get(r) != dc_of.get(out[0]), r),
+            )[:1]
+            self._log.info(
+                "merge_colocating", shard=left.range_id, right_shard=right.range_id,
+                add=into, remove=out,
+            )  # fmt: skip
+            change = admin_pb2.ChangeReplicasRequest(shard_id=left.range_id, add=into, remove=out)
+            done = await self.ChangeReplicas(change, context)
+            left = _descriptor(done.successor)
 
     async def _freeze(
         self, right: RangeDescriptor, context: grpc.aio.ServicerContext[Any, Any]
@@ -478,8 +506,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self._ranges.update(_descriptor(s) for s in view.shards)
 
     def merge_wanted(self, shard_id: int) -> None:
-        """The node wants the range after ``shard_id`` merged into it (``[sharding]``, or a
-        frozen one whose merge's caller stopped half-way): as ``MergeRange``, in a task."""
+        """The node wants the range after ``shard_id`` merged into it (``[sharding]``): as
+        ``MergeRange``, in a task."""
         self._in_background(
             "merge",
             self.MergeRange,
@@ -487,6 +515,31 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             shard_id,
             lambda done: {"end": done.merged.end},
         )
+
+    def merge_unfinished(self, shard_id: int) -> None:
+        """``shard_id``, frozen and led here, was not merged in time (the merge's caller
+        stopped half-way, or the left range moved meanwhile): merge it into whatever range
+        ends where it starts, moving that one onto its replicas first, in a task."""
+        self._in_background(
+            "merge_finish",
+            self._finish_frozen,
+            shard_id,
+            shard_id,
+            lambda merged: {"merged": merged.range_id, "end": merged.end},
+        )
+
+    async def _finish_frozen(self, shard_id: int, context: Any) -> RangeDescriptor:
+        if not self._runtime.hosts(shard_id) or not self._runtime.frozen_slot(shard_id):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not frozen here")
+        right = self._runtime.descriptor(shard_id)
+        frozen_slot = self._runtime.frozen_slot(shard_id)
+        left = next((d for d in self._layout().current() if d.end == right.start), None)
+        if left is None:
+            await self._learn_layout(context)
+            left = next((d for d in self._layout().current() if d.end == right.start), None)
+        if left is not None and set(left.replicas) != set(right.replicas):
+            await self._colocate(left, right, context)
+        return await self.finish_merge(right, frozen_slot, context)
 
     async def split_at(self, shard_id: int, at: bytes) -> bool:
         """Split ``shard_id`` at ``at`` as ``SplitRange`` does, as the node's own wish (a

@@ -309,9 +309,13 @@ class Effects:
     # each (a new range id, the halving key, ``Split`` proposed here).
     splits_wanted: list[int] = field(default_factory=list)
     # Left ranges whose right neighbour (led here) should merge into them: small and cold
-    # (``[sharding]``), or frozen and not merged in time. The driver merges each, as
-    # ``Admin.MergeRange`` of the left range does (a frozen right one is merged as it is).
+    # (``[sharding]``). The driver merges each, as ``Admin.MergeRange`` of the left range.
     merges_wanted: list[int] = field(default_factory=list)
+    # Frozen ranges led here whose merge did not follow in time (its caller stopped
+    # half-way, or the left range moved meanwhile, and may not be hosted here): the driver
+    # merges each into whatever range ends where it starts, moving that one onto its
+    # replicas first if they differ (a frozen range changes none).
+    merges_unfinished: list[int] = field(default_factory=list)
     pings: list[Ping] = field(default_factory=list)  # peers sent nothing else a while
     hosts: list[Host] = field(default_factory=list)  # questions and answers (``Host``)
     # Descriptors of ranges led here that the meta range may not know yet (this node began
@@ -728,8 +732,10 @@ class Node:
         }
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
-        if group.tells_members and not _final_snapshot(start, compacted):
-            # Of a shape unknown here: see ``_replay_forbidden``. An ended or frozen range's
+        split_since = any(s.split_slot > compacted for s in start.successors)
+        if (group.tells_members or split_since) and not _final_snapshot(start, compacted):
+            # Of a shape unknown here, or split since the snapshot: see
+            # ``_replay_forbidden``. An ended or frozen range's
             # final snapshot is kept: nothing after its stop (or freeze) changes it, and once
             # a tombstone here it could not be dumped again (sim seeds 941 and 3200: nobody
             # could serve a lagging replica).
@@ -903,6 +909,11 @@ class Node:
                 best = d
         return best.range_id if best is not None else None
 
+    def frozen_slot(self, group_id: int) -> int:
+        """The slot of the ``Freeze`` the group applied here, by log or snapshot (0: not
+        frozen): final, waiting to be merged into its left neighbour."""
+        return self._groups[group_id].frozen_slot
+
     def awaiting(self, group_id: int) -> bool:
         return self._groups[group_id].awaiting
 
@@ -988,15 +999,19 @@ class Node:
             if right.merge_rest_s:
                 right.merge_rest_s -= 1
                 continue
-            left = by_end.get(right.descriptor.start) if right.descriptor.start else None
-            if right.replica.role is not Role.LEADER or right.awaiting or left is None:
+            if right.replica.role is not Role.LEADER or right.awaiting:
                 continue
             if right.frozen_slot:
-                if right.frozen_for_s < MERGE_FINISH_S:
-                    continue
-                reason = "merge_unfinished"
-            elif (
-                base_slot_of(self.cluster, right.group_id) == 0  # a configured boundary
+                # Its left neighbour need not be hosted here (moved since: sim seed 10291).
+                if right.frozen_for_s >= MERGE_FINISH_S:
+                    right.merge_rest_s = MERGE_REST_S
+                    self._effects.merges_unfinished.append(right.group_id)
+                    self._log.info("merge_unfinished", shard=right.group_id)
+                continue
+            left = by_end.get(right.descriptor.start) if right.descriptor.start else None
+            if (
+                left is None
+                or base_slot_of(self.cluster, right.group_id) == 0  # a configured boundary
                 or left.awaiting
                 # A merge needs both on the same replicas (a move first, else).
                 or sorted(left.descriptor.replicas) != sorted(right.descriptor.replicas)
@@ -1007,12 +1022,10 @@ class Node:
                 )
             ):
                 continue
-            else:
-                reason = "merge_wanted"
             right.merge_rest_s = MERGE_REST_S
             self._effects.merges_wanted.append(left.group_id)
             self._log.info(
-                reason,
+                "merge_wanted",
                 shard=left.group_id,
                 right_shard=right.group_id,
                 size_bytes=left.size_bytes + right.size_bytes,
@@ -1669,6 +1682,9 @@ class Node:
         for group_id, snap in job.installs:
             group = self._groups[group_id]
             group.applied_slot = snap.slot
+            # A frozen range's state (sim seed 10291: its leader, learning it so, never
+            # asked for the merge to be finished, and took writes it could only refuse).
+            group.frozen_slot = snapshots.frozen_slot(snap.data)
             self._installed(group, snapshots.header(snap.data))
         for group_id, slot, (_value, results) in applied:
             group = self._groups[group_id]
@@ -1736,8 +1752,9 @@ class Node:
             generation=right.generation,
         )
         self._retire_if_superseded(group)
-        if group.tells_members:
-            self._replay_forbidden(group)
+        # Any peer may hold the right part's state already (one that lost its disk and
+        # rebuilt the ranges split off since: sim seed 10718), not only a successor's.
+        self._replay_forbidden(group)
         if self.node_id not in right.replicas:
             return
         group.young_successors[right.range_id] = done.slot
@@ -1928,10 +1945,12 @@ class Node:
 
     @staticmethod
     def _replay_forbidden(group: _Group) -> None:
-        """The range changed shape (a split or a merge): a replica that a ``Host`` answer
-        added must not start from a snapshot of before it and replay it, since the keys it
-        would write may be another range's on that node already (keys are stored once per
-        node). Such a replica gets a snapshot of the state as it is then."""
+        """The range changed shape (a split, or a successor's merge): a replica that a
+        ``Host`` answer added, or one that lost its disk and rebuilt a range split off since,
+        must not start from a snapshot of before it and replay it, since the keys it would
+        write may be another range's on that node already (keys are stored once per node;
+        the older replica would be retired there, sim seed 10718). Such a replica gets a
+        snapshot of the state as it is then."""
         group.replica.snapshot_outdated()
 
     def _retire_if_superseded(self, group: _Group) -> None:

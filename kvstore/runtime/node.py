@@ -198,8 +198,11 @@ class NodeRuntime:
         # Told of each group the node wants split (``Effects.splits_wanted``): the server
         # splits it as ``Admin.SplitRange`` would. None: nobody splits automatically.
         self.on_split_wanted: Callable[[int], None] | None = None
-        # Told of each frozen group whose merge did not follow (``Effects.merges_wanted``).
+        # Told of each left range a small, cold right one should merge into
+        # (``Effects.merges_wanted``), and of each frozen range led here whose merge did not
+        # follow (``Effects.merges_unfinished``).
         self.on_merge_wanted: Callable[[int], None] | None = None
+        self.on_merge_unfinished: Callable[[int], None] | None = None
         # Told of descriptors to record in the meta range (``Effects.ranges_to_record``).
         self.on_ranges_to_record: Callable[[list[RangeDescriptor]], None] | None = None
         # Told of ended leases to detach everywhere (``Effects.leases_to_detach``).
@@ -523,6 +526,10 @@ class NodeRuntime:
     def hosts(self, shard_id: int) -> bool:
         return self._node is not None and self._node.hosts(shard_id)
 
+    def frozen_slot(self, shard_id: int) -> int:
+        """The slot of the ``Freeze`` the hosted range applied (0: not frozen)."""
+        return self._hosting(shard_id).frozen_slot(shard_id)
+
     # Leases: answered by the meta leader (``Node.lease_*``; NotLeaseholder elsewhere).
 
     def lease_keep_alives(self, lease_ids: Sequence[int]) -> list[int] | NotLeaseholder:
@@ -624,6 +631,9 @@ class NodeRuntime:
         if self.on_merge_wanted is not None:
             for group_id in effects.merges_wanted:
                 self.on_merge_wanted(group_id)
+        if self.on_merge_unfinished is not None:
+            for group_id in effects.merges_unfinished:
+                self.on_merge_unfinished(group_id)
         if self.on_ranges_to_record is not None and effects.ranges_to_record:
             self.on_ranges_to_record(effects.ranges_to_record)
         if self.on_leases_to_detach is not None and effects.leases_to_detach:

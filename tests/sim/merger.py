@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 from cluster.ranges import RangeDescriptor
 from kvstore.model import KvStateMachine, RequestId
-from kvstore.model.commands import Freeze, Merge
+from kvstore.model.commands import Freeze, Merge, Reconfigure
+from paxos import NodeId
 from tests.sim.world import World
 
 MERGES = (1, 2)  # per seed, during the safety phase
@@ -41,10 +42,14 @@ class Merger:
         self.merged = 0
         self.automatic = 0
         self._active: set[int] = set()  # right ranges being merged: frozen until done
+        # Left ranges being moved onto a frozen right one's replicas: (generation, new
+        # range id, replicas), one id per step.
+        self._colocating: dict[int, tuple[int, int, tuple[int, ...]]] = {}
         # Whether a replica move of a range is under way (``tests.sim.mover``; set by the
         # runner): such a range is not merged.
         self.moving: Callable[[int], bool] = lambda _range_id: False
         world.on_merge_wanted = self._wanted
+        world.on_merge_unfinished = self._unfinished
 
     def start(self) -> None:
         for at_us in self._times:
@@ -88,6 +93,12 @@ class Merger:
     def _wanted(self, v: int, left_id: int) -> None:
         # Not from inside the node's turn: proposing is an input of its own.
         self._world.schedule(self._world.now_us + 1, self._auto_merge, left_id)
+
+    def _unfinished(self, right_id: int) -> None:
+        """A node leading a frozen range saw no merge follow: finish it, unless this
+        coordinator is still at it (it never gives up)."""
+        if right_id not in self._active:
+            self._world.schedule(self._world.now_us + 1, self._freeze, right_id)
 
     def _auto_merge(self, left_id: int) -> None:
         world = self._world
@@ -142,5 +153,32 @@ class Merger:
         if left is not None:
             leader = world.leader(left.range_id)
             if leader is not None:
-                world.submit(leader, left.range_id, Merge(RequestId(0, 0), right, frozen_slot), 0)
+                if sorted(left.replicas) != sorted(right.replicas):
+                    self._colocate(leader, left, right)
+                else:
+                    merge = Merge(RequestId(0, 0), right, frozen_slot)
+                    world.submit(leader, left.range_id, merge, 0)
         world.schedule(world.now_us + RETRY_US, self._merge, right, frozen_slot)
+
+    def _colocate(self, leader: NodeId, left: RangeDescriptor, right: RangeDescriptor) -> None:
+        """The left range changed replicas after the right one froze (a move proposed
+        before the freeze, chosen after it: sim seed 10291), and a frozen range changes
+        none: move the left range onto the frozen one's replicas, one replica a step (a
+        replica of its own datacenter, if any), as the admin service does."""
+        world = self._world
+        known = self._colocating.get(left.range_id)
+        if known is None or known[0] != left.generation:
+            nodes = world.nodes
+            out = next(r for r in left.replicas if r not in right.replicas)
+            into = min(
+                (r for r in right.replicas if r not in left.replicas),
+                key=lambda r: (nodes[NodeId(r)].dc != nodes[NodeId(out)].dc, r),
+            )
+            replicas = tuple(sorted({*left.replicas, into} - {out}))
+            known = (left.generation, world.new_range_id(), replicas)
+            self._colocating[left.range_id] = known
+            world.trace(0, "nemesis", f"colocate g{left.range_id} -> {list(replicas)}")
+        _, new_id, replicas = known
+        disks = tuple((r, world.nodes[NodeId(r)].disk.incarnation) for r in replicas)
+        command = Reconfigure(RequestId(0, 0), new_id, replicas, disks)
+        world.submit(leader, left.range_id, command, 0)

@@ -55,6 +55,10 @@ REGRESSION_SEEDS = (
     5853,  # a wiped node replaying a range through its splits took the snapshot of a range
     5998,  # split off it since for a merge: the replaying range (and what it would split off
     # more) was retired there for good; likewise a waiting one learned from its parent
+    10718,  # a wiped node rebuilt a range split off one, then got a snapshot of that one
+    # from before the split: retired there for good, it led the range with no state
+    10291,  # a range froze for a merge, then its left neighbour moved (proposed before):
+    # the merge could never finish, and writes to the frozen range were retried for good
 )
 
 

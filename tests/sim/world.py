@@ -270,6 +270,7 @@ class World:
         self.on_split_wanted: Callable[[NodeId, int], None] | None = None
         # Told of each left range a node wants its right neighbour merged into.
         self.on_merge_wanted: Callable[[NodeId, int], None] | None = None
+        self.on_merge_unfinished: Callable[[int], None] | None = None
         # Every change any node applied: (key, revision) -> value (None: a delete); and who
         # to tell of snapshot installs (watchers there catch up again) and of changes of a
         # node's hosted ranges (a watch there ends if the node no longer holds its keys).
@@ -630,6 +631,9 @@ class World:
         for group in effects.merges_wanted:
             if self.on_merge_wanted is not None:
                 self.on_merge_wanted(sim.node_id, group)
+        for group in effects.merges_unfinished:
+            if self.on_merge_unfinished is not None:
+                self.on_merge_unfinished(group)
         if effects.leases_to_detach and self.on_leases_to_detach is not None:
             self.schedule(
                 self.now_us + 1, self.on_leases_to_detach, sim.node_id, effects.leases_to_detach

@@ -23,6 +23,7 @@ import grpc
 import pytest
 
 from kvstore import AsyncClient
+from kvstore.api.kv_service import FORWARDED
 from kvstore.local_cluster import LocalCluster
 from kvstore.v1 import admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc
 from tests import ports
@@ -297,3 +298,66 @@ def read_through(endpoints: list[str], keys: list[str]) -> None:
             assert got.found and got.kv.value == b"v-k042"
 
     asyncio.run(read())
+
+
+MERGE_FINISH_WAIT_S = 60  # the frozen range's leader asks after 5 s, then every 10 s
+
+
+def test_a_frozen_range_whose_left_neighbour_moved_is_merged_by_itself(tmp_path: Path) -> None:
+    """A range froze for a merge, then its left neighbour moved (a move proposed before the
+    freeze may be chosen after it; sim seed 10291). A frozen range changes no replica, and
+    a merge needs both on the same ones: the frozen range's leader moves the left one back
+    onto its replicas and merges, by itself. Every key is kept, and the keys of the frozen
+    range take writes again."""
+    local = LocalCluster(tmp_path / "data", nodes_per_dc=2, base_port=free_base_port_for(6))
+    local.start_all()
+    local.wait_serving()
+    keys = [f"k{i:04d}" for i in range(0, 200, 5)]
+    try:
+        listening(local)
+        assert cli(local, "node", "rebalance", "--auto", "off") == {"rebalance": False}
+
+        async def main() -> None:
+            async with AsyncClient(local.endpoints, timeout_s=30) as kv:
+                for key in keys:
+                    await kv.put(key, f"v-{key}")
+                # Node 1 hosts shard 3 ([c, end), on nodes 1, 3, 5) and what splits off it.
+                async with grpc.aio.insecure_channel(local.endpoints[0]) as channel:
+                    stub = admin_pb2_grpc.AdminStub(channel)
+                    split = await stub.SplitRange(
+                        admin_pb2.SplitRangeRequest(shard_id=3, at=b"k0100"), timeout=20
+                    )
+                    right = split.right.shard_id
+                    # The first half of a merge alone (as a caller that stopped half-way).
+                    freeze = admin_pb2.MergeRangeRequest(freeze_shard_id=right)
+                    deadline = time.monotonic() + LISTEN_WAIT_S
+                    while True:  # until the new range has a leader
+                        try:
+                            await stub.MergeRange(freeze, timeout=20, metadata=(FORWARDED,))
+                            break
+                        except grpc.aio.AioRpcError as err:
+                            assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+                            assert time.monotonic() < deadline, err
+                            await asyncio.sleep(0.2)
+                    move = admin_pb2.ChangeReplicasRequest(shard_id=3, add=[2], remove=[1])
+                    moved = await stub.ChangeReplicas(move, timeout=30)
+                    assert sorted(moved.successor.replicas) == [2, 3, 5]
+                    deadline = time.monotonic() + MERGE_FINISH_WAIT_S
+                    while any(s.shard_id == right for s in await shards_seen(stub)):
+                        assert time.monotonic() < deadline, "the frozen range was not merged"
+                        await asyncio.sleep(0.5)
+                    merged = next(s for s in await shards_seen(stub) if s.start == split.left.start)
+                    assert merged.end == b"" and sorted(merged.replicas) == [1, 3, 5]
+                for key in keys:
+                    assert (await kv.get(key)).value == f"v-{key}".encode(), key
+                await kv.put("k0150", "after the merge")
+                assert (await kv.get("k0150")).value == b"after the merge"
+
+        asyncio.run(main())
+    finally:
+        local.stop_all()
+
+
+async def shards_seen(stub: admin_pb2_grpc.AdminStub) -> list[admin_pb2.ShardInfo]:
+    view = await stub.DescribeCluster(admin_pb2.DescribeClusterRequest(), timeout=10)
+    return list(view.shards)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
 from kvstore.model import KvStateMachine, MemoryEngine, Put, RequestId, encode_command
 from kvstore.model import snapshot as snapshots
-from kvstore.model.commands import Reconfigure, Reconfigured, SplitDone
+from kvstore.model.commands import Freeze, Reconfigure, Reconfigured, SplitDone
 from kvstore.model.node import (
     HOST_ASK_TICKS,
     SILENT_TICKS,
@@ -415,3 +415,67 @@ def test_a_split_off_ranges_snapshot_waits_for_an_ancestor_replaying_toward_the_
     assert installs == [9]
     assert member.merged_away(8) and not member.merged_away(1)
     assert member.descriptor(1) == left
+
+
+def _sent_snapshot_or_dump(member: Node, group_id: int) -> tuple[bool, bool]:
+    """A peer asks ``member`` for slot 2 on (below its stored snapshot): whether the
+    stored bytes went to it, and whether a dump of the state as it is now was asked."""
+    member.step(group_id, CatchUpRequest(src=NodeId(2), dst=NodeId(1), from_slot=Slot(2)))
+    effects = member.take_effects()
+    sent = [m for _, m in effects.sends.get(2, [])]
+    stored = any(isinstance(m, InstallSnapshot) and m.data == b"before the split" for m in sent)
+    return stored, any(group_id in job.dumps for job in effects.jobs)
+
+
+def test_a_snapshot_from_before_a_split_is_dumped_again_for_a_peer() -> None:
+    """A peer that lost its disk may have rebuilt the range split off since (moved there,
+    with its state) before it asks for this range's: a snapshot of before the split would
+    have it replay the split-off keys over that state, so it would retire its replica of
+    this range for good, and lead it with no state (sim seed 10718). After a split, and
+    after a restart with a split past the stored snapshot, a peer gets a fresh dump."""
+    before = Snapshot(slot=Slot(3), data=b"before the split")
+    durable = DurableState(snapshot=before, chosen_through=Slot(4))
+    left = replace(OLD, end=b"m", generation=2)
+    right = RangeDescriptor(8, b"m", b"", (1, 2, 3), generation=2)
+
+    unsplit = node(1, {1: replace(start(OLD, applied_slot=4), durable=durable)})
+    unsplit.take_effects()
+    assert _sent_snapshot_or_dump(unsplit, 1) == (True, False)
+
+    member = node(1, {1: replace(start(OLD, applied_slot=4), durable=durable)})
+    member.take_effects()
+    member.job_done(DiskJob(), [(1, 5, (b"", [(None, SplitDone(left, right, 5))]))], [])
+    member.take_effects()
+    assert _sent_snapshot_or_dump(member, 1) == (False, True)
+
+    split_since = start(left, applied_slot=6, successors=(Successor(right, 5),))
+    restarted = node(1, {1: replace(split_since, durable=replace(durable, chosen_through=Slot(6)))})
+    restarted.take_effects()
+    assert _sent_snapshot_or_dump(restarted, 1) == (False, True)
+
+
+def test_a_frozen_ranges_snapshot_leaves_it_frozen_here() -> None:
+    """A replica that gets a frozen range's state by a snapshot knows it frozen, as one that
+    applied the ``Freeze`` does: as its leader it asks for the merge to be finished (sim
+    seed 10291: it did not, and the merge never finished)."""
+    part = RangeDescriptor(9, b"m", b"", (1, 2, 4), generation=3)
+    engine = MemoryEngine(shard_id=9)
+    put = encode_command(Put(RequestId(0, 0), b"x", b"1"))
+    machine = KvStateMachine(engine, initial=part)
+    machine.apply(1, [put])
+    machine.apply(2, [encode_command(Freeze(RequestId(0, 0)))])
+    assert snapshots.frozen_slot(snapshots.dump(engine)) == 2
+    for data, frozen in ((snapshots.dump(engine), 2), (_unfrozen(part), 0)):
+        member = node(2, {9: start(part)}, founding=False, disk_incarnation=DISK)
+        member.take_effects()
+        member.step(9, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(4), data=data))
+        for job in member.take_effects().jobs:
+            member.job_done(job, [], [])
+        assert not member.awaiting(9)
+        assert member.frozen_slot(9) == frozen
+
+
+def _unfrozen(d: RangeDescriptor) -> bytes:
+    engine = MemoryEngine(shard_id=d.range_id)
+    KvStateMachine(engine, initial=d).apply(1, [encode_command(Put(RequestId(0, 0), b"y", b"2"))])
+    return snapshots.dump(engine)

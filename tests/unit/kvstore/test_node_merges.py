@@ -34,7 +34,7 @@ from kvstore.model import (
     SplitDone,
 )
 from kvstore.model.jobs import run_job
-from kvstore.model.node import MERGE_REST_S, GroupStart, Node, hosted_at_start
+from kvstore.model.node import MERGE_FINISH_S, MERGE_REST_S, GroupStart, Node, hosted_at_start
 from kvstore.model.ranges import decode_descriptor
 from paxos import NullLogger, Role
 from paxos.memory import MemoryStorage
@@ -93,6 +93,7 @@ class Driven:
         )
         self.answers: dict[int, Any] = {}
         self.merges_wanted: list[int] = []
+        self.merges_unfinished: list[int] = []
         self._token = 0
 
     def settle(self) -> None:
@@ -100,6 +101,7 @@ class Driven:
             effects = self.node.take_effects()
             self.answers.update(effects.answers)
             self.merges_wanted += effects.merges_wanted
+            self.merges_unfinished += effects.merges_unfinished
             if not effects.jobs:
                 return
             for job in effects.jobs:
@@ -203,6 +205,27 @@ def test_a_small_quiet_split_off_range_is_asked_to_merge_back_then_rests() -> No
     assert d.merges_wanted == [1]  # the left range: merge what follows it into it
     d.tick(5 * 100)
     assert d.merges_wanted == [1]  # resting (MERGE_REST_S)
+
+
+def test_a_frozen_range_not_merged_in_time_is_asked_to_be_finished_then_rests() -> None:
+    """Its leader names the frozen range itself, so the driver finishes the merge whatever
+    range ends where it starts now, hosted here or not (sim seed 10291: the left range had
+    moved off this node, and nobody asked again). A range merged meanwhile is not named."""
+    d = split_in_two()
+    assert isinstance(d.run(2, Freeze(RequestId(0, 0))), Frozen)
+    d.tick((MERGE_FINISH_S - 1) * 100)
+    assert d.merges_unfinished == []
+    d.tick(2 * 100)
+    assert d.merges_unfinished == [2] and d.merges_wanted == []
+    d.tick((MERGE_REST_S - 1) * 100)
+    assert d.merges_unfinished == [2]  # resting (MERGE_REST_S)
+    d.tick(2 * 100)
+    assert d.merges_unfinished == [2, 2]
+    merged = d.run(1, Merge(RequestId(0, 0), d.node.descriptor(2), d.node.frozen_slot(2)))
+    assert isinstance(merged, MergeDone)
+    d.merges_unfinished.clear()
+    d.tick((MERGE_REST_S + MERGE_FINISH_S + 1) * 100)
+    assert d.merges_unfinished == []
 
 
 def test_ranges_past_the_merge_size_or_of_the_configured_layout_stay_apart() -> None:
