@@ -13,7 +13,7 @@ made only by replicas of both configurations).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from cluster.ranges import RangeDescriptor
 
@@ -67,3 +67,21 @@ def changed_replicas(
             " not a majority: change fewer at once"
         )
     return replicas
+
+
+def colocating_step(
+    left: Sequence[int], right: Sequence[int], dc_of: Mapping[int, str]
+) -> tuple[list[int], list[int]]:
+    """One step of moving a range on ``left`` onto ``right`` (a frozen range's replicas):
+    (nodes to add, nodes to remove). A replica of ``right`` in for one of ``left`` of the
+    same datacenter where there is such a pair, so each datacenter keeps its count; else
+    an addition alone, or a removal alone, bringing the sizes together."""
+    into = sorted(r for r in right if r not in left)
+    out = sorted(r for r in left if r not in right)
+    for added in into:
+        same_dc = [r for r in out if dc_of.get(r) == dc_of.get(added)]
+        if same_dc:
+            return [added], [same_dc[0]]
+    if into and (len(left) <= len(right) or not out):
+        return [into[0]], []
+    return [], [out[0]]

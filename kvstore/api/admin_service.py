@@ -22,7 +22,7 @@ from cluster import (
     initial_layout,
     meta_descriptor,
 )
-from cluster.replica_change import ChangeRefusedError, changed_replicas
+from cluster.replica_change import ChangeRefusedError, changed_replicas, colocating_step
 from kvstore.api.forwarding import NoneAnsweredError, ask_in_turn
 from kvstore.api.kv_service import FORWARDED, is_forwarded
 from kvstore.api.node_table import (
@@ -391,20 +391,18 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         """``right`` froze, then ``left`` changed replicas (a move proposed before the
         freeze and chosen after it; sim seed 10291). A frozen range changes none, so the
         merge moves ``left`` onto ``right``'s replicas, one replica a step (one of the
-        same datacenter where there is one), as ``ChangeReplicas`` does."""
+        same datacenter, so placement holds at every step; an addition or a removal alone
+        where the two differ in size), as ``ChangeReplicas`` does, onto a draining node too
+        (the frozen range cannot leave it before the merge; the drain moves the merged one)."""
         dc_of = {n.node_id: n.dc for n in self._listed()}
         while set(left.replicas) != set(right.replicas):
-            out = [r for r in left.replicas if r not in right.replicas][:1]
-            into = sorted(
-                (r for r in right.replicas if r not in left.replicas),
-                key=lambda r: (not out or dc_of.get(r) != dc_of.get(out[0]), r),
-            )[:1]
+            add, remove = colocating_step(left.replicas, right.replicas, dc_of)
             self._log.info(
                 "merge_colocating", shard=left.range_id, right_shard=right.range_id,
-                add=into, remove=out,
+                add=add, remove=remove,
             )  # fmt: skip
-            change = admin_pb2.ChangeReplicasRequest(shard_id=left.range_id, add=into, remove=out)
-            done = await self.ChangeReplicas(change, context)
+            change = admin_pb2.ChangeReplicasRequest(shard_id=left.range_id, add=add, remove=remove)
+            done = await self._change_replicas(change, context, onto_draining=True)
             left = _descriptor(done.successor)
 
     async def _freeze(
@@ -533,10 +531,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not frozen here")
         right = self._runtime.descriptor(shard_id)
         frozen_slot = self._runtime.frozen_slot(shard_id)
+        # The layout as the cluster knows it: the left range may have moved off this node,
+        # which then still takes the ended one for current.
+        await self._learn_layout(context)
         left = next((d for d in self._layout().current() if d.end == right.start), None)
-        if left is None:
-            await self._learn_layout(context)
-            left = next((d for d in self._layout().current() if d.end == right.start), None)
         if left is not None and set(left.replicas) != set(right.replicas):
             await self._colocate(left, right, context)
         return await self.finish_merge(right, frozen_slot, context)
@@ -759,6 +757,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         """``Reconfigure`` at the shard's leader (asked of any node: it finds the leader).
         The change is checked here first (``cluster.replica_change``); a leader that the
         change removes hands leadership to a replica that stays before it proposes."""
+        return await self._change_replicas(request, context)
+
+    async def _change_replicas(
+        self,
+        request: admin_pb2.ChangeReplicasRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        onto_draining: bool = False,
+    ) -> admin_pb2.ChangeReplicasResponse:
+        """``onto_draining``: a merge's move onto a frozen range's replicas, which may be
+        on a draining node (a frozen range cannot be moved off it until merged)."""
         if request.shard_id == META_RANGE_ID:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -789,7 +798,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             except ChangeRefusedError as refused:
                 code = grpc.StatusCode.NOT_FOUND if refused.unknown else None
                 await context.abort(code or grpc.StatusCode.FAILED_PRECONDITION, str(refused))
-            await self._refuse_draining(request.add, context)
+            if not onto_draining:
+                await self._refuse_draining(request.add, context)
             new_id = await self._allocate_shard_id(context)
         await self._hand_over_if_leaving(d, replicas)
         forwarded = admin_pb2.ChangeReplicasRequest(

@@ -53,6 +53,7 @@ def run_job(
         snapshot.restore(
             engine_for(group), snap.data, job.descriptors.get(group), job.keep.get(group, ())
         )
+        job.installed_frozen[group] = KvStateMachine(engine_for(group)).frozen_slot
         tables.pop(group, None)  # the snapshot brought its own
     for group, successor in job.bases:
         ended = KvStateMachine(engine_for(group))

@@ -241,6 +241,9 @@ class DiskJob:
     # group's as installed here (a snapshot of after its stop), before anything else.
     bases: list[tuple[int, RangeDescriptor]] = field(default_factory=list)
     sends_first: bool = False  # the turn that made it also sent messages
+    # Filled by ``run_job``: each installed snapshot's ``Freeze`` slot (0: none), as the
+    # restore left it in the state machine (read there, off the node's loop).
+    installed_frozen: dict[int, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -406,6 +409,9 @@ class _Group:
     # that lags catches up through it and makes the base itself rather than receiving a
     # snapshot without it (sim seed 1715).
     young_successors: dict[int, int] = field(default_factory=dict)
+    # The slot of a split past the stored snapshot (0: none): once the split settles
+    # (``young_successors``), the snapshot's bytes are forgotten (``_forget_pre_split``).
+    split_past_snapshot: int = 0
     quiet_since: int | None = None  # the node tick it went quiet at (None: ticked)
     told_preferred_at: int | None = None  # dormant: when its preferred replica was told of it
     # History (``[history]``): the newest revision applied here as results showed it, that
@@ -681,6 +687,9 @@ class Node:
                 self._groups[group_id].ended_into = start.ended_into
         for group in list(self._groups.values()):
             self._absorb_covered(group)
+        # At once, not a second later: a peer may ask as soon as this node is back (sim seed
+        # 10718, 0.7 s after a restart of every node).
+        self._forget_pre_split()
 
     # ------------------------------------------------------------------ groups
 
@@ -732,10 +741,12 @@ class Node:
         }
         group.placed_leader_dc = start.placed_leader_dc
         group.tells_members = bool(start.reconfigured_from)
-        split_since = any(s.split_slot > compacted for s in start.successors)
-        if (group.tells_members or split_since) and not _final_snapshot(start, compacted):
-            # Of a shape unknown here, or split since the snapshot: see
-            # ``_replay_forbidden``. An ended or frozen range's
+        if not _final_snapshot(start, compacted):
+            group.split_past_snapshot = max(
+                (s.split_slot for s in start.successors if s.split_slot > compacted), default=0
+            )
+        if group.tells_members and not _final_snapshot(start, compacted):
+            # Of a shape unknown here: see ``_replay_forbidden``. An ended or frozen range's
             # final snapshot is kept: nothing after its stop (or freeze) changes it, and once
             # a tombstone here it could not be dumped again (sim seeds 941 and 3200: nobody
             # could serve a lagging replica).
@@ -946,6 +957,7 @@ class Node:
             self._want_records()
             self._want_compactions()
             self._want_final_snapshots()
+            self._forget_pre_split()
             self._effects.leases_to_detach = self._leases.due_to_detach()
 
     def _want_final_snapshots(self) -> None:
@@ -960,6 +972,24 @@ class Node:
                 and group.replica.snapshot_slot < group.frozen_slot <= group.applied_slot
             ):
                 self._touched[group.group_id] = None
+
+    def _forget_pre_split(self) -> None:
+        """Once a second: a live range whose stored snapshot is from before a split that
+        has settled forgets its bytes (``_replay_forbidden``), so a peer that asks gets the
+        state as it is now. A peer that lost its disk may have rebuilt the range split off
+        (moved to it, with its state) first: replaying the older shape would write those
+        keys, so it would retire its replica of this range for good (sim seed 10718). While
+        the split is young the snapshot stays: a lagging replica catches up through the
+        split and makes the new range's base (``young_successors``, sim seed 1715)."""
+        for group in self._groups.values():
+            split = group.split_past_snapshot
+            if not split:
+                continue
+            if group.retired or group.frozen_slot or group.replica.snapshot_slot >= split:
+                group.split_past_snapshot = 0  # a final state is kept; or dumped since
+            elif not self._keeps_splits(group):
+                group.split_past_snapshot = 0
+                self._replay_forbidden(group)
 
     def _want_splits(self) -> None:
         """Once a second: the groups this node leads that ``[sharding]`` wants split."""
@@ -1684,7 +1714,7 @@ class Node:
             group.applied_slot = snap.slot
             # A frozen range's state (sim seed 10291: its leader, learning it so, never
             # asked for the merge to be finished, and took writes it could only refuse).
-            group.frozen_slot = snapshots.frozen_slot(snap.data)
+            group.frozen_slot = job.installed_frozen.get(group_id, 0)
             self._installed(group, snapshots.header(snap.data))
         for group_id, slot, (_value, results) in applied:
             group = self._groups[group_id]
@@ -1752,9 +1782,9 @@ class Node:
             generation=right.generation,
         )
         self._retire_if_superseded(group)
-        # Any peer may hold the right part's state already (one that lost its disk and
-        # rebuilt the ranges split off since: sim seed 10718), not only a successor's.
-        self._replay_forbidden(group)
+        if group.tells_members:
+            self._replay_forbidden(group)
+        group.split_past_snapshot = done.slot  # forgotten once the split settles
         if self.node_id not in right.replicas:
             return
         group.young_successors[right.range_id] = done.slot
@@ -1945,12 +1975,12 @@ class Node:
 
     @staticmethod
     def _replay_forbidden(group: _Group) -> None:
-        """The range changed shape (a split, or a successor's merge): a replica that a
-        ``Host`` answer added, or one that lost its disk and rebuilt a range split off since,
-        must not start from a snapshot of before it and replay it, since the keys it would
-        write may be another range's on that node already (keys are stored once per node;
-        the older replica would be retired there, sim seed 10718). Such a replica gets a
-        snapshot of the state as it is then."""
+        """The range changed shape (a split or a merge): a replica that a ``Host`` answer
+        added, or one that lost its disk and rebuilt a range split off since
+        (``_forget_pre_split``), must not start from a snapshot of before it and replay it,
+        since the keys it would write may be another range's on that node already (keys
+        are stored once per node). Such a replica gets a snapshot of the state as it is
+        then."""
         group.replica.snapshot_outdated()
 
     def _retire_if_superseded(self, group: _Group) -> None:

@@ -24,12 +24,7 @@ from kvstore.model.ranges import (
     encode_descriptor,
     encode_successors,
 )
-from kvstore.model.state_machine import (
-    META_FROZEN_SLOT,
-    KvStateMachine,
-    decode_pairs,
-    encode_pairs,
-)
+from kvstore.model.state_machine import KvStateMachine, decode_pairs, encode_pairs
 
 ROWS_MAX = 1 << 40
 
@@ -91,21 +86,6 @@ def dump(engine: Engine, initial: RangeDescriptor | None = None) -> bytes:
 
 def header(data: bytes) -> Header:
     return _read_header(Reader(data))
-
-
-def frozen_slot(data: bytes) -> int:
-    """The slot of the ``Freeze`` the snapshot's shard applied (0: none): a node that
-    installs it learns that the shard is final, waiting to be merged. (Read past the rows:
-    once per install, which decodes them all anyway.)"""
-    r = Reader(data)
-    _read_header(r)
-    for _ in range(r.count(ROWS_MAX)):
-        r.blob(), r.blob(), r.u64(), r.u64(), r.u64(), r.u64()
-    for _ in range(r.count(ROWS_MAX)):
-        name, value = r.blob(), r.blob()
-        if name == META_FROZEN_SLOT:
-            return int.from_bytes(value, "big")
-    return 0
 
 
 def _read_header(r: Reader) -> Header:

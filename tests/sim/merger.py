@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable
 
 from cluster.ranges import RangeDescriptor
+from cluster.replica_change import colocating_step
 from kvstore.model import KvStateMachine, RequestId
 from kvstore.model.commands import Freeze, Merge, Reconfigure
 from paxos import NodeId
@@ -163,18 +164,14 @@ class Merger:
     def _colocate(self, leader: NodeId, left: RangeDescriptor, right: RangeDescriptor) -> None:
         """The left range changed replicas after the right one froze (a move proposed
         before the freeze, chosen after it: sim seed 10291), and a frozen range changes
-        none: move the left range onto the frozen one's replicas, one replica a step (a
-        replica of its own datacenter, if any), as the admin service does."""
+        none: move the left range onto the frozen one's replicas, a step at a time
+        (``colocating_step``), as the admin service does."""
         world = self._world
         known = self._colocating.get(left.range_id)
         if known is None or known[0] != left.generation:
-            nodes = world.nodes
-            out = next(r for r in left.replicas if r not in right.replicas)
-            into = min(
-                (r for r in right.replicas if r not in left.replicas),
-                key=lambda r: (nodes[NodeId(r)].dc != nodes[NodeId(out)].dc, r),
-            )
-            replicas = tuple(sorted({*left.replicas, into} - {out}))
+            dc_of = {int(v): str(sim.dc) for v, sim in world.nodes.items()}
+            add, remove = colocating_step(left.replicas, right.replicas, dc_of)
+            replicas = tuple(sorted({*left.replicas, *add} - set(remove)))
             known = (left.generation, world.new_range_id(), replicas)
             self._colocating[left.range_id] = known
             world.trace(0, "nemesis", f"colocate g{left.range_id} -> {list(replicas)}")

@@ -339,8 +339,12 @@ def test_a_frozen_range_whose_left_neighbour_moved_is_merged_by_itself(tmp_path:
                             assert err.code() == grpc.StatusCode.UNAVAILABLE, err
                             assert time.monotonic() < deadline, err
                             await asyncio.sleep(0.2)
+                    # Asked of node 2, which hosts neither range yet: the frozen range's
+                    # leader hears of the move from no call of its own.
                     move = admin_pb2.ChangeReplicasRequest(shard_id=3, add=[2], remove=[1])
-                    moved = await stub.ChangeReplicas(move, timeout=30)
+                    async with grpc.aio.insecure_channel(local.endpoints[1]) as other:
+                        moving = admin_pb2_grpc.AdminStub(other)
+                        moved = await moving.ChangeReplicas(move, timeout=30)
                     assert sorted(moved.successor.replicas) == [2, 3, 5]
                     deadline = time.monotonic() + MERGE_FINISH_WAIT_S
                     while any(s.shard_id == right for s in await shards_seen(stub)):

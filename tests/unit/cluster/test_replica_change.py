@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cluster import RangeDescriptor
-from cluster.replica_change import ChangeRefusedError, changed_replicas
+from cluster.replica_change import ChangeRefusedError, changed_replicas, colocating_step
 
 DC_OF = {1: "a", 2: "b", 3: "c", 4: "a", 5: "b", 6: "c", 7: "a", 8: "b", 9: "c"}
 THREE = RangeDescriptor(3, b"m", b"", (1, 2, 3), generation=5)
@@ -68,3 +68,27 @@ def test_the_last_replica_is_not_removed() -> None:
     one = RangeDescriptor(3, b"", b"", (1,), generation=1)
     with pytest.raises(ChangeRefusedError, match="no replica left"):
         changed_replicas(one, [], [1], DC_OF, 1)
+
+
+def _colocated(left: tuple[int, ...], right: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The replica sets a range on ``left`` passes through to reach ``right``, each step a
+    change ``changed_replicas`` accepts (placement and the kept majority)."""
+    steps = []
+    while set(left) != set(right):
+        add, remove = colocating_step(left, right, DC_OF)
+        d = RangeDescriptor(3, b"m", b"", left, generation=5)
+        left = changed_replicas(d, add, remove, DC_OF, 2)
+        steps.append(left)
+        assert len(steps) <= 6, steps
+    return steps
+
+
+def test_a_merge_moves_the_left_range_onto_the_frozen_ones_replicas_a_step_at_a_time() -> None:
+    """The left range moved after the right one froze (sim seed 10291): one replica of the
+    same datacenter at a time; an addition or a removal alone where the sizes differ."""
+    assert _colocated((1, 2, 3), (1, 2, 3)) == []
+    assert _colocated((4, 2, 3), (1, 2, 3)) == [(1, 2, 3)]
+    assert _colocated((4, 5, 6), (1, 2, 3)) == [(1, 5, 6), (1, 2, 6), (1, 2, 3)]
+    assert _colocated((1, 2), (1, 2, 3)) == [(1, 2, 3)]
+    assert _colocated((1, 2, 3, 4), (1, 2, 3)) == [(1, 2, 3)]
+    assert _colocated((2, 3, 4, 7), (1, 2, 3)) == [(1, 2, 3, 7), (1, 2, 3)]

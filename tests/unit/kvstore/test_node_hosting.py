@@ -12,9 +12,17 @@ import random
 from dataclasses import replace
 
 from cluster import ClusterConfig, KeySpan, NodeSpec, RangeDescriptor, ShardSpec
-from kvstore.model import KvStateMachine, MemoryEngine, Put, RequestId, encode_command
+from kvstore.model import (
+    KvStateMachine,
+    MemoryEngine,
+    MemoryStore,
+    Put,
+    RequestId,
+    encode_command,
+)
 from kvstore.model import snapshot as snapshots
 from kvstore.model.commands import Freeze, Reconfigure, Reconfigured, SplitDone
+from kvstore.model.jobs import run_job
 from kvstore.model.node import (
     HOST_ASK_TICKS,
     SILENT_TICKS,
@@ -427,31 +435,41 @@ def _sent_snapshot_or_dump(member: Node, group_id: int) -> tuple[bool, bool]:
     return stored, any(group_id in job.dumps for job in effects.jobs)
 
 
-def test_a_snapshot_from_before_a_split_is_dumped_again_for_a_peer() -> None:
+def _a_second_later(member: Node) -> None:
+    member.tick(100)  # 10 ms ticks
+    member.take_effects()
+
+
+def test_a_snapshot_from_before_a_settled_split_is_dumped_again_for_a_peer() -> None:
     """A peer that lost its disk may have rebuilt the range split off since (moved there,
     with its state) before it asks for this range's: a snapshot of before the split would
     have it replay the split-off keys over that state, so it would retire its replica of
-    this range for good, and lead it with no state (sim seed 10718). After a split, and
-    after a restart with a split past the stored snapshot, a peer gets a fresh dump."""
+    this range for good, and lead it with no state (sim seed 10718). Once the split settled,
+    a peer gets a fresh dump; while it is young (the new range's replica here knows no slot
+    past its base chosen) the stored snapshot stays, so a lagging replica catches up through
+    the split and makes the new range's base itself (sim seed 1715)."""
     before = Snapshot(slot=Slot(3), data=b"before the split")
     durable = DurableState(snapshot=before, chosen_through=Slot(4))
     left = replace(OLD, end=b"m", generation=2)
     right = RangeDescriptor(8, b"m", b"", (1, 2, 3), generation=2)
 
     unsplit = node(1, {1: replace(start(OLD, applied_slot=4), durable=durable)})
-    unsplit.take_effects()
+    _a_second_later(unsplit)
     assert _sent_snapshot_or_dump(unsplit, 1) == (True, False)
 
-    member = node(1, {1: replace(start(OLD, applied_slot=4), durable=durable)})
-    member.take_effects()
-    member.job_done(DiskJob(), [(1, 5, (b"", [(None, SplitDone(left, right, 5))]))], [])
-    member.take_effects()
-    assert _sent_snapshot_or_dump(member, 1) == (False, True)
+    young = node(1, {1: replace(start(OLD, applied_slot=4), durable=durable)})
+    young.take_effects()
+    young.job_done(DiskJob(), [(1, 5, (b"", [(None, SplitDone(left, right, 5))]))], [])
+    _a_second_later(young)
+    assert _sent_snapshot_or_dump(young, 1) == (True, False)
 
+    # Restarted with the split past its snapshot, and the new range settled (not hosted
+    # here any more: moved away).
     split_since = start(left, applied_slot=6, successors=(Successor(right, 5),))
-    restarted = node(1, {1: replace(split_since, durable=replace(durable, chosen_through=Slot(6)))})
+    settled = replace(split_since, durable=replace(durable, chosen_through=Slot(6)))
+    restarted = node(1, {1: settled})
     restarted.take_effects()
-    assert _sent_snapshot_or_dump(restarted, 1) == (False, True)
+    assert _sent_snapshot_or_dump(restarted, 1) == (False, True)  # at once (10718)
 
 
 def test_a_frozen_ranges_snapshot_leaves_it_frozen_here() -> None:
@@ -459,23 +477,18 @@ def test_a_frozen_ranges_snapshot_leaves_it_frozen_here() -> None:
     applied the ``Freeze`` does: as its leader it asks for the merge to be finished (sim
     seed 10291: it did not, and the merge never finished)."""
     part = RangeDescriptor(9, b"m", b"", (1, 2, 4), generation=3)
-    engine = MemoryEngine(shard_id=9)
-    put = encode_command(Put(RequestId(0, 0), b"x", b"1"))
-    machine = KvStateMachine(engine, initial=part)
-    machine.apply(1, [put])
+    source = MemoryStore()
+    machine = KvStateMachine(source.engine(9), initial=part)
+    machine.apply(1, [encode_command(Put(RequestId(0, 0), b"x", b"1"))])
+    frozen = snapshots.dump(source.engine(9))
     machine.apply(2, [encode_command(Freeze(RequestId(0, 0)))])
-    assert snapshots.frozen_slot(snapshots.dump(engine)) == 2
-    for data, frozen in ((snapshots.dump(engine), 2), (_unfrozen(part), 0)):
+    for data, frozen_slot in ((snapshots.dump(source.engine(9)), 2), (frozen, 0)):
+        store = MemoryStore()
         member = node(2, {9: start(part)}, founding=False, disk_incarnation=DISK)
         member.take_effects()
         member.step(9, InstallSnapshot(src=NodeId(1), dst=NodeId(2), slot=Slot(4), data=data))
         for job in member.take_effects().jobs:
-            member.job_done(job, [], [])
+            applied, dumped = run_job(job, store.engine)
+            member.job_done(job, applied, dumped)
         assert not member.awaiting(9)
-        assert member.frozen_slot(9) == frozen
-
-
-def _unfrozen(d: RangeDescriptor) -> bytes:
-    engine = MemoryEngine(shard_id=d.range_id)
-    KvStateMachine(engine, initial=d).apply(1, [encode_command(Put(RequestId(0, 0), b"y", b"2"))])
-    return snapshots.dump(engine)
+        assert member.frozen_slot(9) == frozen_slot
