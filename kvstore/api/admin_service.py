@@ -377,7 +377,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"shards {left.range_id} and {right.range_id} are on different replicas",
                 )
-            await self._colocate(left, right, context)
+            merged = await self._finish_frozen(right.range_id, context)
+            return admin_pb2.MergeRangeResponse(merged=self._shard_info(merged, {}))
         frozen, frozen_slot = await self._freeze(right, context)
         merged = await self.finish_merge(frozen, frozen_slot, context)
         return admin_pb2.MergeRangeResponse(merged=self._shard_info(merged, {}))
@@ -527,10 +528,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
 
     async def _finish_frozen(self, shard_id: int, context: Any) -> RangeDescriptor:
-        if not self._runtime.hosts(shard_id) or not self._runtime.frozen_slot(shard_id):
+        """Merge ``shard_id``, frozen here, into whatever range ends where it starts, moving
+        that one onto its replicas first (``_colocate``)."""
+        frozen_slot = self._runtime.frozen_slot(shard_id) if self._runtime.hosts(shard_id) else 0
+        if not frozen_slot:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not frozen here")
         right = self._runtime.descriptor(shard_id)
-        frozen_slot = self._runtime.frozen_slot(shard_id)
         # The layout as the cluster knows it: the left range may have moved off this node,
         # which then still takes the ended one for current.
         await self._learn_layout(context)
