@@ -63,16 +63,28 @@ class Mover:
         count = moves or (rng.randint(*MOVES) if world.params.spares else 0)
         self._times = sorted(rng.randrange(*window_us) for _ in range(count))
         self.proposed = 0
-        self._moving: dict[int, tuple[int, ...]] = {}  # ranges with a move under way: to
+        # The moves under way, by the successor's id each proposes: (range, replicas). Two
+        # moves of one range may be under way at once (the schedule does not wait for one).
+        self._moving: dict[int, tuple[int, tuple[int, ...]]] = {}
+        # Every replica set proposed for a range that still lives: a proposal may yet be
+        # chosen after its move gave up (a later leader recovers it from an acceptor), so
+        # a removal waits until the range ends (sim seed 14250: a second move of the range
+        # hid the first's target, which landed on a node removed meanwhile).
+        self._proposed: dict[int, set[tuple[int, ...]]] = {}
         self._last: RangeDescriptor | None = None  # the range a concurrent move goes to
 
     def moving(self, range_id: int) -> bool:
         """A move of the range is under way (a merge of it waits)."""
-        return range_id in self._moving
+        return any(moved == range_id for moved, _ in self._moving.values())
 
     def moving_onto(self, node: NodeId) -> bool:
-        """A move under way may yet give ``node`` a replica (a removal waits for it)."""
-        return any(node in replicas for replicas in self._moving.values())
+        """A move proposed may yet give ``node`` a replica (a removal waits for it): one
+        under way, or one given up whose range has not ended."""
+        for range_id in [r for r in self._proposed if r not in self._world.truth]:
+            del self._proposed[range_id]  # ended: no proposal of it can take effect now
+        return any(node in replicas for _, replicas in self._moving.values()) or any(
+            node in replicas for proposed in self._proposed.values() for replicas in proposed
+        )
 
     def start(self) -> None:
         for at_us in self._times:
@@ -143,9 +155,9 @@ class Mover:
         world = self._world
         known = world.truth.get(range_id)
         if known is None or known.generation != generation or attempts <= 0 or self._busy(range_id):
-            self._moving.pop(range_id, None)
+            self._moving.pop(new_id, None)
             return  # ended (by this move, or another), split or merged meanwhile, or merging
-        self._moving[range_id] = replicas
+        self._moving[new_id] = (range_id, replicas)
         leader = world.leader(range_id)
         if leader is not None:
             stays = [r for r in replicas if r in known.replicas]
@@ -158,6 +170,7 @@ class Mover:
                 disks = tuple((r, world.nodes[NodeId(r)].disk.incarnation) for r in replicas)
                 command = Reconfigure(RequestId(0, 0), new_id, replicas, disks)
                 world.submit(leader, range_id, command, 0)
+                self._proposed.setdefault(range_id, set()).add(replicas)
                 self.proposed += 1
         world.schedule(
             world.now_us + RETRY_US,

@@ -59,6 +59,8 @@ REGRESSION_SEEDS = (
     # from before the split: retired there for good, it led the range with no state
     10291,  # a range froze for a merge, then its left neighbour moved (proposed before):
     # the merge could never finish, and writes to the frozen range were retried for good
+    14250,  # a second move of a range hid the first's target from a removal, and the first
+    # landed there: the node stopped for good holding a replica, a wipe left one of three
 )
 
 
