@@ -182,6 +182,7 @@ class NodeServer:
             operator,
             change=lambda request: admin.ChangeReplicas(request, cast(Any, OwnCall())),
             nodes=self._nodes.listed,
+            removed=self._nodes.removed_specs,
             channel=self._kv.channel,
             replicas_per_dc=cluster.placement.replicas_per_dc,
             at_once=cluster.placement.moves_at_once,

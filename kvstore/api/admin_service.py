@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -793,7 +793,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             known = {n.node_id for n in self._cluster.nodes}
             if self._nodes is not None and not set(request.add) <= known:
                 await self._nodes.sync_once()  # a node that joined just now: ask peers
-            dc_of = {n.node_id: n.dc for n in self._listed()}
+            dc_of = replica_dcs(d, self._listed(), self._cluster.nodes)
             try:
                 replicas = changed_replicas(
                     d, request.add, request.remove, dc_of, self._cluster.placement.replicas_per_dc
@@ -862,7 +862,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if not staying:
             return
         preferred = runtime.preferred_dc(d.range_id)
-        to = next((r for r in staying if self._cluster.node(r).dc == preferred), staying[0])
+        dc_of = {n.node_id: n.dc for n in self._cluster.nodes}
+        to = next((r for r in staying if dc_of.get(r) == preferred), staying[0])
         self._log.info("leader_handover_before_removal", shard=d.range_id, to_node=to)
         runtime.transfer_leadership(d.range_id, to)
         loop = asyncio.get_running_loop()
@@ -1215,6 +1216,22 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return await context.abort(
             grpc.StatusCode.UNAVAILABLE, f"shard {shard}: no leader took {what}"
         )
+
+
+def replica_dcs(
+    d: RangeDescriptor, listed: Iterable[NodeSpec], known: Iterable[NodeSpec]
+) -> dict[int, str]:
+    """The datacenter of every listed node and of each replica of ``d``, for checking a
+    change of ``d`` (``cluster.replica_change``). A replica may be on a node removed
+    meanwhile (a change onto it landed after ``node remove`` found it empty), and taking
+    it off is what the rebalancer or an operator does next; one on a node this one never
+    knew counts as a datacenter of its own (it crowds none). Only listed nodes can be
+    added: a replica of ``d`` already holds it."""
+    dc_of = {n.node_id: n.dc for n in listed}
+    dc_by_id = {n.node_id: n.dc for n in known}
+    for r in d.replicas:
+        dc_of.setdefault(r, dc_by_id.get(r, f"(node {r}'s)"))
+    return dc_of
 
 
 async def _no_shard(shard_id: int, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:

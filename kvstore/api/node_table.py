@@ -145,6 +145,10 @@ class NodeTable:
         """The cluster's nodes, the removed ones left out."""
         return [n for n in self._cluster.nodes if n.node_id not in self.removed]
 
+    def removed_specs(self) -> list[NodeSpec]:
+        """The removed nodes this node knew before they went (id, datacenter, address)."""
+        return [n for n in self._cluster.nodes if n.node_id in self.removed]
+
     async def tell_everyone(self, specs: Sequence[NodeSpec], removed: Sequence[int] = ()) -> None:
         request = admin_pb2.AdmitNodesRequest(
             nodes=[node_info(s) for s in specs], removed=list(removed)

@@ -21,10 +21,14 @@ Rules:
   command; it leaves alone every range with a replica on a draining node (``node drain``
   moves those, with its progress). The operator state is read last, just before it moves,
   so ``--auto off`` stops it from the next move on.
-- It only balances, fills a missing replica or trims a surplus one; it never evacuates a
-  node, which is the drain's (an operator's decision). It does undo an operator's
-  ``replica move`` or ``replica remove`` that leaves a datacenter unbalanced or a replica
-  short: switch it off for such a layout.
+- It only balances, fills a missing replica, trims a surplus one, and rebuilds a replica
+  left on a removed node; it never evacuates a listed node, which is the drain's (an
+  operator's decision). A replica can land on a removed node when a ``ChangeReplicas``
+  onto it was still in flight (its caller timed out, a later leader chose it) while
+  ``node remove`` found the node holding nothing: the rebalancer replaces that replica
+  in its datacenter, as CockroachDB's replicate queue does for a decommissioned node. It
+  does undo an operator's ``replica move`` or ``replica remove`` that leaves a datacenter
+  unbalanced or a replica short: switch it off for such a layout.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ QUIET_S = 10.0  # after a change of a range's configuration that it did not make
 SETTLE_S = 30.0  # at most, for the directory to show a move's successor
 CHANGE_S = 30.0  # at most, for ChangeReplicas to answer
 PROBE_S = 2.0  # for each node's answer
-OWN_REASONS = frozenset({"balance", "missing", "surplus"})
+OWN_REASONS = frozenset({"balance", "missing", "surplus", "removed"})
 
 
 def next_moves(
@@ -64,20 +68,25 @@ def next_moves(
     *,
     replicas_per_dc: int,
     at_once: int = 1,
+    removed: Sequence[NodeSpec] = (),
 ) -> list[Move]:
     """The moves the rebalancer makes now, at most ``at_once``, each of another range (pure).
 
-    None while a replica is on a node no longer listed (``node remove --force`` is
-    rebuilding it: the planner cannot count it). A range with a replica on a draining node
-    is left to the drain (two movers would race for it), but the rest are balanced."""
+    ``removed``: the removed nodes whose datacenter is known; a replica on one is rebuilt
+    in that datacenter (reason "removed"). None while a replica is on a node neither listed
+    nor among them (one that joined a moment ago and is not known here yet: the planner
+    cannot count it). A range with a replica on a draining node is left to the drain (two
+    movers would race for it), but the rest are balanced."""
     draining = state.draining
     listed = {n.node_id for n in nodes}
-    if any(r not in listed for d in ranges for r in d.replicas):
+    gone = [n for n in removed if n.node_id not in listed]
+    known = listed | {n.node_id for n in gone}
+    if any(r not in known for d in ranges for r in d.replicas):
         return []
     members = [
         Member(n.node_id, n.dc, NodeState.DRAINING if n.node_id in draining else NodeState.ACTIVE)
         for n in nodes
-    ]
+    ] + [Member(n.node_id, n.dc, NodeState.REMOVED) for n in gone]
     by_id = {d.range_id: d for d in ranges}
     chosen = []
     for move in plan_moves(ranges, members, replicas_per_dc=replicas_per_dc, budget=len(ranges)):
@@ -147,14 +156,17 @@ class Rebalancer:
         channel: Callable[[int], grpc.aio.Channel],
         replicas_per_dc: int,
         at_once: int = 1,
+        removed: Callable[[], Sequence[NodeSpec]] = lambda: (),
     ) -> None:
         """``change``: ``Admin.ChangeReplicas`` called in-process (an ``OwnCall``);
-        ``nodes``: the listed nodes; ``channel``: a channel to a node; ``at_once``: moves
-        made together, each of another range (``[placement] moves_at_once``)."""
+        ``nodes``: the listed nodes; ``removed``: the removed ones whose datacenter is
+        known; ``channel``: a channel to a node; ``at_once``: moves made together, each of
+        another range (``[placement] moves_at_once``)."""
         self._runtime = runtime
         self._operator = operator
         self._change = change
         self._nodes = nodes
+        self._removed = removed
         self._channel = channel
         self._replicas_per_dc = replicas_per_dc
         self._at_once = at_once
@@ -252,6 +264,7 @@ class Rebalancer:
             state,
             replicas_per_dc=self._replicas_per_dc,
             at_once=self._at_once,
+            removed=self._removed(),
         )
         if not moves:
             self._aside("nothing_to_move", draining=sorted(state.draining))

@@ -68,6 +68,28 @@ def test_it_stands_aside_while_a_replica_is_on_a_node_gone_from_the_list() -> No
     assert one(OperatorState(), nodes=listed) is None
 
 
+def test_it_rebuilds_a_replica_left_on_a_removed_node_in_that_nodes_datacenter() -> None:
+    """A move onto node 5 landed after node 5 was removed (it found 5 holding nothing):
+    the replica on 5 is replaced by one on node 6, dc3's other node, in one change."""
+    listed = [n for n in NODES if n.node_id != 5]
+    gone = [n for n in NODES if n.node_id == 5]
+    ranges = [RangeDescriptor(1, b"a", b"b", (1, 3, 5)), RangeDescriptor(2, b"b", b"c", (2, 4, 6))]
+    moves = next_moves(ranges, listed, OperatorState(), replicas_per_dc=1, removed=gone)
+    assert moves == [Move(1, 6, 5, "removed")]
+    # A removed node still listed by this node (told late) counts as listed, not removed.
+    assert next_moves(ranges, NODES, OperatorState(), replicas_per_dc=1, removed=gone) == []
+
+
+def test_a_replica_on_a_removed_node_with_no_taker_in_its_datacenter_stays() -> None:
+    """dc3's other node drains: nowhere to rebuild it in dc3, so nothing moves there (a
+    replica never leaves its datacenter)."""
+    listed = [n for n in NODES if n.node_id != 5]
+    gone = [n for n in NODES if n.node_id == 5]
+    ranges = [RangeDescriptor(1, b"a", b"b", (1, 3, 5)), RangeDescriptor(2, b"b", b"c", (2, 4, 6))]
+    state = OperatorState(draining=frozenset({6}))
+    assert next_moves(ranges, listed, state, replicas_per_dc=1, removed=gone) == []
+
+
 def test_it_fills_a_missing_replica() -> None:
     move = one(OperatorState(), ranges=[RangeDescriptor(1, b"a", b"b", (1, 3))])
     assert move is not None and move.reason == "missing" and move.add in (5, 6)

@@ -167,3 +167,25 @@ def test_it_moves_a_replica_its_node_does_not_lead_where_one_fits(
     assert world.round()
     (asked,) = world.asked
     assert (asked.shard_id, list(asked.remove), list(asked.add)) == (2, [1], [2])
+
+
+def test_it_rebuilds_the_replicas_left_on_a_removed_node_one_round_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node 5 was removed while moves onto it were in flight; they landed. The node the
+    rebalancer runs on knew 5's datacenter, so each range's replica there goes to node 6."""
+    world = _World(monkeypatch)
+    monkeypatch.setattr(world.rebalancer, "_nodes", lambda: [n for n in NODES if n.node_id != 5])
+    monkeypatch.setattr(world.rebalancer, "_removed", lambda: [NODES[4]])
+    world.round()
+    world.now += QUIET_S + 1
+    assert world.round() and world.round()
+    assert [(list(a.remove), list(a.add)) for a in world.asked] == [([5], [6]), ([5], [6])]
+    assert all(5 not in d.replicas for d in world.runtime.ranges)
+    # Not known here (removed before this node heard of it): it stands aside, as before.
+    monkeypatch.setattr(world.rebalancer, "_removed", list)
+    world.runtime.ranges = [RangeDescriptor(7, b"x", b"y", (1, 3, 5))]
+    world.now += QUIET_S + 1
+    world.round()
+    world.now += QUIET_S + 1
+    assert not world.round() and len(world.asked) == 2
