@@ -265,12 +265,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         spec = self._range(request.shard_id)
         if spec is None:
             await _no_shard(request.shard_id, context)
-        replica_dcs = sorted(self._cluster.node(r).dc for r in spec.replicas)
-        if request.leader_dc and request.leader_dc not in replica_dcs:
+        dc_of = {n.node_id: n.dc for n in self._cluster.nodes}
+        dcs = sorted({dc_of[r] for r in spec.replicas if r in dc_of})
+        if request.leader_dc and request.leader_dc not in dcs:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"shard {request.shard_id} has no replica in {request.leader_dc!r};"
-                f" its datacenters: {', '.join(replica_dcs)}",
+                f" its datacenters: {', '.join(dcs)}",
             )
         command = SetPlacement(RequestId(0, 0), request.leader_dc)
         outcome = await self._propose_at_leader(
@@ -858,11 +859,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             or runtime.role(d.range_id) is not Role.LEADER
         ):
             return
-        staying = [r for r in d.replicas if r in replicas]
+        # A listed node first: a replica may still be on a removed node (see replica_dcs).
+        dc_of = {n.node_id: n.dc for n in self._listed()}
+        staying = sorted((r for r in d.replicas if r in replicas), key=lambda r: r not in dc_of)
         if not staying:
             return
         preferred = runtime.preferred_dc(d.range_id)
-        dc_of = {n.node_id: n.dc for n in self._cluster.nodes}
         to = next((r for r in staying if dc_of.get(r) == preferred), staying[0])
         self._log.info("leader_handover_before_removal", shard=d.range_id, to_node=to)
         runtime.transfer_leadership(d.range_id, to)

@@ -28,6 +28,8 @@ async def ask_in_turn(
     """``call`` at each of ``nodes`` (each once, in order) until one answers. UNAVAILABLE
     and DEADLINE_EXCEEDED try the next; any other refusal ends the caller's RPC with it."""
     for node in dict.fromkeys(nodes):
+        if node not in addresses:
+            continue  # a replica on a node never known here (removed before it was told)
         try:
             async with grpc.aio.insecure_channel(addresses[node], options=CHANNEL_OPTIONS) as ch:
                 return await call(stub_class(ch))

@@ -73,15 +73,17 @@ def next_moves(
     """The moves the rebalancer makes now, at most ``at_once``, each of another range (pure).
 
     ``removed``: the removed nodes whose datacenter is known; a replica on one is rebuilt
-    in that datacenter (reason "removed"). None while a replica is on a node neither listed
-    nor among them (one that joined a moment ago and is not known here yet: the planner
-    cannot count it). A range with a replica on a draining node is left to the drain (two
-    movers would race for it), but the rest are balanced."""
-    draining = state.draining
+    in that datacenter (reason "removed"), and such a range gets no other move (one would
+    carry the removed node into its next configuration). None while a replica is on a node
+    neither listed nor among them (one that joined a moment ago and is not known here yet:
+    the planner cannot count it). A range with a replica on a draining node is left to the
+    drain (two movers would race for it), but the rest are balanced; a removed node's drain
+    mark (left if clearing it failed) counts for nothing."""
     listed = {n.node_id for n in nodes}
+    draining = state.draining & listed
     gone = [n for n in removed if n.node_id not in listed]
-    known = listed | {n.node_id for n in gone}
-    if any(r not in known for d in ranges for r in d.replicas):
+    gone_ids = {n.node_id for n in gone}
+    if any(r not in listed | gone_ids for d in ranges for r in d.replicas):
         return []
     members = [
         Member(n.node_id, n.dc, NodeState.DRAINING if n.node_id in draining else NodeState.ACTIVE)
@@ -90,7 +92,12 @@ def next_moves(
     by_id = {d.range_id: d for d in ranges}
     chosen = []
     for move in plan_moves(ranges, members, replicas_per_dc=replicas_per_dc, budget=len(ranges)):
-        if move.reason in OWN_REASONS and not draining.intersection(by_id[move.range_id].replicas):
+        replicas = by_id[move.range_id].replicas
+        if (
+            move.reason in OWN_REASONS
+            and not draining.intersection(replicas)
+            and (move.reason == "removed" or not gone_ids.intersection(replicas))
+        ):
             chosen.append(move)
         if len(chosen) == at_once:
             break

@@ -80,14 +80,27 @@ def test_it_rebuilds_a_replica_left_on_a_removed_node_in_that_nodes_datacenter()
     assert next_moves(ranges, NODES, OperatorState(), replicas_per_dc=1, removed=gone) == []
 
 
-def test_a_replica_on_a_removed_node_with_no_taker_in_its_datacenter_stays() -> None:
-    """dc3's other node drains: nowhere to rebuild it in dc3, so nothing moves there (a
-    replica never leaves its datacenter)."""
+def test_a_range_on_a_removed_node_gets_that_rebuild_or_no_move_at_all() -> None:
+    """dc3's other node drains: nowhere to rebuild node 5's replicas in dc3 (a replica
+    never leaves its datacenter), and no balance move of those ranges either (it would
+    carry node 5 into the next configuration). Node 6 not draining, they are rebuilt."""
+    listed = [n for n in NODES if n.node_id != 5]
+    gone = [n for n in NODES if n.node_id == 5]
+    ranges = [RangeDescriptor(i, bytes([96 + i]), bytes([97 + i]), (1, 3, 5)) for i in (1, 2)]
+    state = OperatorState(draining=frozenset({6}))
+    assert next_moves(ranges, listed, state, replicas_per_dc=1, removed=gone, at_once=4) == []
+    moves = next_moves(ranges, listed, OperatorState(), replicas_per_dc=1, removed=gone, at_once=4)
+    assert moves == [Move(1, 6, 5, "removed"), Move(2, 6, 5, "removed")]
+
+
+def test_a_drain_mark_left_on_a_removed_node_does_not_stop_its_rebuild() -> None:
+    """``node drain 5`` then ``node remove 5``, whose clearing of the mark failed."""
     listed = [n for n in NODES if n.node_id != 5]
     gone = [n for n in NODES if n.node_id == 5]
     ranges = [RangeDescriptor(1, b"a", b"b", (1, 3, 5)), RangeDescriptor(2, b"b", b"c", (2, 4, 6))]
-    state = OperatorState(draining=frozenset({6}))
-    assert next_moves(ranges, listed, state, replicas_per_dc=1, removed=gone) == []
+    state = OperatorState(draining=frozenset({5}))
+    moves = next_moves(ranges, listed, state, replicas_per_dc=1, removed=gone)
+    assert moves == [Move(1, 6, 5, "removed")]
 
 
 def test_it_fills_a_missing_replica() -> None:
